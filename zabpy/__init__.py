@@ -1,0 +1,9 @@
+"""zabpy: Apache ZooKeeper, rebuilt in Python."""
+
+__version__ = "0.1.0"
+# The ZooKeeper release whose behaviour and formats zabpy matches; reported
+# by `envi`/`srvr` so that clients that parse it (kazoo's server_version())
+# see a version they know.
+ZOOKEEPER_VERSION = "3.8.0"
+
+__all__ = ["__version__", "ZOOKEEPER_VERSION"]

@@ -1,0 +1,5 @@
+import sys
+
+from zabpy.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""`zabpy server [zoo.cfg] [--port N] [--data-dir DIR] ...`
+
+With no config file the server runs on an embedded default: 127.0.0.1:2181,
+tickTime 2000, data in memory unless --data-dir is given. A bad config value
+is reported with its key and line and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from ..runtime.config import ConfigError, default_config, load_config
+from ..runtime.server import ServerRuntime
+
+__all__ = ["main", "build_config"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zabpy server", description=__doc__.splitlines()[0])
+    p.add_argument("config", nargs="?", help="zoo.cfg (ZooKeeper's format); optional")
+    p.add_argument("--port", type=int, help="client port (overrides clientPort)")
+    p.add_argument("--host", help="client address (overrides clientPortAddress)")
+    p.add_argument("--data-dir", help="data directory (overrides dataDir)")
+    p.add_argument("--tick-time", type=int, help="tickTime in ms")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-file", help="also log to this file (rotated at 10 MiB, 5 kept)")
+    return p
+
+
+def build_config(args: argparse.Namespace):
+    warnings: list[str] = []
+    if args.config:
+        cfg, warnings = load_config(args.config)
+    else:
+        cfg = default_config()
+    overrides = {}
+    if args.port is not None:
+        overrides["client_port"] = args.port
+    if args.host:
+        overrides["client_port_address"] = args.host
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+        if not cfg.data_log_dir or cfg.data_log_dir == cfg.data_dir:
+            overrides["data_log_dir"] = args.data_dir
+    if args.tick_time:
+        overrides["tick_time_ms"] = args.tick_time
+    if overrides:
+        import dataclasses
+        cfg = dataclasses.replace(cfg, **overrides)
+    return cfg, warnings
+
+
+def _setup_logging(level: str, log_file: str | None) -> None:
+    fmt = "%(asctime)s [myid:%(myid)s] - %(levelname)-5s [%(name)s] - %(message)s"
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        from logging.handlers import RotatingFileHandler
+        handlers.append(RotatingFileHandler(log_file, maxBytes=10 << 20, backupCount=5))
+    old_factory = logging.getLogRecordFactory()
+
+    def factory(*a, **kw):
+        rec = old_factory(*a, **kw)
+        rec.myid = getattr(factory, "myid", "")
+        return rec
+
+    logging.setLogRecordFactory(factory)
+    logging.basicConfig(level=level.upper(), format=fmt, handlers=handlers, force=True)
+
+
+async def _serve(cfg) -> int:
+    rt = ServerRuntime(cfg)
+    await rt.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await rt.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_file)
+    log = logging.getLogger("zabpy.server")
+    try:
+        cfg, warnings = build_config(args)
+    except ConfigError as e:
+        log.error("Invalid configuration: %s", e)
+        return 2
+    for w in warnings:
+        log.warning("%s", w)
+    if not cfg.is_standalone():
+        log.warning("%s lists %d servers; ensemble mode is not available yet, "
+                    "running standalone", cfg.source, len(cfg.servers))
+    try:
+        return asyncio.run(_serve(cfg))
+    except OSError as e:
+        log.error("Unable to start the server: %s", e)
+        return 1

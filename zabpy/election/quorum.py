@@ -1,0 +1,165 @@
+"""Quorum verifiers: which sets of servers make a quorum.
+
+Two kinds exist, as in ZooKeeper's ``flexible`` package:
+
+* ``MajorityQuorum`` (QuorumMaj): a set of voters is a quorum when it holds
+  more than half of the voters. Every voter weighs 1.
+* ``HierarchicalQuorum`` (QuorumHierarchical): voters are split into groups
+  and each voter has a weight (default 1; 0 makes a voter that never leads
+  and never counts). A group is *won* when the weights of its members in the
+  set exceed half of the group's total weight (integer halves, as Java's long
+  division); the set is a quorum when it wins more than half of the groups
+  that have a non-zero total weight.
+
+Observers are members that never vote. Both verifiers carry the config
+``version`` and the per-server spec text (``host:quorumPort:electionPort:role;
+clientAddr``) so they can render the config text that every version-2
+notification carries. ``quorum_from_config`` builds one from zoo.cfg-style
+``server.N`` / ``group.N`` / ``weight.N`` / ``version`` keys.
+
+Verifiers are immutable; sids are ints, held in sorted tuples so iteration
+order never depends on hashing.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+__all__ = ["QuorumVerifier", "MajorityQuorum", "HierarchicalQuorum", "quorum_from_config",
+           "role_of_spec"]
+
+
+def role_of_spec(spec: str) -> str:
+    """``participant`` or ``observer`` from a ``server.N`` value (default participant)."""
+    head = spec.split(";", 1)[0].strip()
+    last = head.rsplit(":", 1)[-1].strip().lower()
+    return "observer" if last == "observer" else "participant"
+
+
+class QuorumVerifier:
+    """Common surface: voters, observers, weight, contains_quorum, config text."""
+
+    def __init__(self, voters: Iterable[int], observers: Iterable[int], version: int,
+                 specs: Mapping[int, str] | None) -> None:
+        self.voters: tuple[int, ...] = tuple(sorted(set(voters)))
+        self.observers: tuple[int, ...] = tuple(sorted(set(observers)))
+        assert not set(self.voters) & set(self.observers), "a server is voter and observer"
+        assert self.voters, "a quorum needs at least one voter"
+        self.version = version
+        self._specs = dict(specs or {})
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        return tuple(sorted(self.voters + self.observers))
+
+    def is_voter(self, sid: int) -> bool:
+        return sid in self.voters
+
+    def weight(self, sid: int) -> int:
+        return 1 if sid in self.voters else 0
+
+    def contains_quorum(self, sids: Iterable[int]) -> bool:
+        raise NotImplementedError
+
+    def _server_lines(self) -> list[str]:
+        lines = []
+        for sid in self.members:
+            role = "observer" if sid in self.observers else "participant"
+            lines.append(f"server.{sid}={self._specs.get(sid, f'0.0.0.0:0:0:{role}')}")
+        return lines
+
+    def _extra_lines(self) -> list[str]:
+        return []
+
+    def to_config_text(self) -> str:
+        """The text ZooKeeper's QuorumVerifier.toString() gives (notification config)."""
+        return "\n".join(self._server_lines() + self._extra_lines() + [f"version={self.version:x}"])
+
+
+class MajorityQuorum(QuorumVerifier):
+    """More than half of the voters."""
+
+    def __init__(self, voters: Iterable[int], observers: Iterable[int] = (), version: int = 0,
+                 specs: Mapping[int, str] | None = None) -> None:
+        super().__init__(voters, observers, version, specs)
+        self._half = len(self.voters) // 2
+
+    def contains_quorum(self, sids: Iterable[int]) -> bool:
+        voters = self.voters
+        return len({s for s in sids if s in voters}) > self._half
+
+    def __repr__(self) -> str:
+        return f"MajorityQuorum(voters={self.voters}, observers={self.observers})"
+
+
+class HierarchicalQuorum(QuorumVerifier):
+    """A majority of (non-empty-weight) groups, each won by a weighted majority."""
+
+    def __init__(self, groups: Mapping[int, Iterable[int]], weights: Mapping[int, int] | None = None,
+                 observers: Iterable[int] = (), version: int = 0,
+                 specs: Mapping[int, str] | None = None) -> None:
+        self._group_of: dict[int, int] = {}
+        for gid in sorted(groups):
+            for sid in sorted(groups[gid]):
+                assert sid not in self._group_of, f"server {sid} is in two groups"
+                self._group_of[sid] = gid
+        super().__init__(self._group_of, observers, version, specs)
+        self._weights = {sid: int((weights or {}).get(sid, 1)) for sid in self.voters}
+        assert all(w >= 0 for w in self._weights.values()), "negative weight"
+        self._group_weight: dict[int, int] = {}
+        for sid in self.voters:
+            gid = self._group_of[sid]
+            self._group_weight[gid] = self._group_weight.get(gid, 0) + self._weights[sid]
+        self._groups_counted = sum(1 for w in self._group_weight.values() if w > 0)
+
+    def weight(self, sid: int) -> int:
+        return self._weights.get(sid, 0)
+
+    def contains_quorum(self, sids: Iterable[int]) -> bool:
+        won: dict[int, int] = {}
+        for sid in sorted(set(sids)):
+            gid = self._group_of.get(sid)
+            if gid is not None:
+                won[gid] = won.get(gid, 0) + self._weights[sid]
+        groups = sum(1 for gid, w in won.items() if w > self._group_weight[gid] // 2)
+        return groups > self._groups_counted // 2
+
+    def _extra_lines(self) -> list[str]:
+        by_group: dict[int, list[int]] = {}
+        for sid in self.voters:
+            by_group.setdefault(self._group_of[sid], []).append(sid)
+        lines = [f"group.{gid}=" + ":".join(map(str, by_group[gid])) for gid in sorted(by_group)]
+        return lines + [f"weight.{sid}={self._weights[sid]}" for sid in self.voters]
+
+    def __repr__(self) -> str:
+        return f"HierarchicalQuorum(groups={self._group_of}, weights={self._weights})"
+
+
+def quorum_from_config(props: Mapping[str, str]) -> QuorumVerifier:
+    """Build a verifier from ``server.N``, ``group.N``, ``weight.N``, ``version`` keys.
+
+    Raises ``ValueError`` for a malformed key or value (a configuration error).
+    """
+    specs: dict[int, str] = {}
+    groups: dict[int, list[int]] = {}
+    weights: dict[int, int] = {}
+    version = 0
+    for key in sorted(props):
+        value = props[key].strip()
+        if key.startswith("server."):
+            specs[int(key[len("server."):])] = value
+        elif key.startswith("group."):
+            groups[int(key[len("group."):])] = [int(s) for s in value.split(":")]
+        elif key.startswith("weight."):
+            weights[int(key[len("weight."):])] = int(value)
+        elif key == "version":
+            version = int(value, 16)
+    voters = [sid for sid in sorted(specs) if role_of_spec(specs[sid]) == "participant"]
+    observers = [sid for sid in sorted(specs) if role_of_spec(specs[sid]) == "observer"]
+    if not groups:
+        return MajorityQuorum(voters, observers, version, specs)
+    grouped = {sid for members in groups.values() for sid in members}
+    missing = [sid for sid in voters if sid not in grouped]
+    if missing:
+        raise ValueError(f"servers {missing} are not in a group")
+    return HierarchicalQuorum(groups, weights, observers, version, specs)

@@ -1,0 +1,210 @@
+"""Jute binary encoding: the primitive types and declared records.
+
+Jute is ZooKeeper's serialization: big-endian ints (4 bytes) and longs
+(8 bytes), one-byte booleans, length-prefixed byte buffers and UTF-8 strings
+(length -1 means null), length-prefixed vectors (-1 means null), and records
+that are their fields concatenated in declared order with no tag or length.
+
+A record is a frozen dataclass whose ``FIELDS`` class attribute declares the
+wire order and type of each field. ``encode`` and ``decode`` are derived from
+that declaration, so a record's wire format is stated exactly once. Types are
+the strings ``int``, ``long``, ``bool``, ``buffer``, ``ustring``, a record
+class, or ``("vector", T)``.
+
+Decoding never trusts a length: every read is checked against what is left,
+and a short or malformed input raises ``DecodeError`` (the caller decides
+whether that closes a connection or fails a file).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = ["DecodeError", "Reader", "Writer", "Record", "encode", "decode"]
+
+_INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
+_BOOL = struct.Struct(">?")
+
+
+class DecodeError(ValueError):
+    """The bytes are not a valid encoding of the expected record."""
+
+
+class Reader:
+    """Reads jute primitives from a buffer, tracking the offset."""
+
+    __slots__ = ("buf", "pos", "end")
+
+    def __init__(self, data: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None):
+        self.buf = data if isinstance(data, memoryview) else memoryview(data)
+        self.pos = pos
+        self.end = len(self.buf) if end is None else end
+
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def _need(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise DecodeError(f"need {n} bytes at offset {self.pos}, have {self.end - self.pos}")
+
+    def int(self) -> int:
+        self._need(4)
+        (v,) = _INT.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return v
+
+    def long(self) -> int:
+        self._need(8)
+        (v,) = _LONG.unpack_from(self.buf, self.pos)
+        self.pos += 8
+        return v
+
+    def bool(self) -> bool:
+        self._need(1)
+        v = self.buf[self.pos] != 0
+        self.pos += 1
+        return v
+
+    def buffer(self) -> bytes | None:
+        n = self.int()
+        if n == -1:
+            return None
+        if n < -1:
+            raise DecodeError(f"negative buffer length {n}")
+        self._need(n)
+        v = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return v
+
+    def ustring(self) -> str | None:
+        raw = self.buffer()
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError(f"invalid UTF-8 in string: {e}") from None
+
+    def raw(self, n: int) -> bytes:
+        self._need(n)
+        v = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return v
+
+    def rest(self) -> bytes:
+        return self.raw(self.end - self.pos)
+
+
+class Writer:
+    """Appends jute primitives to a bytearray."""
+
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def int(self, v: int) -> None:
+        self.out += _INT.pack(v)
+
+    def long(self, v: int) -> None:
+        self.out += _LONG.pack(v)
+
+    def bool(self, v: bool) -> None:
+        self.out += b"\x01" if v else b"\x00"
+
+    def buffer(self, v: bytes | None) -> None:
+        if v is None:
+            self.out += _INT.pack(-1)
+        else:
+            self.out += _INT.pack(len(v))
+            self.out += v
+
+    def ustring(self, v: str | None) -> None:
+        self.buffer(None if v is None else v.encode("utf-8"))
+
+    def raw(self, v: bytes) -> None:
+        self.out += v
+
+    def getvalue(self) -> bytes:
+        return bytes(self.out)
+
+
+def _write_value(w: Writer, typ: Any, value: Any) -> None:
+    if typ == "int":
+        w.int(value)
+    elif typ == "long":
+        w.long(value)
+    elif typ == "bool":
+        w.bool(value)
+    elif typ == "buffer":
+        w.buffer(value)
+    elif typ == "ustring":
+        w.ustring(value)
+    elif isinstance(typ, tuple):
+        if value is None:
+            w.int(-1)
+            return
+        w.int(len(value))
+        for item in value:
+            _write_value(w, typ[1], item)
+    else:
+        value.write(w)
+
+
+def _read_value(r: Reader, typ: Any) -> Any:
+    if typ == "int":
+        return r.int()
+    if typ == "long":
+        return r.long()
+    if typ == "bool":
+        return r.bool()
+    if typ == "buffer":
+        return r.buffer()
+    if typ == "ustring":
+        return r.ustring()
+    if isinstance(typ, tuple):
+        n = r.int()
+        if n == -1:
+            return None
+        if n < -1 or n > r.remaining():
+            # Every element takes at least one byte, so a count larger than
+            # what is left is malformed; checking here bounds the allocation.
+            raise DecodeError(f"bad vector length {n}")
+        return [_read_value(r, typ[1]) for _ in range(n)]
+    return typ.read(r)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Base of all declared records; subclasses set FIELDS."""
+
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def write(self, w: Writer) -> None:
+        for name, typ in self.FIELDS:
+            _write_value(w, typ, getattr(self, name))
+
+    @classmethod
+    def read(cls, r: Reader) -> "Record":
+        return cls(*[_read_value(r, typ) for _, typ in cls.FIELDS])
+
+    def to_bytes(self) -> bytes:
+        w = Writer()
+        self.write(w)
+        return w.getvalue()
+
+
+def encode(record: Record) -> bytes:
+    return record.to_bytes()
+
+
+def decode(cls: type[Record], data: bytes | memoryview, *, exact: bool = True) -> Any:
+    """Decode one record; with ``exact`` trailing bytes are an error."""
+    r = Reader(data)
+    rec = cls.read(r)
+    if exact and r.remaining():
+        raise DecodeError(f"{r.remaining()} trailing bytes after {cls.__name__}")
+    return rec

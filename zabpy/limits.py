@@ -1,0 +1,106 @@
+"""Every bound zabpy enforces, named once.
+
+Relations between bounds are asserted at import so that a change to one
+cannot silently break another.
+"""
+
+# Largest client frame, request or reply (ZooKeeper's jute.maxbuffer default).
+JUTE_MAXBUFFER = 0xFFFFF
+# Extra room a txn record may take beyond jute.maxbuffer (the request that made
+# it was bounded; the txn adds a header and an ACL list).
+JUTE_MAXBUFFER_EXTRASIZE = 1024
+
+# A four-letter word is the first four bytes of a new connection.
+FOUR_LETTER_WORD_LEN = 4
+
+# Client connections: how many requests one connection may have in flight
+# before we stop reading from it (back-pressure, ZooKeeper's
+# globalOutstandingLimit is per server; ours is per connection and global).
+CONNECTION_OUTSTANDING_MAX = 1000
+GLOBAL_OUTSTANDING_MAX = 1000
+
+# Bytes queued for one connection's socket before we stop reading its input.
+CONNECTION_WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+
+# Sequential-node counter is a signed 32-bit int, as in ZooKeeper.
+SEQUENCE_MAX = 2**31 - 1
+
+# TTL range in milliseconds (ZooKeeper's EphemeralType.TTL max is 2^40 - 1).
+TTL_MS_MAX = 2**40 - 1
+
+# Path components and whole paths are bounded by the frame size.
+PATH_BYTES_MAX = JUTE_MAXBUFFER
+
+# setWatches: the client batches at 128 KiB; we accept up to a full frame.
+SET_WATCHES_BYTES_MAX = JUTE_MAXBUFFER
+
+# Container reaper (ZooKeeper's znode.container.* defaults).
+CONTAINER_CHECK_INTERVAL_MS = 60_000
+CONTAINER_MAX_PER_MINUTE = 10_000
+
+# Per-IP connections (maxClientCnxns default).
+MAX_CLIENT_CNXNS_DEFAULT = 60
+
+# Outstanding writes the standalone pipeline keeps before the log catches up.
+PENDING_TXNS_MAX = 10_000
+
+assert JUTE_MAXBUFFER > 0
+assert CONNECTION_OUTSTANDING_MAX >= 1
+assert PATH_BYTES_MAX <= JUTE_MAXBUFFER
+assert SET_WATCHES_BYTES_MAX <= JUTE_MAXBUFFER
+assert TTL_MS_MAX < 2**63
+
+# ---- leader election (QuorumCnxManager / FastLeaderElection) ----------------
+# Largest election frame payload (QuorumCnxManager.PACKETMAXSIZE).
+ELECTION_PACKET_BYTES_MAX = 512 * 1024
+# Address string in the election initial message (QuorumCnxManager.maxBuffer).
+ELECTION_ADDR_BYTES_MAX = 2048
+# Notifications waiting to leave for one peer: only the newest matters.
+ELECTION_SEND_QUEUE_MAX = 1
+# Received notifications waiting for the election core (RECV_CAPACITY).
+ELECTION_RECV_QUEUE_MAX = 100
+# FLE timers (finalizeWait, min/maxNotificationInterval defaults).
+FLE_FINALIZE_WAIT_MS = 200
+FLE_NOTIFICATION_INTERVAL_MS_MIN = 200
+FLE_NOTIFICATION_INTERVAL_MS_MAX = 60_000
+# Outgoing election connect timeout (cnxTimeout default) and re-dial pause.
+ELECTION_CONNECT_TIMEOUT_MS = 5_000
+ELECTION_REDIAL_MS = 100
+
+assert ELECTION_SEND_QUEUE_MAX == 1
+assert 28 <= ELECTION_PACKET_BYTES_MAX
+assert 0 < FLE_NOTIFICATION_INTERVAL_MS_MIN <= FLE_NOTIFICATION_INTERVAL_MS_MAX
+
+# ---- zabpy shell / status (client side) ---------------------------------------
+# `deleteall -b`: deletes per multi when no batch size is given (zkCli's 1000).
+SHELL_DELETEALL_BATCH_DEFAULT = 1000
+# `history` lists this many most recent commands (zkCli shows 10).
+SHELL_HISTORY_SHOWN = 10
+# A four-letter-word reply read by `zabpy status`; srvr is a few hundred bytes.
+FOUR_LETTER_REPLY_BYTES_MAX = 1024 * 1024
+
+assert SHELL_DELETEALL_BATCH_DEFAULT >= 1
+
+# ---- storage (zabpy/storage) ------------------------------------------------
+# Largest txn entry a log reader accepts (ZooKeeper's BinaryInputArchive check:
+# jute.maxbuffer + extrasize); a larger length field is a torn or corrupt record.
+TXN_LOG_ENTRY_BYTES_MAX = JUTE_MAXBUFFER + JUTE_MAXBUFFER_EXTRASIZE
+# Log files grow in preAllocSize steps (ZooKeeper default 64 MiB), extended
+# when the write position comes within this many bytes of the end.
+LOG_PREALLOC_BYTES_DEFAULT = 64 * 1024 * 1024
+LOG_PREALLOC_MARGIN_BYTES = 4096
+# snapCount and snapSizeLimitInKb defaults (a snapshot after snapCount/2 +
+# random(snapCount/2) txns, or half the size limit + random).
+SNAP_COUNT_DEFAULT = 100_000
+SNAP_SIZE_LIMIT_BYTES_DEFAULT = 4 * 1024 * 1024 * 1024
+# Restore tries at most this many snapshots, newest first (FileSnap).
+SNAPSHOT_CANDIDATES_MAX = 100
+# autopurge.snapRetainCount minimum (DatadirCleanupManager / PurgeTxnLog).
+SNAP_RETAIN_COUNT_MIN = 3
+# Sessions and ACL lists a snapshot may declare before we call it corrupt.
+SNAPSHOT_SESSIONS_MAX = 10_000_000
+SNAPSHOT_ACL_LISTS_MAX = 10_000_000
+
+assert TXN_LOG_ENTRY_BYTES_MAX > JUTE_MAXBUFFER
+assert LOG_PREALLOC_BYTES_DEFAULT > LOG_PREALLOC_MARGIN_BYTES
+assert SNAP_COUNT_DEFAULT >= 2

@@ -1,0 +1,207 @@
+"""Final stage: answer reads from the tree and turn applied txns into replies.
+
+Reads run when they reach the head of their session's queue, so they see
+every write the same session sent before them. ``read`` returns
+``(err, body_bytes)``: ``body`` is the encoded response record, or b"" when
+the reply is a bare header. Watches asked for by a read are registered here
+(only when the read succeeds, except exists, which also watches a missing
+node — ZooKeeper's exist watch).
+
+``write_reply`` encodes the response to a write from the ``ApplyResult`` of
+its txn, by the op code the client used.
+"""
+
+from __future__ import annotations
+
+from ..jute import records as R
+from ..jute.codec import Writer
+from ..jute.constants import Err, OpCode, Perms
+from ..tree.acl import check_perm
+from ..tree.datatree import ApplyResult, DataTree
+from ..tree.watches import WatchManager
+
+__all__ = ["ReadContext", "read", "write_reply", "multi_response"]
+
+
+class ReadContext:
+    __slots__ = ("tree", "watches", "session_id", "auth_ids", "skip_acl")
+
+    def __init__(self, tree: DataTree, watches: WatchManager, session_id: int, auth_ids: list,
+                 skip_acl: bool):
+        self.tree = tree
+        self.watches = watches
+        self.session_id = session_id
+        self.auth_ids = auth_ids
+        self.skip_acl = skip_acl
+
+
+def _readable(ctx: ReadContext, node) -> bool:
+    return check_perm(node.acl, Perms.READ, ctx.auth_ids, ctx.skip_acl)
+
+
+def _bad_path(path: str | None) -> bool:
+    return path is None or "\0" in path
+
+
+def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
+    if _bad_path(req.path):
+        return Err.BADARGUMENTS, None
+    node = ctx.tree.nodes.get(req.path)
+    if node is None:
+        return Err.NONODE, None
+    if not _readable(ctx, node):
+        return Err.NOAUTH, None
+    if req.watch:
+        ctx.watches.add_data_watch(req.path, ctx.session_id)
+    return Err.OK, R.GetDataResponse(node.data, node.stat())
+
+
+def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record | None]:
+    if _bad_path(req.path):
+        return Err.BADARGUMENTS, None
+    node = ctx.tree.nodes.get(req.path)
+    if node is None:
+        return Err.NONODE, None
+    if not _readable(ctx, node):
+        return Err.NOAUTH, None
+    if req.watch:
+        ctx.watches.add_child_watch(req.path, ctx.session_id)
+    children = list(node.children)
+    if with_stat:
+        return Err.OK, R.GetChildren2Response(children, node.stat())
+    return Err.OK, R.GetChildrenResponse(children)
+
+
+def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
+    if _bad_path(req.path):
+        return Err.BADARGUMENTS, None
+    node = ctx.tree.nodes.get(req.path)
+    if req.watch:
+        ctx.watches.add_data_watch(req.path, ctx.session_id)
+    if node is None:
+        return Err.NONODE, None
+    return Err.OK, R.SetDataResponse(node.stat())
+
+
+def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
+    node = ctx.tree.nodes.get(req.path)
+    if node is None:
+        return Err.NONODE, None
+    if not check_perm(node.acl, Perms.READ | Perms.ADMIN, ctx.auth_ids, ctx.skip_acl):
+        return Err.NOAUTH, None
+    acl = list(node.acl)
+    if not check_perm(node.acl, Perms.ADMIN, ctx.auth_ids, ctx.skip_acl):
+        # Without ADMIN the digest hashes are not shown (ZOOKEEPER-1392).
+        acl = [R.ACL(a.perms, R.Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x"))
+               if a.id.scheme == "digest" else a for a in acl]
+    return Err.OK, R.GetACLResponse(acl, node.stat())
+
+
+def _all_children_number(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
+    node = ctx.tree.nodes.get(req.path)
+    if node is None:
+        return Err.NONODE, None
+    if not _readable(ctx, node):
+        return Err.NOAUTH, None
+    return Err.OK, R.GetAllChildrenNumberResponse(ctx.tree.count_descendants(req.path))
+
+
+def _ephemerals(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
+    prefix = req.prefixPath or "/"
+    owned = ctx.tree.ephemerals.get(ctx.session_id, {})
+    return Err.OK, R.GetEphemeralsResponse([p for p in owned if p.startswith(prefix)])
+
+
+def _watch_op(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
+    if op == OpCode.addWatch:
+        if req.mode not in (0, 1):
+            return Err.BADARGUMENTS, None
+        ctx.watches.add_persistent(req.path, ctx.session_id, recursive=req.mode == 1)
+        return Err.OK, R.ErrorResponse(0)
+    if op == OpCode.checkWatches:
+        ok = ctx.watches.has_watch(req.path, ctx.session_id, req.type)
+        return (Err.OK if ok else Err.NOWATCHER), None
+    removed = ctx.watches.remove(req.path, ctx.session_id, req.type)
+    return (Err.OK if removed else Err.NOWATCHER), None
+
+
+def read(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
+    if op == OpCode.getData:
+        return _get_data(ctx, req)
+    if op == OpCode.exists:
+        return _exists(ctx, req)
+    if op == OpCode.getChildren:
+        return _get_children(ctx, req, False)
+    if op == OpCode.getChildren2:
+        return _get_children(ctx, req, True)
+    if op == OpCode.getACL:
+        return _get_acl(ctx, req)
+    if op == OpCode.getAllChildrenNumber:
+        return _all_children_number(ctx, req)
+    if op == OpCode.getEphemerals:
+        return _ephemerals(ctx, req)
+    if op == OpCode.sync:
+        return Err.OK, R.SyncResponse(req.path)
+    if op in (OpCode.addWatch, OpCode.checkWatches, OpCode.removeWatches):
+        return _watch_op(ctx, op, req)
+    if op == OpCode.whoAmI:
+        return Err.OK, R.WhoAmIResponse([R.ClientInfo(i.scheme, i.id) for i in ctx.auth_ids])
+    if op == OpCode.multiRead:
+        return Err.OK, _MultiReadResponse([(sub_op, *read(ctx, sub_op, sub)) for sub_op, sub in req])
+    return Err.UNIMPLEMENTED, None
+
+
+class _MultiReadResponse:
+    """multiRead answer: per op a MultiHeader and its response or error."""
+
+    def __init__(self, results: list[tuple[int, int, R.Record | None]]):
+        self.results = results
+
+    def to_bytes(self) -> bytes:
+        w = Writer()
+        for op, err, rec in self.results:
+            if err:
+                R.MultiHeader(OpCode.error, False, err).write(w)
+                R.ErrorResponse(err).write(w)
+            else:
+                R.MultiHeader(op, False, 0).write(w)
+                rec.write(w)
+        R.MultiHeader(-1, True, -1).write(w)
+        return w.getvalue()
+
+
+def multi_response(ops: list[tuple[int, object]], res: ApplyResult) -> bytes:
+    w = Writer()
+    for (op, _), sub in zip(ops, res.multi or ()):
+        failed = any(s.err for s in res.multi)
+        if failed:
+            R.MultiHeader(OpCode.error, False, sub.err).write(w)
+            R.ErrorResponse(sub.err).write(w)
+        elif op == OpCode.create:
+            R.MultiHeader(OpCode.create, False, 0).write(w)
+            R.CreateResponse(sub.path).write(w)
+        elif op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
+            R.MultiHeader(OpCode.create2, False, 0).write(w)
+            R.Create2Response(sub.path, sub.stat).write(w)
+        elif op == OpCode.setData:
+            R.MultiHeader(op, False, 0).write(w)
+            R.SetDataResponse(sub.stat).write(w)
+        else:  # delete, check
+            R.MultiHeader(op, False, 0).write(w)
+    R.MultiHeader(-1, True, -1).write(w)
+    return w.getvalue()
+
+
+def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
+    """(err, body) for the reply to a write, from its applied txn."""
+    if op == OpCode.multi:
+        return Err.OK, multi_response(req, res)
+    if res.err:
+        return res.err, b""
+    if op == OpCode.create:
+        return Err.OK, R.CreateResponse(res.path).to_bytes()
+    if op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
+        return Err.OK, R.Create2Response(res.path, res.stat).to_bytes()
+    if op in (OpCode.setData, OpCode.setACL):
+        return Err.OK, R.SetDataResponse(res.stat).to_bytes()
+    return Err.OK, b""

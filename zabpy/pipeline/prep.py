@@ -1,0 +1,305 @@
+"""Prep stage: turn a write request into the txn that will be logged.
+
+A write is checked against the tree *plus the writes already prepared but
+not yet applied* (ZooKeeper's outstanding changes): a create of /a/b right
+after a pipelined create of /a must see /a. ``PendingChanges`` keeps one
+``ChangeRecord`` per path touched by an in-flight txn; applying a txn drops
+the records it made.
+
+Errors are values: ``PrepError(code)`` is raised inside this module only and
+turned into an ErrorTxn by ``prepare``, which never raises. Every write gets
+a txn, failed ones included (they consume a zxid, as in ZooKeeper).
+
+Check order (error precedence) follows ZooKeeper 3.8, see
+zookeeper-facts.md section 1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..jute import records as R
+from ..jute.codec import DecodeError, Reader, decode
+from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode, Perms
+from .. import limits
+from ..tree.acl import check_perm, fix_acl
+from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
+from ..tree.paths import parent_of, validate_path
+
+__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "WRITE_OPS",
+           "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
+
+WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL,
+                       OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.multi,
+                       OpCode.reconfig, OpCode.check})
+MULTI_WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
+                             OpCode.createTTL, OpCode.delete, OpCode.setData, OpCode.check})
+MULTI_READ_OPS = frozenset({OpCode.getData, OpCode.getChildren})
+
+
+class PrepError(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+@dataclass
+class ChangeRecord:
+    """What prep needs to know of a node as of the last prepared txn."""
+
+    zxid: int
+    path: str
+    exists: bool
+    version: int = 0
+    cversion: int = 0
+    aversion: int = 0
+    ephemeral_owner: int = 0
+    child_count: int = 0
+    acl: tuple = ()
+
+
+class PendingChanges:
+    def __init__(self, tree: DataTree):
+        self.tree = tree
+        self.by_path: dict[str, ChangeRecord] = {}
+        self.order: list[ChangeRecord] = []
+
+    def get(self, path: str) -> ChangeRecord | None:
+        rec = self.by_path.get(path)
+        if rec is not None:
+            return rec if rec.exists else None
+        node = self.tree.nodes.get(path)
+        if node is None:
+            return None
+        return ChangeRecord(-1, path, True, node.version, node.cversion, node.aversion,
+                            node.ephemeral_owner, len(node.children), node.acl)
+
+    def add(self, rec: ChangeRecord) -> None:
+        self.by_path[rec.path] = rec
+        self.order.append(rec)
+
+    def applied(self, zxid: int) -> None:
+        """Forget records made by txns up to ``zxid`` (now in the tree)."""
+        i = 0
+        for rec in self.order:
+            if rec.zxid > zxid:
+                break
+            if self.by_path.get(rec.path) is rec:
+                del self.by_path[rec.path]
+            i += 1
+        if i:
+            del self.order[:i]
+
+    def rollback(self, zxid: int, mark: int) -> None:
+        """Undo records added since ``mark`` (a failed multi), restoring the
+        record each path had before."""
+        del self.order[mark:]
+        self.by_path = {}
+        for rec in self.order:
+            self.by_path[rec.path] = rec
+
+
+@dataclass
+class PrepContext:
+    session_id: int
+    auth_ids: list
+    extended_types: bool = False
+    skip_acl: bool = False
+    reconfig_enabled: bool = False
+    standalone: bool = True
+    # every session the server knows, for ephemeral owner checks
+    ephemeral_ok: bool = True
+    records_out: list = field(default_factory=list)
+
+
+def _check(rec: ChangeRecord, perm: int, ctx: PrepContext) -> None:
+    if not check_perm(rec.acl, perm, ctx.auth_ids, ctx.skip_acl):
+        raise PrepError(Err.NOAUTH)
+
+
+def _valid_path(path: str | None, sequential: bool = False) -> str:
+    if path is None or validate_path(path, sequential=sequential) is not None:
+        raise PrepError(Err.BADARGUMENTS)
+    return path
+
+
+def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    ttl = req.ttl if op == OpCode.createTTL else -1
+    try:
+        mode = CreateMode(req.flags)
+    except ValueError:
+        raise PrepError(Err.BADARGUMENTS) from None
+    if mode.is_ttl and not ctx.extended_types:
+        raise PrepError(Err.UNIMPLEMENTED)
+    if mode.is_ttl:
+        if not 0 < ttl <= limits.TTL_MS_MAX:
+            raise PrepError(Err.BADARGUMENTS)
+    elif op == OpCode.createTTL or ttl >= 0:
+        # ZooKeeper 3.8.0 lets a createTTL with a non-TTL mode and a negative
+        # ttl through and then fails applying it; a correct server refuses it.
+        raise PrepError(Err.BADARGUMENTS)
+    if op == OpCode.createContainer and not mode.is_container:
+        raise PrepError(Err.BADARGUMENTS)
+    path = req.path
+    if path is None or "/" not in path or "\0" in path:
+        raise PrepError(Err.BADARGUMENTS)
+    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    if err:
+        raise PrepError(err)
+    # For a sequential create the client may name the parent with a trailing
+    # '/', so the parent is everything before the last slash ('' is the root).
+    parent_path = path[: path.rfind("/")] or "/"
+    parent = pending.get(parent_path)
+    if parent is None:
+        raise PrepError(Err.NONODE)
+    _check(parent, Perms.CREATE, ctx)
+    if mode.is_sequential:
+        path = path + "%010d" % parent.cversion
+    _valid_path(path)
+    if pending.get(path) is not None:
+        raise PrepError(Err.NODEEXISTS)
+    if parent.ephemeral_owner != 0 and parent.ephemeral_owner != CONTAINER_EPHEMERAL_OWNER \
+            and not is_ttl_owner(parent.ephemeral_owner):
+        raise PrepError(Err.NOCHILDRENFOREPHEMERALS)
+    new_cversion = parent.cversion + 1
+    if mode.is_container:
+        txn, owner = R.CreateContainerTxn(path, req.data, list(acl), new_cversion), CONTAINER_EPHEMERAL_OWNER
+        ttype = OpCode.createContainer
+    elif mode.is_ttl:
+        txn, owner = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, ttl), ttl_owner(ttl)
+        ttype = OpCode.createTTL
+    else:
+        eph = mode.is_ephemeral
+        txn = R.CreateTxn(path, req.data, list(acl), eph, new_cversion)
+        owner = ctx.session_id if eph else 0
+        ttype = OpCode.create2 if op == OpCode.create2 else OpCode.create
+    pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
+                             parent.ephemeral_owner, parent.child_count + 1, parent.acl))
+    pending.add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
+    return ttype, txn
+
+
+def _delete(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    path = _valid_path(req.path)
+    if path == "/":
+        raise PrepError(Err.BADARGUMENTS)
+    parent = pending.get(parent_of(path))
+    node = pending.get(path)
+    if parent is None:
+        raise PrepError(Err.NONODE)
+    _check(parent, Perms.DELETE, ctx)
+    if node is None:
+        raise PrepError(Err.NONODE)
+    if req.version != -1 and req.version != node.version:
+        raise PrepError(Err.BADVERSION)
+    if node.child_count > 0:
+        raise PrepError(Err.NOTEMPTY)
+    pending.add(ChangeRecord(zxid, parent.path, True, parent.version, parent.cversion,
+                             parent.aversion, parent.ephemeral_owner, parent.child_count - 1,
+                             parent.acl))
+    pending.add(ChangeRecord(zxid, path, False))
+    return OpCode.delete, R.DeleteTxn(path)
+
+
+def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    path = _valid_path(req.path)
+    node = pending.get(path)
+    if node is None:
+        raise PrepError(Err.NONODE)
+    _check(node, Perms.WRITE, ctx)
+    if req.version != -1 and req.version != node.version:
+        raise PrepError(Err.BADVERSION)
+    new_version = node.version + 1
+    pending.add(ChangeRecord(zxid, path, True, new_version, node.cversion, node.aversion,
+                             node.ephemeral_owner, node.child_count, node.acl))
+    return OpCode.setData, R.SetDataTxn(path, req.data, new_version)
+
+
+def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    path = _valid_path(req.path)
+    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    if err:
+        raise PrepError(err)
+    node = pending.get(path)
+    if node is None:
+        raise PrepError(Err.NONODE)
+    _check(node, Perms.ADMIN, ctx)
+    if req.version != -1 and req.version != node.aversion:
+        raise PrepError(Err.BADVERSION)
+    new_aversion = node.aversion + 1
+    pending.add(ChangeRecord(zxid, path, True, node.version, node.cversion, new_aversion,
+                             node.ephemeral_owner, node.child_count, acl))
+    return OpCode.setACL, R.SetACLTxn(path, list(acl), new_aversion)
+
+
+def _check_version(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    path = _valid_path(req.path)
+    node = pending.get(path)
+    if node is None:
+        raise PrepError(Err.NONODE)
+    _check(node, Perms.READ, ctx)
+    if req.version != -1 and req.version != node.version:
+        raise PrepError(Err.BADVERSION)
+    return OpCode.check, R.CheckVersionTxn(path, req.version)
+
+
+def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    if op in (OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+        return _create(op, req, zxid, pending, ctx)
+    if op == OpCode.delete:
+        return _delete(req, zxid, pending, ctx)
+    if op == OpCode.setData:
+        return _set_data(req, zxid, pending, ctx)
+    if op == OpCode.setACL:
+        return _set_acl(req, zxid, pending, ctx)
+    if op == OpCode.check:
+        return _check_version(req, zxid, pending, ctx)
+    if op == OpCode.reconfig:
+        raise PrepError(Err.UNIMPLEMENTED if ctx.reconfig_enabled else Err.RECONFIGDISABLED)
+    raise PrepError(Err.UNIMPLEMENTED)
+
+
+def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:
+    """Decode a multi / multiRead body into (op, request record) pairs.
+    A malformed body raises DecodeError; an op not allowed in this kind of
+    multi is returned as (op, None) so the caller can answer with an error."""
+    r = Reader(body)
+    ops: list[tuple[int, object]] = []
+    while True:
+        h = R.MultiHeader.read(r)
+        if h.done:
+            break
+        if len(ops) >= limits.JUTE_MAXBUFFER:
+            raise DecodeError("too many ops in multi")
+        cls = R.REQUEST_RECORD.get(h.type)
+        if h.type not in allowed or cls is None:
+            raise DecodeError(f"op {h.type} not allowed in multi")
+        ops.append((h.type, cls.read(r)))
+    return ops
+
+
+def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    mark = len(pending.order)
+    txns: list[R.Txn] = []
+    failed = False
+    for op, req in ops:
+        if failed:
+            txns.append(R.Txn(OpCode.error, R.ErrorTxn(Err.RUNTIMEINCONSISTENCY).to_bytes()))
+            continue
+        try:
+            ttype, txn = _prep_one(op, req, zxid, pending, ctx)
+            txns.append(R.Txn(ttype, txn.to_bytes()))
+        except PrepError as e:
+            failed = True
+            pending.rollback(zxid, mark)
+            txns.append(R.Txn(OpCode.error, R.ErrorTxn(e.code).to_bytes()))
+    return OpCode.multi, R.MultiTxn(txns)
+
+
+def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    """Returns (txn type, txn record). Never raises for a client's mistake."""
+    try:
+        if op == OpCode.multi:
+            return _multi(req, zxid, pending, ctx)
+        return _prep_one(op, req, zxid, pending, ctx)
+    except PrepError as e:
+        return OpCode.error, R.ErrorTxn(e.code)

@@ -1,0 +1,317 @@
+"""The asyncio shell around a standalone server core.
+
+It owns the listening socket, every client transport, the tick timer, the
+transaction log (through ``storage.files.TxnStore`` when a data directory is
+configured) and the fsync worker thread. Everything it learns becomes an
+input event of the core; everything the core returns (``Ready``) is carried
+out here, in this order: append the txns to the log, write the frames, close
+connections. A loop turn's frames for one connection go out in one write.
+
+Group commit: while one fsync runs in the worker thread, newly prepared txns
+are appended to the log buffer; when it ends, the next fsync covers all of
+them. Only then does the core hear ``logged(zxid)`` and answer. Without a
+data directory the log is memory only and ``logged`` follows at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from .. import limits
+from ..admin.fourletter import FourLetterContext, render_four_letter_word
+from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
+                                   RemoteProtocolError)
+from ..server.settings import ServerSettings
+from ..server.standalone import ProtocolViolation, StandaloneServer
+from ..tree.datatree import DataTree
+from .config import ServerConfig
+
+__all__ = ["ServerRuntime"]
+
+log = logging.getLogger("zabpy.server")
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class _ClientProtocol(asyncio.Protocol):
+    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip")
+
+    def __init__(self, rt: "ServerRuntime"):
+        self.rt = rt
+        self.conn_id = 0
+        self.proto = ClientConnection(rt.config.jute_maxbuffer)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = peer[0]
+        self.rt._accept(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.rt._data(self, data)
+
+    def connection_lost(self, exc) -> None:
+        self.rt._lost(self)
+
+
+class ServerRuntime:
+    def __init__(self, config: ServerConfig, *, server_id: int | None = None):
+        self.config = config
+        self.server_id = server_id if server_id is not None else (config.myid or 0)
+        self.store = None
+        self.server: StandaloneServer | None = None
+        self._protocols: dict[int, _ClientProtocol] = {}
+        self._per_ip: dict[str, int] = {}
+        self._next_conn_id = 1
+        self._flush_scheduled = False
+        self._fsync_running = False
+        self._appended_zxid = 0
+        self._tasks: list[asyncio.Task] = []
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self.started_ms = _now_ms()
+        self.stopped = asyncio.Event() if False else None
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    def _settings(self) -> ServerSettings:
+        c = self.config
+        wall_offset = int(time.time() * 1000) - _now_ms()
+        return ServerSettings(
+            server_id=self.server_id, tick_ms=c.tick_time_ms,
+            session_timeout_ms_min=c.session_timeout_ms_min,
+            session_timeout_ms_max=c.session_timeout_ms_max,
+            super_digest=c.super_digest, skip_acl=c.skip_acl,
+            extended_types=c.extended_types_enabled, reconfig_enabled=c.reconfig_enabled,
+            wall_offset_ms=wall_offset,
+            container_check_interval_ms=getattr(c, "container_check_interval_ms",
+                                                limits.CONTAINER_CHECK_INTERVAL_MS),
+        )
+
+    def _open_store(self) -> tuple[DataTree, dict[int, int]]:
+        tree = DataTree()
+        if not self.config.data_dir:
+            return tree, {}
+        from ..storage.files import TxnStore
+
+        c = self.config
+        self.store = TxnStore(c.data_dir, c.data_log_dir, force_sync=c.force_sync,
+                              pre_alloc_size=c.pre_alloc_size_kb * 1024, snap_count=c.snap_count,
+                              snap_retain_count=c.autopurge_snap_retain_count)
+        t0 = time.monotonic()
+        sessions = self.store.restore(tree)
+        log.info("Restored %d znodes and %d sessions from %s up to zxid 0x%x in %.0f ms",
+                 tree.node_count(), len(sessions), c.data_dir, tree.last_processed_zxid,
+                 (time.monotonic() - t0) * 1000)
+        return tree, sessions
+
+    async def start(self) -> None:
+        tree, sessions = self._open_store()
+        self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
+        self._appended_zxid = tree.last_processed_zxid
+        loop = asyncio.get_running_loop()
+        host = self.config.client_port_address
+        self._tcp_server = await loop.create_server(
+            lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)
+        self.port = self._tcp_server.sockets[0].getsockname()[1]
+        log.info("binding to port %s:%d", host, self.port)
+        self._tasks.append(asyncio.create_task(self._ticker()))
+        if self.store is not None and self.config.autopurge_purge_interval_h > 0:
+            self._tasks.append(asyncio.create_task(self._purger()))
+        log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
+                 self.server_id, self.config.tick_time_ms)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for p in list(self._protocols.values()):
+            if p.transport is not None:
+                p.transport.abort()
+        if self.store is not None:
+            while self._fsync_running:
+                await asyncio.sleep(0.001)
+            self.store.close()
+        log.info("zabpy server stopped")
+
+    async def _ticker(self) -> None:
+        interval = max(self.config.tick_time_ms / 2000, 0.005)
+        while True:
+            await asyncio.sleep(interval)
+            self.server.tick(_now_ms())
+            if self.store is not None:
+                self.store.poll_snapshot()
+            self._flush()
+
+    async def _purger(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.autopurge_purge_interval_h * 3600)
+            await asyncio.to_thread(self.store.purge)
+
+    # ---- connections -----------------------------------------------------------
+
+    def _accept(self, p: _ClientProtocol) -> None:
+        limit = self.config.max_client_cnxns
+        count = self._per_ip.get(p.peer_ip, 0)
+        if limit and count >= limit:
+            log.warning("Too many connections from %s - max is %d", p.peer_ip, limit)
+            p.transport.abort()
+            return
+        self._per_ip[p.peer_ip] = count + 1
+        p.conn_id = self._next_conn_id
+        self._next_conn_id += 1
+        self._protocols[p.conn_id] = p
+        self.server.connection_made(p.conn_id, p.peer_ip, _now_ms())
+
+    def _lost(self, p: _ClientProtocol) -> None:
+        if self._protocols.pop(p.conn_id, None) is None:
+            return
+        n = self._per_ip.get(p.peer_ip, 1) - 1
+        if n:
+            self._per_ip[p.peer_ip] = n
+        else:
+            self._per_ip.pop(p.peer_ip, None)
+        self.server.connection_lost(p.conn_id, _now_ms())
+        self._schedule_flush()
+
+    def _data(self, p: _ClientProtocol, data: bytes) -> None:
+        now = _now_ms()
+        srv = self.server
+        try:
+            for ev in p.proto.receive_data(data):
+                if isinstance(ev, FourLetterWord):
+                    self._four_letter(p, ev)
+                elif isinstance(ev, Connect):
+                    srv.connect(p.conn_id, ev.request, now)
+                else:
+                    srv.request(p.conn_id, ev.xid, ev.op, ev.body, now)
+        except (RemoteProtocolError, ProtocolViolation) as e:
+            log.warning("Closing connection from %s: %s", p.peer_ip, e)
+            p.transport.abort()
+        self._schedule_flush()
+
+    def _four_letter(self, p: _ClientProtocol, ev: FourLetterWord) -> None:
+        whitelist = self.config.four_letter_whitelist
+        if ev.word in whitelist or "*" in whitelist:
+            text = render_four_letter_word(ev.word, FourLetterContext(self, p.conn_id), ev.arg)
+        else:
+            text = f"{ev.word} is not executed because it is not in the whitelist.\n"
+        p.transport.write(text.encode("utf-8"))
+        p.transport.close()
+
+    # ---- carrying out Ready ---------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        srv = self.server
+        while True:
+            ready = srv.ready()
+            if not ready:
+                return
+            srv.advance(ready)
+            for line in ready.logs:
+                log.info("%s", line)
+            if ready.persist:
+                self._persist(ready.persist)
+            self._write(ready.send)
+            for cid in ready.close:
+                p = self._protocols.get(cid)
+                if p is not None and p.transport is not None:
+                    p.transport.close()
+
+    def _write(self, sends: tuple) -> None:
+        if not sends:
+            return
+        batches: dict[int, list[bytes]] = {}
+        for cid, data in sends:
+            batches.setdefault(cid, []).append(data)
+        for cid, chunks in batches.items():
+            p = self._protocols.get(cid)
+            if p is not None and p.transport is not None and not p.transport.is_closing():
+                p.transport.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+
+    def _persist(self, records: tuple) -> None:
+        if self.store is None:
+            self._appended_zxid = records[-1][0].zxid
+            self.server.logged(self._appended_zxid, _now_ms())
+            return
+        try:
+            for hdr, txn in records:
+                self.store.append(hdr, txn)
+        except OSError as e:
+            self.server.log_failed(str(e))
+            return
+        self._appended_zxid = records[-1][0].zxid
+        if not self._fsync_running:
+            self._fsync_running = True
+            asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        """Group commit: one fsync covers everything appended before it began."""
+        try:
+            while True:
+                target = self._appended_zxid
+                t0 = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.store.flush_and_sync)
+                except OSError as e:
+                    log.error("fsync of the transaction log failed: %s", e)
+                    self.server.log_failed(str(e))
+                    self._flush()
+                    return
+                ms = (time.monotonic() - t0) * 1000
+                self.server.stats.fsync_count += 1
+                self.server.stats.fsync_total_ms += ms
+                if ms > self.config.fsync_warning_threshold_ms:
+                    log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
+                                "effect operation latency", ms)
+                self.server.logged(target, _now_ms())
+                if self.store.should_snapshot():
+                    self.store.start_snapshot(self.server.tree,
+                                              {s.session_id: s.timeout_ms for s in
+                                               self.server.sessions.sessions.values()})
+                self._flush()
+                if self._appended_zxid == target:
+                    return
+        finally:
+            self._fsync_running = False
+
+    # ---- helpers for 4lw / admin ------------------------------------------------
+
+    def protocols(self) -> dict[int, _ClientProtocol]:
+        return self._protocols
+
+    def data_dir_sizes(self) -> tuple[int, int]:
+        def size(d: str | None) -> int:
+            if not d:
+                return 0
+            total = 0
+            vdir = os.path.join(d, "version-2")
+            if os.path.isdir(vdir):
+                for name in os.listdir(vdir):
+                    try:
+                        total += os.path.getsize(os.path.join(vdir, name))
+                    except OSError:
+                        pass
+            return total
+        c = self.config
+        return size(c.data_dir), size(c.data_log_dir or c.data_dir)

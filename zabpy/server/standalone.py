@@ -1,0 +1,506 @@
+"""A standalone ZooKeeper server as one sans-IO object.
+
+State: the data tree, the watch table, the session table, the writes that
+are prepared but not yet durable (``pending``), and per connection a FIFO
+of its requests in arrival order.
+
+Inputs (each carries ``now_ms``, a monotonic millisecond clock):
+``connection_made``, ``connect`` (a decoded ConnectRequest), ``request``
+(xid, op, body), ``connection_lost``, ``tick``, and ``logged(zxid)`` — the
+runtime's word that every txn up to ``zxid`` is durable.
+
+Outputs, collected by ``ready()`` and cleared by ``advance()``:
+``persist`` — (TxnHeader, txn) records to append to the log, in zxid order;
+``send`` — (connection id, frame bytes), in the order they must be written;
+``close`` — connections to close once their sends are written.
+
+The ordering rules are the core's, not the runtime's: a txn is applied to
+the tree, and its reply and watch events produced, only after ``logged``
+covers it, so nothing a client sees can be lost by a crash. A read waits at
+its connection's queue until every earlier request of that connection has
+been answered, so replies leave in request order (the Java client fails a
+connection on an out-of-order xid). Watch events are queued at apply time,
+before any reply computed later, which gives ZooKeeper's guarantee that a
+client sees an event before data that reflects the change.
+
+Requests are wired as ZooKeeper's standalone chain: prep (``pipeline.prep``)
+→ log (the runtime) → final (``apply`` + ``pipeline.final``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..jute import records as R
+from ..jute.codec import DecodeError, Reader
+from ..jute.constants import Err, EventType, KeeperState, OpCode, Xid
+from ..pipeline.final import ReadContext, read, write_reply
+from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
+                             PendingChanges, PrepContext, decode_multi, prepare)
+from ..session.tracker import SessionTracker, session_password
+from ..tree.acl import authenticate
+from ..tree.datatree import DataTree, is_ttl_owner, ttl_of
+from ..tree.watches import WatchManager
+from .settings import ServerSettings
+from .stats import ServerStats
+
+__all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
+
+_REPLY = struct.Struct(">iiqi")  # frame length, xid, zxid, err
+_NOTIFY_PREFIX = struct.Struct(">iiqi")
+
+
+class ProtocolViolation(Exception):
+    """A request body that does not decode: the connection is closed."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    persist: tuple = ()
+    send: tuple = ()
+    close: tuple = ()
+    logs: tuple = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.persist or self.send or self.close or self.logs)
+
+
+def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
+    return _REPLY.pack(16 + len(body), xid, zxid, err) + body
+
+
+@dataclass
+class Entry:
+    """One request in a connection's queue."""
+
+    xid: int
+    op: int
+    req: object
+    is_write: bool
+    reply: bytes | None = None
+    close_after: bool = False
+    received_ms: int = 0
+
+
+@dataclass
+class Conn:
+    conn_id: int
+    peer_ip: str
+    session_id: int = 0
+    auth_ids: list = field(default_factory=list)
+    queue: deque = field(default_factory=deque)
+    established: bool = False
+    closing: bool = False
+    read_only_flag: bool = True
+    timeout_ms: int = 0
+    last_zxid: int = 0
+    packets_received: int = 0
+    packets_sent: int = 0
+    connected_ms: int = 0
+    last_latency_ms: int = 0
+
+
+@dataclass
+class InFlight:
+    """A txn handed to the log, waiting for ``logged``."""
+
+    hdr: R.TxnHeader
+    txn: object
+    conn_id: int | None
+    entry: Entry | None = None
+    connect: R.ConnectRequest | None = None
+
+
+class StandaloneServer:
+    def __init__(self, settings: ServerSettings, now_ms: int, tree: DataTree | None = None,
+                 sessions: dict[int, int] | None = None):
+        self.settings = settings
+        self.tree = tree if tree is not None else DataTree()
+        self.watches = WatchManager()
+        self.sessions = SessionTracker(settings.server_id, settings.tick_ms, now_ms)
+        self.pending = PendingChanges(self.tree)
+        self.stats = ServerStats(now_ms)
+        self.conns: dict[int, Conn] = {}
+        self.owner: dict[int, int] = {}  # session id -> conn id
+        self.inflight: deque[InFlight] = deque()
+        self.next_zxid = self.tree.last_processed_zxid + 1
+        self.now_ms = now_ms
+        self._persist: list = []
+        self._send: list = []
+        self._close: list = []
+        self._logs: list = []
+        self._last_reap_ms = now_ms
+        self.can_write = True  # false after a log failure: writes are refused
+        for sid, timeout in (sessions or {}).items():
+            self.sessions.add(sid, timeout, now_ms)
+
+    # ---- the three verbs ---------------------------------------------------
+
+    def ready(self) -> Ready:
+        return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs))
+
+    def advance(self, ready: Ready) -> None:
+        del self._persist[:len(ready.persist)]
+        del self._send[:len(ready.send)]
+        del self._close[:len(ready.close)]
+        del self._logs[:len(ready.logs)]
+
+    def tick(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        for sid in self.sessions.expired(now_ms):
+            self._log(f"Expiring session 0x{sid & 0xFFFFFFFFFFFFFFFF:x}, timeout of "
+                      f"{self.sessions.sessions[sid].timeout_ms}ms exceeded")
+            self._submit_close_session(sid, None, None)
+        if now_ms - self._last_reap_ms >= self.settings.container_check_interval_ms:
+            self._last_reap_ms = now_ms
+            self._reap_containers()
+
+    # ---- connections ----------------------------------------------------------
+
+    def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
+        self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
+                                   connected_ms=now_ms)
+        self.stats.connections_opened += 1
+
+    def connection_lost(self, conn_id: int, now_ms: int) -> None:
+        conn = self.conns.pop(conn_id, None)
+        if conn is not None and conn.session_id and self.owner.get(conn.session_id) == conn_id:
+            del self.owner[conn.session_id]
+
+    def _wall_ms(self) -> int:
+        return self.now_ms + self.settings.wall_offset_ms
+
+    def _log(self, line: str) -> None:
+        self._logs.append(line)
+
+    def _close_conn(self, conn: Conn) -> None:
+        if not conn.closing:
+            conn.closing = True
+            self._close.append(conn.conn_id)
+
+    def _emit(self, conn: Conn, data: bytes) -> None:
+        conn.packets_sent += 1
+        self.stats.packets_sent += 1
+        self._send.append((conn.conn_id, data))
+
+    # ---- handshake ------------------------------------------------------------
+
+    def connect(self, conn_id: int, req: R.ConnectRequest, now_ms: int) -> None:
+        self.now_ms = now_ms
+        conn = self.conns[conn_id]
+        conn.read_only_flag = req.has_read_only
+        conn.packets_received += 1
+        self.stats.packets_received += 1
+        if req.lastZxidSeen > self.tree.last_processed_zxid:
+            self._log(f"Refusing session request for client {conn.peer_ip} as it has seen zxid "
+                      f"0x{req.lastZxidSeen:x} our last zxid is "
+                      f"0x{self.tree.last_processed_zxid:x} client must try another server")
+            self._close_conn(conn)
+            return
+        s = self.settings
+        timeout = min(max(req.timeOut, s.session_timeout_ms_min), s.session_timeout_ms_max)
+        conn.timeout_ms = timeout
+        if req.sessionId == 0:
+            if not self.can_write:
+                self._close_conn(conn)
+                return
+            sid = self.sessions.next_session_id()
+            hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
+            txn = R.CreateSessionTxn(timeout)
+            self._hand_to_log(InFlight(hdr, txn, conn_id, connect=req))
+            return
+        session = self.sessions.sessions.get(req.sessionId)
+        if session is None or session.closing or req.passwd != session_password(req.sessionId):
+            self._emit(conn, self._connect_response(conn, 0, 0, bytes(16)))
+            self._close_conn(conn)
+            return
+        self._attach(conn, req.sessionId, timeout)
+
+    def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
+        body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
+        return struct.pack(">i", len(body)) + body
+
+    def _attach(self, conn: Conn, sid: int, timeout: int) -> None:
+        old = self.owner.get(sid)
+        if old is not None and old != conn.conn_id and old in self.conns:
+            # A client that moved to a new connection: the old one is stale.
+            self._close_conn(self.conns[old])
+        self.owner[sid] = conn.conn_id
+        conn.session_id = sid
+        conn.established = True
+        self.sessions.touch(sid, self.now_ms)
+        self._emit(conn, self._connect_response(conn, timeout, sid, session_password(sid)))
+
+    # ---- requests -------------------------------------------------------------
+
+    def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
+        """One framed request. Raises ProtocolViolation if its body is malformed."""
+        self.now_ms = now_ms
+        conn = self.conns[conn_id]
+        conn.packets_received += 1
+        self.stats.packets_received += 1
+        if conn.closing or not conn.established:
+            return
+        sid = conn.session_id
+        self.sessions.touch(sid, now_ms)
+        if self.owner.get(sid) != conn_id:
+            self._emit(conn, frame(xid, self.tree.last_processed_zxid, Err.SESSIONMOVED))
+            self._close_conn(conn)
+            return
+        if op == OpCode.auth:
+            self._auth(conn, xid, body)
+            return
+        if op == OpCode.sasl:
+            self._log(f"Client {conn.peer_ip} failed to SASL authenticate: no SASL configured")
+            self._emit(conn, frame(xid, self.tree.last_processed_zxid, Err.AUTHFAILED))
+            self._close_conn(conn)
+            return
+        req = self._decode(op, body)
+        entry = Entry(xid, op, req, op in WRITE_OPS or op == OpCode.closeSession,
+                      received_ms=now_ms)
+        conn.queue.append(entry)
+        self.stats.outstanding += 1
+        if entry.is_write:
+            self._submit_write(conn, entry)
+        else:
+            self._drain(conn)
+
+    def _decode(self, op: int, body: memoryview):
+        try:
+            if op == OpCode.multi:
+                return decode_multi(body, MULTI_WRITE_OPS)
+            if op == OpCode.multiRead:
+                return decode_multi(body, MULTI_READ_OPS)
+            cls = R.REQUEST_RECORD.get(op, False)
+            if cls is False:
+                return None  # unknown op: answered UNIMPLEMENTED in order
+            if cls is None:
+                return None
+            return cls.read(Reader(body))
+        except DecodeError as e:
+            raise ProtocolViolation(f"malformed request op {op}: {e}") from None
+
+    def _auth(self, conn: Conn, xid: int, body: memoryview) -> None:
+        try:
+            pkt = R.AuthPacket.read(Reader(body))
+        except DecodeError as e:
+            raise ProtocolViolation(f"malformed auth packet: {e}") from None
+        outcome = authenticate(pkt.scheme, pkt.auth, self.settings.super_digest)
+        if not outcome.ok:
+            self._log(f"Authentication failed for scheme: {pkt.scheme}")
+            self._emit(conn, frame(Xid.AUTH, 0, Err.AUTHFAILED))
+            self._close_conn(conn)
+            return
+        for i in outcome.ids:
+            if i not in conn.auth_ids:
+                conn.auth_ids.append(i)
+        self._emit(conn, frame(Xid.AUTH, 0, Err.OK))
+
+    def _take_zxid(self) -> int:
+        z = self.next_zxid
+        self.next_zxid += 1
+        return z
+
+    def _hand_to_log(self, item: InFlight) -> None:
+        self.inflight.append(item)
+        self._persist.append((item.hdr, item.txn))
+
+    def _submit_write(self, conn: Conn, entry: Entry) -> None:
+        if not self.can_write:
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.SYSTEMERROR)
+            self._drain(conn)
+            return
+        if entry.op == OpCode.closeSession:
+            self._submit_close_session(conn.session_id, conn, entry)
+            return
+        zxid = self._take_zxid()
+        ctx = PrepContext(conn.session_id, conn.auth_ids, self.settings.extended_types,
+                          self.settings.skip_acl, self.settings.reconfig_enabled)
+        req = entry.req
+        ttype, txn = prepare(entry.op, req, zxid, self.pending, ctx)
+        hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
+        self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
+
+    def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None) -> None:
+        self.sessions.set_closing(sid)
+        zxid = self._take_zxid()
+        paths = sorted(self.tree.ephemerals.get(sid, {}))
+        for p in paths:
+            self.pending.add(ChangeRecord(zxid, p, False))
+        hdr = R.TxnHeader(sid, entry.xid if entry else 0, zxid, self._wall_ms(),
+                          OpCode.closeSession)
+        self._hand_to_log(InFlight(hdr, R.CloseSessionTxn(paths), conn.conn_id if conn else None,
+                                   entry))
+
+    # ---- durable: apply and answer ---------------------------------------------
+
+    def logged(self, zxid: int, now_ms: int) -> None:
+        """Every txn up to ``zxid`` is durable: apply them in order and answer."""
+        self.now_ms = now_ms
+        while self.inflight and self.inflight[0].hdr.zxid <= zxid:
+            item = self.inflight.popleft()
+            res = self.tree.apply(item.hdr, item.txn)
+            self.pending.applied(item.hdr.zxid)
+            self._fire(res.triggers)
+            self._after_apply(item, res)
+
+    def log_failed(self, reason: str) -> None:
+        """The log could not be written: stop acknowledging writes (reads go on)."""
+        if self.can_write:
+            self._log(f"Severe unrecoverable error writing the transaction log: {reason}; "
+                      "refusing writes")
+        self.can_write = False
+        while self.inflight:
+            item = self.inflight.pop()
+            conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
+            if conn is not None and item.entry is not None:
+                item.entry.reply = frame(item.entry.xid, self.tree.last_processed_zxid,
+                                         Err.SYSTEMERROR)
+                self._drain(conn)
+            elif conn is not None:
+                self._close_conn(conn)
+        self.pending = PendingChanges(self.tree)
+        self.next_zxid = self.tree.last_processed_zxid + 1
+
+    def _after_apply(self, item: InFlight, res) -> None:
+        hdr = item.hdr
+        if hdr.type == OpCode.createSession:
+            self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
+            conn = self.conns.get(item.conn_id)
+            if conn is not None and not conn.closing:
+                self._attach(conn, hdr.clientId, item.txn.timeOut)
+            return
+        if hdr.type == OpCode.closeSession:
+            self._session_closed(hdr.clientId)
+        conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
+        if conn is None or item.entry is None:
+            return
+        entry = item.entry
+        err, body = write_reply(entry.op, entry.req, res)
+        entry.reply = frame(entry.xid, hdr.zxid, err, body)
+        if hdr.type == OpCode.closeSession:
+            entry.close_after = True
+        self._drain(conn)
+
+    def _session_closed(self, sid: int) -> None:
+        self.sessions.remove(sid)
+        self.watches.remove_session(sid)
+        owner = self.owner.pop(sid, None)
+        if owner is not None and owner in self.conns:
+            conn = self.conns[owner]
+            if not conn.queue:
+                self._close_conn(conn)
+            else:
+                conn.queue[-1].close_after = True
+
+    def _fire(self, triggers: list) -> None:
+        if not triggers:
+            return
+        for ev, path in triggers:
+            for sid, etype, p in self.watches.trigger(ev, path):
+                cid = self.owner.get(sid)
+                if cid is not None:
+                    body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
+                    self._emit(self.conns[cid], frame(Xid.NOTIFICATION, -1, 0, body))
+
+    def _drain(self, conn: Conn) -> None:
+        """Send every answered request at the head of the queue, answering
+        reads as they reach the head."""
+        q = conn.queue
+        while q:
+            entry = q[0]
+            if entry.reply is None:
+                if entry.is_write:
+                    return
+                entry.reply = self._answer_read(conn, entry)
+            q.popleft()
+            self.stats.outstanding -= 1
+            latency = self.now_ms - entry.received_ms
+            conn.last_latency_ms = latency
+            self.stats.record_latency(latency)
+            conn.last_zxid = self.tree.last_processed_zxid
+            self._emit(conn, entry.reply)
+            if entry.close_after:
+                self._close_conn(conn)
+                q.clear()
+                return
+
+    def _answer_read(self, conn: Conn, entry: Entry) -> bytes:
+        zxid = self.tree.last_processed_zxid
+        op = entry.op
+        if op == OpCode.ping:
+            return frame(Xid.PING, zxid, 0)
+        if op in (OpCode.setWatches, OpCode.setWatches2):
+            self._set_watches(conn, entry.req)
+            return frame(entry.xid, zxid, 0)
+        if entry.req is None and op not in (OpCode.whoAmI,):
+            return frame(entry.xid, zxid, Err.UNIMPLEMENTED)
+        ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
+                          self.settings.skip_acl)
+        err, rec = read(ctx, op, entry.req)
+        return frame(entry.xid, zxid, err, rec.to_bytes() if rec is not None and not err else b"")
+
+    def _set_watches(self, conn: Conn, sw) -> None:
+        """Re-arm a reconnecting client's watches, firing what it missed."""
+        rel = sw.relativeZxid
+        sid = conn.session_id
+        events: list[tuple[int, str]] = []
+        nodes = self.tree.nodes
+        for p in sw.dataWatches or ():
+            n = nodes.get(p)
+            if n is None:
+                events.append((EventType.NodeDeleted, p))
+            elif n.mzxid > rel:
+                events.append((EventType.NodeDataChanged, p))
+            else:
+                self.watches.add_data_watch(p, sid)
+        for p in sw.existWatches or ():
+            if p in nodes:
+                events.append((EventType.NodeCreated, p))
+            else:
+                self.watches.add_data_watch(p, sid)
+        for p in sw.childWatches or ():
+            n = nodes.get(p)
+            if n is None:
+                events.append((EventType.NodeDeleted, p))
+            elif n.pzxid > rel:
+                events.append((EventType.NodeChildrenChanged, p))
+            else:
+                self.watches.add_child_watch(p, sid)
+        if isinstance(sw, R.SetWatches2):
+            for p in sw.persistentWatches or ():
+                self.watches.add_persistent(p, sid, recursive=False)
+            for p in sw.persistentRecursiveWatches or ():
+                self.watches.add_persistent(p, sid, recursive=True)
+        for etype, p in events:
+            body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
+            self._emit(conn, frame(Xid.NOTIFICATION, -1, 0, body))
+
+    # ---- containers and TTL nodes -------------------------------------------------
+
+    def _reap_containers(self) -> None:
+        """Delete empty containers that once had children and expired TTL
+        nodes, as ZooKeeper's ContainerManager does, through the log."""
+        if not self.can_write:
+            return
+        budget = self.settings.container_max_per_minute
+        wall = self._wall_ms()
+        candidates = []
+        for path in list(self.tree.containers):
+            node = self.tree.nodes[path]
+            if not node.children and node.cversion > 0:
+                candidates.append(path)
+        for path in list(self.tree.ttls):
+            node = self.tree.nodes[path]
+            if not node.children and wall - node.mtime > ttl_of(node.ephemeral_owner):
+                candidates.append(path)
+        for path in candidates[:budget]:
+            rec = self.pending.get(path)
+            if rec is None or rec.child_count:
+                continue
+            zxid = self._take_zxid()
+            self.pending.add(ChangeRecord(zxid, path, False))
+            hdr = R.TxnHeader(0, 0, zxid, wall, OpCode.deleteContainer)
+            self._hand_to_log(InFlight(hdr, R.DeleteTxn(path), None))

@@ -1,0 +1,39 @@
+"""Server counters reported by srvr / stat / mntr and the metrics endpoint."""
+
+from __future__ import annotations
+
+__all__ = ["ServerStats"]
+
+
+class ServerStats:
+    def __init__(self, now_ms: int):
+        self.start_ms = now_ms
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.outstanding = 0
+        self.connections_opened = 0
+        self.latency_min_ms = 0
+        self.latency_max_ms = 0
+        self.latency_total_ms = 0
+        self.latency_count = 0
+        self.fsync_count = 0
+        self.fsync_total_ms = 0.0
+
+    def record_latency(self, ms: int) -> None:
+        if self.latency_count == 0 or ms < self.latency_min_ms:
+            self.latency_min_ms = ms
+        if ms > self.latency_max_ms:
+            self.latency_max_ms = ms
+        self.latency_total_ms += ms
+        self.latency_count += 1
+
+    @property
+    def latency_avg_ms(self) -> float:
+        return self.latency_total_ms / self.latency_count if self.latency_count else 0.0
+
+    def reset(self) -> None:
+        """srst: reset latency and packet counters, as ZooKeeper does."""
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.latency_min_ms = self.latency_max_ms = 0
+        self.latency_total_ms = self.latency_count = 0

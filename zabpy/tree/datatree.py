@@ -1,0 +1,320 @@
+"""The data tree: znodes, their stats, children and ephemerals.
+
+State: ``nodes`` maps every absolute path to a ``DataNode`` ('/' included);
+each node keeps its children's names in a dict (insertion order, so iteration
+is deterministic); ``ephemerals`` maps a session id to the paths it owns;
+``containers`` and ``ttls`` list the nodes the reaper looks at.
+
+Input: ``apply(header, txn)`` is the only mutator. The txn is the same record
+that is logged and, in an ensemble, proposed; applying it twice (log replay
+over a fuzzy snapshot) is tolerated: NODEEXISTS / NONODE come back as the
+result, never as an exception. Reads are plain lookups.
+
+Output: ``apply`` returns an ``ApplyResult`` with the error code, the created
+path and the node's stat where the reply needs them, and the watch triggers
+(event type, path) in the order ZooKeeper fires them.
+
+Invariants: every node but '/' has its parent in ``nodes`` and is listed in
+that parent's children; an ephemeral node is listed under its owner in
+``ephemerals``; ``last_processed_zxid`` never decreases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, Err, EventType, OpCode
+from ..jute.codec import decode
+from ..jute import records as R
+from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
+from .paths import basename, parent_of
+
+__all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of"]
+
+_TTL_TOP = 0xFF << 56
+
+
+def ttl_owner(ttl_ms: int) -> int:
+    """ephemeralOwner of a TTL node: top byte 0xFF, ttl in the low 40 bits (signed long)."""
+    return (_TTL_TOP | ttl_ms) - (1 << 64)
+
+
+def is_ttl_owner(owner: int) -> bool:
+    return owner < 0 and owner != CONTAINER_EPHEMERAL_OWNER and (owner + (1 << 64)) >> 56 == 0xFF
+
+
+def ttl_of(owner: int) -> int:
+    return (owner + (1 << 64)) & ((1 << 40) - 1)
+
+
+class DataNode:
+    """One znode. ``acl`` is a tuple of ACL records shared between nodes."""
+
+    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                 "aversion", "ephemeral_owner", "pzxid", "children")
+
+    def __init__(self, data: bytes | None, acl: tuple, czxid: int = 0, ctime: int = 0,
+                 ephemeral_owner: int = 0):
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = czxid
+        self.ctime = ctime
+        self.mtime = ctime
+        self.version = 0
+        self.cversion = 0
+        self.aversion = 0
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = czxid
+        self.children: dict[str, None] = {}
+
+    def stat(self) -> R.Stat:
+        return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+                      self.aversion, self.ephemeral_owner,
+                      len(self.data) if self.data else 0, len(self.children), self.pzxid)
+
+    def stat_persisted(self) -> R.StatPersisted:
+        return R.StatPersisted(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                               self.cversion, self.aversion, self.ephemeral_owner, self.pzxid)
+
+    def set_stat_persisted(self, s: R.StatPersisted) -> None:
+        self.czxid, self.mzxid, self.ctime, self.mtime = s.czxid, s.mzxid, s.ctime, s.mtime
+        self.version, self.cversion, self.aversion = s.version, s.cversion, s.aversion
+        self.ephemeral_owner, self.pzxid = s.ephemeralOwner, s.pzxid
+
+
+@dataclass
+class ApplyResult:
+    err: int = Err.OK
+    path: str | None = None
+    stat: R.Stat | None = None
+    triggers: list[tuple[int, str]] = field(default_factory=list)
+    multi: list["ApplyResult"] | None = None
+
+
+ROOT = "/"
+ZOOKEEPER = "/zookeeper"
+QUOTA = "/zookeeper/quota"
+CONFIG = "/zookeeper/config"
+
+
+class DataTree:
+    def __init__(self) -> None:
+        self.nodes: dict[str, DataNode] = {}
+        self.ephemerals: dict[int, dict[str, None]] = {}
+        self.containers: dict[str, None] = {}
+        self.ttls: dict[str, None] = {}
+        self.last_processed_zxid = 0
+        self._add_builtins()
+
+    def _add_builtins(self) -> None:
+        # The built-in nodes carry ACL key -1 in snapshots (open ACL), except
+        # /zookeeper/config which ZooKeeper gives world:READ with aversion -1.
+        for path in (ROOT, ZOOKEEPER, QUOTA, CONFIG):
+            self.nodes[path] = DataNode(b"", OPEN_ACL_UNSAFE)
+            if path != ROOT:
+                self.nodes[parent_of(path)].children[basename(path)] = None
+        cfg = self.nodes[CONFIG]
+        cfg.acl = READ_ACL_UNSAFE
+        cfg.aversion = -1
+
+    # ---- reads -------------------------------------------------------------
+
+    def get(self, path: str) -> DataNode | None:
+        return self.nodes.get(path)
+
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def approximate_data_size(self) -> int:
+        return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
+
+    def ephemeral_count(self) -> int:
+        return sum(len(v) for v in self.ephemerals.values())
+
+    def count_descendants(self, path: str) -> int:
+        node = self.nodes[path]
+        total = 0
+        stack = [(path, node)]
+        while stack:
+            p, n = stack.pop()
+            prefix = "" if p == "/" else p
+            for name in n.children:
+                total += 1
+                cp = prefix + "/" + name
+                stack.append((cp, self.nodes[cp]))
+        return total
+
+    # ---- the mutator ---------------------------------------------------------
+
+    def apply(self, hdr: R.TxnHeader, txn: R.Record | None) -> ApplyResult:
+        """Apply one txn (possibly a multi) and advance last_processed_zxid."""
+        t = hdr.type
+        if t == OpCode.multi:
+            res = self._apply_multi(hdr, txn)
+        else:
+            res = self._apply_one(t, hdr, txn)
+        if hdr.zxid > self.last_processed_zxid:
+            self.last_processed_zxid = hdr.zxid
+        return res
+
+    def _apply_multi(self, hdr: R.TxnHeader, txn: R.MultiTxn) -> ApplyResult:
+        # A failed multi is logged with the real txns of the ops before the
+        # failure; applying it changes nothing, and those ops report OK.
+        subs: list[ApplyResult] = []
+        out = ApplyResult(multi=subs)
+        failed = any(sub.type == OpCode.error for sub in txn.txns)
+        for sub in txn.txns:
+            if failed and sub.type != OpCode.error:
+                subs.append(ApplyResult(err=Err.OK))
+                continue
+            rec_cls = R.TXN_RECORD.get(sub.type)
+            rec = decode(rec_cls, sub.data or b"") if rec_cls is not None else None
+            r = self._apply_one(sub.type, hdr, rec)
+            subs.append(r)
+            out.triggers.extend(r.triggers)
+        return out
+
+    def _apply_one(self, t: int, hdr: R.TxnHeader, txn) -> ApplyResult:
+        zxid, time = hdr.zxid, hdr.time
+        if t in (OpCode.create, OpCode.create2):
+            owner = hdr.clientId if txn.ephemeral else 0
+            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), owner,
+                                    txn.parentCVersion, zxid, time)
+        if t == OpCode.createContainer:
+            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()),
+                                    CONTAINER_EPHEMERAL_OWNER, txn.parentCVersion, zxid, time)
+        if t == OpCode.createTTL:
+            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), ttl_owner(txn.ttl),
+                                    txn.parentCVersion, zxid, time)
+        if t in (OpCode.delete, OpCode.deleteContainer):
+            return self.delete_node(txn.path, zxid)
+        if t in (OpCode.setData, OpCode.reconfig):
+            return self._set_data(txn, zxid, time)
+        if t == OpCode.setACL:
+            return self._set_acl(txn)
+        if t == OpCode.closeSession:
+            return self.kill_session(hdr.clientId, zxid,
+                                     txn.paths2Delete if txn is not None else None)
+        if t == OpCode.error:
+            return ApplyResult(err=txn.err)
+        # createSession, check: nothing in the tree changes.
+        return ApplyResult()
+
+    def create_node(self, path: str, data: bytes | None, acl: tuple, owner: int,
+                    parent_cversion: int, zxid: int, time: int) -> ApplyResult:
+        parent_path = parent_of(path)
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            return ApplyResult(err=Err.NONODE)
+        name = basename(path)
+        if name in parent.children:
+            return ApplyResult(err=Err.NODEEXISTS)
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        # Replaying over a fuzzy snapshot may see an older cversion; keep the max.
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        node = DataNode(data, acl, zxid, time, owner)
+        parent.children[name] = None
+        self.nodes[path] = node
+        if owner == CONTAINER_EPHEMERAL_OWNER:
+            self.containers[path] = None
+        elif is_ttl_owner(owner):
+            self.ttls[path] = None
+        elif owner != 0:
+            self.ephemerals.setdefault(owner, {})[path] = None
+        return ApplyResult(path=path, stat=node.stat(),
+                           triggers=[(EventType.NodeCreated, path),
+                                     (EventType.NodeChildrenChanged, parent_path)])
+
+    def delete_node(self, path: str, zxid: int) -> ApplyResult:
+        node = self.nodes.get(path)
+        if node is None or path == ROOT:
+            return ApplyResult(err=Err.NONODE)
+        parent_path = parent_of(path)
+        parent = self.nodes[parent_path]
+        del self.nodes[path]
+        parent.children.pop(basename(path), None)
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        owner = node.ephemeral_owner
+        if owner == CONTAINER_EPHEMERAL_OWNER:
+            self.containers.pop(path, None)
+        elif is_ttl_owner(owner):
+            self.ttls.pop(path, None)
+        elif owner != 0:
+            paths = self.ephemerals.get(owner)
+            if paths is not None:
+                paths.pop(path, None)
+                if not paths:
+                    del self.ephemerals[owner]
+        return ApplyResult(triggers=[(EventType.NodeDeleted, path),
+                                     (EventType.NodeChildrenChanged, parent_path)])
+
+    def _set_data(self, txn: R.SetDataTxn, zxid: int, time: int) -> ApplyResult:
+        node = self.nodes.get(txn.path)
+        if node is None:
+            return ApplyResult(err=Err.NONODE)
+        node.data = txn.data
+        node.version = txn.version
+        node.mzxid = zxid
+        node.mtime = time
+        return ApplyResult(stat=node.stat(), triggers=[(EventType.NodeDataChanged, txn.path)])
+
+    def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
+        node = self.nodes.get(txn.path)
+        if node is None:
+            return ApplyResult(err=Err.NONODE)
+        node.acl = tuple(txn.acl or ())
+        node.aversion = txn.version
+        return ApplyResult(stat=node.stat())
+
+    def kill_session(self, session_id: int, zxid: int, paths: list[str] | None) -> ApplyResult:
+        """Delete a closed or expired session's ephemerals, deepest first."""
+        owned = dict(self.ephemerals.get(session_id, {}))
+        for p in paths or ():
+            owned.setdefault(p, None)
+        out = ApplyResult()
+        for p in sorted(owned, key=lambda s: (-s.count("/"), s)):
+            node = self.nodes.get(p)
+            if node is not None and node.ephemeral_owner == session_id:
+                out.triggers.extend(self.delete_node(p, zxid).triggers)
+        self.ephemerals.pop(session_id, None)
+        return out
+
+    # ---- snapshot support ------------------------------------------------------
+
+    def walk(self):
+        """Pre-order (path, node) walk, children in insertion order."""
+        stack = [ROOT]
+        while stack:
+            path = stack.pop()
+            node = self.nodes[path]
+            yield path, node
+            prefix = "" if path == ROOT else path
+            stack.extend(prefix + "/" + c for c in reversed(list(node.children)))
+
+    def add_restored_node(self, path: str, node: DataNode) -> None:
+        """Insert a node read from a snapshot (parents come first in the walk)."""
+        self.nodes[path] = node
+        if path != ROOT:
+            parent = self.nodes.get(parent_of(path))
+            assert parent is not None, f"snapshot lists {path} before its parent"
+            parent.children[basename(path)] = None
+        owner = node.ephemeral_owner
+        if owner == CONTAINER_EPHEMERAL_OWNER:
+            self.containers[path] = None
+        elif is_ttl_owner(owner):
+            self.ttls[path] = None
+        elif owner != 0:
+            self.ephemerals.setdefault(owner, {})[path] = None
+
+    def clear(self) -> None:
+        """Empty the tree before a snapshot load (built-ins are in the snapshot)."""
+        self.nodes = {}
+        self.ephemerals = {}
+        self.containers = {}
+        self.ttls = {}
+        self.last_processed_zxid = 0

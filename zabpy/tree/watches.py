@@ -1,0 +1,183 @@
+"""The watch table: which session watches which path, and how.
+
+Two tables, as in ZooKeeper: *data* watches (getData, exists — also on a
+missing node — and persistent / persistent-recursive watches) and *child*
+watches (getChildren, and persistent watches, which see child changes too).
+Each entry is a bitmask of modes, so one session may hold a one-shot and a
+persistent watch on the same path.
+
+``trigger(event_type, path)`` returns the (session id, event type, path)
+notifications to send and removes fired one-shot watches. A session gets at
+most one notification per trigger, even when several of its watches match.
+Persistent-recursive watches see created / deleted / data-changed events on
+their path and every descendant, never NodeChildrenChanged (ZooKeeper 3.8).
+"""
+
+from __future__ import annotations
+
+from ..jute.constants import EventType, WatcherType
+from .paths import parent_of
+
+__all__ = ["WatchManager", "STANDARD", "PERSISTENT", "RECURSIVE"]
+
+STANDARD = 1
+PERSISTENT = 2
+RECURSIVE = 4
+
+
+class WatchManager:
+    def __init__(self) -> None:
+        self.data: dict[str, dict[int, int]] = {}
+        self.child: dict[str, dict[int, int]] = {}
+        self._recursive_count = 0
+
+    # ---- registration -------------------------------------------------------
+
+    @staticmethod
+    def _add(table: dict[str, dict[int, int]], path: str, session: int, mode: int) -> None:
+        watchers = table.get(path)
+        if watchers is None:
+            table[path] = {session: mode}
+        else:
+            watchers[session] = watchers.get(session, 0) | mode
+
+    def add_data_watch(self, path: str, session: int) -> None:
+        self._add(self.data, path, session, STANDARD)
+
+    def add_child_watch(self, path: str, session: int) -> None:
+        self._add(self.child, path, session, STANDARD)
+
+    def add_persistent(self, path: str, session: int, recursive: bool) -> None:
+        if recursive:
+            before = self.data.get(path, {}).get(session, 0)
+            self._add(self.data, path, session, RECURSIVE)
+            if not before & RECURSIVE:
+                self._recursive_count += 1
+        else:
+            self._add(self.data, path, session, PERSISTENT)
+            self._add(self.child, path, session, PERSISTENT)
+
+    # ---- firing ---------------------------------------------------------------
+
+    def trigger(self, event: int, path: str) -> list[tuple[int, int, str]]:
+        fired: dict[int, None] = {}
+        if event == EventType.NodeChildrenChanged:
+            self._fire(self.child, path, fired)
+        else:
+            self._fire(self.data, path, fired)
+            if event == EventType.NodeDeleted:
+                self._fire(self.child, path, fired)
+            if self._recursive_count:
+                self._fire_recursive(path, fired)
+        return [(s, event, path) for s in fired]
+
+    @staticmethod
+    def _fire(table: dict[str, dict[int, int]], path: str, fired: dict[int, None]) -> None:
+        watchers = table.get(path)
+        if not watchers:
+            return
+        for session, mode in list(watchers.items()):
+            fired[session] = None
+            rest = mode & ~STANDARD
+            if rest:
+                watchers[session] = rest
+            else:
+                del watchers[session]
+        if not watchers:
+            del table[path]
+
+    def _fire_recursive(self, path: str, fired: dict[int, None]) -> None:
+        p = path
+        while p != "/":
+            p = parent_of(p)
+            watchers = self.data.get(p)
+            if watchers:
+                for session, mode in watchers.items():
+                    if mode & RECURSIVE:
+                        fired[session] = None
+
+    # ---- removal and queries ------------------------------------------------
+
+    def has_watch(self, path: str, session: int, wtype: int) -> bool:
+        d = self.data.get(path, {}).get(session, 0)
+        c = self.child.get(path, {}).get(session, 0)
+        if wtype == WatcherType.Children:
+            return bool(c & STANDARD)
+        if wtype == WatcherType.Data:
+            return bool(d & STANDARD)
+        if wtype == WatcherType.Any:
+            return bool(d or c)
+        if wtype == WatcherType.Persistent:
+            return bool(d & PERSISTENT)
+        if wtype == WatcherType.PersistentRecursive:
+            return bool(d & RECURSIVE)
+        return False
+
+    def remove(self, path: str, session: int, wtype: int) -> list[int]:
+        """Remove watches of a type; returns the removal events to deliver
+        (DataWatchRemoved / ChildWatchRemoved / PersistentWatchRemoved)."""
+        events: list[int] = []
+        if wtype in (WatcherType.Children, WatcherType.Any):
+            if self._clear(self.child, path, session, STANDARD | (PERSISTENT if wtype == WatcherType.Any else 0)):
+                events.append(EventType.ChildWatchRemoved)
+        if wtype in (WatcherType.Data, WatcherType.Any):
+            mask = STANDARD | (PERSISTENT | RECURSIVE if wtype == WatcherType.Any else 0)
+            had = self.data.get(path, {}).get(session, 0)
+            if self._clear(self.data, path, session, mask):
+                if had & RECURSIVE and mask & RECURSIVE:
+                    self._recursive_count -= 1
+                events.append(EventType.DataWatchRemoved)
+        if wtype in (WatcherType.Persistent, WatcherType.PersistentRecursive):
+            bit = PERSISTENT if wtype == WatcherType.Persistent else RECURSIVE
+            if self._clear(self.data, path, session, bit):
+                if bit == RECURSIVE:
+                    self._recursive_count -= 1
+                self._clear(self.child, path, session, bit)
+                events.append(EventType.PersistentWatchRemoved)
+        return events
+
+    @staticmethod
+    def _clear(table: dict[str, dict[int, int]], path: str, session: int, mask: int) -> bool:
+        watchers = table.get(path)
+        if not watchers:
+            return False
+        mode = watchers.get(session, 0)
+        if not mode & mask:
+            return False
+        rest = mode & ~mask
+        if rest:
+            watchers[session] = rest
+        else:
+            del watchers[session]
+            if not watchers:
+                del table[path]
+        return True
+
+    def remove_session(self, session: int) -> None:
+        for table in (self.data, self.child):
+            for path in list(table):
+                watchers = table[path]
+                mode = watchers.pop(session, 0)
+                if table is self.data and mode & RECURSIVE:
+                    self._recursive_count -= 1
+                if not watchers:
+                    del table[path]
+
+    def count(self) -> int:
+        return sum(len(w) for w in self.data.values()) + sum(len(w) for w in self.child.values())
+
+    def by_session(self) -> dict[int, list[str]]:
+        out: dict[int, dict[str, None]] = {}
+        for table in (self.data, self.child):
+            for path, watchers in table.items():
+                for s in watchers:
+                    out.setdefault(s, {})[path] = None
+        return {s: list(p) for s, p in sorted(out.items())}
+
+    def by_path(self) -> dict[str, list[int]]:
+        out: dict[str, dict[int, None]] = {}
+        for table in (self.data, self.child):
+            for path, watchers in table.items():
+                for s in watchers:
+                    out.setdefault(path, {})[s] = None
+        return {p: list(s) for p, s in sorted(out.items())}
