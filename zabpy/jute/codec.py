@@ -83,10 +83,9 @@ class Reader:
         raw = self.buffer()
         if raw is None:
             return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DecodeError(f"invalid UTF-8 in string: {e}") from None
+        # Java decodes malformed UTF-8 to U+FFFD; paths holding it are then
+        # refused by path validation, exactly as ZooKeeper refuses them.
+        return raw.decode("utf-8", "replace")
 
     def raw(self, n: int) -> bytes:
         self._need(n)

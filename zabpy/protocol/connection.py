@@ -123,8 +123,7 @@ class ClientConnection:
             req = ConnectRequest.read(r)
         except DecodeError as e:
             raise RemoteProtocolError(f"malformed ConnectRequest: {e}") from None
-        if r.remaining():
-            raise RemoteProtocolError(f"{r.remaining()} trailing bytes after ConnectRequest")
+        # Bytes after the readOnly flag are ignored, as ZooKeeper ignores them.
         return req
 
     def close(self) -> None:

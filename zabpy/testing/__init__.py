@@ -1,1 +1,5 @@
-"""zabpy.testing"""
+"""A real zabpy server for users' own tests (context manager and pytest fixture)."""
+
+from .server import ZabpyServer, four_letter_word, free_port, wait_for
+
+__all__ = ["ZabpyServer", "four_letter_word", "free_port", "wait_for"]

@@ -1,0 +1,200 @@
+"""The standalone server core without sockets: feed events, assert on ready().
+
+These pin the ordering rules the core owns: nothing is answered before the
+log says it is durable, replies leave in request order per session, and a
+watch event precedes any later reply that reflects its change."""
+
+from __future__ import annotations
+
+import struct
+
+from zabpy.jute import records as R
+from zabpy.jute.codec import Reader
+from zabpy.jute.constants import Err, EventType, OpCode
+from zabpy.server import ServerSettings, StandaloneServer
+from zabpy.session import session_password
+
+OPEN = [R.ACL(31, R.Id("world", "anyone"))]
+
+
+def _frames(ready, conn_id):
+    return [data for cid, data in ready.send if cid == conn_id]
+
+
+def _reply(data: bytes) -> R.ReplyHeader:
+    return R.ReplyHeader.read(Reader(data[4:]))
+
+
+class Harness:
+    def __init__(self, **kw):
+        self.now = 1_000
+        self.srv = StandaloneServer(ServerSettings(tick_ms=100, session_timeout_ms_min=200,
+                                                   session_timeout_ms_max=2000, **kw), self.now)
+
+    def step(self):
+        ready = self.srv.ready()
+        self.srv.advance(ready)
+        return ready
+
+    def durable(self):
+        """Make everything persisted so far durable, return what follows."""
+        ready = self.step()
+        if ready.persist:
+            self.srv.logged(ready.persist[-1][0].zxid, self.now)
+        return ready, self.step()
+
+    def open_session(self, conn_id: int) -> int:
+        self.srv.connection_made(conn_id, "127.0.0.1", self.now)
+        self.srv.connect(conn_id, R.ConnectRequest(0, 0, 1000, 0, bytes(16), False), self.now)
+        before, after = self.durable()
+        assert before.persist[0][0].type == OpCode.createSession
+        assert not _frames(before, conn_id), "no ConnectResponse before createSession is durable"
+        (resp,) = _frames(after, conn_id)
+        cr = R.ConnectResponse.read(Reader(resp[4:]))
+        assert cr.passwd == session_password(cr.sessionId)
+        return cr.sessionId
+
+    def request(self, conn_id, xid, op, rec):
+        self.srv.request(conn_id, xid, op, memoryview(rec.to_bytes()), self.now)
+
+
+def test_write_is_answered_only_after_logged():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/a", b"x", OPEN, 0))
+    ready = h.step()
+    assert [hdr.type for hdr, _ in ready.persist] == [OpCode.create]
+    assert not _frames(ready, 1)
+    assert "/a" not in h.srv.tree.nodes  # not applied before durable
+    h.srv.logged(ready.persist[0][0].zxid, h.now)
+    (reply,) = _frames(h.step(), 1)
+    assert _reply(reply).err == Err.OK and "/a" in h.srv.tree.nodes
+
+
+def test_read_waits_behind_the_same_sessions_write():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/a", b"x", OPEN, 0))
+    h.request(1, 2, OpCode.getData, R.GetDataRequest("/a", False))
+    ready = h.step()
+    assert not _frames(ready, 1), "the read must not overtake the pending write"
+    h.srv.logged(ready.persist[0][0].zxid, h.now)
+    replies = [_reply(f) for f in _frames(h.step(), 1)]
+    assert [(r.xid, r.err) for r in replies] == [(1, Err.OK), (2, Err.OK)]
+
+
+def test_other_sessions_reads_do_not_see_undurable_writes():
+    h = Harness()
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/a", b"x", OPEN, 0))
+    h.request(2, 1, OpCode.exists, R.ExistsRequest("/a", False))
+    (r,) = [_reply(f) for f in _frames(h.step(), 2)]
+    assert r.err == Err.NONODE
+
+
+def test_pipelined_writes_see_pending_changes():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/a", b"", OPEN, 0))
+    h.request(1, 2, OpCode.create, R.CreateRequest("/a/b", b"", OPEN, 0))
+    h.request(1, 3, OpCode.create, R.CreateRequest("/a/s-", b"", OPEN, 2))
+    h.request(1, 4, OpCode.delete, R.DeleteRequest("/a", -1))
+    before, after = h.durable()
+    assert len(before.persist) == 4
+    replies = [_reply(f) for f in _frames(after, 1)]
+    assert [r.err for r in replies] == [Err.OK, Err.OK, Err.OK, Err.NOTEMPTY]
+    assert [r.zxid for r in replies] == sorted(r.zxid for r in replies)
+    assert "/a/s-0000000001" in h.srv.tree.nodes
+
+
+def test_watch_event_precedes_later_reply():
+    h = Harness()
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/w", b"", OPEN, 0))
+    h.durable()
+    h.request(2, 1, OpCode.getData, R.GetDataRequest("/w", True))
+    h.step()
+    h.request(1, 2, OpCode.setData, R.SetDataRequest("/w", b"new", -1))
+    h.request(2, 2, OpCode.getData, R.GetDataRequest("/w", False))
+    before, after = h.durable()
+    frames = _frames(before, 2) + _frames(after, 2)
+    kinds = [_reply(f).xid for f in frames]
+    # the read that was answered before the change is durable sees old data...
+    # ...and the notification (xid -1) arrives once the change is applied
+    assert -1 in kinds
+    ev_frame = frames[kinds.index(-1)]
+    ev = R.WatcherEvent.read(Reader(ev_frame[20:]))
+    assert (ev.type, ev.path) == (EventType.NodeDataChanged, "/w")
+
+
+def test_session_expiry_deletes_ephemerals_through_the_log():
+    h = Harness()
+    sid = h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/e", b"", OPEN, 1))
+    h.durable()
+    assert h.srv.tree.ephemerals == {sid: {"/e": None}}
+    h.srv.connection_lost(1, h.now)
+    h.now += 5_000
+    h.srv.tick(h.now)
+    before, _ = h.durable()
+    assert [hdr.type for hdr, _ in before.persist] == [OpCode.closeSession]
+    assert "/e" not in h.srv.tree.nodes and sid not in h.srv.sessions.sessions
+
+
+def test_failed_write_consumes_a_zxid():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.delete, R.DeleteRequest("/missing", -1))
+    before, after = h.durable()
+    (hdr, txn), = before.persist
+    assert hdr.type == OpCode.error and txn.err == Err.NONODE
+    assert _reply(_frames(after, 1)[0]).zxid == hdr.zxid
+
+
+def test_failed_multi_changes_nothing():
+    h = Harness()
+    h.open_session(1)
+    body = (R.MultiHeader(OpCode.create, False, -1).to_bytes()
+            + R.CreateRequest("/m1", b"", OPEN, 0).to_bytes()
+            + R.MultiHeader(OpCode.delete, False, -1).to_bytes()
+            + R.DeleteRequest("/nope", -1).to_bytes()
+            + R.MultiHeader(OpCode.create, False, -1).to_bytes()
+            + R.CreateRequest("/m2", b"", OPEN, 0).to_bytes()
+            + R.MultiHeader(-1, True, -1).to_bytes())
+    h.srv.request(1, 1, OpCode.multi, memoryview(body), h.now)
+    _, after = h.durable()
+    (f,) = _frames(after, 1)
+    r = Reader(f[20:])
+    errs = []
+    for _ in range(3):
+        mh = R.MultiHeader.read(r)
+        errs.append(R.ErrorResponse.read(r).err)
+        assert mh.type == OpCode.error
+    assert errs == [Err.OK, Err.NONODE, Err.RUNTIMEINCONSISTENCY]
+    assert "/m1" not in h.srv.tree.nodes and "/m2" not in h.srv.tree.nodes
+
+
+def test_log_failure_stops_writes_but_reads_go_on():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/a", b"", OPEN, 0))
+    h.step()
+    h.srv.log_failed("No space left on device")
+    ready = h.step()
+    assert any("transaction log" in line for line in ready.logs)
+    assert _reply(_frames(ready, 1)[0]).err == Err.SYSTEMERROR
+    h.request(1, 2, OpCode.exists, R.ExistsRequest("/", False))
+    assert _reply(_frames(h.step(), 1)[0]).err == Err.OK
+    h.request(1, 3, OpCode.create, R.CreateRequest("/b", b"", OPEN, 0))
+    ready = h.step()
+    assert not ready.persist and _reply(_frames(ready, 1)[0]).err == Err.SYSTEMERROR
+
+
+def test_frame_length_prefix_matches_payload():
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.exists, R.ExistsRequest("/", False))
+    (f,) = _frames(h.step(), 1)
+    assert struct.unpack(">i", f[:4])[0] == len(f) - 4

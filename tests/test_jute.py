@@ -1,0 +1,44 @@
+"""Jute encoding against golden bytes (layouts from zookeeper.jute)."""
+
+import pytest
+
+from zabpy.jute import DecodeError, decode
+from zabpy.jute import records as R
+
+
+def test_stat_is_68_bytes_pzxid_last():
+    s = R.Stat(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+    b = s.to_bytes()
+    assert len(b) == 68
+    assert b[-8:] == (11).to_bytes(8, "big")
+    assert decode(R.Stat, b) == s
+
+
+def test_create_request_golden():
+    req = R.CreateRequest("/a", b"x", [R.ACL(31, R.Id("world", "anyone"))], 1)
+    assert req.to_bytes() == (
+        b"\x00\x00\x00\x02/a" + b"\x00\x00\x00\x01x" + b"\x00\x00\x00\x01"
+        + b"\x00\x00\x00\x1f" + b"\x00\x00\x00\x05world" + b"\x00\x00\x00\x06anyone"
+        + b"\x00\x00\x00\x01")
+
+
+def test_null_buffer_and_vector():
+    assert R.GetDataResponse(None, R.Stat(*[0] * 11)).to_bytes()[:4] == b"\xff\xff\xff\xff"
+    assert decode(R.GetChildrenResponse, b"\xff\xff\xff\xff").children is None
+
+
+def test_connect_request_without_read_only_byte():
+    old = R.ConnectRequest(0, 0, 30000, 0, bytes(16), False, has_read_only=False)
+    decoded = decode(R.ConnectRequest, old.to_bytes())
+    assert decoded.has_read_only is False and decoded.timeOut == 30000
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00", b"\x00\x00\x00\x05ab", b"\xff\xff\xff\xfe"])
+def test_truncated_or_negative_lengths_raise(data):
+    with pytest.raises(DecodeError):
+        decode(R.SyncRequest, data)
+
+
+def test_vector_count_larger_than_input_raises():
+    with pytest.raises(DecodeError):
+        decode(R.GetChildrenResponse, b"\x7f\xff\xff\xff")
