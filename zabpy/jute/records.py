@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .codec import Reader, Record, Writer
+from .codec import Reader, Record, Writer, compile_record
 from .constants import OpCode
 
 V = "vector"
@@ -25,7 +25,7 @@ def _rec(fields: tuple[tuple[str, Any], ...]):
         for name, _ in fields:
             anns[name] = "Any"
         cls.__annotations__ = anns
-        return dataclass(frozen=True, slots=True)(cls)
+        return compile_record(dataclass(frozen=True, slots=True)(cls))
 
     return wrap
 

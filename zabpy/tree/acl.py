@@ -56,6 +56,7 @@ def check_perm(acl: tuple[ACL, ...] | list[ACL] | None, perm: int, ids: list[Id]
                skip_acl: bool = False) -> bool:
     if skip_acl or not acl:
         return True
+    perm = int(perm)  # IntFlag arithmetic is slow on the read path
     for sid in ids:
         if sid.scheme == "super":
             return True
