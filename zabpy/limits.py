@@ -104,3 +104,13 @@ SNAPSHOT_ACL_LISTS_MAX = 10_000_000
 assert TXN_LOG_ENTRY_BYTES_MAX > JUTE_MAXBUFFER
 assert LOG_PREALLOC_BYTES_DEFAULT > LOG_PREALLOC_MARGIN_BYTES
 assert SNAP_COUNT_DEFAULT >= 2
+
+# Metrics (zabpy.admin.metrics): recent observations a summary keeps for its
+# quantiles (mntr's p50..p999 and Prometheus' quantile samples); count, sum,
+# min and max cover every observation.
+METRICS_SUMMARY_WINDOW = 1024
+# Event-loop pause monitor: shortest sleep between two checks, so that a
+# misconfigured interval cannot turn the monitor into a busy loop.
+PAUSE_MONITOR_SLEEP_MS_MIN = 10
+
+assert METRICS_SUMMARY_WINDOW >= 100

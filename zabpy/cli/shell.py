@@ -20,7 +20,6 @@ into an exit code. The completion logic is the plain function
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
 
@@ -49,8 +48,6 @@ def parse_args(argv: list[str]) -> tuple[str, int, list[str]]:
     server, timeout_ms, i = DEFAULT_SERVER, DEFAULT_TIMEOUT_MS, 0
     while i < len(argv) and argv[i].startswith("-"):
         opt = argv[i].lstrip("-")
-        if opt in ("h", "help"):
-            raise UsageError(usage_text())
         if opt not in ("server", "timeout") or i + 1 >= len(argv):
             raise UsageError(f"bad option {argv[i]}\n{usage_text()}")
         value = argv[i + 1]
@@ -166,6 +163,9 @@ def _piped(server: str, timeout_ms: int) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        _out(usage_text())
+        return EXIT_OK
     try:
         server, timeout_ms, words = parse_args(argv)
     except UsageError as exc:

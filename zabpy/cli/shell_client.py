@@ -124,6 +124,8 @@ class ShellSession:
         if self.on_event is not None and not first:
             name = {KazooState.CONNECTED: "SyncConnected", KazooState.SUSPENDED: "Disconnected",
                     KazooState.LOST: "Expired"}[state]
+            if state == KazooState.LOST and self.client._stopped.is_set():
+                name = "Closed"  # our own close(), not a session expiry
             self.on_event(name, "None", None)
 
     def _hook_events(self) -> None:

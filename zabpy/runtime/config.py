@@ -161,6 +161,8 @@ class ServerConfig:
     global_outstanding_limit: int = limits.GLOBAL_OUTSTANDING_MAX
     snapshot_compression_method: str = ""
     txn_log_size_limit_kb: int = -1
+    container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
+    container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     source: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
 
@@ -377,6 +379,9 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "globalOutstandingLimit": ("global_outstanding_limit", _positive),
     "snapshot.compression.method": ("snapshot_compression_method", _text),
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _long),
+    # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
+    "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
+    "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
 }
 _PREFIX = "zookeeper."
 _SERVER_RE = re.compile(r"server\.([0-9]+)")

@@ -20,7 +20,6 @@ import logging
 import os
 import time
 
-from .. import limits
 from ..admin.fourletter import FourLetterContext, render_four_letter_word
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
@@ -91,8 +90,8 @@ class ServerRuntime:
             super_digest=c.super_digest, skip_acl=c.skip_acl,
             extended_types=c.extended_types_enabled, reconfig_enabled=c.reconfig_enabled,
             wall_offset_ms=wall_offset,
-            container_check_interval_ms=getattr(c, "container_check_interval_ms",
-                                                limits.CONTAINER_CHECK_INTERVAL_MS),
+            container_check_interval_ms=c.container_check_interval_ms,
+            container_max_per_minute=c.container_max_per_minute,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:
