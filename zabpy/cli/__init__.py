@@ -1,1 +1,5 @@
-"""zabpy.cli"""
+"""Command-line entry points: `zabpy server`, `shell`, `status`, `purge`."""
+
+from .main import main
+
+__all__ = ["main"]
