@@ -73,11 +73,14 @@ class SessionTracker:
         self._next_id = initial_session_id(server_id, now_ms)
 
     def next_session_id(self) -> int:
-        sid = self._next_id
-        self._next_id = to_signed64(self._next_id + 1)
-        if self._next_id == _LONG_MIN:
-            self._next_id += 1
-        return sid
+        # Sessions restored from disk may hold ids this counter reaches again.
+        while True:
+            sid = self._next_id
+            self._next_id = to_signed64(self._next_id + 1)
+            if self._next_id == _LONG_MIN:
+                self._next_id += 1
+            if sid not in self.sessions:
+                return sid
 
     def _deadline(self, now_ms: int, timeout_ms: int) -> int:
         t = now_ms + timeout_ms
