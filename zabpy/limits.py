@@ -114,3 +114,31 @@ METRICS_SUMMARY_WINDOW = 1024
 PAUSE_MONITOR_SLEEP_MS_MIN = 10
 
 assert METRICS_SUMMARY_WINDOW >= 100
+
+# ---- ZAB (zabpy/zab, runtime/quorum_transport) --------------------------------
+# Largest quorum packet's data buffer (jute.maxbuffer plus the txn extra room:
+# a PROPOSAL carries TxnHeader + txn; a learner's PING carries its touch table).
+QUORUM_PACKET_DATA_BYTES_MAX = JUTE_MAXBUFFER + JUTE_MAXBUFFER_EXTRASIZE
+# Ids in a packet's authinfo vector (a REQUEST carries its client's auth ids).
+QUORUM_PACKET_AUTH_IDS_MAX = 64
+# A SNAP stream (sessions + tree after the SNAP packet) may be this large.
+QUORUM_SNAP_BYTES_MAX = 2**31 - 1
+# Committed txns the leader keeps in memory to sync learners by DIFF
+# (ZooKeeper's commitLogCount default 500); older learners get a SNAP.
+ZAB_COMMITTED_LOG_MAX = 500
+# Proposals a leader may have outstanding (not yet committed) at once; propose()
+# refuses beyond this (back-pressure to the pipeline).
+ZAB_OUTSTANDING_MAX = 1000
+# Distinct sessions a learner reports in one PING reply (12 bytes each).
+ZAB_TOUCHES_MAX = 80_000
+# Forwarded sync() requests a learner may have waiting for the leader's SYNC.
+ZAB_PENDING_SYNCS_MAX = 10_000
+# The log tail a peer mirrors in memory: DIFF source for a future leader role
+# and the unapplied entries it fast-forwards; must cover every outstanding txn.
+ZAB_LOG_TAIL_MAX = ZAB_COMMITTED_LOG_MAX + ZAB_OUTSTANDING_MAX
+# The low 32 bits of a zxid; a leader whose counter reaches this re-elects.
+ZXID_COUNTER_MAX = 0xFFFFFFFF
+
+assert QUORUM_PACKET_DATA_BYTES_MAX >= TXN_LOG_ENTRY_BYTES_MAX
+assert ZAB_LOG_TAIL_MAX >= ZAB_OUTSTANDING_MAX + ZAB_COMMITTED_LOG_MAX
+assert ZAB_TOUCHES_MAX * 12 <= QUORUM_PACKET_DATA_BYTES_MAX  # one PING reply holds them

@@ -14,6 +14,8 @@ import signal
 import sys
 
 from ..runtime.config import ConfigError, default_config, load_config
+from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
+                               setup_logging)
 from ..runtime.server import ServerRuntime
 
 __all__ = ["main", "build_config"]
@@ -26,8 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="client address (overrides clientPortAddress)")
     p.add_argument("--data-dir", help="data directory (overrides dataDir)")
     p.add_argument("--tick-time", type=int, help="tickTime in ms")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    p.add_argument("--log-file", help="also log to this file (rotated at 10 MiB, 5 kept)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARN, ERROR")
+    p.add_argument("--log-file", help="also log to this file, rotated by size")
+    p.add_argument("--log-max-bytes", type=int, default=LOG_MAX_BYTES_DEFAULT,
+                   help="rotate the log file at this size (default 10 MiB)")
+    p.add_argument("--log-backups", type=int, default=LOG_BACKUP_COUNT_DEFAULT,
+                   help="rotated log files to keep (default 5)")
     return p
 
 
@@ -54,23 +60,6 @@ def build_config(args: argparse.Namespace):
     return cfg, warnings
 
 
-def _setup_logging(level: str, log_file: str | None) -> None:
-    fmt = "%(asctime)s [myid:%(myid)s] - %(levelname)-5s [%(name)s] - %(message)s"
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        from logging.handlers import RotatingFileHandler
-        handlers.append(RotatingFileHandler(log_file, maxBytes=10 << 20, backupCount=5))
-    old_factory = logging.getLogRecordFactory()
-
-    def factory(*a, **kw):
-        rec = old_factory(*a, **kw)
-        rec.myid = getattr(factory, "myid", "")
-        return rec
-
-    logging.setLogRecordFactory(factory)
-    logging.basicConfig(level=level.upper(), format=fmt, handlers=handlers, force=True)
-
-
 async def _serve(cfg) -> int:
     rt = ServerRuntime(cfg)
     await rt.start()
@@ -85,13 +74,20 @@ async def _serve(cfg) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level, args.log_file)
+    try:
+        setup_logging(args.log_level, args.log_file, max_bytes=args.log_max_bytes,
+                      backup_count=args.log_backups)
+    except (ValueError, OSError) as e:
+        print(f"zabpy server: {e}", file=sys.stderr)
+        return 2
     log = logging.getLogger("zabpy.server")
     try:
         cfg, warnings = build_config(args)
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)
         return 2
+    if not cfg.is_standalone():
+        set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
     if not cfg.is_standalone():

@@ -21,6 +21,7 @@ import os
 import time
 
 from ..admin.fourletter import FourLetterContext, render_four_letter_word
+from ..admin.service import OperationsServices
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
 from ..server.settings import ServerSettings
@@ -77,6 +78,9 @@ class ServerRuntime:
         self.port = 0
         self.started_ms = _now_ms()
         self.stopped = asyncio.Event() if False else None
+        # AdminServer, /metrics, pause monitor; ``metrics`` is ZooKeeper's ServerMetrics.
+        self.ops = OperationsServices(self)
+        self.metrics = self.ops.metrics
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -109,6 +113,7 @@ class ServerRuntime:
         log.info("Restored %d znodes and %d sessions from %s up to zxid 0x%x in %.0f ms",
                  tree.node_count(), len(sessions), c.data_dir, tree.last_processed_zxid,
                  (time.monotonic() - t0) * 1000)
+        self.metrics.observe("dbinittime", (time.monotonic() - t0) * 1000)
         return tree, sessions
 
     async def start(self) -> None:
@@ -124,10 +129,12 @@ class ServerRuntime:
         self._tasks.append(asyncio.create_task(self._ticker()))
         if self.store is not None and self.config.autopurge_purge_interval_h > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
+        await self.ops.start()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
 
     async def stop(self) -> None:
+        await self.ops.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -168,6 +175,7 @@ class ServerRuntime:
         count = self._per_ip.get(p.peer_ip, 0)
         if limit and count >= limit:
             log.warning("Too many connections from %s - max is %d", p.peer_ip, limit)
+            self.metrics.count("connection_rejected")
             p.transport.abort()
             return
         self._per_ip[p.peer_ip] = count + 1
@@ -190,6 +198,7 @@ class ServerRuntime:
     def _data(self, p: _ClientProtocol, data: bytes) -> None:
         now = _now_ms()
         srv = self.server
+        self.metrics.counters["bytes_received_count"] += len(data)
         try:
             for ev in p.proto.receive_data(data):
                 if isinstance(ev, FourLetterWord):
@@ -280,11 +289,14 @@ class ServerRuntime:
                 ms = (time.monotonic() - t0) * 1000
                 self.server.stats.fsync_count += 1
                 self.server.stats.fsync_total_ms += ms
+                self.metrics.observe("fsynctime", ms)
                 if ms > self.config.fsync_warning_threshold_ms:
+                    self.metrics.fsync_threshold_exceeded += 1
                     log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
                                 "effect operation latency", ms)
                 self.server.logged(target, _now_ms())
                 if self.store.should_snapshot():
+                    self.metrics.count("snap_count")
                     self.store.start_snapshot(self.server.tree,
                                               {s.session_id: s.timeout_ms for s in
                                                self.server.sessions.sessions.values()})

@@ -180,34 +180,48 @@ def _read_acl_cache(r: Reader) -> dict[int, tuple]:
     return cache
 
 
+_KEY_STAT = struct.Struct(">qqqqqiiiqq")  # aclKey + StatPersisted, 68 bytes
+
+
 def _read_nodes(r: Reader, tree: DataTree, acls: dict[int, tuple]) -> None:
-    buf, unpack_stat = r.buf, _STAT.unpack_from
+    """The node list, parsed in one tight loop: it is most of a restart."""
+    buf, pos, end = r.buf, r.pos, r.end
+    unpack_int, unpack_key_stat = _INT.unpack_from, _KEY_STAT.unpack_from
+    nodes, add = tree.nodes, tree.add_restored_node
     while True:
-        path = r.ustring()
+        if pos + 4 > end:
+            raise SnapshotError("node list is truncated")
+        (n,) = unpack_int(buf, pos)
+        if n < 0 or pos + 4 + n + 4 > end:
+            raise SnapshotError(f"bad path length {n} at offset {pos}")
+        path = str(buf[pos + 4 : pos + 4 + n], "utf-8")
+        pos += 4 + n
         if path == "/":
+            r.pos = pos
             return
-        if path is None:
-            raise SnapshotError("null path in node list")
-        data = r.buffer()
-        key = r.long()
+        (dn,) = unpack_int(buf, pos)
+        pos += 4
+        if dn < -1 or pos + max(dn, 0) + _KEY_STAT.size > end:
+            raise SnapshotError(f"bad data length {dn} for node {path or '/'}")
+        data = None if dn == -1 else bytes(buf[pos : pos + dn])
+        pos += max(dn, 0)
+        key, *stat = unpack_key_stat(buf, pos)
+        pos += _KEY_STAT.size
         acl = acls.get(key)
         if acl is None:
             raise SnapshotError(f"node {path or '/'} refers to unknown ACL key {key}")
-        r._need(_STAT.size)
-        stat = unpack_stat(buf, r.pos)
-        r.pos += _STAT.size
         node = DataNode(data, acl)
         (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
          node.aversion, node.ephemeral_owner, node.pzxid) = stat
-        path = path or "/"
-        if path in tree.nodes:
-            raise SnapshotError(f"node {path} listed twice")
-        if path != "/" and (not path.startswith("/") or not tree.nodes):
-            raise SnapshotError(f"node {path} is not under the root")
-        parent = path[: path.rfind("/")] or "/"
-        if path != "/" and parent not in tree.nodes:
+        if not path:
+            if "/" in nodes:
+                raise SnapshotError("root listed twice")
+            path = "/"
+        elif path[0] != "/" or path in nodes:
+            raise SnapshotError(f"node {path} is misplaced or listed twice")
+        elif (path[: path.rfind("/")] or "/") not in nodes:
             raise SnapshotError(f"node {path} listed before its parent")
-        tree.add_restored_node(path, node)
+        add(path, node)
 
 
 def _check_seal(r: Reader, data: memoryview, what: str) -> None:

@@ -150,28 +150,42 @@ def _record_at(buf: memoryview, pos: int, size: int) -> tuple[str, int]:
     return "ok", end
 
 
+_ZERO_CHUNK = bytes(1 << 20)
+
+
 def _any_nonzero(buf: memoryview, start: int, size: int) -> bool:
-    chunk = 1 << 20
-    zeros = bytes(chunk)
-    pos = start
-    while pos < size:
-        n = min(chunk, size - pos)
-        if buf[pos : pos + n] != zeros[:n]:
+    # A preallocated log is mostly zeros: compare whole chunks with memcmp
+    # instead of counting bytes, so scanning 64 MiB of padding stays cheap.
+    chunk = len(_ZERO_CHUNK)
+    for pos in range(start, size, chunk):
+        piece = buf[pos : min(pos + chunk, size)].tobytes()
+        if piece != _ZERO_CHUNK[: len(piece)]:
             return True
-        pos += n
     return False
+
+
+def _last_nonzero_end(buf: memoryview, start: int, size: int) -> int:
+    """Offset just past the last nonzero byte in [start, size), or ``start``."""
+    chunk = 1 << 20
+    end = size
+    while end > start:
+        lo = max(start, end - chunk)
+        piece = bytes(buf[lo:end])
+        if piece.count(0) != len(piece):
+            return lo + len(piece.rstrip(b"\0"))
+        end = lo
+    return start
 
 
 def _find_valid(buf: memoryview, start: int, size: int) -> int | None:
     """Offset of the first complete, checksum-valid record after ``start``."""
-    data = bytes(buf[start:size])
-    last = len(data.rstrip(b"\0"))
-    # A record ends with 'B', so only offsets up to the last nonzero byte can
+    last = _last_nonzero_end(buf, start, size)
+    # A record ends with 'B', so only offsets before the last nonzero byte can
     # start one; each candidate costs a struct unpack, rarely an Adler32.
-    for rel in range(1, max(0, last - _HEAD.size) + 1):
-        kind, _ = _record_at(buf, start + rel, size)
+    for pos in range(start + 1, max(start + 1, last - _HEAD.size)):
+        kind, _ = _record_at(buf, pos, size)
         if kind == "ok":
-            return start + rel
+            return pos
     return None
 
 

@@ -88,12 +88,21 @@ class ZabpyServer:
             cfg, _ = parse_config(self.config_text, source="test.cfg")
         else:
             cfg = default_config(tick_time_ms=self.overrides.pop("tick_time_ms", 200))
-        fields = {"client_port": self.port, "client_port_address": self.host}
+        fields = {"client_port": self.port, "client_port_address": self.host,
+                  "admin_enable_server": self._wants_admin()}
         if self.data_dir:
             fields["data_dir"] = self.data_dir
             fields["data_log_dir"] = self.data_dir
         fields.update(self.overrides)
         return dataclasses.replace(cfg, **fields)
+
+    def _wants_admin(self) -> bool:
+        """The AdminServer stays off unless a test asks for it (an admin.*
+        setting): ZooKeeper's default, 0.0.0.0:8080, is neither free nor local."""
+        text = self.config_text or ""
+        return (any(k in self.overrides for k in ("admin_server_port", "admin.serverPort"))
+                or "admin.serverPort" in text
+                or "admin.enableServer=true" in text.replace(" ", ""))
 
     # ---- in-process ---------------------------------------------------------
 
@@ -144,6 +153,8 @@ class ZabpyServer:
         lines = [self.config_text or "tickTime=200",
                  f"clientPort={self.port}", f"clientPortAddress={self.host}",
                  "4lw.commands.whitelist=*"]
+        if not self._wants_admin() and "admin.enableServer" not in self.overrides:
+            lines.append("admin.enableServer=false")
         if self.data_dir:
             lines.append(f"dataDir={self.data_dir}")
         for k, v in self.overrides.items():

@@ -69,9 +69,18 @@ class DataNode:
         self.children: dict[str, None] = {}
 
     def stat(self) -> R.Stat:
-        return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
-                      self.aversion, self.ephemeral_owner,
-                      len(self.data) if self.data else 0, len(self.children), self.pzxid)
+        """The Stat a client sees. Two translations happen here, as in
+        ZooKeeper: cversion is stored as the count of child creations (the
+        sequence counter) but reported as creations + deletions, i.e.
+        2 * stored - numChildren; and the container / TTL markers in
+        ephemeralOwner are reported as 0."""
+        n = len(self.children)
+        owner = self.ephemeral_owner
+        if owner == CONTAINER_EPHEMERAL_OWNER or is_ttl_owner(owner):
+            owner = 0
+        return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                      self.cversion * 2 - n, self.aversion, owner,
+                      len(self.data) if self.data else 0, n, self.pzxid)
 
     def stat_persisted(self) -> R.StatPersisted:
         return R.StatPersisted(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,

@@ -1,0 +1,327 @@
+"""The file-backed store: ZooKeeper 3.8's data directory, written by zabpy.
+
+State: the open log file (``log.<hex zxid>`` in ``<dataLogDir>/version-2``),
+an in-memory list of encoded entries not yet written, the offset up to which
+the file is durable, counters for the snapCount rule, and at most one forked
+snapshot writer.
+
+Threads and call order (the runtime's contract):
+
+* ``restore(tree)`` once, before anything else (writes ``snapshot.0`` into a
+  fresh directory, as ZooKeeper does).
+* ``append(hdr, txn, digest)`` on the event loop for each txn, in zxid order:
+  it only encodes the entry and puts it on the pending list (under
+  ``_lock``), so it is cheap and never blocks on disk.
+* ``flush_and_sync()`` from one worker thread at a time (``_flush_lock``):
+  it swaps the pending list out under ``_lock``, then, outside it, rolls
+  the log if a snapshot asked for it, preallocates, writes the batch with
+  one ``pwrite`` and ``fdatasync``s it (unless forceSync=no). Entries
+  appended meanwhile wait for the next call: that is the group commit. A
+  reply may leave once the flush that wrote its txn has returned.
+* An ``OSError`` in a flush is sticky: the file is cut back to the last
+  durable offset (so nothing half-written stays behind), the error is logged,
+  and every later flush raises too. The runtime must stop acknowledging
+  writes; a restart recovers from the files, which hold exactly the
+  acknowledged txns.
+* ``should_snapshot()`` / ``start_snapshot(tree, sessions)`` on the event
+  loop: the snapshot is written by a forked child from its copy-on-write
+  image of the tree (exact at ``tree.last_processed_zxid``), to a hidden
+  temp file renamed into place, so writes never stall; the next flush rolls
+  to a new log file. ``poll_snapshot()`` reaps the child.
+* ``purge()`` (autopurge timer, any thread) and ``close()``.
+
+Test hooks: the IO primitives ``_pwrite``, ``_fsync`` and ``_fork`` are class
+attributes, so a subclass can inject faults (tests/test_storage_faults.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import os
+import random
+import threading
+import traceback
+
+from ..jute import records as R
+from ..jute.codec import Record
+from ..limits import (LOG_PREALLOC_BYTES_DEFAULT, SNAP_COUNT_DEFAULT, SNAP_RETAIN_COUNT_MIN,
+                      SNAP_SIZE_LIMIT_BYTES_DEFAULT)
+from ..tree.datatree import DataTree
+from . import datadir as D
+from .recovery import RestoreResult, StorageError, restore
+from .snapshot import serialize_snapshot
+from .txnlog import encode_entry, encode_file_header, padded_size
+
+__all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
+
+log = logging.getLogger("zabpy.storage")
+
+
+def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int], zxid: int,
+                        pwrite=os.pwrite) -> str:
+    """Write ``snapshot.<zxid hex>`` durably (temp file, fsync, rename, fsync dir)."""
+    final = os.path.join(snap_dir, D.snapshot_name(zxid))
+    tmp = os.path.join(snap_dir, f"{D.SNAP_TMP_PREFIX}{zxid:x}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        pos = 0
+        for chunk in serialize_snapshot(tree, sessions, zxid):
+            pos = _write_all(pwrite, fd, chunk, pos)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, final)
+    D.fsync_dir(snap_dir)
+    return final
+
+
+def _write_all(pwrite, fd: int, data: bytes, pos: int) -> int:
+    view = memoryview(data)
+    while view:
+        n = pwrite(fd, view, pos)
+        pos += n
+        view = view[n:]
+    return pos
+
+
+class TxnStore:
+    """Transaction log + snapshots in ZooKeeper's on-disk format (see module doc)."""
+
+    _pwrite = staticmethod(os.pwrite)
+    _fsync = staticmethod(os.fdatasync)
+    _fork = staticmethod(os.fork)
+
+    def __init__(self, data_dir: str, data_log_dir: str | None = None, *, force_sync: bool = True,
+                 pre_alloc_size: int = LOG_PREALLOC_BYTES_DEFAULT,
+                 snap_count: int = SNAP_COUNT_DEFAULT, rng: random.Random | None = None,
+                 snap_retain_count: int = SNAP_RETAIN_COUNT_MIN,
+                 snap_size_limit_bytes: int = SNAP_SIZE_LIMIT_BYTES_DEFAULT):
+        self.snap_dir = D.version_dir(data_dir)
+        self.log_dir = D.version_dir(data_log_dir or data_dir)
+        os.makedirs(self.snap_dir, exist_ok=True)
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.force_sync = force_sync
+        self.pre_alloc_size = pre_alloc_size
+        if snap_count < 2:
+            log.warning("snapCount %d is below 2; using 2", snap_count)
+        self.snap_count = max(2, snap_count)
+        self.snap_size_limit_bytes = snap_size_limit_bytes
+        if snap_retain_count < SNAP_RETAIN_COUNT_MIN:
+            log.warning("autopurge.snapRetainCount %d is below %d; using %d", snap_retain_count,
+                        SNAP_RETAIN_COUNT_MIN, SNAP_RETAIN_COUNT_MIN)
+        self.snap_retain_count = max(SNAP_RETAIN_COUNT_MIN, snap_retain_count)
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()        # pending list, roll flag, counters
+        self._flush_lock = threading.Lock()  # one flush (and file roll) at a time
+        self._pending: list[bytes] = []
+        self._pending_first_zxid: int | None = None
+        self._last_appended_zxid = -1
+        self._roll_pending = False
+        self._fd: int | None = None
+        self.log_path: str | None = None
+        self._pos = 0          # write offset in the open log
+        self._size = 0         # preallocated size of the open log
+        self._durable_pos = 0  # offset up to which the open log is written and synced
+        self.failed: OSError | None = None
+        self._txns_since_snap = 0
+        self._bytes_since_snap = 0
+        self._reroll()
+        self._snap_child: tuple[int, int] | None = None  # (pid, zxid)
+        self.last_restore: RestoreResult | None = None
+        self.last_snapshot_zxid: int | None = None
+
+    # ---- restore -------------------------------------------------------------
+
+    def restore(self, tree: DataTree) -> dict[int, int]:
+        """Load the newest valid snapshot and replay the logs; returns sessions.
+
+        Raises StorageError naming the file when the directory cannot be
+        loaded without losing data. Truncates a torn log tail.
+        """
+        result = restore(self.snap_dir, self.log_dir, tree)
+        if result.snapshot_path is None:
+            # A fresh directory gets snapshot.0, so logs always have a base
+            # (ZooKeeper does the same, and refuses logs without a snapshot).
+            write_snapshot_file(self.snap_dir, tree, {}, tree.last_processed_zxid)
+            self.last_snapshot_zxid = tree.last_processed_zxid
+        else:
+            self.last_snapshot_zxid = result.snapshot_zxid
+        self._last_appended_zxid = tree.last_processed_zxid
+        self.last_restore = result
+        return dict(result.sessions)
+
+    # ---- the write-ahead log ----------------------------------------------------
+
+    def append(self, hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> None:
+        """Queue one txn for the next flush (cheap; no IO)."""
+        entry = encode_entry(hdr, txn, digest)
+        with self._lock:
+            assert hdr.zxid > self._last_appended_zxid, (hdr.zxid, self._last_appended_zxid)
+            self._last_appended_zxid = hdr.zxid
+            if not self._pending:
+                self._pending_first_zxid = hdr.zxid
+            self._pending.append(entry)
+            self._txns_since_snap += 1
+            self._bytes_since_snap += len(entry)
+
+    def flush_and_sync(self) -> None:
+        """Write every queued txn and fsync it (forceSync); raises OSError on IO error."""
+        with self._flush_lock:
+            if self.failed is not None:
+                raise OSError(errno.EIO, f"transaction log failed earlier: {self.failed}")
+            with self._lock:
+                batch, self._pending = self._pending, []
+                first_zxid, self._pending_first_zxid = self._pending_first_zxid, None
+                roll, self._roll_pending = self._roll_pending, False
+            try:
+                if roll:
+                    self._close_log()
+                if batch:
+                    self._write_batch(first_zxid, batch)
+            except OSError as e:
+                self._fail(e)
+                raise
+
+    def _write_batch(self, first_zxid: int, batch: list[bytes]) -> None:
+        created = self._fd is None
+        if created:
+            self._open_log(first_zxid)
+            batch.insert(0, encode_file_header())
+        data = b"".join(batch)
+        new_size = padded_size(self._pos + len(data), self._size, self.pre_alloc_size)
+        if new_size > self._size:
+            # Sparse preallocation: one zero byte at the new end, as FilePadding.
+            self._pwrite(self._fd, b"\0", new_size - 1)
+            self._size = new_size
+        self._pos = _write_all(self._pwrite, self._fd, data, self._pos)
+        if self.force_sync:
+            self._fsync(self._fd)
+            if created:
+                D.fsync_dir(self.log_dir)
+        self._durable_pos = self._pos
+
+    def _open_log(self, zxid: int) -> None:
+        path = os.path.join(self.log_dir, D.log_name(zxid))
+        log.info("creating new log file %s", path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.log_path = path
+        self._pos = self._size = self._durable_pos = 0
+
+    def _close_log(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _fail(self, e: OSError) -> None:
+        """Stop the log for good, leaving only durable records in the file."""
+        self.failed = e
+        log.error("transaction log %s failed: %s; writes can no longer be acknowledged",
+                  self.log_path, e)
+        if self._fd is None:
+            return
+        try:
+            if self._durable_pos == 0:
+                os.unlink(self.log_path)
+            else:
+                os.ftruncate(self._fd, self._durable_pos)
+                self._fsync(self._fd)
+        except OSError as e2:
+            log.error("could not cut %s back to %d bytes: %s (restore will treat the rest "
+                      "as a torn tail)", self.log_path, self._durable_pos, e2)
+        self._close_log()
+
+    # ---- snapshots --------------------------------------------------------------
+
+    def _reroll(self) -> None:
+        # ZooKeeper's SyncRequestProcessor: randomised so that servers of an
+        # ensemble do not all snapshot at once.
+        self._rand_roll = self._rng.randrange(self.snap_count // 2)
+        half_size = self.snap_size_limit_bytes // 2
+        self._rand_size = self._rng.randrange(half_size) if half_size > 0 else 0
+
+    def should_snapshot(self) -> bool:
+        """snapCount/2 + random(snapCount/2) txns (or the size rule) since the last snapshot."""
+        with self._lock:
+            if self._snap_child is not None:
+                return False
+            if self._txns_since_snap > self.snap_count // 2 + self._rand_roll:
+                return True
+            limit = self.snap_size_limit_bytes
+            return limit > 0 and self._bytes_since_snap > limit // 2 + self._rand_size
+
+    def start_snapshot(self, tree: DataTree, sessions: dict[int, int]) -> None:
+        """Fork a child that writes snapshot.<tree zxid>; roll the log at the next flush."""
+        assert self._snap_child is None, "a snapshot is already being written"
+        zxid = tree.last_processed_zxid
+        with self._lock:
+            self._roll_pending = True
+            self._txns_since_snap = self._bytes_since_snap = 0
+            self._reroll()
+        pid = self._fork()
+        if pid == 0:  # the child: write from the copy-on-write image, then leave
+            code = 1
+            try:
+                gc.disable()
+                write_snapshot_file(self.snap_dir, tree, sessions, zxid)
+                code = 0
+            except BaseException:
+                os.write(2, traceback.format_exc().encode())
+            finally:
+                os._exit(code)
+        self._snap_child = (pid, zxid)
+        log.info("snapshot of zxid %#x started (pid %d)", zxid, pid)
+
+    def poll_snapshot(self) -> bool:
+        """True when no snapshot is in progress; reaps a finished writer."""
+        if self._snap_child is None:
+            return True
+        return self._reap(os.WNOHANG)
+
+    def _reap(self, flags: int) -> bool:
+        pid, zxid = self._snap_child
+        try:
+            done, status = os.waitpid(pid, flags)
+        except ChildProcessError:
+            done, status = pid, None  # reaped elsewhere; judge by the file
+        if done == 0:
+            return False
+        self._snap_child = None
+        final = os.path.join(self.snap_dir, D.snapshot_name(zxid))
+        ok = os.waitstatus_to_exitcode(status) == 0 if status is not None else os.path.exists(final)
+        if ok:
+            self.last_snapshot_zxid = zxid
+            log.info("snapshot %s written", final)
+        else:
+            log.error("snapshot of zxid %#x failed (status %s)", zxid, status)
+            tmp = os.path.join(self.snap_dir, f"{D.SNAP_TMP_PREFIX}{zxid:x}.{pid}.tmp")
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+
+    def snapshot_now(self, tree: DataTree, sessions: dict[int, int]) -> str:
+        """Write a snapshot synchronously (tools, tests, shutdown); rolls the log."""
+        with self._lock:
+            self._roll_pending = True
+            self._txns_since_snap = self._bytes_since_snap = 0
+            self._reroll()
+        path = write_snapshot_file(self.snap_dir, tree, sessions, tree.last_processed_zxid)
+        self.last_snapshot_zxid = tree.last_processed_zxid
+        return path
+
+    # ---- retention and shutdown ---------------------------------------------------
+
+    def purge(self) -> None:
+        """Autopurge: keep the snap_retain_count newest snapshots and the logs they need."""
+        D.purge(self.snap_dir, self.log_dir, self.snap_retain_count)
+
+    def close(self) -> None:
+        """Close the log (pending, unflushed txns are dropped) and wait for a snapshot writer."""
+        if self._snap_child is not None:
+            self._reap(0)
+        with self._flush_lock:
+            self._close_log()
