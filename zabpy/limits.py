@@ -142,3 +142,6 @@ ZXID_COUNTER_MAX = 0xFFFFFFFF
 assert QUORUM_PACKET_DATA_BYTES_MAX >= TXN_LOG_ENTRY_BYTES_MAX
 assert ZAB_LOG_TAIL_MAX >= ZAB_OUTSTANDING_MAX + ZAB_COMMITTED_LOG_MAX
 assert ZAB_TOUCHES_MAX * 12 <= QUORUM_PACKET_DATA_BYTES_MAX  # one PING reply holds them
+
+# Request latency samples kept between two metric updates (one tick).
+LATENCY_SAMPLES_MAX = 10_000

@@ -114,6 +114,9 @@ class ServerRuntime:
                  tree.node_count(), len(sessions), c.data_dir, tree.last_processed_zxid,
                  (time.monotonic() - t0) * 1000)
         self.metrics.observe("dbinittime", (time.monotonic() - t0) * 1000)
+        if self.store.last_restore is not None and self.store.last_restore.replayed > 0:
+            # As ZooKeeper does after loading: the next start need not replay again.
+            self.store.start_snapshot(tree, sessions)
         return tree, sessions
 
     async def start(self) -> None:
@@ -159,6 +162,8 @@ class ServerRuntime:
         while True:
             await asyncio.sleep(interval)
             self.server.tick(_now_ms())
+            for ms, is_write in self.server.stats.take_samples():
+                self.metrics.observe("updatelatency" if is_write else "readlatency", ms)
             if self.store is not None:
                 self.store.poll_snapshot()
             self._flush()

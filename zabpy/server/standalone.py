@@ -419,7 +419,7 @@ class StandaloneServer:
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             conn.last_latency_ms = latency
-            self.stats.record_latency(latency)
+            self.stats.record_latency(latency, entry.is_write)
             conn.last_zxid = self.tree.last_processed_zxid
             self._emit(conn, entry.reply)
             if entry.close_after:

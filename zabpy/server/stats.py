@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .. import limits
+
 __all__ = ["ServerStats"]
 
 
@@ -16,16 +18,25 @@ class ServerStats:
         self.latency_max_ms = 0
         self.latency_total_ms = 0
         self.latency_count = 0
+        # (latency ms, was a write) since the runtime last took them, for the
+        # readlatency / updatelatency summaries; bounded, extra samples dropped.
+        self.samples: list[tuple[int, bool]] = []
         self.fsync_count = 0
         self.fsync_total_ms = 0.0
 
-    def record_latency(self, ms: int) -> None:
+    def record_latency(self, ms: int, is_write: bool = False) -> None:
+        if len(self.samples) < limits.LATENCY_SAMPLES_MAX:
+            self.samples.append((ms, is_write))
         if self.latency_count == 0 or ms < self.latency_min_ms:
             self.latency_min_ms = ms
         if ms > self.latency_max_ms:
             self.latency_max_ms = ms
         self.latency_total_ms += ms
         self.latency_count += 1
+
+    def take_samples(self) -> list[tuple[int, bool]]:
+        out, self.samples = self.samples, []
+        return out
 
     @property
     def latency_avg_ms(self) -> float:
