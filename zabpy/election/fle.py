@@ -28,6 +28,12 @@ R3 LOOKING notification from a higher round: adopt the round, clear the
    round: ignore it, but answer with our vote so the sender catches up.
    Same round and better: switch and re-broadcast. Either way it is tallied.
    Peers (or proposals) with zxid -1 take no part.
+R3b (ours) same round and worse: answer with our better proposal. ZooKeeper
+   stays silent, so a peer that entered the round late with a worse vote
+   learns the better one only when someone's timer fires; the others' timers
+   restart on every message, so that can take minutes (found by the
+   simulator). The answer is an ordinary LOOKING notification, and it cannot
+   loop: the sender adopts it, and equal votes are never answered.
 R4 when the proposal is backed by a quorum of this round's votes, wait
    ``finalize_wait_ms``; a better notification in that window cancels the
    wait, any other notification is dropped and restarts it (ZooKeeper's
@@ -37,8 +43,10 @@ R5 FOLLOWING/LEADING notifications: a peer joins an established leader when
    a quorum reports the same leader (in this round, or in any round via the
    out-of-election set) and the leader itself reported LEADING (or, when we
    are the leader, the round is our own).
-R6 a settled peer answers every LOOKING sender with its settled vote; every
-   peer answers a non-voter (observer) at once with its current vote.
+R6 a settled voter answers every LOOKING sender with its settled vote; every
+   voter answers a non-voter (observer) at once with its current vote. A
+   non-voter answers nobody (see ``_reply``): ZooKeeper's observers do, and
+   an observer and a voter can then answer each other without end.
 R7 if nothing arrives within the notification interval, re-send the
    proposal to all voters and double the interval, up to the maximum.
 R8 non-voters (observers) propose nobody (Long.MIN_VALUE), never enter a
@@ -51,14 +59,17 @@ must agree, as with plain majority.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zabpy.limits import (FLE_FINALIZE_WAIT_MS, FLE_NOTIFICATION_INTERVAL_MS_MAX,
                           FLE_NOTIFICATION_INTERVAL_MS_MIN)
 
 from .quorum import QuorumVerifier
 from .votes import LONG_MIN, Notification, ServerState, Vote, vote_beats, votes_agree
+
+if TYPE_CHECKING:  # the core never imports random; the caller passes a seeded one
+    import random
 
 __all__ = ["ElectionReady", "FastLeaderElection"]
 
@@ -75,7 +86,7 @@ class FastLeaderElection:
     """One peer's leader election; see the module docstring for the rules."""
 
     def __init__(self, my_sid: int, quorum: QuorumVerifier, last_zxid: int, current_epoch: int,
-                 rng: random.Random, *,
+                 rng: "random.Random", *,
                  notification_interval_ms_min: int = FLE_NOTIFICATION_INTERVAL_MS_MIN,
                  notification_interval_ms_max: int = FLE_NOTIFICATION_INTERVAL_MS_MAX,
                  finalize_wait_ms: int = FLE_FINALIZE_WAIT_MS) -> None:
@@ -199,6 +210,11 @@ class FastLeaderElection:
             self._outbox.append((sid, n))
 
     def _reply(self, sid: int) -> None:
+        if not self.quorum.is_voter(self.my_sid):
+            # A non-voter never answers: voters ignore what non-voters say
+            # (they only answer them), so an answer is useless, and it would
+            # ping-pong forever with a voter that answers every non-voter.
+            return
         if self.state == ServerState.LOOKING or self.current_vote is None:
             n = self._notification(self.proposal, self.state, self.election_epoch)
         else:
@@ -239,6 +255,8 @@ class FastLeaderElection:
         elif vote_beats(theirs, self.proposal, self.quorum.weight):
             self.proposal = Vote(n.leader, n.zxid, self.election_epoch, n.peer_epoch)
             self._send_notifications()
+        elif vote_beats(self.proposal, theirs, self.quorum.weight):
+            self._reply(sid)  # R3b: tell a same-round laggard now, not after our timers
         self.recvset[sid] = Vote(n.leader, n.zxid, n.election_epoch, n.peer_epoch)
         target = Vote(self.proposal.leader, self.proposal.zxid, self.election_epoch,
                       self.proposal.peer_epoch)

@@ -13,9 +13,11 @@ its txn, by the op code the client used.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..jute import records as R
 from ..jute.codec import Writer
-from ..jute.constants import Err, OpCode, Perms
+from ..jute.constants import Err, OpCode, Perms, WatcherType
 from ..tree.acl import check_perm
 from ..tree.datatree import ApplyResult, DataTree
 from ..tree.watches import WatchManager
@@ -39,14 +41,16 @@ def _readable(ctx: ReadContext, node) -> bool:
     return check_perm(node.acl, Perms.READ, ctx.auth_ids, ctx.skip_acl)
 
 
-def _bad_path(path: str | None) -> bool:
-    return path is None or "\0" in path
+def _lookup(ctx: ReadContext, path: str):
+    """A read names a node by its exact key, unvalidated, as in ZooKeeper,
+    whose tree also keeps the root under '' (so getData('') reads '/')."""
+    return ctx.tree.nodes.get("/" if path == "" else path)
 
 
 def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
-    if _bad_path(req.path):
-        return Err.BADARGUMENTS, None
-    node = ctx.tree.nodes.get(req.path)
+    if req.path is None:
+        return Err.MARSHALLINGERROR, None
+    node = _lookup(ctx, req.path)
     if node is None:
         return Err.NONODE, None
     if not _readable(ctx, node):
@@ -57,9 +61,9 @@ def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
 
 
 def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record | None]:
-    if _bad_path(req.path):
-        return Err.BADARGUMENTS, None
-    node = ctx.tree.nodes.get(req.path)
+    if req.path is None:
+        return Err.MARSHALLINGERROR, None
+    node = _lookup(ctx, req.path)
     if node is None:
         return Err.NONODE, None
     if not _readable(ctx, node):
@@ -73,9 +77,12 @@ def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record
 
 
 def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
-    if _bad_path(req.path):
+    # exists is the one read ZooKeeper checks for a NUL in the path.
+    if req.path is None:
+        return Err.MARSHALLINGERROR, None
+    if "\0" in req.path:
         return Err.BADARGUMENTS, None
-    node = ctx.tree.nodes.get(req.path)
+    node = _lookup(ctx, req.path)
     if req.watch:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
     if node is None:
@@ -84,7 +91,9 @@ def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
 
 
 def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
-    node = ctx.tree.nodes.get(req.path)
+    if req.path is None:
+        return Err.MARSHALLINGERROR, None
+    node = _lookup(ctx, req.path)
     if node is None:
         return Err.NONODE, None
     if not check_perm(node.acl, Perms.READ | Perms.ADMIN, ctx.auth_ids, ctx.skip_acl):
@@ -98,11 +107,16 @@ def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
 
 
 def _all_children_number(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
-    node = ctx.tree.nodes.get(req.path)
+    if req.path is None:
+        return Err.MARSHALLINGERROR, None
+    node = _lookup(ctx, req.path)
     if node is None:
         return Err.NONODE, None
     if not _readable(ctx, node):
         return Err.NOAUTH, None
+    if req.path == "":
+        # ZooKeeper counts keys starting with '' + '/': every node, root included.
+        return Err.OK, R.GetAllChildrenNumberResponse(ctx.tree.node_count())
     return Err.OK, R.GetAllChildrenNumberResponse(ctx.tree.count_descendants(req.path))
 
 
@@ -113,16 +127,53 @@ def _ephemerals(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
 
 
 def _watch_op(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
+    # ZooKeeper 3.8 fails an unknown mode or watcher type while decoding the
+    # enum, which it answers as MARSHALLINGERROR. Watcher types 4 and 5
+    # (persistent ones) came in 3.9.
     if op == OpCode.addWatch:
         if req.mode not in (0, 1):
-            return Err.BADARGUMENTS, None
+            return Err.MARSHALLINGERROR, None
         ctx.watches.add_persistent(req.path, ctx.session_id, recursive=req.mode == 1)
         return Err.OK, R.ErrorResponse(0)
+    if req.type not in (WatcherType.Children, WatcherType.Data, WatcherType.Any):
+        return Err.MARSHALLINGERROR, None
     if op == OpCode.checkWatches:
         ok = ctx.watches.has_watch(req.path, ctx.session_id, req.type)
         return (Err.OK if ok else Err.NOWATCHER), None
     removed = ctx.watches.remove(req.path, ctx.session_id, req.type)
     return (Err.OK if removed else Err.NOWATCHER), None
+
+
+def _java_string_hash(s: str) -> int:
+    h = 0
+    raw = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(raw), 2):
+        h = (31 * h + int.from_bytes(raw[i:i + 2], "big")) & 0xFFFFFFFF
+    return h
+
+
+def _java_set_slot(i: R.Id, table_size: int) -> int:
+    """Bucket of an Id in a Java ConcurrentHashMap (jute's Id.hashCode)."""
+    h = 17
+    for part in (i.scheme or "", i.id or ""):
+        h = (37 * h + _java_string_hash(part)) & 0xFFFFFFFF
+    return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (table_size - 1)
+
+
+def who_am_i(auth_ids: list) -> R.WhoAmIResponse:
+    """whoAmI as ZooKeeper answers it: a digest id shows only its user name,
+    and the ids come in the iteration order of the Java hash set that holds
+    them (bucket order of a ConcurrentHashMap, insertion order within one),
+    which clients can observe."""
+    size = 16
+    while len(auth_ids) >= size * 3 // 4:
+        size *= 2
+    ordered = sorted(auth_ids, key=lambda i: _java_set_slot(i, size))
+    infos = []
+    for i in ordered:
+        user = i.id.split(":", 1)[0] if i.scheme == "digest" and i.id else i.id
+        infos.append(R.ClientInfo(i.scheme, user if user is not None else ""))
+    return R.WhoAmIResponse(infos)
 
 
 def read(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
@@ -145,9 +196,16 @@ def read(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
     if op in (OpCode.addWatch, OpCode.checkWatches, OpCode.removeWatches):
         return _watch_op(ctx, op, req)
     if op == OpCode.whoAmI:
-        return Err.OK, R.WhoAmIResponse([R.ClientInfo(i.scheme, i.id) for i in ctx.auth_ids])
+        return Err.OK, who_am_i(ctx.auth_ids)
     if op == OpCode.multiRead:
-        return Err.OK, _MultiReadResponse([(sub_op, *read(ctx, sub_op, sub)) for sub_op, sub in req])
+        if any(sub is None for _, sub in req):
+            return Err.MARSHALLINGERROR, None  # a write inside multiRead
+        # ZooKeeper rebuilds each sub-request without its watch flag, so a
+        # multiRead never sets a watch.
+        results = []
+        for sub_op, sub in req:
+            results.append((sub_op, *read(ctx, sub_op, dataclasses.replace(sub, watch=False))))
+        return Err.OK, _MultiReadResponse(results)
     return Err.UNIMPLEMENTED, None
 
 
@@ -177,10 +235,12 @@ def multi_response(ops: list[tuple[int, object]], res: ApplyResult) -> bytes:
         if failed:
             R.MultiHeader(OpCode.error, False, sub.err).write(w)
             R.ErrorResponse(sub.err).write(w)
-        elif op == OpCode.create:
+        elif op in (OpCode.create, OpCode.create2):
+            # ZooKeeper 3.8.0 answers create2 inside a multi like a create
+            # (ZOOKEEPER-4026, fixed in 3.8.2); we follow the package.
             R.MultiHeader(OpCode.create, False, 0).write(w)
             R.CreateResponse(sub.path).write(w)
-        elif op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
+        elif op in (OpCode.createTTL, OpCode.createContainer):
             R.MultiHeader(OpCode.create2, False, 0).write(w)
             R.Create2Response(sub.path, sub.stat).write(w)
         elif op == OpCode.setData:
@@ -195,6 +255,8 @@ def multi_response(ops: list[tuple[int, object]], res: ApplyResult) -> bytes:
 def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
     """(err, body) for the reply to a write, from its applied txn."""
     if op == OpCode.multi:
+        if res.multi is None:  # the whole multi was refused (see prep)
+            return res.err, b""
         return Err.OK, multi_response(req, res)
     if res.err:
         return res.err, b""

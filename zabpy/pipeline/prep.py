@@ -24,7 +24,7 @@ from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode,
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
-from ..tree.paths import parent_of, validate_path
+from ..tree.paths import validate_path
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "WRITE_OPS",
            "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
@@ -122,7 +122,17 @@ def _valid_path(path: str | None, sequential: bool = False) -> str:
     return path
 
 
-def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+def _parent_path(path: str) -> str:
+    """Everything before the last slash, '' naming the root as in ZooKeeper
+    (whose tree keeps the root under both '' and '/')."""
+    return path[: path.rfind("/")] or "/"
+
+
+# Nodes a client may not delete (ZooKeeper's isSpecialPath).
+_SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
+
+
+def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
     ttl = req.ttl if op == OpCode.createTTL else -1
     try:
         mode = CreateMode(req.flags)
@@ -133,22 +143,30 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if mode.is_ttl:
         if not 0 < ttl <= limits.TTL_MS_MAX:
             raise PrepError(Err.BADARGUMENTS)
-    elif op == OpCode.createTTL or ttl >= 0:
+    elif ttl >= 0:
+        raise PrepError(Err.BADARGUMENTS)
+    if op == OpCode.createTTL and not mode.is_ttl:
         # ZooKeeper 3.8.0 lets a createTTL with a non-TTL mode and a negative
         # ttl through and then fails applying it; a correct server refuses it.
         raise PrepError(Err.BADARGUMENTS)
-    if op == OpCode.createContainer and not mode.is_container:
-        raise PrepError(Err.BADARGUMENTS)
+    return mode
+
+
+def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    mode = _create_mode(op, req, ctx)
     path = req.path
-    if path is None or "/" not in path or "\0" in path:
+    if path is None:
+        # ZooKeeper fails a null path with an internal error, answered as
+        # MARSHALLINGERROR; so do we.
+        raise PrepError(Err.MARSHALLINGERROR)
+    if "/" not in path or "\0" in path:
         raise PrepError(Err.BADARGUMENTS)
     acl, err = fix_acl(req.acl, ctx.auth_ids)
     if err:
         raise PrepError(err)
     # For a sequential create the client may name the parent with a trailing
     # '/', so the parent is everything before the last slash ('' is the root).
-    parent_path = path[: path.rfind("/")] or "/"
-    parent = pending.get(parent_path)
+    parent = pending.get(_parent_path(path))
     if parent is None:
         raise PrepError(Err.NONODE)
     _check(parent, Perms.CREATE, ctx)
@@ -161,17 +179,22 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
             and not is_ttl_owner(parent.ephemeral_owner):
         raise PrepError(Err.NOCHILDRENFOREPHEMERALS)
     new_cversion = parent.cversion + 1
-    if mode.is_container:
-        txn, owner = R.CreateContainerTxn(path, req.data, list(acl), new_cversion), CONTAINER_EPHEMERAL_OWNER
-        ttype = OpCode.createContainer
-    elif mode.is_ttl:
-        txn, owner = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, ttl), ttl_owner(ttl)
-        ttype = OpCode.createTTL
+    # The txn follows the op code and the pending record the mode, as in
+    # ZooKeeper: createContainer always makes a container, and a plain create
+    # with the CONTAINER flag makes a persistent node.
+    if op == OpCode.createContainer:
+        txn = R.CreateContainerTxn(path, req.data, list(acl), new_cversion)
+    elif op == OpCode.createTTL:
+        txn = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, req.ttl)
     else:
-        eph = mode.is_ephemeral
-        txn = R.CreateTxn(path, req.data, list(acl), eph, new_cversion)
-        owner = ctx.session_id if eph else 0
-        ttype = OpCode.create2 if op == OpCode.create2 else OpCode.create
+        txn = R.CreateTxn(path, req.data, list(acl), mode.is_ephemeral, new_cversion)
+    if mode.is_container:
+        owner = CONTAINER_EPHEMERAL_OWNER
+    elif mode.is_ttl:
+        owner = ttl_owner(req.ttl)
+    else:
+        owner = ctx.session_id if mode.is_ephemeral else 0
+    ttype = OpCode.create if op == OpCode.create else op
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
                              parent.ephemeral_owner, parent.child_count + 1, parent.acl))
     pending.add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
@@ -179,14 +202,18 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
 
 
 def _delete(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
-    path = _valid_path(req.path)
-    if path == "/":
+    # ZooKeeper checks only the shape of the path here (a slash, no NUL, not
+    # a built-in node); a malformed but well-shaped path is just missing.
+    path = req.path
+    if path is None:
+        raise PrepError(Err.MARSHALLINGERROR)
+    if "/" not in path or "\0" in path or path in _SPECIAL_PATHS:
         raise PrepError(Err.BADARGUMENTS)
-    parent = pending.get(parent_of(path))
-    node = pending.get(path)
+    parent = pending.get(_parent_path(path))
     if parent is None:
         raise PrepError(Err.NONODE)
     _check(parent, Perms.DELETE, ctx)
+    node = pending.get(path)
     if node is None:
         raise PrepError(Err.NONODE)
     if req.version != -1 and req.version != node.version:
@@ -239,7 +266,8 @@ def _check_version(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     _check(node, Perms.READ, ctx)
     if req.version != -1 and req.version != node.version:
         raise PrepError(Err.BADVERSION)
-    return OpCode.check, R.CheckVersionTxn(path, req.version)
+    # ZooKeeper logs the version the node would have next, not the one asked.
+    return OpCode.check, R.CheckVersionTxn(path, node.version + 1)
 
 
 def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
@@ -271,9 +299,10 @@ def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int
         if len(ops) >= limits.JUTE_MAXBUFFER:
             raise DecodeError("too many ops in multi")
         cls = R.REQUEST_RECORD.get(h.type)
-        if h.type not in allowed or cls is None:
-            raise DecodeError(f"op {h.type} not allowed in multi")
-        ops.append((h.type, cls.read(r)))
+        if cls is None:
+            raise DecodeError(f"op {h.type} has no request record")
+        rec = cls.read(r)
+        ops.append((h.type, rec if h.type in allowed else None))
     return ops
 
 
@@ -299,6 +328,10 @@ def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     """Returns (txn type, txn record). Never raises for a client's mistake."""
     try:
         if op == OpCode.multi:
+            if any(sub is None for _, sub in req):
+                # A read (or setACL) inside a multi: ZooKeeper fails the whole
+                # request with MARSHALLINGERROR and logs it as an error txn.
+                raise PrepError(Err.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)
         return _prep_one(op, req, zxid, pending, ctx)
     except PrepError as e:

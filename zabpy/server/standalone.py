@@ -52,6 +52,10 @@ _REPLY = struct.Struct(">iiqi")  # frame length, xid, zxid, err
 _NOTIFY_PREFIX = struct.Struct(">iiqi")
 
 
+_UNKNOWN = object()
+_MALFORMED = object()
+
+
 class ProtocolViolation(Exception):
     """A request body that does not decode: the connection is closed."""
 
@@ -268,19 +272,24 @@ class StandaloneServer:
             self._drain(conn)
 
     def _decode(self, op: int, body: memoryview):
+        """The request record, ``None`` for ops without a body, ``_UNKNOWN``
+        for an op ZooKeeper does not know, ``_MALFORMED`` for a body that does
+        not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
+        was sound, so the connection and the session go on)."""
+        cls = R.REQUEST_RECORD.get(op, False)
+        if cls is False and op not in (OpCode.multi, OpCode.multiRead):
+            return _UNKNOWN
         try:
             if op == OpCode.multi:
                 return decode_multi(body, MULTI_WRITE_OPS)
             if op == OpCode.multiRead:
                 return decode_multi(body, MULTI_READ_OPS)
-            cls = R.REQUEST_RECORD.get(op, False)
-            if cls is False:
-                return None  # unknown op: answered UNIMPLEMENTED in order
             if cls is None:
                 return None
             return cls.read(Reader(body))
         except DecodeError as e:
-            raise ProtocolViolation(f"malformed request op {op}: {e}") from None
+            self._log(f"Failed to process request op {op}: {e}")
+            return _MALFORMED
 
     def _auth(self, conn: Conn, xid: int, body: memoryview) -> None:
         try:
@@ -316,10 +325,13 @@ class StandaloneServer:
             self._submit_close_session(conn.session_id, conn, entry)
             return
         zxid = self._take_zxid()
-        ctx = PrepContext(conn.session_id, conn.auth_ids, self.settings.extended_types,
-                          self.settings.skip_acl, self.settings.reconfig_enabled)
         req = entry.req
-        ttype, txn = prepare(entry.op, req, zxid, self.pending, ctx)
+        if req is _MALFORMED:
+            ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
+        else:
+            ctx = PrepContext(conn.session_id, conn.auth_ids, self.settings.extended_types,
+                              self.settings.skip_acl, self.settings.reconfig_enabled)
+            ttype, txn = prepare(entry.op, req, zxid, self.pending, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
 
@@ -435,6 +447,12 @@ class StandaloneServer:
         if op in (OpCode.setWatches, OpCode.setWatches2):
             self._set_watches(conn, entry.req)
             return frame(entry.xid, zxid, 0)
+        if entry.req is _UNKNOWN:
+            # ZooKeeper answers an unknown op with zxid -1 and drops the client.
+            entry.close_after = True
+            return frame(entry.xid, -1, Err.UNIMPLEMENTED)
+        if entry.req is _MALFORMED:
+            return frame(entry.xid, zxid, Err.MARSHALLINGERROR)
         if entry.req is None and op not in (OpCode.whoAmI,):
             return frame(entry.xid, zxid, Err.UNIMPLEMENTED)
         ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,

@@ -16,7 +16,7 @@ def _replay(seed: int, args: argparse.Namespace) -> str:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    keys = ("voters", "observers", "fault_ms", "interval_ms_max")
+    keys = ("voters", "observers", "fault_ms", "interval_ms_max", "liveness_ms")
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--observers", type=int)
     p.add_argument("--fault-ms", type=int)
     p.add_argument("--interval-ms-max", type=int)
+    p.add_argument("--liveness-ms", type=int, help="bound on convergence after healing")
     p.add_argument("--trace", action="store_true", help="print the full trace")
     args = p.parse_args(argv)
     if args.seeds is not None:

@@ -37,6 +37,9 @@ from .node import ElectionNode, Node
 
 __all__ = ["SimOptions", "SimResult", "Simulation"]
 
+# A run that delivers more than this is a message storm (a reply loop), not an election.
+SIM_DELIVERIES_MAX = 200_000
+
 
 @dataclass
 class SimOptions:
@@ -46,7 +49,7 @@ class SimOptions:
     hierarchical: bool | None = None
     fault_ms: int = 20_000
     interval_ms_max: int = 60_000
-    establish_timeout_ms: int = 4_000
+    establish_timeout_ms: int = 20_000   # initLimit x tickTime in a default zoo.cfg
     check_every_ms: int = 500
     liveness_ms: int | None = None     # after healing; default from the timers
 
@@ -83,6 +86,7 @@ class Simulation:
         self.standin = StandIn(self, opts.establish_timeout_ms)
         self.faults = _fault_schedule(self.fault_rng, opts.fault_ms)
         self.now_ms = 0
+        self.delivered = 0
         self.trace: list[str] = []
         self.liveness_ms = opts.liveness_ms or (3 * opts.interval_ms_max
                                                 + 6 * opts.establish_timeout_ms + 10_000)
@@ -179,6 +183,9 @@ class Simulation:
             self.nodes[sid].start(self.now_ms)
             self._flush(sid)
         while (d := self.net.pop_due(self.now_ms)) is not None:
+            self.delivered += 1
+            if self.delivered > SIM_DELIVERIES_MAX:
+                raise SimFailure(f"message storm: over {SIM_DELIVERIES_MAX} deliveries")
             node = self.nodes[d.dst]
             if node is not None:
                 self.log(f"deliver {d.src}>{d.dst} {zlib.crc32(d.payload):08x}")

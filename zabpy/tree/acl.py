@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import re
 
 from ..jute.constants import Err, Perms
 from ..jute.records import ACL, Id
@@ -34,14 +34,56 @@ def digest_id(user_password: str) -> str:
     return f"{user}:{base64.b64encode(h).decode('ascii')}"
 
 
+_JAVA_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _java_int(text: str) -> int | None:
+    """Integer.parseInt: optional sign, ASCII digits, nothing else."""
+    if not _JAVA_INT.fullmatch(text):
+        return None
+    v = int(text)
+    return v if -2**31 <= v < 2**31 else None
+
+
+def _ipv4_bytes(addr: str) -> bytes | None:
+    """ZooKeeper 3.8's ip scheme knows IPv4 only: four dot-separated
+    decimal parts, each 0..255 (leading zeros and a '+' allowed)."""
+    parts = addr.split(".")
+    if len(parts) != 4:
+        return None
+    out = []
+    for p in parts:
+        v = _java_int(p)
+        if v is None or not 0 <= v <= 255:
+            return None
+        out.append(v)
+    return bytes(out)
+
+
+def _ip_spec(spec: str | None) -> tuple[bytes, int] | None:
+    """(address, prefix bits) of an ip ACL id 'a.b.c.d[/bits]', or None."""
+    if spec is None:
+        return None
+    addr, _, bits_text = spec.partition("/")
+    raw = _ipv4_bytes(addr)
+    if raw is None:
+        return None
+    if "/" not in spec:
+        return raw, 32
+    bits = _java_int(bits_text)
+    if bits is None or not 0 <= bits <= 32:
+        return None
+    return raw, bits
+
+
 def _ip_matches(spec: str, addr: str) -> bool:
-    try:
-        if "/" in spec:
-            net = ipaddress.ip_network(spec, strict=False)
-            return ipaddress.ip_address(addr) in net
-        return ipaddress.ip_address(spec) == ipaddress.ip_address(addr)
-    except ValueError:
+    acl = _ip_spec(spec)
+    peer = _ipv4_bytes(addr)
+    if acl is None or peer is None:
         return False
+    raw, bits = acl
+    mask = ((1 << 32) - 1) ^ ((1 << (32 - bits)) - 1)
+    return int.from_bytes(raw, "big") & mask == int.from_bytes(peer, "big") & mask
 
 
 def acl_matches(entry_id: Id, session_id: Id) -> bool:
@@ -73,22 +115,16 @@ def check_perm(acl: tuple[ACL, ...] | list[ACL] | None, perm: int, ids: list[Id]
 
 
 def _valid_id(a: ACL) -> bool:
+    """ZooKeeper's provider check: world:anyone, or a scheme with a
+    registered provider (3.8 registers ip and digest) that accepts the id."""
     s, i = a.id.scheme, a.id.id
     if s == "world":
         return i == "anyone"
     if s == "digest":
-        return i is not None and i.count(":") == 1
+        # Java's String.split(":") drops trailing empty parts: "u:" is one part.
+        return i is not None and len(i.rstrip(":").split(":")) == 2
     if s == "ip":
-        try:
-            if "/" in i:
-                ipaddress.ip_network(i, strict=False)
-            else:
-                ipaddress.ip_address(i)
-            return True
-        except (ValueError, TypeError):
-            return False
-    if s in ("super", "sasl", "x509"):
-        return i is not None
+        return _ip_spec(i) is not None
     return False
 
 
@@ -137,4 +173,8 @@ def authenticate(scheme: str | None, auth: bytes | None, super_digest: str | Non
         if super_digest is not None and did == super_digest:
             ids.append(SUPER_ID)
         return AuthOutcome(True, ids)
+    if scheme == "ip":
+        # ZooKeeper's ip provider "authenticates" by adding the peer address,
+        # which every connection already holds: success, nothing new.
+        return AuthOutcome(True, [])
     return AuthOutcome(False, [])

@@ -99,12 +99,14 @@ class WatchManager:
     # ---- removal and queries ------------------------------------------------
 
     def has_watch(self, path: str, session: int, wtype: int) -> bool:
+        """checkWatches as ZooKeeper 3.8 answers it: Data / Children look at
+        the whole data / child table, where persistent watches also live."""
         d = self.data.get(path, {}).get(session, 0)
         c = self.child.get(path, {}).get(session, 0)
         if wtype == WatcherType.Children:
-            return bool(c & STANDARD)
+            return bool(c or d & RECURSIVE)
         if wtype == WatcherType.Data:
-            return bool(d & STANDARD)
+            return bool(d)
         if wtype == WatcherType.Any:
             return bool(d or c)
         if wtype == WatcherType.Persistent:
@@ -115,16 +117,17 @@ class WatchManager:
 
     def remove(self, path: str, session: int, wtype: int) -> list[int]:
         """Remove watches of a type; returns the removal events to deliver
-        (DataWatchRemoved / ChildWatchRemoved / PersistentWatchRemoved)."""
+        (DataWatchRemoved / ChildWatchRemoved / PersistentWatchRemoved).
+        As in ZooKeeper 3.8, Data / Children clear the whole data / child
+        table entry of the session, persistent modes included."""
         events: list[int] = []
         if wtype in (WatcherType.Children, WatcherType.Any):
-            if self._clear(self.child, path, session, STANDARD | (PERSISTENT if wtype == WatcherType.Any else 0)):
+            if self._clear(self.child, path, session, STANDARD | PERSISTENT):
                 events.append(EventType.ChildWatchRemoved)
         if wtype in (WatcherType.Data, WatcherType.Any):
-            mask = STANDARD | (PERSISTENT | RECURSIVE if wtype == WatcherType.Any else 0)
             had = self.data.get(path, {}).get(session, 0)
-            if self._clear(self.data, path, session, mask):
-                if had & RECURSIVE and mask & RECURSIVE:
+            if self._clear(self.data, path, session, STANDARD | PERSISTENT | RECURSIVE):
+                if had & RECURSIVE:
                     self._recursive_count -= 1
                 events.append(EventType.DataWatchRemoved)
         if wtype in (WatcherType.Persistent, WatcherType.PersistentRecursive):

@@ -1,0 +1,117 @@
+"""The ZAB safety properties the simulator checks (Zab paper §3.2 / Zab.tla).
+
+Cheap checks run on every event:
+
+Z1 PrimaryUniqueness (Zab.tla ``PrimaryUniqueness``, paper "at most one
+   established leader per epoch"): two peers never both reach BROADCAST as
+   leader of the same epoch.
+Z2 Integrity / one proposal per zxid: every txn any peer logs or applies
+   with a given zxid has the same bytes.
+Z3 Total order on each peer: between two rebuilds of its tree a peer applies
+   strictly increasing zxids.
+Z4 Committed sequence (paper "Agreement"/"Total order"): txns a leader
+   commits form one sequence with increasing zxids; a leader established in a
+   later epoch has every committed txn in its log (``PrimaryIntegrity``).
+
+Periodic checks (every ``check_every_ms`` and at the end; they cost a
+replay):
+
+Z5 Nothing committed is lost: every committed txn is durable on a quorum of
+   voters (fsynced log or an installed snapshot covering it).
+Z6 Serving peers agree with the committed sequence: a peer serving clients
+   (an established leader, a learner past UPTODATE) has applied exactly the
+   committed txns up to its last applied zxid — its tree is a prefix of the
+   committed sequence.
+Z7 Each peer's tree equals the replay of its (appended) log up to the last
+   zxid it applied (``tree_digest`` compared).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zabpy.election import QuorumVerifier
+from zabpy.storage.snapshot import tree_digest
+
+from .invariants import SimFailure
+from .zab_node import replay, txn_bytes
+
+if TYPE_CHECKING:
+    from .zab_node import ZabNode
+
+__all__ = ["ZabChecker"]
+
+
+class ZabChecker:
+    def __init__(self, quorum: QuorumVerifier) -> None:
+        self.quorum = quorum
+        self.leaders: dict[int, int] = {}          # epoch -> sid established
+        self.txns: dict[int, bytes] = {}           # zxid -> bytes, every txn seen
+        self.committed: dict[int, bytes] = {}      # zxid -> bytes, in commit order
+        self.last_committed = 0
+
+    def on_established(self, sid: int, epoch: int, node: "ZabNode") -> None:
+        other = self.leaders.setdefault(epoch, sid)
+        if other != sid:
+            raise SimFailure(f"Z1: epoch {epoch} established by {other} and {sid}")
+        logged = {t[0].zxid for t in node.log}
+        base = node.snapshot.zxid if node.snapshot is not None else 0
+        for zxid in self.committed:
+            if zxid > base and zxid not in logged:
+                raise SimFailure(f"Z4: leader {sid} of epoch {epoch} lacks committed {zxid:#x}")
+        # Establishing commits the leader's whole history (Zab phase 2).
+        for txn in node.log:
+            self._commit(txn[0].zxid, txn_bytes(txn), sid)
+
+    def on_logged(self, sid: int, txn) -> None:
+        zxid, raw = txn[0].zxid, txn_bytes(txn)
+        seen = self.txns.setdefault(zxid, raw)
+        if seen != raw:
+            raise SimFailure(f"Z2: peer {sid} logged a different txn at {zxid:#x}")
+
+    def on_applied(self, sid: int, node: "ZabNode") -> None:
+        a = node.applied
+        if len(a) >= 2 and a[-1] <= a[-2]:
+            raise SimFailure(f"Z3: peer {sid} applied {a[-1]:#x} after {a[-2]:#x}")
+
+    def on_leader_commit(self, sid: int, txn) -> None:
+        self._commit(txn[0].zxid, txn_bytes(txn), sid)
+
+    def _commit(self, zxid: int, raw: bytes, sid: int) -> None:
+        seen = self.committed.get(zxid)
+        if seen is not None:
+            if seen != raw:
+                raise SimFailure(f"Z4: {zxid:#x} committed with two contents")
+            return
+        if zxid <= self.last_committed:
+            raise SimFailure(f"Z4: leader {sid} commits {zxid:#x} after {self.last_committed:#x}")
+        self.committed[zxid] = raw
+        self.last_committed = zxid
+
+    # ---- periodic ---------------------------------------------------------------
+    def check_durable(self, disks: dict) -> None:
+        """Z5, over every peer's disk (crashed peers included)."""
+        for zxid in list(self.committed)[-200:]:
+            holders = [sid for sid, disk in disks.items() if disk.contains(zxid)]
+            if not self.quorum.contains_quorum(holders):
+                raise SimFailure(f"Z5: committed {zxid:#x} durable only on {holders}")
+
+    def check_serving(self, sid: int, node: "ZabNode") -> None:
+        """Z6: a serving peer's applied state is a prefix of the committed sequence."""
+        upto = node.tree.last_processed_zxid
+        base = node.snapshot.zxid if node.snapshot is not None else 0
+        mine = {t[0].zxid: txn_bytes(t) for t in node.log if base < t[0].zxid <= upto}
+        want = {z: b for z, b in self.committed.items() if base < z <= upto}
+        if mine != want:
+            extra = sorted(set(mine) - set(want))[:3]
+            missing = sorted(set(want) - set(mine))[:3]
+            raise SimFailure(f"Z6: serving peer {sid} differs from the committed sequence up to "
+                             f"{upto:#x}: extra {[hex(z) for z in extra]}, "
+                             f"missing {[hex(z) for z in missing]}")
+
+    def check_replay(self, sid: int, node: "ZabNode") -> None:
+        """Z7: the tree is the replay of the log up to the last applied zxid."""
+        upto = node.tree.last_processed_zxid
+        ref = replay(node.snapshot, node.log, upto)
+        if tree_digest(ref) != tree_digest(node.tree) or len(ref.nodes) != len(node.tree.nodes):
+            raise SimFailure(f"Z7: peer {sid} tree differs from its log replayed to {upto:#x}")
