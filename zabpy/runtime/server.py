@@ -75,6 +75,7 @@ class ServerRuntime:
         self._appended_zxid = 0
         self._tasks: list[asyncio.Task] = []
         self._tcp_server: asyncio.base_events.Server | None = None
+        self._tls_server: asyncio.base_events.Server | None = None
         self.port = 0
         self.started_ms = _now_ms()
         self.stopped = asyncio.Event() if False else None
@@ -129,12 +130,29 @@ class ServerRuntime:
             lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", host, self.port)
+        await self._start_secure_port(loop)
         self._tasks.append(asyncio.create_task(self._ticker()))
         if self.store is not None and self.config.autopurge_purge_interval_h > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
         await self.ops.start()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
+
+    async def _start_secure_port(self, loop) -> None:
+        c = self.config
+        if not c.secure_client_port:
+            return
+        from .tls import TlsConfigError, server_ssl_context
+        try:
+            ctx = server_ssl_context(c)
+        except (TlsConfigError, OSError, ValueError) as e:
+            log.error("secure client port %d not started: %s", c.secure_client_port, e)
+            return
+        host = c.secure_client_port_address or c.client_port_address
+        self._tls_server = await loop.create_server(
+            lambda: _ClientProtocol(self), host, c.secure_client_port, ssl=ctx,
+            reuse_address=True)
+        log.info("binding to secure port %s:%d", host, c.secure_client_port)
 
     async def stop(self) -> None:
         await self.ops.stop()
@@ -146,8 +164,9 @@ class ServerRuntime:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
+        for srv in (self._tcp_server, self._tls_server):
+            if srv is not None:
+                srv.close()
         for p in list(self._protocols.values()):
             if p.transport is not None:
                 p.transport.abort()
