@@ -6,3 +6,8 @@ from .stats import ServerStats
 
 __all__ = ["ServerSettings", "ProtocolViolation", "Ready", "StandaloneServer", "frame",
            "ServerStats"]
+
+from .leader import LeaderServer  # noqa: E402
+from .learner import LearnerServer  # noqa: E402
+
+__all__ += ["LeaderServer", "LearnerServer"]

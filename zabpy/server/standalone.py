@@ -66,9 +66,11 @@ class Ready:
     send: tuple = ()
     close: tuple = ()
     logs: tuple = ()
+    # learners only: writes for the leader, as (session id, cxid, op, body, auth ids)
+    forward: tuple = ()
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.send or self.close or self.logs)
+        return bool(self.persist or self.send or self.close or self.logs or self.forward)
 
 
 def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -86,6 +88,7 @@ class Entry:
     reply: bytes | None = None
     close_after: bool = False
     received_ms: int = 0
+    body: bytes = b""
 
 
 @dataclass
@@ -135,6 +138,7 @@ class StandaloneServer:
         self._send: list = []
         self._close: list = []
         self._logs: list = []
+        self._forward: list = []
         self._last_reap_ms = now_ms
         self.can_write = True  # false after a log failure: writes are refused
         for sid, timeout in (sessions or {}).items():
@@ -143,16 +147,27 @@ class StandaloneServer:
     # ---- the three verbs ---------------------------------------------------
 
     def ready(self) -> Ready:
-        return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs))
+        return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs),
+                     tuple(self._forward))
 
     def advance(self, ready: Ready) -> None:
         del self._persist[:len(ready.persist)]
         del self._send[:len(ready.send)]
         del self._close[:len(ready.close)]
         del self._logs[:len(ready.logs)]
+        del self._forward[:len(ready.forward)]
+
+    # Roles override these: a learner forwards writes and never expires
+    # sessions or reaps containers (the leader does, through the log).
+    OWNS_SESSIONS = True
+
+    def _is_write(self, op: int) -> bool:
+        return op in WRITE_OPS or op == OpCode.closeSession
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
+        if not self.OWNS_SESSIONS:
+            return
         for sid in self.sessions.expired(now_ms):
             self._log(f"Expiring session 0x{sid & 0xFFFFFFFFFFFFFFFF:x}, timeout of "
                       f"{self.sessions.sessions[sid].timeout_ms}ms exceeded")
@@ -210,10 +225,7 @@ class StandaloneServer:
             if not self.can_write:
                 self._close_conn(conn)
                 return
-            sid = self.sessions.next_session_id()
-            hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
-            txn = R.CreateSessionTxn(timeout)
-            self._hand_to_log(InFlight(hdr, txn, conn_id, connect=req))
+            self._new_session(conn, self.sessions.next_session_id(), timeout, req)
             return
         session = self.sessions.sessions.get(req.sessionId)
         if session is None or session.closing or req.passwd != session_password(req.sessionId):
@@ -221,6 +233,10 @@ class StandaloneServer:
             self._close_conn(conn)
             return
         self._attach(conn, req.sessionId, timeout)
+
+    def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
+        hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
+        self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id, connect=req))
 
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
         body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
@@ -262,8 +278,9 @@ class StandaloneServer:
             self._close_conn(conn)
             return
         req = self._decode(op, body)
-        entry = Entry(xid, op, req, op in WRITE_OPS or op == OpCode.closeSession,
-                      received_ms=now_ms)
+        entry = Entry(xid, op, req, self._is_write(op), received_ms=now_ms)
+        if entry.is_write and not self.OWNS_SESSIONS:
+            entry.body = bytes(body)  # a learner forwards the request as it came
         conn.queue.append(entry)
         self.stats.outstanding += 1
         if entry.is_write:

@@ -1,0 +1,127 @@
+"""A follower's or observer's server core: reads served locally, writes sent
+to the leader, answers given when the leader's commit comes back.
+
+The client side is the standalone core's: the same connection queues, so a
+session's replies still leave in request order, and a read waits behind
+the session's own forwarded writes. What changes:
+
+- a write, a session create or close, and sync() become ``Ready.forward``
+  entries (session id, cxid, op, body, auth ids) for the ZAB learner to send
+  as REQUEST packets; the entry waits in its queue, indexed by
+  (session id, cxid);
+- ``apply_committed(hdr, txn)`` applies each txn the leader committed, in
+  zxid order, fires watches, and answers the local request the txn came
+  from, if any (matched by the session id and cxid in the txn header);
+- ``synced(token)`` answers a sync() once the leader's SYNC arrived: every
+  txn committed before the sync was issued has been applied here;
+- sessions are expired by the leader only; ``take_touches()`` gives the
+  runtime the sessions seen since the last PING, to report to the leader.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..jute import records as R
+from ..jute.constants import Err, OpCode
+from ..pipeline.final import write_reply
+from .standalone import Conn, Entry, StandaloneServer, frame
+
+__all__ = ["LearnerServer"]
+
+
+class LearnerServer(StandaloneServer):
+    OWNS_SESSIONS = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # (session id, cxid) -> (conn id, entry); ("session", id) -> conn id
+        self._awaiting: dict = {}
+        self._touched: dict[int, int] = {}
+
+    def _is_write(self, op: int) -> bool:
+        return super()._is_write(op) or op == OpCode.sync
+
+    def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
+        conn = self.conns.get(conn_id)
+        if conn is not None and conn.session_id:
+            s = self.sessions.sessions.get(conn.session_id)
+            if s is not None:
+                self._touched[conn.session_id] = s.timeout_ms
+        super().request(conn_id, xid, op, body, now_ms)
+
+    def take_touches(self) -> list[tuple[int, int]]:
+        out = list(self._touched.items())
+        self._touched.clear()
+        return out
+
+    # ---- outgoing -------------------------------------------------------------
+
+    def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
+        self._awaiting[("session", sid)] = conn.conn_id
+        self._forward.append((sid, 0, OpCode.createSession, struct.pack(">i", timeout),
+                              tuple(conn.auth_ids)))
+
+    def _submit_write(self, conn: Conn, entry: Entry) -> None:
+        sid = conn.session_id
+        if entry.op == OpCode.closeSession:
+            self.sessions.set_closing(sid)
+        self._awaiting[(sid, entry.xid)] = (conn.conn_id, entry)
+        self._forward.append((sid, entry.xid, entry.op, entry.body, tuple(conn.auth_ids)))
+
+    def leader_refused(self, session_id: int, cxid: int) -> None:
+        """The learner could not forward (no leader): fail that request."""
+        waiting = self._awaiting.pop((session_id, cxid), None)
+        if waiting is None:
+            conn_id = self._awaiting.pop(("session", session_id), None)
+            if conn_id in self.conns:
+                self._close_conn(self.conns[conn_id])
+            return
+        conn_id, entry = waiting
+        conn = self.conns.get(conn_id)
+        if conn is not None:
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.CONNECTIONLOSS)
+            self._drain(conn)
+
+    # ---- incoming -------------------------------------------------------------
+
+    def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
+        self.now_ms = now_ms
+        res = self.tree.apply(hdr, txn)
+        self._fire(res.triggers)
+        sid = hdr.clientId
+        if hdr.type == OpCode.createSession:
+            self.sessions.add(sid, txn.timeOut, now_ms)
+            conn_id = self._awaiting.pop(("session", sid), None)
+            conn = self.conns.get(conn_id) if conn_id is not None else None
+            if conn is not None and not conn.closing:
+                self._attach(conn, sid, txn.timeOut)
+            return
+        if hdr.type == OpCode.closeSession:
+            self._session_closed(sid)
+        waiting = self._awaiting.pop((sid, hdr.cxid), None)
+        if waiting is None:
+            return
+        conn_id, entry = waiting
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        err, body = write_reply(entry.op, entry.req, res)
+        entry.reply = frame(entry.xid, hdr.zxid, err, body)
+        if hdr.type == OpCode.closeSession:
+            entry.close_after = True
+        self._drain(conn)
+
+    def synced(self, token, now_ms: int) -> None:
+        """The leader answered the sync() identified by ``token`` = (session id, cxid)."""
+        self.now_ms = now_ms
+        waiting = self._awaiting.pop(token, None)
+        if waiting is None:
+            return
+        conn_id, entry = waiting
+        conn = self.conns.get(conn_id)
+        if conn is not None:
+            path = entry.req.path if entry.req is not None else "/"
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.OK,
+                                R.SyncResponse(path).to_bytes())
+            self._drain(conn)
