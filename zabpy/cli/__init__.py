@@ -1,5 +1,5 @@
-"""Command-line entry points: `zabpy server`, `shell`, `status`, `purge`."""
+"""Command-line entry points: `zabpy server`, `shell`, `status`, `purge`
+(dispatched by ``zabpy.cli.main``; not imported here so that
+``python -m zabpy.cli.main`` runs cleanly)."""
 
-from .main import main
-
-__all__ = ["main"]
+__all__: list[str] = []

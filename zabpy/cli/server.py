@@ -61,7 +61,12 @@ def build_config(args: argparse.Namespace):
 
 
 async def _serve(cfg) -> int:
-    rt = ServerRuntime(cfg)
+    if cfg.is_standalone():
+        rt = ServerRuntime(cfg)
+    else:
+        # QuorumPeerMain's choice: more than one server line means an ensemble.
+        from ..runtime.ensemble import EnsembleRuntime
+        rt = EnsembleRuntime(cfg)
     await rt.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,9 +95,6 @@ def main(argv: list[str]) -> int:
         set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
-    if not cfg.is_standalone():
-        log.warning("%s lists %d servers; ensemble mode is not available yet, "
-                    "running standalone", cfg.source, len(cfg.servers))
     try:
         return asyncio.run(_serve(cfg))
     except OSError as e:

@@ -13,6 +13,8 @@ its txn, by the op code the client used.
 
 from __future__ import annotations
 
+import struct
+
 import dataclasses
 
 from ..jute import records as R
@@ -37,6 +39,28 @@ class ReadContext:
         self.skip_acl = skip_acl
 
 
+_INT = struct.Struct(">i")
+
+
+class _Encoded:
+    """A response already in wire form: the hot reads skip building records."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+    def write(self, w) -> None:
+        w.out += self.data
+
+
+def _buffer(data: bytes | None) -> bytes:
+    return b"\xff\xff\xff\xff" if data is None else _INT.pack(len(data)) + data
+
+
 def _readable(ctx: ReadContext, node) -> bool:
     return check_perm(node.acl, Perms.READ, ctx.auth_ids, ctx.skip_acl)
 
@@ -57,7 +81,7 @@ def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
         return Err.NOAUTH, None
     if req.watch:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
-    return Err.OK, R.GetDataResponse(node.data, node.stat())
+    return Err.OK, _Encoded(_buffer(node.data) + node.stat_bytes())
 
 
 def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record | None]:
@@ -87,7 +111,7 @@ def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
     if node is None:
         return Err.NONODE, None
-    return Err.OK, R.SetDataResponse(node.stat())
+    return Err.OK, _Encoded(node.stat_bytes())
 
 
 def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:

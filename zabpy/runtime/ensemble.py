@@ -1,0 +1,343 @@
+"""The asyncio shell of an ensemble member: election port, quorum port,
+client port, data directory, around the pure ``zab.Peer`` and a role's
+server core (``LeaderServer`` / ``LearnerServer``).
+
+One task, ``_peer_loop``, owns the Peer: it takes inputs (election
+notifications, quorum packets, disconnections, timer ticks), then carries
+out ``PeerReady`` in the order the type prescribes (``zab/ready.py``):
+persist (truncate / snapshot / append, one fsync, epoch files, then the
+``then`` packets) → commit (apply to the tree through the server core) →
+send → close → notices. Client callbacks run between its awaits; what they
+produce (proposals on the leader, forwarded requests on a learner) goes
+straight into the Peer's outbox and is carried out on the next turn.
+
+Clients are served only while the role is established (leader: a quorum
+acknowledged NEWLEADER; learner: UPTODATE received). When the role ends
+every client connection is closed, as ZooKeeper does, and the clients move
+to another member or wait for the new leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from ..election import ServerState, quorum_from_config
+from ..jute import records as R
+from ..server.leader import LeaderServer
+from ..server.learner import LearnerServer
+from ..storage.quorum import (ACCEPTED_EPOCH, CURRENT_EPOCH, install_snapshot, read_epochs,
+                              truncate_after, write_epoch)
+from ..tree.datatree import DataTree
+from ..zab import packets as P
+from ..zab.leader import ZabTimers
+from ..zab.peer import Peer, PeerLog
+from ..zab.ready import Phase, Snapshot
+from .election_transport import ElectionTransport
+from .quorum_transport import QuorumTransport
+from .server import ServerRuntime, _now_ms
+
+__all__ = ["EnsembleRuntime"]
+
+log = logging.getLogger("zabpy.server")
+
+_STATE_MODE = {ServerState.LEADING: "leader", ServerState.FOLLOWING: "follower",
+               ServerState.OBSERVING: "observer", ServerState.LOOKING: "looking"}
+
+
+class EnsembleRuntime(ServerRuntime):
+    def __init__(self, config, *, server_id: int | None = None):
+        super().__init__(config, server_id=server_id)
+        assert config.data_dir, "an ensemble member needs a dataDir"
+        self.mode = "looking"
+        self.serving = False
+        self.peer: Peer | None = None
+        self._tree: DataTree | None = None
+        self._sessions: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._inputs: asyncio.Queue = asyncio.Queue()
+        self._election: ElectionTransport | None = None
+        self._quorum: QuorumTransport | None = None
+        self._election_started_ms = 0
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def _quorum_props(self) -> dict[str, str]:
+        return {k: v for k, v in self.config.raw.items()
+                if k.startswith(("server.", "group.", "weight."))}
+
+    async def start(self) -> None:
+        c = self.config
+        self._tree, self._sessions = self._open_store()
+        accepted, current = read_epochs(self.store, self._tree.last_processed_zxid)
+        quorum = quorum_from_config(self._quorum_props())
+        timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
+        self.peer = Peer(self.server_id, quorum, PeerLog(accepted, current,
+                                                         self._tree.last_processed_zxid),
+                         random.Random(), timers=timers, snapshot_source=self._snapshot_source)
+        loop = asyncio.get_running_loop()
+        me = c.servers[self.server_id]
+        self._tcp_server = await loop.create_server(
+            lambda: self._protocol_factory(), c.client_port_address, c.client_port,
+            reuse_address=True)
+        self.port = self._tcp_server.sockets[0].getsockname()[1]
+        log.info("binding to port %s:%d", c.client_port_address, self.port)
+        peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
+        self._election = ElectionTransport(self.server_id, peers)
+        quorum_addrs = {sid: (s.host, s.quorum_port) for sid, s in c.servers.items()}
+        self._quorum = QuorumTransport(self.server_id, quorum_addrs, self._on_quorum_event)
+        self._tasks.append(asyncio.create_task(self._election.run()))
+        await self._quorum.start(listen=(me.host, me.quorum_port))
+        self._tasks.append(asyncio.create_task(self._election_pump()))
+        self._tasks.append(asyncio.create_task(self._peer_loop()))
+        await self.ops.start()
+        log.info("zabpy server %d started (ensemble of %d, tickTime %d ms)", self.server_id,
+                 len(c.servers), c.tick_time_ms)
+
+    def _protocol_factory(self):
+        from .server import _ClientProtocol
+        return _ClientProtocol(self)
+
+    async def stop(self) -> None:
+        if self._election is not None:
+            self._election.close()
+        if self._quorum is not None:
+            await self._quorum.close()
+        await super().stop()
+
+    def _snapshot_source(self) -> Snapshot:
+        tree = self._tree
+        return Snapshot(tree.last_processed_zxid, P.snapshot_bytes(tree, self._current_sessions()))
+
+    def _current_sessions(self) -> dict[int, int]:
+        if self.server is not None:
+            return {s.session_id: s.timeout_ms for s in self.server.sessions.sessions.values()}
+        return dict(self._sessions)
+
+    # ---- inputs ------------------------------------------------------------------
+
+    async def _election_pump(self) -> None:
+        while True:
+            sid, n = await self._election.inbox.get()
+            self._inputs.put_nowait(("election", sid, n))
+
+    def _on_quorum_event(self, sid: int, pkt: R.QuorumPacket | None) -> None:
+        self._inputs.put_nowait(("quorum", sid, pkt))
+
+    def _accept(self, p) -> None:
+        if not self.serving or self.server is None:
+            p.transport.abort()  # not serving: the client tries another member
+            return
+        super()._accept(p)
+
+    # ---- the peer loop -------------------------------------------------------------
+
+    async def _peer_loop(self) -> None:
+        peer = self.peer
+        self._election_started_ms = _now_ms()
+        peer.start(_now_ms())
+        tick_s = max(self.config.tick_time_ms / 4000, 0.01)
+        while True:
+            await self._carry_out()
+            try:
+                item = await asyncio.wait_for(self._inputs.get(), tick_s)
+            except asyncio.TimeoutError:
+                item = None
+            now = _now_ms()
+            while item is not None:
+                kind, sid, msg = item
+                if kind == "wake":
+                    pass
+                elif kind == "election":
+                    peer.step_election(sid, msg, now)
+                elif msg is None:
+                    peer.disconnected(sid, now)
+                else:
+                    peer.step(sid, msg, now)
+                item = self._inputs.get_nowait() if not self._inputs.empty() else None
+            self._touch_and_tick(now)
+
+    def _touch_and_tick(self, now: int) -> None:
+        srv, peer = self.server, self.peer
+        if isinstance(srv, LearnerServer) and peer.learner is not None:
+            for sid, timeout in srv.take_touches():
+                peer.learner.touch(sid, timeout)
+        peer.tick(now)
+        if srv is not None and self.serving:
+            srv.tick(now)
+            self._flush()
+
+    async def _carry_out(self) -> None:
+        while True:
+            ready = self.peer.ready()
+            if not ready.election and ready.zab.empty() and ready.connect is None \
+                    and ready.state is None:
+                return
+            for sid, n in ready.election:
+                self._election.send(sid, n)
+            await self._execute_zab(ready.zab)
+            if ready.connect is not None:
+                self._quorum.connect(ready.connect)
+            self.peer.advance(ready)
+            if ready.state is not None:
+                self._state_changed(ready.state)
+            if ready.zab.phase is not None:
+                self._phase_changed(ready.zab.phase)
+            self._flush()
+
+    async def _execute_zab(self, zr) -> None:
+        for p in zr.persist:
+            await self._persist(p)
+            for sid, pkt in p.then:
+                self._send_packet(sid, pkt)
+        now = _now_ms()
+        for hdr, txn in zr.commit:
+            self._apply_commit(hdr, txn, now)
+        for sid, pkt in zr.send:
+            self._send_packet(sid, pkt)
+        for sid in zr.close:
+            self._quorum.disconnect(sid)
+        self._notices(zr, now)
+
+    def _send_packet(self, sid: int, pkt: R.QuorumPacket) -> None:
+        if sid == self.server_id:
+            self._inputs.put_nowait(("quorum", sid, pkt))  # loopback: our own ACK
+        else:
+            self._quorum.send(sid, pkt)
+
+    async def _persist(self, p) -> None:
+        store = self.store
+        if p.truncate_zxid is not None:
+            await asyncio.to_thread(truncate_after, store, p.truncate_zxid)
+            self._reload_tree()
+        if p.snapshot is not None:
+            tree = DataTree()
+            sessions = P.load_snapshot_bytes(p.snapshot.data, tree, p.snapshot.zxid)
+            await asyncio.to_thread(install_snapshot, store, tree, sessions)
+            self._tree, self._sessions = tree, sessions
+            self._new_role_server(reuse_sessions=False)
+        for hdr, txn in p.records:
+            store.append(hdr, txn)
+        if p.records:
+            t0 = time.monotonic()
+            await asyncio.to_thread(store.flush_and_sync)
+            self.metrics.observe("fsynctime", (time.monotonic() - t0) * 1000)
+        if p.accepted_epoch is not None:
+            await asyncio.to_thread(write_epoch, store, ACCEPTED_EPOCH, p.accepted_epoch)
+        if p.current_epoch is not None:
+            await asyncio.to_thread(write_epoch, store, CURRENT_EPOCH, p.current_epoch)
+
+    def _reload_tree(self) -> None:
+        tree = DataTree()
+        self._sessions = self.store.restore(tree)
+        self._tree = tree
+        self._new_role_server(reuse_sessions=False)
+
+    def _apply_commit(self, hdr, txn, now: int) -> None:
+        srv = self.server
+        if isinstance(srv, LeaderServer) and srv.inflight and srv.inflight[0].hdr.zxid == hdr.zxid:
+            srv.logged(hdr.zxid, now)
+        elif isinstance(srv, LearnerServer):
+            srv.apply_committed(hdr, txn, now)
+        elif srv is not None:
+            srv.logged(hdr.zxid, now)
+            if self._tree.last_processed_zxid < hdr.zxid:
+                self._tree.apply(hdr, txn)
+        else:
+            self._tree.apply(hdr, txn)
+        if self.store.should_snapshot():
+            self.store.start_snapshot(self._tree, self._current_sessions())
+
+    def _notices(self, zr, now: int) -> None:
+        srv = self.server
+        if isinstance(srv, LeaderServer):
+            for r in zr.requests:
+                srv.submit_forwarded(r.session_id, r.cxid, r.op, r.body, r.authinfo, now)
+            if zr.touches:
+                srv.touch_sessions(zr.touches, now)
+            for sid, session_id, _timeout in zr.revalidate:
+                valid = session_id in srv.sessions.sessions
+                self.peer.leader.revalidate_reply(sid, session_id, valid)
+        if isinstance(srv, LearnerServer):
+            for token in zr.synced:
+                srv.synced(token, now)
+
+    # ---- role changes --------------------------------------------------------------------
+
+    def _state_changed(self, state: ServerState) -> None:
+        self.mode = _STATE_MODE[state]
+        now = _now_ms()
+        if state == ServerState.LOOKING:
+            log.info("LOOKING: leaving the %s role; closing client connections", self.mode)
+            self._stop_serving()
+            self._election_started_ms = now
+            self.metrics.count("looking_count")
+            return
+        took = now - self._election_started_ms
+        self.metrics.observe("election_time", took)
+        log.info("Peer state changed: %s (leader %s) after %d ms of election", self.mode.upper(),
+                 self.peer.fle.proposal.leader if self.peer.fle.proposal else "?", took)
+        self._new_role_server(reuse_sessions=True)
+
+    def _new_role_server(self, reuse_sessions: bool) -> None:
+        sessions = self._current_sessions() if reuse_sessions else self._sessions
+        self._stop_serving()
+        cls = LeaderServer if self.peer.leader is not None else LearnerServer
+        self.server = cls(self._settings(), _now_ms(), self._tree, sessions)
+
+    def _phase_changed(self, phase: Phase) -> None:
+        if phase == Phase.BROADCAST and self.server is not None:
+            if isinstance(self.server, LeaderServer):
+                self.server.start_epoch(self.peer.leader.new_epoch)
+            self.serving = True
+            log.info("serving clients as %s", self.mode)
+        elif phase == Phase.LOOKING:
+            self._stop_serving()
+
+    def _stop_serving(self) -> None:
+        self.serving = False
+        for p in list(self._protocols.values()):
+            if p.transport is not None:
+                p.transport.abort()
+
+    # ---- the server core's output ------------------------------------------------------
+
+    def _persist_records(self, records: tuple) -> None:
+        srv = self.server
+        if not isinstance(srv, LeaderServer):
+            return
+        for hdr, txn in records:
+            zxid = self.peer.propose(hdr, txn)
+            if zxid is None:
+                srv.log_failed("the leader cannot take proposals (no quorum)")
+                return
+            assert zxid == hdr.zxid, (hex(zxid), hex(hdr.zxid))
+
+    def _flush(self) -> None:
+        srv = self.server
+        if srv is None:
+            return
+        self._flush_scheduled = False
+        while True:
+            ready = srv.ready()
+            if not ready:
+                return
+            srv.advance(ready)
+            for line in ready.logs:
+                log.info("%s", line)
+            if ready.persist:
+                self._persist_records(ready.persist)
+            for sid, cxid, op, body, ids in ready.forward:
+                token = (sid, cxid)
+                if not self.peer.forward(sid, cxid, op, body, list(ids), token):
+                    srv.leader_refused(sid, cxid)
+            self._write(ready.send)
+            for cid in ready.close:
+                p = self._protocols.get(cid)
+                if p is not None and p.transport is not None:
+                    p.transport.close()
+            if ready.persist or ready.forward:
+                # the Peer's outbox grew: let the peer loop carry it out now
+                self._inputs.put_nowait(("wake", 0, None))
