@@ -405,3 +405,11 @@ def test_pipelined_writes_see_each_other(pair, name):
     zr = [pair.zn.reply(r) for r in pair.z.results]
     jr = [pair.jn.reply(r) for r in pair.j.results]
     assert zr == jr
+
+
+def test_sasl_without_sasl_configured(pair):
+    """A SASL token to a server without SASL: an empty token back, the
+    connection goes on (ZooKeeper 3.8.0 without a JAAS configuration)."""
+    z, j = pair.z.call(OpCode.sasl, R.GetSASLRequest(b"token")), pair.j.call(OpCode.sasl, R.GetSASLRequest(b"token"))
+    assert (z.err, z.zxid) == (j.err, j.zxid) == (0, 0)
+    pair.call(OpCode.exists, R.ExistsRequest("/zookeeper", False))

@@ -273,9 +273,9 @@ class StandaloneServer:
             self._auth(conn, xid, body)
             return
         if op == OpCode.sasl:
-            self._log(f"Client {conn.peer_ip} failed to SASL authenticate: no SASL configured")
-            self._emit(conn, frame(xid, self.tree.last_processed_zxid, Err.AUTHFAILED))
-            self._close_conn(conn)
+            # Without a SASL server ZooKeeper answers an empty token and goes on.
+            self._log(f"Client {conn.peer_ip} sent a SASL token but no SASL is configured")
+            self._emit(conn, frame(xid, 0, Err.OK, R.SetSASLResponse(None).to_bytes()))
             return
         req = self._decode(op, body)
         entry = Entry(xid, op, req, self._is_write(op), received_ms=now_ms)
