@@ -61,6 +61,7 @@ class EnsembleRuntime(ServerRuntime):
         self._election: ElectionTransport | None = None
         self._quorum: QuorumTransport | None = None
         self._election_started_ms = 0
+        self._early: list = []  # quorum packets that arrived before our role existed
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -86,10 +87,12 @@ class EnsembleRuntime(ServerRuntime):
         log.info("binding to port %s:%d", c.client_port_address, self.port)
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
         self._election = ElectionTransport(self.server_id, peers)
-        quorum_addrs = {sid: (s.host, s.quorum_port) for sid, s in c.servers.items()}
-        self._quorum = QuorumTransport(self.server_id, quorum_addrs, self._on_quorum_event)
+        self._quorum = QuorumTransport(
+            lambda sid, pkt: self._inputs.put_nowait(("quorum", sid, pkt)),
+            lambda sid: self._inputs.put_nowait(("quorum", sid, None)))
         self._tasks.append(asyncio.create_task(self._election.run()))
-        await self._quorum.start(listen=(me.host, me.quorum_port))
+        if me.role == "participant":
+            await self._quorum.listen(me.host, me.quorum_port)
         self._tasks.append(asyncio.create_task(self._election_pump()))
         self._tasks.append(asyncio.create_task(self._peer_loop()))
         await self.ops.start()
@@ -104,7 +107,7 @@ class EnsembleRuntime(ServerRuntime):
         if self._election is not None:
             self._election.close()
         if self._quorum is not None:
-            await self._quorum.close()
+            await self._quorum.aclose()
         await super().stop()
 
     def _snapshot_source(self) -> Snapshot:
@@ -122,9 +125,6 @@ class EnsembleRuntime(ServerRuntime):
         while True:
             sid, n = await self._election.inbox.get()
             self._inputs.put_nowait(("election", sid, n))
-
-    def _on_quorum_event(self, sid: int, pkt: R.QuorumPacket | None) -> None:
-        self._inputs.put_nowait(("quorum", sid, pkt))
 
     def _accept(self, p) -> None:
         if not self.serving or self.server is None:
@@ -153,7 +153,14 @@ class EnsembleRuntime(ServerRuntime):
                 elif kind == "election":
                     peer.step_election(sid, msg, now)
                 elif msg is None:
+                    self._early = [(s, m) for s, m in self._early if s != sid]
                     peer.disconnected(sid, now)
+                elif peer.role is None:
+                    # A learner that decided faster than we did: keep its
+                    # packets until our own role exists (ZooKeeper's leader
+                    # only starts accepting learners once it leads).
+                    if len(self._early) < 1000:
+                        self._early.append((sid, msg))
                 else:
                     peer.step(sid, msg, now)
                 item = self._inputs.get_nowait() if not self._inputs.empty() else None
@@ -177,9 +184,11 @@ class EnsembleRuntime(ServerRuntime):
                 return
             for sid, n in ready.election:
                 self._election.send(sid, n)
-            await self._execute_zab(ready.zab)
             if ready.connect is not None:
-                self._quorum.connect(ready.connect)
+                # dial first: the learner's FOLLOWERINFO is in this ready's sends
+                leader = self.config.servers[ready.connect]
+                self._quorum.dial(ready.connect, leader.host, leader.quorum_port)
+            await self._execute_zab(ready.zab)
             self.peer.advance(ready)
             if ready.state is not None:
                 self._state_changed(ready.state)
@@ -198,7 +207,7 @@ class EnsembleRuntime(ServerRuntime):
         for sid, pkt in zr.send:
             self._send_packet(sid, pkt)
         for sid in zr.close:
-            self._quorum.disconnect(sid)
+            self._quorum.close(sid)
         self._notices(zr, now)
 
     def _send_packet(self, sid: int, pkt: R.QuorumPacket) -> None:
@@ -267,19 +276,27 @@ class EnsembleRuntime(ServerRuntime):
     # ---- role changes --------------------------------------------------------------------
 
     def _state_changed(self, state: ServerState) -> None:
-        self.mode = _STATE_MODE[state]
+        old, self.mode = self.mode, _STATE_MODE[state]
         now = _now_ms()
         if state == ServerState.LOOKING:
-            log.info("LOOKING: leaving the %s role; closing client connections", self.mode)
+            log.info("LOOKING: leaving the %s role; closing client connections", old)
             self._stop_serving()
             self._election_started_ms = now
             self.metrics.count("looking_count")
             return
         took = now - self._election_started_ms
         self.metrics.observe("election_time", took)
-        log.info("Peer state changed: %s (leader %s) after %d ms of election", self.mode.upper(),
-                 self.peer.fle.proposal.leader if self.peer.fle.proposal else "?", took)
+        leader = self.server_id if self.peer.leader is not None else self.peer.learner.leader_sid
+        log.info("Peer state changed: %s (leader %d) after %d ms of election", self.mode.upper(),
+                 leader, took)
         self._new_role_server(reuse_sessions=True)
+        early, self._early = self._early, []
+        if self.peer.leader is not None:
+            for sid, pkt in early:
+                self._inputs.put_nowait(("quorum", sid, pkt))
+        else:
+            for sid in {sid for sid, _ in early}:
+                self._quorum.close(sid)
 
     def _new_role_server(self, reuse_sessions: bool) -> None:
         sessions = self._current_sessions() if reuse_sessions else self._sessions

@@ -60,6 +60,7 @@ class ZabSimOptions:
     sync_limit: int = 5
     check_every_ms: int = 500
     write_every_ms: int = 60
+    committed_log_max: int | None = None   # small values force SNAP syncs
 
 
 @dataclass
@@ -88,6 +89,8 @@ class ZabSimulation:
         sids = list(range(1, voters + observers + 1))
         self.quorum = MajorityQuorum(sids[:voters], sids[voters:], 0x100000000)
         self.timers = ZabTimers(opts.tick_ms, opts.init_limit, opts.sync_limit)
+        self.committed_log_max = (opts.committed_log_max if opts.committed_log_max is not None
+                                  else setup.choice([10, 40, 500]))
         self.disks = {sid: SimDisk() for sid in sids}
         self.nodes: dict[int, ZabNode | None] = {sid: None for sid in sids}
         self.links: dict[int, dict[int, int]] = {sid: {} for sid in sids}   # sid -> other -> cid
@@ -103,7 +106,7 @@ class ZabSimulation:
         self.pending_syncs: dict[int, list[int]] = {}
         self.trace: list[str] = []
         self.healed = False
-        self.log(f"quorum {self.quorum!r}")
+        self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max}")
 
     def log(self, line: str) -> None:
         self.trace.append(f"{self.now_ms:>8} {line}")
@@ -129,6 +132,7 @@ class ZabSimulation:
         if ready.state is not None:
             self.log(f"peer {sid} -> {ready.state.name}")
             self._close_all(sid)
+            self.pending_syncs.pop(sid, None)  # the server fails those client calls
         if ready.connect is not None:
             reachable = (self.nodes[ready.connect] is not None
                          and not self.net.blocked(sid, ready.connect)
@@ -189,7 +193,10 @@ class ZabSimulation:
         node.peer.propose(hdr, txn)
 
     def _workload(self) -> None:
-        if self.now_ms < self.next_write_ms or self.healed and self.now_ms > self.opts.fault_ms + 2000:
+        if self.now_ms < self.next_write_ms:
+            return
+        if self.healed and self.now_ms > self.opts.fault_ms + 2000:
+            self.next_write_ms = 2**62  # the workload stops so the ensemble can converge
             return
         self.next_write_ms = self.now_ms + self.work_rng.randint(1, 2 * self.opts.write_every_ms)
         up = self.up()
@@ -294,7 +301,8 @@ class ZabSimulation:
             del self.starts[sid]
             self.nodes[sid] = ZabNode.restart(sid, self.quorum, self.disks[sid],
                                               random.Random(f"{self.opts.seed}/{sid}/{now}"),
-                                              self.timers, now)
+                                              self.timers, now,
+                                              committed_log_max=self.committed_log_max)
             self.log(f"peer {sid} starts at zxid {self.nodes[sid].last_logged():#x}")
             self.nodes[sid].peer.start(now)
             self._flush(sid)

@@ -86,7 +86,7 @@ def _recover_log(entries: list[Txn], torn: bytes) -> list[Txn]:
 
 class ZabNode:
     def __init__(self, sid: int, quorum: QuorumVerifier, disk: SimDisk, rng: random.Random,
-                 timers: ZabTimers, now_ms: int, **fle_options: int) -> None:
+                 timers: ZabTimers, now_ms: int, **peer_options: int) -> None:
         self.sid = sid
         self.disk = disk
         self.rng = rng
@@ -97,7 +97,7 @@ class ZabNode:
         base = disk.base_zxid() if len(tail) == len(self.log) else self.log[-len(tail) - 1][0].zxid
         plog = PeerLog(disk.accepted_epoch, disk.current_epoch, base, tuple(tail))
         self.peer = Peer(sid, quorum, plog, rng, timers=timers,
-                         snapshot_source=self._snapshot_source, **fle_options)
+                         snapshot_source=self._snapshot_source, **peer_options)
         self.fsync_queue: list[tuple[int, Persist]] = []
         self.applied: list[int] = []   # zxids applied since the tree was last rebuilt
 
@@ -106,9 +106,9 @@ class ZabNode:
 
     @classmethod
     def restart(cls, sid: int, quorum: QuorumVerifier, disk: SimDisk, rng: random.Random,
-                timers: ZabTimers, now_ms: int, **fle_options: int) -> "ZabNode":
+                timers: ZabTimers, now_ms: int, **peer_options: int) -> "ZabNode":
         disk.log = _recover_log(disk.log, b"")
-        return cls(sid, quorum, disk, rng, timers, now_ms, **fle_options)
+        return cls(sid, quorum, disk, rng, timers, now_ms, **peer_options)
 
     # ---- executing a ready ------------------------------------------------------
     def execute(self, ready: PeerReady, now_ms: int, fsync_ms: int) -> None:

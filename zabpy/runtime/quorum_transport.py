@@ -1,0 +1,185 @@
+"""The quorum-port transport (asyncio): leader listens, learners dial.
+
+One ``QuorumTransport`` per server process. The leader role calls
+``listen(host, port)``; a learner role calls ``dial(leader_sid, host,
+port)``. Either way the transport turns the byte streams into events for
+the core and the core's ``send`` / ``close`` actions into writes:
+
+* ``on_packet(sid, packet)`` for each decoded ``QuorumPacket`` (the stream
+  codec is ``zab.packets.PacketDecoder``: back-to-back jute records, SNAP
+  followed by its image and signature);
+* ``on_disconnected(sid)`` when a connection ends (EOF, error, a learner
+  that broke the stream format, or a failed dial).
+
+The leader learns a learner's sid from its first packet (FOLLOWERINFO /
+OBSERVERINFO carries LearnerInfo.serverid); anything else first closes the
+connection. A learner that connects again replaces its older connection,
+which is closed without an ``on_disconnected`` (the new FOLLOWERINFO resets
+the learner in the core). ``send`` to a sid without a connection is dropped:
+ZAB's timers handle a missing peer. Writes are not awaited; the transport's
+buffers are bounded by the kernel and asyncio's high-water mark, above which
+a connection is closed rather than buffered without limit.
+
+Every task lives in the transport's ``TaskGroup``-like set and is cancelled
+by ``aclose``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from ..jute import records as R
+from ..jute.codec import DecodeError
+from ..limits import CONNECTION_WRITE_BUFFER_HIGH
+from ..zab.packets import PacketDecoder, PacketType, encode_packet, parse_learner_info
+
+__all__ = ["QuorumTransport"]
+
+_READ_BYTES = 64 * 1024
+
+
+class _Link:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.closed = False
+
+    def write(self, data: bytes) -> bool:
+        if self.closed or self.writer.is_closing():
+            return False
+        if self.writer.transport.get_write_buffer_size() > CONNECTION_WRITE_BUFFER_HIGH:
+            self.close()
+            return False
+        self.writer.write(data)
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+
+
+class QuorumTransport:
+    def __init__(self, on_packet: Callable[[int, R.QuorumPacket], None],
+                 on_disconnected: Callable[[int], None]) -> None:
+        self.on_packet = on_packet
+        self.on_disconnected = on_disconnected
+        self._links: dict[int, _Link] = {}
+        self._pending: dict[int, list[bytes]] = {}   # dialing: writes queued until connected
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    # ---- leader side ------------------------------------------------------------
+    async def listen(self, host: str, port: int) -> int:
+        """Accept learners on the quorum port; returns the bound port."""
+        self._server = await asyncio.start_server(self._accept, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        link = _Link(writer)
+        decoder = PacketDecoder()
+        sid: int | None = None
+        try:
+            while True:
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    break
+                for pkt in decoder.feed(data):
+                    if sid is None:
+                        sid = self._identify(pkt, link)
+                        if sid is None:
+                            return
+                    if self._links.get(sid) is not link:
+                        return  # replaced by a newer connection from the same learner
+                    self.on_packet(sid, pkt)
+        except (DecodeError, ConnectionError, OSError):
+            pass
+        finally:
+            link.close()
+            if sid is not None and self._links.get(sid) is link:
+                del self._links[sid]
+                self.on_disconnected(sid)
+
+    def _identify(self, pkt: R.QuorumPacket, link: _Link) -> int | None:
+        if pkt.type not in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
+            return None
+        try:
+            sid = parse_learner_info(pkt).serverid
+        except DecodeError:
+            return None
+        old = self._links.get(sid)
+        if old is not None:
+            old.close()
+        self._links[sid] = link
+        return sid
+
+    # ---- learner side -----------------------------------------------------------
+    def dial(self, leader_sid: int, host: str, port: int) -> None:
+        """Connect to the leader; sends queued meanwhile go out once connected."""
+        self._pending[leader_sid] = []
+        self._spawn(self._dial(leader_sid, host, port))
+
+    async def _dial(self, sid: int, host: str, port: int) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            self._pending.pop(sid, None)
+            self.on_disconnected(sid)
+            return
+        link = _Link(writer)
+        queued = self._pending.pop(sid, None)
+        if queued is None:  # closed while dialing
+            link.close()
+            return
+        self._links[sid] = link
+        for data in queued:
+            link.write(data)
+        decoder = PacketDecoder()
+        try:
+            while True:
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    break
+                for pkt in decoder.feed(data):
+                    if self._links.get(sid) is not link:
+                        return
+                    self.on_packet(sid, pkt)
+        except (DecodeError, ConnectionError, OSError):
+            pass
+        finally:
+            link.close()
+            if self._links.get(sid) is link:
+                del self._links[sid]
+                self.on_disconnected(sid)
+
+    # ---- both --------------------------------------------------------------------
+    def send(self, sid: int, pkt: R.QuorumPacket) -> None:
+        data = encode_packet(pkt)
+        link = self._links.get(sid)
+        if link is not None:
+            link.write(data)
+        elif sid in self._pending:
+            self._pending[sid].append(data)
+
+    def close(self, sid: int) -> None:
+        """Drop the connection to ``sid`` (no on_disconnected: the core asked for it)."""
+        self._pending.pop(sid, None)
+        link = self._links.pop(sid, None)
+        if link is not None:
+            link.close()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for sid in list(self._links):
+            self.close(sid)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

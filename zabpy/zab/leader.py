@@ -1,0 +1,440 @@
+"""The ZAB leader role as a sans-IO state machine (facts 3.5; Zab paper phases 1-3).
+
+State owned: the phase (DISCOVERY → SYNCHRONIZATION → BROADCAST, or LOOKING
+once the role is over), the epoch being established, one ``_LearnerState``
+per connected learner, the committed ``History`` (DIFF source), the
+outstanding proposals with their ACK sets, and the timers.
+
+Inputs: ``step(sid, packet, now_ms)`` (a packet from a learner, or the
+leader's own ACK looped back: see ``ready``), ``disconnected(sid, now_ms)``,
+``tick(now_ms)``; from the server pipeline ``propose(hdr, txn)``,
+``sync(token)``, ``revalidate_reply(sid, session_id, valid)``. Outputs:
+``ready() -> ZabReady`` / ``advance(ready)`` (see ``ready.py``).
+
+Rules, with their Zab.tla action names:
+
+L1 (LeaderProcessCEPOCH) wait for FOLLOWERINFO from a quorum of voters (the
+   leader counts itself), then newEpoch = max(acceptedEpoch of all of them,
+   observers and self included) + 1. The leader persists acceptedEpoch and
+   only then sends LEADERINFO (it travels in that Persist's ``then``).
+L2 (LeaderProcessACKEPOCH) an ACKEPOCH whose (currentEpoch, lastZxid) beats
+   the leader's own makes the leader give up (LOOKING). Once a quorum has
+   acked the epoch the leader persists currentEpoch; its own NEWLEADER ack is
+   an ACK to itself in that Persist's ``then``.
+L3 (LeaderSyncFollower) each learner that acked the epoch is synced from its
+   last zxid P: P = last committed → empty DIFF; P above it → TRUNC(last);
+   P below the in-memory window → SNAP (from ``snapshot_source``), else DIFF,
+   preceded by TRUNC(largest zxid we know ≤ P) when we do not know P. The
+   committed txns go as PROPOSAL+COMMIT pairs, then every outstanding
+   proposal (followers only), then NEWLEADER. From then on the learner gets
+   every new PROPOSAL/COMMIT (observers: INFORM after commit).
+L4 (LeaderProcessACKLD) a quorum of NEWLEADER acks establishes the leader
+   (phase BROADCAST); every learner whose NEWLEADER ack arrived gets
+   UPTODATE (later ones at once).
+L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) ``propose``
+   assigns zxid = epoch << 32 | counter, logs it (the leader's ACK to itself
+   waits for the fsync) and sends PROPOSAL; proposals commit strictly in zxid
+   order once a quorum of voters (the leader included) acked.
+L6 liveness: PING every tick/2; a learner not heard from within syncLimit
+   ticks (initLimit before it is synced) is dropped; a leader without a
+   quorum heard from within syncLimit ticks, or not established within
+   initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
+   would wrap.
+
+Each learner's packets leave in the order produced: the only deferred
+(``then``) packet to a learner is its LEADERINFO, and nothing else is sent to
+it before it answers with ACKEPOCH.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..election.quorum import QuorumVerifier
+from ..jute import records as R
+from ..jute.codec import DecodeError, Record
+from ..jute.constants import OpCode
+from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MAX
+from . import packets as P
+from .history import History
+from .packets import PacketType as T
+from .ready import ForwardedRequest, Outbox, Persist, Phase, Snapshot, Txn, ZabReady
+
+__all__ = ["Leader", "ZabTimers"]
+
+# Learner stages, in order.
+_INFO, _EPOCH_ACKED, _SYNCING, _NEWLEADER_ACKED, _UPTODATE = range(5)
+
+
+@dataclass(frozen=True, slots=True)
+class ZabTimers:
+    """tickTime, initLimit and syncLimit (zoo.cfg)."""
+
+    tick_ms: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+
+    @property
+    def init_ms(self) -> int:
+        return self.tick_ms * self.init_limit
+
+    @property
+    def sync_ms(self) -> int:
+        return self.tick_ms * self.sync_limit
+
+
+@dataclass
+class _LearnerState:
+    observer: bool
+    accepted_epoch: int
+    last_heard_ms: int
+    stage: int = _INFO
+    peer_last_zxid: int = -1
+
+
+@dataclass
+class _Proposal:
+    txn: Txn
+    acks: dict[int, None] = field(default_factory=dict)
+
+
+class Leader:
+    """One leadership term of one peer; see the module docstring."""
+
+    def __init__(self, my_sid: int, quorum: QuorumVerifier, log: History, accepted_epoch: int,
+                 current_epoch: int, now_ms: int, *, timers: ZabTimers = ZabTimers(),
+                 config: bytes = b"", snapshot_source: Callable[[], Snapshot],
+                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX) -> None:
+        assert quorum.is_voter(my_sid), "only a voter leads"
+        self.my_sid = my_sid
+        self.quorum = quorum
+        self.timers = timers
+        self.config = config
+        self.snapshot_source = snapshot_source
+        # The leader's whole log becomes committed history once it is established.
+        self.history = History(log.base_zxid, log.entries(), committed_log_max)
+        self.last_logged_zxid = log.last_zxid
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        # What L2 compares every ACKEPOCH against: (currentEpoch, lastZxid) at start.
+        self.summary = (current_epoch, log.last_zxid)
+        self.new_epoch: int | None = None
+        self.phase = Phase.DISCOVERY
+        self.learners: dict[int, _LearnerState] = {}
+        self.epoch_acks: dict[int, None] = {}
+        self.newleader_acks: dict[int, None] = {}
+        self.outstanding: dict[int, _Proposal] = {}
+        self.last_proposed = log.last_zxid
+        self.pending_syncs: list[tuple[int, int | None, Any]] = []
+        self.phase_deadline_ms = now_ms + timers.init_ms
+        self.next_ping_ms = now_ms + timers.tick_ms // 2
+        self._out = Outbox(phase=Phase.DISCOVERY)
+        self._decide_epoch()
+
+    # ---- the verbs ------------------------------------------------------------
+    def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
+        if self.phase == Phase.LOOKING:
+            return
+        if sid == self.my_sid:
+            if pkt.type == T.ACK:
+                self._on_ack(sid, pkt.zxid)
+            return
+        if pkt.type in (T.FOLLOWERINFO, T.OBSERVERINFO):
+            self._on_info(sid, pkt, now_ms)
+            return
+        learner = self.learners.get(sid)
+        if learner is None:
+            return  # from a connection we already dropped
+        learner.last_heard_ms = now_ms
+        try:
+            self._dispatch(sid, learner, pkt)
+        except DecodeError:
+            self._drop(sid)  # the learner broke the protocol: close its connection
+        self._check()
+
+    def disconnected(self, sid: int, now_ms: int) -> None:
+        self.learners.pop(sid, None)
+
+    def tick(self, now_ms: int) -> None:
+        if self.phase == Phase.LOOKING:
+            return
+        if self.phase != Phase.BROADCAST and now_ms >= self.phase_deadline_ms:
+            self._step_down()
+            return
+        for sid, learner in list(self.learners.items()):
+            limit = self.timers.sync_ms if learner.stage >= _SYNCING else self.timers.init_ms
+            if now_ms - learner.last_heard_ms >= limit:
+                self._drop(sid)
+        if self.phase == Phase.BROADCAST:
+            heard = [self.my_sid] + [s for s, l in self.learners.items()
+                                     if l.stage >= _NEWLEADER_ACKED]
+            if not self.quorum.contains_quorum(heard):
+                self._step_down()
+                return
+        if now_ms >= self.next_ping_ms:
+            self.next_ping_ms = now_ms + max(1, self.timers.tick_ms // 2)
+            ping = P.packet(T.PING, self.last_proposed)
+            for sid, learner in self.learners.items():
+                if learner.stage >= _SYNCING:
+                    self._out.send.append((sid, ping))
+
+    def ready(self) -> ZabReady:
+        return self._out.ready()
+
+    def advance(self, ready: ZabReady) -> None:
+        self._out.advance(ready)
+
+    def next_deadline_ms(self) -> int | None:
+        if self.phase == Phase.LOOKING:
+            return None
+        times = [self.next_ping_ms]
+        if self.phase != Phase.BROADCAST:
+            times.append(self.phase_deadline_ms)
+        return min(times)
+
+    # ---- the server pipeline's side --------------------------------------------
+    @property
+    def established(self) -> bool:
+        return self.phase == Phase.BROADCAST
+
+    def propose(self, hdr: R.TxnHeader, txn: Record | None) -> int | None:
+        """Assign the next zxid to a prepared txn and broadcast it (L5).
+
+        ``hdr.zxid`` is ignored. Returns the zxid, or None when the leader
+        cannot take proposals now (not established, too many outstanding, or
+        the counter would wrap, which also ends the term).
+        """
+        if self.phase != Phase.BROADCAST or len(self.outstanding) >= ZAB_OUTSTANDING_MAX:
+            return None
+        assert self.new_epoch is not None
+        last = self.last_proposed
+        counter = P.counter_of(last) + 1 if P.epoch_of(last) == self.new_epoch else 1
+        if counter >= ZXID_COUNTER_MAX:
+            self._step_down()
+            return None
+        zxid = P.make_zxid(self.new_epoch, counter)
+        entry = (R.TxnHeader(hdr.clientId, hdr.cxid, zxid, hdr.time, hdr.type), txn)
+        self.outstanding[zxid] = _Proposal(entry)
+        self.last_proposed = zxid
+        self.last_logged_zxid = zxid
+        self._out.persist.append(Persist(records=(entry,),
+                                         then=((self.my_sid, P.packet(T.ACK, zxid)),)))
+        pkt = P.proposal(*entry)
+        for sid, learner in self.learners.items():
+            if learner.stage >= _SYNCING and not learner.observer:
+                self._out.send.append((sid, pkt))
+        return zxid
+
+    def sync(self, token: Any) -> None:
+        """A local client's sync(): ``token`` comes back in ``synced`` once every
+        txn proposed so far is committed."""
+        self._sync(None, token)
+
+    def revalidate_reply(self, sid: int, session_id: int, valid: bool) -> None:
+        if sid in self.learners:
+            self._out.send.append((sid, P.revalidate_reply(session_id, valid)))
+
+    # ---- discovery (L1, L2) ------------------------------------------------------
+    def _on_info(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
+        try:
+            info = P.parse_learner_info(pkt)
+        except DecodeError:
+            self._out.close.append(sid)
+            return
+        observer = pkt.type == T.OBSERVERINFO or not self.quorum.is_voter(sid)
+        if info.serverid != sid or (not observer and not self.quorum.is_voter(sid)):
+            self._out.close.append(sid)
+            return
+        # A reconnecting learner starts over; the transport replaced its connection.
+        self.learners[sid] = _LearnerState(observer, P.epoch_of(pkt.zxid), now_ms)
+        if self.new_epoch is None:
+            self._decide_epoch()
+        else:
+            self._out.barrier((sid, P.leader_info(self.new_epoch)))
+
+    def _decide_epoch(self) -> None:
+        connected = [self.my_sid] + list(self.learners)
+        if not self.quorum.contains_quorum(connected):
+            return
+        epochs = [self.accepted_epoch] + [l.accepted_epoch for l in self.learners.values()]
+        self.new_epoch = max(epochs) + 1
+        self.accepted_epoch = self.new_epoch
+        self.epoch_acks[self.my_sid] = None
+        info = P.leader_info(self.new_epoch)
+        self._out.persist.append(Persist(accepted_epoch=self.new_epoch,
+                                         then=tuple((sid, info) for sid in self.learners)))
+        self._maybe_epoch_acked()
+
+    def _on_ack_epoch(self, sid: int, learner: _LearnerState, pkt: R.QuorumPacket) -> None:
+        if learner.stage != _INFO or self.new_epoch is None:
+            raise DecodeError("unexpected ACKEPOCH")
+        last_zxid, current_epoch = P.parse_ack_epoch(pkt)
+        learner.stage = _EPOCH_ACKED
+        learner.peer_last_zxid = last_zxid
+        if self.phase != Phase.DISCOVERY:
+            self._sync_learner(sid, learner)
+            return
+        if current_epoch != -1 and (current_epoch, last_zxid) > self.summary:
+            self._step_down()  # L2: a learner knows more than we do
+            return
+        if not learner.observer:
+            self.epoch_acks[sid] = None
+        self._maybe_epoch_acked()
+
+    def _maybe_epoch_acked(self) -> None:
+        assert self.new_epoch is not None
+        if self.quorum.contains_quorum(self.epoch_acks):
+            self.phase = self._out.phase = Phase.SYNCHRONIZATION
+            self.phase_deadline_ms += self.timers.init_ms
+            self.current_epoch = self.new_epoch
+            ack = P.packet(T.ACK, P.make_zxid(self.new_epoch, 0))
+            self._out.persist.append(Persist(current_epoch=self.new_epoch,
+                                             then=((self.my_sid, ack),)))
+            for other, l in self.learners.items():
+                if l.stage == _EPOCH_ACKED:
+                    self._sync_learner(other, l)
+
+    # ---- synchronization (L3, L4) ----------------------------------------------
+    def _sync_learner(self, sid: int, learner: _LearnerState) -> None:
+        assert self.new_epoch is not None
+        peer = learner.peer_last_zxid
+        last = self.history.last_zxid
+        out = self._out.send
+        if peer == last:
+            out.append((sid, P.packet(T.DIFF, last)))
+            txns: list[Txn] = []
+        elif peer > last:
+            out.append((sid, P.packet(T.TRUNC, last)))
+            txns = []
+        elif peer < self.history.base_zxid:
+            snap = self.snapshot_source()
+            assert self.history.knows(snap.zxid), f"snapshot at {snap.zxid:#x} outside history"
+            out.append((sid, P.packet(T.SNAP, snap.zxid, snap.data)))
+            txns = self.history.after(snap.zxid)
+        elif self.history.knows(peer):
+            out.append((sid, P.packet(T.DIFF, last)))
+            txns = self.history.after(peer)
+        else:
+            known = self.history.known_at_or_below(peer)
+            assert known is not None
+            out.append((sid, P.packet(T.TRUNC, known)))
+            txns = self.history.after(known)
+        for txn in txns:
+            out.append((sid, P.proposal(*txn)))
+            out.append((sid, P.packet(T.COMMIT, txn[0].zxid)))
+        if not learner.observer:
+            for prop in self.outstanding.values():
+                out.append((sid, P.proposal(*prop.txn)))
+        out.append((sid, P.newleader(self.new_epoch, self.config)))
+        learner.stage = _SYNCING
+
+    def _on_newleader_ack(self, sid: int) -> None:
+        if sid != self.my_sid:
+            learner = self.learners[sid]
+            if learner.stage != _SYNCING:
+                return  # the ACK a learner sends after UPTODATE
+            learner.stage = _NEWLEADER_ACKED
+            if self.phase == Phase.BROADCAST:
+                self._uptodate(sid, learner)
+                return
+            if learner.observer:
+                return
+        self.newleader_acks[sid] = None
+        if self.phase == Phase.SYNCHRONIZATION and self.quorum.contains_quorum(self.newleader_acks):
+            self.phase = self._out.phase = Phase.BROADCAST
+            for other, l in self.learners.items():
+                if l.stage == _NEWLEADER_ACKED:
+                    self._uptodate(other, l)
+
+    def _uptodate(self, sid: int, learner: _LearnerState) -> None:
+        learner.stage = _UPTODATE
+        self._out.send.append((sid, P.packet(T.UPTODATE, -1)))
+
+    # ---- broadcast (L5) --------------------------------------------------------------
+    def _dispatch(self, sid: int, learner: _LearnerState, pkt: R.QuorumPacket) -> None:
+        kind = pkt.type
+        if kind == T.ACKEPOCH:
+            self._on_ack_epoch(sid, learner, pkt)
+        elif kind == T.ACK:
+            if not learner.observer or P.counter_of(pkt.zxid) == 0:
+                self._on_ack(sid, pkt.zxid)
+        elif kind == T.PING:
+            self._out.touches.extend(P.parse_ping_reply(pkt))
+        elif kind == T.REQUEST and learner.stage == _UPTODATE and self.phase == Phase.BROADCAST:
+            session_id, cxid, op, body = P.parse_request(pkt)
+            if op == OpCode.sync:
+                self._sync(sid, None)
+            self._out.requests.append(ForwardedRequest(sid, session_id, cxid, op, body,
+                                                       tuple(pkt.authinfo or ())))
+        elif kind == T.REVALIDATE:
+            session_id, timeout = P.parse_revalidate(pkt)
+            self._out.revalidate.append((sid, session_id, timeout))
+
+    def _on_ack(self, sid: int, zxid: int) -> None:
+        if self.new_epoch is not None and zxid == P.make_zxid(self.new_epoch, 0):
+            self._on_newleader_ack(sid)
+            return
+        prop = self.outstanding.get(zxid)
+        if prop is None or not self.quorum.is_voter(sid):
+            return  # already committed, or from an older term
+        prop.acks[sid] = None
+        self._commit_ready()
+
+    def _commit_ready(self) -> None:
+        while self.outstanding:
+            zxid, prop = next(iter(self.outstanding.items()))
+            if not self.quorum.contains_quorum(prop.acks):
+                return
+            del self.outstanding[zxid]
+            self.history.append(prop.txn)
+            self._out.commit.append(prop.txn)
+            commit, inform = P.packet(T.COMMIT, zxid), None
+            for sid, learner in self.learners.items():
+                if learner.stage < _SYNCING:
+                    continue
+                if learner.observer:
+                    inform = inform or P.proposal(*prop.txn, kind=T.INFORM)
+                    self._out.send.append((sid, inform))
+                else:
+                    self._out.send.append((sid, commit))
+            self._answer_syncs()
+
+    def _sync(self, sid: int | None, token: Any) -> None:
+        if self.outstanding:
+            self.pending_syncs.append((self.last_proposed, sid, token))
+        else:
+            self._answer_sync(sid, token)
+
+    def _answer_syncs(self) -> None:
+        committed = self.history.last_zxid
+        while self.pending_syncs and self.pending_syncs[0][0] <= committed:
+            _, sid, token = self.pending_syncs.pop(0)
+            self._answer_sync(sid, token)
+
+    def _answer_sync(self, sid: int | None, token: Any) -> None:
+        if sid is None:
+            self._out.synced.append(token)
+        elif sid in self.learners:
+            self._out.send.append((sid, P.packet(T.SYNC, 0)))
+
+    # ---- endings ---------------------------------------------------------------------
+    def _drop(self, sid: int) -> None:
+        self.learners.pop(sid, None)
+        self._out.close.append(sid)
+
+    def _step_down(self) -> None:
+        self.phase = self._out.phase = Phase.LOOKING
+        for sid in list(self.learners):
+            self._drop(sid)
+        self.outstanding.clear()
+        self.pending_syncs.clear()
+
+    def _check(self) -> None:
+        """Invariants after every input."""
+        if self.outstanding:
+            zxids = list(self.outstanding)
+            assert zxids == sorted(zxids) and zxids[0] > self.history.last_zxid
+        assert self.last_proposed >= self.history.last_zxid
+        if self.phase == Phase.BROADCAST:
+            assert self.new_epoch is not None and self.current_epoch == self.new_epoch

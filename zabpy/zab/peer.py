@@ -1,0 +1,250 @@
+"""A quorum peer's loop: LOOKING → (FLE) → LEADING / FOLLOWING / OBSERVING → LOOKING.
+
+State owned: the ``FastLeaderElection`` core, the current role (``Leader``,
+``Learner`` or None while looking), a mirror of the peer's own log tail
+(``History``: what a future leader role may DIFF from, and the entries the
+tree has not applied yet), the epochs, and ``last_applied_zxid``.
+
+Inputs: ``start(now_ms)``; ``step_election(sid, notification, now_ms)``;
+``step(sid, quorum_packet, now_ms)``; ``disconnected(sid, now_ms)`` (a
+quorum connection dropped); ``tick(now_ms)``; and the role's own calls
+(``propose``, ``sync``, ``revalidate_reply`` on a leader; ``forward``,
+``touch``, ``revalidate`` on a learner). Output: ``ready() -> PeerReady``
+(election notifications to send, the role's ``ZabReady``, a leader to dial,
+a state change), then ``advance(ready)``.
+
+Transitions (docs/zab.md has the diagram):
+
+* the election decides → the role is created. Before it starts, the peer
+  *fast-forwards*: logged txns its tree has not applied yet are committed
+  (ZooKeeper's fastForwardDataBase), so a leader's tree holds its whole log
+  and a learner's tree matches the last zxid it reports.
+* the role's phase becomes LOOKING (quorum lost, leader silent, protocol
+  error, connection lost) → the role is dropped and a new election round
+  starts from the mirror's last zxid and the current epoch.
+* a role reaching BROADCAST updates the advertised vote's epoch, as
+  ZooKeeper's updateElectionVote does.
+
+The mirror follows every ``Persist`` the role emits (truncate, snapshot,
+append), so its ``last_zxid`` is the last *logged* zxid, what FLE votes with.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..election import FastLeaderElection, Notification, QuorumVerifier, ServerState, Vote
+from ..jute import records as R
+from ..jute.codec import Record
+from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_LOG_TAIL_MAX
+from .follower import Learner
+from .history import History
+from .leader import Leader, ZabTimers
+from .ready import Outbox, Phase, Snapshot, Txn, ZabReady
+
+__all__ = ["Peer", "PeerReady", "PeerLog"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLog:
+    """What the peer restored from disk: epochs and the log tail (all applied)."""
+
+    accepted_epoch: int
+    current_epoch: int
+    base_zxid: int               # the snapshot's zxid, or where the tail starts
+    entries: tuple[Txn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReady:
+    election: tuple[tuple[int, Notification], ...] = ()
+    zab: ZabReady = ZabReady()
+    connect: int | None = None           # dial this leader's quorum port (new learner role)
+    state: ServerState | None = None     # the peer's new state, when it changed
+
+
+class Peer:
+    def __init__(self, my_sid: int, quorum: QuorumVerifier, log: PeerLog, rng: random.Random, *,
+                 timers: ZabTimers = ZabTimers(), snapshot_source: Callable[[], Snapshot],
+                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX, **fle_options: int) -> None:
+        self.my_sid = my_sid
+        self.quorum = quorum
+        self.timers = timers
+        self.snapshot_source = snapshot_source
+        self.committed_log_max = committed_log_max
+        self.log = History(log.base_zxid, log.entries, ZAB_LOG_TAIL_MAX)
+        self.accepted_epoch = log.accepted_epoch
+        self.current_epoch = log.current_epoch
+        self.last_applied_zxid = self.log.last_zxid
+        self.config = quorum.to_config_text().encode("utf-8")
+        self.fle = FastLeaderElection(my_sid, quorum, self.log.last_zxid, self.current_epoch,
+                                      rng, **fle_options)
+        self.role: Leader | Learner | None = None
+        self.state = ServerState.LOOKING
+        self._election: list[tuple[int, Notification]] = []
+        self._zab = Outbox()
+        self._connect: int | None = None
+        self._state_changed: ServerState | None = None
+
+    # ---- the verbs ----------------------------------------------------------------
+    def start(self, now_ms: int) -> None:
+        self.fle.start(now_ms, last_zxid=self.log.last_zxid, current_epoch=self.current_epoch)
+        self._after(now_ms)
+
+    def step_election(self, sid: int, n: Notification, now_ms: int) -> None:
+        self.fle.step(sid, n, now_ms)
+        self._after(now_ms)
+
+    def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
+        if self.role is not None:
+            self.role.step(sid, pkt, now_ms)
+        self._after(now_ms)
+
+    def disconnected(self, sid: int, now_ms: int) -> None:
+        if isinstance(self.role, Leader):
+            self.role.disconnected(sid, now_ms)
+        elif isinstance(self.role, Learner) and sid == self.role.leader_sid:
+            self.role.disconnected(now_ms)
+        self._after(now_ms)
+
+    def tick(self, now_ms: int) -> None:
+        self.fle.tick(now_ms)
+        if self.role is not None:
+            self.role.tick(now_ms)
+        self._after(now_ms)
+
+    def ready(self) -> PeerReady:
+        self._drain_role()
+        return PeerReady(tuple(self._election), self._zab.ready(), self._connect,
+                         self._state_changed)
+
+    def advance(self, ready: PeerReady) -> None:
+        n = len(ready.election)
+        assert tuple(self._election[:n]) == ready.election, "advance() with a stale ready"
+        del self._election[:n]
+        self._zab.advance(ready.zab)
+        if ready.connect is not None and ready.connect == self._connect:
+            self._connect = None
+        if ready.state is not None and ready.state == self._state_changed:
+            self._state_changed = None
+
+    def next_deadline_ms(self) -> int | None:
+        times = [self.fle.next_deadline_ms()]
+        if self.role is not None:
+            times.append(self.role.next_deadline_ms())
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    # ---- the role's calls (drained into the peer's output) ------------------------
+    @property
+    def leader(self) -> Leader | None:
+        return self.role if isinstance(self.role, Leader) else None
+
+    @property
+    def learner(self) -> Learner | None:
+        return self.role if isinstance(self.role, Learner) else None
+
+    def propose(self, hdr: R.TxnHeader, txn: Record | None) -> int | None:
+        zxid = self.leader.propose(hdr, txn) if self.leader is not None else None
+        self._drain_role()
+        return zxid
+
+    def sync(self, token: Any) -> None:
+        assert self.leader is not None
+        self.leader.sync(token)
+        self._drain_role()
+
+    def forward(self, session_id: int, cxid: int, op: int, body: bytes,
+                authinfo: list | None = None, token: Any = None) -> bool:
+        ok = self.learner is not None and self.learner.forward(session_id, cxid, op, body,
+                                                               authinfo, token)
+        self._drain_role()
+        return ok
+
+    # ---- transitions ------------------------------------------------------------------
+    def _after(self, now_ms: int) -> None:
+        r = self.fle.ready()
+        self._election.extend(r.send)
+        self.fle.advance(r)
+        if r.decided is not None and self.role is None:
+            self._take_role(r.decided, now_ms)
+        self._drain_role()
+        if self.role is not None and self.role.phase == Phase.LOOKING:
+            self.role = None
+            self._set_state(ServerState.LOOKING)
+            self.fle.start(now_ms, last_zxid=self.log.last_zxid, current_epoch=self.current_epoch)
+            self._after(now_ms)
+
+    def _take_role(self, vote: Vote, now_ms: int) -> None:
+        self._fast_forward()
+        if vote.state == ServerState.LEADING:
+            self.role = Leader(self.my_sid, self.quorum, self.log, self.accepted_epoch,
+                               self.current_epoch, now_ms, timers=self.timers, config=self.config,
+                               snapshot_source=self.snapshot_source,
+                               committed_log_max=self.committed_log_max)
+        else:
+            self.role = Learner(self.my_sid, vote.leader, self.log.last_zxid, self.accepted_epoch,
+                                self.current_epoch, now_ms,
+                                observer=vote.state == ServerState.OBSERVING, timers=self.timers,
+                                config_version=self.quorum.version)
+            self._connect = vote.leader
+        self._set_state(vote.state)
+
+    def _fast_forward(self) -> None:
+        pending = self.log.after(self.last_applied_zxid)
+        assert self.last_applied_zxid >= self.log.base_zxid or not pending, "log tail too short"
+        self._zab.commit.extend(pending)
+        if pending:
+            self.last_applied_zxid = pending[-1][0].zxid
+
+    def _set_state(self, state: ServerState) -> None:
+        self.state = state
+        self._state_changed = state
+
+    def _drain_role(self) -> None:
+        """Move the role's output into the peer's, following it in the log mirror."""
+        role = self.role
+        if role is None:
+            return
+        r = role.ready()
+        if r.empty():
+            return
+        role.advance(r)
+        for p in r.persist:
+            if p.truncate_zxid is not None:
+                self.log.truncate(p.truncate_zxid)
+                self.last_applied_zxid = min(self.last_applied_zxid, p.truncate_zxid)
+            if p.snapshot is not None:
+                self.log.reset(p.snapshot.zxid)
+                self.last_applied_zxid = p.snapshot.zxid
+            for txn in p.records:
+                self.log.append(txn)
+            if p.accepted_epoch is not None:
+                self.accepted_epoch = p.accepted_epoch
+            if p.current_epoch is not None:
+                self.current_epoch = p.current_epoch
+        for txn in r.commit:
+            assert txn[0].zxid > self.last_applied_zxid, "commit out of order"
+            self.last_applied_zxid = txn[0].zxid
+        out = self._zab
+        out.persist.extend(r.persist)
+        out.commit.extend(r.commit)
+        out.send.extend(r.send)
+        out.close.extend(r.close)
+        out.requests.extend(r.requests)
+        out.touches.extend(r.touches)
+        out.revalidate.extend(r.revalidate)
+        out.revalidated.extend(r.revalidated)
+        out.synced.extend(r.synced)
+        if r.phase is not None:
+            out.phase = r.phase
+            if r.phase == Phase.BROADCAST:
+                self._update_vote(role)
+
+    def _update_vote(self, role: Leader | Learner) -> None:
+        vote = self.fle.current_vote
+        if vote is not None and role.new_epoch is not None:
+            self.fle.set_peer_state(self.state, Vote(vote.leader, vote.zxid, vote.election_epoch,
+                                                     role.new_epoch, self.state))

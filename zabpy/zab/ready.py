@@ -1,0 +1,142 @@
+"""What a ZAB core asks for: ``ZabReady`` and its parts, and the collector that builds it.
+
+The ordering rules are in the type (STYLE.md "Put the ordering in the output
+type"). An executor (the asyncio runtime or the simulator) handles one
+``ZabReady`` in this order:
+
+1. ``persist``, in order. Each ``Persist`` is carried out as:
+   truncate the log after ``truncate_zxid`` (and rebuild the tree from what
+   is left: ZooKeeper reloads its database) → install ``snapshot`` (replace
+   tree and sessions with the image, and save it durably; the log restarts
+   after it) → append ``records`` → fsync → write ``accepted_epoch`` then
+   ``current_epoch`` (atomically, tmp + rename) → only now send ``then``.
+   A later Persist's ``then`` never leaves before an earlier Persist is
+   durable; a Persist with nothing to write is a pure barrier ("send after
+   everything before is durable"). This is how "txns durable, then the epoch,
+   then the ack" (ZOOKEEPER-4643/4646/4785) is kept: no executor can send an
+   ACK or an ACKEPOCH early.
+2. ``commit``: apply each (TxnHeader, txn) to the tree, in order. Its records
+   were appended by this or an earlier Persist (not necessarily fsynced).
+3. ``send``: packets safe to send now. A packet addressed to the core's own
+   sid is a loopback: hand it back to ``step(my_sid, packet)`` (the leader
+   counts its own ACK this way, once its log write is durable).
+4. ``close``: quorum connections to drop (a leader dropping a silent
+   learner; a learner leaving its leader).
+5. the rest are notices for the server: ``phase`` (a role change; LOOKING
+   means the role is over and the peer must re-elect), ``requests`` (REQUESTs
+   forwarded by learners, for the leader's pipeline), ``touches`` (session
+   activity reported in PINGs), ``revalidate`` (sessions a learner asks
+   about), ``revalidated`` (the leader's answer, at a learner), ``synced``
+   (sync() tokens whose answer may now be sent).
+
+Then the executor calls ``advance(ready)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ..jute import records as R
+from ..jute.codec import Record
+
+__all__ = ["Phase", "Snapshot", "Persist", "ForwardedRequest", "ZabReady", "Outbox", "Txn",
+           "Envelope"]
+
+Txn = tuple[R.TxnHeader, Record | None]
+Envelope = tuple[int, R.QuorumPacket]
+
+
+class Phase(IntEnum):
+    """Where a role stands (Zab paper phases; LOOKING = back to election)."""
+
+    LOOKING = 0
+    DISCOVERY = 1
+    SYNCHRONIZATION = 2
+    BROADCAST = 3     # leader: established (quorum of NEWLEADER acks); learner: UPTODATE seen
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A sessions + tree image (SNAP payload) reflecting every txn up to ``zxid``."""
+
+    zxid: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    truncate_zxid: int | None = None
+    snapshot: Snapshot | None = None
+    records: tuple[Txn, ...] = ()
+    accepted_epoch: int | None = None
+    current_epoch: int | None = None
+    then: tuple[Envelope, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedRequest:
+    """A REQUEST from learner ``sid``: the leader's pipeline prepares it."""
+
+    sid: int
+    session_id: int
+    cxid: int
+    op: int
+    body: bytes
+    authinfo: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ZabReady:
+    persist: tuple[Persist, ...] = ()
+    commit: tuple[Txn, ...] = ()
+    send: tuple[Envelope, ...] = ()
+    close: tuple[int, ...] = ()
+    phase: Phase | None = None
+    requests: tuple[ForwardedRequest, ...] = ()
+    touches: tuple[tuple[int, int], ...] = ()
+    revalidate: tuple[tuple[int, int, int], ...] = ()
+    revalidated: tuple[tuple[int, bool], ...] = ()
+    synced: tuple[Any, ...] = ()
+
+    def empty(self) -> bool:
+        return not (self.persist or self.commit or self.send or self.close or self.requests
+                    or self.touches or self.revalidate or self.revalidated or self.synced
+                    or self.phase is not None)
+
+
+@dataclass
+class Outbox:
+    """The mutable side of ZabReady inside a core; ``take`` snapshots it."""
+
+    persist: list[Persist] = field(default_factory=list)
+    commit: list[Txn] = field(default_factory=list)
+    send: list[Envelope] = field(default_factory=list)
+    close: list[int] = field(default_factory=list)
+    phase: Phase | None = None
+    requests: list[ForwardedRequest] = field(default_factory=list)
+    touches: list[tuple[int, int]] = field(default_factory=list)
+    revalidate: list[tuple[int, int, int]] = field(default_factory=list)
+    revalidated: list[tuple[int, bool]] = field(default_factory=list)
+    synced: list[Any] = field(default_factory=list)
+
+    def barrier(self, *envelopes: Envelope) -> None:
+        """Send ``envelopes`` only after everything persisted so far is durable."""
+        self.persist.append(Persist(then=tuple(envelopes)))
+
+    def ready(self) -> ZabReady:
+        return ZabReady(tuple(self.persist), tuple(self.commit), tuple(self.send),
+                        tuple(self.close), self.phase, tuple(self.requests), tuple(self.touches),
+                        tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced))
+
+    def advance(self, r: ZabReady) -> None:
+        """Drop what ``r`` carried; anything added since stays for the next ready."""
+        for name in ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
+                     "revalidated", "synced"):
+            queue: list = getattr(self, name)
+            taken = getattr(r, name)
+            assert tuple(queue[:len(taken)]) == taken, f"advance() with a stale ready ({name})"
+            del queue[:len(taken)]
+        if r.phase is not None and self.phase == r.phase:
+            self.phase = None
