@@ -25,6 +25,7 @@ import random
 import time
 
 from ..election import ServerState, quorum_from_config
+from ..protocol.connection import FourLetterWord
 from ..jute import records as R
 from ..server.leader import LeaderServer
 from ..server.learner import LearnerServer
@@ -128,9 +129,30 @@ class EnsembleRuntime(ServerRuntime):
 
     def _accept(self, p) -> None:
         if not self.serving or self.server is None:
-            p.transport.abort()  # not serving: the client tries another member
+            p.conn_id = 0  # not serving: only a four-letter word is answered
             return
         super()._accept(p)
+
+    def _data(self, p, data: bytes) -> None:
+        if p.conn_id:
+            super()._data(p, data)
+            return
+        try:
+            events = p.proto.receive_data(data)
+        except Exception:
+            events = None
+        if events and isinstance(events[0], FourLetterWord):
+            word = events[0].word
+            text = "imok" if word == "ruok" else \
+                "This ZooKeeper instance is not currently serving requests\n"
+            p.transport.write(text.encode())
+            p.transport.close()
+        elif events is None or events:
+            p.transport.abort()  # a client: it tries another member
+
+    def _lost(self, p) -> None:
+        if p.conn_id:
+            super()._lost(p)
 
     # ---- the peer loop -------------------------------------------------------------
 
