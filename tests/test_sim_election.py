@@ -3,19 +3,19 @@
 Invariants E1-E3 (zabpy/sim/invariants.py) run after every step; liveness:
 once faults stop, every peer settles on one leader within a bounded virtual
 time. A failure message names the seed; replay it with
-``python -m zabpy.sim --seed N --trace``.
+``python -m zabpy.sim.election_cli --seed N --trace``.
 """
 
 import pytest
 
 from zabpy.sim import SimOptions, Simulation
-from zabpy.sim.__main__ import main
+from zabpy.sim.election_cli import main
 
 
 @pytest.mark.parametrize("seed", range(120))
 def test_fixed_seeds_converge_with_invariants_holding(seed):
     result = Simulation(SimOptions(seed=seed)).run()
-    assert result.ok, f"{result.message}; replay: python -m zabpy.sim --seed {seed} --trace"
+    assert result.ok, f"{result.message}; replay: python -m zabpy.sim.election_cli --seed {seed} --trace"
 
 
 @pytest.mark.parametrize("voters,observers,hierarchical", [
@@ -47,7 +47,7 @@ def test_cli_prints_replay_command_on_failure(capsys):
     code = main(["--seed", "3", "--voters", "3", "--fault-ms", "0", "--liveness-ms", "1"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "replay: python -m zabpy.sim --seed 3 --voters 3 --fault-ms 0 --liveness-ms 1" in out
+    assert "replay: python -m zabpy.sim.election_cli --seed 3 --voters 3 --fault-ms 0 --liveness-ms 1" in out
 
 
 def test_cli_ok_run(capsys):

@@ -5,7 +5,7 @@ PrimaryIntegrity, Integrity, Agreement/Total order, plus durability of
 commits and tree = replay(log)) are checked during every run; liveness: once
 faults stop, one leader is established, every peer serves under it and all
 trees are equal within a bounded virtual time. A failure names the replay
-command, ``python -m zabpy.sim.zab --seed N --trace``.
+command, ``python -m zabpy.sim --seed N --trace``.
 """
 
 import pytest
@@ -20,7 +20,7 @@ SEEDS = list(range(1, 13))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fixed_seeds_keep_the_invariants_and_converge(seed):
     result = ZabSimulation(ZabSimOptions(seed=seed)).run()
-    assert result.ok, f"{result.message}; replay: python -m zabpy.sim.zab --seed {seed} --trace"
+    assert result.ok, f"{result.message}; replay: python -m zabpy.sim --seed {seed} --trace"
     assert result.committed > 0
 
 
@@ -44,7 +44,7 @@ def test_cli_prints_replay_command_on_failure(capsys):
     code = main(["--seed", "3", "--voters", "3", "--fault-ms", "0", "--liveness-ms", "1"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "replay: python -m zabpy.sim.zab --seed 3 --voters 3 --fault-ms 0 --liveness-ms 1" in out
+    assert "replay: python -m zabpy.sim --seed 3 --voters 3 --fault-ms 0 --liveness-ms 1" in out
 
 
 def test_cli_ok_run(capsys):

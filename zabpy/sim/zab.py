@@ -1,4 +1,4 @@
-"""Command line for the ZAB simulation: ``python -m zabpy.sim.zab --seed N`` or ``--seeds K``.
+"""Command line for the ZAB simulation: ``python -m zabpy.sim --seed N`` or ``--seeds K``.
 
 Each run prints its outcome; a failing seed prints the command that replays
 it (add ``--trace`` to see every event).
@@ -22,11 +22,11 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def replay_command(seed: int, overrides: dict) -> str:
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in overrides.items())
-    return f"python -m zabpy.sim.zab --seed {seed}{extra}"
+    return f"python -m zabpy.sim --seed {seed}{extra}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m zabpy.sim.zab", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m zabpy.sim", description=__doc__)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seed", type=int, help="run this seed (replay)")
     g.add_argument("--seeds", type=int, help="run this many random seeds")
