@@ -121,3 +121,25 @@ def test_observer_serves_reads_and_forwards_writes():
         assert o.get("/via-participant")[0] == b"p"
         o.stop()
         p.stop()
+
+
+def test_session_moves_to_another_member_with_its_ephemerals():
+    with ZabpyEnsemble(3) as ens:
+        follower = next(s for s in ens.sids if ens.mode(s) == "follower")
+        others = [s for s in ens.sids if s != follower]
+        c = KazooClient(hosts=",".join([ens.host(follower)] + [ens.host(s) for s in others]),
+                        randomize_hosts=False, timeout=10,
+                        connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5))
+        c.start(timeout=20)
+        session = c.client_id
+        c.create("/mine", b"", ephemeral=True)
+        ens.kill(follower)
+        wait_for(lambda: c.connected and c.exists("/mine") is not None, 30,
+                 what="reconnected to another member")
+        assert c.client_id == session
+        watcher = _client(ens.host(others[0]))
+        watcher.sync("/")
+        assert watcher.get("/mine")[1].ephemeralOwner == session[0]
+        c.stop()
+        wait_for(lambda: watcher.exists("/mine") is None, 10, what="ephemeral gone on close")
+        watcher.stop()
