@@ -383,6 +383,12 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
 }
+# Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
+_RAW_KEYS = frozenset({
+    "ssl.keyStore.location", "ssl.keyStore.type", "ssl.keyStore.password",
+    "ssl.trustStore.location", "ssl.trustStore.type", "ssl.trustStore.password",
+    "ssl.clientAuth",
+})
 _PREFIX = "zookeeper."
 _SERVER_RE = re.compile(r"server\.([0-9]+)")
 _GROUP_RE = re.compile(r"group\.([0-9]+)")
@@ -446,6 +452,8 @@ def _parse_values(entries: Entries, source: str, warnings: list[str]) -> tuple[d
                 warnings.append(f"{source}:{line}: {key}: also set on line {where[name][1]}; this one wins")
             values[name] = parse(source, line, key, value)
             where[name] = (key, line)
+        elif canon in _RAW_KEYS or canon.startswith("jvm.pause."):
+            pass  # read from ``raw`` by the module that uses it (TLS, pause monitor)
         elif not _parse_quorum_key(key, value, line, source, quorum):
             warnings.append(f"{source}:{line}: {key}: unknown key, ignored by zabpy")
     values["__where__"] = where
