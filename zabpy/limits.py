@@ -128,7 +128,7 @@ QUORUM_SNAP_BYTES_MAX = 2**31 - 1
 ZAB_COMMITTED_LOG_MAX = 500
 # Proposals a leader may have outstanding (not yet committed) at once; propose()
 # refuses beyond this (back-pressure to the pipeline).
-ZAB_OUTSTANDING_MAX = 1000
+ZAB_OUTSTANDING_MAX = 20_000
 # Distinct sessions a learner reports in one PING reply (12 bytes each).
 ZAB_TOUCHES_MAX = 80_000
 # Forwarded sync() requests a learner may have waiting for the leader's SYNC.
@@ -145,3 +145,8 @@ assert ZAB_TOUCHES_MAX * 12 <= QUORUM_PACKET_DATA_BYTES_MAX  # one PING reply ho
 
 # Request latency samples kept between two metric updates (one tick).
 LATENCY_SAMPLES_MAX = 10_000
+
+# Client reads pause at GLOBAL_OUTSTANDING_MAX requests in flight; one read
+# (64 KiB) can still add a few thousand before the pause takes effect, so the
+# leader's proposal window must be far larger.
+assert GLOBAL_OUTSTANDING_MAX * 10 <= ZAB_OUTSTANDING_MAX

@@ -337,6 +337,7 @@ class EnsembleRuntime(ServerRuntime):
 
     def _stop_serving(self) -> None:
         self.serving = False
+        self._paused = False
         for p in list(self._protocols.values()):
             if p.transport is not None:
                 p.transport.abort()
@@ -362,6 +363,7 @@ class EnsembleRuntime(ServerRuntime):
         while True:
             ready = srv.ready()
             if not ready:
+                self._backpressure()
                 return
             srv.advance(ready)
             for line in ready.logs:

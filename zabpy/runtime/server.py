@@ -71,6 +71,8 @@ class ServerRuntime:
         self._per_ip: dict[str, int] = {}
         self._next_conn_id = 1
         self._flush_scheduled = False
+        self._paused = False  # client reads paused (too many requests in flight)
+        self.read_pauses = 0
         self._fsync_running = False
         self._appended_zxid = 0
         self._tasks: list[asyncio.Task] = []
@@ -206,6 +208,8 @@ class ServerRuntime:
         p.conn_id = self._next_conn_id
         self._next_conn_id += 1
         self._protocols[p.conn_id] = p
+        if self._paused:
+            p.transport.pause_reading()
         self.server.connection_made(p.conn_id, p.peer_ip, _now_ms())
 
     def _lost(self, p: _ClientProtocol) -> None:
@@ -258,6 +262,7 @@ class ServerRuntime:
         while True:
             ready = srv.ready()
             if not ready:
+                self._backpressure()
                 return
             srv.advance(ready)
             for line in ready.logs:
@@ -269,6 +274,26 @@ class ServerRuntime:
                 p = self._protocols.get(cid)
                 if p is not None and p.transport is not None:
                     p.transport.close()
+
+    def _backpressure(self) -> None:
+        """Stop reading from clients while too many requests are in flight
+        (globalOutstandingLimit), resume below half of it."""
+        srv = self.server
+        if srv is None:
+            return
+        limit = self.config.global_outstanding_limit
+        out = srv.stats.outstanding
+        if not self._paused and out >= limit:
+            self._paused = True
+            self.read_pauses += 1
+            for p in self._protocols.values():
+                if p.transport is not None and not p.transport.is_closing():
+                    p.transport.pause_reading()
+        elif self._paused and out < limit // 2:
+            self._paused = False
+            for p in self._protocols.values():
+                if p.transport is not None and not p.transport.is_closing():
+                    p.transport.resume_reading()
 
     def _write(self, sends: tuple) -> None:
         if not sends:
