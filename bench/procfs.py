@@ -1,0 +1,66 @@
+"""Resident memory and CPU time of a process tree, read from /proc (Linux only).
+
+A server may be one process (java) or a process with helpers (a forked
+snapshot writer, say), so both numbers are summed over the process and all
+its live descendants. RSS is VmRSS from /proc/<pid>/status; CPU time is
+utime + stime from /proc/<pid>/stat, in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["descendants", "rss_bytes", "cpu_seconds"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces; fields follow it.
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(int(name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _rss_one(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def rss_bytes(pid: int) -> int:
+    return sum(_rss_one(p) for p in descendants(pid))
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in descendants(pid):
+        fields = _stat_fields(p)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / _TICKS
