@@ -258,8 +258,26 @@ def compile_record(cls: type) -> type:
             wlines.append(f"    _w_ustring(out, self.{name})")
             rlines.append(f"    v_{name} = r.ustring()")
         elif isinstance(typ, tuple):
+            elem = typ[1]
+            env[f"_E_{name}"] = elem
             wlines.append(f"    _write_value(w, {tname}, self.{name})")
-            rlines.append(f"    v_{name} = _read_value(r, {tname})")
+            # vectors: the count is checked against what is left (bounds the
+            # allocation), then the elements are read in a comprehension
+            if elem == "ustring":
+                item = "r.ustring()"
+            elif elem in ("int", "long", "bool", "buffer"):
+                item = f"r.{elem}()"
+            elif isinstance(elem, str):
+                item = f"_read_value(r, _E_{name})"
+            else:
+                item = f"_E_{name}.read(r)"
+            rlines.append(f"    n_{name} = r.int()")
+            rlines.append(f"    if n_{name} == -1:")
+            rlines.append(f"        v_{name} = None")
+            rlines.append(f"    else:")
+            rlines.append(f"        if n_{name} < -1 or n_{name} > r.end - r.pos:")
+            rlines.append(f"            raise DecodeError('bad vector length %d' % n_{name})")
+            rlines.append(f"        v_{name} = [{item} for _ in range(n_{name})]")
         else:
             wlines.append(f"    self.{name}.write(w)")
             rlines.append(f"    v_{name} = {tname}.read(r)")

@@ -94,10 +94,14 @@ def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record
         return Err.NOAUTH, None
     if req.watch:
         ctx.watches.add_child_watch(req.path, ctx.session_id)
-    children = list(node.children)
+    wire = node.children_wire
+    if wire is None:
+        wire = _INT.pack(len(node.children)) + b"".join(
+            _INT.pack(len(b)) + b for b in (c.encode("utf-8") for c in node.children))
+        node.children_wire = wire
     if with_stat:
-        return Err.OK, R.GetChildren2Response(children, node.stat())
-    return Err.OK, R.GetChildrenResponse(children)
+        return Err.OK, _Encoded(wire + node.stat_bytes())
+    return Err.OK, _Encoded(wire)
 
 
 def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
@@ -287,7 +291,7 @@ def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
     if op == OpCode.create:
         return Err.OK, R.CreateResponse(res.path).to_bytes()
     if op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
-        return Err.OK, R.Create2Response(res.path, res.stat).to_bytes()
+        return Err.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
     if op in (OpCode.setData, OpCode.setACL):
-        return Err.OK, R.SetDataResponse(res.stat).to_bytes()
+        return Err.OK, _Encoded(res.node.stat_bytes()).to_bytes()
     return Err.OK, b""

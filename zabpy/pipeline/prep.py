@@ -132,12 +132,14 @@ def _parent_path(path: str) -> str:
 _SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 
 
+_MODES = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
+
+
 def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
     ttl = req.ttl if op == OpCode.createTTL else -1
-    try:
-        mode = CreateMode(req.flags)
-    except ValueError:
-        raise PrepError(Err.BADARGUMENTS) from None
+    mode = _MODES.get(req.flags)
+    if mode is None:
+        raise PrepError(Err.BADARGUMENTS)
     if mode.is_ttl and not ctx.extended_types:
         raise PrepError(Err.UNIMPLEMENTED)
     if mode.is_ttl:

@@ -107,6 +107,7 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     last_latency_ms: int = 0
+    prep_ctx: PrepContext | None = None
 
 
 @dataclass
@@ -346,8 +347,12 @@ class StandaloneServer:
         if req is _MALFORMED:
             ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
         else:
-            ctx = PrepContext(conn.session_id, conn.auth_ids, self.settings.extended_types,
-                              self.settings.skip_acl, self.settings.reconfig_enabled)
+            ctx = conn.prep_ctx
+            if ctx is None or ctx.session_id != conn.session_id:
+                # one per connection: auth_ids is the connection's live list
+                ctx = conn.prep_ctx = PrepContext(
+                    conn.session_id, conn.auth_ids, self.settings.extended_types,
+                    self.settings.skip_acl, self.settings.reconfig_enabled)
             ttype, txn = prepare(entry.op, req, zxid, self.pending, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))

@@ -133,6 +133,8 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
     authenticated ids; duplicates removed (ZooKeeper 3.5+). Returns (acl, err)."""
     if not acl:
         return None, Err.INVALIDACL
+    if len(acl) == 1 and acl[0] == OPEN_ACL_UNSAFE[0]:
+        return OPEN_ACL_UNSAFE, Err.OK  # the common case; nodes share one tuple
     out: list[ACL] = []
     for a in acl:
         if a is None or a.id is None or a.id.scheme is None:

@@ -53,7 +53,7 @@ class DataNode:
     """One znode. ``acl`` is a tuple of ACL records shared between nodes."""
 
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children")
+                 "aversion", "ephemeral_owner", "pzxid", "children", "children_wire")
 
     def __init__(self, data: bytes | None, acl: tuple, czxid: int = 0, ctime: int = 0,
                  ephemeral_owner: int = 0):
@@ -69,6 +69,17 @@ class DataNode:
         self.ephemeral_owner = ephemeral_owner
         self.pzxid = czxid
         self.children: dict[str, None] = {}
+        # the encoded child list for getChildren, built on demand and dropped
+        # whenever a child is added or removed (see add_child / remove_child)
+        self.children_wire: bytes | None = None
+
+    def add_child(self, name: str) -> None:
+        self.children[name] = None
+        self.children_wire = None
+
+    def remove_child(self, name: str) -> None:
+        self.children.pop(name, None)
+        self.children_wire = None
 
     def _client_fields(self) -> tuple:
         """The Stat a client sees, as a tuple in wire order. Two translations
@@ -109,6 +120,14 @@ class ApplyResult:
     stat: R.Stat | None = None
     triggers: list[tuple[int, str]] = field(default_factory=list)
     multi: list["ApplyResult"] | None = None
+    # the node written; its Stat is taken only when a reply needs it (see
+    # ``stat_now``), except inside a multi, where later ops may change it
+    node: "DataNode | None" = None
+
+    def stat_now(self) -> R.Stat | None:
+        if self.stat is None and self.node is not None:
+            self.stat = self.node.stat()
+        return self.stat
 
 
 ROOT = "/"
@@ -132,7 +151,7 @@ class DataTree:
         for path in (ROOT, ZOOKEEPER, QUOTA, CONFIG):
             self.nodes[path] = DataNode(b"", OPEN_ACL_UNSAFE)
             if path != ROOT:
-                self.nodes[parent_of(path)].children[basename(path)] = None
+                self.nodes[parent_of(path)].add_child(basename(path))
         cfg = self.nodes[CONFIG]
         cfg.acl = READ_ACL_UNSAFE
         cfg.aversion = -1
@@ -190,6 +209,7 @@ class DataTree:
             rec_cls = R.TXN_RECORD.get(sub.type)
             rec = decode(rec_cls, sub.data or b"") if rec_cls is not None else None
             r = self._apply_one(sub.type, hdr, rec)
+            r.stat_now()  # a later op of the same multi may change the node
             subs.append(r)
             out.triggers.extend(r.triggers)
         return out
@@ -236,7 +256,7 @@ class DataTree:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
         node = DataNode(data, acl, zxid, time, owner)
-        parent.children[name] = None
+        parent.add_child(name)
         self.nodes[path] = node
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
@@ -244,7 +264,7 @@ class DataTree:
             self.ttls[path] = None
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
-        return ApplyResult(path=path, stat=node.stat(),
+        return ApplyResult(path=path, node=node,
                            triggers=[(EventType.NodeCreated, path),
                                      (EventType.NodeChildrenChanged, parent_path)])
 
@@ -255,7 +275,7 @@ class DataTree:
         parent_path = parent_of(path)
         parent = self.nodes[parent_path]
         del self.nodes[path]
-        parent.children.pop(basename(path), None)
+        parent.remove_child(basename(path))
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         owner = node.ephemeral_owner
@@ -280,7 +300,7 @@ class DataTree:
         node.version = txn.version
         node.mzxid = zxid
         node.mtime = time
-        return ApplyResult(stat=node.stat(), triggers=[(EventType.NodeDataChanged, txn.path)])
+        return ApplyResult(node=node, triggers=[(EventType.NodeDataChanged, txn.path)])
 
     def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
         node = self.nodes.get(txn.path)
@@ -288,7 +308,7 @@ class DataTree:
             return ApplyResult(err=Err.NONODE)
         node.acl = tuple(txn.acl or ())
         node.aversion = txn.version
-        return ApplyResult(stat=node.stat())
+        return ApplyResult(node=node)
 
     def kill_session(self, session_id: int, zxid: int, paths: list[str] | None) -> ApplyResult:
         """Delete a closed or expired session's ephemerals, deepest first."""
@@ -321,7 +341,7 @@ class DataTree:
         if path != ROOT:
             parent = self.nodes.get(parent_of(path))
             assert parent is not None, f"snapshot lists {path} before its parent"
-            parent.children[basename(path)] = None
+            parent.add_child(basename(path))
         owner = node.ephemeral_owner
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
