@@ -366,8 +366,8 @@ class EnsembleRuntime(ServerRuntime):
                 self._backpressure()
                 return
             srv.advance(ready)
-            for line in ready.logs:
-                log.info("%s", line)
+            for level, line in ready.logs:
+                getattr(log, level)("%s", line)
             if ready.persist:
                 self._persist_records(ready.persist)
             for sid, cxid, op, body, ids in ready.forward:

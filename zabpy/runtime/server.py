@@ -80,7 +80,6 @@ class ServerRuntime:
         self._tls_server: asyncio.base_events.Server | None = None
         self.port = 0
         self.started_ms = _now_ms()
-        self.stopped = asyncio.Event() if False else None
         # AdminServer, /metrics, pause monitor; ``metrics`` is ZooKeeper's ServerMetrics.
         self.ops = OperationsServices(self)
         self.metrics = self.ops.metrics
@@ -265,8 +264,8 @@ class ServerRuntime:
                 self._backpressure()
                 return
             srv.advance(ready)
-            for line in ready.logs:
-                log.info("%s", line)
+            for level, line in ready.logs:
+                getattr(log, level)("%s", line)
             if ready.persist:
                 self._persist(ready.persist)
             self._write(ready.send)

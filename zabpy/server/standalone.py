@@ -192,8 +192,9 @@ class StandaloneServer:
     def _wall_ms(self) -> int:
         return self.now_ms + self.settings.wall_offset_ms
 
-    def _log(self, line: str) -> None:
-        self._logs.append(line)
+    def _log(self, line: str, level: str = "info") -> None:
+        """One log line for the runtime to write: (level, text)."""
+        self._logs.append((level, line))
 
     def _close_conn(self, conn: Conn) -> None:
         if not conn.closing:
@@ -216,7 +217,8 @@ class StandaloneServer:
         if req.lastZxidSeen > self.tree.last_processed_zxid:
             self._log(f"Refusing session request for client {conn.peer_ip} as it has seen zxid "
                       f"0x{req.lastZxidSeen:x} our last zxid is "
-                      f"0x{self.tree.last_processed_zxid:x} client must try another server")
+                      f"0x{self.tree.last_processed_zxid:x} client must try another server",
+                      "warning")
             self._close_conn(conn)
             return
         s = self.settings
@@ -275,7 +277,8 @@ class StandaloneServer:
             return
         if op == OpCode.sasl:
             # Without a SASL server ZooKeeper answers an empty token and goes on.
-            self._log(f"Client {conn.peer_ip} sent a SASL token but no SASL is configured")
+            self._log(f"Client {conn.peer_ip} sent a SASL token but no SASL is configured",
+                      "warning")
             self._emit(conn, frame(xid, 0, Err.OK, R.SetSASLResponse(None).to_bytes()))
             return
         req = self._decode(op, body)
@@ -306,7 +309,7 @@ class StandaloneServer:
                 return None
             return cls.read(Reader(body))
         except DecodeError as e:
-            self._log(f"Failed to process request op {op}: {e}")
+            self._log(f"Failed to process request op {op}: {e}", "warning")
             return _MALFORMED
 
     def _auth(self, conn: Conn, xid: int, body: memoryview) -> None:
@@ -316,7 +319,7 @@ class StandaloneServer:
             raise ProtocolViolation(f"malformed auth packet: {e}") from None
         outcome = authenticate(pkt.scheme, pkt.auth, self.settings.super_digest)
         if not outcome.ok:
-            self._log(f"Authentication failed for scheme: {pkt.scheme}")
+            self._log(f"Authentication failed for scheme: {pkt.scheme}", "warning")
             self._emit(conn, frame(Xid.AUTH, 0, Err.AUTHFAILED))
             self._close_conn(conn)
             return
@@ -384,7 +387,7 @@ class StandaloneServer:
         """The log could not be written: stop acknowledging writes (reads go on)."""
         if self.can_write:
             self._log(f"Severe unrecoverable error writing the transaction log: {reason}; "
-                      "refusing writes")
+                      "refusing writes", "error")
         self.can_write = False
         while self.inflight:
             item = self.inflight.pop()
