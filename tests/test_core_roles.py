@@ -127,3 +127,15 @@ def test_touches_keep_a_learners_session_alive_on_the_leader():
         p.leader.tick(p.now)
         p.pump()
     assert sid in p.leader.sessions.sessions
+
+
+def test_close_session_of_a_learner_client_is_answered():
+    """The closeSession txn carries the client's cxid, so the learner can
+    answer the close it forwarded (the client waits for that reply)."""
+    p = Pair()
+    sid = _connect(p, 7)
+    p.learner.request(7, 9, OpCode.closeSession, memoryview(b""), p.now)
+    p.pump()
+    (r,) = p.replies(7)
+    assert (r.xid, r.err) == (9, Err.OK)
+    assert 7 in p.learner.ready().close or sid not in p.learner.sessions.sessions

@@ -53,7 +53,7 @@ class LeaderServer(StandaloneServer):
             return  # expired meanwhile: the learner's client gets nothing, as in ZooKeeper
         self.sessions.touch(session_id, now_ms)
         if op == OpCode.closeSession:
-            self._submit_close_session(session_id, None, None)
+            self._submit_close_session(session_id, None, None, cxid)
             return
         req = self._decode(op, memoryview(body))
         zxid = self._take_zxid()

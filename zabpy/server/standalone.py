@@ -360,13 +360,16 @@ class StandaloneServer:
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
 
-    def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None) -> None:
+    def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,
+                              cxid: int = 0) -> None:
+        """``cxid``: the client's xid when the close came from a learner (it
+        answers its client when the txn with that cxid commits)."""
         self.sessions.set_closing(sid)
         zxid = self._take_zxid()
         paths = sorted(self.tree.ephemerals.get(sid, {}))
         for p in paths:
             self.pending.add(ChangeRecord(zxid, p, False))
-        hdr = R.TxnHeader(sid, entry.xid if entry else 0, zxid, self._wall_ms(),
+        hdr = R.TxnHeader(sid, entry.xid if entry else cxid, zxid, self._wall_ms(),
                           OpCode.closeSession)
         self._hand_to_log(InFlight(hdr, R.CloseSessionTxn(paths), conn.conn_id if conn else None,
                                    entry))
