@@ -355,30 +355,13 @@ class EnsembleRuntime(ServerRuntime):
                 return
             assert zxid == hdr.zxid, (hex(zxid), hex(hdr.zxid))
 
-    def _flush(self) -> None:
+    def _handle_txns(self, ready) -> None:
         srv = self.server
-        if srv is None:
-            return
-        self._flush_scheduled = False
-        while True:
-            ready = srv.ready()
-            if not ready:
-                self._backpressure()
-                return
-            srv.advance(ready)
-            for level, line in ready.logs:
-                getattr(log, level)("%s", line)
-            if ready.persist:
-                self._persist_records(ready.persist)
-            for sid, cxid, op, body, ids in ready.forward:
-                token = (sid, cxid)
-                if not self.peer.forward(sid, cxid, op, body, list(ids), token):
-                    srv.leader_refused(sid, cxid)
-            self._write(ready.send)
-            for cid in ready.close:
-                p = self._protocols.get(cid)
-                if p is not None and p.transport is not None:
-                    p.transport.close()
-            if ready.persist or ready.forward:
-                # the Peer's outbox grew: let the peer loop carry it out now
-                self._inputs.put_nowait(("wake", 0, None))
+        if ready.persist:
+            self._persist_records(ready.persist)
+        for sid, cxid, op, body, ids in ready.forward:
+            if not self.peer.forward(sid, cxid, op, body, list(ids), (sid, cxid)):
+                srv.leader_refused(sid, cxid)
+        if ready.persist or ready.forward:
+            # the Peer's outbox grew: let the peer loop carry it out now
+            self._inputs.put_nowait(("wake", 0, None))

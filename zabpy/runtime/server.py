@@ -258,6 +258,8 @@ class ServerRuntime:
     def _flush(self) -> None:
         self._flush_scheduled = False
         srv = self.server
+        if srv is None:
+            return
         while True:
             ready = srv.ready()
             if not ready:
@@ -266,13 +268,18 @@ class ServerRuntime:
             srv.advance(ready)
             for level, line in ready.logs:
                 getattr(log, level)("%s", line)
-            if ready.persist:
-                self._persist(ready.persist)
+            self._handle_txns(ready)
             self._write(ready.send)
             for cid in ready.close:
                 p = self._protocols.get(cid)
                 if p is not None and p.transport is not None:
                     p.transport.close()
+
+    def _handle_txns(self, ready) -> None:
+        """Standalone: prepared txns go to the log (an ensemble member
+        overrides this: proposals on a leader, REQUESTs on a learner)."""
+        if ready.persist:
+            self._persist(ready.persist)
 
     def _backpressure(self) -> None:
         """Stop reading from clients while too many requests are in flight
