@@ -276,10 +276,13 @@ class StandaloneServer:
             self._auth(conn, xid, body)
             return
         if op == OpCode.sasl:
-            # Without a SASL server ZooKeeper answers an empty token and goes on.
-            self._log(f"Client {conn.peer_ip} sent a SASL token but no SASL is configured",
-                      "warning")
-            self._emit(conn, frame(xid, 0, Err.OK, R.SetSASLResponse(None).to_bytes()))
+            # No SASL here. ZooKeeper without a JAAS configuration answers an
+            # empty token, which SASL clients (kazoo) answer again, forever;
+            # a clear AUTHFAILED and a closed connection ends that at once.
+            self._log(f"Client {conn.peer_ip} attempted SASL but SASL is not configured; "
+                      "closing", "warning")
+            self._emit(conn, frame(xid, 0, Err.AUTHFAILED))
+            self._close_conn(conn)
             return
         req = self._decode(op, body)
         entry = Entry(xid, op, req, self._is_write(op), received_ms=now_ms)
