@@ -13,7 +13,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.retry import KazooRetry
 
-from zabpy.testing import ZabpyEnsemble, wait_for
+from zabpy.testing import ZabpyEnsemble, four_letter_word, wait_for
 
 
 def _client(hosts: str) -> KazooClient:
@@ -27,6 +27,9 @@ def test_three_servers_elect_one_leader_and_replicate():
     with ZabpyEnsemble(3) as ens:
         modes = sorted(ens.mode(s) for s in ens.sids)
         assert modes == ["follower", "follower", "leader"]
+        leader = ens.leader()
+        wait_for(lambda: "zk_synced_followers\t2" in four_letter_word(
+            "127.0.0.1", ens.client_ports[leader], "mntr"), 10, what="mntr shows 2 synced followers")
         writers = {sid: _client(ens.host(sid)) for sid in ens.sids}
         for sid, c in writers.items():
             c.create(f"/from-{sid}", str(sid).encode())

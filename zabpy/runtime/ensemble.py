@@ -365,3 +365,34 @@ class EnsembleRuntime(ServerRuntime):
         if ready.persist or ready.forward:
             # the Peer's outbox grew: let the peer loop carry it out now
             self._inputs.put_nowait(("wake", 0, None))
+
+    # ---- what the admin commands see ---------------------------------------------------
+
+    def quorum_view(self):
+        from ..admin.commands import QuorumView
+        from ..zab.leader import _UPTODATE
+
+        peer = self.peer
+        role = peer.role
+        phase = role.phase.name.lower() if role is not None else "election"
+        verb = {"leader": "leading", "follower": "following",
+                "observer": "observing"}.get(self.mode, "looking")
+        view = QuorumView(
+            my_id=self.server_id, server_state=self.mode, peer_state=f"{verb} - {phase}",
+            zab_state=phase, voting=self.mode != "observer",
+            last_zxid=self._tree.last_processed_zxid if self._tree is not None else 0,
+            quorum_size=len(peer.quorum.voters))  # the voting view, as mntr reports it
+        if peer.leader is not None:
+            view.leader_id = self.server_id
+            learners = peer.leader.learners
+            view.learners = len(learners)
+            view.synced_followers = sum(1 for l in learners.values()
+                                        if not l.observer and l.stage >= _UPTODATE)
+            view.synced_observers = sum(1 for l in learners.values()
+                                        if l.observer and l.stage >= _UPTODATE)
+            view.pending_syncs = len(peer.leader.pending_syncs)
+        elif peer.learner is not None:
+            view.leader_id = peer.learner.leader_sid
+        if view.leader_id is not None and view.leader_id in self.config.servers:
+            view.leader_ip = self.config.servers[view.leader_id].host
+        return view
