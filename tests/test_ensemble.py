@@ -56,8 +56,9 @@ def test_ephemeral_of_a_follower_session_goes_with_the_session():
         b.stop()
 
 
-def test_kill_leader_under_load_no_acknowledged_write_lost():
-    with ZabpyEnsemble(3) as ens:
+@pytest.mark.parametrize("size", [3, 5])
+def test_kill_leader_under_load_no_acknowledged_write_lost(size):
+    with ZabpyEnsemble(size) as ens:
         acked: list[str] = []
         stop = threading.Event()
         client = _client(ens.hosts)
