@@ -86,6 +86,7 @@ class EnsembleRuntime(ServerRuntime):
             reuse_address=True)
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", c.client_port_address, self.port)
+        await self._start_secure_port(loop)
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
         self._election = ElectionTransport(self.server_id, peers)
         self._quorum = QuorumTransport(
