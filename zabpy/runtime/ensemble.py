@@ -220,10 +220,24 @@ class EnsembleRuntime(ServerRuntime):
             self._flush()
 
     async def _execute_zab(self, zr) -> None:
+        # Group commit: a run of Persists that only append records (one per
+        # proposal) shares one fsync; their ``then`` packets (ACKs) leave
+        # after it, in order. A Persist with a truncate, a snapshot or an
+        # epoch first makes the run before it durable, then runs alone.
+        then: list = []
         for p in zr.persist:
+            if p.truncate_zxid is None and p.snapshot is None and \
+                    p.accepted_epoch is None and p.current_epoch is None:
+                for hdr, txn in p.records:
+                    self.store.append(hdr, txn)
+                then.extend(p.then)
+                continue
+            await self._sync_and_send(then)
+            then = []
             await self._persist(p)
             for sid, pkt in p.then:
                 self._send_packet(sid, pkt)
+        await self._sync_and_send(then)
         now = _now_ms()
         for hdr, txn in zr.commit:
             self._apply_commit(hdr, txn, now)
@@ -232,6 +246,14 @@ class EnsembleRuntime(ServerRuntime):
         for sid in zr.close:
             self._quorum.close(sid)
         self._notices(zr, now)
+
+    async def _sync_and_send(self, then: list) -> None:
+        if self.store.has_pending():
+            t0 = time.monotonic()
+            await asyncio.to_thread(self.store.flush_and_sync)
+            self.metrics.observe("fsynctime", (time.monotonic() - t0) * 1000)
+        for sid, pkt in then:
+            self._send_packet(sid, pkt)
 
     def _send_packet(self, sid: int, pkt: R.QuorumPacket) -> None:
         if sid == self.server_id:

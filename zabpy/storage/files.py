@@ -169,6 +169,11 @@ class TxnStore:
             self._txns_since_snap += 1
             self._bytes_since_snap += len(entry)
 
+    def has_pending(self) -> bool:
+        """Appended txns not yet written (a flush would have work to do)."""
+        with self._lock:
+            return bool(self._pending) or self._roll_pending
+
     def flush_and_sync(self) -> None:
         """Write every queued txn and fsync it (forceSync); raises OSError on IO error."""
         with self._flush_lock:
