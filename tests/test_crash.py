@@ -123,7 +123,10 @@ def test_sigkill_rounds_keep_acknowledged_writes(tmp_path):
             if rnd == ROUNDS:
                 break
             stop = threading.Event()
-            threads = [threading.Thread(target=_writer, args=(port, w, rnd, ledger, stop))
+            # daemon: a writer whose request was in flight when the server died
+            # may wait on kazoo forever; it must not keep the test run alive
+            threads = [threading.Thread(target=_writer, args=(port, w, rnd, ledger, stop),
+                                        daemon=True)
                        for w in range(WRITERS)]
             for t in threads:
                 t.start()

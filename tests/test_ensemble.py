@@ -74,7 +74,7 @@ def test_kill_leader_under_load_no_acknowledged_write_lost(size):
                     pass  # not acknowledged: may or may not exist
                 i += 1
 
-        t = threading.Thread(target=writer)
+        t = threading.Thread(target=writer, daemon=True)
         t.start()
         wait_for(lambda: len(acked) >= 50, 20, what="writes before the crash")
         old = ens.leader()
