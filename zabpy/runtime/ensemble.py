@@ -38,7 +38,7 @@ from ..zab.peer import Peer, PeerLog
 from ..zab.ready import Phase, Snapshot
 from .election_transport import ElectionTransport
 from .quorum_transport import QuorumTransport
-from .server import ServerRuntime, _now_ms
+from .server import ServerRuntime, _ClientProtocol, _now_ms
 
 __all__ = ["EnsembleRuntime"]
 
@@ -57,7 +57,6 @@ class EnsembleRuntime(ServerRuntime):
         self.peer: Peer | None = None
         self._tree: DataTree | None = None
         self._sessions: dict[int, int] = {}
-        self._wake = asyncio.Event()
         self._inputs: asyncio.Queue = asyncio.Queue()
         self._election: ElectionTransport | None = None
         self._quorum: QuorumTransport | None = None
@@ -82,7 +81,7 @@ class EnsembleRuntime(ServerRuntime):
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         self._tcp_server = await loop.create_server(
-            lambda: self._protocol_factory(), c.client_port_address, c.client_port,
+            lambda: _ClientProtocol(self), c.client_port_address, c.client_port,
             reuse_address=True)
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", c.client_port_address, self.port)
@@ -100,10 +99,6 @@ class EnsembleRuntime(ServerRuntime):
         await self.ops.start()
         log.info("zabpy server %d started (ensemble of %d, tickTime %d ms)", self.server_id,
                  len(c.servers), c.tick_time_ms)
-
-    def _protocol_factory(self):
-        from .server import _ClientProtocol
-        return _ClientProtocol(self)
 
     async def stop(self) -> None:
         if self._election is not None:
