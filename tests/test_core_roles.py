@@ -9,6 +9,7 @@ from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
 from zabpy.jute.constants import Err, EventType, OpCode
 from zabpy.server import LeaderServer, LearnerServer, ServerSettings
+from zabpy.session import session_password
 
 OPEN = [R.ACL(31, R.Id("world", "anyone"))]
 
@@ -139,3 +140,27 @@ def test_close_session_of_a_learner_client_is_answered():
     (r,) = p.replies(7)
     assert (r.xid, r.err) == (9, Err.OK)
     assert 7 in p.learner.ready().close or sid not in p.learner.sessions.sessions
+
+
+def test_reconnect_to_a_learner_waits_for_the_leaders_revalidate():
+    """ZooKeeper's REVALIDATE: the learner attaches a reconnecting session
+    only once the leader says it is alive."""
+    p = Pair()
+    sid = _connect(p, 7)
+    passwd = session_password(sid)
+    p.learner.connection_lost(7, p.now)
+    p.learner.connection_made(8, "127.0.0.1", p.now)
+    p.learner.connect(8, R.ConnectRequest(0, 0, 1000, sid, passwd, False), p.now)
+    ready = p.learner.ready()
+    p.learner.advance(ready)
+    assert ready.revalidate == ((sid, 1000),) and not ready.send
+    p.learner.revalidated(sid, sid in p.leader.sessions.sessions, p.now)
+    (frame,) = p.learner.ready().send
+    assert R.ConnectResponse.read(Reader(frame[1][4:])).sessionId == sid
+    # a session the leader no longer knows is refused
+    p.learner.connection_made(9, "127.0.0.1", p.now)
+    p.learner.connect(9, R.ConnectRequest(0, 0, 1000, sid, passwd, False), p.now)
+    p.learner.revalidated(sid, False, p.now)
+    ready = p.learner.ready()
+    resp = R.ConnectResponse.read(Reader(ready.send[-1][1][4:]))
+    assert (resp.sessionId, resp.timeOut) == (0, 0) and 9 in ready.close

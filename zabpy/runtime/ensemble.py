@@ -312,6 +312,8 @@ class EnsembleRuntime(ServerRuntime):
         if isinstance(srv, LearnerServer):
             for token in zr.synced:
                 srv.synced(token, now)
+            for session_id, valid in zr.revalidated:
+                srv.revalidated(session_id, valid, now)
 
     # ---- role changes --------------------------------------------------------------------
 
@@ -380,7 +382,13 @@ class EnsembleRuntime(ServerRuntime):
         for sid, cxid, op, body, ids in ready.forward:
             if not self.peer.forward(sid, cxid, op, body, list(ids), (sid, cxid)):
                 srv.leader_refused(sid, cxid)
-        if ready.persist or ready.forward:
+        for session_id, timeout in ready.revalidate:
+            learner = self.peer.learner
+            if learner is not None and learner.serving:
+                learner.revalidate(session_id, timeout)
+            else:
+                srv.revalidated(session_id, False, _now_ms())
+        if ready.persist or ready.forward or ready.revalidate:
             # the Peer's outbox grew: let the peer loop carry it out now
             self._inputs.put_nowait(("wake", 0, None))
 

@@ -15,7 +15,9 @@ the session's own forwarded writes. What changes:
 - ``synced(token)`` answers a sync() once the leader's SYNC arrived: every
   txn committed before the sync was issued has been applied here;
 - sessions are expired by the leader only; ``take_touches()`` gives the
-  runtime the sessions seen since the last PING, to report to the leader.
+  runtime the sessions seen since the last PING, to report to the leader;
+  a client reconnecting here is attached only once the leader says its
+  session is alive (``Ready.revalidate`` → ``revalidated``: REVALIDATE).
 """
 
 from __future__ import annotations
@@ -61,6 +63,27 @@ class LearnerServer(StandaloneServer):
         self._awaiting[("session", sid)] = conn.conn_id
         self._forward.append((sid, 0, OpCode.createSession, struct.pack(">i", timeout),
                               tuple(conn.auth_ids)))
+
+    def _reattach(self, conn: Conn, sid: int, timeout: int) -> None:
+        # ZooKeeper's REVALIDATE: only the leader knows whether the session
+        # is still alive; the client waits for its answer.
+        self._awaiting[("revalidate", sid)] = (conn.conn_id, timeout)
+        self._revalidate.append((sid, timeout))
+
+    def revalidated(self, sid: int, valid: bool, now_ms: int) -> None:
+        self.now_ms = now_ms
+        waiting = self._awaiting.pop(("revalidate", sid), None)
+        if waiting is None:
+            return
+        conn_id, timeout = waiting
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        if valid and sid in self.sessions.sessions:
+            self._attach(conn, sid, timeout)
+        else:
+            self._emit(conn, self._connect_response(conn, 0, 0, bytes(16)))
+            self._close_conn(conn)
 
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
         sid = conn.session_id

@@ -66,11 +66,14 @@ class Ready:
     send: tuple = ()
     close: tuple = ()
     logs: tuple = ()
-    # learners only: writes for the leader, as (session id, cxid, op, body, auth ids)
+    # learners only: writes for the leader, as (session id, cxid, op, body, auth ids),
+    # and reconnecting sessions to check with it, as (session id, timeout)
     forward: tuple = ()
+    revalidate: tuple = ()
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.send or self.close or self.logs or self.forward)
+        return bool(self.persist or self.send or self.close or self.logs or self.forward
+                    or self.revalidate)
 
 
 def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -140,6 +143,7 @@ class StandaloneServer:
         self._close: list = []
         self._logs: list = []
         self._forward: list = []
+        self._revalidate: list = []
         self._last_reap_ms = now_ms
         self.can_write = True  # false after a log failure: writes are refused
         for sid, timeout in (sessions or {}).items():
@@ -149,7 +153,7 @@ class StandaloneServer:
 
     def ready(self) -> Ready:
         return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs),
-                     tuple(self._forward))
+                     tuple(self._forward), tuple(self._revalidate))
 
     def advance(self, ready: Ready) -> None:
         del self._persist[:len(ready.persist)]
@@ -157,6 +161,7 @@ class StandaloneServer:
         del self._close[:len(ready.close)]
         del self._logs[:len(ready.logs)]
         del self._forward[:len(ready.forward)]
+        del self._revalidate[:len(ready.revalidate)]
 
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
@@ -235,7 +240,12 @@ class StandaloneServer:
             self._emit(conn, self._connect_response(conn, 0, 0, bytes(16)))
             self._close_conn(conn)
             return
-        self._attach(conn, req.sessionId, timeout)
+        self._reattach(conn, req.sessionId, timeout)
+
+    def _reattach(self, conn: Conn, sid: int, timeout: int) -> None:
+        """A client reconnecting with a valid id and password (a learner asks
+        the leader first)."""
+        self._attach(conn, sid, timeout)
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
         hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
