@@ -23,8 +23,10 @@ import asyncio
 import logging
 
 from ..runtime.pause_monitor import PauseMonitor, PauseMonitorSettings
-from .http import AdminServer
-from .metrics import PROMETHEUS_PROVIDER, MetricsServer, ServerMetrics, build_registry
+from .counters import PROMETHEUS_PROVIDER, ServerMetrics
+
+# aiohttp and prometheus-client are imported when a server is started, not
+# with the runtime: a server answers its first client without them.
 
 __all__ = ["OperationsServices"]
 
@@ -35,8 +37,8 @@ class OperationsServices:
     def __init__(self, runtime):
         self.rt = runtime
         self.metrics = ServerMetrics()
-        self.admin: AdminServer | None = None
-        self.prometheus: MetricsServer | None = None
+        self.admin = None        # http.AdminServer once started
+        self.prometheus = None   # metrics.MetricsServer once started
         self.pause_monitor: PauseMonitor | None = None
         self._pause_task: asyncio.Task | None = None
 
@@ -48,12 +50,21 @@ class OperationsServices:
     def metrics_port(self) -> int | None:
         return self.prometheus.port if self.prometheus is not None else None
 
+    def preload(self) -> None:
+        """Import what ``start`` will need (run in a worker thread)."""
+        c = self.rt.config
+        if c.admin_enable_server:
+            from . import http  # noqa: F401
+        if c.metrics_provider_class == PROMETHEUS_PROVIDER:
+            from . import metrics  # noqa: F401
+
     async def start(self) -> None:
         c = self.rt.config
         if c.admin_enable_server:
             await self._start_admin(c.admin_server_address, c.admin_server_port,
                                     c.admin_command_url)
         if c.metrics_provider_class == PROMETHEUS_PROVIDER:
+            from .metrics import MetricsServer, build_registry
             server = MetricsServer(build_registry(self.rt))
             await server.start(c.metrics_http_host, c.metrics_http_port)
             self.prometheus = server
@@ -66,6 +77,7 @@ class OperationsServices:
             self._pause_task = asyncio.create_task(self.pause_monitor.run())
 
     async def _start_admin(self, host: str, port: int, url: str) -> None:
+        from .http import AdminServer
         admin = AdminServer(self.rt, url)
         try:
             await admin.start(host, port)

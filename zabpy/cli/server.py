@@ -72,9 +72,12 @@ async def _serve(cfg) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(rt.fatal.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for t in waits:
+        t.cancel()
     await rt.stop()
-    return 0
+    return 1 if rt.fatal.is_set() else 0
 
 
 def main(argv: list[str]) -> int:

@@ -96,7 +96,7 @@ class EnsembleRuntime(ServerRuntime):
             await self._quorum.listen(me.host, me.quorum_port)
         self._tasks.append(asyncio.create_task(self._election_pump()))
         self._tasks.append(asyncio.create_task(self._peer_loop()))
-        await self.ops.start()
+        self._start_operations()
         log.info("zabpy server %d started (ensemble of %d, tickTime %d ms)", self.server_id,
                  len(c.servers), c.tick_time_ms)
 

@@ -135,7 +135,7 @@ class ServerRuntime:
         self._tasks.append(asyncio.create_task(self._ticker()))
         if self.store is not None and self.config.autopurge_purge_interval_h > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
-        await self.ops.start()
+        self._start_operations()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
 
@@ -154,6 +154,28 @@ class ServerRuntime:
             lambda: _ClientProtocol(self), host, c.secure_client_port, ssl=ctx,
             reuse_address=True)
         log.info("binding to secure port %s:%d", host, c.secure_client_port)
+
+    def _start_operations(self) -> None:
+        """AdminServer, /metrics and the pause monitor start beside the
+        serving loop: importing aiohttp and prometheus-client takes longer
+        than everything else in start-up, and clients need neither."""
+        self.fatal = asyncio.Event()
+        self.operations_ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._run_operations()))
+
+    async def _run_operations(self) -> None:
+        try:
+            await asyncio.to_thread(self.ops.preload)
+            await self.ops.start()
+        except Exception as e:
+            # as ZooKeeper, whose metrics provider failing to start is fatal
+            log.error("Unable to start the operations endpoints: %s", e)
+            self.fatal.set()
+        finally:
+            self.operations_ready.set()
+
+    async def wait_operations(self) -> None:
+        await self.operations_ready.wait()
 
     async def stop(self) -> None:
         await self.ops.stop()

@@ -117,6 +117,7 @@ class ZabpyServer:
             try:
                 self._runtime = ServerRuntime(cfg)
                 loop.run_until_complete(self._runtime.start())
+                loop.run_until_complete(self._runtime.wait_operations())
             except BaseException as e:  # reported to the starting thread
                 error.append(e)
                 started.set()
