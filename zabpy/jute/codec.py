@@ -220,7 +220,24 @@ def compile_record(cls: type) -> type:
     """Replace the generic write/read of ``cls`` by straight-line code derived
     from FIELDS: runs of fixed-size fields become one ``struct`` call. The
     wire format is still stated once, in FIELDS; this only makes the hot
-    records (Stat, request and reply bodies) cheap to encode and decode."""
+    records (Stat, request and reply bodies) cheap to encode and decode.
+    The code is generated on a record's first use, which keeps the ~70
+    compilations out of start-up."""
+
+    def write(self, w: Writer) -> None:
+        _compile_record(cls)
+        cls.write(self, w)
+
+    def read(klass, r: Reader):
+        _compile_record(cls)
+        return cls.read(r)
+
+    cls.write = write
+    cls.read = classmethod(read)
+    return cls
+
+
+def _compile_record(cls: type) -> None:
     fields = cls.FIELDS
     env: dict = {"Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring,
                  "_write_value": _write_value, "_read_value": _read_value,
@@ -288,7 +305,6 @@ def compile_record(cls: type) -> type:
     exec("\n".join(rlines), env)
     cls.write = env["write"]
     cls.read = classmethod(env["read"])
-    return cls
 
 
 def encode(record: Record) -> bytes:
