@@ -80,6 +80,16 @@ async def _serve(cfg) -> int:
     return 1 if rt.fatal.is_set() else 0
 
 
+def _run(coro) -> int:
+    """uvloop's event loop when it is installed (a dependency on Linux and
+    macOS): the same asyncio API, with socket I/O done in libuv."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -99,7 +109,7 @@ def main(argv: list[str]) -> int:
     for w in warnings:
         log.warning("%s", w)
     try:
-        return asyncio.run(_serve(cfg))
+        return _run(_serve(cfg))
     except OSError as e:
         log.error("Unable to start the server: %s", e)
         return 1
