@@ -152,3 +152,15 @@ def test_session_moves_to_another_member_with_its_ephemerals():
         c.stop()
         wait_for(lambda: watcher.exists("/mine") is None, 10, what="ephemeral gone on close")
         watcher.stop()
+
+
+def test_sync_through_a_follower():
+    """sync() on a follower goes to the leader and comes back as SYNC; the
+    path need not exist (kazoo's test_sync)."""
+    with ZabpyEnsemble(3) as ens:
+        follower = next(s for s in ens.sids if ens.mode(s) == "follower")
+        c = _client(ens.host(follower))
+        for _ in range(20):
+            assert c.sync("/") == "/"
+            assert c.sync("/not_there") == "/not_there"
+        c.stop()

@@ -49,6 +49,8 @@ class LeaderServer(StandaloneServer):
                               OpCode.createSession)
             self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), None))
             return
+        if op == OpCode.sync:
+            return  # answered by the ZAB leader itself (SYNC after outstanding commits)
         if session_id not in self.sessions.sessions:
             return  # expired meanwhile: the learner's client gets nothing, as in ZooKeeper
         self.sessions.touch(session_id, now_ms)
