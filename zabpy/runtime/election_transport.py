@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Callable
 
 from zabpy.election import (FastLeaderElection, FrameDecoder, LinkDecision, Notification,
@@ -39,6 +40,8 @@ from zabpy.limits import (ELECTION_ADDR_BYTES_MAX, ELECTION_CONNECT_TIMEOUT_MS,
 __all__ = ["ElectionTransport", "drive_election", "serve_settled", "loop_clock_ms"]
 
 _READ_CHUNK = 65536
+
+log = logging.getLogger("zabpy.election")
 
 
 def loop_clock_ms() -> int:
@@ -106,10 +109,21 @@ class ElectionTransport:
 
     def _spawn(self, coro) -> asyncio.Task:
         assert self._tg is not None
-        task = self._tg.create_task(coro)
+        task = self._tg.create_task(self._contained(coro))
         self._tasks[task] = None
         task.add_done_callback(lambda t: self._tasks.pop(t, None))
         return task
+
+    @staticmethod
+    async def _contained(coro) -> None:
+        """One link's failure must not end the TaskGroup (and with it every
+        link of this server): anything a link task raises is logged here."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary of one link
+            log.warning("election link task failed: %r", e)
 
     # ---- sending ------------------------------------------------------------
     def send(self, sid: int, n: Notification) -> None:

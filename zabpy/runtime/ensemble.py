@@ -91,11 +91,11 @@ class EnsembleRuntime(ServerRuntime):
         self._quorum = QuorumTransport(
             lambda sid, pkt: self._inputs.put_nowait(("quorum", sid, pkt)),
             lambda sid: self._inputs.put_nowait(("quorum", sid, None)))
-        self._tasks.append(asyncio.create_task(self._election.run()))
+        self._spawn(self._election.run())
         if me.role == "participant":
             await self._quorum.listen(me.host, me.quorum_port)
-        self._tasks.append(asyncio.create_task(self._election_pump()))
-        self._tasks.append(asyncio.create_task(self._peer_loop()))
+        self._spawn(self._election_pump())
+        self._spawn(self._peer_loop())
         self._start_operations()
         log.info("zabpy server %d started (ensemble of %d, tickTime %d ms)", self.server_id,
                  len(c.servers), c.tick_time_ms)

@@ -72,6 +72,9 @@ class ServerRuntime:
         self._next_conn_id = 1
         self._flush_scheduled = False
         self._paused = False  # client reads paused (too many requests in flight)
+        # set when a background task dies: the process exits rather than
+        # serving half-alive (zabpy.cli.server waits on it)
+        self.fatal = asyncio.Event()
         self.read_pauses = 0
         self._fsync_running = False
         self._appended_zxid = 0
@@ -132,9 +135,9 @@ class ServerRuntime:
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", host, self.port)
         await self._start_secure_port(loop)
-        self._tasks.append(asyncio.create_task(self._ticker()))
+        self._spawn(self._ticker())
         if self.store is not None and self.config.autopurge_purge_interval_h > 0:
-            self._tasks.append(asyncio.create_task(self._purger()))
+            self._spawn(self._purger())
         self._start_operations()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
@@ -159,9 +162,8 @@ class ServerRuntime:
         """AdminServer, /metrics and the pause monitor start beside the
         serving loop: importing aiohttp and prometheus-client takes longer
         than everything else in start-up, and clients need neither."""
-        self.fatal = asyncio.Event()
         self.operations_ready = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._run_operations()))
+        self._spawn(self._run_operations())
 
     async def _run_operations(self) -> None:
         try:
@@ -173,6 +175,18 @@ class ServerRuntime:
             self.fatal.set()
         finally:
             self.operations_ready.set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("background task %s failed: %r; stopping", task.get_coro(), task.exception())
+        self.fatal.set()
 
     async def wait_operations(self) -> None:
         await self.operations_ready.wait()
@@ -348,7 +362,8 @@ class ServerRuntime:
         self._appended_zxid = records[-1][0].zxid
         if not self._fsync_running:
             self._fsync_running = True
-            asyncio.get_running_loop().create_task(self._sync_loop())
+            task = asyncio.get_running_loop().create_task(self._sync_loop())
+            task.add_done_callback(self._task_done)
 
     async def _sync_loop(self) -> None:
         """Group commit: one fsync covers everything appended before it began."""
