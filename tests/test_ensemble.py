@@ -164,3 +164,20 @@ def test_sync_through_a_follower():
             assert c.sync("/") == "/"
             assert c.sync("/not_there") == "/not_there"
         c.stop()
+
+
+def test_killed_leaders_rejoin_round_after_round():
+    """Each killed leader, restarted on its data, rejoins as a follower (the
+    election links of the survivors outlive the dead peer's connections)."""
+    with ZabpyEnsemble(3) as ens:
+        c = _client(ens.hosts)
+        for i in range(4):
+            old = ens.leader()
+            ens.kill(old)
+            c.retry(c.create, f"/round-{i}", b"x")
+            ens.start(old)
+            ens.wait_serving()
+            assert ens.mode(old) == "follower"
+        assert sorted(x for x in c.get_children("/") if x.startswith("round-")) == \
+            [f"round-{i}" for i in range(4)]
+        c.stop()
