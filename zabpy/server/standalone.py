@@ -121,7 +121,6 @@ class InFlight:
     txn: object
     conn_id: int | None
     entry: Entry | None = None
-    connect: R.ConnectRequest | None = None
 
 
 class StandaloneServer:
@@ -249,7 +248,7 @@ class StandaloneServer:
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
         hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
-        self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id, connect=req))
+        self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id))
 
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
         body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
