@@ -39,6 +39,8 @@ def _serving(port):
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as the server binds (a TIME_WAIT left by an earlier run is no obstacle)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -113,9 +113,13 @@ class ZabpyEnsemble:
                  timeout, what=f"members {sids} serving")
 
     def __enter__(self) -> "ZabpyEnsemble":
-        for sid in self.sids:
-            self.start(sid)
-        self.wait_serving()
+        try:
+            for sid in self.sids:
+                self.start(sid)
+            self.wait_serving()
+        except BaseException:
+            self.__exit__()  # no process outlives a failed start
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

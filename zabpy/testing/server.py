@@ -219,7 +219,11 @@ class ZabpyServer:
         self.start()
 
     def __enter__(self) -> "ZabpyServer":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__()  # no process outlives a failed start
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
