@@ -210,8 +210,9 @@ class ZabpyServer:
                     self._proc.wait()
             self._proc = None
         if self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
+            if self._thread.is_alive():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(30)
             self._thread = None
 
     def restart(self) -> None:
