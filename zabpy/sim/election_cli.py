@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
 
+from .cli import parser, run_seeds
 from .ensemble import SimOptions, Simulation
 
 
@@ -25,35 +24,15 @@ def _options(seed: int, args: argparse.Namespace) -> SimOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m zabpy.sim.election_cli", description=__doc__)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--seed", type=int, help="run this seed (replay)")
-    g.add_argument("--seeds", type=int, help="run this many random seeds")
-    p.add_argument("--voters", type=int)
-    p.add_argument("--observers", type=int)
-    p.add_argument("--fault-ms", type=int)
-    p.add_argument("--interval-ms-max", type=int)
-    p.add_argument("--liveness-ms", type=int, help="bound on convergence after healing")
-    p.add_argument("--trace", action="store_true", help="print the full trace")
-    args = p.parse_args(argv)
-    if args.seeds is not None:
-        seeds = [random.SystemRandom().randrange(2**32) for _ in range(args.seeds)]
-    else:
-        seeds = [args.seed if args.seed is not None else 1]
-    failed = 0
-    for seed in seeds:
+    args = parser("python -m zabpy.sim.election_cli", __doc__,
+                  extra=("--interval-ms-max",)).parse_args(argv)
+
+    def run_one(seed: int):
         opts = _options(seed, args)
-        started = time.monotonic()
-        result = Simulation(opts).run()
-        if args.trace:
-            print("\n".join(result.trace))
-        took = time.monotonic() - started
-        status = f"ok leader={result.leader}" if result.ok else f"FAILED: {result.message}"
-        print(f"seed {seed}: {status} at {result.end_ms} ms virtual ({took:.2f}s) {opts}")
-        if not result.ok:
-            failed += 1
-            print(f"  replay: {_replay(seed, args)} --trace")
-    return 1 if failed else 0
+        return Simulation(opts).run(), f" {opts}"
+
+    return run_seeds(args, run_one, lambda r: f"ok leader={r.leader}",
+                     lambda seed: _replay(seed, args))
 
 
 if __name__ == "__main__":

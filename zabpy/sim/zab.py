@@ -7,10 +7,9 @@ it (add ``--trace`` to see every event).
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
 
+from .cli import parser, run_seeds
 from .zab_ensemble import ZabSimOptions, ZabSimulation
 
 _KEYS = ("voters", "observers", "fault_ms", "liveness_ms")
@@ -26,34 +25,12 @@ def replay_command(seed: int, overrides: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m zabpy.sim", description=__doc__)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--seed", type=int, help="run this seed (replay)")
-    g.add_argument("--seeds", type=int, help="run this many random seeds")
-    p.add_argument("--voters", type=int)
-    p.add_argument("--observers", type=int)
-    p.add_argument("--fault-ms", type=int)
-    p.add_argument("--liveness-ms", type=int, help="bound on convergence after healing")
-    p.add_argument("--trace", action="store_true", help="print the full trace")
-    args = p.parse_args(argv)
-    if args.seeds is not None:
-        seeds = [random.SystemRandom().randrange(2**32) for _ in range(args.seeds)]
-    else:
-        seeds = [args.seed if args.seed is not None else 1]
-    failed = 0
-    for seed in seeds:
-        started = time.monotonic()
-        result = ZabSimulation(ZabSimOptions(seed=seed, **_overrides(args))).run()
-        if args.trace:
-            print("\n".join(result.trace))
-        took = time.monotonic() - started
-        status = (f"ok leader={result.leader} committed={result.committed}" if result.ok
-                  else f"FAILED: {result.message}")
-        print(f"seed {seed}: {status} at {result.end_ms} ms virtual ({took:.2f}s)")
-        if not result.ok:
-            failed += 1
-            print(f"  replay: {replay_command(seed, _overrides(args))} --trace")
-    return 1 if failed else 0
+    args = parser("python -m zabpy.sim", __doc__).parse_args(argv)
+    over = _overrides(args)
+    return run_seeds(
+        args, lambda seed: (ZabSimulation(ZabSimOptions(seed=seed, **over)).run(), ""),
+        lambda r: f"ok leader={r.leader} committed={r.committed}",
+        lambda seed: replay_command(seed, over))
 
 
 if __name__ == "__main__":
