@@ -287,6 +287,11 @@ class TxnStore:
             return True
         return self._reap(os.WNOHANG)
 
+    def wait_snapshot(self) -> None:
+        """Block until a running snapshot writer has finished (tools, tests)."""
+        if self._snap_child is not None:
+            self._reap(0)
+
     def _reap(self, flags: int) -> bool:
         pid, zxid = self._snap_child
         try:
@@ -326,7 +331,6 @@ class TxnStore:
 
     def close(self) -> None:
         """Close the log (pending, unflushed txns are dropped) and wait for a snapshot writer."""
-        if self._snap_child is not None:
-            self._reap(0)
+        self.wait_snapshot()
         with self._flush_lock:
             self._close_log()
