@@ -30,7 +30,6 @@ loop, so a scrape reads the state between two loop turns, never during one.
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from aiohttp import web
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, PlatformCollector,
@@ -40,7 +39,6 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
                                             UnknownMetricFamily)
 from prometheus_client.registry import Collector
 
-from .. import limits
 from .commands import AdminContext, server_gauges
 from .http import bind_app
 

@@ -291,7 +291,7 @@ def _compile_record(cls: type) -> None:
             rlines.append(f"    n_{name} = r.int()")
             rlines.append(f"    if n_{name} == -1:")
             rlines.append(f"        v_{name} = None")
-            rlines.append(f"    else:")
+            rlines.append("    else:")
             rlines.append(f"        if n_{name} < -1 or n_{name} > r.end - r.pos:")
             rlines.append(f"            raise DecodeError('bad vector length %d' % n_{name})")
             rlines.append(f"        v_{name} = [{item} for _ in range(n_{name})]")

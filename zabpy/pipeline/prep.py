@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..jute import records as R
-from ..jute.codec import DecodeError, Reader, decode
+from ..jute.codec import DecodeError, Reader
 from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode, Perms
 from .. import limits
 from ..tree.acl import check_perm, fix_acl

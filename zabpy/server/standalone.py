@@ -41,7 +41,7 @@ from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeR
                              PendingChanges, PrepContext, decode_multi, prepare)
 from ..session.tracker import SessionTracker, session_password
 from ..tree.acl import authenticate
-from ..tree.datatree import DataTree, is_ttl_owner, ttl_of
+from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
 from .settings import ServerSettings
 from .stats import ServerStats

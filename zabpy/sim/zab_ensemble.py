@@ -25,15 +25,14 @@ and at the end; any core assertion also fails the run.
 from __future__ import annotations
 
 import random
-import zlib
 from dataclasses import dataclass, field
 
-from zabpy.election import MajorityQuorum, ServerState, decode_notification, encode_notification
+from zabpy.election import MajorityQuorum, decode_notification, encode_notification
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.storage.snapshot import tree_digest
 from zabpy.zab.leader import ZabTimers
-from zabpy.zab.packets import describe, epoch_of
+from zabpy.zab.packets import describe
 from zabpy.zab.ready import Phase
 
 from .invariants import SimFailure
