@@ -20,6 +20,11 @@ __all__ = ["History"]
 
 
 class History:
+    # The held txns are ``_entries[_start:]`` (zxids in ``_zxids[_start:]``).
+    # Dropping the oldest only moves ``_start``; the dead prefix is deleted
+    # once it is ``limit`` long, so an append costs O(1) amortized and the
+    # lists never hold more than ``2 * limit`` items.
+
     def __init__(self, base_zxid: int, entries: tuple[Txn, ...] | list[Txn] = (),
                  limit: int = 500) -> None:
         assert limit >= 1
@@ -27,31 +32,37 @@ class History:
         self.base_zxid = base_zxid
         self._entries: list[Txn] = []
         self._zxids: list[int] = []
+        self._start = 0
         for txn in entries:
             self.append(txn)
 
     @property
     def last_zxid(self) -> int:
-        return self._zxids[-1] if self._zxids else self.base_zxid
+        return self._zxids[-1] if len(self._zxids) > self._start else self.base_zxid
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._zxids) - self._start
 
     def entries(self) -> tuple[Txn, ...]:
-        return tuple(self._entries)
+        return tuple(self._entries[self._start:])
 
     def append(self, txn: Txn) -> None:
         zxid = txn[0].zxid
         assert zxid > self.last_zxid, f"history append {zxid:#x} after {self.last_zxid:#x}"
         self._entries.append(txn)
         self._zxids.append(zxid)
-        if len(self._entries) > self.limit:
-            self._entries.pop(0)
-            self.base_zxid = self._zxids.pop(0)
+        if len(self) > self.limit:
+            self.base_zxid = self._zxids[self._start]
+            self._start += 1
+            if self._start >= self.limit:
+                del self._entries[:self._start]
+                del self._zxids[:self._start]
+                self._start = 0
+        assert len(self) <= self.limit and self.base_zxid < self._zxids[self._start]
 
     def truncate(self, zxid: int) -> None:
         """Drop every txn above ``zxid`` (a TRUNC)."""
-        i = bisect_right(self._zxids, zxid)
+        i = bisect_right(self._zxids, zxid, lo=self._start)
         del self._entries[i:]
         del self._zxids[i:]
         if zxid < self.base_zxid:
@@ -61,22 +72,23 @@ class History:
         """Everything up to ``zxid`` now lives in a snapshot (a SNAP)."""
         self._entries.clear()
         self._zxids.clear()
+        self._start = 0
         self.base_zxid = zxid
 
     def knows(self, zxid: int) -> bool:
         """Whether ``zxid`` is the base or one of the held txns."""
         if zxid == self.base_zxid:
             return True
-        i = bisect_left(self._zxids, zxid)
+        i = bisect_left(self._zxids, zxid, lo=self._start)
         return i < len(self._zxids) and self._zxids[i] == zxid
 
     def known_at_or_below(self, zxid: int) -> int | None:
         """The largest known zxid <= ``zxid`` (None when below the window)."""
         if zxid < self.base_zxid:
             return None
-        i = bisect_right(self._zxids, zxid)
-        return self._zxids[i - 1] if i else self.base_zxid
+        i = bisect_right(self._zxids, zxid, lo=self._start)
+        return self._zxids[i - 1] if i > self._start else self.base_zxid
 
     def after(self, zxid: int) -> list[Txn]:
         """The held txns above ``zxid``, in order."""
-        return self._entries[bisect_right(self._zxids, zxid):]
+        return self._entries[bisect_right(self._zxids, zxid, lo=self._start):]
