@@ -20,7 +20,8 @@ from dataclasses import replace
 import pytest
 
 from zabpy.jute import records as R
-from zabpy.jute.constants import Err, EventType, OpCode
+from zabpy.jute.codec import Reader
+from zabpy.jute.constants import Err, OpCode
 from zabpy.protocol.connection import ClientConnection, Connect
 from zabpy.server import ServerSettings, StandaloneServer
 from zabpy.sim.client import SimClient, WatchEvent, WatchRecord
@@ -351,7 +352,7 @@ def test_client_wire_bytes():
     c = SimClient(0, random.Random(1), timeout_ms=30_000)
     hs = c.handshake_bytes(0)
     assert hs[:4] == (len(hs) - 4).to_bytes(4, "big")
-    req = R.ConnectRequest.read(__import__("zabpy.jute.codec", fromlist=["Reader"]).Reader(hs[4:]))
+    req = R.ConnectRequest.read(Reader(hs[4:]))
     assert (req.protocolVersion, req.lastZxidSeen, req.timeOut, req.sessionId) == (0, 0, 30_000, 0)
     assert c.next_request(0) is None, "nothing is sent before the session is granted"
     resp = R.ConnectResponse(0, 30_000, 0x77, bytes(range(16)), False).to_bytes()
@@ -368,5 +369,19 @@ def test_client_wire_bytes():
     assert int.from_bytes(hs2[20:28], "big") == 0x77, "resumes the same session"
     expired = R.ConnectResponse(0, 0, 0, bytes(16), False).to_bytes()
     c.receive(len(expired).to_bytes(4, "big") + expired, 5)
-    assert c.needs_connection and c.session_id == 0
-    assert EventType.NodeCreated == 1
+    assert c.needs_connection and c.session_id == 0, "an expired session is forgotten"
+    hs3 = c.handshake_bytes(6)
+    assert int.from_bytes(hs3[20:28], "big") == 0, "and a new one is asked for"
+    c.disconnected(7)  # the server refused the handshake (closed without answering)
+    assert c.needs_connection
+    assert c.watch_log == [] and [k.end_ms for k in c.connections] == [3, 5, 7]
+
+
+def test_txn_that_disagrees_with_the_model_is_caught(good_run):
+    """A committed error txn whose code is not what the model computes."""
+    clients, committed, _ = _mutable(good_run)
+    rec = _acked_writes(clients, OpCode.setData, Err.BADVERSION)[0]
+    i = next(k for k, (h, _) in enumerate(committed) if h.zxid == rec.zxid)
+    committed[i] = (committed[i][0], R.ErrorTxn(Err.NONODE))
+    with pytest.raises(SimFailure, match=r"b: committed txn disagrees .*BADVERSION"):
+        check_writes_linearizable(clients, committed)

@@ -70,8 +70,7 @@ class Node:
     children: dict[str, None] = field(default_factory=dict)
 
     def copy(self) -> "Node":
-        return Node(self.data, self.owner, self.version, self.seq, self.mzxid,
-                    dict(self.children))
+        return Node(self.data, self.owner, self.version, self.seq, self.mzxid, dict(self.children))
 
 
 @dataclass
@@ -445,10 +444,7 @@ def _result_disagrees(res, exp: Expect, zxid: int) -> str | None:
 
 
 def _name(err: int) -> str:
-    try:
-        return Err(err).name
-    except ValueError:
-        return str(err)
+    return Err(err).name if err in Err._value2member_map_ else str(err)
 
 
 def check_session_order(clients) -> None:
@@ -529,7 +525,7 @@ def check_final_trees(clients, committed, final_trees, rp: Replay | None = None)
 
 
 def _watch_class(kind: str) -> str:
-    return "child" if kind == "child" else "data"
+    return "child" if kind == "child" else "data"  # an exist watch sits in the data table
 
 
 def _event_classes(etype: int) -> tuple[str, ...]:
