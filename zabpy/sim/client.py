@@ -390,8 +390,8 @@ class SimClient:
         if roll < 80:
             path, watch = rng.choice(PARENTS + ("/",)), rng.random() < 0.5
             op = rng.choice((OpCode.getChildren, OpCode.getChildren2))
-            return self._send(now_ms, op, R.GetChildren2Request(path, watch),
-                              path=path, watch=watch)
+            rec = R.GetChildrenRequest if op == OpCode.getChildren else R.GetChildren2Request
+            return self._send(now_ms, op, rec(path, watch), path=path, watch=watch)
         if roll < 92:
             return self._multi(now_ms)
         path = rng.choice(KEYS)
