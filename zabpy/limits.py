@@ -150,3 +150,7 @@ LATENCY_SAMPLES_MAX = 10_000
 # (64 KiB) can still add a few thousand before the pause takes effect, so the
 # leader's proposal window must be far larger.
 assert GLOBAL_OUTSTANDING_MAX * 10 <= ZAB_OUTSTANDING_MAX
+
+# After a fail-stop (runtime/fatal.py) `zabpy server` gives its orderly stop
+# (operations endpoints, store close) this long, then exits non-zero anyway.
+FAIL_STOP_SHUTDOWN_MS = 5_000

@@ -3,6 +3,9 @@
 With no config file the server runs on an embedded default: 127.0.0.1:2181,
 tickTime 2000, data in memory unless --data-dir is given. A bad config value
 is reported with its key and line and the command exits with status 2.
+A server that cannot start exits with 1; one that stopped because an
+invariant broke (``runtime/fatal.py``: one CRITICAL line in the log) exits
+with 70 (``FATAL_EXIT_CODE``, sysexits' EX_SOFTWARE).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import logging
 import signal
 import sys
 
+from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
+from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
                                setup_logging)
 from ..runtime.server import ServerRuntime
@@ -76,8 +81,16 @@ async def _serve(cfg) -> int:
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for t in waits:
         t.cancel()
-    await rt.stop()
-    return 1 if rt.fatal.is_set() else 0
+    if rt.broken is None:
+        await rt.stop()
+        return 1 if rt.fatal.is_set() else 0
+    # The runtime already halted (no client is served); whatever the orderly
+    # stop meets in a state that may be wrong, the exit status says "broken".
+    try:
+        await asyncio.wait_for(rt.stop(), FAIL_STOP_SHUTDOWN_MS / 1000)
+    except Exception as e:  # noqa: BLE001 - exiting with FATAL_EXIT_CODE regardless
+        logging.getLogger("zabpy.server").error("stop after the fail-stop failed: %r", e)
+    return FATAL_EXIT_CODE
 
 
 def _run(coro) -> int:

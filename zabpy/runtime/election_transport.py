@@ -16,7 +16,11 @@ only larger sid -> smaller sid survives), the one-message send queues with
 * A redial loop re-dials peers that have something to say and no link.
 * Received notifications land in ``inbox`` (bounded: the oldest is dropped
   when full, as ZooKeeper's circular receive queue). Malformed frames close
-  the link; a malformed notification is dropped.
+  the link; a malformed notification is dropped. Each is one log line naming
+  the peer and the reason, as is every link that ends.
+* A link task that fails with anything but an IO or decode error has hit
+  our bug: ``fatal.escalate`` fail-stops the server (the other links are not
+  kept alive around a state that may be wrong).
 
 ``drive_election`` runs a ``FastLeaderElection`` against a transport until it
 settles, then ``serve_settled`` keeps answering LOOKING peers. Every task lives
@@ -26,7 +30,6 @@ in the transport's ``TaskGroup`` inside ``run()``; ``close()`` ends it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Callable
 
@@ -36,6 +39,8 @@ from zabpy.election import (FastLeaderElection, FrameDecoder, LinkDecision, Noti
 from zabpy.jute.codec import DecodeError
 from zabpy.limits import (ELECTION_ADDR_BYTES_MAX, ELECTION_CONNECT_TIMEOUT_MS,
                           ELECTION_RECV_QUEUE_MAX, ELECTION_REDIAL_MS)
+
+from .fatal import escalate
 
 __all__ = ["ElectionTransport", "drive_election", "serve_settled", "loop_clock_ms"]
 
@@ -90,8 +95,8 @@ class ElectionTransport:
         host, port = self.peers[self.my_sid]
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            self._server = await asyncio.start_server(self._on_accept, host, port)
-            self._spawn(self._redial_loop())
+            self._server = await asyncio.start_server(self._on_accept_guarded, host, port)
+            self._spawn(self._redial_loop(), "election redial loop")
             self._started.set()
             await self._closing.wait()
             self._server.close()
@@ -107,23 +112,24 @@ class ElectionTransport:
     def close(self) -> None:
         self._closing.set()
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro, where: str) -> asyncio.Task:
         assert self._tg is not None
-        task = self._tg.create_task(self._contained(coro))
+        task = self._tg.create_task(self._contained(coro, where))
         self._tasks[task] = None
         task.add_done_callback(lambda t: self._tasks.pop(t, None))
         return task
 
     @staticmethod
-    async def _contained(coro) -> None:
-        """One link's failure must not end the TaskGroup (and with it every
-        link of this server): anything a link task raises is logged here."""
+    async def _contained(coro, where: str) -> None:
+        """One link's IO failure must not end the TaskGroup (and with it
+        every link of this server): it is logged here. Anything else is our
+        bug and fail-stops the server (``fatal.escalate``)."""
         try:
             await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - the boundary of one link
-            log.warning("election link task failed: %r", e)
+        except (OSError, DecodeError, asyncio.TimeoutError) as e:
+            log.warning("%s ended: %r", where, e)
+        except Exception as e:  # noqa: BLE001 - our bug: fail-stop
+            escalate(e, where)
 
     # ---- sending ------------------------------------------------------------
     def send(self, sid: int, n: Notification) -> None:
@@ -154,7 +160,7 @@ class ElectionTransport:
             return
         if self._closing.is_set():
             return
-        self._dialing[sid] = self._spawn(self._dial_task(sid))
+        self._dialing[sid] = self._spawn(self._dial_task(sid), f"election dial to {sid}")
 
     async def _dial_task(self, sid: int) -> None:
         try:
@@ -162,32 +168,52 @@ class ElectionTransport:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port), self.connect_timeout_ms / 1000)
-            except (OSError, asyncio.TimeoutError):
-                return  # the redial loop tries again
+            except (OSError, asyncio.TimeoutError) as e:
+                # DEBUG: the redial loop tries again every ELECTION_REDIAL_MS
+                log.debug("Cannot open channel to %d at election address %s:%d: %r",
+                          sid, host, port, e)
+                return
             writer.write(encode_initial_message(self.my_sid, self._my_addr))
             decision = decide_link(self.my_sid, sid, initiated_by_me=True)
             if decision is LinkDecision.KEEP:
                 self._attach(sid, reader, writer, b"")
             else:
-                with contextlib.suppress(OSError):
+                try:
                     await writer.drain()
+                except OSError as e:
+                    log.debug("Initial message to %d not delivered (it dials back): %r", sid, e)
                 writer.close()
         finally:
             self._dialing.pop(sid, None)
+
+    async def _on_accept_guarded(self, reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        """asyncio (3.11) keeps a connection callback's exception until the
+        task is collected: hand it to the fail-stop instead."""
+        try:
+            await self._on_accept(reader, writer)
+        except Exception as e:  # noqa: BLE001 - our bug: fail-stop
+            writer.close()
+            escalate(e, "election accept")
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buf = bytearray()
         if self._closing.is_set():
             writer.close()
             return
+        peer = writer.get_extra_info("peername")
         try:
             while (parsed := parse_initial_message(buf)) is None:
                 chunk = await reader.read(_READ_CHUNK)
                 if not chunk or len(buf) > 20 + ELECTION_ADDR_BYTES_MAX:
+                    log.info("Closing election connection from %s: %s", peer,
+                             "initial message too long" if chunk else "closed before its "
+                             "initial message")
                     writer.close()
                     return
                 buf += chunk
-        except (DecodeError, OSError):
+        except (DecodeError, OSError) as e:
+            log.warning("Closing election connection from %s: bad initial message: %r", peer, e)
             writer.close()
             return
         msg, used = parsed
@@ -209,8 +235,9 @@ class ElectionTransport:
             self._drop(old)
         link = _Link(sid, reader, writer)
         self.links[sid] = link
-        link.tasks.append(self._spawn(self._write_loop(link)))
-        link.tasks.append(self._spawn(self._read_loop(link, leftover)))
+        link.tasks.append(self._spawn(self._write_loop(link), f"election link to {sid} (write)"))
+        link.tasks.append(self._spawn(self._read_loop(link, leftover),
+                                      f"election link to {sid} (read)"))
 
     def _drop(self, link: _Link) -> None:
         if self.links.get(link.sid) is link:
@@ -231,7 +258,8 @@ class ElectionTransport:
                 await link.wake.wait()
                 link.wake.clear()
                 payload = self.queues.take(link.sid)
-        except OSError:
+        except OSError as e:
+            log.info("Election link to %d lost while sending: %r", link.sid, e)
             self._drop(link)
 
     async def _read_loop(self, link: _Link, leftover: bytes) -> None:
@@ -242,14 +270,19 @@ class ElectionTransport:
                 for payload in frames.feed(data):
                     try:
                         n = decode_notification(payload)
-                    except DecodeError:
-                        continue  # a malformed notification is dropped, the link stays
+                    except DecodeError as e:
+                        # dropped; the link stays (ZooKeeper skips it too)
+                        log.warning("Dropping a malformed notification from %d: %s", link.sid, e)
+                        continue
                     self._deliver(link.sid, n)
                 data = await link.reader.read(_READ_CHUNK)
                 if not data:
+                    log.info("Election link to %d closed by the peer", link.sid)
                     break
-        except (OSError, DecodeError):
-            pass
+        except OSError as e:
+            log.info("Election link to %d lost: %r", link.sid, e)
+        except DecodeError as e:
+            log.warning("Closing election link to %d: undecodable frame: %s", link.sid, e)
         self._drop(link)
 
     async def _redial_loop(self) -> None:

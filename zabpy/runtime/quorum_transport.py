@@ -21,20 +21,31 @@ buffers are bounded by the kernel and asyncio's high-water mark, above which
 a connection is closed rather than buffered without limit.
 
 Every task lives in the transport's ``TaskGroup``-like set and is cancelled
-by ``aclose``.
+by ``aclose`` (``close_all`` is its synchronous twin for a fail-stop).
+
+Errors. A link that ends (EOF, reset, a frame that does not decode, a
+first packet that is not FOLLOWERINFO/OBSERVERINFO) is one log line naming
+the peer and the reason, then ``on_disconnected``. Anything else raised
+while handling a packet (an ``AssertionError`` from the core behind
+``on_packet``) is our bug: it is not taken for a closed link but handed to
+``fatal.escalate``, which fail-stops the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable
 
 from ..jute import records as R
 from ..jute.codec import DecodeError
 from ..limits import CONNECTION_WRITE_BUFFER_HIGH
 from ..zab.packets import PacketDecoder, PacketType, encode_packet, parse_learner_info
+from .fatal import escalate
 
 __all__ = ["QuorumTransport"]
+
+log = logging.getLogger("zabpy.quorum")
 
 _READ_BYTES = 64 * 1024
 
@@ -48,6 +59,8 @@ class _Link:
         if self.closed or self.writer.is_closing():
             return False
         if self.writer.transport.get_write_buffer_size() > CONNECTION_WRITE_BUFFER_HIGH:
+            log.warning("Closing quorum link to %s: more than %d bytes wait to be sent",
+                        self.writer.get_extra_info("peername"), CONNECTION_WRITE_BUFFER_HIGH)
             self.close()
             return False
         self.writer.write(data)
@@ -72,40 +85,62 @@ class QuorumTransport:
     # ---- leader side ------------------------------------------------------------
     async def listen(self, host: str, port: int) -> int:
         """Accept learners on the quorum port; returns the bound port."""
-        self._server = await asyncio.start_server(self._accept, host, port)
+        self._server = await asyncio.start_server(self._accept_guarded, host, port)
         return self._server.sockets[0].getsockname()[1]
+
+    async def _accept_guarded(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        """asyncio (3.11) keeps a connection callback's exception until the
+        task is collected: hand it to the fail-stop instead."""
+        try:
+            await self._accept(reader, writer)
+        except Exception as e:  # noqa: BLE001 - our bug: fail-stop
+            escalate(e, "quorum accept")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = _Link(writer)
         decoder = PacketDecoder()
         sid: int | None = None
+        peer = writer.get_extra_info("peername")
+        failed = False
         try:
             while True:
                 data = await reader.read(_READ_BYTES)
                 if not data:
+                    if not link.closed:
+                        log.info("Quorum link from server %s %s closed by the peer", sid, peer)
                     break
                 for pkt in decoder.feed(data):
                     if sid is None:
-                        sid = self._identify(pkt, link)
+                        sid = self._identify(pkt, link, peer)
                         if sid is None:
                             return
                     if self._links.get(sid) is not link:
-                        return  # replaced by a newer connection from the same learner
+                        return  # we closed it (close(sid)) or a newer link replaced it
                     self.on_packet(sid, pkt)
-        except (DecodeError, ConnectionError, OSError):
-            pass
+        except DecodeError as e:
+            log.warning("Closing quorum link from server %s %s: undecodable packet: %s",
+                        sid, peer, e)
+        except OSError as e:
+            log.info("Quorum link from server %s %s lost: %r", sid, peer, e)
+        except Exception as e:  # noqa: BLE001 - our bug, not the link's: fail-stop
+            failed = True
+            escalate(e, f"quorum link from server {sid}")
         finally:
             link.close()
-            if sid is not None and self._links.get(sid) is link:
+            if sid is not None and self._links.get(sid) is link and not failed:
                 del self._links[sid]
                 self.on_disconnected(sid)
 
-    def _identify(self, pkt: R.QuorumPacket, link: _Link) -> int | None:
+    def _identify(self, pkt: R.QuorumPacket, link: _Link, peer) -> int | None:
         if pkt.type not in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
+            log.warning("Closing quorum link from %s: first packet is %s, not a learner's info",
+                        peer, pkt.type)
             return None
         try:
             sid = parse_learner_info(pkt).serverid
-        except DecodeError:
+        except DecodeError as e:
+            log.warning("Closing quorum link from %s: undecodable learner info: %s", peer, e)
             return None
         old = self._links.get(sid)
         if old is not None:
@@ -122,7 +157,8 @@ class QuorumTransport:
     async def _dial(self, sid: int, host: str, port: int) -> None:
         try:
             reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
+        except OSError as e:
+            log.info("Cannot open a quorum link to leader %d at %s:%d: %r", sid, host, port, e)
             self._pending.pop(sid, None)
             self.on_disconnected(sid)
             return
@@ -135,20 +171,28 @@ class QuorumTransport:
         for data in queued:
             link.write(data)
         decoder = PacketDecoder()
+        failed = False
         try:
             while True:
                 data = await reader.read(_READ_BYTES)
                 if not data:
+                    if not link.closed:
+                        log.info("Quorum link to leader %d closed by the leader", sid)
                     break
                 for pkt in decoder.feed(data):
                     if self._links.get(sid) is not link:
-                        return
+                        return  # close(sid) dropped it: the core asked, nothing to say
                     self.on_packet(sid, pkt)
-        except (DecodeError, ConnectionError, OSError):
-            pass
+        except DecodeError as e:
+            log.warning("Closing quorum link to leader %d: undecodable packet: %s", sid, e)
+        except OSError as e:
+            log.info("Quorum link to leader %d lost: %r", sid, e)
+        except Exception as e:  # noqa: BLE001 - our bug, not the link's: fail-stop
+            failed = True
+            escalate(e, f"quorum link to leader {sid}")
         finally:
             link.close()
-            if self._links.get(sid) is link:
+            if self._links.get(sid) is link and not failed:
                 del self._links[sid]
                 self.on_disconnected(sid)
 
@@ -168,10 +212,23 @@ class QuorumTransport:
         if link is not None:
             link.close()
 
+    def close_all(self) -> None:
+        """Stop listening and drop every link at once (a fail-stop's halt;
+        ``aclose`` still reaps the tasks)."""
+        if self._server is not None:
+            self._server.close()
+        for sid in list(self._links) + list(self._pending):
+            self.close(sid)
+
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            escalate(task.exception(), "quorum transport task")
 
     async def aclose(self) -> None:
         if self._server is not None:

@@ -11,6 +11,12 @@ Group commit: while one fsync runs in the worker thread, newly prepared txns
 are appended to the log buffer; when it ends, the next fsync covers all of
 them. Only then does the core hear ``logged(zxid)`` and answer. Without a
 data directory the log is memory only and ``logged`` follows at once.
+
+Fail-stop (``fatal.py``): every entry point asyncio calls (the client
+protocol's callbacks, the ``call_soon`` flush, every task) is guarded, and
+the loop's exception handler is ours while the runtime runs. An exception
+from our code there logs one CRITICAL line and ``halt()``s: listeners
+closed, client transports aborted, tasks cancelled, ``fatal`` set.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ..server.settings import ServerSettings
 from ..server.standalone import ProtocolViolation, StandaloneServer
 from ..tree.datatree import DataTree
 from .config import ServerConfig
+from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
 
 __all__ = ["ServerRuntime"]
 
@@ -36,6 +43,10 @@ log = logging.getLogger("zabpy.server")
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
+    return p.rt
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -50,13 +61,22 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.rt.broken is not None:
+            transport.abort()  # accepted in the same loop turn as the fail-stop
+            return
+        self._made(transport)
+
+    @fail_stop_guard("client connection_made", _runtime_of)
+    def _made(self, transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip = peer[0]
         self.rt._accept(self)
 
+    @fail_stop_guard("client data_received", _runtime_of)
     def data_received(self, data: bytes) -> None:
         self.rt._data(self, data)
 
+    @fail_stop_guard("client connection_lost", _runtime_of)
     def connection_lost(self, exc) -> None:
         self.rt._lost(self)
 
@@ -75,6 +95,9 @@ class ServerRuntime:
         # set when a background task dies: the process exits rather than
         # serving half-alive (zabpy.cli.server waits on it)
         self.fatal = asyncio.Event()
+        # "<where>: <Type>: <message>" once an invariant broke (fatal.fail_stop)
+        self.broken: str | None = None
+        self._restore_exception_handler = None
         self.read_pauses = 0
         self._fsync_running = False
         self._appended_zxid = 0
@@ -125,10 +148,11 @@ class ServerRuntime:
         return tree, sessions
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._install_fail_stop(loop)
         tree, sessions = self._open_store()
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
         self._appended_zxid = tree.last_processed_zxid
-        loop = asyncio.get_running_loop()
         host = self.config.client_port_address
         self._tcp_server = await loop.create_server(
             lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)
@@ -176,8 +200,33 @@ class ServerRuntime:
         finally:
             self.operations_ready.set()
 
+    def _install_fail_stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make an exception reaching ``loop``'s handler fail-stop this
+        runtime (``stop()`` restores the previous handler)."""
+        if self._restore_exception_handler is None:
+            self._restore_exception_handler = install_fail_stop_handler(loop, self)
+
+    def halt(self) -> None:
+        """Stop serving at once (the fail-stop; synchronous and idempotent):
+        no new connections, every client transport aborted so that no reply
+        still buffered leaves, every task cancelled. ``stop()`` still runs
+        afterwards to release the rest. An ensemble member extends it with
+        its election and quorum transports."""
+        for srv in (self._tcp_server, self._tls_server):
+            if srv is not None:
+                srv.close()
+        for p in list(self._protocols.values()):
+            if p.transport is not None:
+                p.transport.abort()
+        current = asyncio.current_task()
+        for t in self._tasks:
+            if t is not current:
+                t.cancel()
+
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
+        """A task of this runtime: an exception out of it fail-stops."""
+        where = f"task {getattr(coro, '__qualname__', coro)}"
+        task = asyncio.create_task(guard_task(self, coro, where))
         self._tasks.append(task)
         task.add_done_callback(self._task_done)
         return task
@@ -198,8 +247,10 @@ class ServerRuntime:
         for t in self._tasks:
             try:
                 await t
-            except (asyncio.CancelledError, Exception):
-                pass
+            except asyncio.CancelledError:
+                continue  # what stop() asked for
+            except Exception as e:  # noqa: BLE001 - guarded tasks do not raise; say so if one did
+                log.error("task %s failed while stopping: %r", t.get_name(), e)
         self._tasks.clear()
         for srv in (self._tcp_server, self._tls_server):
             if srv is not None:
@@ -211,6 +262,9 @@ class ServerRuntime:
             while self._fsync_running:
                 await asyncio.sleep(0.001)
             self.store.close()
+        if self._restore_exception_handler is not None:
+            self._restore_exception_handler()
+            self._restore_exception_handler = None
         log.info("zabpy server stopped")
 
     async def _ticker(self) -> None:
@@ -289,7 +343,11 @@ class ServerRuntime:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    @fail_stop_guard("call_soon flush")
+    def _flush_soon(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -362,7 +420,8 @@ class ServerRuntime:
         self._appended_zxid = records[-1][0].zxid
         if not self._fsync_running:
             self._fsync_running = True
-            task = asyncio.get_running_loop().create_task(self._sync_loop())
+            task = asyncio.get_running_loop().create_task(
+                guard_task(self, self._sync_loop(), "task _sync_loop"))
             task.add_done_callback(self._task_done)
 
     async def _sync_loop(self) -> None:
@@ -378,6 +437,8 @@ class ServerRuntime:
                     self.server.log_failed(str(e))
                     self._flush()
                     return
+                if self.broken is not None:
+                    return  # halted while the fsync ran (not cancelled: stop() waits for it)
                 ms = (time.monotonic() - t0) * 1000
                 self.server.stats.fsync_count += 1
                 self.server.stats.fsync_total_ms += ms
