@@ -5,7 +5,7 @@ ZooKeeper's counterpart is ``ServiceUtils.requestSystemExit`` after an
 unexpected exception in a critical thread (ZooKeeperCriticalThread): the
 process ends instead of serving from a state that may be wrong. Each test
 plants an ``assert False, "planted"`` in one callback path and checks the
-three outcomes: one CRITICAL line naming it, no more serving, and (for the
+outcomes: one CRITICAL line naming it, no more serving, and (for the
 ``zabpy server`` process) a non-zero exit status, ``FATAL_EXIT_CODE``.
 
 The fault is planted by monkeypatching in the test (or in the child process
@@ -23,8 +23,10 @@ import textwrap
 import pytest
 from rawclient import RawClient
 
+from zabpy.election import Notification, ServerState
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
+from zabpy.runtime.election_transport import ElectionTransport
 from zabpy.runtime.fatal import FATAL_EXIT_CODE, fail_stop, install_fail_stop_handler
 from zabpy.runtime.quorum_transport import QuorumTransport
 from zabpy.testing.server import ZabpyServer, free_port, four_letter_word, wait_for
@@ -217,3 +219,33 @@ def test_quorum_undecodable_frame_is_one_warning_naming_the_peer(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "zabpy.quorum"]
     assert len(lines) == 1 and lines[0].startswith("Closing quorum link from server 2 ")
     assert "undecodable packet" in lines[0]
+
+
+# ---- the election transport: a link task's own bug is not a lost link ----
+
+async def _election_case():
+    rt = _FakeRuntime()
+    restore = install_fail_stop_handler(asyncio.get_running_loop(), rt)
+    peers = {1: ("127.0.0.1", free_port()), 2: ("127.0.0.1", free_port())}
+    t1, t2 = ElectionTransport(1, peers, redial_ms=20), ElectionTransport(2, peers, redial_ms=20)
+
+    def broken_deliver(sid, n):
+        assert False, "planted"
+    t1._deliver = broken_deliver
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for t in (t1, t2):
+                tg.create_task(t.run())
+                await t.wait_started()
+            t2.send(1, Notification(ServerState.LOOKING, 2, 0, 1, 0))
+            await asyncio.wait_for(rt.fatal.wait(), 10)
+            t1.close()
+            t2.close()
+    finally:
+        restore()
+    return rt
+
+
+def test_election_link_assertion_fail_stops():
+    rt = asyncio.run(_election_case())
+    assert rt.broken == "election link to 2 (read): AssertionError: planted"
