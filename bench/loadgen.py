@@ -8,7 +8,14 @@ keep the client from being the bottleneck on a multi-core machine; to show
 that it was not, every result carries the CPU each client process used
 during the timed phase (as a fraction of one core) and the CPU the server
 used (in cores). A client process near 1.0 would mean the client limited
-the run; ``python -m bench.compare`` prints the busiest one.
+the run; ``python -m bench.compare`` prints the busiest one. The server's
+CPU is read from /proc for every server process given (all members of an
+ensemble), and reported in cores and in microseconds per completed op.
+
+Against an ensemble (``LoadConfig.ports`` lists every member's client port),
+session ``g`` (numbered over all client processes) connects to member
+``g % len(ports)``. Setup and checks use the first member; before its checks
+read anything back, a ``sync`` makes that member catch up with the leader.
 
 After the run the parent merges the counters, computes throughput and the
 latency percentiles, runs ``Workload.verify`` against the server, and lists
@@ -31,19 +38,23 @@ import threading
 import time
 import traceback
 from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+
+from zabpy.jute import OpCode
+from zabpy.jute import records as R
 
 from . import procfs
 from .client import Counters, Session, SessionError, all_of, describe
 from .session_workloads import SessionChurn, WatchStorm
-from .stats import split_evenly, summarize_latencies
+from .stats import split_evenly, summarize_latencies, us_per_op
 from .workloads import (LARGE_VALUE_BYTES, Create, Exists, GetChildren, GetData, Large, Mixed,
-                        SetData)
+                        Paced, SetData)
 
 __all__ = ["LoadConfig", "WORKLOADS", "WorkerCtx", "run_workload", "main"]
 
 WORKLOADS = {w.name: w for w in (Create(), SetData(), GetData(), Exists(), Mixed(),
-                                 GetChildren(), WatchStorm(), SessionChurn(), Large())}
+                                 GetChildren(), WatchStorm(), SessionChurn(), Large(), Paced())}
 OPEN_CONCURRENCY = 64  # connects in flight per process (the listen backlog is small)
 PING_CHECK_S = 1.0
 
@@ -52,6 +63,7 @@ PING_CHECK_S = 1.0
 class LoadConfig:
     host: str = "127.0.0.1"
     port: int = 2181
+    ports: tuple[int, ...] = ()  # an ensemble's client ports; () means just ``port``
     procs: int = 2  # client processes
     sessions: int | None = None  # per process; None: the workload's default
     depth: int | None = None  # requests in flight per session; None: workload default
@@ -63,6 +75,7 @@ class LoadConfig:
     watchers: int = 10_000
     storm_rounds: int = 3
     large_value_bytes: int = LARGE_VALUE_BYTES
+    rate_ops_s: float = 2000.0  # paced workloads: total request rate of all sessions
     timeout_ms: int = 30_000  # requested session timeout
     reply_timeout_s: float = 60.0  # a reply slower than this is a failure
     run_timeout_s: float = 600.0  # a whole run, including connecting sessions
@@ -92,6 +105,11 @@ class WorkerCtx:
     def global_index(self, i: int, n: int) -> int:
         return self.proc * n + i
 
+    def port_for(self, g: int) -> int:
+        """The client port session ``g`` connects to: member ``g % members``."""
+        ports = self.cfg.ports or (self.cfg.port,)
+        return ports[g % len(ports)]
+
     def budget(self, g: int, slots: int) -> int | None:
         return None if self.cfg.ops is None else split_evenly(self.cfg.ops, slots, g)
 
@@ -99,11 +117,12 @@ class WorkerCtx:
         kw.setdefault("latencies", self.latencies)
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
-        async def one() -> Session:
+        async def one(port: int) -> Session:
             async with gate:
-                return await Session.open(self.cfg.host, self.cfg.port, self.counters,
+                return await Session.open(self.cfg.host, port, self.counters,
                                           timeout_ms=self.cfg.timeout_ms, **kw)
-        sessions = list(await all_of(one() for _ in range(n)))
+        sessions = list(await all_of(one(self.port_for(self.global_index(i, n)))
+                                     for i in range(n)))
         self.sessions.extend(sessions)
         return sessions
 
@@ -182,14 +201,25 @@ def _worker(name, cfg, proc, barriers, shared, conn) -> None:
     conn.close()
 
 
-async def _with_session(cfg: LoadConfig, fn) -> tuple[list[str], Counters]:
-    """Run ``fn(session)`` (prepare or verify); a broken connection is a problem, not a crash."""
+async def _with_session(cfg: LoadConfig, fn, sync: bool = False) -> tuple[list[str], Counters]:
+    """Run ``fn(session)`` (prepare or verify); a broken connection is a problem, not a crash.
+
+    With ``sync`` (checks against an ensemble) the member first syncs with the
+    leader, so it has applied every write the clients saw answered elsewhere.
+    """
     counters = Counters()
+    port = cfg.ports[0] if cfg.ports else cfg.port
     try:
-        sess = await Session.open(cfg.host, cfg.port, counters, timeout_ms=cfg.timeout_ms)
+        sess = await Session.open(cfg.host, port, counters, timeout_ms=cfg.timeout_ms)
     except SessionError as e:
         return [str(e)], counters
     try:
+        if sync:
+            err, _ = await sess.call(OpCode.sync, R.SyncRequest(path="/").to_bytes(),
+                                     cfg.reply_timeout_s)
+            if err:
+                await sess.close()
+                return [f"sync before the checks: err {err}"], counters
         problems = await fn(sess)
         await sess.close()
         return problems, counters
@@ -198,13 +228,19 @@ async def _with_session(cfg: LoadConfig, fn) -> tuple[list[str], Counters]:
         return [f"prepare/verify: {describe(e)}"], counters
 
 
-def run_workload(name: str, cfg: LoadConfig, server_pid: int | None = None) -> dict:
-    """Run one workload once; returns a JSON-able result (see module docstring)."""
+def run_workload(name: str, cfg: LoadConfig,
+                 server_pid: int | Sequence[int] | None = None) -> dict:
+    """Run one workload once; returns a JSON-able result (see module docstring).
+
+    ``server_pid`` is the server's process, or every member's of an ensemble;
+    their CPU during the timed phase is reported.
+    """
     wl = WORKLOADS[name]
+    pids = _pids(server_pid)
     if not cfg.run_id:
         cfg = replace(cfg, run_id=f"r{time.time_ns() // 1_000_000:x}")
     problems, _ = asyncio.run(_with_session(cfg, lambda s: wl.prepare(cfg, s)))
-    results = _run_clients(name, cfg, server_pid) if not problems else []
+    results = _run_clients(name, cfg, pids) if not problems else []
     counters = Counters()
     for r in results:
         counters.merge(Counters.from_dict(r["counters"]))
@@ -212,12 +248,19 @@ def run_workload(name: str, cfg: LoadConfig, server_pid: int | None = None) -> d
             problems.append(r["error"])
     problems += counters.failures()
     if results and all("error" not in r for r in results):
-        vp, _ = asyncio.run(_with_session(cfg, lambda s: wl.verify(cfg, s, counters)))
+        vp, _ = asyncio.run(_with_session(cfg, lambda s: wl.verify(cfg, s, counters),
+                                          sync=len(cfg.ports) > 1))
         problems += vp
     return _summarize(wl, cfg, results, counters, problems)
 
 
-def _run_clients(name: str, cfg: LoadConfig, server_pid: int | None) -> list[dict]:
+def _pids(server_pid: int | Sequence[int] | None) -> tuple[int, ...]:
+    if server_pid is None:
+        return ()
+    return (server_pid,) if isinstance(server_pid, int) else tuple(server_pid)
+
+
+def _run_clients(name: str, cfg: LoadConfig, pids: tuple[int, ...]) -> list[dict]:
     ctx = mp.get_context("fork")
     # start and end include the parent, which reads the server's CPU time at both.
     barriers = (ctx.Barrier(cfg.procs + 1, timeout=cfg.run_timeout_s),
@@ -233,20 +276,22 @@ def _run_clients(name: str, cfg: LoadConfig, server_pid: int | None) -> list[dic
         child_end.close()
         pipes.append(parent_end)
         procs.append(p)
-    server_cpu = None
+    server_cpu_s = elapsed = None
     try:
         try:
             barriers[0].wait()
-            cpu0 = procfs.cpu_seconds(server_pid) if server_pid else None
+            cpu0 = procfs.cpu_seconds_total(pids) if pids else None
             t0 = time.monotonic()
             barriers[1].wait()
             if cpu0 is not None:
-                server_cpu = (procfs.cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
+                server_cpu_s = procfs.cpu_seconds_total(pids) - cpu0
+                elapsed = time.monotonic() - t0
         except threading.BrokenBarrierError:
             pass  # a client failed; its result says why
         results = [_receive(pipe, cfg.run_timeout_s, i) for i, pipe in enumerate(pipes)]
-        if server_cpu is not None:
-            results[0]["server_cpu_cores"] = server_cpu
+        if server_cpu_s is not None:
+            results[0]["server_cpu_s"] = server_cpu_s
+            results[0]["server_cpu_cores"] = server_cpu_s / elapsed
         return results
     finally:
         for p in procs:
@@ -279,16 +324,20 @@ def _summarize(wl, cfg: LoadConfig, results: list[dict], counters: Counters,
         problems += wl.count_problems(cfg, counters)
     cpu = [r["cpu_s"] for r in good]
     server_cpu = results[0].get("server_cpu_cores") if results else None
+    server_cpu_s = results[0].get("server_cpu_s") if results else None
+    ops = wl.ops_done(counters)
     out = {
         "workload": wl.name,
         "ok": not problems,
         "problems": problems,
-        "ops": wl.ops_done(counters),
+        "ops": ops,
         "throughput": throughput,
         "wall_s": wall_s,
         "samples": len(lat),
         "client_cpu": [c / wall_s for c in cpu] if wall_s else [],
         "server_cpu_cores": server_cpu,
+        "server_cpu_s": server_cpu_s,
+        "server_cpu_us_per_op": us_per_op(server_cpu_s, ops),
         "counters": counters.to_dict(),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("host",)},
     }
@@ -307,6 +356,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                          for n, w in WORKLOADS.items()))
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=2181)
+    ap.add_argument("--ports", default="",
+                    help="an ensemble's client ports, comma-separated (sessions spread over them)")
+    ap.add_argument("--rate", type=float, default=2000.0,
+                    help="ops/s of all sessions together, for paced workloads")
     ap.add_argument("--workload", default=",".join(WORKLOADS),
                     help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     ap.add_argument("--procs", type=int, default=2)
@@ -317,25 +370,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--watchers", type=int, default=10_000)
     ap.add_argument("--storm-rounds", type=int, default=3)
     ap.add_argument("--children", type=int, default=10_000)
-    ap.add_argument("--server-pid", type=int, default=None, help="to report the server's CPU")
+    ap.add_argument("--server-pid", default="",
+                    help="server pids, comma-separated, to report the servers' CPU")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = _parse(argv)
-    cfg = LoadConfig(host=a.host, port=a.port, procs=a.procs, sessions=a.sessions, depth=a.depth,
+    ports = tuple(int(p) for p in a.ports.split(",") if p)
+    cfg = LoadConfig(host=a.host, port=ports[0] if ports else a.port, ports=ports,
+                     procs=a.procs, sessions=a.sessions, depth=a.depth,
                      duration_s=a.duration, ops=a.ops, watchers=a.watchers,
-                     storm_rounds=a.storm_rounds, children=a.children)
+                     storm_rounds=a.storm_rounds, children=a.children, rate_ops_s=a.rate)
+    pids = [int(p) for p in a.server_pid.split(",") if p]
     failed = False
     for name in a.workload.split(","):
         if name not in WORKLOADS:
             print(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}", file=sys.stderr)
             return 2
-        r = run_workload(name, cfg, a.server_pid)
+        r = run_workload(name, cfg, pids)
         cpu = ", ".join(f"{c:.2f}" for c in r["client_cpu"])
         tput = r["throughput"] or 0
         print(f"{name:16} {tput:12,.0f}/s  p50 {r['p50_ms'] or 0:8.3f} ms  "
               f"p99 {r['p99_ms'] or 0:8.3f} ms  ops {r['ops']:>8}  client cpu [{cpu}]  "
+              f"server cpu {r['server_cpu_us_per_op'] or 0:.1f} us/op  "
               f"{'OK' if r['ok'] else 'FAILED: ' + '; '.join(r['problems'])}")
         failed |= not r["ok"]
     return 1 if failed else 0

@@ -3,14 +3,16 @@
 A server may be one process (java) or a process with helpers (a forked
 snapshot writer, say), so both numbers are summed over the process and all
 its live descendants. RSS is VmRSS from /proc/<pid>/status; CPU time is
-utime + stime from /proc/<pid>/stat, in seconds.
+utime + stime from /proc/<pid>/stat, in seconds (clock ticks, usually 10 ms).
+An ensemble is several such trees: ``cpu_seconds_total`` sums them, which is
+what "server CPU per operation" is made of (see ``bench.stats.us_per_op``).
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["descendants", "rss_bytes", "cpu_seconds"]
+__all__ = ["descendants", "rss_bytes", "cpu_seconds", "cpu_seconds_total"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -64,3 +66,8 @@ def cpu_seconds(pid: int) -> float:
         if fields is not None:
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
     return total / _TICKS
+
+
+def cpu_seconds_total(pids) -> float:
+    """CPU seconds of several process trees (the members of an ensemble), summed."""
+    return sum(cpu_seconds(p) for p in pids)

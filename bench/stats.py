@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 __all__ = ["split_evenly", "percentile", "median", "ratio", "format_ratio", "format_table",
-           "summarize_latencies"]
+           "summarize_latencies", "us_per_op"]
 
 
 def split_evenly(total: int, parts: int, index: int) -> int:
@@ -56,6 +56,13 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
     return numerator / denominator
+
+
+def us_per_op(cpu_s: float | None, ops: int | None) -> float | None:
+    """Microseconds of CPU per operation (None when either is missing or no op was done)."""
+    if cpu_s is None or not ops:
+        return None
+    return cpu_s * 1e6 / ops
 
 
 def format_ratio(r: float | None) -> str:

@@ -13,6 +13,13 @@ A workload has three parts, run in this order for every measured run:
     reads the server's state back and returns problems (for example: the
     run directory must hold exactly as many nodes as creates succeeded).
 
+Most workloads are closed loops: each session keeps ``depth`` requests in
+flight, so they measure throughput and latency under full load. ``Paced``
+is an open loop instead: every session sends at a fixed rate (all sessions
+together ``cfg.rate_ops_s``, 2,000/s by default) whether or not earlier
+replies have come back, so its p99 is the latency of a server that is busy
+but not saturated.
+
 Work is bounded either by time (``cfg.duration_s``) or, for tests, by an
 exact op budget (``cfg.ops``) that is split deterministically over all
 sessions of all processes, so a small run has exactly predictable counts.
@@ -35,7 +42,8 @@ from zabpy.jute import records as R
 from .client import Call, Counters, Session, all_of
 
 __all__ = ["Workload", "GetData", "Exists", "SetData", "Mixed", "Create", "GetChildren", "Large",
-           "drive", "LARGE_VALUE_BYTES", "OPEN_ACL", "create_tree", "children_count"]
+           "Paced", "drive", "pace", "LARGE_VALUE_BYTES", "OPEN_ACL", "create_tree",
+           "children_count"]
 
 # jute.maxbuffer is 0xfffff (1 MiB - 1 byte) on both servers and bounds the whole
 # request frame, so a "1 MiB value" is 1 MiB less 1 KiB of room for header and path.
@@ -157,6 +165,32 @@ async def drive(w, sess: Session, source, budget: int | None, depth: int) -> Non
         if deadline is not None and time.monotonic_ns() >= deadline:
             break
         await sess.wait_below(low, w.cfg.reply_timeout_s)
+    await sess.wait_below(1, w.cfg.reply_timeout_s)
+
+
+async def pace(w, sess: Session, source, budget: int | None, depth: int, interval_ns: int,
+               offset_ns: int) -> None:
+    """Send one request every ``interval_ns``, starting ``offset_ns`` after the start.
+
+    An open loop: a send does not wait for earlier replies, and a late loop
+    catches up at once, so a slow server is not offered less work. Only when
+    ``depth`` requests are pending on the session (the server is far behind)
+    does it wait, which bounds memory. Latency is timed from the actual send.
+    """
+    seq = 0
+    next_ns = w.t_start + offset_ns
+    while budget is None or seq < budget:
+        if w.deadline_ns is not None and next_ns >= w.deadline_ns:
+            break
+        delay_ns = next_ns - time.monotonic_ns()
+        if delay_ns > 0:
+            await asyncio.sleep(delay_ns / 1e9)
+        if len(sess.pending) >= depth:
+            await sess.wait_below(depth, w.cfg.reply_timeout_s)
+        op, body, check = source(seq)
+        sess.request(op, body, check)
+        seq += 1
+        next_ns += interval_ns
     await sess.wait_below(1, w.cfg.reply_timeout_s)
 
 
@@ -330,3 +364,30 @@ class Large(Workload):
         sop, gop = int(OpCode.setData), int(OpCode.getData)
         return lambda seq: (gop, get, check) if seq % 2 else (sop, put, None)
 
+
+
+@dataclass
+class Paced(Workload):
+    name: str = "paced_mixed"
+    description: str = "open loop at --rate ops/s (2,000): 90% getData / 10% setData"
+
+    async def prepare(self, cfg, sess):
+        return await prepare_data(cfg, sess)
+
+    def source(self, w, g):
+        return Mixed().source(w, g)
+
+    async def run(self, w) -> None:
+        n = w.cfg.sessions or self.sessions
+        depth = w.cfg.depth or self.depth
+        total = n * w.procs
+        interval_ns = int(total * 1e9 / w.cfg.rate_ops_s)
+        sessions = await w.open_sessions(n)
+        gs = [w.global_index(i, n) for i in range(n)]
+        srcs = [self.source(w, g) for g in gs]
+        budgets = [w.budget(g, total) for g in gs]
+        await w.start()
+        await all_of(pace(w, s, src, b, depth, interval_ns, g * interval_ns // total)
+                     for s, src, b, g in zip(sessions, srcs, budgets, gs))
+        await w.end()
+        await w.close_sessions(sessions)
