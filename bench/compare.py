@@ -7,6 +7,7 @@ Usage::
     python -m bench.compare --servers java    # one server only
     python -m bench.compare --zabpy-cmd 'python -m zabpy server {cfg}' --out results/
     python -m bench.compare --workloads getData,create --rounds 5 --duration 3
+    python -m bench.compare --ensemble 3 --quick   # 3-server ensembles (bench.compare_ensemble)
 
 What it does, in order:
 
@@ -29,7 +30,8 @@ What it does, in order:
    bottleneck.
 5. Prints a table of medians per workload (throughput, p50, p99, each with
    the ratio zabpy / Java), a resources table, and where the CPU went (the
-   busiest client process's share of a core shows the client was not the
+   server's cores and CPU microseconds per op, with their ratio; the busiest
+   client process's share of a core shows the client was not the
    bottleneck); writes ``results.json`` and ``chart.png`` into ``--out``
    (default bench/results/, which git ignores).
 
@@ -37,6 +39,9 @@ Every reply's error code is checked by the load generator (``bench.loadgen``);
 any run with errors, missing replies or missing watch events is listed under
 "FAILED" and the exit status is 1. Exit status 2 means a server could not be
 started at all. See bench/README.md for how to read and reproduce results.
+
+``--ensemble 3`` runs the same comparison on 3-server ensembles instead
+(``bench.compare_ensemble``), with the same tables, exit status and files.
 """
 
 from __future__ import annotations
@@ -61,9 +66,12 @@ from .servers import (DEFAULT_ZABPY_CMD, Server, ensure_java_zookeeper, free_por
 from .stats import format_ratio, format_table, median, ratio
 from .workloads import children_count
 
-__all__ = ["Plan", "main", "summarize", "render_tables"]
+__all__ = ["Plan", "main", "summarize", "render_tables", "workload_table", "cpu_table"]
 
 SERVERS = ("java", "zabpy")
+# paced_mixed (an open loop at a fixed rate) is the ensemble mode's latency workload.
+STANDALONE_WORKLOADS = tuple(w for w in WORKLOADS if w != "paced_mixed")
+ENSEMBLE_WORKLOADS = ("create", "setData", "getData", "exists", "mixed", "paced_mixed")
 MIB = 1024 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SETTLE_S = 2.0  # let a server finish background work before reading its RSS
@@ -72,7 +80,7 @@ SETTLE_S = 2.0  # let a server finish background work before reading its RSS
 @dataclass(frozen=True)
 class Plan:
     servers: tuple[str, ...] = SERVERS
-    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    workloads: tuple[str, ...] = STANDALONE_WORKLOADS
     rounds: int = 3
     duration_s: float = 4.0
     procs: int = 2
@@ -84,10 +92,14 @@ class Plan:
     force_sync: bool = True
     java_heap_mb: int = 0  # 0: no -Xmx (Debian's default); see bench/servers.py
     zabpy_cmd: str = DEFAULT_ZABPY_CMD
+    depth: int | None = None  # requests in flight per session; None: each workload's own
+    rate_ops_s: float = 2000.0  # paced_mixed
+    ensemble: int = 0  # members per ensemble; 0: standalone servers
+    runs: int = 10  # ensemble mode: cold starts and leader kills per server
 
 
 QUICK = dict(rounds=2, duration_s=1.5, watchers=2_000, storm_rounds=2, znodes=20_000,
-             warmup_s=1.0)
+             warmup_s=1.0, runs=3)
 
 
 def _command(plan: Plan, name: str, cfg: Path) -> list[str]:
@@ -104,7 +116,8 @@ def _new_server(plan: Plan, name: str, home: Path) -> Server:
 
 def _load_cfg(plan: Plan, server: Server, **kw) -> LoadConfig:
     base = LoadConfig(port=server.port, procs=plan.procs, duration_s=plan.duration_s,
-                      watchers=plan.watchers, storm_rounds=plan.storm_rounds)
+                      watchers=plan.watchers, storm_rounds=plan.storm_rounds, depth=plan.depth,
+                      rate_ops_s=plan.rate_ops_s)
     return replace(base, **kw)
 
 
@@ -175,7 +188,8 @@ def _run_line(r: dict) -> str:
     cpu = max(r["client_cpu"], default=0)
     return (f"  round {r['round']} {r['workload']:<16} {r['server']:<6} "
             f"{(t or 0):>10,.0f}/s p50 {(r['p50_ms'] or 0):7.2f} ms "
-            f"p99 {(r['p99_ms'] or 0):7.2f} ms  client cpu {cpu:.2f}  {status}")
+            f"p99 {(r['p99_ms'] or 0):7.2f} ms  server {r.get('server_cpu_us_per_op') or 0:6.1f} "
+            f"us/op  client cpu {cpu:.2f}  {status}")
 
 
 async def _count(port: int, path: str) -> int | None:
@@ -280,6 +294,7 @@ def summarize(runs: list[dict], samples: dict, memory: dict) -> dict:
                 "p50_ms": median(r["p50_ms"] for r in rs),
                 "p99_ms": median(r["p99_ms"] for r in rs),
                 "server_cpu_cores": median(r["server_cpu_cores"] for r in rs),
+                "server_cpu_us_per_op": median(r.get("server_cpu_us_per_op") for r in rs),
                 "client_cpu_max": median(max(r["client_cpu"], default=None) for r in rs),
                 "runs": len(rs),
                 "failed": sum(not r["ok"] for r in rs),
@@ -302,38 +317,11 @@ def _v(summary_cell: dict | None, key: str):
 def render_tables(summary: dict, servers: tuple[str, ...] = SERVERS) -> str:
     """The printed report: workloads, resources and CPU tables (medians)."""
     cols = list(servers[:2])
-    a, b = cols[0], (cols[1] if len(cols) > 1 else None)
-    both = b is not None
-    headers = ["workload"]
-    for metric in ("ops/s", "p50 ms", "p99 ms"):
-        headers += [f"{s} {metric}" for s in cols] + (["ratio"] if both else [])
-    headers.append("failed/runs")
-    rows = []
-    for wl, per in summary["workloads"].items():
-        row: list = [wl]
-        for key in ("throughput", "p50_ms", "p99_ms"):
-            vals = [_v(per.get(s), key) for s in cols]
-            row += vals + ([format_ratio(ratio(vals[1], vals[0]))] if both else [])
-        failed = sum(_v(per.get(s), "failed") or 0 for s in cols)
-        total = sum(_v(per.get(s), "runs") or 0 for s in cols)
-        row.append(f"{failed}/{total}")
-        rows.append(row)
-    out = [format_table(headers, rows)]
-    if both:
-        out.append(f"ratio = {b} / {a}: above 1 means {b} has more throughput "
-                   f"(or higher, worse latency).")
-    out.append("")
+    both = len(cols) > 1
+    out = [workload_table(summary, cols), ""]
     out.append(format_table(["resource"] + cols + (["ratio"] if both else []),
                             _resource_rows(summary["resources"], cols, both)))
-    out.append("")
-    cpu_headers = ["workload"] + [h for s in cols for h in (f"{s} server cores",
-                                                            f"{s} busiest client")]
-    cpu_rows = [[wl] + [_v(per.get(s), k) for s in cols
-                        for k in ("server_cpu_cores", "client_cpu_max")]
-                for wl, per in summary["workloads"].items()]
-    out.append(format_table(cpu_headers, cpu_rows))
-    out.append("busiest client = CPU share of one core used by the busiest client process "
-               "in the timed phase; well below 1 means the client was not the bottleneck.")
+    out += ["", cpu_table(summary, cols)]
     check = summary.get("client_check") or {}
     procs = sorted({p for rows in check.values() for p in rows})
     if procs:
@@ -345,6 +333,48 @@ def render_tables(summary: dict, servers: tuple[str, ...] = SERVERS) -> str:
         out.append("throughput that does not grow with client processes was not limited "
                    "by the client.")
     return "\n".join(out)
+
+
+def _with_ratio(vals: list, both: bool) -> list:
+    return vals + ([format_ratio(ratio(vals[1], vals[0]))] if both else [])
+
+
+def workload_table(summary: dict, cols: list[str]) -> str:
+    """Throughput, p50 and p99 per workload and server, each with the ratio cols[1] / cols[0]."""
+    both = len(cols) > 1
+    headers = ["workload"]
+    for metric in ("ops/s", "p50 ms", "p99 ms"):
+        headers += [f"{s} {metric}" for s in cols] + (["ratio"] if both else [])
+    headers.append("failed/runs")
+    rows = []
+    for wl, per in summary["workloads"].items():
+        row: list = [wl]
+        for key in ("throughput", "p50_ms", "p99_ms"):
+            row += _with_ratio([_v(per.get(s), key) for s in cols], both)
+        failed = sum(_v(per.get(s), "failed") or 0 for s in cols)
+        total = sum(_v(per.get(s), "runs") or 0 for s in cols)
+        rows.append(row + [f"{failed}/{total}"])
+    out = format_table(headers, rows)
+    if both:
+        out += (f"\nratio = {cols[1]} / {cols[0]}: above 1 means {cols[1]} has more throughput "
+                f"(or higher, worse latency or CPU).")
+    return out
+
+
+def cpu_table(summary: dict, cols: list[str]) -> str:
+    """Where the CPU went: server cores, server CPU µs per op (with ratio), busiest client."""
+    both = len(cols) > 1
+    headers = (["workload"] + [f"{s} server µs/op" for s in cols] + (["ratio"] if both else [])
+               + [h for s in cols for h in (f"{s} server cores", f"{s} busiest client")])
+    rows = [[wl] + _with_ratio([_v(per.get(s), "server_cpu_us_per_op") for s in cols], both)
+            + [_v(per.get(s), k) for s in cols for k in ("server_cpu_cores", "client_cpu_max")]
+            for wl, per in summary["workloads"].items()]
+    return "\n".join([
+        format_table(headers, rows),
+        "server µs/op = CPU time (utime+stime from /proc) of every server process during the "
+        "timed phase / ops completed.",
+        "busiest client = CPU share of one core used by the busiest client process "
+        "in the timed phase; well below 1 means the client was not the bottleneck."])
 
 
 def _resource_rows(resources: dict, cols: list[str], both: bool) -> list[list]:
@@ -371,7 +401,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                  epilog="See the module docstring and bench/README.md.")
     ap.add_argument("--quick", action="store_true", help="short run (about 2 minutes)")
     ap.add_argument("--servers", default=",".join(SERVERS), help="java,zabpy (in run order)")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=None,
+                    help=f"comma-separated, from {', '.join(WORKLOADS)} (default: "
+                         f"{','.join(STANDALONE_WORKLOADS)}; with --ensemble: "
+                         f"{','.join(ENSEMBLE_WORKLOADS)})")
+    ap.add_argument("--ensemble", type=int, default=0, metavar="N",
+                    help="compare N-server ensembles (3) instead of standalone servers")
+    ap.add_argument("--runs", type=int,
+                    help="--ensemble: cold starts and leader kills per server (10; quick 3)")
+    ap.add_argument("--depth", type=int, default=None,
+                    help="requests in flight per session (default: each workload's, 32)")
+    ap.add_argument("--rate", type=float, default=2000.0,
+                    help="paced_mixed: ops/s of all sessions together")
     ap.add_argument("--rounds", type=int, help="A/B rounds (default 3, quick 2)")
     ap.add_argument("--duration", type=float, help="seconds per workload run (default 4)")
     ap.add_argument("--procs", type=int, default=2, help="client processes")
@@ -388,26 +429,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-force-sync", action="store_true", help="forceSync=no for both")
     ap.add_argument("--workdir", default=None,
                     help="parent of both servers' data directories (default: a temp dir)")
-    ap.add_argument("--out", default=str(RESULTS_DIR),
+    ap.add_argument("--out", default=None,
                     help="directory for results.json, chart.png and logs of failed runs "
-                         "(default: bench/results)")
+                         "(default: bench/results, with --ensemble bench/results/ensemble)")
     return ap.parse_args(argv)
 
 
 def _plan(a: argparse.Namespace) -> Plan:
     plan = Plan(**QUICK) if a.quick else Plan()
     over = {"rounds": a.rounds, "duration_s": a.duration, "watchers": a.watchers,
-            "znodes": a.znodes}
+            "znodes": a.znodes, "runs": a.runs}
     plan = replace(plan, **{k: v for k, v in over.items() if v is not None})
     servers = tuple(s for s in a.servers.split(",") if s)
-    workloads = tuple(w for w in a.workloads.split(",") if w)
+    default = ENSEMBLE_WORKLOADS if a.ensemble else STANDALONE_WORKLOADS
+    workloads = tuple(w for w in a.workloads.split(",") if w) if a.workloads else default
+    if a.ensemble and a.ensemble < 3:
+        raise SystemExit("--ensemble needs at least 3 servers")
     bad = [s for s in servers if s not in SERVERS] + [w for w in workloads if w not in WORKLOADS]
     if bad or not servers:
         raise SystemExit(f"unknown server or workload: {bad}; servers {SERVERS}, "
                          f"workloads {tuple(WORKLOADS)}")
     return replace(plan, servers=servers, workloads=workloads, procs=a.procs,
                    zabpy_cmd=a.zabpy_cmd, java_heap_mb=a.java_heap_mb, tick_ms=a.tick_ms,
-                   force_sync=not a.no_force_sync)
+                   force_sync=not a.no_force_sync, depth=a.depth, rate_ops_s=a.rate,
+                   ensemble=a.ensemble)
 
 
 def _check_startable(plan: Plan, work: Path, versions: dict) -> dict[str, str]:
@@ -431,7 +476,10 @@ def _check_startable(plan: Plan, work: Path, versions: dict) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     a = _parse(argv)
     plan = _plan(a)
-    out_dir = Path(a.out)
+    if plan.ensemble:
+        from . import compare_ensemble  # it builds on this module
+        return compare_ensemble.main(plan, Path(a.out or RESULTS_DIR / "ensemble"), a.workdir)
+    out_dir = Path(a.out or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     actions = ensure_java_zookeeper() if "java" in plan.servers else []
     work = Path(tempfile.mkdtemp(prefix="zabpy-bench-", dir=a.workdir))

@@ -1,145 +1,329 @@
-"""Ensemble timings: cold start to first write, leader kill to next write,
-and 3-server write / read throughput.
+"""3-server ensembles of Java ZooKeeper and of zabpy, side by side, and their fail-over timings.
 
-    python -m bench.ensemble [--runs 10] [--ops 3000]
+    python -m bench.ensemble [--servers java,zabpy] [--runs 10] [--tick-ms 2000]
 
-Prints one JSON document. Times are wall-clock on this machine (2 cores
-shared by 3 servers and the client), so read them as orders of magnitude.
+prints, as JSON, the median over ``--runs`` of two times for each server:
+
+* cold start: spawn three members on empty data directories, until the
+  first write (a create) succeeds;
+* leader kill: ``kill -9`` of the leader (found with the ``srvr`` four-letter
+  word, ``Mode: leader``) until the next write succeeds on a survivor; the
+  killed member is then restarted and rejoins before the next run.
+
+``python -m bench.compare --ensemble 3`` runs the same measurements after its
+workloads and reports them as ratios zabpy / Java.
+
+Both servers get the same configuration: the standalone bench's zoo.cfg
+(``bench.servers.write_zoo_cfg``: tickTime, forceSync, 127.0.0.1, ...) plus
+the ``server.N`` lines, ``4lw.commands.whitelist=*`` (Java answers only
+``srvr`` by default; this makes both equal) and ``myid`` in each member's
+data directory. Every member's client, quorum and election ports are free
+ports on 127.0.0.1, all distinct.
+
+A write is what "serving" means here: ``wait_writable`` starts a new write
+attempt (a new session and one create, on the next live member in turn)
+every few milliseconds while earlier attempts are still waiting, because a
+member that is electing may hold a connection open or drop it; the first
+attempt to succeed gives the time. Each member is a ``bench.servers.Server``
+in its own process group, so ``stop`` leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
+import shutil
+import signal
 import statistics
-import struct
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
-from kazoo.retry import KazooRetry
+from zabpy.jute import Err, OpCode
 
-from zabpy.jute import records as R
-from zabpy.jute.codec import Reader
-from zabpy.jute.constants import OpCode
-from zabpy.testing import ZabpyEnsemble
+from .client import Counters, Session, SessionError
+from .servers import (DEFAULT_ZABPY_CMD, Server, _srvr, free_port, java_command,
+                      write_zoo_cfg, zabpy_command)
+from .workloads import _create_body
 
-OPEN = [R.ACL(31, R.Id("world", "anyone"))]
+__all__ = ["Member", "Ensemble", "ensemble_ports", "write_ensemble_cfgs", "cold_start_s",
+           "failover_s", "main"]
 
-
-def _client(hosts: str) -> KazooClient:
-    c = KazooClient(hosts=hosts, timeout=10,
-                    connection_retry=KazooRetry(max_tries=-1, delay=0.01, max_delay=0.1))
-    c.start(timeout=60)
-    return c
+WRITE_POLL_S = 0.02  # a new write attempt starts this often
+WRITE_ATTEMPTS_MAX = 50  # attempts in flight at once
+ATTEMPT_TIMEOUT_S = 10.0  # one attempt (connect + create) gives up after this
+SERVING_MODES = ("leader", "follower")
 
 
-def _write_until_ok(c: KazooClient, path: str) -> None:
-    while True:
+@dataclass(frozen=True)
+class Member:
+    sid: int  # myid, 1..n
+    home: Path  # zoo.cfg, server.log; data/ holds myid
+    cfg: Path
+    client_port: int
+    quorum_port: int
+    election_port: int
+
+
+def ensemble_ports(n: int) -> list[tuple[int, int, int]]:
+    """(client, quorum, election) ports for ``n`` members, all distinct."""
+    seen: set[int] = set()
+    while len(seen) < 3 * n:
+        seen.add(free_port())
+    ports = sorted(seen)
+    return [tuple(ports[3 * i:3 * i + 3]) for i in range(n)]
+
+
+def write_ensemble_cfgs(home: Path, n: int = 3, *, tick_ms: int = 2000,
+                        force_sync: bool = True) -> list[Member]:
+    """One directory per member under ``home`` (s1, s2, ...) with zoo.cfg and data/myid."""
+    ports = ensemble_ports(n)
+    servers = [f"server.{i + 1}=127.0.0.1:{q}:{e}" for i, (_, q, e) in enumerate(ports)]
+    members = []
+    for i, (client, quorum, election) in enumerate(ports):
+        sid = i + 1
+        mhome = home / f"s{sid}"
+        cfg = write_zoo_cfg(mhome, client, tick_ms=tick_ms, force_sync=force_sync)
+        with cfg.open("a") as f:
+            f.write("\n".join(["4lw.commands.whitelist=*", *servers, ""]))
+        (mhome / "data" / "myid").write_text(f"{sid}\n")
+        members.append(Member(sid, mhome, cfg, client, quorum, election))
+    return members
+
+
+def command_for(name: str, zabpy_cmd: str = DEFAULT_ZABPY_CMD,
+                java_heap_mb: int = 0) -> Callable[[Path], list[str]]:
+    """How to start one member of server ``name`` from its zoo.cfg."""
+    if name == "java":
+        return lambda cfg: java_command(cfg, java_heap_mb)
+    return lambda cfg: zabpy_command(cfg, zabpy_cmd)
+
+
+class Ensemble:
+    """``n`` members of one server kind (see the module docstring)."""
+
+    def __init__(self, name: str, home: Path, command: Callable[[Path], list[str]], n: int = 3,
+                 *, tick_ms: int = 2000, force_sync: bool = True):
+        self.name = name
+        self.home = home
+        self.members = write_ensemble_cfgs(home, n, tick_ms=tick_ms, force_sync=force_sync)
+        self.servers = [Server(f"{name}.{m.sid}", m.home, m.client_port, command(m.cfg))
+                        for m in self.members]
+        self.started_at = 0.0
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(m.client_port for m in self.members)
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers if s.proc is not None and s.proc.poll() is None]
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        for s in self.servers:
+            s.start()
+
+    def wait_writable(self, timeout_s: float = 60.0) -> float:
+        """Seconds from ``start`` until a write succeeded (raises if none does in time)."""
+        return wait_writable(self, timeout_s) - self.started_at
+
+    def mode(self, i: int) -> str | None:
+        """What member ``i`` says in ``srvr`` (leader, follower...), None if it does not answer."""
         try:
-            c.create(path, b"x")
-            return
-        except KazooException:
-            time.sleep(0.005)
+            text = _srvr("127.0.0.1", self.members[i].client_port, 2.0)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Mode: "):
+                return line[6:].strip()
+        return None
+
+    def leader(self) -> int | None:
+        return next((i for i in range(len(self.members)) if self.mode(i) == "leader"), None)
+
+    def kill(self, i: int) -> None:
+        """kill -9 member ``i``: a crash, nothing flushed on the way out."""
+        s = self.servers[i]
+        if s.proc is not None and s.proc.poll() is None:
+            os.killpg(s.proc.pid, signal.SIGKILL)
+            s.proc.wait()
+        s.stop()  # closes its log
+
+    def alive(self) -> list[int]:
+        return [i for i, s in enumerate(self.servers)
+                if s.proc is not None and s.proc.poll() is None]
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {s.name}:\n{s.log_tail(8)}" for s in self.servers)
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+    def __enter__(self) -> "Ensemble":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
-def cold_start_ms() -> float:
-    t0 = time.monotonic()
-    ens = ZabpyEnsemble(3)
-    for sid in ens.sids:
-        ens.start(sid)
+async def _write_at(port: int, path: str) -> float | None:
+    """time.monotonic() when a create through a new session on ``port`` succeeded, else None."""
     try:
-        c = _client(ens.hosts)
-        _write_until_ok(c, "/first")
-        took = (time.monotonic() - t0) * 1000
-        c.stop()
-        return took
+        sess = await Session.open("127.0.0.1", port, Counters(), timeout_ms=10_000,
+                                  connect_timeout_s=ATTEMPT_TIMEOUT_S)
+    except SessionError:
+        return None
+    try:
+        err, _ = await sess.call(OpCode.create, _create_body(path, b""), ATTEMPT_TIMEOUT_S)
+        done = time.monotonic() if err == Err.OK else None
+        await sess.close(2.0)
+        return done
+    except (SessionError, OSError, asyncio.TimeoutError):
+        sess.abort()
+        return None
+
+
+def wait_writable(ens: Ensemble, timeout_s: float = 60.0) -> float:
+    """time.monotonic() of the first successful write on any live member."""
+    return asyncio.run(_wait_writable(ens, time.monotonic() + timeout_s, timeout_s))
+
+
+async def _wait_writable(ens: Ensemble, deadline: float, timeout_s: float) -> float:
+    attempts: set[asyncio.Task] = set()
+    stamp = time.time_ns()
+    try:
+        for k in itertools.count():
+            if time.monotonic() >= deadline:
+                break
+            alive = ens.alive()
+            if not alive:
+                raise RuntimeError(f"{ens.name}: every member exited:\n{ens.log_tails()}")
+            if len(attempts) < WRITE_ATTEMPTS_MAX:
+                port = ens.members[alive[k % len(alive)]].client_port
+                attempts.add(asyncio.create_task(_write_at(port, f"/bench-w{stamp}-{k}")))
+            done, attempts = await asyncio.wait(attempts, timeout=WRITE_POLL_S)
+            ok = [t.result() for t in done if t.result() is not None]
+            if ok:
+                return min(ok)
     finally:
-        ens.__exit__()
+        for t in attempts:
+            t.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
+    raise RuntimeError(f"{ens.name}: no write succeeded in {timeout_s} s:\n{ens.log_tails()}")
 
 
-def failover_ms(runs: int) -> list[float]:
-    out = []
-    with ZabpyEnsemble(3) as ens:
-        c = _client(ens.hosts)
-        for i in range(runs):
-            leader = ens.leader()
-            t0 = time.monotonic()
-            ens.kill(leader)
-            _write_until_ok(c, f"/after-kill-{i}")
-            out.append((time.monotonic() - t0) * 1000)
-            ens.start(leader)
-            ens.wait_serving()
-        c.stop()
+def wait_members_serving(ens: Ensemble, timeout_s: float = 60.0) -> None:
+    """Until every member answers ``srvr`` as leader or follower (polls; raises on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(ens.mode(i) in SERVING_MODES for i in range(len(ens.members))):
+            return
+        if len(ens.alive()) < len(ens.members):
+            raise RuntimeError(f"{ens.name}: a member exited:\n{ens.log_tails()}")
+        time.sleep(WRITE_POLL_S)
+    raise RuntimeError(f"{ens.name}: not every member serving after {timeout_s} s:\n"
+                       f"{ens.log_tails()}")
+
+
+def cold_start_s(make: Callable[[Path], Ensemble], home: Path, timeout_s: float = 60.0) -> float:
+    """Spawn a fresh ensemble in ``home``; seconds until its first write succeeded."""
+    ens = make(home)
+    try:
+        ens.start()
+        return ens.wait_writable(timeout_s)
+    finally:
+        ens.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def failover_s(ens: Ensemble, timeout_s: float = 60.0) -> float:
+    """kill -9 the leader; seconds until the next write succeeded. Then restarts it and
+    waits until all members serve again, ready for the next run."""
+    wait_members_serving(ens, timeout_s)
+    leader = ens.leader()
+    if leader is None:
+        raise RuntimeError(f"{ens.name}: no member says Mode: leader")
+    t0 = time.monotonic()
+    ens.kill(leader)
+    took = wait_writable(ens, timeout_s) - t0
+    ens.servers[leader].start()
+    wait_members_serving(ens, timeout_s)
+    return took
+
+
+def measure(names: tuple[str, ...], runs: int, work: Path, make_for, log=print) -> dict:
+    """Cold start and leader kill, ``runs`` times each, servers alternating.
+
+    ``make_for(name)`` returns a function home -> Ensemble. Returns
+    ``{name: {"cold_start_s": [...], "failover_s": [...], "problems": [...]}}``.
+    """
+    out = {n: {"cold_start_s": [], "failover_s": [], "problems": []} for n in names}
+    for i in range(runs):
+        for n in names:
+            try:
+                out[n]["cold_start_s"].append(cold_start_s(make_for(n), work / f"cold-{n}-{i}"))
+            except (RuntimeError, OSError) as e:
+                out[n]["problems"].append(f"cold start {i}: {e}")
+    for n in names:
+        ens = make_for(n)(work / f"failover-{n}")
+        try:
+            ens.start()
+            ens.wait_writable()
+            for i in range(runs):
+                out[n]["failover_s"].append(failover_s(ens))
+        except (RuntimeError, OSError) as e:
+            out[n]["problems"].append(f"leader kill: {e}")
+        finally:
+            ens.stop()
+            shutil.rmtree(work / f"failover-{n}", ignore_errors=True)
+        log(f"  {n}: cold start {_fmt(out[n]['cold_start_s'])}, "
+            f"leader kill to next write {_fmt(out[n]['failover_s'])}")
     return out
 
 
-async def _session(port: int, op: str, n: int, idx: int, depth: int = 50) -> None:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    cr = R.ConnectRequest(0, 0, 30000, 0, bytes(16), False).to_bytes()
-    w.write(struct.pack(">i", len(cr)) + cr)
-    size = struct.unpack(">i", await r.readexactly(4))[0]
-    await r.readexactly(size)
-    if op == "read":
-        body = R.CreateRequest(f"/r{idx}", b"x" * 100, OPEN, 0).to_bytes()
-        hdr = R.RequestHeader(0, OpCode.create).to_bytes()
-        w.write(struct.pack(">i", len(hdr) + len(body)) + hdr + body)
-        size = struct.unpack(">i", await r.readexactly(4))[0]
-        await r.readexactly(size)
-    sent = got = 0
-    while got < n:
-        while sent < n and sent - got < depth:
-            sent += 1
-            if op == "write":
-                rec = R.CreateRequest(f"/b{idx}-{sent}", b"x" * 100, OPEN, 0)
-                opc = OpCode.create
-            else:
-                rec, opc = R.GetDataRequest(f"/r{idx}", False), OpCode.getData
-            payload = R.RequestHeader(sent, opc).to_bytes() + rec.to_bytes()
-            w.write(struct.pack(">i", len(payload)) + payload)
-        size = struct.unpack(">i", await r.readexactly(4))[0]
-        data = await r.readexactly(size)
-        hdr = R.ReplyHeader.read(Reader(data))
-        if hdr.xid == -1:
-            continue
-        assert hdr.err == 0, hdr
-        got += 1
-    w.close()
+def _fmt(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.3f} s of {len(xs)}" if xs else "no run"
 
 
-async def _throughput(ports: list[int], op: str, ops: int, sessions: int) -> float:
-    per = ops // sessions
-    t0 = time.monotonic()
-    await asyncio.gather(*[_session(ports[i % len(ports)], op, per, i) for i in range(sessions)])
-    return per * sessions / (time.monotonic() - t0)
-
-
-def throughput(ops: int) -> dict[str, float]:
-    with ZabpyEnsemble(3) as ens:
-        ports = [ens.client_ports[s] for s in ens.sids]
-        w = asyncio.run(_throughput(ports, "write", ops, 6))
-        r = asyncio.run(_throughput(ports, "read", ops * 3, 6))
-    return {"write_ops_per_s": round(w), "read_ops_per_s": round(r)}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.ensemble",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--servers", default="java,zabpy")
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--ops", type=int, default=3000)
-    args = ap.parse_args()
-    cold = [cold_start_ms() for _ in range(3)]
-    fail = failover_ms(args.runs)
-    out = {
-        "cold_start_to_first_write_ms": {"runs": [round(x) for x in cold],
-                                         "median": round(statistics.median(cold))},
-        "leader_kill_to_next_write_ms": {"runs": [round(x) for x in fail],
-                                         "median": round(statistics.median(fail))},
-        "throughput_3_servers": throughput(args.ops),
-        "tick_time_ms": 200,
-    }
-    print(json.dumps(out, indent=2))
+    ap.add_argument("--tick-ms", type=int, default=2000)
+    ap.add_argument("--no-force-sync", action="store_true")
+    ap.add_argument("--zabpy-cmd", default=DEFAULT_ZABPY_CMD)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parse(argv)
+    names = tuple(s for s in a.servers.split(",") if s)
+
+    def make_for(name: str):
+        cmd = command_for(name, a.zabpy_cmd)
+        return lambda home: Ensemble(name, home, cmd, tick_ms=a.tick_ms,
+                                     force_sync=not a.no_force_sync)
+    work = Path(tempfile.mkdtemp(prefix="zabpy-ensemble-bench-"))
+    try:
+        got = measure(names, a.runs, work, make_for, log=lambda m: print(m, file=sys.stderr))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = {n: {"cold_start_to_first_write_s": statistics.median(g["cold_start_s"] or [0]),
+               "leader_kill_to_next_write_s": statistics.median(g["failover_s"] or [0]),
+               **g} for n, g in got.items()}
+    print(json.dumps({"tick_ms": a.tick_ms, "runs": a.runs, "servers": out}, indent=1))
+    return 1 if any(g["problems"] for g in got.values()) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
