@@ -6,6 +6,12 @@ was asked to (a small op budget split over two client processes), that every
 reply's error code and content are checked (a run with errors says so and is
 not ok), and that the percentile / ratio / table code is right.
 
+The ensemble mode (``python -m bench.compare --ensemble 3``) is checked the
+same way: the server CPU per op read from /proc against child processes that
+burn a known amount of CPU, the ensemble's zoo.cfg files and myid, sessions
+spread over the members, the paced workload's exact counts and pacing, and
+one tiny end-to-end run of zabpy ensembles that must leave no process behind.
+
 The load tests run against a real server started by the bench's own launcher
 (``bench.servers.Server``): Java ZooKeeper from Debian's package (skipped,
 with the reason, when it is not installed) and zabpy's ``python -m zabpy
@@ -15,6 +21,8 @@ server`` (skipped only while that command does not exist).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +30,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import chart, stats
+from bench import chart, compare, procfs, stats
 from bench.client import Counters, Session
 from bench.compare import render_tables, summarize
+from bench.compare_ensemble import render_ensemble, summarize_ensemble
+from bench.ensemble import write_ensemble_cfgs
 from bench.loadgen import LoadConfig, WorkerCtx, run_workload
 from bench.servers import (JAVA_JARS, Server, ensure_java_zookeeper, free_port, java_command,
                            probe, write_zoo_cfg, zabpy_command)
@@ -289,3 +299,149 @@ def test_errors_are_counted_and_fail_the_run(server):
     r = run_workload("getData", _cfg(server, ops=10, value_bytes=7), server.pid)
     assert not r["ok"] and r["counters"]["bad_replies"] == 10
     assert any("content check" in p for p in r["problems"])
+
+
+# ---- ensemble mode ----------------------------------------------------------------
+
+# A child that burns SPIN_S of CPU in itself and in a forked grandchild, says so
+# on stdout, and then blocks until its stdin closes.
+SPIN_S = 0.3
+_SPINNER = f"""
+import os, sys, time
+def spin(s):
+    t = time.process_time()
+    while time.process_time() - t < s:
+        pass
+child = os.fork()
+spin({SPIN_S})
+os.write(1, b"spun\\n")
+sys.stdin.read()
+"""
+
+
+def test_us_per_op():
+    assert stats.us_per_op(0.5, 1000) == 500.0
+    assert stats.us_per_op(None, 10) is None and stats.us_per_op(1.0, 0) is None
+
+
+@pytest.mark.timeout(30)
+def test_server_cpu_per_op_from_proc_counts_the_whole_tree():
+    busy = subprocess.Popen([sys.executable, "-c", _SPINNER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, start_new_session=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        assert busy.stdout.readline() == b"spun\n"  # the grandchild or the child
+        assert busy.stdout.readline() == b"spun\n"  # and the other one
+        tree = procfs.cpu_seconds(busy.pid)
+        both = procfs.cpu_seconds_total([busy.pid, idle.pid])
+        assert len(procfs.descendants(busy.pid)) == 2
+        assert 2 * SPIN_S - 0.03 <= tree <= both
+        assert both - tree < 0.2  # an idle interpreter: its start-up only
+        assert stats.us_per_op(both, 1000) >= (2 * SPIN_S - 0.03) * 1000
+    finally:
+        for p in (busy, idle):
+            p.stdin.close()
+            p.wait(10)
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def _cfg_keys(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+
+
+def test_ensemble_configs_have_distinct_ports_and_myid(tmp_path):
+    members = write_ensemble_cfgs(tmp_path, 3, tick_ms=2000)
+    ports = [p for m in members for p in (m.client_port, m.quorum_port, m.election_port)]
+    assert len(set(ports)) == 9
+    servers = None
+    for m in members:
+        keys = _cfg_keys(m.cfg)
+        assert (keys["tickTime"], keys["forceSync"], keys["clientPortAddress"]) == \
+            ("2000", "yes", "127.0.0.1")
+        assert keys["clientPort"] == str(m.client_port)
+        assert keys["4lw.commands.whitelist"] == "*"
+        assert (Path(keys["dataDir"]) / "myid").read_text().strip() == str(m.sid)
+        mine = {k: v for k, v in keys.items() if k.startswith("server.")}
+        assert mine[f"server.{m.sid}"] == f"127.0.0.1:{m.quorum_port}:{m.election_port}"
+        assert servers in (None, mine)  # every member lists the same ensemble
+        servers = mine
+    assert [m.sid for m in members] == [1, 2, 3] and len(servers) == 3
+    assert len({m.home for m in members}) == 3
+
+
+def test_sessions_are_spread_over_members():
+    ctx = WorkerCtx(LoadConfig(port=1, ports=(1, 2, 3), procs=2), 1, None, None, None, None)
+    assert [ctx.port_for(ctx.global_index(i, 4)) for i in range(4)] == [2, 3, 1, 2]
+    alone = WorkerCtx(LoadConfig(port=7), 0, None, None, None, None)
+    assert alone.port_for(5) == 7
+
+
+def test_ensemble_summary_and_tables():
+    runs = [{"workload": "create", "server": s, "throughput": t, "p50_ms": 1.0, "p99_ms": 2.0,
+             "server_cpu_cores": 1.0, "server_cpu_us_per_op": us, "client_cpu": [0.1],
+             "ok": True} for s, t, us in (("java", 100.0, 40.0), ("zabpy", 50.0, 120.0))]
+    timings = {"java": {"cold_start_s": [2.0, 4.0, 3.0], "failover_s": [0.5], "problems": []},
+               "zabpy": {"cold_start_s": [1.5], "failover_s": [1.0, 2.0], "problems": []}}
+    samples = {"java": {"start_s": [3.0], "idle_rss_bytes": [100 * 2**20]},
+               "zabpy": {"start_s": [2.0], "idle_rss_bytes": [50 * 2**20]}}
+    summary = summarize_ensemble(runs, samples, timings)
+    assert summary["resources"]["java"]["cold_start_s"] == 3.0
+    assert summary["resources"]["zabpy"]["failover_s"] == 1.5
+    lines = render_ensemble(summary, ("java", "zabpy"), 3).splitlines()
+    row: dict[str, str] = {}
+    for line in lines:  # the first line per label: the workload table comes before CPU
+        row.setdefault(line.split("  ")[0].strip(), line)
+    assert "0.50x" in row["create"] and row["create"].endswith("0/2")
+    assert row["cold start of 3 to first write (s)"].endswith("0.50x")
+    assert row["kill -9 leader to next write (s)"].endswith("3.00x")
+    assert row["idle RSS of 3 members (MiB)"].endswith("0.50x")
+    cpu = next(line for line in lines if line.startswith("create") and "3.00x" in line)
+    assert cpu.split()[1:4] == ["40.0", "120.0", "3.00x"]
+
+
+@pytest.mark.timeout(30)
+def test_paced_workload_counts_are_exact_and_paced(server):
+    # 2 processes x 8 sessions, 10 requests each at 800/s in all: a session sends
+    # every 20 ms, so its last request cannot go out before 180 ms.
+    r = run_workload("paced_mixed", _cfg(server, ops=160, rate_ops_s=800), server.pid)
+    _exact(r, 160)
+    assert r["wall_s"] >= 0.18
+    assert r["server_cpu_s"] is not None and r["server_cpu_us_per_op"] is not None
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and text in Path(f"/proc/{name}/cmdline").read_bytes().decode(
+                    errors="replace"):
+                found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.timeout(60)
+def test_compare_ensemble_end_to_end(tmp_path, capsys):
+    # zabpy only: it takes about 20 s (Java's JVMs take 30 s; the bench runs them).
+    if why := _zabpy_unavailable():
+        pytest.skip(f"zabpy server not runnable yet: {why}")
+    name = "zabpy"
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    rc = compare.main(["--ensemble", "3", "--servers", name, "--quick", "--rounds", "1",
+                       "--runs", "1", "--duration", "0.3", "--workloads", "create",
+                       "--workdir", str(work), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert _processes_mentioning(str(work)) == []
+    assert rc == 0, printed
+    result = json.loads((out / "results.json").read_text())
+    (run,) = result["runs"]
+    assert run["ok"] and run["members"] == 3 and run["server_cpu_us_per_op"] > 0
+    res = result["summary"]["resources"][name]
+    assert res["cold_start_s"] > 0 and res["failover_s"] > 0
+    assert "kill -9 leader to next write (s)" in printed
