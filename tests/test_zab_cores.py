@@ -23,6 +23,13 @@ def txn(epoch, counter):
             R.CreateTxn(f"/t{epoch}_{counter}", b"", list(OPEN_ACL_UNSAFE), False, -1))
 
 
+def proposed(leader):
+    """Propose a txn carrying the zxid the leader allocates next."""
+    z = leader.next_zxid()
+    hdr, body = txn(P.epoch_of(z), P.counter_of(z))
+    return leader.propose(hdr, body)
+
+
 def drain(core):
     r = core.ready()
     core.advance(r)
@@ -176,8 +183,8 @@ def test_commit_needs_a_quorum_and_goes_in_zxid_order():
     leader = new_leader()
     establish(leader)
     drain(leader)
-    z1 = leader.propose(*txn(0, 0))
-    z2 = leader.propose(*txn(0, 0))
+    z1 = proposed(leader)
+    z2 = proposed(leader)
     assert (z1, z2) == (P.make_zxid(2, 1), P.make_zxid(2, 2))
     r = drain(leader)
     assert [p.then for p in r.persist] == [((1, P.packet(T.ACK, z1)),), ((1, P.packet(T.ACK, z2)),)]
@@ -226,7 +233,7 @@ def test_forwarded_sync_is_answered_after_outstanding_proposals_commit():
     leader = new_leader()
     establish(leader)
     drain(leader)
-    z = leader.propose(*txn(0, 0))
+    z = proposed(leader)
     leader.step(2, P.request(5, 1, OpCode.sync, b""), 0)
     leader.sync("local")
     r = drain(leader)
@@ -287,5 +294,5 @@ def test_zxid_counter_wrap_forces_reelection(counter):
     establish(leader)
     drain(leader)
     leader.last_proposed = P.make_zxid(leader.new_epoch, counter)
-    assert leader.propose(*txn(0, 0)) is None
+    assert proposed(leader) is None
     assert drain(leader).phase == Phase.LOOKING

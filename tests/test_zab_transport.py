@@ -73,8 +73,8 @@ async def wait_until(changed: asyncio.Event, cond) -> None:
     await asyncio.wait_for(loop(), 10)
 
 
-def create(seq: int):
-    hdr = R.TxnHeader(0x42, seq, 0, 1000 + seq, OpCode.create)
+def create(seq: int, zxid: int = 0):
+    hdr = R.TxnHeader(0x42, seq, zxid, 1000 + seq, OpCode.create)
     return hdr, R.CreateTxn(f"/n{seq}", b"x" * seq, list(OPEN_ACL_UNSAFE), False, -1)
 
 
@@ -96,7 +96,7 @@ async def _replicate() -> None:
                          and f2.core.serving and f3.core.serving)
         zxids = []
         for seq in range(1, 6):
-            zxids.append(leader.core.propose(*create(seq)))
+            zxids.append(leader.core.propose(*create(seq, leader.core.next_zxid())))
             leader.flush()
         assert zxids == [(1 << 32) | i for i in range(1, 6)]  # epoch 1, counters 1..5
         await wait_until(changed, lambda: all(s.tree.last_processed_zxid == zxids[-1]

@@ -1,20 +1,20 @@
-"""The asyncio shell of an ensemble member: election port, quorum port,
-client port, data directory, around the pure ``zab.Peer`` and a role's
-server core (``LeaderServer`` / ``LearnerServer``).
+"""The asyncio host of an ensemble member: sockets, files, threads and timers
+around one pure ``server.replica.Replica``.
 
-One task, ``_peer_loop``, owns the Peer: it takes inputs (election
-notifications, quorum packets, disconnections, timer ticks), then carries
-out ``PeerReady`` in the order the type prescribes (``zab/ready.py``):
-persist (truncate / snapshot / append, one fsync, epoch files, then the
-``then`` packets) → commit (apply to the tree through the server core) →
-send → close → notices. Client callbacks run between its awaits; what they
-produce (proposals on the leader, forwarded requests on a learner) goes
-straight into the Peer's outbox and is carried out on the next turn.
+Every input becomes one call on the replica — a client's decoded frame, an
+election notification, a quorum packet or disconnection, a disk write made
+durable (``disk.DiskWriter``), the deadline timer — and after each loop turn
+that produced input, ``_flush`` carries out the replica's ``Ready`` in field
+order: disk writes are queued to the writer task (never awaited here),
+election notifications sent, quorum dials / sends / closes done in order,
+client frames written (one write per connection per turn), client
+connections closed, log lines written; then ``advance``. The replica decides
+everything else: what may be sent only once durable, which role serves, when
+clients are dropped.
 
-Clients are served only while the role is established (leader: a quorum
-acknowledged NEWLEADER; learner: UPTODATE received). When the role ends
-every client connection is closed, as ZooKeeper does, and the clients move
-to another member or wait for the new leader.
+Clients are accepted only while the replica serves (leader: a quorum acked
+NEWLEADER; learner: UPTODATE received); otherwise only a four-letter word
+is answered, and a client is dropped so it tries another member.
 """
 
 from __future__ import annotations
@@ -22,21 +22,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 
 from ..election import ServerState, quorum_from_config
-from ..protocol.connection import FourLetterWord
-from ..jute import records as R
-from ..server.leader import LeaderServer
-from ..server.learner import LearnerServer
-from ..storage.quorum import (ACCEPTED_EPOCH, CURRENT_EPOCH, install_snapshot, read_epochs,
-                              truncate_after, write_epoch)
-from ..tree.datatree import DataTree
-from ..zab import packets as P
+from ..protocol.connection import FourLetterWord, RemoteProtocolError
+from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
+from ..server.standalone import ProtocolViolation
+from ..storage.quorum import read_epochs
 from ..zab.leader import ZabTimers
-from ..zab.peer import Peer, PeerLog
-from ..zab.ready import Phase, Snapshot
+from .disk import DiskWriter
 from .election_transport import ElectionTransport
+from .fatal import fail_stop_guard
 from .quorum_transport import QuorumTransport
 from .server import ServerRuntime, _ClientProtocol, _now_ms
 
@@ -44,40 +39,45 @@ __all__ = ["EnsembleRuntime"]
 
 log = logging.getLogger("zabpy.server")
 
-_STATE_MODE = {ServerState.LEADING: "leader", ServerState.FOLLOWING: "follower",
-               ServerState.OBSERVING: "observer", ServerState.LOOKING: "looking"}
-
 
 class EnsembleRuntime(ServerRuntime):
     def __init__(self, config, *, server_id: int | None = None):
         super().__init__(config, server_id=server_id)
         assert config.data_dir, "an ensemble member needs a dataDir"
-        self.mode = "looking"
-        self.serving = False
-        self.peer: Peer | None = None
-        self._tree: DataTree | None = None
-        self._sessions: dict[int, int] = {}
-        self._inputs: asyncio.Queue = asyncio.Queue()
+        self.replica: Replica | None = None
         self._election: ElectionTransport | None = None
         self._quorum: QuorumTransport | None = None
+        self._disk: DiskWriter | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_ms: int | None = None
         self._election_started_ms = 0
-        self._early: list = []  # quorum packets that arrived before our role existed
+
+    @property
+    def mode(self) -> str:
+        return self.replica.mode if self.replica is not None else "looking"
+
+    @property
+    def serving(self) -> bool:
+        return self.replica is not None and self.replica.serving
+
+    @property
+    def peer(self):
+        return self.replica.peer
 
     # ---- lifecycle -------------------------------------------------------------
-
     def _quorum_props(self) -> dict[str, str]:
         return {k: v for k, v in self.config.raw.items()
                 if k.startswith(("server.", "group.", "weight."))}
 
     async def start(self) -> None:
         c = self.config
-        self._tree, self._sessions = self._open_store()
-        accepted, current = read_epochs(self.store, self._tree.last_processed_zxid)
-        quorum = quorum_from_config(self._quorum_props())
+        self._install_fail_stop(asyncio.get_running_loop())
+        tree, sessions = self._open_store()
+        accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
-        self.peer = Peer(self.server_id, quorum, PeerLog(accepted, current,
-                                                         self._tree.last_processed_zxid),
-                         random.Random(), timers=timers, snapshot_source=self._snapshot_source)
+        self.replica = Replica(self._settings(), quorum_from_config(self._quorum_props()), tree,
+                               sessions, accepted, current, random.Random(), _now_ms(),
+                               timers=timers)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         self._tcp_server = await loop.create_server(
@@ -88,325 +88,234 @@ class EnsembleRuntime(ServerRuntime):
         await self._start_secure_port(loop)
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
         self._election = ElectionTransport(self.server_id, peers)
-        self._quorum = QuorumTransport(
-            lambda sid, pkt: self._inputs.put_nowait(("quorum", sid, pkt)),
-            lambda sid: self._inputs.put_nowait(("quorum", sid, None)))
+        self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost)
+        self._disk = DiskWriter(self.store, self._durable, self._fsync_took)
         self._spawn(self._election.run())
         if me.role == "participant":
             await self._quorum.listen(me.host, me.quorum_port)
         self._spawn(self._election_pump())
-        self._spawn(self._peer_loop())
+        self._spawn(self._disk.run())
+        self._spawn(self._ticker())
         self._start_operations()
+        self._election_started_ms = _now_ms()
+        self.replica.start(_now_ms())
+        self._flush()
         log.info("zabpy server %d started (ensemble of %d, tickTime %d ms)", self.server_id,
                  len(c.servers), c.tick_time_ms)
 
+    def halt(self) -> None:
+        super().halt()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._election is not None:
+            self._election.close()
+        if self._quorum is not None:
+            self._quorum.close_all()
+
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._election is not None:
             self._election.close()
         if self._quorum is not None:
             await self._quorum.aclose()
         await super().stop()
 
-    def _snapshot_source(self) -> Snapshot:
-        tree = self._tree
-        return Snapshot(tree.last_processed_zxid, P.snapshot_bytes(tree, self._current_sessions()))
-
-    def _current_sessions(self) -> dict[int, int]:
-        if self.server is not None:
-            return {s.session_id: s.timeout_ms for s in self.server.sessions.sessions.values()}
-        return dict(self._sessions)
-
-    # ---- inputs ------------------------------------------------------------------
-
-    async def _election_pump(self) -> None:
+    async def _ticker(self) -> None:
+        """Metrics samples and snapshot children: housekeeping, not protocol time."""
+        interval = max(self.config.tick_time_ms / 2000, 0.005)
         while True:
-            sid, n = await self._election.inbox.get()
-            self._inputs.put_nowait(("election", sid, n))
+            await asyncio.sleep(interval)
+            if self.server is not None:
+                for ms, is_write in self.server.stats.take_samples():
+                    self.metrics.observe("updatelatency" if is_write else "readlatency", ms)
+            self.store.poll_snapshot()
 
+    # ---- inputs -------------------------------------------------------------------
+    async def _election_pump(self) -> None:
+        inbox = self._election.inbox
+        while True:
+            sid, n = await inbox.get()
+            self.replica.election_received(sid, n, _now_ms())
+            self._schedule_flush()
+
+    def _quorum_packet(self, sid: int, pkt) -> None:
+        self.replica.quorum_received(sid, pkt, _now_ms())
+        self._schedule_flush()
+
+    def _quorum_lost(self, sid: int) -> None:
+        self.replica.quorum_disconnected(sid, _now_ms())
+        self._schedule_flush()
+
+    def _durable(self, token: int, loaded: Loaded | None) -> None:
+        self.replica.durable(token, _now_ms(), loaded)
+        if loaded is None and self.store.should_snapshot():
+            self.metrics.count("snap_count")
+            self.store.start_snapshot(self.replica.tree, self.replica.sessions_table())
+        self._flush()
+
+    def _fsync_took(self, ms: float) -> None:
+        self.metrics.observe("fsynctime", ms)
+        if ms > self.config.fsync_warning_threshold_ms:
+            self.metrics.fsync_threshold_exceeded += 1
+            log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
+                        "effect operation latency", ms)
+
+    @fail_stop_guard("deadline timer")
+    def _deadline(self) -> None:
+        self._timer = self._timer_ms = None
+        self.replica.tick(_now_ms())
+        self._flush()
+
+    # ---- clients ------------------------------------------------------------------
     def _accept(self, p) -> None:
-        if not self.serving or self.server is None:
+        if not self.serving:
             p.conn_id = 0  # not serving: only a four-letter word is answered
             return
-        super()._accept(p)
+        limit = self.config.max_client_cnxns
+        count = self._per_ip.get(p.peer_ip, 0)
+        if limit and count >= limit:
+            log.warning("Too many connections from %s - max is %d", p.peer_ip, limit)
+            self.metrics.count("connection_rejected")
+            p.transport.abort()
+            return
+        self._per_ip[p.peer_ip] = count + 1
+        p.conn_id = self._next_conn_id
+        self._next_conn_id += 1
+        self._protocols[p.conn_id] = p
+        if self._paused:
+            p.transport.pause_reading()
+        self.replica.client_connected(p.conn_id, p.peer_ip, _now_ms())
+        self._schedule_flush()
 
     def _data(self, p, data: bytes) -> None:
-        if p.conn_id:
-            super()._data(p, data)
-            return
+        now = _now_ms()
+        self.metrics.counters["bytes_received_count"] += len(data)
         try:
-            events = p.proto.receive_data(data)
-        except Exception:
-            events = None
-        if events and isinstance(events[0], FourLetterWord):
-            word = events[0].word
-            text = "imok" if word == "ruok" else \
-                "This ZooKeeper instance is not currently serving requests\n"
-            p.transport.write(text.encode())
-            p.transport.close()
-        elif events is None or events:
-            p.transport.abort()  # a client: it tries another member
+            for ev in p.proto.receive_data(data):
+                if isinstance(ev, FourLetterWord):
+                    self._four_letter_or_refuse(p, ev)
+                elif p.conn_id:
+                    self.replica.client_event(p.conn_id, ev, now)
+                else:
+                    p.transport.abort()  # a client while not serving: it tries another member
+                    return
+        except (RemoteProtocolError, ProtocolViolation) as e:
+            log.warning("Closing connection from %s: %s", p.peer_ip, e)
+            p.transport.abort()
+        self._schedule_flush()
+
+    def _four_letter_or_refuse(self, p, ev: FourLetterWord) -> None:
+        if p.conn_id:
+            self._four_letter(p, ev)
+            return
+        text = "imok" if ev.word == "ruok" else \
+            "This ZooKeeper instance is not currently serving requests\n"
+        p.transport.write(text.encode())
+        p.transport.close()
 
     def _lost(self, p) -> None:
-        if p.conn_id:
-            super()._lost(p)
-
-    # ---- the peer loop -------------------------------------------------------------
-
-    async def _peer_loop(self) -> None:
-        peer = self.peer
-        self._election_started_ms = _now_ms()
-        peer.start(_now_ms())
-        tick_s = max(self.config.tick_time_ms / 4000, 0.01)
-        while True:
-            await self._carry_out()
-            try:
-                item = await asyncio.wait_for(self._inputs.get(), tick_s)
-            except asyncio.TimeoutError:
-                item = None
-            now = _now_ms()
-            while item is not None:
-                kind, sid, msg = item
-                if kind == "wake":
-                    pass
-                elif kind == "election":
-                    peer.step_election(sid, msg, now)
-                elif msg is None:
-                    self._early = [(s, m) for s, m in self._early if s != sid]
-                    peer.disconnected(sid, now)
-                elif peer.role is None:
-                    # A learner that decided faster than we did: keep its
-                    # packets until our own role exists (ZooKeeper's leader
-                    # only starts accepting learners once it leads).
-                    if len(self._early) < 1000:
-                        self._early.append((sid, msg))
-                else:
-                    peer.step(sid, msg, now)
-                item = self._inputs.get_nowait() if not self._inputs.empty() else None
-            self._touch_and_tick(now)
-
-    def _touch_and_tick(self, now: int) -> None:
-        srv, peer = self.server, self.peer
-        if isinstance(srv, LearnerServer) and peer.learner is not None:
-            for sid, timeout in srv.take_touches():
-                peer.learner.touch(sid, timeout)
-        peer.tick(now)
-        if srv is not None and self.serving:
-            srv.tick(now)
-            self._flush()
-
-    async def _carry_out(self) -> None:
-        while True:
-            ready = self.peer.ready()
-            if not ready.election and ready.zab.empty() and ready.connect is None \
-                    and ready.state is None:
-                return
-            for sid, n in ready.election:
-                self._election.send(sid, n)
-            if ready.connect is not None:
-                # dial first: the learner's FOLLOWERINFO is in this ready's sends
-                leader = self.config.servers[ready.connect]
-                self._quorum.dial(ready.connect, leader.host, leader.quorum_port)
-            await self._execute_zab(ready.zab)
-            self.peer.advance(ready)
-            if ready.state is not None:
-                self._state_changed(ready.state)
-            if ready.zab.phase is not None:
-                self._phase_changed(ready.zab.phase)
-            self._flush()
-
-    async def _execute_zab(self, zr) -> None:
-        # Group commit: a run of Persists that only append records (one per
-        # proposal) shares one fsync; their ``then`` packets (ACKs) leave
-        # after it, in order. A Persist with a truncate, a snapshot or an
-        # epoch first makes the run before it durable, then runs alone.
-        then: list = []
-        for p in zr.persist:
-            if p.truncate_zxid is None and p.snapshot is None and \
-                    p.accepted_epoch is None and p.current_epoch is None:
-                for hdr, txn in p.records:
-                    self.store.append(hdr, txn)
-                then.extend(p.then)
-                continue
-            await self._sync_and_send(then)
-            then = []
-            await self._persist(p)
-            for sid, pkt in p.then:
-                self._send_packet(sid, pkt)
-        await self._sync_and_send(then)
-        now = _now_ms()
-        for hdr, txn in zr.commit:
-            self._apply_commit(hdr, txn, now)
-        for sid, pkt in zr.send:
-            self._send_packet(sid, pkt)
-        for sid in zr.close:
-            self._quorum.close(sid)
-        self._notices(zr, now)
-
-    async def _sync_and_send(self, then: list) -> None:
-        if self.store.has_pending():
-            t0 = time.monotonic()
-            await asyncio.to_thread(self.store.flush_and_sync)
-            self.metrics.observe("fsynctime", (time.monotonic() - t0) * 1000)
-        for sid, pkt in then:
-            self._send_packet(sid, pkt)
-
-    def _send_packet(self, sid: int, pkt: R.QuorumPacket) -> None:
-        if sid == self.server_id:
-            self._inputs.put_nowait(("quorum", sid, pkt))  # loopback: our own ACK
+        if self._protocols.pop(p.conn_id, None) is None:
+            return
+        n = self._per_ip.get(p.peer_ip, 1) - 1
+        if n:
+            self._per_ip[p.peer_ip] = n
         else:
-            self._quorum.send(sid, pkt)
+            self._per_ip.pop(p.peer_ip, None)
+        self.replica.client_closed(p.conn_id, _now_ms())
+        self._schedule_flush()
 
-    async def _persist(self, p) -> None:
-        store = self.store
-        if p.truncate_zxid is not None:
-            await asyncio.to_thread(truncate_after, store, p.truncate_zxid)
-            self._reload_tree()
-        if p.snapshot is not None:
-            tree = DataTree()
-            sessions = P.load_snapshot_bytes(p.snapshot.data, tree, p.snapshot.zxid)
-            await asyncio.to_thread(install_snapshot, store, tree, sessions)
-            self._tree, self._sessions = tree, sessions
-            self._new_role_server(reuse_sessions=False)
-        for hdr, txn in p.records:
-            store.append(hdr, txn)
-        if p.records:
-            t0 = time.monotonic()
-            await asyncio.to_thread(store.flush_and_sync)
-            self.metrics.observe("fsynctime", (time.monotonic() - t0) * 1000)
-        if p.accepted_epoch is not None:
-            await asyncio.to_thread(write_epoch, store, ACCEPTED_EPOCH, p.accepted_epoch)
-        if p.current_epoch is not None:
-            await asyncio.to_thread(write_epoch, store, CURRENT_EPOCH, p.current_epoch)
+    # ---- carrying out Ready -----------------------------------------------------------
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        replica = self.replica
+        while True:
+            ready = replica.ready()
+            if ready:
+                self._execute(ready)
+            replica.advance(ready)
+            if not ready:
+                break
+        self.server = replica.server
+        self._arm_timer(ready.deadline_ms)
+        self._backpressure()
 
-    def _reload_tree(self) -> None:
-        tree = DataTree()
-        self._sessions = self.store.restore(tree)
-        self._tree = tree
-        self._new_role_server(reuse_sessions=False)
+    def _execute(self, ready: Ready) -> None:
+        for write in ready.disk:
+            self._disk.submit(write)
+        for sid, n in ready.election:
+            self._election.send(sid, n)
+        for op in ready.quorum:
+            self._quorum_op(op)
+        self._write(ready.client_send)
+        for cid in ready.client_close:
+            p = self._protocols.get(cid)
+            if p is not None and p.transport is not None:
+                p.transport.close()
+        for level, line in ready.logs:
+            getattr(log, level)("%s", line)
+        if ready.state is not None:
+            self._state_changed(ready.state)
+        if ready.serving is not None:
+            self._serving_changed(ready.serving)
 
-    def _apply_commit(self, hdr, txn, now: int) -> None:
-        srv = self.server
-        if isinstance(srv, LeaderServer) and srv.inflight and srv.inflight[0].hdr.zxid == hdr.zxid:
-            srv.logged(hdr.zxid, now)
-        elif isinstance(srv, LearnerServer):
-            srv.apply_committed(hdr, txn, now)
-        elif srv is not None:
-            srv.logged(hdr.zxid, now)
-            if self._tree.last_processed_zxid < hdr.zxid:
-                self._tree.apply(hdr, txn)
+    def _quorum_op(self, op: Dial | Send | Close) -> None:
+        if isinstance(op, Send):
+            self._quorum.send(op.server_id, op.packet)
+        elif isinstance(op, Dial):
+            leader = self.config.servers[op.server_id]
+            self._quorum.dial(op.server_id, leader.host, leader.quorum_port)
         else:
-            self._tree.apply(hdr, txn)
-        if self.store.should_snapshot():
-            self.store.start_snapshot(self._tree, self._current_sessions())
+            self._quorum.close(op.server_id)
 
-    def _notices(self, zr, now: int) -> None:
-        srv = self.server
-        if isinstance(srv, LeaderServer):
-            for r in zr.requests:
-                srv.submit_forwarded(r.session_id, r.cxid, r.op, r.body, r.authinfo, now)
-            if zr.touches:
-                srv.touch_sessions(zr.touches, now)
-            for sid, session_id, _timeout in zr.revalidate:
-                valid = session_id in srv.sessions.sessions
-                self.peer.leader.revalidate_reply(sid, session_id, valid)
-        if isinstance(srv, LearnerServer):
-            for token in zr.synced:
-                srv.synced(token, now)
-            for session_id, valid in zr.revalidated:
-                srv.revalidated(session_id, valid, now)
-
-    # ---- role changes --------------------------------------------------------------------
+    def _arm_timer(self, deadline_ms: int | None) -> None:
+        if deadline_ms == self._timer_ms:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_ms = None, deadline_ms
+        if deadline_ms is not None:
+            delay = max(0.0, (deadline_ms - _now_ms()) / 1000)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
 
     def _state_changed(self, state: ServerState) -> None:
-        old, self.mode = self.mode, _STATE_MODE[state]
         now = _now_ms()
         if state == ServerState.LOOKING:
-            log.info("LOOKING: leaving the %s role; closing client connections", old)
-            self._stop_serving()
+            log.info("LOOKING: leaving the role; closing client connections")
             self._election_started_ms = now
             self.metrics.count("looking_count")
             return
         took = now - self._election_started_ms
         self.metrics.observe("election_time", took)
-        leader = self.server_id if self.peer.leader is not None else self.peer.learner.leader_sid
-        log.info("Peer state changed: %s (leader %d) after %d ms of election", self.mode.upper(),
-                 leader, took)
-        self._new_role_server(reuse_sessions=True)
-        early, self._early = self._early, []
-        if self.peer.leader is not None:
-            for sid, pkt in early:
-                self._inputs.put_nowait(("quorum", sid, pkt))
-        else:
-            for sid in {sid for sid, _ in early}:
-                self._quorum.close(sid)
+        peer = self.replica.peer
+        leader = self.server_id if peer.leader is not None else peer.learner.leader_sid
+        log.info("Peer state changed: %s (leader %d) after %d ms of election",
+                 self.replica.mode.upper(), leader, took)
 
-    def _new_role_server(self, reuse_sessions: bool) -> None:
-        sessions = self._current_sessions() if reuse_sessions else self._sessions
-        self._stop_serving()
-        cls = LeaderServer if self.peer.leader is not None else LearnerServer
-        self.server = cls(self._settings(), _now_ms(), self._tree, sessions)
-
-    def _phase_changed(self, phase: Phase) -> None:
-        if phase == Phase.BROADCAST and self.server is not None:
-            if isinstance(self.server, LeaderServer):
-                self.server.start_epoch(self.peer.leader.new_epoch)
-            self.serving = True
-            log.info("serving clients as %s", self.mode)
-        elif phase == Phase.LOOKING:
-            self._stop_serving()
-
-    def _stop_serving(self) -> None:
-        self.serving = False
+    def _serving_changed(self, serving: bool) -> None:
+        if serving:
+            log.info("serving clients as %s", self.replica.mode)
+            return
         self._paused = False
         for p in list(self._protocols.values()):
             if p.transport is not None:
                 p.transport.abort()
 
-    # ---- the server core's output ------------------------------------------------------
-
-    def _persist_records(self, records: tuple) -> None:
-        srv = self.server
-        if not isinstance(srv, LeaderServer):
-            return
-        for hdr, txn in records:
-            zxid = self.peer.propose(hdr, txn)
-            if zxid is None:
-                srv.log_failed("the leader cannot take proposals (no quorum)")
-                return
-            assert zxid == hdr.zxid, (hex(zxid), hex(hdr.zxid))
-
-    def _handle_txns(self, ready) -> None:
-        srv = self.server
-        if ready.persist:
-            self._persist_records(ready.persist)
-        for sid, cxid, op, body, ids in ready.forward:
-            if not self.peer.forward(sid, cxid, op, body, list(ids), (sid, cxid)):
-                srv.leader_refused(sid, cxid)
-        for session_id, timeout in ready.revalidate:
-            learner = self.peer.learner
-            if learner is not None and learner.serving:
-                learner.revalidate(session_id, timeout)
-            else:
-                srv.revalidated(session_id, False, _now_ms())
-        if ready.persist or ready.forward or ready.revalidate:
-            # the Peer's outbox grew: let the peer loop carry it out now
-            self._inputs.put_nowait(("wake", 0, None))
-
     # ---- what the admin commands see ---------------------------------------------------
-
     def quorum_view(self):
         from ..admin.commands import QuorumView
         from ..zab.leader import _UPTODATE
 
-        peer = self.peer
+        peer = self.replica.peer
         role = peer.role
         phase = role.phase.name.lower() if role is not None else "election"
+        mode = self.mode
         verb = {"leader": "leading", "follower": "following",
-                "observer": "observing"}.get(self.mode, "looking")
+                "observer": "observing"}.get(mode, "looking")
         view = QuorumView(
-            my_id=self.server_id, server_state=self.mode, peer_state=f"{verb} - {phase}",
-            zab_state=phase, voting=self.mode != "observer",
-            last_zxid=self._tree.last_processed_zxid if self._tree is not None else 0,
+            my_id=self.server_id, server_state=mode, peer_state=f"{verb} - {phase}",
+            zab_state=phase, voting=mode != "observer",
+            last_zxid=self.replica.tree.last_processed_zxid,
             quorum_size=len(peer.quorum.voters))  # the voting view, as mntr reports it
         if peer.leader is not None:
             view.leader_id = self.server_id

@@ -1,9 +1,9 @@
 """The leader's server core: the standalone pipeline, fed also by learners.
 
-On the leader, prep is unchanged and the txns it prepares go to the ZAB
-leader (the runtime hands ``Ready.persist`` to ``Leader.propose``, which
-logs and broadcasts them); ``logged(zxid)`` then means *committed* (a quorum
-logged it). Two inputs are added:
+On the leader, prep is unchanged; the txns it prepares are proposed to the
+ZAB leader (``zab.Leader``), which owns zxid allocation (``next_zxid``),
+logs and broadcasts them. ``logged(zxid)`` then means *committed* (a quorum
+logged it). Inputs added to the standalone core's, all from the replica:
 
 - ``submit_forwarded(session_id, cxid, op, body, auth_ids)``: a REQUEST a
   learner forwarded for one of its clients. It is prepared exactly like a
@@ -11,9 +11,8 @@ logged it). Two inputs are added:
   no reply is produced here (the learner answers its client on COMMIT).
 - ``touch_sessions(touches)``: session activity learners reported in PINGs,
   so that the leader, which alone expires sessions, keeps them alive.
-
-``start_epoch(epoch)`` aligns the zxid counter with the epoch the ZAB
-leader established (zxid = epoch << 32 | counter, counter from 1).
+- ``revalidate(learner_id, session_id)``: a learner asks whether a
+  reconnecting client's session is alive; the answer goes back through ZAB.
 """
 
 from __future__ import annotations
@@ -23,20 +22,51 @@ import struct
 from ..jute import records as R
 from ..jute.constants import Err, OpCode
 from ..pipeline.prep import PrepContext, prepare
+from ..zab.leader import Leader
 from .standalone import _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
 
 __all__ = ["LeaderServer"]
 
 
 class LeaderServer(StandaloneServer):
-    def start_epoch(self, epoch: int) -> None:
-        first = (epoch << 32) | 1
-        assert first > self.tree.last_processed_zxid
-        self.next_zxid = first
+    def __init__(self, *args, zab: Leader, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.zab = zab
+
+    def _take_zxid(self) -> int:
+        return self.zab.next_zxid()
+
+    def _hand_to_log(self, item: InFlight) -> None:
+        if self.zab.propose(item.hdr, item.txn) is None:
+            # The term is ending (zxid counter exhausted) or cannot take more:
+            # refuse writes until the next role.
+            self.log_failed("the leader cannot take proposals")
+            return
+        self.inflight.append(item)
 
     def touch_sessions(self, touches, now_ms: int) -> None:
-        for sid, _timeout in touches:
-            self.sessions.touch(sid, now_ms)
+        for session_id, _timeout in touches:
+            self.sessions.touch(session_id, now_ms)
+
+    def revalidate(self, learner_id: int, session_id: int, now_ms: int) -> None:
+        session = self.sessions.sessions.get(session_id)
+        valid = session is not None and not session.closing
+        if valid:
+            self.sessions.touch(session_id, now_ms)
+        self.zab.revalidate_reply(learner_id, session_id, valid)
+
+    def committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
+        """A txn the ZAB leader committed: this term's proposals are applied
+        through ``logged`` (replies, watches); txns logged in an earlier term
+        (committed when this leader was established) go straight to the tree."""
+        if self.inflight:
+            assert self.inflight[0].hdr.zxid == hdr.zxid, \
+                f"commit {hdr.zxid:#x} but the oldest proposal is {self.inflight[0].hdr.zxid:#x}"
+            self.logged(hdr.zxid, now_ms)
+            return
+        assert hdr.zxid > self.tree.last_processed_zxid, f"commit {hdr.zxid:#x} applied twice"
+        self.now_ms = now_ms
+        self._fire(self.tree.apply(hdr, txn).triggers)
 
     def submit_forwarded(self, session_id: int, cxid: int, op: int, body: bytes,
                          auth_ids, now_ms: int) -> None:

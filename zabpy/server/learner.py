@@ -5,19 +5,20 @@ The client side is the standalone core's: the same connection queues, so a
 session's replies still leave in request order, and a read waits behind
 the session's own forwarded writes. What changes:
 
-- a write, a session create or close, and sync() become ``Ready.forward``
-  entries (session id, cxid, op, body, auth ids) for the ZAB learner to send
-  as REQUEST packets; the entry waits in its queue, indexed by
-  (session id, cxid);
+- a write, a session create or close, and sync() are forwarded to the
+  leader by the ZAB learner (``zab.Learner.forward``: a REQUEST packet); the
+  entry waits in its queue, indexed by (session id, cxid); when the learner
+  cannot forward (it is leaving its leader) the request fails with
+  CONNECTIONLOSS;
 - ``apply_committed(hdr, txn)`` applies each txn the leader committed, in
   zxid order, fires watches, and answers the local request the txn came
   from, if any (matched by the session id and cxid in the txn header);
 - ``synced(token)`` answers a sync() once the leader's SYNC arrived: every
   txn committed before the sync was issued has been applied here;
-- sessions are expired by the leader only; ``take_touches()`` gives the
-  runtime the sessions seen since the last PING, to report to the leader;
+- sessions are expired by the leader only; every request touches its
+  session in the ZAB learner, which reports it in the next PING reply;
   a client reconnecting here is attached only once the leader says its
-  session is alive (``Ready.revalidate`` → ``revalidated``: REVALIDATE).
+  session is alive (REVALIDATE → ``revalidated``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import struct
 from ..jute import records as R
 from ..jute.constants import Err, OpCode
 from ..pipeline.final import write_reply
+from ..zab.follower import Learner
 from .standalone import Conn, Entry, StandaloneServer, frame
 
 __all__ = ["LearnerServer"]
@@ -35,11 +37,11 @@ __all__ = ["LearnerServer"]
 class LearnerServer(StandaloneServer):
     OWNS_SESSIONS = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, zab: Learner, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.zab = zab
         # (session id, cxid) -> (conn id, entry); ("session", id) -> conn id
         self._awaiting: dict = {}
-        self._touched: dict[int, int] = {}
 
     def _is_write(self, op: int) -> bool:
         return super()._is_write(op) or op == OpCode.sync
@@ -49,26 +51,25 @@ class LearnerServer(StandaloneServer):
         if conn is not None and conn.session_id:
             s = self.sessions.sessions.get(conn.session_id)
             if s is not None:
-                self._touched[conn.session_id] = s.timeout_ms
+                self.zab.touch(conn.session_id, s.timeout_ms)
         super().request(conn_id, xid, op, body, now_ms)
-
-    def take_touches(self) -> list[tuple[int, int]]:
-        out = list(self._touched.items())
-        self._touched.clear()
-        return out
 
     # ---- outgoing -------------------------------------------------------------
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
         self._awaiting[("session", sid)] = conn.conn_id
-        self._forward.append((sid, 0, OpCode.createSession, struct.pack(">i", timeout),
-                              tuple(conn.auth_ids)))
+        if not self.zab.forward(sid, 0, OpCode.createSession, struct.pack(">i", timeout),
+                                list(conn.auth_ids)):
+            self.leader_refused(sid, 0)
 
     def _reattach(self, conn: Conn, sid: int, timeout: int) -> None:
         # ZooKeeper's REVALIDATE: only the leader knows whether the session
         # is still alive; the client waits for its answer.
         self._awaiting[("revalidate", sid)] = (conn.conn_id, timeout)
-        self._revalidate.append((sid, timeout))
+        if self.zab.serving:
+            self.zab.revalidate(sid, timeout)
+        else:
+            self.revalidated(sid, False, self.now_ms)
 
     def revalidated(self, sid: int, valid: bool, now_ms: int) -> None:
         self.now_ms = now_ms
@@ -90,10 +91,12 @@ class LearnerServer(StandaloneServer):
         if entry.op == OpCode.closeSession:
             self.sessions.set_closing(sid)
         self._awaiting[(sid, entry.xid)] = (conn.conn_id, entry)
-        self._forward.append((sid, entry.xid, entry.op, entry.body, tuple(conn.auth_ids)))
+        if not self.zab.forward(sid, entry.xid, entry.op, entry.body, list(conn.auth_ids),
+                                (sid, entry.xid)):
+            self.leader_refused(sid, entry.xid)
 
     def leader_refused(self, session_id: int, cxid: int) -> None:
-        """The learner could not forward (no leader): fail that request."""
+        """The ZAB learner could not forward (it is not serving): fail that request."""
         waiting = self._awaiting.pop((session_id, cxid), None)
         if waiting is None:
             conn_id = self._awaiting.pop(("session", session_id), None)

@@ -66,14 +66,9 @@ class Ready:
     send: tuple = ()
     close: tuple = ()
     logs: tuple = ()
-    # learners only: writes for the leader, as (session id, cxid, op, body, auth ids),
-    # and reconnecting sessions to check with it, as (session id, timeout)
-    forward: tuple = ()
-    revalidate: tuple = ()
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.send or self.close or self.logs or self.forward
-                    or self.revalidate)
+        return bool(self.persist or self.send or self.close or self.logs)
 
 
 def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -141,8 +136,6 @@ class StandaloneServer:
         self._send: list = []
         self._close: list = []
         self._logs: list = []
-        self._forward: list = []
-        self._revalidate: list = []
         self._last_reap_ms = now_ms
         self.can_write = True  # false after a log failure: writes are refused
         for sid, timeout in (sessions or {}).items():
@@ -151,16 +144,13 @@ class StandaloneServer:
     # ---- the three verbs ---------------------------------------------------
 
     def ready(self) -> Ready:
-        return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs),
-                     tuple(self._forward), tuple(self._revalidate))
+        return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs))
 
     def advance(self, ready: Ready) -> None:
         del self._persist[:len(ready.persist)]
         del self._send[:len(ready.send)]
         del self._close[:len(ready.close)]
         del self._logs[:len(ready.logs)]
-        del self._forward[:len(ready.forward)]
-        del self._revalidate[:len(ready.revalidate)]
 
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).

@@ -189,7 +189,8 @@ class ZabSimulation:
     def _propose(self, sid: int, node: ZabNode) -> None:
         self.seq += 1
         hdr, txn = make_txn(self.seq, self.work_rng, self.paths)
-        node.peer.propose(hdr, txn)
+        zxid = node.peer.leader.next_zxid()
+        node.peer.propose(R.TxnHeader(hdr.clientId, hdr.cxid, zxid, hdr.time, hdr.type), txn)
 
     def _workload(self) -> None:
         if self.now_ms < self.next_write_ms:

@@ -43,7 +43,7 @@ from . import datadir as D
 from .snapshot import SnapshotError, deserialize_snapshot, tree_digest
 from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, scan_log
 
-__all__ = ["StorageError", "RestoreResult", "restore"]
+__all__ = ["StorageError", "RestoreResult", "restore", "replay_txn"]
 
 log = logging.getLogger("zabpy.storage")
 
@@ -117,6 +117,15 @@ def _check_tail(path: str, scan: LogScan, is_last: bool, out: RestoreResult) -> 
     return not scan.entries
 
 
+def replay_txn(tree: DataTree, sessions: dict[int, int], hdr, txn) -> None:
+    """Apply one logged txn to a tree and its session table, as a restart does."""
+    if hdr.type == OpCode.createSession:
+        sessions[hdr.clientId] = txn.timeOut
+    elif hdr.type == OpCode.closeSession:
+        sessions.pop(hdr.clientId, None)
+    tree.apply(hdr, txn)
+
+
 def _replay_file(path: str, data: bytes, tree: DataTree, out: RestoreResult) -> LogScan:
     scan = scan_log(data)
     if scan.stop == HEADER and len(data) >= FILE_HEADER_LEN:
@@ -133,11 +142,7 @@ def _replay_file(path: str, data: bytes, tree: DataTree, out: RestoreResult) -> 
             hdr, txn, _digest = decode_payload(payload)
         except DecodeError as e:
             raise StorageError(f"{path}: undecodable txn at offset {offset}: {e}") from None
-        if hdr.type == OpCode.createSession:
-            sessions[hdr.clientId] = txn.timeOut
-        elif hdr.type == OpCode.closeSession:
-            sessions.pop(hdr.clientId, None)
-        tree.apply(hdr, txn)
+        replay_txn(tree, sessions, hdr, txn)
         out.last_zxid = zxid
         out.replayed += 1
     return scan

@@ -7,7 +7,7 @@ outstanding proposals with their ACK sets, and the timers.
 
 Inputs: ``step(sid, packet, now_ms)`` (a packet from a learner, or the
 leader's own ACK looped back: see ``ready``), ``disconnected(sid, now_ms)``,
-``tick(now_ms)``; from the server pipeline ``propose(hdr, txn)``,
+``tick(now_ms)``; from the server pipeline ``next_zxid()`` and ``propose(hdr, txn)``,
 ``sync(token)``, ``revalidate_reply(sid, session_id, valid)``. Outputs:
 ``ready() -> ZabReady`` / ``advance(ready)`` (see ``ready.py``).
 
@@ -31,8 +31,8 @@ L3 (LeaderSyncFollower) each learner that acked the epoch is synced from its
 L4 (LeaderProcessACKLD) a quorum of NEWLEADER acks establishes the leader
    (phase BROADCAST); every learner whose NEWLEADER ack arrived gets
    UPTODATE (later ones at once).
-L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) ``propose``
-   assigns zxid = epoch << 32 | counter, logs it (the leader's ACK to itself
+L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) the leader
+   owns zxid allocation (``next_zxid``: epoch << 32 | counter); ``propose`` logs it (the leader's ACK to itself
    waits for the fsync) and sends PROPOSAL; proposals commit strictly in zxid
    order once a quorum of voters (the leader included) acked.
 L6 liveness: PING every tick/2; a learner not heard from within syncLimit
@@ -198,23 +198,29 @@ class Leader:
     def established(self) -> bool:
         return self.phase == Phase.BROADCAST
 
-    def propose(self, hdr: R.TxnHeader, txn: Record | None) -> int | None:
-        """Assign the next zxid to a prepared txn and broadcast it (L5).
-
-        ``hdr.zxid`` is ignored. Returns the zxid, or None when the leader
-        cannot take proposals now (not established, too many outstanding, or
-        the counter would wrap, which also ends the term).
-        """
-        if self.phase != Phase.BROADCAST or len(self.outstanding) >= ZAB_OUTSTANDING_MAX:
-            return None
+    def next_zxid(self) -> int:
+        """The zxid the next proposal must carry: the leader alone allocates
+        zxids (epoch << 32 | counter), and the server's prep asks it here."""
         assert self.new_epoch is not None
         last = self.last_proposed
         counter = P.counter_of(last) + 1 if P.epoch_of(last) == self.new_epoch else 1
-        if counter >= ZXID_COUNTER_MAX:
+        return P.make_zxid(self.new_epoch, counter)
+
+    def propose(self, hdr: R.TxnHeader, txn: Record | None) -> int | None:
+        """Log and broadcast a prepared txn (L5); ``hdr.zxid`` must be ``next_zxid()``.
+
+        Returns the zxid, or None when the leader cannot take proposals now
+        (not established, too many outstanding, or the counter would wrap,
+        which also ends the term).
+        """
+        if self.phase != Phase.BROADCAST or len(self.outstanding) >= ZAB_OUTSTANDING_MAX:
+            return None
+        zxid = self.next_zxid()
+        if P.counter_of(zxid) >= ZXID_COUNTER_MAX:
             self._step_down()
             return None
-        zxid = P.make_zxid(self.new_epoch, counter)
-        entry = (R.TxnHeader(hdr.clientId, hdr.cxid, zxid, hdr.time, hdr.type), txn)
+        assert hdr.zxid == zxid, f"proposal carries {hdr.zxid:#x}, the next zxid is {zxid:#x}"
+        entry = (hdr, txn)
         assert not self.outstanding or zxid > next(reversed(self.outstanding)), "out of order"
         self.outstanding[zxid] = _Proposal(entry)
         self.last_proposed = zxid
