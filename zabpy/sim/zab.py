@@ -1,7 +1,8 @@
-"""Command line for the ZAB simulation: ``python -m zabpy.sim --seed N`` or ``--seeds K``.
+"""Command line for the ensemble simulation: ``python -m zabpy.sim --seed N`` or ``--seeds K``.
 
-Each run prints its outcome; a failing seed prints the command that replays
-it (add ``--trace`` to see every event).
+Each run drives whole replicas (election, ZAB, the server core) with
+simulated clients under injected faults and prints its outcome; a failing
+seed prints the command that replays it (add ``--trace`` to see every event).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import argparse
 import sys
 
 from .cli import parser, run_seeds
-from .zab_ensemble import ZabSimOptions, ZabSimulation
+from .replica_sim import ReplicaSimOptions, ReplicaSimulation
 
-_KEYS = ("voters", "observers", "fault_ms", "liveness_ms")
+_KEYS = ("voters", "observers", "clients", "fault_ms", "liveness_ms")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -25,11 +26,11 @@ def replay_command(seed: int, overrides: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser("python -m zabpy.sim", __doc__).parse_args(argv)
+    args = parser("python -m zabpy.sim", __doc__, extra=("--clients",)).parse_args(argv)
     over = _overrides(args)
     return run_seeds(
-        args, lambda seed: (ZabSimulation(ZabSimOptions(seed=seed, **over)).run(), ""),
-        lambda r: f"ok leader={r.leader} committed={r.committed}",
+        args, lambda seed: (ReplicaSimulation(ReplicaSimOptions(seed=seed, **over)).run(), ""),
+        lambda r: f"ok leader={r.leader} committed={r.committed} client ops={r.client_ops}",
         lambda seed: replay_command(seed, over))
 
 

@@ -34,10 +34,10 @@ from zabpy.election import QuorumVerifier
 from zabpy.storage.snapshot import tree_digest
 
 from .invariants import SimFailure
-from .zab_node import replay, txn_bytes
+from .replica_node import replay, txn_bytes
 
 if TYPE_CHECKING:
-    from .zab_node import ZabNode
+    from .replica_node import ReplicaNode
 
 __all__ = ["ZabChecker"]
 
@@ -50,7 +50,7 @@ class ZabChecker:
         self.committed: dict[int, bytes] = {}      # zxid -> bytes, in commit order
         self.last_committed = 0
 
-    def on_established(self, sid: int, epoch: int, node: "ZabNode") -> None:
+    def on_established(self, sid: int, epoch: int, node: "ReplicaNode") -> None:
         other = self.leaders.setdefault(epoch, sid)
         if other != sid:
             raise SimFailure(f"Z1: epoch {epoch} established by {other} and {sid}")
@@ -69,7 +69,7 @@ class ZabChecker:
         if seen != raw:
             raise SimFailure(f"Z2: peer {sid} logged a different txn at {zxid:#x}")
 
-    def on_applied(self, sid: int, node: "ZabNode") -> None:
+    def on_applied(self, sid: int, node: "ReplicaNode") -> None:
         a = node.applied
         if len(a) >= 2 and a[-1] <= a[-2]:
             raise SimFailure(f"Z3: peer {sid} applied {a[-1]:#x} after {a[-2]:#x}")
@@ -96,7 +96,7 @@ class ZabChecker:
             if not self.quorum.contains_quorum(holders):
                 raise SimFailure(f"Z5: committed {zxid:#x} durable only on {holders}")
 
-    def check_serving(self, sid: int, node: "ZabNode") -> None:
+    def check_serving(self, sid: int, node: "ReplicaNode") -> None:
         """Z6: a serving peer's applied state is a prefix of the committed sequence."""
         upto = node.tree.last_processed_zxid
         base = node.snapshot.zxid if node.snapshot is not None else 0
@@ -109,7 +109,7 @@ class ZabChecker:
                              f"{upto:#x}: extra {[hex(z) for z in extra]}, "
                              f"missing {[hex(z) for z in missing]}")
 
-    def check_replay(self, sid: int, node: "ZabNode") -> None:
+    def check_replay(self, sid: int, node: "ReplicaNode") -> None:
         """Z7: the tree is the replay of the log up to the last applied zxid."""
         upto = node.tree.last_processed_zxid
         ref = replay(node.snapshot, node.log, upto)

@@ -5,7 +5,7 @@
 Fast Leader Election; ``ready`` defines the output contract (``ZabReady``,
 ``Persist`` with its ``then``); ``packets`` the quorum packets and their
 stream codec. ``zabpy.runtime.quorum_transport`` carries the packets over
-TCP and ``zabpy.sim.zab_ensemble`` drives the same cores deterministically.
+TCP and ``zabpy.sim.replica_sim`` drives the same cores, inside whole replicas, deterministically.
 See docs/zab.md.
 """
 
