@@ -143,6 +143,28 @@ def test_session_expiry_deletes_ephemerals_through_the_log():
     assert "/e" not in h.srv.tree.nodes and sid not in h.srv.sessions.sessions
 
 
+def test_close_session_deletes_ephemerals_still_being_created():
+    """ZooKeeper's PrepRequestProcessor adds the session's outstanding ephemeral
+    creates to a closeSession's deletes (and takes the child from the parent's
+    pending count), so a create of that path right after the close succeeds.
+    Found by the simulator (tests/test_zab_sim.py REGRESSION_SEEDS)."""
+    h = Harness()
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/p", b"", OPEN, 0))
+    h.durable()
+    h.request(1, 2, OpCode.create, R.CreateRequest("/p/e", b"", OPEN, 1))   # ephemeral, pending
+    h.request(1, 3, OpCode.closeSession, R.CloseSessionTxn([]))              # body ignored
+    h.request(2, 1, OpCode.create, R.CreateRequest("/p/e", b"", OPEN, 0))
+    h.request(2, 2, OpCode.delete, R.DeleteRequest("/p", -1))                 # /p still has /p/e
+    before, after = h.durable()
+    close = [txn for hdr, txn in before.persist if hdr.type == OpCode.closeSession]
+    assert close[0].paths2Delete == ["/p/e"]
+    replies = [_reply(f) for f in _frames(after, 2)]
+    assert [r.err for r in replies] == [Err.OK, Err.NOTEMPTY]
+    assert h.srv.tree.nodes["/p/e"].ephemeral_owner == 0
+
+
 def test_failed_write_consumes_a_zxid():
     h = Harness()
     h.open_session(1)

@@ -16,7 +16,7 @@ zookeeper-facts.md section 1.1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
@@ -24,9 +24,10 @@ from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode,
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
-from ..tree.paths import validate_path
+from ..tree.paths import parent_of, validate_path
 
-__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "WRITE_OPS",
+__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
+           "WRITE_OPS",
            "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
 
 WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL,
@@ -96,6 +97,29 @@ class PendingChanges:
         self.by_path = {}
         for rec in self.order:
             self.by_path[rec.path] = rec
+
+
+def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -> list[str]:
+    """The ephemerals a closeSession txn deletes, recorded as pending deletes.
+
+    As ZooKeeper's PrepRequestProcessor: the session's ephemerals in the tree,
+    plus those it is creating in txns not yet applied, minus those already
+    being deleted; each parent loses a child in its pending record, so a
+    later request sees the tree as it will be once the close is applied.
+    """
+    paths = dict.fromkeys(pending.tree.ephemerals.get(session_id, {}))
+    for path, rec in pending.by_path.items():
+        if not rec.exists:
+            paths.pop(path, None)
+        elif rec.ephemeral_owner == session_id:
+            paths[path] = None
+    out = sorted(paths)
+    for path in out:
+        parent = pending.get(parent_of(path))
+        if parent is not None:
+            pending.add(replace(parent, zxid=zxid, child_count=max(0, parent.child_count - 1)))
+        pending.add(ChangeRecord(zxid, path, False))
+    return out
 
 
 @dataclass

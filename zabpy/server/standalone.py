@@ -38,7 +38,8 @@ from ..jute.codec import DecodeError, Reader
 from ..jute.constants import Err, EventType, KeeperState, OpCode, Xid
 from ..pipeline.final import ReadContext, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
-                             PendingChanges, PrepContext, decode_multi, prepare)
+                             PendingChanges, PrepContext, decode_multi, prepare,
+                             prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
 from ..tree.acl import authenticate
 from ..tree.datatree import DataTree, ttl_of
@@ -69,6 +70,9 @@ class Ready:
 
     def __bool__(self) -> bool:
         return bool(self.persist or self.send or self.close or self.logs)
+
+
+_NOTHING = Ready()
 
 
 def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -144,9 +148,13 @@ class StandaloneServer:
     # ---- the three verbs ---------------------------------------------------
 
     def ready(self) -> Ready:
+        if not (self._persist or self._send or self._close or self._logs):
+            return _NOTHING   # the common case in a pump: no allocation
         return Ready(tuple(self._persist), tuple(self._send), tuple(self._close), tuple(self._logs))
 
     def advance(self, ready: Ready) -> None:
+        if ready is _NOTHING:
+            return
         del self._persist[:len(ready.persist)]
         del self._send[:len(ready.send)]
         del self._close[:len(ready.close)]
@@ -368,9 +376,7 @@ class StandaloneServer:
         answers its client when the txn with that cxid commits)."""
         self.sessions.set_closing(sid)
         zxid = self._take_zxid()
-        paths = sorted(self.tree.ephemerals.get(sid, {}))
-        for p in paths:
-            self.pending.add(ChangeRecord(zxid, p, False))
+        paths = prepare_close_session(sid, zxid, self.pending)
         hdr = R.TxnHeader(sid, entry.xid if entry else cxid, zxid, self._wall_ms(),
                           OpCode.closeSession)
         self._hand_to_log(InFlight(hdr, R.CloseSessionTxn(paths), conn.conn_id if conn else None,
