@@ -82,6 +82,9 @@ class ElectionReady:
     decided: Vote | None = None
 
 
+_NOTHING = ElectionReady()
+
+
 class FastLeaderElection:
     """One peer's leader election; see the module docstring for the rules."""
 
@@ -162,9 +165,13 @@ class FastLeaderElection:
             self.poll_deadline_ms = now_ms + self.interval_ms
 
     def ready(self) -> ElectionReady:
+        if not self._outbox and self._decided is None:
+            return _NOTHING   # the usual case outside an election: no allocation
         return ElectionReady(tuple(self._outbox), self._decided)
 
     def advance(self, ready: ElectionReady) -> None:
+        if ready is _NOTHING:
+            return
         n = len(ready.send)
         assert tuple(self._outbox[:n]) == ready.send, "advance() with a stale ready"
         del self._outbox[:n]

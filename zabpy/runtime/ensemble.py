@@ -88,7 +88,8 @@ class EnsembleRuntime(ServerRuntime):
         await self._start_secure_port(loop)
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
         self._election = ElectionTransport(self.server_id, peers)
-        self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost)
+        self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
+                                       on_packets=self._quorum_packets)
         self._disk = DiskWriter(self.store, self._durable, self._fsync_took)
         self._spawn(self._election.run())
         if me.role == "participant":
@@ -141,6 +142,10 @@ class EnsembleRuntime(ServerRuntime):
 
     def _quorum_packet(self, sid: int, pkt) -> None:
         self.replica.quorum_received(sid, pkt, _now_ms())
+        self._schedule_flush()
+
+    def _quorum_packets(self, sid: int, pkts: list) -> None:
+        self.replica.quorum_received_many(sid, pkts, _now_ms())
         self._schedule_flush()
 
     def _quorum_lost(self, sid: int) -> None:
@@ -237,6 +242,7 @@ class EnsembleRuntime(ServerRuntime):
             if not ready:
                 break
         self.server = replica.server
+        self._quorum.flush()
         self._arm_timer(ready.deadline_ms)
         self._backpressure()
 

@@ -16,7 +16,11 @@ OBSERVERINFO carries LearnerInfo.serverid); anything else first closes the
 connection. A learner that connects again replaces its older connection,
 which is closed without an ``on_disconnected`` (the new FOLLOWERINFO resets
 the learner in the core). ``send`` to a sid without a connection is dropped:
-ZAB's timers handle a missing peer. Writes are not awaited; the transport's
+ZAB's timers handle a missing peer. Packets sent to one link during a loop
+turn leave in one write (``flush``; the host calls it after each Ready, and
+a ``call_soon`` does otherwise), so a burst of PROPOSALs and COMMITs costs one
+syscall per learner. With ``on_packets`` every packet one read decoded is
+handed over in one call. Writes are not awaited; the transport's
 buffers are bounded by the kernel and asyncio's high-water mark, above which
 a connection is closed rather than buffered without limit.
 
@@ -54,6 +58,13 @@ class _Link:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.closed = False
+        self.queued: list[bytes] = []   # sent this loop turn, written together by flush
+
+    def flush(self) -> None:
+        if self.queued:
+            data = b"".join(self.queued) if len(self.queued) > 1 else self.queued[0]
+            self.queued = []
+            self.write(data)
 
     def write(self, data: bytes) -> bool:
         if self.closed or self.writer.is_closing():
@@ -74,13 +85,19 @@ class _Link:
 
 class QuorumTransport:
     def __init__(self, on_packet: Callable[[int, R.QuorumPacket], None],
-                 on_disconnected: Callable[[int], None]) -> None:
+                 on_disconnected: Callable[[int], None], *,
+                 on_packets: Callable[[int, list[R.QuorumPacket]], None] | None = None) -> None:
         self.on_packet = on_packet
+        self.on_packets = on_packets   # if given: every packet one read decoded, in one call
         self.on_disconnected = on_disconnected
         self._links: dict[int, _Link] = {}
         self._pending: dict[int, list[bytes]] = {}   # dialing: writes queued until connected
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._dirty: list[_Link] = []        # links with queued packets
+        self._flush_scheduled = False
+        self._last_pkt: R.QuorumPacket | None = None
+        self._last_data = b""
 
     # ---- leader side ------------------------------------------------------------
     async def listen(self, host: str, port: int) -> int:
@@ -110,14 +127,15 @@ class QuorumTransport:
                     if not link.closed:
                         log.info("Quorum link from server %s %s closed by the peer", sid, peer)
                     break
-                for pkt in decoder.feed(data):
+                pkts = decoder.feed(data)
+                if not pkts:
+                    continue
+                if sid is None:
+                    sid = self._identify(pkts[0], link, peer)
                     if sid is None:
-                        sid = self._identify(pkt, link, peer)
-                        if sid is None:
-                            return
-                    if self._links.get(sid) is not link:
-                        return  # we closed it (close(sid)) or a newer link replaced it
-                    self.on_packet(sid, pkt)
+                        return
+                if not self._deliver(sid, link, pkts):
+                    return  # we closed it (close(sid)) or a newer link replaced it
         except DecodeError as e:
             log.warning("Closing quorum link from server %s %s: undecodable packet: %s",
                         sid, peer, e)
@@ -179,10 +197,8 @@ class QuorumTransport:
                     if not link.closed:
                         log.info("Quorum link to leader %d closed by the leader", sid)
                     break
-                for pkt in decoder.feed(data):
-                    if self._links.get(sid) is not link:
-                        return  # close(sid) dropped it: the core asked, nothing to say
-                    self.on_packet(sid, pkt)
+                if not self._deliver(sid, link, decoder.feed(data)):
+                    return  # close(sid) dropped it: the core asked, nothing to say
         except DecodeError as e:
             log.warning("Closing quorum link to leader %d: undecodable packet: %s", sid, e)
         except OSError as e:
@@ -197,19 +213,55 @@ class QuorumTransport:
                 self.on_disconnected(sid)
 
     # ---- both --------------------------------------------------------------------
+    def _deliver(self, sid: int, link: _Link, pkts: list[R.QuorumPacket]) -> bool:
+        """Hand packets to the core while ``link`` is still ``sid``'s; False once it is not."""
+        if self.on_packets is not None:
+            if self._links.get(sid) is not link:
+                return False
+            if pkts:
+                self.on_packets(sid, pkts)
+            return True
+        for pkt in pkts:
+            if self._links.get(sid) is not link:
+                return False
+            self.on_packet(sid, pkt)
+        return self._links.get(sid) is link
+
     def send(self, sid: int, pkt: R.QuorumPacket) -> None:
-        data = encode_packet(pkt)
+        """Queue ``pkt`` to ``sid``; every link's packets of one loop turn go out
+        in one write, in order (``flush``, called by the host after carrying out
+        a Ready, or at the latest by a ``call_soon`` scheduled here)."""
+        if pkt is self._last_pkt:
+            data = self._last_data   # one PROPOSAL or COMMIT to every learner: encode once
+        else:
+            data = encode_packet(pkt)
+            self._last_pkt, self._last_data = pkt, data
         link = self._links.get(sid)
         if link is not None:
-            link.write(data)
+            if not link.queued:
+                self._dirty.append(link)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self.flush)
+            link.queued.append(data)
         elif sid in self._pending:
             self._pending[sid].append(data)
 
+    def flush(self) -> None:
+        """Write what ``send`` queued, one write per link."""
+        self._flush_scheduled = False
+        self._last_pkt = self._last_data = None
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            link.flush()
+
     def close(self, sid: int) -> None:
-        """Drop the connection to ``sid`` (no on_disconnected: the core asked for it)."""
+        """Drop the connection to ``sid`` (no on_disconnected: the core asked for it).
+        Packets queued to it this turn still go out first, as one write."""
         self._pending.pop(sid, None)
         link = self._links.pop(sid, None)
         if link is not None:
+            link.flush()
             link.close()
 
     def close_all(self) -> None:

@@ -180,7 +180,7 @@ class Learner:
             self._on_commit(pkt.zxid)
         elif kind == T.INFORM and stage >= _NEWLEADER_ACKED and self.observer:
             txn = self._next_txn(pkt)
-            self._out.persist.append(Persist(records=(txn,)))
+            self._out.persist.append(Persist(records=(txn,), payloads=(pkt.data,)))
             self._out.commit.append(txn)
         elif kind == T.UPTODATE and stage == _NEWLEADER_ACKED:
             self.stage, self.phase = _SERVING, Phase.BROADCAST
@@ -250,8 +250,11 @@ class Learner:
     def _on_proposal(self, pkt: R.QuorumPacket) -> None:
         txn = self._next_txn(pkt)
         self.pending[txn[0].zxid] = txn
+        # The log gets the leader's bytes (digest included, as ZooKeeper's
+        # learner logs it): decoded once to apply, never encoded again.
         self._out.persist.append(Persist(
-            records=(txn,), then=((self.leader_sid, P.packet(T.ACK, txn[0].zxid)),)))
+            records=(txn,), payloads=(pkt.data,),
+            then=((self.leader_sid, P.packet(T.ACK, txn[0].zxid)),)))
 
     def _on_commit(self, zxid: int) -> None:
         first = next(iter(self.pending), None)
@@ -264,7 +267,9 @@ class Learner:
         self._out.close.append(self.leader_sid)
 
     def _check(self) -> None:
+        # O(1): pending only grows at its end with zxids above last_logged_zxid
+        # (_next_txn checks each), so dict order is zxid order and the ends suffice.
         if self.pending:
-            zxids = list(self.pending)
-            assert zxids == sorted(zxids) and zxids[-1] <= self.last_logged_zxid
+            assert next(iter(self.pending)) <= next(reversed(self.pending)) \
+                <= self.last_logged_zxid
         assert self.accepted_epoch >= self.current_epoch or self.phase == Phase.LOOKING

@@ -237,16 +237,27 @@ def load_snapshot_bytes(data: bytes, tree: DataTree, zxid: int) -> dict[int, int
 
 # ---- stream codec ---------------------------------------------------------------
 
+# The shapes nearly every packet has (no authinfo): precompiled, no jute Writer.
+_HEAD = struct.Struct(">iqi")       # type, zxid, data length
+_BARE = struct.Struct(">iqii")      # type, zxid, data -1 (null), authinfo -1 (null)
+_NO_AUTH = _INT.pack(-1)
+
+
 def encode_packet(pkt: R.QuorumPacket) -> bytes:
     """The bytes of one packet on the quorum stream (SNAP: header, image, signature)."""
-    if pkt.type == PacketType.SNAP:
+    kind, data = pkt.type, pkt.data
+    if kind == PacketType.SNAP:
         w = Writer()
-        R.QuorumPacket(pkt.type, pkt.zxid, None, pkt.authinfo).write(w)
-        w.raw(pkt.data or b"")
+        R.QuorumPacket(kind, pkt.zxid, None, pkt.authinfo).write(w)
+        w.raw(data or b"")
         w.ustring(SNAP_SIGNATURE)
         return w.getvalue()
-    assert pkt.data is None or len(pkt.data) <= QUORUM_PACKET_DATA_BYTES_MAX, len(pkt.data)
-    return pkt.to_bytes()
+    assert data is None or len(data) <= QUORUM_PACKET_DATA_BYTES_MAX, len(data)
+    if pkt.authinfo is not None:
+        return pkt.to_bytes()
+    if data is None:
+        return _BARE.pack(kind, pkt.zxid, -1, -1)
+    return b"".join((_HEAD.pack(kind, pkt.zxid, len(data)), data, _NO_AUTH))
 
 
 class _Short(Exception):
@@ -339,6 +350,19 @@ class PacketDecoder:
         return out
 
     def _one(self) -> tuple[R.QuorumPacket, int]:
+        buf = self._buf
+        size = len(buf)
+        # Fast path: a whole packet without authinfo (PROPOSAL, ACK, COMMIT, PING...).
+        if size >= _BARE.size:
+            kind, zxid, n = _HEAD.unpack_from(buf)
+            if kind != PacketType.SNAP and -1 <= n <= QUORUM_PACKET_DATA_BYTES_MAX:
+                end = _HEAD.size + max(n, 0)
+                if end + 4 <= size and _INT.unpack_from(buf, end)[0] == -1:
+                    data = None if n == -1 else bytes(buf[_HEAD.size:end])
+                    return R.QuorumPacket(kind, zxid, data, None), end + 4
+        return self._one_slow()
+
+    def _one_slow(self) -> tuple[R.QuorumPacket, int]:
         s = _Scan(self._buf)
         kind, zxid = s.int(), s.long()
         data = s.buffer(QUORUM_PACKET_DATA_BYTES_MAX)

@@ -42,7 +42,7 @@ from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_LOG_TAIL_MAX
 from .follower import Learner
 from .history import History
 from .leader import Leader, ZabTimers
-from .ready import Outbox, Phase, Snapshot, Txn, ZabReady
+from .ready import EMPTY_READY, Outbox, Phase, Snapshot, Txn, ZabReady
 
 __all__ = ["Peer", "PeerReady", "PeerLog"]
 
@@ -63,6 +63,9 @@ class PeerReady:
     zab: ZabReady = ZabReady()
     connect: int | None = None           # dial this leader's quorum port (new learner role)
     state: ServerState | None = None     # the peer's new state, when it changed
+
+
+_QUIET = PeerReady()
 
 
 class Peer:
@@ -117,10 +120,15 @@ class Peer:
 
     def ready(self) -> PeerReady:
         self._drain_role()
-        return PeerReady(tuple(self._election), self._zab.ready(), self._connect,
-                         self._state_changed)
+        zab = self._zab.ready()
+        if zab is EMPTY_READY and not self._election and self._connect is None \
+                and self._state_changed is None:
+            return _QUIET   # most pumps find nothing: no allocation
+        return PeerReady(tuple(self._election), zab, self._connect, self._state_changed)
 
     def advance(self, ready: PeerReady) -> None:
+        if ready is _QUIET:
+            return
         n = len(ready.election)
         assert tuple(self._election[:n]) == ready.election, "advance() with a stale ready"
         del self._election[:n]
@@ -209,7 +217,7 @@ class Peer:
         if role is None:
             return
         r = role.ready()
-        if r.empty():
+        if r is EMPTY_READY:
             return
         role.advance(r)
         for p in r.persist:

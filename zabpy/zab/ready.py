@@ -10,6 +10,9 @@ type"). An executor (the asyncio runtime or the simulator) handles one
    tree and sessions with the image, and save it durably; the log restarts
    after it) → append ``records`` → fsync → write ``accepted_epoch`` then
    ``current_epoch`` (atomically, tmp + rename) → only now send ``then``.
+   ``payloads``, when not empty, holds each record's log payload already
+   encoded (the PROPOSAL's data: TxnHeader ‖ txn ‖ digest), so the log
+   writes those bytes instead of encoding the record a second time.
    A later Persist's ``then`` never leaves before an earlier Persist is
    durable; a Persist with nothing to write is a pure barrier ("send after
    everything before is durable"). This is how "txns durable, then the epoch,
@@ -42,7 +45,7 @@ from ..jute import records as R
 from ..jute.codec import Record
 
 __all__ = ["Phase", "Snapshot", "Persist", "ForwardedRequest", "ZabReady", "Outbox", "Txn",
-           "Envelope"]
+           "Envelope", "EMPTY_READY"]
 
 Txn = tuple[R.TxnHeader, Record | None]
 Envelope = tuple[int, R.QuorumPacket]
@@ -73,6 +76,11 @@ class Persist:
     accepted_epoch: int | None = None
     current_epoch: int | None = None
     then: tuple[Envelope, ...] = ()
+    payloads: tuple[bytes, ...] = ()   # empty, or records' encoded payloads, one each
+
+    def __post_init__(self) -> None:
+        assert not self.payloads or len(self.payloads) == len(self.records), \
+            "payloads: none, or one per record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +134,36 @@ class Outbox:
         self.persist.append(Persist(then=tuple(envelopes)))
 
     def ready(self) -> ZabReady:
+        # The hot path (every packet, every pump) is an empty outbox: hand out
+        # one shared empty value instead of building ten tuples.
+        if not (self.persist or self.commit or self.send or self.close or self.requests
+                or self.touches or self.revalidate or self.revalidated or self.synced
+                or self.phase is not None):
+            return EMPTY_READY
         return ZabReady(tuple(self.persist), tuple(self.commit), tuple(self.send),
                         tuple(self.close), self.phase, tuple(self.requests), tuple(self.touches),
                         tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced))
 
     def advance(self, r: ZabReady) -> None:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
-        for name in ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
-                     "revalidated", "synced"):
-            queue: list = getattr(self, name)
+        if r is EMPTY_READY:
+            return
+        for name in _QUEUES:
             taken = getattr(r, name)
-            assert tuple(queue[:len(taken)]) == taken, f"advance() with a stale ready ({name})"
-            del queue[:len(taken)]
+            if not taken:
+                continue
+            queue: list = getattr(self, name)
+            n = len(taken)
+            # The ready is a prefix of the queue: its ends are the very same
+            # objects (identity, O(1); comparing values would cost a deep
+            # dataclass __eq__ per element on every packet).
+            assert len(queue) >= n and queue[0] is taken[0] and queue[n - 1] is taken[-1], \
+                f"advance() with a stale ready ({name})"
+            del queue[:n]
         if r.phase is not None and self.phase == r.phase:
             self.phase = None
+
+
+_QUEUES = ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
+           "revalidated", "synced")
+EMPTY_READY = ZabReady()
