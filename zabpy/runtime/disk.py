@@ -75,8 +75,7 @@ class DiskWriter:
         token = 0
         while queue and queue[0].append_only:
             write = queue.popleft()
-            for hdr, txn in write.records:
-                store.append(hdr, txn)
+            _append_records(store, write)
             token = write.token
         return token
 
@@ -93,11 +92,19 @@ class DiskWriter:
             sessions = P.load_snapshot_bytes(write.snapshot.data, tree, write.snapshot.zxid)
             install_snapshot(store, tree, sessions)
             loaded = Loaded(tree, sessions)
-        for hdr, txn in write.records:
-            store.append(hdr, txn)
+        _append_records(store, write)
         store.flush_and_sync()
         if write.accepted_epoch is not None:
             write_epoch(store, ACCEPTED_EPOCH, write.accepted_epoch)
         if write.current_epoch is not None:
             write_epoch(store, CURRENT_EPOCH, write.current_epoch)
         return loaded
+
+
+def _append_records(store: TxnStore, write: DiskWrite) -> None:
+    if write.payloads:
+        for (hdr, _txn), payload in zip(write.records, write.payloads):
+            store.append_payload(hdr.zxid, payload)
+    else:
+        for hdr, txn in write.records:
+            store.append(hdr, txn)

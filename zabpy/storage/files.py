@@ -52,7 +52,8 @@ from ..tree.datatree import DataTree
 from . import datadir as D
 from .recovery import RestoreResult, StorageError, restore
 from .snapshot import serialize_snapshot
-from .txnlog import encode_entry, encode_file_header, padded_size
+from .txnlog import (encode_entry, encode_entry_payload, encode_file_header, padded_size,
+                     payload_zxid)
 
 __all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
 
@@ -159,12 +160,20 @@ class TxnStore:
 
     def append(self, hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> None:
         """Queue one txn for the next flush (cheap; no IO)."""
-        entry = encode_entry(hdr, txn, digest)
+        self._queue(hdr.zxid, encode_entry(hdr, txn, digest))
+
+    def append_payload(self, zxid: int, payload: bytes) -> None:
+        """``append`` of a txn already encoded (TxnHeader ‖ txn ‖ digest, as a
+        PROPOSAL carries it): the same log bytes, without encoding it again."""
+        assert payload_zxid(payload) == zxid, (payload_zxid(payload), zxid)
+        self._queue(zxid, encode_entry_payload(payload))
+
+    def _queue(self, zxid: int, entry: bytes) -> None:
         with self._lock:
-            assert hdr.zxid > self._last_appended_zxid, (hdr.zxid, self._last_appended_zxid)
-            self._last_appended_zxid = hdr.zxid
+            assert zxid > self._last_appended_zxid, (zxid, self._last_appended_zxid)
+            self._last_appended_zxid = zxid
             if not self._pending:
-                self._pending_first_zxid = hdr.zxid
+                self._pending_first_zxid = zxid
             self._pending.append(entry)
             self._txns_since_snap += 1
             self._bytes_since_snap += len(entry)

@@ -8,7 +8,8 @@ A log file ``log.<hex zxid of its first txn>`` is a 16-byte ``FileHeader``
     payload         TxnHeader + txn record (absent for some types) + optional TxnDigest
     'B' (0x42)      end-of-record marker
 
-Writing: ``encode_file_header`` and ``encode_entry`` build exactly those bytes.
+Writing: ``encode_file_header`` and ``encode_entry`` (``encode_entry_payload`` for a
+payload already encoded) build exactly those bytes.
 ``padded_size`` is ZooKeeper's preallocation rule (grow by preAllocSize when
 the write position comes within 4 KiB of the end).
 
@@ -38,7 +39,8 @@ from ..limits import LOG_PREALLOC_MARGIN_BYTES, TXN_LOG_ENTRY_BYTES_MAX
 
 __all__ = [
     "LOG_MAGIC", "LOG_VERSION", "FILE_HEADER_LEN", "END", "PARTIAL", "CRC", "HEADER",
-    "encode_file_header", "encode_payload", "encode_entry", "decode_payload", "payload_zxid",
+    "encode_file_header", "encode_payload", "encode_entry", "encode_entry_payload",
+    "decode_payload", "payload_zxid",
     "scan_log", "LogScan", "padded_size",
 ]
 
@@ -74,7 +76,11 @@ def encode_payload(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | N
 
 
 def encode_entry(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> bytes:
-    payload = encode_payload(hdr, txn, digest)
+    return encode_entry_payload(encode_payload(hdr, txn, digest))
+
+
+def encode_entry_payload(payload: bytes) -> bytes:
+    """One log record around an encoded payload (checksum, length, payload, 'B')."""
     assert 0 < len(payload) <= TXN_LOG_ENTRY_BYTES_MAX, len(payload)
     return b"".join((_HEAD.pack(zlib.adler32(payload), len(payload)), payload, b"B"))
 

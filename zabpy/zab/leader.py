@@ -225,9 +225,10 @@ class Leader:
         self.outstanding[zxid] = _Proposal(entry)
         self.last_proposed = zxid
         self.last_logged_zxid = zxid
-        self._out.persist.append(Persist(records=(entry,),
-                                         then=((self.my_sid, P.packet(T.ACK, zxid)),)))
         pkt = P.proposal(*entry)
+        # The PROPOSAL's data is the log payload: encoded once, logged as is.
+        self._out.persist.append(Persist(records=(entry,), payloads=(pkt.data,),
+                                         then=((self.my_sid, P.packet(T.ACK, zxid)),)))
         for sid, learner in self.learners.items():
             if learner.stage >= _SYNCING and not learner.observer:
                 self._out.send.append((sid, pkt))
