@@ -78,6 +78,23 @@ def test_new_epoch_is_max_accepted_plus_one_and_leaderinfo_waits_for_the_write()
     assert drain(leader).persist[0].then == ((3, P.leader_info(6)),)
 
 
+def test_leader_gives_up_its_term_for_a_learner_that_accepted_a_later_epoch():
+    """L1' (found by the simulator, seed 22): a voter that accepted epoch e' >
+    our epoch refuses LEADERINFO (FollowerProcessNEWEPOCH); the leader ends
+    its term so the next election decides an epoch above e'."""
+    leader = new_leader()
+    establish(leader)
+    assert drain(leader).phase == Phase.BROADCAST
+    leader.step(2, info(2, leader.new_epoch + 1), 0)
+    assert drain(leader).phase == Phase.LOOKING
+    # an equal accepted epoch is fine: the learner acks it with -1
+    leader = new_leader()
+    establish(leader)
+    drain(leader)
+    leader.step(2, info(2, leader.new_epoch), 0)
+    assert leader.phase == Phase.BROADCAST
+
+
 def test_learner_persists_accepted_epoch_before_ackepoch():
     # Zab.tla FollowerProcessNEWEPOCH.
     f = Learner(2, 1, P.make_zxid(1, 4), 1, 1, 0, timers=TIMERS)

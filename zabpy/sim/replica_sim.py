@@ -224,7 +224,7 @@ class ReplicaSimulation:
             self.closed_by_server.append(cid)
 
     def _client_actions(self) -> None:
-        stop = self.healed and self.now_ms > self.opts.fault_ms
+        stop = self.healed and self.now_ms > self.opts.fault_ms + 2000
         for c in self.clients:
             if self.client_next_ms[c.client_id] > self.now_ms:
                 continue
@@ -233,6 +233,8 @@ class ReplicaSimulation:
             link = self.client_link.get(c.client_id)
             if link is None and c.needs_connection and not stop:
                 target = self.client_rng.choice(sorted(self.nodes))
+                self.log(f"client {c.client_id} dials server {target} "
+                         f"(session 0x{c.session_id:x}, last zxid {c.last_zxid_seen:#x})")
                 self.client_link[c.client_id] = self.cnet.open(
                     self.now_ms, c.client_id, target, c.handshake_bytes(self.now_ms))
                 continue
@@ -248,6 +250,11 @@ class ReplicaSimulation:
                 client.receive(ev.data, self.now_ms)
                 return
             link.client_closed = True
+            # a client library backs off before it tries the next server
+            self.client_next_ms[link.client_id] = max(
+                self.client_next_ms[link.client_id], self.now_ms + self.client_rng.randint(20, 200))
+            self.log(f"client {link.client_id} disconnected from server {link.server_id} "
+                     f"({sum(1 for op in client.history if op.outcome == 'pending')} pending)")
             client.disconnected(self.now_ms)
             if self.client_link.get(link.client_id) is link:
                 del self.client_link[link.client_id]
@@ -477,7 +484,7 @@ class ReplicaSimulation:
         try:
             while True:
                 self._step_once()
-                if self.healed and self.now_ms > self.opts.fault_ms + 2000 \
+                if self.healed and self.now_ms > self.opts.fault_ms + 3000 \
                         and (leader := self.converged()) is not None:
                     self.check_periodic(replay=True)
                     self._check_clients()

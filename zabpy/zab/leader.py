@@ -17,6 +17,9 @@ L1 (LeaderProcessCEPOCH) wait for FOLLOWERINFO from a quorum of voters (the
    leader counts itself), then newEpoch = max(acceptedEpoch of all of them,
    observers and self included) + 1. The leader persists acceptedEpoch and
    only then sends LEADERINFO (it travels in that Persist's ``then``).
+L1' a learner whose FOLLOWERINFO carries an acceptedEpoch above the epoch
+   already decided would refuse LEADERINFO forever (F1): the leader gives up
+   the term (LOOKING), and the next election decides an epoch above it.
 L2 (LeaderProcessACKEPOCH) an ACKEPOCH whose (currentEpoch, lastZxid) beats
    the leader's own makes the leader give up (LOOKING). Once a quorum has
    acked the epoch the leader persists currentEpoch; its own NEWLEADER ack is
@@ -254,8 +257,16 @@ class Leader:
         if info.serverid != sid or (not observer and not self.quorum.is_voter(sid)):
             self._out.close.append(sid)
             return
+        accepted = P.epoch_of(pkt.zxid)
+        if self.new_epoch is not None and accepted > self.new_epoch:
+            # The learner promised a later epoch than ours (it led, or followed a
+            # leader, that never established it) and refuses our LEADERINFO.
+            # ZooKeeper's learner retries until the next election happens for
+            # another reason; we end the term so the next epoch covers it (L1').
+            self._step_down()
+            return
         # A reconnecting learner starts over; the transport replaced its connection.
-        self.learners[sid] = _LearnerState(observer, P.epoch_of(pkt.zxid), now_ms)
+        self.learners[sid] = _LearnerState(observer, accepted, now_ms)
         if self.new_epoch is None:
             self._decide_epoch()
         else:
