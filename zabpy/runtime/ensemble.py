@@ -33,6 +33,7 @@ from .disk import DiskWriter
 from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
 from .quorum_transport import QuorumTransport
+from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
 
 __all__ = ["EnsembleRuntime"]
@@ -77,7 +78,7 @@ class EnsembleRuntime(ServerRuntime):
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
         self.replica = Replica(self._settings(), quorum_from_config(self._quorum_props()), tree,
                                sessions, accepted, current, random.Random(), _now_ms(),
-                               timers=timers)
+                               timers=timers, snapshot_image=ForkedImage)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         self._tcp_server = await loop.create_server(

@@ -20,7 +20,10 @@ ZAB's timers handle a missing peer. Packets sent to one link during a loop
 turn leave in one write (``flush``; the host calls it after each Ready, and
 a ``call_soon`` does otherwise), so a burst of PROPOSALs and COMMITs costs one
 syscall per learner. With ``on_packets`` every packet one read decoded is
-handed over in one call. Writes are not awaited; the transport's
+handed over in one call. A SNAP whose image is still being made off the
+loop (``snap_image.ForkedImage``) gets its header written at once; the image
+and every later packet to that learner follow when the image is ready, in
+order, while other links carry on. Writes are not awaited; the transport's
 buffers are bounded by the kernel and asyncio's high-water mark, above which
 a connection is closed rather than buffered without limit.
 
@@ -44,8 +47,10 @@ from typing import Callable
 from ..jute import records as R
 from ..jute.codec import DecodeError
 from ..limits import CONNECTION_WRITE_BUFFER_HIGH
-from ..zab.packets import PacketDecoder, PacketType, encode_packet, parse_learner_info
+from ..zab.packets import (PacketDecoder, PacketType, encode_packet, parse_learner_info,
+                           snap_frame)
 from .fatal import escalate
+from .snap_image import SnapImageError
 
 __all__ = ["QuorumTransport"]
 
@@ -58,18 +63,40 @@ class _Link:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.closed = False
-        self.queued: list[bytes] = []   # sent this loop turn, written together by flush
+        # Sent and not yet written: bytes, or a SNAP image still being made
+        # (``_Image``), behind which everything later waits.
+        self.queued: list = []
+        self.waiting: _Image | None = None
+        self.bulk = 0   # bytes of a SNAP image written: allowed above the high-water mark
 
-    def flush(self) -> None:
-        if self.queued:
-            data = b"".join(self.queued) if len(self.queued) > 1 else self.queued[0]
+    def flush(self) -> "_Image | None":
+        """Write the queued bytes up to the first image not ready yet; return that image."""
+        if self.waiting is not None or not self.queued:
+            return None
+        q = self.queued
+        n = next((i for i, item in enumerate(q) if isinstance(item, _Image)), len(q))
+        if n:
+            self.write(b"".join(q[:n]) if n > 1 else q[0])
+        if n == len(q):
             self.queued = []
-            self.write(data)
+            return None
+        self.queued = q[n:]
+        self.waiting = q[n]
+        return self.waiting
+
+    def image_ready(self, data: bytes) -> None:
+        assert self.waiting is not None and self.queued[0] is self.waiting
+        self.queued[0] = data
+        self.waiting = None
+        self.bulk = len(data)
 
     def write(self, data: bytes) -> bool:
         if self.closed or self.writer.is_closing():
             return False
-        if self.writer.transport.get_write_buffer_size() > CONNECTION_WRITE_BUFFER_HIGH:
+        buffered = self.writer.transport.get_write_buffer_size()
+        if buffered <= CONNECTION_WRITE_BUFFER_HIGH:
+            self.bulk = 0
+        elif buffered > CONNECTION_WRITE_BUFFER_HIGH + self.bulk:
             log.warning("Closing quorum link to %s: more than %d bytes wait to be sent",
                         self.writer.get_extra_info("peername"), CONNECTION_WRITE_BUFFER_HIGH)
             self.close()
@@ -81,6 +108,16 @@ class _Link:
         if not self.closed:
             self.closed = True
             self.writer.close()
+
+
+class _Image:
+    """A SNAP image produced off the loop (``snap_image.ForkedImage``) and the
+    signature that follows it on the stream."""
+
+    __slots__ = ("source", "tail")
+
+    def __init__(self, source, tail: bytes) -> None:
+        self.source, self.tail = source, tail
 
 
 class QuorumTransport:
@@ -231,21 +268,31 @@ class QuorumTransport:
         """Queue ``pkt`` to ``sid``; every link's packets of one loop turn go out
         in one write, in order (``flush``, called by the host after carrying out
         a Ready, or at the latest by a ``call_soon`` scheduled here)."""
+        link = self._links.get(sid)
+        if pkt.type == PacketType.SNAP and not isinstance(pkt.data, (bytes, bytearray, type(None))):
+            if link is None:
+                return
+            head, tail = snap_frame(pkt)   # the image comes later; the link waits for it
+            self._queue(link, head)
+            link.queued.append(_Image(pkt.data, tail))
+            return
         if pkt is self._last_pkt:
             data = self._last_data   # one PROPOSAL or COMMIT to every learner: encode once
         else:
             data = encode_packet(pkt)
             self._last_pkt, self._last_data = pkt, data
-        link = self._links.get(sid)
         if link is not None:
-            if not link.queued:
-                self._dirty.append(link)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self.flush)
-            link.queued.append(data)
+            self._queue(link, data)
         elif sid in self._pending:
             self._pending[sid].append(data)
+
+    def _queue(self, link: _Link, data: bytes) -> None:
+        if not link.queued:
+            self._dirty.append(link)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+        link.queued.append(data)
 
     def flush(self) -> None:
         """Write what ``send`` queued, one write per link."""
@@ -253,7 +300,24 @@ class QuorumTransport:
         self._last_pkt = self._last_data = None
         dirty, self._dirty = self._dirty, []
         for link in dirty:
-            link.flush()
+            image = link.flush()
+            if image is not None:
+                self._spawn(self._write_image(link, image))
+
+    async def _write_image(self, link: _Link, image: _Image) -> None:
+        """Wait for a SNAP image, then write it and whatever queued behind it."""
+        while image is not None:
+            try:
+                data = await image.source.wait()
+            except SnapImageError as e:
+                log.warning("Closing quorum link %s: no SNAP image: %s",
+                            link.writer.get_extra_info("peername"), e)
+                link.close()
+                return
+            if link.closed:
+                return
+            link.image_ready(data + image.tail)
+            image = link.flush()
 
     def close(self, sid: int) -> None:
         """Drop the connection to ``sid`` (no on_disconnected: the core asked for it).
@@ -261,7 +325,8 @@ class QuorumTransport:
         self._pending.pop(sid, None)
         link = self._links.pop(sid, None)
         if link is not None:
-            link.flush()
+            if link.waiting is None:
+                link.flush()
             link.close()
 
     def close_all(self) -> None:

@@ -134,12 +134,17 @@ class Replica:
     def __init__(self, settings: ServerSettings, quorum: QuorumVerifier, tree: DataTree,
                  sessions: dict[int, int], accepted_epoch: int, current_epoch: int,
                  rng: random.Random, now_ms: int, *, timers: ZabTimers = ZabTimers(),
-                 on_commit: Callable[[Txn], None] | None = None, **peer_options: int) -> None:
+                 on_commit: Callable[[Txn], None] | None = None,
+                 snapshot_image: Callable[[DataTree, dict[int, int]], bytes] = P.snapshot_bytes,
+                 **peer_options: int) -> None:
         self.settings = settings
         self.server_id = settings.server_id
         self.tree = tree
         self.restored_sessions = dict(sessions)
         self.on_commit = on_commit    # an observer (the simulator's checks), told each applied txn
+        # A SNAP's image of (tree, sessions) as they are now; an executor may
+        # hand back an image it produces off its loop (runtime/snap_image.py).
+        self.snapshot_image = snapshot_image
         self.peer = Peer(self.server_id, quorum,
                          PeerLog(accepted_epoch, current_epoch, tree.last_processed_zxid), rng,
                          timers=timers, snapshot_source=self._snapshot_source, **peer_options)
@@ -414,7 +419,7 @@ class Replica:
 
     def _snapshot_source(self) -> Snapshot:
         tree = self.tree
-        return Snapshot(tree.last_processed_zxid, P.snapshot_bytes(tree, self._sessions()))
+        return Snapshot(tree.last_processed_zxid, self.snapshot_image(tree, self._sessions()))
 
     # ---- views -------------------------------------------------------------------------------
     @property

@@ -11,7 +11,9 @@ streams the leader's sessions and data tree (SerializeUtils layout: session
 count and (id, timeout) pairs, the ACL cache, the nodes ending with path "/")
 and then the ustring ``BenWasHere``. Inside zabpy a SNAP packet carries that
 sessions+tree image in ``data``; ``encode_packet`` writes it the ZooKeeper
-way and ``PacketDecoder`` folds the stream back into ``data``.
+way and ``PacketDecoder`` folds the stream back into ``data``. (A leader's
+runtime may put an image still being produced off the event loop in
+``data``; its transport writes ``snap_frame``'s two parts around it.)
 
 Payload helpers (build and parse; a parse raises ``DecodeError`` on bad
 input, which the caller treats as the remote breaking the protocol):
@@ -54,7 +56,7 @@ __all__ = ["PacketType", "PROTOCOL_VERSION", "SNAP_SIGNATURE", "make_zxid", "epo
            "leader_info", "ack_epoch", "parse_ack_epoch", "newleader", "request", "parse_request",
            "ping_reply", "parse_ping_reply", "revalidate", "parse_revalidate",
            "revalidate_reply", "parse_revalidate_reply", "snapshot_bytes", "load_snapshot_bytes",
-           "encode_packet", "PacketDecoder", "describe"]
+           "encode_packet", "snap_frame", "PacketDecoder", "describe"]
 
 
 class PacketType(IntEnum):
@@ -241,17 +243,23 @@ def load_snapshot_bytes(data: bytes, tree: DataTree, zxid: int) -> dict[int, int
 _HEAD = struct.Struct(">iqi")       # type, zxid, data length
 _BARE = struct.Struct(">iqii")      # type, zxid, data -1 (null), authinfo -1 (null)
 _NO_AUTH = _INT.pack(-1)
+_SNAP_TRAILER = _INT.pack(len(SNAP_SIGNATURE)) + SNAP_SIGNATURE.encode()
+
+
+def snap_frame(pkt: R.QuorumPacket) -> tuple[bytes, bytes]:
+    """What goes before and after a SNAP's image on the stream: the packet
+    with null data, and the signature."""
+    w = Writer()
+    R.QuorumPacket(pkt.type, pkt.zxid, None, pkt.authinfo).write(w)
+    return w.getvalue(), _SNAP_TRAILER
 
 
 def encode_packet(pkt: R.QuorumPacket) -> bytes:
     """The bytes of one packet on the quorum stream (SNAP: header, image, signature)."""
     kind, data = pkt.type, pkt.data
     if kind == PacketType.SNAP:
-        w = Writer()
-        R.QuorumPacket(kind, pkt.zxid, None, pkt.authinfo).write(w)
-        w.raw(data or b"")
-        w.ustring(SNAP_SIGNATURE)
-        return w.getvalue()
+        head, tail = snap_frame(pkt)
+        return b"".join((head, data or b"", tail))
     assert data is None or len(data) <= QUORUM_PACKET_DATA_BYTES_MAX, len(data)
     if pkt.authinfo is not None:
         return pkt.to_bytes()

@@ -62,7 +62,11 @@ class Phase(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A sessions + tree image (SNAP payload) reflecting every txn up to ``zxid``."""
+    """A sessions + tree image (SNAP payload) reflecting every txn up to ``zxid``.
+
+    On a leader ``data`` may also be an image the executor is still
+    producing (``runtime/snap_image.py``: a forked child serializes it off
+    the event loop); the core only passes it on in the SNAP packet."""
 
     zxid: int
     data: bytes

@@ -1,0 +1,156 @@
+"""SNAP sync with the image made off the event loop (runtime/snap_image.py).
+
+Zab paper §3 phase 2 / Zab.tla LeaderSyncFollower: a learner too far behind
+the leader's committed log gets the leader's state as a snapshot, then every
+later txn, in order. Here the leader's image comes from a forked child (an
+exact copy-on-write view at the fork), the quorum link holds every later
+packet until the image is written, and other links carry on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
+
+from zabpy.jute import records as R
+from zabpy.jute.constants import OpCode
+from zabpy.limits import ZAB_COMMITTED_LOG_MAX
+from zabpy.runtime.quorum_transport import QuorumTransport
+from zabpy.runtime.snap_image import ForkedImage
+from zabpy.storage import datadir as D
+from zabpy.testing import ZabpyEnsemble
+from zabpy.tree.acl import OPEN_ACL_UNSAFE
+from zabpy.tree.datatree import DataTree
+from zabpy.zab import packets as P
+from zabpy.zab.packets import PacketType as T
+
+
+def _tree(n: int) -> DataTree:
+    tree = DataTree()
+    for i in range(1, n + 1):
+        hdr = R.TxnHeader(0x42, i, i, 1000 + i, OpCode.create)
+        tree.apply(hdr, R.CreateTxn(f"/n{i}", b"v" * 10, list(OPEN_ACL_UNSAFE), False, -1))
+    return tree
+
+
+def test_forked_image_is_the_tree_at_the_fork():
+    async def run():
+        tree = _tree(200)
+        sessions = {0x10: 4000}
+        before = P.snapshot_bytes(tree, sessions)
+        image = ForkedImage(tree, sessions)
+        # The loop goes on changing the tree; the child's view does not move.
+        tree.apply(R.TxnHeader(0x42, 999, 201, 2000, OpCode.create),
+                   R.CreateTxn("/later", b"", list(OPEN_ACL_UNSAFE), False, -1))
+        assert image.zxid == 200
+        return before, await image.wait()
+
+    before, got = asyncio.run(run())
+    assert got == before
+
+
+class _GatedImage:
+    """An image source that is ready only when the test says so."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ready = asyncio.Event()
+
+    async def wait(self) -> bytes:
+        await self.ready.wait()
+        return self.data
+
+    def __len__(self) -> int:
+        return 0
+
+
+async def _pair(leader: QuorumTransport, port: int, sid: int, got: dict, changed: asyncio.Event):
+    learner = QuorumTransport(lambda s, pkt: (got[sid].append(pkt), changed.set()),
+                              lambda s: None)
+    learner.dial(1, "127.0.0.1", port)
+    learner.send(1, P.learner_info(T.FOLLOWERINFO, sid, 0, 0))
+    return learner
+
+
+async def _until(changed: asyncio.Event, cond) -> None:
+    async def loop():
+        while not cond():
+            changed.clear()
+            await changed.wait()
+    await asyncio.wait_for(loop(), 10)
+
+
+def test_link_waits_for_its_image_and_others_carry_on():
+    async def run():
+        changed = asyncio.Event()
+        at_leader: list = []
+        leader = QuorumTransport(lambda s, pkt: (at_leader.append(s), changed.set()),
+                                 lambda s: None)
+        port = await leader.listen("127.0.0.1", 0)
+        got = {2: [], 3: []}
+        learners = [await _pair(leader, port, sid, got, changed) for sid in (2, 3)]
+        await _until(changed, lambda: sorted(at_leader) == [2, 3])
+        image_bytes = P.snapshot_bytes(_tree(50), {7: 5000})
+        gated = _GatedImage(image_bytes)
+        later = P.proposal(R.TxnHeader(0x42, 1, 51, 0, OpCode.create),
+                           R.CreateTxn("/x", b"", list(OPEN_ACL_UNSAFE), False, -1))
+        leader.send(2, P.packet(T.SNAP, 50, gated))
+        leader.send(2, later)
+        leader.send(3, later)
+        leader.send(3, P.packet(T.PING, 51))
+        leader.flush()
+        # Learner 3 is served while learner 2's image is still being made.
+        await _until(changed, lambda: len(got[3]) == 2)
+        assert [p.type for p in got[3]] == [T.PROPOSAL, T.PING] and got[2] == []
+        leader.send(2, P.packet(T.COMMIT, 51))
+        leader.flush()
+        gated.ready.set()
+        await _until(changed, lambda: len(got[2]) == 3)
+        assert [p.type for p in got[2]] == [T.SNAP, T.PROPOSAL, T.COMMIT]
+        assert got[2][0].data == image_bytes and got[2][0].zxid == 50
+        assert got[2][1] == later
+        for t in learners:
+            await t.aclose()
+        await leader.aclose()
+
+    asyncio.run(run())
+
+
+def _snapshot_zxids(data_dir: str) -> list[int]:
+    vdir = D.version_dir(data_dir)
+    return sorted(int(n.split(".")[1], 16) for n in os.listdir(vdir)
+                  if n.startswith("snapshot."))
+
+
+def test_member_restarted_far_behind_syncs_by_snap():
+    # More txns than the leader's committed log holds while the member is
+    # down: the leader must send a SNAP (facts 3.5, LearnerHandler.syncFollower).
+    missed = ZAB_COMMITTED_LOG_MAX + 100
+    with ZabpyEnsemble(3) as ens:
+        c = KazooClient(hosts=ens.hosts, timeout=10,
+                        connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5))
+        c.start(timeout=20)
+        victim = next(s for s in ens.sids if ens.mode(s) == "follower")
+        ens.kill(victim)
+        c.ensure_path("/far")
+        for start in range(0, missed, 100):
+            for a in [c.create_async(f"/far/n{i}", b"v" * 20) for i in range(start, start + 100)]:
+                a.get(timeout=20)
+        ens.start(victim)
+        ens.wait_serving([victim])
+        v = KazooClient(hosts=ens.host(victim), timeout=10)
+        v.start(timeout=20)
+        v.sync("/far")
+        assert len(v.get_children("/far")) == missed
+        c.create("/after", b"a")  # broadcast after the SNAP reaches the member too
+        v.sync("/after")
+        assert v.get("/after")[0] == b"a"
+        v.stop()
+        c.stop()
+        # The SNAP was installed: the member saved it as a snapshot of the
+        # leader's state, far past what it had logged before the kill.
+        data_dir = os.path.join(ens.dir, f"data{victim}")
+        assert _snapshot_zxids(data_dir)[-1] & 0xFFFFFFFF >= missed
