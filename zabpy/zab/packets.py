@@ -243,6 +243,7 @@ def load_snapshot_bytes(data: bytes, tree: DataTree, zxid: int) -> dict[int, int
 _HEAD = struct.Struct(">iqi")       # type, zxid, data length
 _BARE = struct.Struct(">iqii")      # type, zxid, data -1 (null), authinfo -1 (null)
 _NO_AUTH = _INT.pack(-1)
+_EMPTY_AUTH = _INT.pack(0)
 _SNAP_TRAILER = _INT.pack(len(SNAP_SIGNATURE)) + SNAP_SIGNATURE.encode()
 
 
@@ -261,8 +262,11 @@ def encode_packet(pkt: R.QuorumPacket) -> bytes:
         head, tail = snap_frame(pkt)
         return b"".join((head, data or b"", tail))
     assert data is None or len(data) <= QUORUM_PACKET_DATA_BYTES_MAX, len(data)
-    if pkt.authinfo is not None:
+    if pkt.authinfo:
         return pkt.to_bytes()
+    if pkt.authinfo is not None:   # an empty vector: count 0
+        return b"".join((_HEAD.pack(kind, pkt.zxid, -1 if data is None else len(data)),
+                         data or b"", _EMPTY_AUTH))
     if data is None:
         return _BARE.pack(kind, pkt.zxid, -1, -1)
     return b"".join((_HEAD.pack(kind, pkt.zxid, len(data)), data, _NO_AUTH))
@@ -360,14 +364,17 @@ class PacketDecoder:
     def _one(self) -> tuple[R.QuorumPacket, int]:
         buf = self._buf
         size = len(buf)
-        # Fast path: a whole packet without authinfo (PROPOSAL, ACK, COMMIT, PING...).
+        # Fast path: a whole packet without auth ids (PROPOSAL, ACK, COMMIT, PING, REQUEST...).
         if size >= _BARE.size:
             kind, zxid, n = _HEAD.unpack_from(buf)
             if kind != PacketType.SNAP and -1 <= n <= QUORUM_PACKET_DATA_BYTES_MAX:
                 end = _HEAD.size + max(n, 0)
-                if end + 4 <= size and _INT.unpack_from(buf, end)[0] == -1:
-                    data = None if n == -1 else bytes(buf[_HEAD.size:end])
-                    return R.QuorumPacket(kind, zxid, data, None), end + 4
+                if end + 4 <= size:
+                    count = _INT.unpack_from(buf, end)[0]
+                    if count == -1 or count == 0:   # null or empty authinfo (a REQUEST's)
+                        data = None if n == -1 else bytes(buf[_HEAD.size:end])
+                        return (R.QuorumPacket(kind, zxid, data, None if count else []),
+                                end + 4)
         return self._one_slow()
 
     def _one_slow(self) -> tuple[R.QuorumPacket, int]:
