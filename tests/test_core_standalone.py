@@ -165,6 +165,22 @@ def test_close_session_deletes_ephemerals_still_being_created():
     assert h.srv.tree.nodes["/p/e"].ephemeral_owner == 0
 
 
+def test_write_of_a_closing_session_becomes_a_sessionexpired_error_txn():
+    """ZooKeeper's prep calls checkSession first: a write of a session that is
+    closing (or gone) is logged as ErrorTxn(SESSIONEXPIRED), never applied.
+    Found by the simulator (tests/test_zab_sim.py REGRESSION_SEEDS, seed 90)."""
+    h = Harness()
+    h.open_session(1)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/k", b"", OPEN, 0))
+    h.durable()
+    h.request(1, 2, OpCode.closeSession, R.CloseSessionTxn([]))
+    h.request(1, 3, OpCode.setData, R.SetDataRequest("/k", b"late", -1))
+    before, _ = h.durable()
+    (hdr, txn), = [(hd, t) for hd, t in before.persist if hd.cxid == 3]
+    assert (hdr.type, txn.err) == (OpCode.error, Err.SESSIONEXPIRED)
+    assert h.srv.tree.nodes["/k"].data == b""
+
+
 def test_failed_write_consumes_a_zxid():
     h = Harness()
     h.open_session(1)

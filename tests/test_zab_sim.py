@@ -34,6 +34,11 @@ REGRESSION_SEEDS = {
                  "create of the same path right after it got NODEEXISTS",
     (22, 5_000): "a follower that had accepted a later epoch than the new leader's could "
                  "never join (leader rule L1' in zabpy/zab/leader.py)",
+    (90, 5_000): "a new leader applied an earlier term's closeSession to its tree but not "
+                 "to its session table, then accepted that session's writes; also, prep "
+                 "now logs a closing session's write as ErrorTxn(SESSIONEXPIRED)",
+    (94, 5_000): "the checker's committed sequence lacked the txns a new leader held only "
+                 "in a SNAP image (sim bookkeeping, not a server bug)",
 }
 # The CI set: short fault phases, many seeds.
 FAULT_MS = 5_000

@@ -21,7 +21,7 @@ import struct
 
 from ..jute import records as R
 from ..jute.constants import Err, OpCode
-from ..pipeline.prep import PrepContext, prepare
+from ..pipeline.prep import PrepContext
 from ..zab.leader import Leader
 from .standalone import _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
 
@@ -65,8 +65,7 @@ class LeaderServer(StandaloneServer):
             self.logged(hdr.zxid, now_ms)
             return
         assert hdr.zxid > self.tree.last_processed_zxid, f"commit {hdr.zxid:#x} applied twice"
-        self.now_ms = now_ms
-        self._fire(self.tree.apply(hdr, txn).triggers)
+        self.apply_txn(hdr, txn, now_ms)
 
     def submit_forwarded(self, session_id: int, cxid: int, op: int, body: bytes,
                          auth_ids, now_ms: int) -> None:
@@ -81,8 +80,6 @@ class LeaderServer(StandaloneServer):
             return
         if op == OpCode.sync:
             return  # answered by the ZAB leader itself (SYNC after outstanding commits)
-        if session_id not in self.sessions.sessions:
-            return  # expired meanwhile: the learner's client gets nothing, as in ZooKeeper
         self.sessions.touch(session_id, now_ms)
         if op == OpCode.closeSession:
             self._submit_close_session(session_id, None, None, cxid)
@@ -95,6 +92,6 @@ class LeaderServer(StandaloneServer):
             ids = [i if isinstance(i, R.Id) else R.Id(*i) for i in auth_ids]
             ctx = PrepContext(session_id, ids, self.settings.extended_types,
                               self.settings.skip_acl, self.settings.reconfig_enabled)
-            ttype, txn = prepare(op, req, zxid, self.pending, ctx)
+            ttype, txn = self._prepare(op, req, zxid, ctx)
         hdr = R.TxnHeader(session_id, cxid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, None))

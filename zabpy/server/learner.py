@@ -112,19 +112,14 @@ class LearnerServer(StandaloneServer):
     # ---- incoming -------------------------------------------------------------
 
     def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
-        self.now_ms = now_ms
-        res = self.tree.apply(hdr, txn)
-        self._fire(res.triggers)
+        res = self.apply_txn(hdr, txn, now_ms)
         sid = hdr.clientId
         if hdr.type == OpCode.createSession:
-            self.sessions.add(sid, txn.timeOut, now_ms)
             conn_id = self._awaiting.pop(("session", sid), None)
             conn = self.conns.get(conn_id) if conn_id is not None else None
             if conn is not None and not conn.closing:
                 self._attach(conn, sid, txn.timeOut)
             return
-        if hdr.type == OpCode.closeSession:
-            self._session_closed(sid)
         waiting = self._awaiting.pop((sid, hdr.cxid), None)
         if waiting is None:
             return

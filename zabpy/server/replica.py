@@ -47,7 +47,7 @@ from ..election import QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
 from ..protocol.connection import Connect
-from ..tree.datatree import DataTree
+from ..tree.datatree import DataTree, replay_txn
 from ..zab import packets as P
 from ..zab.leader import ZabTimers
 from ..zab.peer import Peer, PeerLog
@@ -354,8 +354,8 @@ class Replica:
             srv.committed(hdr, body, self.now_ms)
         elif isinstance(srv, LearnerServer):
             srv.apply_committed(hdr, body, self.now_ms)
-        else:
-            self.tree.apply(hdr, body)   # fast-forward before a role's server exists
+        else:   # fast-forward before a role's server exists
+            replay_txn(self.tree, self.restored_sessions, hdr, body)
 
     def _notices(self, z) -> None:
         srv = self.server

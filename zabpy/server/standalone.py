@@ -366,9 +366,17 @@ class StandaloneServer:
                 ctx = conn.prep_ctx = PrepContext(
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
                     self.settings.skip_acl, self.settings.reconfig_enabled)
-            ttype, txn = prepare(entry.op, req, zxid, self.pending, ctx)
+            ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
+
+    def _prepare(self, op: int, req, zxid: int, ctx: PrepContext):
+        """prep, after ZooKeeper's checkSession: a write of a session that is
+        gone or closing becomes an error txn with SESSIONEXPIRED."""
+        session = self.sessions.sessions.get(ctx.session_id)
+        if session is None or session.closing:
+            return OpCode.error, R.ErrorTxn(Err.SESSIONEXPIRED)
+        return prepare(op, req, zxid, self.pending, ctx)
 
     def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,
                               cxid: int = 0) -> None:
@@ -393,6 +401,18 @@ class StandaloneServer:
             self.pending.applied(item.hdr.zxid)
             self._fire(res.triggers)
             self._after_apply(item, res)
+
+    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
+        """Apply a txn prepared elsewhere (another server, an earlier term):
+        the tree, the watches it fires and the session table."""
+        self.now_ms = now_ms
+        res = self.tree.apply(hdr, txn)
+        self._fire(res.triggers)
+        if hdr.type == OpCode.createSession:
+            self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
+        elif hdr.type == OpCode.closeSession:
+            self._session_closed(hdr.clientId)
+        return res
 
     def log_failed(self, reason: str) -> None:
         """The log could not be written: stop acknowledging writes (reads go on)."""

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 from zabpy.election import QuorumVerifier
 from zabpy.server.replica import DiskWrite, Loaded, Replica
 from zabpy.server.settings import ServerSettings
-from zabpy.storage.recovery import replay_txn
 from zabpy.storage.txnlog import decode_payload, encode_entry, encode_file_header, scan_log
-from zabpy.tree.datatree import DataTree
+from zabpy.tree.datatree import DataTree, replay_txn
 from zabpy.zab import packets as P
 from zabpy.zab.leader import ZabTimers
 from zabpy.zab.ready import Snapshot, Txn
@@ -41,14 +41,21 @@ class SimDisk:
     current_epoch: int = 0
     snapshot: Snapshot | None = None
     log: list[Txn] = field(default_factory=list)
+    snapshot_zxids: tuple[int, ...] = ()       # the txns the snapshot's tree holds
     _zxids: set[int] | None = field(default=None, repr=False)   # what ``log`` holds
 
-    def apply(self, w: DiskWrite) -> None:
+    def apply(self, w: DiskWrite, snapshot_zxids: tuple[int, ...] = ()) -> Loaded | None:
+        """Carry out ``w``; a reloading write returns the tree left after its
+        truncate / snapshot, before its records (what the replica reloads)."""
+        loaded = None
         if w.truncate_zxid is not None:
             assert self.snapshot is None or w.truncate_zxid >= self.snapshot.zxid
             self.log = [t for t in self.log if t[0].zxid <= w.truncate_zxid]
         if w.snapshot is not None:
             self.snapshot, self.log = w.snapshot, []
+            self.snapshot_zxids = snapshot_zxids
+        if w.reloads:
+            loaded = self.load()
         self.log.extend(w.records)
         if w.reloads:
             self._zxids = None
@@ -58,6 +65,11 @@ class SimDisk:
             self.accepted_epoch = w.accepted_epoch
         if w.current_epoch is not None:
             self.current_epoch = w.current_epoch
+        return loaded
+
+    def history(self) -> list[int]:
+        """The zxids of every txn the tree ``load()`` rebuilds has applied."""
+        return list(self.snapshot_zxids) + [t[0].zxid for t in self.log]
 
     def base_zxid(self) -> int:
         return self.snapshot.zxid if self.snapshot is not None else 0
@@ -111,19 +123,21 @@ def _recover_log(entries: list[Txn], torn: bytes) -> list[Txn]:
 class ReplicaNode:
     def __init__(self, sid: int, quorum: QuorumVerifier, disk: SimDisk, rng: random.Random,
                  settings: ServerSettings, timers: ZabTimers, now_ms: int,
+                 snapshot_history: Callable[[Snapshot], tuple[int, ...]],
                  **peer_options: int) -> None:
         self.sid = sid
         self.disk = disk
+        self.snapshot_history = snapshot_history
         disk.log, disk._zxids = _recover_log(disk.log, b""), None
         self.snapshot = disk.snapshot
+        self.snapshot_zxids = disk.snapshot_zxids
         self.log: list[Txn] = list(disk.log)
+        self.applied: list[int] = disk.history()   # zxids the replica's tree holds, in order
         loaded = disk.load()
         self.replica = Replica(settings, quorum, loaded.tree, loaded.sessions,
                                disk.accepted_epoch, disk.current_epoch, rng, now_ms,
                                timers=timers, **peer_options)
-        self.fsync_queue: list[tuple[int, DiskWrite]] = []
-        self.applied_zxid = loaded.tree.last_processed_zxid
-        self.tree_id = id(loaded.tree)
+        self.fsync_queue: list[tuple[int, DiskWrite, tuple[int, ...]]] = []
 
     @property
     def tree(self) -> DataTree:
@@ -134,26 +148,31 @@ class ReplicaNode:
         return self.replica.peer
 
     def reloading(self) -> bool:
-        return any(w.reloads for _, w in self.fsync_queue)
+        return any(w.reloads for _, w, _ in self.fsync_queue)
 
     # ---- disk writes -----------------------------------------------------------------
     def submit(self, w: DiskWrite, now_ms: int, fsync_ms: int) -> None:
         if w.truncate_zxid is not None:
             self.log = [t for t in self.log if t[0].zxid <= w.truncate_zxid]
+        zxids: tuple[int, ...] = ()
         if w.snapshot is not None:
             self.snapshot, self.log = w.snapshot, []
+            self.snapshot_zxids = zxids = self.snapshot_history(w.snapshot)
         self.log.extend(w.records)
         last = self.fsync_queue[-1][0] if self.fsync_queue else now_ms
-        self.fsync_queue.append((max(last, now_ms + fsync_ms), w))
+        self.fsync_queue.append((max(last, now_ms + fsync_ms), w, zxids))
 
     def fsync_due(self, now_ms: int) -> list[tuple[int, Loaded | None]]:
         """(token, loaded) reports for the writes whose fsync completed by now."""
         out: list[tuple[int, Loaded | None]] = []
         while self.fsync_queue and self.fsync_queue[0][0] <= now_ms:
-            _, w = self.fsync_queue.pop(0)
-            self.disk.apply(w)
-            if w.reloads:
-                out.append((w.token, self.disk.load()))
+            _, w, zxids = self.fsync_queue.pop(0)
+            loaded = self.disk.apply(w, zxids)
+            if loaded is not None:
+                out.append((w.token, loaded))
+                # the zxids of the tree the replica now takes: the disk's before the records
+                history = self.disk.history()
+                self.applied = history[:len(history) - len(w.records)]
             elif out and out[-1][1] is None:
                 out[-1] = (w.token, None)      # group commit: one report for the run
             else:
@@ -167,7 +186,7 @@ class ReplicaNode:
         """Keep the fsynced state; maybe some unsynced records and a torn one."""
         if not self.fsync_queue or rng.random() < 0.5:
             return
-        _, w = self.fsync_queue[0]
+        _, w, _ = self.fsync_queue[0]
         if not w.append_only or not w.records:
             return
         keep = rng.randint(0, len(w.records) - 1)

@@ -112,6 +112,7 @@ class ReplicaSimulation:
                         for i in range(n_clients)]
         self.client_link: dict[int, ClientLink] = {}              # client id -> live link
         self.closed_by_server: list[int] = []
+        self.snapshot_zxids: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self.client_next_ms = {i: setup.randint(0, 200) for i in range(n_clients)}
         self.checker = ZabChecker(self.quorum)
         self.faults = _schedule(self.fault_rng, opts.fault_ms)
@@ -190,13 +191,19 @@ class ReplicaSimulation:
         node = self.nodes[sid]
         if node is None:
             return
-        if txn[0].zxid <= node.applied_zxid and id(node.tree) == node.tree_id:
-            raise SimFailure(f"Z3: peer {sid} applied {txn[0].zxid:#x} after "
-                             f"{node.applied_zxid:#x}")
-        node.applied_zxid, node.tree_id = txn[0].zxid, id(node.tree)
+        zxid = txn[0].zxid
+        if node.applied and zxid <= node.applied[-1]:
+            raise SimFailure(f"Z3: peer {sid} applied {zxid:#x} after {node.applied[-1]:#x}")
+        node.applied.append(zxid)
         leader = node.peer.leader
-        if leader is not None and leader.established and txn[0].zxid > self.checker.last_committed:
+        if leader is not None and leader.established and zxid > self.checker.last_committed:
             self.checker.on_leader_commit(sid, txn)
+
+    def _snapshot_taken(self, node: ReplicaNode, snap):
+        """A leader serialized its tree for a SNAP: remember which txns it holds."""
+        assert not node.applied or node.applied[-1] == snap.zxid, "snapshot history mismatch"
+        self.snapshot_zxids[(snap.zxid, snap.data)] = tuple(node.applied)
+        return snap
 
     def _send(self, sid: int, dst: int, pkt: R.QuorumPacket) -> None:
         cid = self.links[sid].get(dst)
@@ -358,8 +365,12 @@ class ReplicaSimulation:
     def _start(self, sid: int, now: int) -> None:
         node = ReplicaNode(sid, self.quorum, self.disks[sid],
                            random.Random(f"{self.opts.seed}/{sid}/{now}"), self._settings(sid),
-                           self.timers, now, committed_log_max=self.committed_log_max)
+                           self.timers, now,
+                           lambda snap: self.snapshot_zxids[(snap.zxid, snap.data)],
+                           committed_log_max=self.committed_log_max)
         node.replica.on_commit = lambda txn, sid=sid: self._on_commit(sid, txn)
+        source = node.peer.snapshot_source
+        node.peer.snapshot_source = lambda: self._snapshot_taken(node, source())
         self.nodes[sid] = node
         self.log(f"peer {sid} starts at zxid {node.last_logged():#x}")
         node.replica.start(now)

@@ -56,10 +56,15 @@ class ZabChecker:
             raise SimFailure(f"Z1: epoch {epoch} established by {other} and {sid}")
         logged = {t[0].zxid for t in node.log}
         base = node.snapshot.zxid if node.snapshot is not None else 0
+        in_snapshot = set(node.snapshot_zxids)
         for zxid in self.committed:
-            if zxid > base and zxid not in logged:
+            if zxid not in logged and (zxid > base or zxid not in in_snapshot):
                 raise SimFailure(f"Z4: leader {sid} of epoch {epoch} lacks committed {zxid:#x}")
-        # Establishing commits the leader's whole history (Zab phase 2).
+        # Establishing commits the leader's whole history (Zab phase 2): what its
+        # snapshot holds, then its log.
+        for zxid in node.snapshot_zxids:
+            if zxid not in self.committed:
+                self._commit(zxid, self.txns[zxid], sid)
         for txn in node.log:
             self._commit(txn[0].zxid, txn_bytes(txn), sid)
 

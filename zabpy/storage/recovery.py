@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from ..jute.codec import DecodeError
 from ..jute.constants import OpCode
 from ..limits import SNAPSHOT_CANDIDATES_MAX
-from ..tree.datatree import DataTree
+from ..tree.datatree import DataTree, replay_txn
 from . import datadir as D
 from .snapshot import SnapshotError, deserialize_snapshot, tree_digest
 from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, scan_log
 
-__all__ = ["StorageError", "RestoreResult", "restore", "replay_txn"]
+__all__ = ["StorageError", "RestoreResult", "restore"]
 
 log = logging.getLogger("zabpy.storage")
 
@@ -115,15 +115,6 @@ def _check_tail(path: str, scan: LogScan, is_last: bool, out: RestoreResult) -> 
     log.warning("%s: torn tail (%s); truncating to %d bytes", path, scan.detail, scan.good_end)
     out.truncated.append(path)
     return not scan.entries
-
-
-def replay_txn(tree: DataTree, sessions: dict[int, int], hdr, txn) -> None:
-    """Apply one logged txn to a tree and its session table, as a restart does."""
-    if hdr.type == OpCode.createSession:
-        sessions[hdr.clientId] = txn.timeOut
-    elif hdr.type == OpCode.closeSession:
-        sessions.pop(hdr.clientId, None)
-    tree.apply(hdr, txn)
 
 
 def _replay_file(path: str, data: bytes, tree: DataTree, out: RestoreResult) -> LogScan:

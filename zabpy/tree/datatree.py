@@ -30,7 +30,7 @@ from ..jute import records as R
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .paths import basename, parent_of
 
-__all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of"]
+__all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
 
 _TTL_TOP = 0xFF << 56
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat in wire order (zookeeper.jute)
@@ -357,3 +357,13 @@ class DataTree:
         self.containers = {}
         self.ttls = {}
         self.last_processed_zxid = 0
+
+
+def replay_txn(tree: DataTree, sessions: dict[int, int], hdr, txn) -> None:
+    """Apply one logged txn to a tree and its session table (id -> timeout),
+    as a restart replaying the log does."""
+    if hdr.type == OpCode.createSession:
+        sessions[hdr.clientId] = txn.timeOut
+    elif hdr.type == OpCode.closeSession:
+        sessions.pop(hdr.clientId, None)
+    tree.apply(hdr, txn)
