@@ -81,17 +81,18 @@ class EnsembleRuntime(ServerRuntime):
                                timers=timers, snapshot_image=ForkedImage)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
+        # every transport exists before the first client can make us flush
+        peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
+        self._election = ElectionTransport(self.server_id, peers)
+        self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
+                                       on_packets=self._quorum_packets)
+        self._disk = DiskWriter(self.store, self._durable, self._fsync_took)
         self._tcp_server = await loop.create_server(
             lambda: _ClientProtocol(self), c.client_port_address, c.client_port,
             reuse_address=True)
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", c.client_port_address, self.port)
         await self._start_secure_port(loop)
-        peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
-        self._election = ElectionTransport(self.server_id, peers)
-        self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
-                                       on_packets=self._quorum_packets)
-        self._disk = DiskWriter(self.store, self._durable, self._fsync_took)
         self._spawn(self._election.run())
         if me.role == "participant":
             await self._quorum.listen(me.host, me.quorum_port)
