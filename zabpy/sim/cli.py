@@ -16,6 +16,8 @@ def parser(prog: str, description: str | None, extra: tuple[str, ...] = ()) -> a
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seed", type=int, help="run this seed (replay)")
     g.add_argument("--seeds", type=int, help="run this many random seeds")
+    p.add_argument("--from-seed", type=int,
+                   help="with --seeds K: run seeds N..N+K-1 instead of random ones")
     p.add_argument("--voters", type=int)
     p.add_argument("--observers", type=int)
     p.add_argument("--fault-ms", type=int)
@@ -29,7 +31,9 @@ def parser(prog: str, description: str | None, extra: tuple[str, ...] = ()) -> a
 def run_seeds(args: argparse.Namespace, run_one: Callable, describe: Callable,
               replay: Callable[[int], str]) -> int:
     """``run_one(seed)`` -> (result, suffix); ``describe(result)`` -> status text."""
-    if args.seeds is not None:
+    if args.seeds is not None and args.from_seed is not None:
+        seeds = list(range(args.from_seed, args.from_seed + args.seeds))
+    elif args.seeds is not None:
         seeds = [random.SystemRandom().randrange(2**32) for _ in range(args.seeds)]
     else:
         seeds = [args.seed if args.seed is not None else 1]
@@ -45,4 +49,6 @@ def run_seeds(args: argparse.Namespace, run_one: Callable, describe: Callable,
         if not result.ok:
             failed += 1
             print(f"  replay: {replay(seed)} --trace")
+    if len(seeds) > 1:
+        print(f"{len(seeds) - failed} of {len(seeds)} seeds ok")
     return 1 if failed else 0
