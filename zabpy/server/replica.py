@@ -200,23 +200,17 @@ class Replica:
         self._pump()
 
     def quorum_received(self, server_id: int, pkt: R.QuorumPacket, now_ms: int) -> None:
-        self.now_ms = now_ms
-        if self.peer.role is None:
-            # A learner that decided before we did: its FOLLOWERINFO waits for
-            # our role (one per server, so this is bounded by the ensemble).
-            self._early[server_id] = pkt
-            return
-        self.peer.step(server_id, pkt, now_ms)
-        self._pump()
+        self.quorum_received_many(server_id, [pkt], now_ms)
 
     def quorum_received_many(self, server_id: int, pkts: list[R.QuorumPacket],
                              now_ms: int) -> None:
-        """Packets from one peer, in order (what one read decoded): the same as
-        ``quorum_received`` for each, with one pump at the end instead of one
-        per packet (the per-event cost of a pump dominates a small packet)."""
+        """Packets from one peer, in order (what one read decoded), with one
+        pump at the end (the per-event cost of a pump dominates a small packet)."""
         self.now_ms = now_ms
         for pkt in pkts:
             if self.peer.role is None:
+                # A learner that decided before we did: its FOLLOWERINFO waits for
+                # our role (one per server, so this is bounded by the ensemble).
                 self._early[server_id] = pkt
             else:
                 self.peer.step(server_id, pkt, now_ms)
