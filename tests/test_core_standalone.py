@@ -129,6 +129,31 @@ def test_watch_event_precedes_later_reply():
     assert (ev.type, ev.path) == (EventType.NodeDataChanged, "/w")
 
 
+def _events(ready, conn_id):
+    out = []
+    for f in _frames(ready, conn_id):
+        if _reply(f).xid == -1:
+            ev = R.WatcherEvent.read(Reader(f[20:]))
+            out.append((ev.type, ev.path))
+    return out
+
+
+def test_watch_event_needs_read_unless_skip_acl():
+    """CVE-2024-23944: no READ on the node, no event; ZooKeeper's checkACL
+    returns before looking at the ACL when skipACL is set (javap of
+    ZooKeeperServer.checkACL in Debian's 3.8.0-11+deb12u2)."""
+    for skip_acl, expect in ((False, []), (True, [(EventType.NodeCreated, "/w")])):
+        h = Harness(skip_acl=skip_acl)
+        h.open_session(1)
+        h.open_session(2)
+        h.request(2, 1, OpCode.exists, R.ExistsRequest("/w", True))
+        h.step()
+        h.request(1, 1, OpCode.create, R.CreateRequest("/w", b"", [R.ACL(30, OPEN[0].id)], 0))
+        before, after = h.durable()
+        assert _events(after, 2) == expect, skip_acl
+        assert not h.srv.watches.data.get("/w"), "the one-shot watch is consumed either way"
+
+
 def test_session_expiry_deletes_ephemerals_through_the_log():
     h = Harness()
     sid = h.open_session(1)

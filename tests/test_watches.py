@@ -9,7 +9,9 @@ so every event the server sent before the ping reply has arrived.
 
 from __future__ import annotations
 
-from conftest import RawClient, create_req
+import pytest
+
+from conftest import OPEN_ACL, SUPER_AUTH, Pair, RawClient, create_req
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, EventType, OpCode, WatcherType
 
@@ -168,3 +170,96 @@ def test_watches_belong_to_their_session(pair, name):
         w.close()
     assert pair.events() == [(CHANGED, SYNC, name)]
     assert Err.OK == 0 and EventType.NodeDataChanged == CHANGED
+
+
+# ---- delivery honours READ (CVE-2024-23944, ZOOKEEPER-4799) -------------------
+
+NO_READ = [R.ACL(30, R.Id("world", "anyone"))]
+
+
+@pytest.fixture
+def sessions(zk, java_zk):
+    """A factory of extra session pairs, closed at the end."""
+    made: list[Pair] = []
+
+    def make() -> Pair:
+        made.append(Pair(zk.port, java_zk.port))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def _auth_super(p: Pair) -> None:
+    for c in (p.z, p.j):
+        assert c.call(OpCode.auth, R.AuthPacket(0, "digest", SUPER_AUTH), xid=-4).err == 0
+
+
+def test_one_shot_event_needs_read_and_is_consumed(pair, sessions, name):
+    """exists-watch on a node created without READ: no NodeCreated, and the
+    watch is gone (a later change after an open setACL sends nothing)."""
+    watcher, root = sessions(), sessions()
+    _auth_super(root)
+    for w in (watcher, root):
+        w.call(OpCode.exists, R.ExistsRequest(name, True))
+    pair.call(OpCode.create, create_req(name, b"", 0, [R.ACL(0, R.Id("world", "anyone"))]))
+    assert watcher.events() == []
+    assert root.events() == [(CREATED, SYNC, name)]      # super reads everything
+    pair.call(OpCode.setACL, R.SetACLRequest(name, [R.ACL(31, R.Id("world", "anyone"))], -1))
+    pair.call(OpCode.setData, R.SetDataRequest(name, b"x", -1))
+    assert watcher.events() == []
+
+
+def test_recursive_and_persistent_events_need_read(pair, sessions, name):
+    """One session per mode: Java 3.8 mixes modes on one path (ZOOKEEPER-4466)."""
+    recursive, persistent = sessions(), sessions()
+    pair.call(OpCode.create, create_req(name))
+    recursive.call(OpCode.addWatch, R.AddWatchRequest(name, 1))
+    persistent.call(OpCode.addWatch, R.AddWatchRequest(name, 0))
+    pair.call(OpCode.create, create_req(f"{name}/t", b"", 0, NO_READ))
+    pair.call(OpCode.setData, R.SetDataRequest(f"{name}/t", b"x", -1))
+    pair.call(OpCode.delete, R.DeleteRequest(f"{name}/t", -1))
+    pair.call(OpCode.create, create_req(f"{name}/u"))
+    assert recursive.events() == [(CREATED, SYNC, f"{name}/u")]
+    assert persistent.events() == [(CHILDREN, SYNC, name)] * 3
+    pair.call(OpCode.setACL, R.SetACLRequest(name, NO_READ, -1))
+    pair.call(OpCode.setData, R.SetDataRequest(name, b"y", -1))
+    pair.call(OpCode.create, create_req(f"{name}/v"))
+    assert recursive.events() == [(CREATED, SYNC, f"{name}/v")]
+    assert persistent.events() == []
+
+
+def test_child_event_needs_read_on_parent(pair, sessions, name):
+    watcher = sessions()
+    pair.call(OpCode.create, create_req(name))
+    watcher.call(OpCode.getChildren, R.GetChildrenRequest(name, True))
+    watcher.call(OpCode.getData, R.GetDataRequest(name, True))
+    pair.call(OpCode.setACL, R.SetACLRequest(name, NO_READ, -1))
+    pair.call(OpCode.create, create_req(f"{name}/c"))      # child watch consumed, unseen
+    pair.call(OpCode.setACL, R.SetACLRequest(name, OPEN_ACL, -1))
+    pair.call(OpCode.create, create_req(f"{name}/d"))
+    pair.call(OpCode.setData, R.SetDataRequest(name, b"x", -1))
+    assert watcher.events() == [(CHANGED, SYNC, name)]
+
+
+def test_closing_session_ephemerals_it_cannot_read(pair, sessions, name):
+    """A closing session's own ephemerals: NodeDeleted reaches only the
+    sessions with READ on them, the closing one included (its events come
+    before the closeSession reply)."""
+    owner, reader, root = sessions(), sessions(), sessions()
+    _auth_super(root)
+    pair.call(OpCode.create, create_req(name))
+    owner.call(OpCode.create, create_req(f"{name}/hidden", b"", 1, NO_READ))
+    owner.call(OpCode.create, create_req(f"{name}/open", b"", 1))
+    for w in (owner, reader, root):   # (the stats differ: ephemeralOwner)
+        for leaf in ("hidden", "open"):
+            w.both(OpCode.exists, R.ExistsRequest(f"{name}/{leaf}", True))
+    owner.call(OpCode.closeSession)
+    assert [(e.type, e.path) for e in owner.z.events] == \
+        [(e.type, e.path) for e in owner.j.events] == [(DELETED, f"{name}/open")]
+    assert reader.events() == [(DELETED, SYNC, f"{name}/open")]
+    # the deletion order is Java's HashSet order: compare as sets
+    for c in (root.z, root.j):
+        assert sorted((e.type, e.path) for e in c.drain_events()) == \
+            [(DELETED, f"{name}/hidden"), (DELETED, f"{name}/open")]

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
-from ..jute.constants import Err, EventType, KeeperState, OpCode, Xid
+from ..jute.constants import Err, EventType, KeeperState, OpCode, Perms, Xid
 from ..pipeline.final import ReadContext, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
                              PendingChanges, PrepContext, decode_multi, prepare,
                              prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
-from ..tree.acl import authenticate
+from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
 from .settings import ServerSettings
@@ -464,14 +464,24 @@ class StandaloneServer:
                 conn.queue[-1].close_after = True
 
     def _fire(self, triggers: list) -> None:
+        """Deliver the watch events of an applied txn. As ZooKeeper since
+        CVE-2024-23944 (ZOOKEEPER-4799), an event reaches only a session with
+        READ on the node (the parent for NodeChildrenChanged) by the ACL of
+        that moment; the fired one-shot watch is consumed either way."""
         if not triggers:
             return
-        for ev, path in triggers:
+        skip_acl = self.settings.skip_acl
+        for ev, path, acl in triggers:
             for sid, etype, p in self.watches.trigger(ev, path):
                 cid = self.owner.get(sid)
-                if cid is not None:
-                    body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
-                    self._emit(self.conns[cid], frame(Xid.NOTIFICATION, -1, 0, body))
+                if cid is None:
+                    continue
+                conn = self.conns[cid]
+                if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, Perms.READ,
+                                                                  conn.auth_ids, skip_acl):
+                    continue
+                body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
+                self._emit(conn, frame(Xid.NOTIFICATION, -1, 0, body))
 
     def _drain(self, conn: Conn) -> None:
         """Send every answered request at the head of the queue, answering

@@ -12,7 +12,7 @@ result, never as an exception. Reads are plain lookups.
 
 Output: ``apply`` returns an ``ApplyResult`` with the error code, the created
 path and the node's stat where the reply needs them, and the watch triggers
-(event type, path) in the order ZooKeeper fires them.
+(event type, path, ACL) in the order ZooKeeper fires them.
 
 Invariants: every node but '/' has its parent in ``nodes`` and is listed in
 that parent's children; an ephemeral node is listed under its owner in
@@ -118,7 +118,9 @@ class ApplyResult:
     err: int = Err.OK
     path: str | None = None
     stat: R.Stat | None = None
-    triggers: list[tuple[int, str]] = field(default_factory=list)
+    # (event type, path, the ACL that decides delivery: the node's, or the
+    # parent's for NodeChildrenChanged, as it was when the op applied)
+    triggers: list[tuple[int, str, tuple]] = field(default_factory=list)
     multi: list["ApplyResult"] | None = None
     # the node written; its Stat is taken only when a reply needs it (see
     # ``stat_now``), except inside a multi, where later ops may change it
@@ -265,8 +267,8 @@ class DataTree:
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
         return ApplyResult(path=path, node=node,
-                           triggers=[(EventType.NodeCreated, path),
-                                     (EventType.NodeChildrenChanged, parent_path)])
+                           triggers=[(EventType.NodeCreated, path, acl),
+                                     (EventType.NodeChildrenChanged, parent_path, parent.acl)])
 
     def delete_node(self, path: str, zxid: int) -> ApplyResult:
         node = self.nodes.get(path)
@@ -289,8 +291,8 @@ class DataTree:
                 paths.pop(path, None)
                 if not paths:
                     del self.ephemerals[owner]
-        return ApplyResult(triggers=[(EventType.NodeDeleted, path),
-                                     (EventType.NodeChildrenChanged, parent_path)])
+        return ApplyResult(triggers=[(EventType.NodeDeleted, path, node.acl),
+                                     (EventType.NodeChildrenChanged, parent_path, parent.acl)])
 
     def _set_data(self, txn: R.SetDataTxn, zxid: int, time: int) -> ApplyResult:
         node = self.nodes.get(txn.path)
@@ -300,7 +302,7 @@ class DataTree:
         node.version = txn.version
         node.mzxid = zxid
         node.mtime = time
-        return ApplyResult(node=node, triggers=[(EventType.NodeDataChanged, txn.path)])
+        return ApplyResult(node=node, triggers=[(EventType.NodeDataChanged, txn.path, node.acl)])
 
     def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
         node = self.nodes.get(txn.path)
