@@ -1,23 +1,25 @@
 """The replica's disk, off the event loop: ``DiskWrite``s in, ``durable(token)`` out.
 
-One task owns the ``TxnStore`` for writing. It takes the replica's writes in
-token order. A run of plain appends is appended to the log buffer, then one
-fsync in a worker thread covers the whole run (group commit); writes that
-arrive meanwhile wait for the next fsync, so proposals keep flowing while an
-fsync is in flight. A write that truncates, installs a snapshot or records
-an epoch runs whole in a worker thread after everything before it is
-durable, and reports the tree it left (``Loaded``).
+``DiskWriter`` takes the replica's writes in token order. A run of plain
+appends is appended to the log buffer on the loop, then one fsync in the
+writer's thread covers the whole run (group commit); writes that arrive
+meanwhile wait for the next fsync, so proposals keep flowing while an fsync
+is in flight. A write that truncates, installs a snapshot or records an
+epoch runs whole in the thread after everything before it is durable, and
+reports the tree it left (``Loaded``).
 
-Nothing here awaits on behalf of the replica: completion comes back through
-``on_durable(token, loaded)``, an input event like any other. A failed disk
-write raises out of the task, which the runtime treats as fatal (ZooKeeper
-exits on an unrecoverable log error in quorum mode).
+Nothing here awaits on behalf of the replica: completion comes back on the
+loop through ``on_durable(token, loaded)``, an input event like any other.
+A failed disk write goes to ``on_failed``, which the runtime treats as fatal
+(ZooKeeper exits on an unrecoverable log error in quorum mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections import deque
 from typing import Callable
@@ -35,39 +37,73 @@ log = logging.getLogger("zabpy.server")
 
 
 class DiskWriter:
-    def __init__(self, store: TxnStore, on_durable: Callable[[int, Loaded | None], None],
-                 on_fsync_ms: Callable[[float], None]) -> None:
+    """Owns the store's writes; ``submit`` from the loop, results come back on it."""
+
+    def __init__(self, store: TxnStore, loop: asyncio.AbstractEventLoop,
+                 on_durable: Callable[[int, Loaded | None], None],
+                 on_fsync_ms: Callable[[float], None],
+                 on_failed: Callable[[BaseException], None]) -> None:
         self.store = store
+        self.loop = loop
         self.on_durable = on_durable
         self.on_fsync_ms = on_fsync_ms
+        self.on_failed = on_failed
         self._queue: deque[DiskWrite] = deque()
-        self._wake = asyncio.Event()
-        self.busy = False
+        self.busy = False     # a job is in the thread
+        # One thread, fed by a C queue that blocks without the GIL: a write
+        # reaches fsync, and its completion the loop, with one hand-off each way
+        # (a thread pool adds a future chain and extra loop turns to both).
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="zabpy-disk", daemon=True)
+        self._thread.start()
 
     def submit(self, write: DiskWrite) -> None:
         self._queue.append(write)
-        self._wake.set()
+        if not self.busy:
+            self._next()
 
-    async def run(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                self.busy = False
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self.busy = True
-            if queue[0].append_only:
-                token = self._append_run()
-                if self.store.has_pending():
+    def close(self) -> None:
+        """Stop the thread once the job in hand is done (blocking; call off the loop)."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _next(self) -> None:
+        """On the loop: hand the thread the next job, group-committing plain appends."""
+        queue_ = self._queue
+        if not queue_:
+            self.busy = False
+            return
+        self.busy = True
+        if queue_[0].append_only:
+            self._jobs.put((self._append_run(), None))
+        else:
+            write = queue_.popleft()
+            self._jobs.put((write.token, write))
+
+    def _work(self) -> None:
+        """The thread: fsync what was appended, or carry out a whole write."""
+        while (job := self._jobs.get()) is not None:
+            token, whole = job
+            try:
+                if whole is not None:
+                    result = (token, self._write_whole(whole), None)
+                elif self.store.has_pending():
                     t0 = time.monotonic()
-                    await asyncio.to_thread(self.store.flush_and_sync)
-                    self.on_fsync_ms((time.monotonic() - t0) * 1000)
-                self.on_durable(token, None)
-            else:
-                write = queue.popleft()
-                loaded = await asyncio.to_thread(self._write_whole, write)
-                self.on_durable(write.token, loaded)
+                    self.store.flush_and_sync()
+                    result = (token, None, (time.monotonic() - t0) * 1000)
+                else:
+                    result = (token, None, None)
+            except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops
+                self.loop.call_soon_threadsafe(self.on_failed, e)
+                return
+            self.loop.call_soon_threadsafe(self._done, result)
+
+    def _done(self, result: tuple) -> None:
+        token, loaded, fsync_ms = result
+        if fsync_ms is not None:
+            self.on_fsync_ms(fsync_ms)
+        self.on_durable(token, loaded)
+        self._next()
 
     def _append_run(self) -> int:
         """Append every plain write at the head of the queue; the last token."""

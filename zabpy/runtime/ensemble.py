@@ -86,7 +86,8 @@ class EnsembleRuntime(ServerRuntime):
         self._election = ElectionTransport(self.server_id, peers)
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
                                        on_packets=self._quorum_packets)
-        self._disk = DiskWriter(self.store, self._durable, self._fsync_took)
+        self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
+                                self._disk_failed)
         self._tcp_server = await loop.create_server(
             lambda: _ClientProtocol(self), c.client_port_address, c.client_port,
             reuse_address=True)
@@ -97,7 +98,6 @@ class EnsembleRuntime(ServerRuntime):
         if me.role == "participant":
             await self._quorum.listen(me.host, me.quorum_port)
         self._spawn(self._election_pump())
-        self._spawn(self._disk.run())
         self._spawn(self._ticker())
         self._start_operations()
         self._election_started_ms = _now_ms()
@@ -118,6 +118,8 @@ class EnsembleRuntime(ServerRuntime):
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._disk is not None:
+            await asyncio.to_thread(self._disk.close)
         if self._election is not None:
             self._election.close()
         if self._quorum is not None:
@@ -160,6 +162,12 @@ class EnsembleRuntime(ServerRuntime):
             self.metrics.count("snap_count")
             self.store.start_snapshot(self.replica.tree, self.replica.sessions_table())
         self._flush()
+
+    def _disk_failed(self, e: BaseException) -> None:
+        # ZooKeeper exits on an unrecoverable log error in quorum mode.
+        log.error("Severe unrecoverable error writing the data directory: %r; stopping", e)
+        self.halt()
+        self.fatal.set()
 
     def _fsync_took(self, ms: float) -> None:
         self.metrics.observe("fsynctime", ms)
