@@ -110,3 +110,33 @@ def test_multi_read(pair, name):
     pair.call(OpCode.setData, R.SetDataRequest(name, b"e", -1))
     pair.call(OpCode.create, create_req(f"{name}/k2"))
     assert pair.events() == []  # multiRead sets no watch, whatever the flag says
+
+
+def test_multi_create_kind_comes_from_flags(pair, name):
+    """ZooKeeper's MultiOperationRecord rebuilds each create sub-op from its
+    flags (Op.create): the op code only picks the record layout. Flags 4
+    make a container answered as create2; a non-TTL createTTL drops its
+    TTL; createContainer with flags 1 makes an ephemeral answered as create;
+    unknown flags fail that op with BADARGUMENTS."""
+    pair.call(OpCode.create, create_req(name))
+    cases = [(op, flags) for op in (OpCode.create, OpCode.create2, OpCode.createContainer,
+                                   OpCode.createTTL) for flags in (0, 1, 2, 3, 4, 7)]
+    for op, flags in cases:
+        path = f"{name}/o{int(op)}f{flags}"
+        rec = ttl(path, flags) if op == OpCode.createTTL else create_req(path, b"", flags)
+        pair.multi([(op, rec)])
+        if flags in (0, 1, 4):
+            pair.call(OpCode.exists, R.ExistsRequest(path, False))   # ephemeralOwner SELF
+
+
+def test_multi_plain_create_with_ttl_mode_fails_whole_multi(pair, name):
+    """A TTL mode in a create/create2 record cannot be rebuilt: the whole
+    multi fails with MARSHALLINGERROR and still consumes a zxid."""
+    pair.call(OpCode.create, create_req(name))
+    for op in (OpCode.create, OpCode.create2, OpCode.createContainer):
+        for flags in (5, 6):
+            reply = pair.multi([(OpCode.create, create_req(f"{name}/ok")),
+                                (op, create_req(f"{name}/t{int(op)}f{flags}", b"", flags))])
+            assert reply[0] == Err.MARSHALLINGERROR
+    pair.call(OpCode.getChildren2, R.GetChildren2Request(name, False))
+    pair.call(OpCode.create, create_req(f"{name}/after"))      # the zxids stayed in step

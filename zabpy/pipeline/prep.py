@@ -328,8 +328,31 @@ def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int
         if cls is None:
             raise DecodeError(f"op {h.type} has no request record")
         rec = cls.read(r)
-        ops.append((h.type, rec if h.type in allowed else None))
+        if h.type in _CREATE_OPS and h.type in allowed:
+            ops.append(_multi_create(h.type, rec))
+        else:
+            ops.append((h.type, rec if h.type in allowed else None))
     return ops
+
+
+_CREATE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
+                         OpCode.createTTL})
+
+
+def _multi_create(op: int, rec) -> tuple[int, object]:
+    """A create sub-op as ZooKeeper's MultiOperationRecord rebuilds it: the
+    kind comes from the flags (unknown flags count as persistent and fail in
+    prep), not from the op code. A TTL mode in a plain create record cannot
+    be rebuilt (ZooKeeper fails the whole multi: MARSHALLINGERROR, as for a
+    read inside a multi); a createTTL with another mode drops its TTL."""
+    mode = _MODES.get(rec.flags)
+    if mode is not None and mode.is_ttl:
+        return (op, rec) if op == OpCode.createTTL else (op, None)
+    if op == OpCode.createTTL:
+        rec = R.CreateRequest(rec.path, rec.data, rec.acl, rec.flags)
+    if mode is not None and mode.is_container:
+        return OpCode.createContainer, rec
+    return OpCode.create, rec
 
 
 def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
@@ -355,8 +378,9 @@ def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     try:
         if op == OpCode.multi:
             if any(sub is None for _, sub in req):
-                # A read (or setACL) inside a multi: ZooKeeper fails the whole
-                # request with MARSHALLINGERROR and logs it as an error txn.
+                # A read (or setACL, or a TTL mode in a plain create) inside a
+                # multi: ZooKeeper fails the whole request with
+                # MARSHALLINGERROR and logs it as an error txn.
                 raise PrepError(Err.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)
         return _prep_one(op, req, zxid, pending, ctx)
