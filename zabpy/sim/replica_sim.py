@@ -152,8 +152,8 @@ class ReplicaSimulation:
 
     def _execute(self, sid: int, node: ReplicaNode, ready: Ready) -> None:
         for w in ready.disk:
-            for txn in w.records:
-                self.checker.on_logged(sid, txn)
+            for i, txn in enumerate(w.records):
+                self.checker.on_logged(sid, txn, w.payloads[i] if w.payloads else None)
             node.submit(w, self.now_ms, self.disk_rng.randint(1, 30))
         for dst, n in ready.election:
             self.net.send(self.now_ms, sid, dst, encode_notification(n))

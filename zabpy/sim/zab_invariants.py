@@ -68,8 +68,9 @@ class ZabChecker:
         for txn in node.log:
             self._commit(txn[0].zxid, txn_bytes(txn), sid)
 
-    def on_logged(self, sid: int, txn) -> None:
-        zxid, raw = txn[0].zxid, txn_bytes(txn)
+    def on_logged(self, sid: int, txn, raw: bytes | None = None) -> None:
+        """``raw``: the txn as encoded for the log, when the writer has it."""
+        zxid, raw = txn[0].zxid, raw if raw is not None else txn_bytes(txn)
         seen = self.txns.setdefault(zxid, raw)
         if seen != raw:
             raise SimFailure(f"Z2: peer {sid} logged a different txn at {zxid:#x}")

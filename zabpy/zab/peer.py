@@ -139,11 +139,12 @@ class Peer:
             self._state_changed = None
 
     def next_deadline_ms(self) -> int | None:
-        times = [self.fle.next_deadline_ms()]
+        t = self.fle.next_deadline_ms()
         if self.role is not None:
-            times.append(self.role.next_deadline_ms())
-        known = [t for t in times if t is not None]
-        return min(known) if known else None
+            r = self.role.next_deadline_ms()
+            if r is not None and (t is None or r < t):
+                t = r
+        return t
 
     # ---- the role's calls (drained into the peer's output) ------------------------
     @property
