@@ -263,3 +263,34 @@ def test_closing_session_ephemerals_it_cannot_read(pair, sessions, name):
     for c in (root.z, root.j):
         assert sorted((e.type, e.path) for e in c.drain_events()) == \
             [(DELETED, f"{name}/hidden"), (DELETED, f"{name}/open")]
+
+
+def test_recursive_watch_has_a_child_table_half(pair, sessions, name):
+    """ZooKeeper 3.8 files a recursive watch in both watch tables.
+    removeWatches Children removes the (inert) child half: OK, and then
+    checkWatches Children says NOWATCHER while data events still come;
+    removeWatches Data leaves the child half, which answers Children and Any
+    and still delivers NodeDeleted below the path. One path per session:
+    Java's containsWatcher answers for another session's watch on the path."""
+    pair.call(OpCode.create, create_req(name))
+    by_remove = {}
+    for t in (WatcherType.Children, WatcherType.Data):
+        s, base = sessions(), f"{name}/{int(t)}"
+        by_remove[t] = s, base
+        pair.call(OpCode.create, create_req(base))
+        pair.call(OpCode.create, create_req(f"{base}/x"))
+        s.call(OpCode.addWatch, R.AddWatchRequest(base, 1))
+        s.call(OpCode.checkWatches, R.CheckWatchesRequest(base, WatcherType.Children))
+        s.call(OpCode.removeWatches, R.RemoveWatchesRequest(base, t))
+        for check in (WatcherType.Children, WatcherType.Data, WatcherType.Any):
+            s.call(OpCode.checkWatches, R.CheckWatchesRequest(base, check))
+        pair.call(OpCode.create, create_req(f"{base}/x/y"))
+        pair.call(OpCode.setData, R.SetDataRequest(f"{base}/x", b"1", -1))
+        pair.call(OpCode.delete, R.DeleteRequest(f"{base}/x/y", -1))
+        pair.call(OpCode.delete, R.DeleteRequest(f"{base}/x", -1))
+        s.call(OpCode.checkWatches, R.CheckWatchesRequest(base, WatcherType.Children))
+    s, base = by_remove[WatcherType.Children]
+    assert s.events() == [(CREATED, SYNC, f"{base}/x/y"), (CHANGED, SYNC, f"{base}/x"),
+                          (DELETED, SYNC, f"{base}/x/y"), (DELETED, SYNC, f"{base}/x")]
+    s, base = by_remove[WatcherType.Data]
+    assert s.events() == [(DELETED, SYNC, f"{base}/x/y"), (DELETED, SYNC, f"{base}/x")]

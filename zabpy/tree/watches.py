@@ -11,6 +11,10 @@ notifications to send and removes fired one-shot watches. A session gets at
 most one notification per trigger, even when several of its watches match.
 Persistent-recursive watches see created / deleted / data-changed events on
 their path and every descendant, never NodeChildrenChanged (ZooKeeper 3.8).
+As in ZooKeeper 3.8, a recursive watch has an entry in *both* tables: the
+data one delivers; the child one never sees NodeChildrenChanged but answers
+checkWatches / removeWatches of type Children and still delivers NodeDeleted
+below its path once the data entry was removed (checked against Java 3.8).
 """
 
 from __future__ import annotations
@@ -49,10 +53,11 @@ class WatchManager:
 
     def add_persistent(self, path: str, session: int, recursive: bool) -> None:
         if recursive:
-            before = self.data.get(path, {}).get(session, 0)
-            self._add(self.data, path, session, RECURSIVE)
-            if not before & RECURSIVE:
-                self._recursive_count += 1
+            for table in (self.data, self.child):
+                before = table.get(path, {}).get(session, 0)
+                self._add(table, path, session, RECURSIVE)
+                if not before & RECURSIVE:
+                    self._recursive_count += 1
         else:
             self._add(self.data, path, session, PERSISTENT)
             self._add(self.child, path, session, PERSISTENT)
@@ -62,21 +67,28 @@ class WatchManager:
     def trigger(self, event: int, path: str) -> list[tuple[int, int, str]]:
         fired: dict[int, None] = {}
         if event == EventType.NodeChildrenChanged:
-            self._fire(self.child, path, fired)
+            self._fire(self.child, path, fired, skip=RECURSIVE)
         else:
             self._fire(self.data, path, fired)
             if event == EventType.NodeDeleted:
                 self._fire(self.child, path, fired)
             if self._recursive_count:
-                self._fire_recursive(path, fired)
+                self._fire_recursive(self.data, path, fired)
+                if event == EventType.NodeDeleted:
+                    self._fire_recursive(self.child, path, fired)
         return [(s, event, path) for s in fired]
 
     @staticmethod
-    def _fire(table: dict[str, dict[int, int]], path: str, fired: dict[int, None]) -> None:
+    def _fire(table: dict[str, dict[int, int]], path: str, fired: dict[int, None],
+              skip: int = 0) -> None:
+        """Fire the watches on ``path``; an entry whose modes are all in
+        ``skip`` stays silent."""
         watchers = table.get(path)
         if not watchers:
             return
         for session, mode in list(watchers.items()):
+            if not mode & ~skip:
+                continue
             fired[session] = None
             rest = mode & ~STANDARD
             if rest:
@@ -86,11 +98,13 @@ class WatchManager:
         if not watchers:
             del table[path]
 
-    def _fire_recursive(self, path: str, fired: dict[int, None]) -> None:
+    @staticmethod
+    def _fire_recursive(table: dict[str, dict[int, int]], path: str,
+                        fired: dict[int, None]) -> None:
         p = path
         while p != "/":
             p = parent_of(p)
-            watchers = self.data.get(p)
+            watchers = table.get(p)
             if watchers:
                 for session, mode in watchers.items():
                     if mode & RECURSIVE:
@@ -104,7 +118,7 @@ class WatchManager:
         d = self.data.get(path, {}).get(session, 0)
         c = self.child.get(path, {}).get(session, 0)
         if wtype == WatcherType.Children:
-            return bool(c or d & RECURSIVE)
+            return bool(c)
         if wtype == WatcherType.Data:
             return bool(d)
         if wtype == WatcherType.Any:
@@ -121,32 +135,30 @@ class WatchManager:
         As in ZooKeeper 3.8, Data / Children clear the whole data / child
         table entry of the session, persistent modes included."""
         events: list[int] = []
+        everything = STANDARD | PERSISTENT | RECURSIVE
         if wtype in (WatcherType.Children, WatcherType.Any):
-            if self._clear(self.child, path, session, STANDARD | PERSISTENT):
+            if self._clear(self.child, path, session, everything):
                 events.append(EventType.ChildWatchRemoved)
         if wtype in (WatcherType.Data, WatcherType.Any):
-            had = self.data.get(path, {}).get(session, 0)
-            if self._clear(self.data, path, session, STANDARD | PERSISTENT | RECURSIVE):
-                if had & RECURSIVE:
-                    self._recursive_count -= 1
+            if self._clear(self.data, path, session, everything):
                 events.append(EventType.DataWatchRemoved)
         if wtype in (WatcherType.Persistent, WatcherType.PersistentRecursive):
             bit = PERSISTENT if wtype == WatcherType.Persistent else RECURSIVE
             if self._clear(self.data, path, session, bit):
-                if bit == RECURSIVE:
-                    self._recursive_count -= 1
                 self._clear(self.child, path, session, bit)
                 events.append(EventType.PersistentWatchRemoved)
         return events
 
-    @staticmethod
-    def _clear(table: dict[str, dict[int, int]], path: str, session: int, mask: int) -> bool:
+    def _clear(self, table: dict[str, dict[int, int]], path: str, session: int,
+               mask: int) -> bool:
         watchers = table.get(path)
         if not watchers:
             return False
         mode = watchers.get(session, 0)
         if not mode & mask:
             return False
+        if mode & mask & RECURSIVE:
+            self._recursive_count -= 1
         rest = mode & ~mask
         if rest:
             watchers[session] = rest
@@ -161,7 +173,7 @@ class WatchManager:
             for path in list(table):
                 watchers = table[path]
                 mode = watchers.pop(session, 0)
-                if table is self.data and mode & RECURSIVE:
+                if mode & RECURSIVE:
                     self._recursive_count -= 1
                 if not watchers:
                     del table[path]
