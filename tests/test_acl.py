@@ -106,3 +106,17 @@ def test_ip_auth_packet_succeeds(pair):
     """The ip provider accepts an auth packet (it adds the peer address)."""
     assert auth(pair, "ip", b"10.1.2.3") == Err.OK
     pair.call(OpCode.whoAmI)
+
+
+def test_auth_acl_ids_in_java_set_order(pair, name):
+    """An ``auth`` ACL expands to the session's ids in the order ZooKeeper
+    iterates its auth set (as whoAmI shows it), not in the order they
+    were added; setACL the same."""
+    auth(pair, "digest", b"alice:wrong")
+    auth(pair, "digest", b"alice:secret")
+    pair.call(OpCode.whoAmI)
+    pair.call(OpCode.create, create_req(name, b"", 0, [R.ACL(31, R.Id("auth", ""))]))
+    assert len(pair.call(OpCode.getACL, R.GetACLRequest(name))[2][1][0][1]) == 2
+    pair.call(OpCode.setACL, R.SetACLRequest(name, [R.ACL(1, R.Id("world", "anyone")),
+                                                    R.ACL(7, R.Id("auth", ""))], -1))
+    pair.call(OpCode.getACL, R.GetACLRequest(name))

@@ -20,7 +20,7 @@ import dataclasses
 from ..jute import records as R
 from ..jute.codec import Writer
 from ..jute.constants import Err, OpCode, Perms, WatcherType
-from ..tree.acl import check_perm
+from ..tree.acl import check_perm, java_set_order
 from ..tree.datatree import ApplyResult, DataTree
 from ..tree.watches import WatchManager
 
@@ -172,33 +172,13 @@ def _watch_op(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
     return (Err.OK if removed else Err.NOWATCHER), None
 
 
-def _java_string_hash(s: str) -> int:
-    h = 0
-    raw = s.encode("utf-16-be", "surrogatepass")
-    for i in range(0, len(raw), 2):
-        h = (31 * h + int.from_bytes(raw[i:i + 2], "big")) & 0xFFFFFFFF
-    return h
-
-
-def _java_set_slot(i: R.Id, table_size: int) -> int:
-    """Bucket of an Id in a Java ConcurrentHashMap (jute's Id.hashCode)."""
-    h = 17
-    for part in (i.scheme or "", i.id or ""):
-        h = (37 * h + _java_string_hash(part)) & 0xFFFFFFFF
-    return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (table_size - 1)
-
-
 def who_am_i(auth_ids: list) -> R.WhoAmIResponse:
     """whoAmI as ZooKeeper answers it: a digest id shows only its user name,
     and the ids come in the iteration order of the Java hash set that holds
     them (bucket order of a ConcurrentHashMap, insertion order within one),
     which clients can observe."""
-    size = 16
-    while len(auth_ids) >= size * 3 // 4:
-        size *= 2
-    ordered = sorted(auth_ids, key=lambda i: _java_set_slot(i, size))
     infos = []
-    for i in ordered:
+    for i in java_set_order(auth_ids):
         user = i.id.split(":", 1)[0] if i.scheme == "digest" and i.id else i.id
         infos.append(R.ClientInfo(i.scheme, user if user is not None else ""))
     return R.WhoAmIResponse(infos)

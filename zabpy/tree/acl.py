@@ -18,7 +18,7 @@ from ..jute.records import ACL, Id
 
 __all__ = [
     "digest_id", "OPEN_ACL_UNSAFE", "READ_ACL_UNSAFE", "check_perm", "fix_acl",
-    "AuthOutcome", "authenticate", "acl_matches", "SUPER_ID",
+    "AuthOutcome", "authenticate", "acl_matches", "SUPER_ID", "java_set_order",
 ]
 
 WORLD_ANYONE = Id("world", "anyone")
@@ -128,6 +128,32 @@ def _valid_id(a: ACL) -> bool:
     return False
 
 
+def _java_string_hash(s: str) -> int:
+    h = 0
+    raw = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(raw), 2):
+        h = (31 * h + int.from_bytes(raw[i:i + 2], "big")) & 0xFFFFFFFF
+    return h
+
+
+def _java_set_slot(i: Id, table_size: int) -> int:
+    """Bucket of an Id in a Java ConcurrentHashMap (jute's Id.hashCode)."""
+    h = 17
+    for part in (i.scheme or "", i.id or ""):
+        h = (37 * h + _java_string_hash(part)) & 0xFFFFFFFF
+    return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (table_size - 1)
+
+
+def java_set_order(auth_ids: list[Id]) -> list[Id]:
+    """A session's ids in the order ZooKeeper iterates them: the Java hash
+    set that holds them (bucket order of a ConcurrentHashMap, insertion
+    order within one). Clients see it in whoAmI and in an ``auth`` ACL."""
+    size = 16
+    while len(auth_ids) >= size * 3 // 4:
+        size *= 2
+    return sorted(auth_ids, key=lambda i: _java_set_slot(i, size))
+
+
 def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] | None, int]:
     """Validate a client's ACL list and expand `auth` entries into the caller's
     authenticated ids; duplicates removed (ZooKeeper 3.5+). Returns (acl, err)."""
@@ -141,7 +167,7 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
             return None, Err.INVALIDACL
         if a.id.scheme == "auth":
             added = False
-            for cid in auth_ids:
+            for cid in java_set_order(auth_ids):
                 if cid.scheme in ("ip", "super"):
                     continue
                 out.append(ACL(a.perms, Id(cid.scheme, cid.id)))
