@@ -120,3 +120,18 @@ def test_auth_acl_ids_in_java_set_order(pair, name):
     pair.call(OpCode.setACL, R.SetACLRequest(name, [R.ACL(1, R.Id("world", "anyone")),
                                                     R.ACL(7, R.Id("auth", ""))], -1))
     pair.call(OpCode.getACL, R.GetACLRequest(name))
+
+
+@pytest.mark.parametrize("scheme,err", [("digest", Err.AUTHFAILED), ("ip", Err.OK)])
+def test_null_credential(zk, java_zk, scheme, err):
+    """A null auth buffer: the digest provider fails it (AUTHFAILED, then the
+    server closes); the ip provider never reads it."""
+    for port in (zk.port, java_zk.port):
+        c = RawClient(port)
+        rep = c.call(OpCode.auth, R.AuthPacket(0, scheme, None), xid=-4)
+        assert (rep.xid, rep.err) == (-4, err), port
+        if err:
+            assert c.expect_closed(), port
+            c.abort()
+        else:
+            c.close()

@@ -195,7 +195,12 @@ class AuthOutcome:
 def authenticate(scheme: str | None, auth: bytes | None, super_digest: str | None) -> AuthOutcome:
     """An auth packet: returns the ids it adds, or failure (unknown scheme)."""
     if scheme == "digest":
-        text = (auth or b"").decode("utf-8", "replace")
+        if auth is None:
+            # ZooKeeper's digest provider makes a String of the credential:
+            # a null one throws, and the auth fails (zkCli's bare
+            # ``addauth digest`` sends one).
+            return AuthOutcome(False, [])
+        text = auth.decode("utf-8", "replace")
         did = digest_id(text)
         ids = [Id("digest", did)]
         if super_digest is not None and did == super_digest:
