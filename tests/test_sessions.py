@@ -184,3 +184,32 @@ def test_ttl_nodes_reaped(reaping_ttl_zk, name):
         assert exists(c, f"{name}long") and exists(c, f"{name}busy")
     finally:
         c.close()
+
+
+def _id_clock_ms(session_id: int) -> int:
+    """The millisecond clock value a session id was seeded from (the low 40
+    bits, shifted up 16, below the server id byte)."""
+    return (session_id >> 16) & ((1 << 40) - 1)
+
+
+def test_session_ids_seeded_from_wall_time(java_zk):
+    """ZooKeeper's initializeNextSessionId: (server id << 56) | ((clock << 24)
+    >>> 8), then +1 per session. zabpy's clock is wall time, so ids do not
+    repeat after a reboot; Debian's 3.8.0 uses its elapsed-time clock
+    (System.nanoTime, CLOCK_MONOTONIC on Linux, as Python's monotonic), a
+    deliberate difference checked here on both sides."""
+    import time
+    wall_before = int(time.time() * 1000) & ((1 << 40) - 1)
+    with zabpy_server() as server:
+        wall_after = int(time.time() * 1000) & ((1 << 40) - 1)
+        ids = []
+        for _ in range(2):
+            c = RawClient(server.port)
+            ids.append(c.session_id)
+            c.close()
+    assert ids[1] == ids[0] + 1 and ids[0] >> 56 == 1   # a standalone server is id 1
+    assert wall_before <= _id_clock_ms(ids[0]) <= wall_after
+    c = RawClient(java_zk.port)
+    c.close()
+    assert c.session_id >> 56 == 1
+    assert _id_clock_ms(c.session_id) <= int(time.monotonic() * 1000)

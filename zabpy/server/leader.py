@@ -29,6 +29,9 @@ __all__ = ["LeaderServer"]
 
 
 class LeaderServer(StandaloneServer):
+    def _session_id_server_id(self) -> int:
+        return self.settings.server_id
+
     def __init__(self, *args, zab: Leader, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.zab = zab

@@ -37,6 +37,9 @@ __all__ = ["LearnerServer"]
 class LearnerServer(StandaloneServer):
     OWNS_SESSIONS = False
 
+    def _session_id_server_id(self) -> int:
+        return self.settings.server_id
+
     def __init__(self, *args, zab: Learner, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.zab = zab

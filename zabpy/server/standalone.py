@@ -128,7 +128,10 @@ class StandaloneServer:
         self.settings = settings
         self.tree = tree if tree is not None else DataTree()
         self.watches = WatchManager()
-        self.sessions = SessionTracker(settings.server_id, settings.tick_ms, now_ms)
+        # Session ids are seeded from wall time, so a restarted server does not
+        # hand out the ids (and passwords) of sessions clients still hold.
+        self.sessions = SessionTracker(self._session_id_server_id(), settings.tick_ms,
+                                       now_ms + settings.wall_offset_ms)
         self.pending = PendingChanges(self.tree)
         self.stats = ServerStats(now_ms)
         self.conns: dict[int, Conn] = {}
@@ -144,6 +147,13 @@ class StandaloneServer:
         self.can_write = True  # false after a log failure: writes are refused
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
+
+    def _session_id_server_id(self) -> int:
+        """The server id in the top byte of new session ids: a standalone
+        ZooKeeper uses 1 whatever its myid (ZooKeeperServer's
+        createSessionTrackerServerId); the roles of an ensemble use their
+        own id."""
+        return 1
 
     # ---- the three verbs ---------------------------------------------------
 

@@ -10,7 +10,11 @@ traffic), ``remove`` (a closeSession txn was applied), ``expired(now_ms)``.
 Outputs: the ids whose deadline has passed, each returned once.
 
 Session ids follow ZooKeeper: server id in the top byte, then a value
-derived from a millisecond counter, incremented per new session. Passwords
+derived from a millisecond clock, incremented per new session. The clock is
+wall time (passed in as a value): Debian's 3.8.0 uses its elapsed-time
+clock (javap of SessionTrackerImpl.initializeNextSessionId), which restarts
+at boot, so after a reboot it can hand out ids — and the passwords derived
+from them — of sessions clients still hold; ZooKeeper 3.4 used wall time. Passwords
 are Java's ``java.util.Random(id ^ 0xB3415C00).nextBytes(16)`` so any member
 of a mixed ensemble can check them.
 """
@@ -46,9 +50,9 @@ def session_password(session_id: int) -> bytes:
     return bytes(out)
 
 
-def initial_session_id(server_id: int, now_ms: int) -> int:
-    """(server id << 56) | ((now << 24) >>> 8), as a signed long."""
-    v = ((now_ms << 24) & _MASK64) >> 8
+def initial_session_id(server_id: int, wall_ms: int) -> int:
+    """(server id << 56) | ((wall_ms << 24) >>> 8), as a signed long."""
+    v = ((wall_ms << 24) & _MASK64) >> 8
     v |= (server_id & 0xFF) << 56
     v = to_signed64(v)
     if v == _LONG_MIN:
@@ -65,12 +69,12 @@ class Session:
 
 
 class SessionTracker:
-    def __init__(self, server_id: int, tick_ms: int, now_ms: int):
+    def __init__(self, server_id: int, tick_ms: int, wall_ms: int):
         assert tick_ms > 0
         self.tick_ms = tick_ms
         self.sessions: dict[int, Session] = {}
         self._buckets: dict[int, dict[int, None]] = {}
-        self._next_id = initial_session_id(server_id, now_ms)
+        self._next_id = initial_session_id(server_id, wall_ms)
 
     def next_session_id(self) -> int:
         # Sessions restored from disk may hold ids this counter reaches again.
