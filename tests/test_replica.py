@@ -10,7 +10,6 @@ paper §3 (phases), facts 3.5 (ZooKeeper's packets), and the ordering rule
 from __future__ import annotations
 
 import random
-import struct
 
 import pytest
 
@@ -20,7 +19,7 @@ from zabpy.jute.codec import Reader
 from zabpy.jute.constants import Err, EventType, OpCode
 from zabpy.protocol.connection import Connect, Request
 from zabpy.server import ServerSettings
-from zabpy.server.replica import Close, Dial, Replica, Send
+from zabpy.server.replica import Dial, Replica, Send
 from zabpy.session import session_password
 from zabpy.tree.datatree import DataTree
 from zabpy.zab import packets as P

@@ -24,9 +24,8 @@ import logging
 import random
 
 from ..election import ServerState, quorum_from_config
-from ..protocol.connection import FourLetterWord, RemoteProtocolError
+from ..protocol.connection import FourLetterWord
 from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
-from ..server.standalone import ProtocolViolation
 from ..storage.quorum import read_epochs
 from ..zab.leader import ZabTimers
 from .disk import DiskWriter
@@ -190,58 +189,26 @@ class EnsembleRuntime(ServerRuntime):
         if not self.serving:
             p.conn_id = 0  # not serving: only a four-letter word is answered
             return
-        limit = self.config.max_client_cnxns
-        count = self._per_ip.get(p.peer_ip, 0)
-        if limit and count >= limit:
-            log.warning("Too many connections from %s - max is %d", p.peer_ip, limit)
-            self.metrics.count("connection_rejected")
-            p.transport.abort()
-            return
-        self._per_ip[p.peer_ip] = count + 1
-        p.conn_id = self._next_conn_id
-        self._next_conn_id += 1
-        self._protocols[p.conn_id] = p
-        if self._paused:
-            p.transport.pause_reading()
-        self.replica.client_connected(p.conn_id, p.peer_ip, _now_ms())
+        super()._accept(p)
+
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
+        self.replica.client_connected(conn_id, peer_ip, now)
         self._schedule_flush()
 
-    def _data(self, p, data: bytes) -> None:
-        now = _now_ms()
-        self.metrics.counters["bytes_received_count"] += len(data)
-        try:
-            for ev in p.proto.receive_data(data):
-                if isinstance(ev, FourLetterWord):
-                    self._four_letter_or_refuse(p, ev)
-                elif p.conn_id:
-                    self.replica.client_event(p.conn_id, ev, now)
-                else:
-                    p.transport.abort()  # a client while not serving: it tries another member
-                    return
-        except (RemoteProtocolError, ProtocolViolation) as e:
-            log.warning("Closing connection from %s: %s", p.peer_ip, e)
-            p.transport.abort()
-        self._schedule_flush()
+    def _client_event(self, conn_id: int, ev, now: int) -> None:
+        self.replica.client_event(conn_id, ev, now)
 
-    def _four_letter_or_refuse(self, p, ev: FourLetterWord) -> None:
+    def _client_closed(self, conn_id: int, now: int) -> None:
+        self.replica.client_closed(conn_id, now)
+
+    def _four_letter(self, p, ev: FourLetterWord) -> None:
         if p.conn_id:
-            self._four_letter(p, ev)
+            super()._four_letter(p, ev)
             return
         text = "imok" if ev.word == "ruok" else \
             "This ZooKeeper instance is not currently serving requests\n"
         p.transport.write(text.encode())
         p.transport.close()
-
-    def _lost(self, p) -> None:
-        if self._protocols.pop(p.conn_id, None) is None:
-            return
-        n = self._per_ip.get(p.peer_ip, 1) - 1
-        if n:
-            self._per_ip[p.peer_ip] = n
-        else:
-            self._per_ip.pop(p.peer_ip, None)
-        self.replica.client_closed(p.conn_id, _now_ms())
-        self._schedule_flush()
 
     # ---- carrying out Ready -----------------------------------------------------------
     def _flush(self) -> None:

@@ -299,7 +299,21 @@ class ServerRuntime:
         self._protocols[p.conn_id] = p
         if self._paused:
             p.transport.pause_reading()
-        self.server.connection_made(p.conn_id, p.peer_ip, _now_ms())
+        self._client_connected(p.conn_id, p.peer_ip, _now_ms())
+
+    # The core behind the client port (an ensemble member's runtime overrides
+    # these three to reach its replica).
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
+        self.server.connection_made(conn_id, peer_ip, now)
+
+    def _client_event(self, conn_id: int, ev, now: int) -> None:
+        if isinstance(ev, Connect):
+            self.server.connect(conn_id, ev.request, now)
+        else:
+            self.server.request(conn_id, ev.xid, ev.op, ev.body, now)
+
+    def _client_closed(self, conn_id: int, now: int) -> None:
+        self.server.connection_lost(conn_id, now)
 
     def _lost(self, p: _ClientProtocol) -> None:
         if self._protocols.pop(p.conn_id, None) is None:
@@ -309,21 +323,21 @@ class ServerRuntime:
             self._per_ip[p.peer_ip] = n
         else:
             self._per_ip.pop(p.peer_ip, None)
-        self.server.connection_lost(p.conn_id, _now_ms())
+        self._client_closed(p.conn_id, _now_ms())
         self._schedule_flush()
 
     def _data(self, p: _ClientProtocol, data: bytes) -> None:
         now = _now_ms()
-        srv = self.server
         self.metrics.counters["bytes_received_count"] += len(data)
         try:
             for ev in p.proto.receive_data(data):
                 if isinstance(ev, FourLetterWord):
                     self._four_letter(p, ev)
-                elif isinstance(ev, Connect):
-                    srv.connect(p.conn_id, ev.request, now)
+                elif p.conn_id:
+                    self._client_event(p.conn_id, ev, now)
                 else:
-                    srv.request(p.conn_id, ev.xid, ev.op, ev.body, now)
+                    p.transport.abort()  # not serving (an ensemble member): try another
+                    return
         except (RemoteProtocolError, ProtocolViolation) as e:
             log.warning("Closing connection from %s: %s", p.peer_ip, e)
             p.transport.abort()
