@@ -141,3 +141,61 @@ def test_resets(server):
     assert word(server, "crst") == "Connection stats reset.\n"
     line = next(x for x in word(server, "cons").splitlines() if server.sid in x)
     assert "recved=0,sent=0" in line
+
+
+_CONS_FIELDS = re.compile(r"(\w+)=([^,)]*)")
+
+
+def _cons_fields(port: int, session_id: int) -> dict[str, str]:
+    line = next(x for x in four_letter_word("127.0.0.1", port, "cons").splitlines()
+                if f"sid=0x{session_id & 0xFFFFFFFFFFFFFFFF:x}," in x)
+    return dict(_CONS_FIELDS.findall(line))
+
+
+def test_cons_response_stats_side_by_side(zk, java_zk, name):
+    """cons per connection, as ServerCnxn.updateStatsForResponse keeps it:
+    lop (SESS for the new session, PING, SETW for setWatches), lcxid (a
+    negative xid is not kept), lzxid (the last reply header's zxid), the
+    latency spread (min starts at 0, avg is an integer division), an auth
+    packet counts no response, crst resets to NA / lzxid -1 / no lcxid.
+    lresp is the elapsed-time clock on both sides; latencies are timings."""
+    from conftest import RawBody, RawClient, create_req, encode_multi
+    from zabpy.jute import records as R
+    from zabpy.jute.constants import OpCode
+
+    steps = [
+        lambda c: None,
+        lambda c: c.call(OpCode.create, create_req(name)),
+        lambda c: c.call(OpCode.getData, R.GetDataRequest(f"{name}/none", False)),
+        lambda c: c.drain_events(),
+        lambda c: c.call(OpCode.setWatches, R.SetWatches(0, [], [], []), xid=-8),
+        lambda c: c.call(OpCode.auth, R.AuthPacket(0, "digest", b"a:b"), xid=-4),
+        lambda c: four_letter_word("127.0.0.1", c.port, "crst"),
+        lambda c: c.call(OpCode.multi, RawBody(encode_multi(
+            [(OpCode.check, R.CheckVersionRequest(name, -1))]))),
+        lambda c: c.call(OpCode.getChildren2, R.GetChildren2Request(name, False)),
+    ]
+    seen = []
+    for port in (zk.port, java_zk.port):
+        c = RawClient(port)
+        rows = []
+        try:
+            for step in steps:
+                step(c)
+                f = _cons_fields(port, c.session_id)
+                if not rows:
+                    base = int(f["lzxid"], 16)
+                lat = [int(f[k]) for k in ("minlat", "avglat", "maxlat", "llat", "lresp")]
+                assert lat[0] <= lat[1] <= lat[2] and lat[3] <= lat[2], f
+                assert (f["lop"] == "NA") == (lat[4] == 0), f
+                # lzxid relative to the session's own createSession zxid;
+                # after crst the raw text (ZooKeeper's -1)
+                dz = int(f["lzxid"], 16) - base if f["lop"] != "NA" else f["lzxid"]
+                rows.append({"lop": f["lop"], "lcxid": f.get("lcxid"), "recved": f["recved"],
+                             "sent": f["sent"], "lzxid": dz})
+        finally:
+            c.close()
+        seen.append(rows)
+    assert seen[0] == seen[1]
+    assert [r["lop"] for r in seen[0]] == ["SESS", "CREA", "GETD", "PING", "SETW", "SETW",
+                                           "NA", "MULT", "GETC"]

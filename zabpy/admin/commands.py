@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import ZOOKEEPER_VERSION, __version__
+from ..jute.constants import OpCode
 
 __all__ = ["AdminContext", "QuorumView", "Command", "COMMANDS", "lookup",
            "run_command", "VERSION_LINE", "TRACE_MASK", "monitor_values", "server_gauges", "hex_id"]
@@ -223,13 +224,25 @@ def _peer_address(proto) -> str:
     return f"{host}:{peer[1]}"
 
 
-def connection_info(ctx: AdminContext, cid: int, proto, brief: bool) -> dict:
-    """One client connection, with ServerCnxn.getConnectionInfo's fields.
+# The names FinalRequestProcessor gives a connection's last operation.
+_OP_NAMES = {
+    OpCode.ping: "PING", OpCode.createSession: "SESS", OpCode.closeSession: "CLOS",
+    OpCode.multi: "MULT", OpCode.multiRead: "MLTR", OpCode.create: "CREA",
+    OpCode.create2: "CREA", OpCode.createTTL: "CREA", OpCode.createContainer: "CREA",
+    OpCode.delete: "DELE", OpCode.setData: "SETD", OpCode.setACL: "SETA",
+    OpCode.reconfig: "RECO", OpCode.sync: "SYNC", OpCode.check: "CHEC",
+    OpCode.exists: "EXIS", OpCode.getData: "GETD", OpCode.getACL: "GETA",
+    OpCode.getChildren: "GETC", OpCode.getChildren2: "GETC",
+    OpCode.getAllChildrenNumber: "GETACN", OpCode.setWatches: "SETW",
+    OpCode.setWatches2: "SETW", OpCode.checkWatches: "CHKW", OpCode.removeWatches: "REMW",
+    OpCode.getEphemerals: "GETE", OpCode.addWatch: "ADDW", OpCode.whoAmI: "HOMI",
+}
 
-    zabpy does not track a connection's last operation, last cxid, last
-    response time or its own latency spread: those keep ZooKeeper's values
-    for "none yet" (NA, -1, 0).
-    """
+
+def connection_info(ctx: AdminContext, cid: int, proto, brief: bool) -> dict:
+    """One client connection, with ServerCnxn.getConnectionInfo's fields;
+    the response stats are the core's (``Conn.responded``); lresp is the
+    monotonic clock, as ZooKeeper's elapsed-time clock."""
     conn = ctx.server.conns.get(cid)
     asking = cid == ctx.conn_id
     info = {
@@ -243,16 +256,16 @@ def connection_info(ctx: AdminContext, cid: int, proto, brief: bool) -> dict:
         return info
     info.update({
         "session_id": _signed(conn.session_id),
-        "last_operation": "NA",
+        "last_operation": _OP_NAMES.get(conn.last_op, "NA"),
         "established": ctx.wall_ms(conn.connected_ms),
         "session_timeout": conn.timeout_ms,
-        "last_cxid": -1,
+        "last_cxid": conn.last_cxid,
         "last_zxid": conn.last_zxid,
-        "last_response_time": 0,
+        "last_response_time": conn.last_response_ms,
         "last_latency": conn.last_latency_ms,
-        "min_latency": 0,
-        "avg_latency": 0,
-        "max_latency": 0,
+        "min_latency": conn.latency_min_ms or 0,
+        "avg_latency": conn.latency_total_ms // conn.latency_count if conn.latency_count else 0,
+        "max_latency": conn.latency_max_ms,
     })
     return info
 
@@ -340,8 +353,7 @@ def digests(ctx: AdminContext) -> list[dict]:
 
 def reset_connection_stats(ctx: AdminContext) -> None:
     for conn in ctx.server.conns.values():
-        conn.packets_received = conn.packets_sent = 0
-        conn.last_latency_ms = 0
+        conn.reset_stats()
 
 
 def reset_server_stats(ctx: AdminContext) -> None:

@@ -122,6 +122,7 @@ class LearnerServer(StandaloneServer):
             conn = self.conns.get(conn_id) if conn_id is not None else None
             if conn is not None and not conn.closing:
                 self._attach(conn, sid, txn.timeOut)
+                self._session_created(conn, hdr.zxid)
             return
         waiting = self._awaiting.pop((sid, hdr.cxid), None)
         if waiting is None:

@@ -51,6 +51,7 @@ __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
 
 _REPLY = struct.Struct(">iiqi")  # frame length, xid, zxid, err
 _NOTIFY_PREFIX = struct.Struct(">iiqi")
+_REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
 _UNKNOWN = object()
@@ -104,12 +105,46 @@ class Conn:
     closing: bool = False
     read_only_flag: bool = True
     timeout_ms: int = 0
-    last_zxid: int = 0
     packets_received: int = 0
     packets_sent: int = 0
     connected_ms: int = 0
-    last_latency_ms: int = 0
     prep_ctx: PrepContext | None = None
+    # ZooKeeper's per-connection response stats (ServerCnxn
+    # updateStatsForResponse), shown by ``cons``: the op code of the last
+    # answer (None: "NA"), its xid (a negative xid is not kept), the zxid
+    # of its reply header, when it left, and the latency spread. The minimum
+    # starts at 0 as Java's field does; after a reset it waits for a sample.
+    last_op: int | None = None
+    last_cxid: int = -1
+    last_zxid: int = -1
+    last_response_ms: int = 0
+    last_latency_ms: int = 0
+    latency_min_ms: int | None = 0
+    latency_max_ms: int = 0
+    latency_count: int = 0
+    latency_total_ms: int = 0
+
+    def responded(self, op: int, cxid: int, zxid: int, latency_ms: int, now_ms: int) -> None:
+        if cxid >= 0:
+            self.last_cxid = cxid
+        self.last_op = op
+        self.last_zxid = zxid
+        self.last_response_ms = now_ms
+        self.last_latency_ms = latency_ms
+        if self.latency_min_ms is None or latency_ms < self.latency_min_ms:
+            self.latency_min_ms = latency_ms
+        if latency_ms > self.latency_max_ms:
+            self.latency_max_ms = latency_ms
+        self.latency_count += 1
+        self.latency_total_ms += latency_ms
+
+    def reset_stats(self) -> None:
+        """ServerCnxn.resetStats (``crst``)."""
+        self.packets_received = self.packets_sent = 0
+        self.last_op, self.last_cxid, self.last_zxid = None, -1, -1
+        self.last_response_ms = self.last_latency_ms = 0
+        self.latency_min_ms, self.latency_max_ms = None, 0
+        self.latency_count = self.latency_total_ms = 0
 
 
 @dataclass
@@ -261,6 +296,12 @@ class StandaloneServer:
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
         body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
         return struct.pack(">i", len(body)) + body
+
+    def _session_created(self, conn: Conn, zxid: int) -> None:
+        """The new session's answer counts as a response (cxid 0), as
+        ZooKeeper's FinalRequestProcessor does for createSession."""
+        conn.responded(OpCode.createSession, 0, zxid, self.now_ms - conn.connected_ms,
+                       self.now_ms)
 
     def _attach(self, conn: Conn, sid: int, timeout: int) -> None:
         old = self.owner.get(sid)
@@ -449,6 +490,7 @@ class StandaloneServer:
             conn = self.conns.get(item.conn_id)
             if conn is not None and not conn.closing:
                 self._attach(conn, hdr.clientId, item.txn.timeOut)
+                self._session_created(conn, hdr.zxid)
             return
         if hdr.type == OpCode.closeSession:
             self._session_closed(hdr.clientId)
@@ -506,9 +548,9 @@ class StandaloneServer:
             q.popleft()
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
-            conn.last_latency_ms = latency
             self.stats.record_latency(latency, entry.is_write)
-            conn.last_zxid = self.tree.last_processed_zxid
+            conn.responded(entry.op, entry.xid, _REPLY_ZXID.unpack_from(entry.reply, 8)[0],
+                           latency, self.now_ms)
             self._emit(conn, entry.reply)
             if entry.close_after:
                 self._close_conn(conn)
