@@ -29,6 +29,7 @@ from ..jute.codec import decode
 from ..jute import records as R
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .paths import basename, parent_of
+from .quota import QuotaIndex, quota_stats_data, stats_path
 
 __all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
 
@@ -144,6 +145,7 @@ class DataTree:
         self.ephemerals: dict[int, dict[str, None]] = {}
         self.containers: dict[str, None] = {}
         self.ttls: dict[str, None] = {}
+        self.quotas = QuotaIndex()
         self.last_processed_zxid = 0
         self._add_builtins()
 
@@ -266,6 +268,8 @@ class DataTree:
             self.ttls[path] = None
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
+        if self.quotas.paths or parent_path.startswith(QUOTA):
+            self._quota_created(path, parent_path, name, data)
         return ApplyResult(path=path, node=node,
                            triggers=[(EventType.NodeCreated, path, acl),
                                      (EventType.NodeChildrenChanged, parent_path, parent.acl)])
@@ -291,6 +295,9 @@ class DataTree:
                 paths.pop(path, None)
                 if not paths:
                     del self.ephemerals[owner]
+        if self.quotas.paths:
+            self.quotas.node_removed(parent_path, basename(path))
+            self._quota_update(path, -1, -len(node.data or b""))
         return ApplyResult(triggers=[(EventType.NodeDeleted, path, node.acl),
                                      (EventType.NodeChildrenChanged, parent_path, parent.acl)])
 
@@ -298,6 +305,8 @@ class DataTree:
         node = self.nodes.get(txn.path)
         if node is None:
             return ApplyResult(err=Err.NONODE)
+        if self.quotas.paths:
+            self._quota_update(txn.path, 0, len(txn.data or b"") - len(node.data or b""))
         node.data = txn.data
         node.version = txn.version
         node.mzxid = zxid
@@ -311,6 +320,38 @@ class DataTree:
         node.acl = tuple(txn.acl or ())
         node.aversion = txn.version
         return ApplyResult(node=node)
+
+    # ---- quota usage (see quota.py) -------------------------------------------
+
+    def _quota_created(self, path: str, parent_path: str, name: str, data) -> None:
+        recount = self.quotas.node_added(parent_path, name)
+        if recount is not None:
+            stat = self.nodes.get(stats_path(recount))
+            top = self.nodes.get(recount or ROOT)
+            if stat is not None and top is not None:
+                count, size = self._usage(recount or ROOT, top)
+                stat.data = f"count={count},bytes={size}".encode()
+        self._quota_update(path, 1, len(data or b""))
+
+    def _usage(self, path: str, node: DataNode) -> tuple[int, int]:
+        """(nodes, data bytes) of a subtree, its top included."""
+        count, size = 0, 0
+        stack = [(path, node)]
+        while stack:
+            p, n = stack.pop()
+            count += 1
+            size += len(n.data or b"")
+            prefix = "" if p == ROOT else p
+            stack.extend((prefix + "/" + c, self.nodes[prefix + "/" + c]) for c in n.children)
+        return count, size
+
+    def _quota_update(self, path: str, count_diff: int, bytes_diff: int) -> None:
+        prefix = self.quotas.max_prefix(path)
+        stat = self.nodes.get(stats_path(prefix)) if prefix is not None else None
+        if stat is not None:
+            data = quota_stats_data(stat.data, count_diff, bytes_diff)
+            if data is not None:
+                stat.data = data
 
     def kill_session(self, session_id: int, zxid: int, paths: list[str] | None) -> ApplyResult:
         """Delete a closed or expired session's ephemerals, deepest first."""
@@ -341,9 +382,12 @@ class DataTree:
         """Insert a node read from a snapshot (parents come first in the walk)."""
         self.nodes[path] = node
         if path != ROOT:
-            parent = self.nodes.get(parent_of(path))
+            parent_path = parent_of(path)
+            parent = self.nodes.get(parent_path)
             assert parent is not None, f"snapshot lists {path} before its parent"
             parent.add_child(basename(path))
+            if parent_path.startswith(QUOTA):
+                self.quotas.node_added(parent_path, basename(path))
         owner = node.ephemeral_owner
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
@@ -358,6 +402,7 @@ class DataTree:
         self.ephemerals = {}
         self.containers = {}
         self.ttls = {}
+        self.quotas = QuotaIndex()
         self.last_processed_zxid = 0
 
 
