@@ -1,0 +1,324 @@
+"""Run one seed against both servers and compare every step.
+
+State: one ``Side`` per server (its connections by session label, its helper
+session, its normalisation) and the generator. For each op the runner
+
+1. performs it on zabpy, then on Java (``Side.perform``): the reply (or the
+   connect response), the events the op's session read before its reply,
+   then a ping round trip on every live session collects the events that came
+   after; a session the server closed on its own (failed auth, unknown op)
+   is reconnected and closed, so that it cannot expire later at a moment
+   neither side controls;
+2. settles: waits until the expected background work is done on that server
+   — an expired session's close, containers and TTL nodes the reaper must
+   delete (the generator makes at most one reapable at a time) — while
+   pinging every live session of both servers so no session times out by
+   accident;
+3. compares the two outcomes, normalised (``normalise.Norm``): reply error
+   and body, reply zxid, events per session with their place before/after
+   the reply, sessions that died, the server's zxid after the step.
+
+At the end it compares the whole tree: every path, its data, stat and ACL.
+The first difference stops the seed and is returned with the replay command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ...jute import records as R
+from ...jute.codec import Reader, Writer
+from ...jute.constants import OpCode
+from .client import XID_AUTH, Closed, Conn, Frame, connect
+from .generator import NORMAL_TIMEOUT_MS, Generator, Node, Op, is_reapable
+from .normalise import Norm
+from .servers import SUPER_AUTH
+
+__all__ = ["Difference", "run_ops"]
+
+SETTLE_TIMEOUT_S = 8.0
+KEEPALIVE_S = 0.15
+POLL_S = 0.02
+CLOSING_OPS = (OpCode.closeSession,)
+
+
+@dataclasses.dataclass
+class Difference:
+    seed: int
+    index: int          # op index; -1 for the final tree
+    op: str
+    zabpy: object
+    java: object
+    history: list[str]
+    ops: int
+
+    def report(self) -> str:
+        lines = [f"difference at seed {self.seed}, op {self.index}: {self.op}"]
+        lines += ["  recent ops:"] + [f"    {h}" for h in self.history[-12:]]
+        lines += [f"  zabpy: {self.zabpy!r}", f"  java:  {self.java!r}"]
+        lines.append(f"  replay: python -m zabpy.testing.difffuzz --seed {self.seed} "
+                     f"--ops {self.ops} -v")
+        return "\n".join(lines)
+
+
+class Side:
+    """One server as the fuzzer sees it."""
+
+    def __init__(self, name: str, port: int, runner: "Runner"):
+        self.name, self.port, self.runner = name, port, runner
+        self.conns: dict[str, Conn] = {}
+        self.creds: dict[str, tuple[int, bytes, int]] = {}   # label -> id, passwd, timeout
+        self.helper, resp = connect(port, NORMAL_TIMEOUT_MS)
+        assert isinstance(resp, R.ConnectResponse) and resp.sessionId, resp
+        _, rep = self.helper.request(XID_AUTH, OpCode.auth,
+                                     R.AuthPacket(0, "digest", SUPER_AUTH).to_bytes())
+        assert isinstance(rep, Frame) and rep.err == 0, rep
+        self.norm = Norm(self._zxid())
+        self.norm.labels[resp.sessionId] = "helper"
+
+    def _zxid(self) -> int:
+        _, rep = self.helper.request(self.helper.next_xid(), OpCode.exists,
+                                     R.ExistsRequest("/", False).to_bytes())
+        assert isinstance(rep, Frame), f"{self.name}: helper session lost: {rep}"
+        return rep.zxid
+
+    def _reply(self, op: int, rep) -> tuple:
+        if isinstance(rep, Closed):
+            return ("closed",)
+        return (rep.err, self.norm.zxid(rep.zxid), self.norm.body(op, rep.err, rep.body))
+
+    def _event(self, phase: str, f: Frame) -> tuple:
+        ev = R.WatcherEvent.read(Reader(f.body))
+        return (phase, ev.type, ev.state, ev.path, self.norm.zxid(f.zxid))
+
+    def _connect(self, label: str, timeout_ms: int, session_id: int = 0,
+                 passwd: bytes = bytes(16), last_zxid: int = 0):
+        conn, resp = connect(self.port, timeout_ms, session_id, passwd, last_zxid)
+        if isinstance(resp, Closed):
+            return conn, ("closed",)
+        if resp.sessionId and session_id == 0:
+            self.norm.labels[resp.sessionId] = label
+        if resp.sessionId and resp.timeOut > 0:
+            self.conns[label] = conn
+            self.creds[label] = (resp.sessionId, resp.passwd, timeout_ms)
+        return conn, self.norm.connect_response(resp)
+
+    # ---- one op ----------------------------------------------------------------------
+
+    def perform(self, op: Op) -> tuple[dict, dict]:
+        """(outcome, tree) of one op on this server."""
+        z0 = self._zxid()
+        events: dict[str, list] = {}
+        dead: set[str] = set()
+        expected_txns = 0
+        conn = self.conns.get(op.session)
+        if op.action == "open":
+            _, reply = self._connect(op.session, op.timeout_ms)
+        elif op.action in ("request", "close"):
+            body = op.body(self.norm.base) if callable(op.body) else op.body
+            xid = op.xid if op.xid is not None else conn.next_xid()
+            before, rep = conn.request(xid, op.opcode, body)
+            events[op.session] = [self._event("before", f) for f in before]
+            reply = self._reply(op.opcode, rep)
+            if op.opcode == OpCode.closeSession:
+                conn.abort()
+                self.conns.pop(op.session)
+                dead.add(op.session)
+        elif op.action == "expire":
+            conn.abort()
+            self.conns.pop(op.session)
+            dead.add(op.session)
+            expected_txns = 1
+            reply = None   # filled after the session expired
+        else:   # reconnect
+            reply = self._reconnect(op, conn)
+        buried = self._drain(events, dead)
+        tree = self._settle(z0, expected_txns)
+        if op.action == "expire":
+            sid, passwd, timeout = self.creds[op.session]
+            c, reply = self._connect(op.session, timeout, sid, passwd)
+            c.abort()
+            self.conns.pop(op.session, None)
+        buried.update(self._drain(events, dead))
+        if dead:   # a closing session's ephemerals go in Java's HashSet order
+            events = {k: sorted(v) for k, v in events.items()}
+        outcome = {"reply": reply, "events": {k: v for k, v in events.items() if v},
+                   "dead": sorted(dead), "buried": buried,
+                   "zxid": self.norm.zxid(self._zxid())}
+        return outcome, tree
+
+    def _reconnect(self, op: Op, conn: Conn):
+        conn.abort()
+        sid, passwd, timeout = self.creds[op.session]
+        out = []
+        if op.bad_password:
+            c, resp = self._connect(op.session, timeout, sid, bytes(16), conn.last_zxid)
+            c.abort()
+            out.append(resp)
+        _, resp = self._connect(op.session, timeout, sid, passwd, conn.last_zxid)
+        out.append(resp)
+        return tuple(out)
+
+    def _drain(self, events: dict, dead: set) -> dict:
+        """Ping every live session; bury the ones the server closed."""
+        buried = {}
+        for label in sorted(self.conns):
+            conn = self.conns[label]
+            ok = conn.ping()
+            events.setdefault(label, []).extend(self._event("after", f) for f in conn.take_events())
+            if not ok:
+                self.conns.pop(label)
+                dead.add(label)
+                buried[label] = self._bury(label, conn)
+        return buried
+
+    def _bury(self, label: str, old: Conn):
+        """Reconnect a session the server dropped and close it."""
+        sid, passwd, timeout = self.creds[label]
+        c, resp = self._connect(label, timeout, sid, passwd, old.last_zxid)
+        self.conns.pop(label, None)
+        if not c.alive:
+            return (resp,)
+        _, rep = c.request(c.next_xid(), OpCode.closeSession, b"")
+        c.abort()
+        return (resp, self._reply(OpCode.closeSession, rep))
+
+    def _settle(self, z0: int, expected_txns: int) -> dict:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while True:
+            tree = self.scan()
+            reapable = sorted(p for p, n in tree.items() if is_reapable(n))
+            enough = self._zxid() >= z0 + expected_txns
+            if enough and not reapable:
+                return tree
+            if time.monotonic() > deadline:
+                return {"settle timed out": (reapable, enough)}
+            self.runner.keepalive()
+            time.sleep(POLL_S)
+
+    def keepalive(self) -> None:
+        for conn in self.conns.values():
+            if conn.alive:
+                conn.ping()
+
+    # ---- the tree ----------------------------------------------------------------------
+
+    def _multi_read(self, subs) -> list:
+        w = Writer()
+        for op, rec in subs:
+            R.MultiHeader(int(op), False, -1).write(w)
+            rec.write(w)
+        R.MultiHeader(-1, True, -1).write(w)
+        _, rep = self.helper.request(self.helper.next_xid(), OpCode.multiRead, w.getvalue())
+        assert isinstance(rep, Frame) and rep.err == 0, f"{self.name}: tree read failed: {rep}"
+        out, r = [], Reader(rep.body)
+        while True:
+            h = R.MultiHeader.read(r)
+            if h.done:
+                return out
+            if h.type == OpCode.getData:
+                out.append(R.GetDataResponse.read(r))
+            elif h.type == OpCode.getChildren:
+                out.append(R.GetChildrenResponse.read(r))
+            else:
+                out.append(R.ErrorResponse.read(r))
+
+    def scan(self, full: bool = False) -> dict:
+        """Every node, level by level, one multiRead per level (helper is super)."""
+        tree: dict = {}
+        level = ["/"]
+        while level:
+            subs = []
+            for p in level:
+                subs += [(OpCode.getData, R.GetDataRequest(p, False)),
+                         (OpCode.getChildren, R.GetChildrenRequest(p, False))]
+            results = self._multi_read(subs)
+            nxt = []
+            for i, p in enumerate(level):
+                data, kids = results[2 * i], results[2 * i + 1]
+                if not isinstance(data, R.GetDataResponse):
+                    continue
+                children = tuple(sorted(kids.children)) if isinstance(
+                    kids, R.GetChildrenResponse) else ()
+                st = data.stat
+                if full:
+                    tree[p] = (data.data, self.norm.stat(st), self._acl(p))
+                else:
+                    tree[p] = Node(self.norm.session(st.ephemeralOwner), st.version,
+                                   st.cversion, st.aversion, children)
+                nxt += [("" if p == "/" else p) + "/" + c for c in children]
+            level = nxt
+        return tree
+
+    def _acl(self, path: str):
+        _, rep = self.helper.request(self.helper.next_xid(), OpCode.getACL,
+                                     R.GetACLRequest(path).to_bytes())
+        return self._reply(OpCode.getACL, rep)
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.abort()
+        self.helper.abort()
+
+
+class Runner:
+    def __init__(self, seed: int, zport: int, jport: int, log=None):
+        self.seed = seed
+        self.log = log
+        self.gen = Generator(seed)
+        self.sides: list[Side] = []
+        self.sides = [Side("zabpy", zport, self), Side("java", jport, self)]
+        self._last_keepalive = 0.0
+
+    def keepalive(self) -> None:
+        now = time.monotonic()
+        if now - self._last_keepalive >= KEEPALIVE_S:
+            self._last_keepalive = now
+            for side in self.sides:
+                side.keepalive()
+
+    def run(self, n_ops: int) -> Difference | None:
+        history: list[str] = []
+        try:
+            for i in range(n_ops):
+                op = self.gen.next()
+                history.append(f"{i}: {op.session} {op.text}")
+                if self.log:
+                    self.log(history[-1])
+                (zo, _), (jo, jtree) = (side.perform(op) for side in self.sides)
+                if zo != jo:
+                    return Difference(self.seed, i, f"{op.session} {op.text}", zo, jo,
+                                      history, i + 1)
+                if "settle timed out" in jtree:
+                    return Difference(self.seed, i, "java did not settle", zo, jtree,
+                                      history, i + 1)
+                self._observe(op, jo, jtree)
+            zt, jt = (side.scan(full=True) for side in self.sides)
+            if zt != jt:
+                return _tree_difference(self.seed, zt, jt, history, n_ops)
+            return None
+        finally:
+            for side in self.sides:
+                side.close()
+
+    def _observe(self, op: Op, jo: dict, jtree: dict) -> None:
+        events = {k: [(e[1], e[3]) for e in v] for k, v in jo["events"].items()}
+        reply = jo["reply"]
+        err = reply[0] if isinstance(reply, tuple) and reply and isinstance(reply[0], int) \
+            else None
+        zx = jo["zxid"]
+        delta = int(zx[1:]) if isinstance(zx, str) else 0
+        self.gen.after(op, jtree, delta, set(jo["dead"]), events, err)
+
+
+def _tree_difference(seed, zt: dict, jt: dict, history, n_ops) -> Difference:
+    for path in sorted(set(zt) | set(jt)):
+        if zt.get(path) != jt.get(path):
+            return Difference(seed, -1, f"final tree at {path!r}", zt.get(path), jt.get(path),
+                              history, n_ops)
+    raise AssertionError("trees differ but no path does")
+
+
+def run_ops(seed: int, n_ops: int, zport: int, jport: int, log=None) -> Difference | None:
+    return Runner(seed, zport, jport, log).run(n_ops)

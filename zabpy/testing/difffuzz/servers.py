@@ -1,0 +1,117 @@
+"""The two servers one fuzzer seed runs against, both fresh and configured
+alike: Debian's Java ZooKeeper 3.8 (standalone, as tests/conftest.py starts
+it) and an in-process zabpy server.
+
+Both get extended types (TTL nodes), the same super digest, tickTime 200 ms,
+session timeouts 400..20000 ms and a container/TTL check every
+``CONTAINER_CHECK_MS`` so that the fuzzer's waits for a reaped node stay short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+from .. import ZabpyServer, four_letter_word, free_port, wait_for
+
+__all__ = ["JavaZooKeeper", "java_missing", "server_pair", "SUPER_AUTH"]
+
+SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # password "test"
+SUPER_AUTH = b"super:test"
+JAVA_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
+             "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar")
+TICK_MS = 200
+SESSION_MIN_MS = 400
+SESSION_MAX_MS = 20000
+CONTAINER_CHECK_MS = 50
+
+
+def java_missing() -> str | None:
+    """Why the Java side cannot run here, or None."""
+    if shutil.which("java") is None:
+        return "java is not installed"
+    for jar in JAVA_JARS:
+        if not os.path.exists(jar):
+            return f"{jar} is absent (install Debian's zookeeper package)"
+    return None
+
+
+class JavaZooKeeper:
+    """Debian's ZooKeeper 3.8 in standalone mode on a free port."""
+
+    def __init__(self, tmp: str):
+        self.tmp = tmp
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        data = os.path.join(self.tmp, "data")
+        os.makedirs(data, exist_ok=True)
+        cfg = os.path.join(self.tmp, "zoo.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"tickTime={TICK_MS}\ndataDir={data}\nclientPort={self.port}\n"
+                    f"clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+                    f"4lw.commands.whitelist=*\nminSessionTimeout={SESSION_MIN_MS}\n"
+                    f"maxSessionTimeout={SESSION_MAX_MS}\n")
+        log4j = os.path.join(self.tmp, "log4j.properties")
+        with open(log4j, "w") as f:
+            f.write("log4j.rootLogger=INFO, F\nlog4j.appender.F=org.apache.log4j.FileAppender\n"
+                    f"log4j.appender.F.File={self.tmp}/zookeeper.log\n"
+                    "log4j.appender.F.layout=org.apache.log4j.PatternLayout\n"
+                    "log4j.appender.F.layout.ConversionPattern=%d %p %c{1} - %m%n\n")
+        cmd = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS),
+               f"-Dlog4j.configuration=file:{log4j}",
+               "-Dzookeeper.extendedTypesEnabled=true",
+               f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
+               f"-Dzookeeper.DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+               "-Dzookeeper.admin.enableServer=false",
+               "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+        self.out = open(os.path.join(self.tmp, "stdout.log"), "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(self._serving, 60, 0.05, what=f"Java ZooKeeper on port {self.port}")
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"java exited with {self.proc.returncode}")
+        try:
+            return "Mode:" in four_letter_word("127.0.0.1", self.port, "srvr", 1)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.out.close()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def server_pair():
+    """Yield (zabpy port, java port) of two fresh servers; stop both after."""
+    reason = java_missing()
+    if reason:
+        raise RuntimeError(f"the differential fuzzer needs Java ZooKeeper: {reason}")
+    tmp = tempfile.mkdtemp(prefix="zabpy-difffuzz-")
+    java = JavaZooKeeper(tmp)
+    zabpy = ZabpyServer(extended_types_enabled=True, super_digest=SUPER_DIGEST,
+                        tick_time_ms=TICK_MS, session_timeout_ms_min=SESSION_MIN_MS,
+                        session_timeout_ms_max=SESSION_MAX_MS,
+                        container_check_interval_ms=CONTAINER_CHECK_MS)
+    try:
+        java.start()
+        zabpy.start()
+        yield zabpy.port, java.port
+    finally:
+        zabpy.stop()
+        java.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
