@@ -562,15 +562,17 @@ class StandaloneServer:
         op = entry.op
         if op == OpCode.ping:
             return frame(Xid.PING, zxid, 0)
-        if op in (OpCode.setWatches, OpCode.setWatches2):
-            self._set_watches(conn, entry.req)
-            return frame(entry.xid, zxid, 0)
         if entry.req is _UNKNOWN:
             # ZooKeeper answers an unknown op with zxid -1 and drops the client.
             entry.close_after = True
             return frame(entry.xid, -1, Err.UNIMPLEMENTED)
         if entry.req is _MALFORMED:
+            # before setWatches: an empty or truncated setWatches body is
+            # answered so too, and the connection goes on (as ZooKeeper 3.8)
             return frame(entry.xid, zxid, Err.MARSHALLINGERROR)
+        if op in (OpCode.setWatches, OpCode.setWatches2):
+            self._set_watches(conn, entry.req)
+            return frame(entry.xid, zxid, 0)
         if entry.req is None and op not in (OpCode.whoAmI,):
             return frame(entry.xid, zxid, Err.UNIMPLEMENTED)
         ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
