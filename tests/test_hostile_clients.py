@@ -10,6 +10,10 @@ once globalOutstandingLimit is reached).
 What Java 3.8.0 does, measured with these bytes:
 - setWatches (101) / setWatches2 (105) with an empty or truncated body:
   MARSHALLINGERROR, reply zxid = last zxid (no txn), connection kept.
+- createSession (-10) on an established connection, empty body:
+  MARSHALLINGERROR through an error txn (a zxid is spent), kept.
+- deleteContainer (20) from a client, any body: BADARGUMENTS through an
+  error txn (a zxid is spent), kept.
 """
 
 from __future__ import annotations
@@ -50,3 +54,17 @@ def test_malformed_set_watches_is_marshalling_error(pair, op, body):
     does not deserialize with MARSHALLINGERROR)."""
     assert_refused_and_kept(pair, op, body, Err.MARSHALLINGERROR)
 
+
+def test_create_session_on_established_connection(pair):
+    """Issue 12 item 5: opcode -10 with an empty body (PrepRequestProcessor
+    cannot read the timeout: an error txn)."""
+    assert_refused_and_kept(pair, OpCode.createSession, b"", Err.MARSHALLINGERROR)
+    assert_refused_and_kept(pair, OpCode.createSession, b"\x00\x01", Err.MARSHALLINGERROR)
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00\x00\x00\x10/a", b"\x00\x00\x00\x01/"],
+                         ids=["empty", "malformed", "root"])
+def test_delete_container_from_a_client(pair, body):
+    """Issue 12 item 5: opcode 20 is the container reaper's; from a client,
+    BADARGUMENTS whatever the body."""
+    assert_refused_and_kept(pair, OpCode.deleteContainer, body, Err.BADARGUMENTS)

@@ -23,7 +23,7 @@ from ..jute import records as R
 from ..jute.constants import Err, OpCode
 from ..pipeline.prep import PrepContext
 from ..zab.leader import Leader
-from .standalone import _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
+from .standalone import _BAD_ARGUMENTS, _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
 
 __all__ = ["LeaderServer"]
 
@@ -91,6 +91,8 @@ class LeaderServer(StandaloneServer):
         zxid = self._take_zxid()
         if req is _MALFORMED or req is _UNKNOWN:
             ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
+        elif req is _BAD_ARGUMENTS:
+            ttype, txn = OpCode.error, R.ErrorTxn(Err.BADARGUMENTS)
         else:
             ids = [i if isinstance(i, R.Id) else R.Id(*i) for i in auth_ids]
             ctx = PrepContext(session_id, ids, self.settings.extended_types,

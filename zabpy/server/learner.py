@@ -91,6 +91,12 @@ class LearnerServer(StandaloneServer):
 
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
         sid = conn.session_id
+        if entry.op == OpCode.createSession:
+            # Never forwarded: the leader would take it for this learner's
+            # own session creation. Refused here, without a zxid.
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.MARSHALLINGERROR)
+            self._drain(conn)
+            return
         if entry.op == OpCode.closeSession:
             self.sessions.set_closing(sid)
         self._awaiting[(sid, entry.xid)] = (conn.conn_id, entry)

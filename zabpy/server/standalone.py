@@ -56,6 +56,16 @@ _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 _UNKNOWN = object()
 _MALFORMED = object()
+_BAD_ARGUMENTS = object()
+
+# Ops a client may not send although ZooKeeper knows them. Each is prepared
+# as an error txn (a zxid is spent, as ZooKeeper's PrepRequestProcessor
+# does): createSession on an established connection is answered
+# MARSHALLINGERROR, deleteContainer (the container reaper's op) BADARGUMENTS,
+# whatever the body; the connection goes on.
+_CLIENT_REFUSED = {OpCode.createSession: _MALFORMED, OpCode.deleteContainer: _BAD_ARGUMENTS}
+# What a connection's queue treats as a write (answered once its txn is durable).
+_QUEUE_WRITE_OPS = WRITE_OPS | {OpCode.closeSession, *_CLIENT_REFUSED}
 
 
 class ProtocolViolation(Exception):
@@ -210,7 +220,7 @@ class StandaloneServer:
     OWNS_SESSIONS = True
 
     def _is_write(self, op: int) -> bool:
-        return op in WRITE_OPS or op == OpCode.closeSession
+        return op in _QUEUE_WRITE_OPS
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
@@ -360,7 +370,7 @@ class StandaloneServer:
         was sound, so the connection and the session go on)."""
         cls = R.REQUEST_RECORD.get(op, False)
         if cls is False and op not in (OpCode.multi, OpCode.multiRead):
-            return _UNKNOWN
+            return _CLIENT_REFUSED.get(op, _UNKNOWN)
         try:
             if op == OpCode.multi:
                 return decode_multi(body, MULTI_WRITE_OPS)
@@ -410,6 +420,8 @@ class StandaloneServer:
         req = entry.req
         if req is _MALFORMED:
             ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
+        elif req is _BAD_ARGUMENTS:
+            ttype, txn = OpCode.error, R.ErrorTxn(Err.BADARGUMENTS)
         else:
             ctx = conn.prep_ctx
             if ctx is None or ctx.session_id != conn.session_id:
