@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Pair, RawBody, four_letter_word
+from conftest import OPEN_ACL, Pair, RawBody, RawClient, four_letter_word, wait_for
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
 
 
-def outstanding(port: int) -> int:
+def mntr(port: int, key: str) -> int:
     for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
-        key, _, value = line.partition("\t")
-        if key == "zk_outstanding_requests":
+        k, _, value = line.partition("\t")
+        if k == key:
             return int(value)
-    raise AssertionError("mntr has no zk_outstanding_requests")
+    raise AssertionError(f"mntr has no {key}")
+
+
+def outstanding(port: int) -> int:
+    return mntr(port, "zk_outstanding_requests")
 
 
 def assert_refused_and_kept(pair: Pair, op: int, body: bytes, err: int) -> None:
@@ -68,3 +72,65 @@ def test_delete_container_from_a_client(pair, body):
     """Issue 12 item 5: opcode 20 is the container reaper's; from a client,
     BADARGUMENTS whatever the body."""
     assert_refused_and_kept(pair, OpCode.deleteContainer, body, Err.BADARGUMENTS)
+
+
+# ---- watches belong to the connection (issue 12 item 4) -------------------------
+
+def watch_counts(port: int) -> tuple[int, int]:
+    """(wchs "Total watches" — the data-watch table only, as ZooKeeper's —
+    and mntr's zk_watch_count, both tables)."""
+    text = four_letter_word("127.0.0.1", port, "wchs")
+    return int(text.rsplit("Total watches:", 1)[1].split()[0]), mntr(port, "zk_watch_count")
+
+
+def _arm_data(c, path):
+    c.call(OpCode.getData, R.GetDataRequest(path, True))
+
+
+def _arm_exists_missing(c, path):
+    c.call(OpCode.exists, R.ExistsRequest(path + "/missing", True))
+
+
+def _arm_children(c, path):
+    c.call(OpCode.getChildren, R.GetChildrenRequest(path, True))
+
+
+def _arm_persistent(c, path):
+    c.call(OpCode.addWatch, R.AddWatchRequest(path, 0))
+
+
+def _arm_recursive(c, path):
+    c.call(OpCode.addWatch, R.AddWatchRequest(path, 1))
+
+
+ARM = {"data": _arm_data, "exists": _arm_exists_missing, "children": _arm_children,
+       "persistent": _arm_persistent, "recursive": _arm_recursive}
+
+
+@pytest.mark.parametrize("kind", list(ARM))
+@pytest.mark.parametrize("port_of", ["zk", "java_zk"])
+def test_watches_go_with_the_connection(request, port_of, kind, name):
+    """Issue 12 item 4. ZooKeeper 3.8 keys watches by connection (the
+    ServerCnxn is the Watcher): NIOServerCnxn.close -> ZKDatabase.removeCnxn
+    drops every one-shot, persistent and recursive watch of a connection as
+    it goes. A client that comes back to its session re-arms them with
+    setWatches; one that does not gets no event from the old ones."""
+    port = request.getfixturevalue(port_of).port
+    writer = RawClient(port)
+    writer.call(OpCode.create, R.CreateRequest(name, b"", OPEN_ACL, 0))
+    base = watch_counts(port)
+    c = RawClient(port)
+    ARM[kind](c, name)
+    assert watch_counts(port)[1] > base[1]
+    sid, passwd = c.session_id, c.passwd
+    c.abort()  # a TCP drop: the session lives on
+    wait_for(lambda: watch_counts(port) == base, 5, what="the dropped connection's watches gone")
+    back = RawClient(port, session_id=sid, passwd=passwd)
+    assert back.session_id == sid
+    writer.call(OpCode.create, R.CreateRequest(name + "/missing", b"", OPEN_ACL, 0))
+    writer.call(OpCode.setData, R.SetDataRequest(name, b"x", -1))
+    writer.call(OpCode.delete, R.DeleteRequest(name + "/missing", -1))
+    writer.call(OpCode.delete, R.DeleteRequest(name, -1))
+    assert back.drain_events() == []
+    back.close()
+    writer.close()

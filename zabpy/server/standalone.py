@@ -119,6 +119,9 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     prep_ctx: PrepContext | None = None
+    # set by any read but a ping: this connection may have armed watches
+    # (so that a lost connection that never read skips the watch-table scan)
+    may_watch: bool = False
     # ZooKeeper's per-connection response stats (ServerCnxn
     # updateStatsForResponse), shown by ``cons``: the op code of the last
     # answer (None: "NA"), its xid (a negative xid is not kept), the zxid
@@ -242,9 +245,15 @@ class StandaloneServer:
         self.stats.connections_opened += 1
 
     def connection_lost(self, conn_id: int, now_ms: int) -> None:
+        """Watches belong to the connection, as in ZooKeeper (the ServerCnxn
+        is the Watcher; NIOServerCnxn.close removes all of its one-shot,
+        persistent and recursive watches): a client that comes back to its
+        session re-arms them with setWatches."""
         conn = self.conns.pop(conn_id, None)
         if conn is not None and conn.session_id and self.owner.get(conn.session_id) == conn_id:
             del self.owner[conn.session_id]
+            if conn.may_watch:
+                self.watches.remove_session(conn.session_id)
 
     def _wall_ms(self) -> int:
         return self.now_ms + self.settings.wall_offset_ms
@@ -316,8 +325,13 @@ class StandaloneServer:
     def _attach(self, conn: Conn, sid: int, timeout: int) -> None:
         old = self.owner.get(sid)
         if old is not None and old != conn.conn_id and old in self.conns:
-            # A client that moved to a new connection: the old one is stale.
-            self._close_conn(self.conns[old])
+            # A client that moved to a new connection: the old one is stale,
+            # and its watches go with it (connection_lost will not see it as
+            # the owner any more).
+            stale = self.conns[old]
+            self._close_conn(stale)
+            if stale.may_watch:
+                self.watches.remove_session(sid)
         self.owner[sid] = conn.conn_id
         conn.session_id = sid
         conn.established = True
@@ -574,6 +588,7 @@ class StandaloneServer:
         op = entry.op
         if op == OpCode.ping:
             return frame(Xid.PING, zxid, 0)
+        conn.may_watch = True
         if entry.req is _UNKNOWN:
             # ZooKeeper answers an unknown op with zxid -1 and drops the client.
             entry.close_after = True
