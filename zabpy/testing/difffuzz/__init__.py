@@ -58,7 +58,7 @@ Deliberate differences and Java 3.8 bugs the generator does not produce
 from __future__ import annotations
 
 from .runner import Difference, run_ops
-from .servers import java_missing, server_pair
+from .servers import java_missing, reaped_kinds, server_pair
 
 __all__ = ["Difference", "run_seed", "java_missing", "DEFAULT_OPS"]
 
@@ -67,5 +67,5 @@ DEFAULT_OPS = 150
 
 def run_seed(seed: int, n_ops: int = DEFAULT_OPS, log=None) -> Difference | None:
     """Run one seed on two fresh servers; the first difference, or None."""
-    with server_pair() as (zport, jport):
-        return run_ops(seed, n_ops, zport, jport, log)
+    with server_pair() as (zabpy, jport):
+        return run_ops(seed, n_ops, zabpy.port, jport, log, kinds=lambda: reaped_kinds(zabpy))

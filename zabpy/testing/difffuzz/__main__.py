@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -19,6 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="print every op")
     p.add_argument("--keep-going", action="store_true", help="run every seed even after a difference")
     a = p.parse_args(argv)
+    logging.disable(logging.WARNING)   # the in-process server's client warnings
     seeds = list(a.seed or []) + list(range(a.from_seed, a.from_seed + a.seeds))
     if not seeds:
         seeds = [0]

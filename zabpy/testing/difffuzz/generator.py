@@ -108,6 +108,7 @@ class Op:
     xid: int | None = None
     timeout_ms: int = 0
     bad_password: bool = False
+    ttl_ms: int | None = None     # a top-level createTTL in a TTL mode
 
 
 @dataclasses.dataclass

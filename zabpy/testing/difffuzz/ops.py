@@ -49,7 +49,7 @@ def _ttl(rng) -> int:
     return rng.choice((0, -1, 2**40, 2**40 - 1))
 
 
-def _create(gen, parent_choice=None):
+def _create(gen, parent_choice=None, in_multi=False):
     """(op, record, text, path, short_ttl)."""
     rng = gen.rng
     op = _weighted(rng, CREATE_OPS)
@@ -60,6 +60,10 @@ def _create(gen, parent_choice=None):
     data, acl = gen._data(), gen._acl()
     if op == OpCode.createTTL:
         ttl = _ttl(rng)
+        if not in_multi and flags not in (5, 6) and ttl < 0:
+            # Java 3.8.0 accepts this txn and then fail-stops applying it; zabpy
+            # refuses it up front (a deliberate difference, see the package doc).
+            ttl = 100
         rec = R.CreateTTLRequest(path, data, acl, flags, ttl)
         short = flags in (5, 6) and 0 < ttl < 60_000
         text = f"createTTL {path!r} flags={flags} ttl={ttl} data={data!r} acl={_acl_text(acl)}"
@@ -88,7 +92,10 @@ def request(gen, s) -> Op | None:
     r = rng.random()
     if r < writes * 0.55:
         op, rec, text, path, short = _create(gen)
-        return _req(s, text, op, rec)   # reapable nodes are settled before each op
+        out = _req(s, text, op, rec)   # reapable nodes are settled before each op
+        if op == OpCode.createTTL and rec.flags in (5, 6):
+            out.ttl_ms = rec.ttl
+        return out
     if r < writes * 0.8:
         path = gen._path()
         if len(gen._reap_parents([path], set())) > 1:
@@ -167,8 +174,9 @@ def request(gen, s) -> Op | None:
         path = gen._path()
         if len(gen._reap_parents([path], set())) > 1:
             return None
-        return _req(s, f"deleteContainer {path!r}", OpCode.deleteContainer,
-                    R.DeleteRequest(path, -1))
+        # The reaper's request body is the bare path; a client's is refused.
+        body = path.encode() if rng.random() < 0.7 else R.DeleteRequest(path, -1).to_bytes()
+        return Op("request", s.label, f"deleteContainer {body!r}", OpCode.deleteContainer, body)
     if r < 0.95:
         return _req(s, "reconfig", OpCode.reconfig,
                     R.ReconfigRequest(None, None, "server.1=127.0.0.1:1:2", -1))
@@ -189,7 +197,7 @@ def _multi(gen, s) -> Op | None:
             parent = None
             if created and rng.random() < 0.5:
                 parent = rng.choice(created) + "/" + rng.choice(("a", "b"))
-            op, rec, text, path, short = _create(gen, parent)
+            op, rec, text, path, short = _create(gen, parent, in_multi=True)
             created.append(path)
             short_ttls += short
         elif r < 0.6:

@@ -52,11 +52,14 @@ class Difference:
     java: object
     history: list[str]
     ops: int
+    tree_notes: list[str] = dataclasses.field(default_factory=list)
 
     def report(self) -> str:
         lines = [f"difference at seed {self.seed}, op {self.index}: {self.op}"]
         lines += ["  recent ops:"] + [f"    {h}" for h in self.history[-12:]]
         lines += [f"  zabpy: {self.zabpy!r}", f"  java:  {self.java!r}"]
+        lines += ["  tree differs at:"] + [f"    {n}" for n in self.tree_notes] \
+            if self.tree_notes else []
         lines.append(f"  replay: python -m zabpy.testing.difffuzz --seed {self.seed} "
                      f"--ops {self.ops} -v")
         return "\n".join(lines)
@@ -119,6 +122,8 @@ class Side:
             body = op.body(self.norm.base) if callable(op.body) else op.body
             xid = op.xid if op.xid is not None else conn.next_xid()
             before, rep = conn.request(xid, op.opcode, body)
+            if self is self.runner.sides[0]:
+                self.runner.learn_kinds(op, rep)
             events[op.session] = [self._event("before", f) for f in before]
             reply = self._reply(op.opcode, rep)
             if op.opcode == OpCode.closeSession:
@@ -227,6 +232,7 @@ class Side:
     def scan(self, full: bool = False) -> dict:
         """Every node, level by level, one multiRead per level (helper is super)."""
         tree: dict = {}
+        kinds = {} if full else self.runner.refresh_kinds()
         level = ["/"]
         while level:
             subs = []
@@ -245,8 +251,8 @@ class Side:
                 if full:
                     tree[p] = (data.data, self.norm.stat(st), self._acl(p))
                 else:
-                    tree[p] = Node(self.norm.session(st.ephemeralOwner), st.version,
-                                   st.cversion, st.aversion, children)
+                    owner = kinds.get(p, self.norm.session(st.ephemeralOwner))
+                    tree[p] = Node(owner, st.version, st.cversion, st.aversion, children)
                 nxt += [("" if p == "/" else p) + "/" + c for c in children]
             level = nxt
         return tree
@@ -263,13 +269,33 @@ class Side:
 
 
 class Runner:
-    def __init__(self, seed: int, zport: int, jport: int, log=None):
+    def __init__(self, seed: int, zport: int, jport: int, log=None, kinds=dict):
         self.seed = seed
         self.log = log
+        self.kinds = kinds
         self.gen = Generator(seed)
         self.sides: list[Side] = []
         self.sides = [Side("zabpy", zport, self), Side("java", jport, self)]
         self._last_keepalive = 0.0
+        self.known_kinds: dict[str, int] = {}   # path -> container/TTL ephemeralOwner
+
+    def refresh_kinds(self) -> dict[str, int]:
+        """Which paths the reaper deletes, as zabpy's tree says; a path zabpy
+        already reaped keeps its kind until it is gone on both servers."""
+        for path, owner in self.kinds().items():
+            if owner is None:
+                self.known_kinds.pop(path, None)
+            else:
+                self.known_kinds[path] = owner
+        return self.known_kinds
+
+    def learn_kinds(self, op: Op, rep) -> None:
+        """Right after zabpy's reply: a short TTL node may be reaped before the
+        next tree read, so its kind comes from the request too."""
+        self.refresh_kinds()
+        if op.ttl_ms is not None and isinstance(rep, Frame) and rep.err == 0:
+            path = R.Create2Response.read(Reader(rep.body)).path
+            self.known_kinds[path] = ((0xFF << 56) | op.ttl_ms) - (1 << 64)
 
     def keepalive(self) -> None:
         now = time.monotonic()
@@ -289,11 +315,13 @@ class Runner:
                 (zo, _), (jo, jtree) = (side.perform(op) for side in self.sides)
                 if zo != jo:
                     return Difference(self.seed, i, f"{op.session} {op.text}", zo, jo,
-                                      history, i + 1)
+                                      history, i + 1, self._tree_notes())
                 if "settle timed out" in jtree:
                     return Difference(self.seed, i, "java did not settle", zo, jtree,
                                       history, i + 1)
                 self._observe(op, jo, jtree)
+                for path in [p for p in self.known_kinds if p not in jtree]:
+                    del self.known_kinds[path]
             zt, jt = (side.scan(full=True) for side in self.sides)
             if zt != jt:
                 return _tree_difference(self.seed, zt, jt, history, n_ops)
@@ -301,6 +329,12 @@ class Runner:
         finally:
             for side in self.sides:
                 side.close()
+
+    def _tree_notes(self) -> list[str]:
+        """The paths whose node differs right after a difference, to help read it."""
+        zt, jt = (side.scan(full=True) for side in self.sides)
+        return [f"{p}: zabpy {zt.get(p)!r} java {jt.get(p)!r}"
+                for p in sorted(set(zt) | set(jt)) if zt.get(p) != jt.get(p)][:6]
 
     def _observe(self, op: Op, jo: dict, jtree: dict) -> None:
         events = {k: [(e[1], e[3]) for e in v] for k, v in jo["events"].items()}
@@ -320,5 +354,7 @@ def _tree_difference(seed, zt: dict, jt: dict, history, n_ops) -> Difference:
     raise AssertionError("trees differ but no path does")
 
 
-def run_ops(seed: int, n_ops: int, zport: int, jport: int, log=None) -> Difference | None:
-    return Runner(seed, zport, jport, log).run(n_ops)
+def run_ops(seed: int, n_ops: int, zport: int, jport: int, log=None,
+            kinds=dict) -> Difference | None:
+    """``kinds()``: ephemeralOwner of the containers and TTL nodes by path."""
+    return Runner(seed, zport, jport, log, kinds).run(n_ops)
