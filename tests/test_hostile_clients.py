@@ -18,9 +18,13 @@ What Java 3.8.0 does, measured with these bytes:
 
 from __future__ import annotations
 
+import select
+import socket
+
 import pytest
 
-from conftest import OPEN_ACL, Pair, RawBody, RawClient, four_letter_word, wait_for
+from conftest import (OPEN_ACL, Pair, RawBody, RawClient, four_letter_word, wait_for,
+                      zabpy_server)
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
 
@@ -134,3 +138,90 @@ def test_watches_go_with_the_connection(request, port_of, kind, name):
     assert back.drain_events() == []
     back.close()
     writer.close()
+
+
+# ---- connections without a session (issue 12 item 2) -----------------------------
+
+def _closed_by_server(socks: list[socket.socket]) -> list[socket.socket]:
+    """The ones the server closed: it never sends to a connection without a
+    session, so readable means EOF (or a reset)."""
+    return select.select(socks, [], [], 0)[0]
+
+
+def check_sessionless_connections_are_closed(port: int, count: int, timeout_s: float,
+                                             limit: int | None = None) -> None:
+    # connections that never finish the handshake (half send nothing, half
+    # three bytes of a length prefix); with ``limit``, one more is refused
+    socks = []
+    try:
+        for i in range(count if limit is None else limit + 1):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            if i % 2:
+                socks[-1].sendall(b"\x00\x00\x00")
+        if limit is not None:
+            refused = wait_for(lambda: _closed_by_server(socks), 5, 0.01,
+                               what="a refused connection")
+            assert refused == [socks[-1]]
+        wait_for(lambda: len(_closed_by_server(socks)) == len(socks), timeout_s, 0.05,
+                 what="the server closing connections without a session")
+        # every slot is free again: a new client from the same IP gets a session
+        c = RawClient(port)
+        assert c.session_id != 0
+        c.close()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_sessionless_connections_are_closed_zabpy():
+    """Issue 12 item 2, with a short zookeeper.nio.sessionlessCnxnTimeout."""
+    with zabpy_server(max_client_cnxns=6, sessionless_cnxn_timeout_ms=300) as zk:
+        check_sessionless_connections_are_closed(zk.port, 6, 5, limit=6)
+
+
+def test_sessionless_connections_are_closed_java(java_zk):
+    """What Java 3.8.0 does (NIOServerCnxnFactory): a connection without a
+    session sits in cnxnExpiryQueue, whose buckets are
+    sessionlessCnxnTimeout (10 s default) wide, so it is closed 10-20 s after
+    connecting (12.8 s measured for a silent one, a 3-byte one and a partial
+    ConnectRequest alike, with tickTime 200: tickTime plays no part), and
+    the maxClientCnxns (60) slots come back. The refusal itself is not
+    checked here: Java counts a connection per IP only once its selector
+    thread took it, so a burst gets past 60 (70 of 70 kept in one run, 60 of
+    130 in another)."""
+    check_sessionless_connections_are_closed(java_zk.port, 20, 25)
+
+
+def test_sessionless_connections_are_closed_ensemble():
+    """The same on an ensemble member (the replica ticks its server core),
+    leader and follower alike."""
+    from zabpy.testing import ZabpyEnsemble
+
+    with ZabpyEnsemble(3, extra="maxClientCnxns=6\nnio.sessionlessCnxnTimeout=300") as ens:
+        leader = ens.leader()
+        follower = next(s for s in ens.sids if s != leader)
+        for sid in (leader, follower):
+            check_sessionless_connections_are_closed(ens.client_ports[sid], 6, 5, limit=6)
+
+
+def test_sessionless_deadline_is_driven_by_tick():
+    """The core never reads a clock: the runtime's tick closes a connection
+    without a session once ``now_ms`` reaches its deadline, and a session
+    established in time cancels it."""
+    from zabpy.server.settings import ServerSettings
+    from zabpy.server.standalone import StandaloneServer
+
+    srv = StandaloneServer(ServerSettings(sessionless_cnxn_timeout_ms=100), now_ms=0)
+    srv.connection_made(1, "10.0.0.1", 0)
+    srv.connection_made(2, "10.0.0.1", 10)
+    srv.connect(2, R.ConnectRequest(0, 0, 30000, 0, bytes(16), False), 20)
+    srv.logged(srv.next_zxid - 1, 20)  # the session is durable: connection 2 is established
+    srv.advance(srv.ready())
+    srv.tick(99)
+    assert srv.ready().close == ()
+    srv.tick(100)
+    ready = srv.ready()
+    assert ready.close == (1,)
+    srv.advance(ready)
+    srv.tick(10_000)
+    assert srv.ready().close == ()

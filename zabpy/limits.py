@@ -41,11 +41,18 @@ CONTAINER_MAX_PER_MINUTE = 10_000
 # Per-IP connections (maxClientCnxns default).
 MAX_CLIENT_CNXNS_DEFAULT = 60
 
+# A connection without a session is closed after this long (ZooKeeper's
+# zookeeper.nio.sessionlessCnxnTimeout default), freeing its maxClientCnxns
+# slot: a client that connects and never finishes the handshake cannot hold
+# one forever.
+SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT = 10_000
+
 # Outstanding writes the standalone pipeline keeps before the log catches up.
 PENDING_TXNS_MAX = 10_000
 
 assert JUTE_MAXBUFFER > 0
 assert CONNECTION_OUTSTANDING_MAX >= 1
+assert SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT > 0
 assert PATH_BYTES_MAX <= JUTE_MAXBUFFER
 assert SET_WATCHES_BYTES_MAX <= JUTE_MAXBUFFER
 assert TTL_MS_MAX < 2**63

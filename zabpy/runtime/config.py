@@ -117,6 +117,7 @@ class ServerConfig:
     secure_client_port: int | None = None
     secure_client_port_address: str | None = None
     max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT
+    sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
     max_cnxns: int = 0
     session_timeout_ms_min: int = -1
     session_timeout_ms_max: int = -1
@@ -382,6 +383,8 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
+    # JVM property of ZooKeeper's NIOServerCnxnFactory
+    "nio.sessionlessCnxnTimeout": ("sessionless_cnxn_timeout_ms", _positive),
 }
 # Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
 _RAW_KEYS = frozenset({

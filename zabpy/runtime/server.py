@@ -124,6 +124,7 @@ class ServerRuntime:
             wall_offset_ms=wall_offset,
             container_check_interval_ms=c.container_check_interval_ms,
             container_max_per_minute=c.container_max_per_minute,
+            sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:

@@ -23,7 +23,9 @@ class ServerSettings:
     wall_offset_ms: int = 0
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
+    sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0
+        assert self.sessionless_cnxn_timeout_ms > 0
         assert 0 < self.session_timeout_ms_min <= self.session_timeout_ms_max

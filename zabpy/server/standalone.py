@@ -192,6 +192,9 @@ class StandaloneServer:
         self._close: list = []
         self._logs: list = []
         self._last_reap_ms = now_ms
+        # connections without a session yet: conn id -> when to close them,
+        # in connection order (so in deadline order)
+        self._handshaking: dict[int, int] = {}
         self.can_write = True  # false after a log failure: writes are refused
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
@@ -227,6 +230,8 @@ class StandaloneServer:
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
+        if self._handshaking:
+            self._expire_handshakes(now_ms)
         if not self.OWNS_SESSIONS:
             return
         for sid in self.sessions.expired(now_ms):
@@ -237,11 +242,30 @@ class StandaloneServer:
             self._last_reap_ms = now_ms
             self._reap_containers()
 
+    def _expire_handshakes(self, now_ms: int) -> None:
+        """Close the connections that have no session after
+        ``sessionless_cnxn_timeout_ms``, as ZooKeeper's NIOServerCnxnFactory
+        does (its expiry queue closes them 10-20 s after connecting): one
+        that never finishes the handshake must not hold its maxClientCnxns
+        slot forever."""
+        hs = self._handshaking
+        while hs:
+            conn_id, deadline_ms = next(iter(hs.items()))
+            if deadline_ms > now_ms:
+                return
+            del hs[conn_id]
+            conn = self.conns.get(conn_id)
+            if conn is not None and not conn.established and not conn.closing:
+                self._log(f"Closing connection from {conn.peer_ip}: no session after "
+                          f"{self.settings.sessionless_cnxn_timeout_ms} ms")
+                self._close_conn(conn)
+
     # ---- connections ----------------------------------------------------------
 
     def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
         self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
                                    connected_ms=now_ms)
+        self._handshaking[conn_id] = now_ms + self.settings.sessionless_cnxn_timeout_ms
         self.stats.connections_opened += 1
 
     def connection_lost(self, conn_id: int, now_ms: int) -> None:
@@ -250,6 +274,7 @@ class StandaloneServer:
         persistent and recursive watches): a client that comes back to its
         session re-arms them with setWatches."""
         conn = self.conns.pop(conn_id, None)
+        self._handshaking.pop(conn_id, None)
         if conn is not None and conn.session_id and self.owner.get(conn.session_id) == conn_id:
             del self.owner[conn.session_id]
             if conn.may_watch:
@@ -335,6 +360,7 @@ class StandaloneServer:
         self.owner[sid] = conn.conn_id
         conn.session_id = sid
         conn.established = True
+        self._handshaking.pop(conn.conn_id, None)
         self.sessions.touch(sid, self.now_ms)
         self._emit(conn, self._connect_response(conn, timeout, sid, session_password(sid)))
 
