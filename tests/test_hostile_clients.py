@@ -204,6 +204,24 @@ def test_sessionless_connections_are_closed_ensemble():
             check_sessionless_connections_are_closed(ens.client_ports[sid], 6, 5, limit=6)
 
 
+def test_a_member_not_serving_closes_a_silent_connection():
+    """A member without a quorum answers only four-letter words; a connection
+    that sends nothing is closed after the sessionless timeout all the same."""
+    from zabpy.testing import ZabpyEnsemble
+
+    with ZabpyEnsemble(3, extra="nio.sessionlessCnxnTimeout=300") as ens:
+        lone = ens.sids[0]
+        for sid in ens.sids[1:]:
+            ens.kill(sid)
+        wait_for(lambda: ens.mode(lone) in (None, "looking"), 30, 0.05,
+                 what="the lone member to stop serving")
+        s = socket.create_connection(("127.0.0.1", ens.client_ports[lone]), timeout=5)
+        try:
+            wait_for(lambda: _closed_by_server([s]), 10, 0.05, what="the silent connection closed")
+        finally:
+            s.close()
+
+
 def test_sessionless_deadline_is_driven_by_tick():
     """The core never reads a clock: the runtime's tick closes a connection
     without a session once ``now_ms`` reaches its deadline, and a session

@@ -187,7 +187,11 @@ class EnsembleRuntime(ServerRuntime):
     # ---- clients ------------------------------------------------------------------
     def _accept(self, p) -> None:
         if not self.serving:
-            p.conn_id = 0  # not serving: only a four-letter word is answered
+            # Not serving: only a four-letter word is answered; a connection that
+            # sends nothing goes after the sessionless timeout, as any other.
+            p.conn_id = 0
+            asyncio.get_running_loop().call_later(
+                self.config.sessionless_cnxn_timeout_ms / 1000, p.transport.close)
             return
         super()._accept(p)
 
