@@ -639,8 +639,11 @@ class StandaloneServer:
         sid = conn.session_id
         events: list[tuple[int, str]] = []
         nodes = self.tree.nodes
+        # ZooKeeper's DataTree keeps the root under "" as well as "/": a watch
+        # on "" sees the root (events name the path as sent), as Java does
+        # (found by the differential fuzzer).
         for p in sw.dataWatches or ():
-            n = nodes.get(p)
+            n = nodes.get("/" if p == "" else p)
             if n is None:
                 events.append((EventType.NodeDeleted, p))
             elif n.mzxid > rel:
@@ -648,12 +651,12 @@ class StandaloneServer:
             else:
                 self.watches.add_data_watch(p, sid)
         for p in sw.existWatches or ():
-            if p in nodes:
+            if ("/" if p == "" else p) in nodes:
                 events.append((EventType.NodeCreated, p))
             else:
                 self.watches.add_data_watch(p, sid)
         for p in sw.childWatches or ():
-            n = nodes.get(p)
+            n = nodes.get("/" if p == "" else p)
             if n is None:
                 events.append((EventType.NodeDeleted, p))
             elif n.pzxid > rel:
