@@ -65,7 +65,9 @@ __all__ = ["Difference", "run_seed", "java_missing", "DEFAULT_OPS"]
 DEFAULT_OPS = 150
 
 
-def run_seed(seed: int, n_ops: int = DEFAULT_OPS, log=None) -> Difference | None:
-    """Run one seed on two fresh servers; the first difference, or None."""
+def run_seed(seed: int, n_ops: int = DEFAULT_OPS, log=None, stats=None) -> Difference | None:
+    """Run one seed on two fresh servers; the first difference, or None.
+    ``stats`` (a Counter) gathers what the seed exercised."""
     with server_pair() as (zabpy, jport):
-        return run_ops(seed, n_ops, zabpy.port, jport, log, kinds=lambda: reaped_kinds(zabpy))
+        return run_ops(seed, n_ops, zabpy.port, jport, log,
+                       kinds=lambda: reaped_kinds(zabpy), stats=stats)

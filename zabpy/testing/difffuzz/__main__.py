@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import sys
 import time
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--from-seed", type=int, default=0, help="first seed of --seeds")
     p.add_argument("--ops", type=int, default=DEFAULT_OPS, help="ops per seed")
     p.add_argument("-v", "--verbose", action="store_true", help="print every op")
+    p.add_argument("--stats", action="store_true", help="print what the seeds exercised")
     p.add_argument("--keep-going", action="store_true", help="run every seed even after a difference")
     a = p.parse_args(argv)
     logging.disable(logging.WARNING)   # the in-process server's client warnings
@@ -25,10 +27,11 @@ def main(argv=None) -> int:
     if not seeds:
         seeds = [0]
     failed = []
+    stats = collections.Counter()
     t0 = time.monotonic()
     for seed in seeds:
         t = time.monotonic()
-        diff = run_seed(seed, a.ops, log=print if a.verbose else None)
+        diff = run_seed(seed, a.ops, log=print if a.verbose else None, stats=stats)
         took = time.monotonic() - t
         if diff is None:
             print(f"seed {seed}: {a.ops} ops, no difference ({took:.1f}s)", flush=True)
@@ -37,6 +40,8 @@ def main(argv=None) -> int:
         failed.append(seed)
         if not a.keep_going:
             break
+    if a.stats:
+        print("exercised: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
     ran = len(seeds) if a.keep_going or not failed else seeds.index(failed[-1]) + 1
     print(f"{ran} seeds x {a.ops} ops, {len(failed)} with a difference {failed} "
           f"in {time.monotonic() - t0:.0f}s")

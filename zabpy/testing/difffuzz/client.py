@@ -93,10 +93,18 @@ class Conn:
 
     def request(self, xid: int, op: int, body: bytes) -> tuple[list[Frame], Frame | Closed]:
         """Send one request; return (notifications before the reply, reply)."""
+        if not self.submit(xid, op, body):
+            return [], Closed("not connected")
+        return self.read_reply()
+
+    def submit(self, xid: int, op: int, body: bytes) -> bool:
+        """Send a request without waiting (pipelining); False if not connected."""
+        return self.alive and self.send(struct.pack(">ii", xid, op) + body)
+
+    def read_reply(self) -> tuple[list[Frame], Frame | Closed]:
+        """The next reply, with the notifications that came before it."""
         if not self.alive:
             return [], Closed("not connected")
-        if not self.send(struct.pack(">ii", xid, op) + body):
-            return [], Closed("send failed")
         before: list[Frame] = []
         while True:
             data = self._recv_frame()

@@ -109,6 +109,7 @@ class Op:
     timeout_ms: int = 0
     bad_password: bool = False
     ttl_ms: int | None = None     # a top-level createTTL in a TTL mode
+    burst: list = dataclasses.field(default_factory=list)   # pipelined requests
 
 
 @dataclasses.dataclass
@@ -118,6 +119,8 @@ class SessionModel:
     live: bool = True
     watch_class: dict = dataclasses.field(default_factory=dict)   # path -> class
     maybe: dict = dataclasses.field(default_factory=dict)         # path -> set of kinds
+    rearm: dict | None = None     # watches to send back with setWatches after a reconnect
+    rearm_zxid: int = 0
 
     def forget_watches(self) -> None:
         self.watch_class.clear()
@@ -148,6 +151,9 @@ class Generator:
                 m.live = False
                 m.forget_watches()
         if op.action == "reconnect" and s is not None:
+            # A client re-arms what it held, as ZooKeeper's ClientCnxn does.
+            s.rearm = {p: set(k) for p, k in s.maybe.items() if k} if s.live else None
+            s.rearm_zxid = self.zxid_delta
             s.forget_watches()
         if (op.action == "request" and op.opcode == OpCode.removeWatches and reply_err == 0
                 and s is not None and op.text.endswith("type=3")):
@@ -261,25 +267,52 @@ class Generator:
     def _pick(self, s: SessionModel) -> Op | None:
         from . import ops  # the request builders, one per opcode family
         rng = self.rng
+        if s.rearm is not None:
+            return self._rearm(s)
         r = rng.random()
-        if r < 0.04 and len(self.live()) < MAX_LIVE_SESSIONS:
+        if r < 0.025 and len(self.live()) < MAX_LIVE_SESSIONS:
             return self._open()
-        if r < 0.07:
+        if r < 0.045:
             return Op("close", s.label, "closeSession", OpCode.closeSession) \
                 if self._close_is_safe(s.label) else None
-        if r < 0.09:
+        if r < 0.065:
             if not s.short or not self._close_is_safe(s.label):
                 return None
             return Op("expire", s.label, "expire (abort, wait)")
-        if r < 0.12:
+        if r < 0.095:
             return Op("reconnect", s.label, "reconnect", bad_password=rng.random() < 0.3)
-        if r < 0.17:
+        if r < 0.16:
+            return self._burst(s, ops)
+        if r < 0.205:
             scheme, cred = self._auth()
             if (scheme, cred) in FAILING_AUTH and not self._close_is_safe(s.label):
                 return None
             return Op("request", s.label, f"auth {scheme} {cred!r}", OpCode.auth,
                       R.AuthPacket(0, scheme, cred).to_bytes(), XID_AUTH)
         return ops.request(self, s)
+
+    def _burst(self, s: SessionModel, ops) -> Op | None:
+        """2-4 requests sent back to back before any reply is read."""
+        burst = []
+        for _ in range(self.rng.randrange(2, 5)):
+            op = ops.request(self, s)
+            if op is None or op.opcode == 99:
+                continue
+            burst.append(op)
+        if len(burst) < 2:
+            return None
+        return Op("burst", s.label, "burst [" + "; ".join(o.text for o in burst) + "]",
+                  burst=burst)
+
+    def _rearm(self, s: SessionModel) -> Op:
+        lists = {k: [] for k in ("data", "exist", "child", "persistent", "recursive")}
+        for path, kinds in sorted(s.rearm.items()):
+            for kind in sorted(kinds):
+                cls = kind if kind in ("persistent", "recursive") else "oneshot"
+                if self.may_watch(s, path, cls, kind):
+                    lists[kind].append(path)
+        s.rearm = None
+        return self._set_watches_op(s, True, lists, s.rearm_zxid)
 
     def _auth(self):
         x = self.rng.random() * sum(w for w, _, _ in AUTHS)
@@ -312,7 +345,9 @@ class Generator:
             cls = kind if kind in ("persistent", "recursive") else "oneshot"
             if self.may_watch(s, path, cls, kind) and path not in lists[kind]:
                 lists[kind].append(path)
-        delta = self.rng.randrange(0, self.zxid_delta + 1)
+        return self._set_watches_op(s, v2, lists, self.rng.randrange(0, self.zxid_delta + 1))
+
+    def _set_watches_op(self, s: SessionModel, v2: bool, lists: dict, delta: int) -> Op:
         text = f"setWatches{'2' if v2 else ''} rel=+{delta} {lists}"
 
         def body(base: int) -> bytes:

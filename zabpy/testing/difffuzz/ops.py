@@ -79,7 +79,7 @@ def _acl_text(acl) -> str:
 
 
 def _watch(gen, s, path: str, cls: str, kind: str) -> bool:
-    return gen.rng.random() < 0.5 and gen.may_watch(s, path, cls, kind)
+    return gen.rng.random() < 0.7 and gen.may_watch(s, path, cls, kind)
 
 
 def _req(s, text, op, rec, xid=None) -> Op:

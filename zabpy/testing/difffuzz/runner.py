@@ -24,6 +24,7 @@ The first difference stops the seed and is returned with the replay command.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 
@@ -118,14 +119,8 @@ class Side:
         conn = self.conns.get(op.session)
         if op.action == "open":
             _, reply = self._connect(op.session, op.timeout_ms)
-        elif op.action in ("request", "close"):
-            body = op.body(self.norm.base) if callable(op.body) else op.body
-            xid = op.xid if op.xid is not None else conn.next_xid()
-            before, rep = conn.request(xid, op.opcode, body)
-            if self is self.runner.sides[0]:
-                self.runner.learn_kinds(op, rep)
-            events[op.session] = [self._event("before", f) for f in before]
-            reply = self._reply(op.opcode, rep)
+        elif op.action in ("request", "close", "burst"):
+            reply = self._requests(op, conn, events)
             if op.opcode == OpCode.closeSession:
                 conn.abort()
                 self.conns.pop(op.session)
@@ -152,6 +147,22 @@ class Side:
                    "dead": sorted(dead), "buried": buried,
                    "zxid": self.norm.zxid(self._zxid())}
         return outcome, tree
+
+    def _requests(self, op: Op, conn: Conn, events: dict):
+        """Send one request, or a burst back to back; read the replies in order.
+        An event is tagged with the index of the reply it came before."""
+        reqs = op.burst or [op]
+        for r in reqs:
+            body = r.body(self.norm.base) if callable(r.body) else r.body
+            conn.submit(r.xid if r.xid is not None else conn.next_xid(), r.opcode, body)
+        replies, seen = [], events.setdefault(op.session, [])
+        for i, r in enumerate(reqs):
+            before, rep = conn.read_reply()
+            if self is self.runner.sides[0]:
+                self.runner.learn_kinds(r, rep)
+            seen += [self._event(f"before {i}" if op.burst else "before", f) for f in before]
+            replies.append(self._reply(r.opcode, rep))
+        return tuple(replies) if op.burst else replies[0]
 
     def _reconnect(self, op: Op, conn: Conn):
         conn.abort()
@@ -197,6 +208,8 @@ class Side:
             enough = self._zxid() >= z0 + expected_txns
             if enough and not reapable:
                 return tree
+            if self is self.runner.sides[1] and reapable:
+                self.runner.stats["reap waits"] += 1
             if time.monotonic() > deadline:
                 return {"settle timed out": (reapable, enough)}
             self.runner.keepalive()
@@ -269,10 +282,11 @@ class Side:
 
 
 class Runner:
-    def __init__(self, seed: int, zport: int, jport: int, log=None, kinds=dict):
+    def __init__(self, seed: int, zport: int, jport: int, log=None, kinds=dict, stats=None):
         self.seed = seed
         self.log = log
         self.kinds = kinds
+        self.stats = collections.Counter() if stats is None else stats
         self.gen = Generator(seed)
         self.sides: list[Side] = []
         self.sides = [Side("zabpy", zport, self), Side("java", jport, self)]
@@ -320,6 +334,7 @@ class Runner:
                     return Difference(self.seed, i, "java did not settle", zo, jtree,
                                       history, i + 1)
                 self._observe(op, jo, jtree)
+                self._count(op, jo)
                 for path in [p for p in self.known_kinds if p not in jtree]:
                     del self.known_kinds[path]
             zt, jt = (side.scan(full=True) for side in self.sides)
@@ -329,6 +344,20 @@ class Runner:
         finally:
             for side in self.sides:
                 side.close()
+
+    def _count(self, op: Op, jo: dict) -> None:
+        """What the seed exercised (printed by the command line)."""
+        st = self.stats
+        st["ops"] += 1
+        for o in op.burst or [op]:
+            st[o.text.split()[0] if o.action == "request" else o.action] += 1
+        st["events"] += sum(len(v) for v in jo["events"].values())
+        st["events before reply"] += sum(e[0].startswith("before")
+                                         for v in jo["events"].values() for e in v)
+        reply = jo["reply"]
+        if op.action == "request" and isinstance(reply, tuple) and reply and reply[0] == 0:
+            st["ok replies"] += 1
+        st["sessions buried"] += len(jo["buried"])
 
     def _tree_notes(self) -> list[str]:
         """The paths whose node differs right after a difference, to help read it."""
@@ -355,6 +384,7 @@ def _tree_difference(seed, zt: dict, jt: dict, history, n_ops) -> Difference:
 
 
 def run_ops(seed: int, n_ops: int, zport: int, jport: int, log=None,
-            kinds=dict) -> Difference | None:
-    """``kinds()``: ephemeralOwner of the containers and TTL nodes by path."""
-    return Runner(seed, zport, jport, log, kinds).run(n_ops)
+            kinds=dict, stats=None) -> Difference | None:
+    """``kinds()``: ephemeralOwner of the containers and TTL nodes by path;
+    ``stats``, a Counter, gathers what the seed exercised."""
+    return Runner(seed, zport, jport, log, kinds, stats).run(n_ops)
