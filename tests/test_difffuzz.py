@@ -112,3 +112,19 @@ def test_set_watches_on_empty_path_sees_the_root(pair, rel):
         for c in (pair.z, pair.j):
             assert c.call(OpCode.setWatches, R.SetWatches(rel, *lists), xid=-8).err == 0
         pair.events()
+
+
+@pytest.mark.parametrize("subs", [
+    [(OpCode.setData, R.SetDataRequest("/", b"m", -1))],                    # body: empty multi
+    [(OpCode.delete, R.DeleteRequest("/nope", -1)), (OpCode.check, R.CheckVersionRequest("/", -1))],
+    [(OpCode.getData, R.GetDataRequest("/", False)), (OpCode.setData, R.SetDataRequest("/", b"", -1))],
+    [(OpCode.exists, R.ExistsRequest("/", False))],                         # no body
+    [],
+])
+def test_multi_read_of_writes_answers_an_empty_multi(pair, subs):
+    """Found by the fuzzer (seed 1, op 134): a multiRead made only of write
+    ops fails with MARSHALLINGERROR and, in ZooKeeper, still carries the empty
+    MultiResponse its loop had made (a done header); a read mixed with writes,
+    or an op no multi takes, fails decoding and has no body."""
+    from conftest import RawBody, encode_multi
+    pair.call(OpCode.multiRead, RawBody(encode_multi(subs)))

@@ -631,7 +631,9 @@ class StandaloneServer:
         ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
                           self.settings.skip_acl)
         err, rec = read(ctx, op, entry.req)
-        return frame(entry.xid, zxid, err, rec.to_bytes() if rec is not None and not err else b"")
+        # An error has no body, but for a multiRead of writes (pipeline.final).
+        body = rec.to_bytes() if rec is not None and (not err or op == OpCode.multiRead) else b""
+        return frame(entry.xid, zxid, err, body)
 
     def _set_watches(self, conn: Conn, sw) -> None:
         """Re-arm a reconnecting client's watches, firing what it missed."""
