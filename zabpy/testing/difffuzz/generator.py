@@ -182,6 +182,13 @@ class Generator:
         r = rng.random()
         if r < 0.08 or not paths:
             return rng.choice(ODD_PATHS)
+        watched = sorted({p for m in self.live() for p, k in m.maybe.items() if k})
+        if watched and r < 0.3:
+            # where the watches are, so that events happen
+            path = rng.choice(watched)
+            if for_create and rng.random() < 0.5 and path.count("/") < 4:
+                path = ("" if path == "/" else path) + "/" + rng.choice(NAMES)
+            return path
         if r < (0.35 if for_create else 0.6):
             return rng.choice(paths)
         parents = [p for p in paths if p.count("/") < 4] or ["/"]
@@ -275,7 +282,7 @@ class Generator:
         if r < 0.045:
             return Op("close", s.label, "closeSession", OpCode.closeSession) \
                 if self._close_is_safe(s.label) else None
-        if r < 0.065:
+        if r < 0.075:
             if not s.short or not self._close_is_safe(s.label):
                 return None
             return Op("expire", s.label, "expire (abort, wait)")
