@@ -51,8 +51,14 @@ Deliberate differences and Java 3.8 bugs the generator does not produce
   is live: Java 3.8 closes that live connection first; zabpy does not
   (tests/test_sessions.py). The fuzzer's reconnect drops the old
   connection before any attempt, so both agree.
+- createTTL with a non-TTL mode and a negative ttl outside a multi: Java
+  3.8.0 validates it as a plain create, logs it and fail-stops applying it;
+  zabpy answers BADARGUMENTS up front (tests/test_difffuzz.py).
 - Session ids come from wall time in zabpy (issue 11 item 7); ids are
   normalised anyway.
+
+Differences found and still open are listed in ``ops.OPEN_DIFFERENCES``; the
+generator steers around them unless ``--open`` is given.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-from . import DEFAULT_OPS, run_seed
+from . import DEFAULT_OPS, ops, run_seed
 
 
 def main(argv=None) -> int:
@@ -19,10 +19,14 @@ def main(argv=None) -> int:
     p.add_argument("--from-seed", type=int, default=0, help="first seed of --seeds")
     p.add_argument("--ops", type=int, default=DEFAULT_OPS, help="ops per seed")
     p.add_argument("-v", "--verbose", action="store_true", help="print every op")
+    p.add_argument("--open", action="store_true",
+                   help="also generate the open differences (ops.OPEN_DIFFERENCES)")
     p.add_argument("--stats", action="store_true", help="print what the seeds exercised")
     p.add_argument("--keep-going", action="store_true", help="run every seed even after a difference")
     a = p.parse_args(argv)
     logging.disable(logging.WARNING)   # the in-process server's client warnings
+    if a.open:
+        ops.AVOID_OPEN = False
     seeds = list(a.seed or []) + list(range(a.from_seed, a.from_seed + a.seeds))
     if not seeds:
         seeds = [0]

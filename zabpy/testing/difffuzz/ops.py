@@ -17,6 +17,18 @@ from .generator import LONG_TTL_MS, MAX_NODES, Op
 
 __all__ = ["request"]
 
+# Differences the fuzzer found that are still open, each with where it is
+# tracked. The generator steers around them while AVOID_OPEN is true (the
+# command line's --open turns it off to see them); drop an entry once fixed.
+OPEN_DIFFERENCES = {
+    "multi-ttl-create-after-failure": (
+        "issue 11 item 2 follow-up: a create/create2 sub-op with a TTL mode fails the "
+        "whole multi with MARSHALLINGERROR only when Java's prep reaches it; after an "
+        "earlier sub-op failed Java answers per-op errors (the TTL op gets -2), zabpy "
+        "MARSHALLINGERROR. Seeds 6 (op 14) and 18 (op 93) with AVOID_OPEN off."),
+}
+AVOID_OPEN = True
+
 CREATE_OPS = ((OpCode.create, 3), (OpCode.create2, 3), (OpCode.createContainer, 1.2),
               (OpCode.createTTL, 1.5))
 
@@ -198,6 +210,8 @@ def _multi(gen, s) -> Op | None:
             if created and rng.random() < 0.5:
                 parent = rng.choice(created) + "/" + rng.choice(("a", "b"))
             op, rec, text, path, short = _create(gen, parent, in_multi=True)
+            if subs and op != OpCode.createTTL and rec.flags in (5, 6) and AVOID_OPEN:
+                return None   # OPEN_DIFFERENCES["multi-ttl-create-after-failure"]
             created.append(path)
             short_ttls += short
         elif r < 0.6:
