@@ -300,11 +300,16 @@ class Generator:
 
     def _burst(self, s: SessionModel, ops) -> Op | None:
         """2-4 requests sent back to back before any reply is read."""
-        burst = []
+        burst, removals = [], 0
         for _ in range(self.rng.randrange(2, 5)):
             op = ops.request(self, s)
-            if op is None or op.opcode == 99:
-                continue
+            if op is None or op.opcode == 99 or op.ttl_ms is not None and \
+                    op.ttl_ms < SHORT_TTL_LIMIT_MS:
+                continue   # a short TTL node could be reaped between two requests
+            # Each request makes at most one node reapable; so must the burst.
+            removals += op.opcode in (OpCode.delete, OpCode.deleteContainer, OpCode.multi)
+            if removals > 1:
+                break
             burst.append(op)
         if len(burst) < 2:
             return None

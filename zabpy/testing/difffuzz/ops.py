@@ -101,24 +101,33 @@ def _req(s, text, op, rec, xid=None) -> Op:
 def request(gen, s) -> Op | None:
     rng = gen.rng
     writes = 0.42 if len(gen.tree) < MAX_NODES else 0.2
-    r = rng.random()
-    if r < writes * 0.55:
+    if rng.random() < writes:
+        return _write(gen, s)
+    return _read_or_watch(gen, s)
+
+
+def _write(gen, s) -> Op | None:
+    r = gen.rng.random()
+    if r < 0.55:
         op, rec, text, path, short = _create(gen)
         out = _req(s, text, op, rec)   # reapable nodes are settled before each op
         if op == OpCode.createTTL and rec.flags in (5, 6):
             out.ttl_ms = rec.ttl
         return out
-    if r < writes * 0.8:
+    if r < 0.8:
         path = gen._path()
         if len(gen._reap_parents([path], set())) > 1:
             return None
         v = gen._version(path)
         return _req(s, f"delete {path!r} v={v}", OpCode.delete, R.DeleteRequest(path, v))
-    if r < writes:
-        path, v, data = gen._path(), None, gen._data()
-        v = gen._version(path)
-        return _req(s, f"setData {path!r} {data!r} v={v}", OpCode.setData,
-                    R.SetDataRequest(path, data, v))
+    path, data = gen._path(), gen._data()
+    v = gen._version(path)
+    return _req(s, f"setData {path!r} {data!r} v={v}", OpCode.setData,
+                R.SetDataRequest(path, data, v))
+
+
+def _read_or_watch(gen, s) -> Op | None:
+    rng = gen.rng
     r = rng.random()
     if r < 0.12:
         return _multi(gen, s)
@@ -160,6 +169,11 @@ def request(gen, s) -> Op | None:
                     R.RemoveWatchesRequest(path, wtype))
     if r < 0.71:
         return gen.set_watches_body(s, v2=rng.random() < 0.6)
+    return _other(gen, s, r)
+
+
+def _other(gen, s, r: float) -> Op | None:
+    rng = gen.rng
     if r < 0.76:
         path = gen._path()
         if rng.random() < 0.5:

@@ -41,7 +41,6 @@ __all__ = ["Difference", "run_ops"]
 SETTLE_TIMEOUT_S = 8.0
 KEEPALIVE_S = 0.15
 POLL_S = 0.02
-CLOSING_OPS = (OpCode.closeSession,)
 
 
 @dataclasses.dataclass
