@@ -26,6 +26,12 @@ OPEN_DIFFERENCES = {
         "whole multi with MARSHALLINGERROR only when Java's prep reaches it; after an "
         "earlier sub-op failed Java answers per-op errors (the TTL op gets -2), zabpy "
         "MARSHALLINGERROR. Seeds 6 (op 14) and 18 (op 93) with AVOID_OPEN off."),
+    "createSession-with-a-body": (
+        "issue 12 item 5 follow-up: createSession (-10) on an established connection "
+        "with a ConnectRequest body: Java 3.8 creates a session (a createSession txn) and "
+        "answers a ConnectResponse-shaped frame on that connection instead of a reply "
+        "header; zabpy answers MARSHALLINGERROR (an error txn). Seeds 200 (op 16) and "
+        "203 (op 19) with --open."),
 }
 AVOID_OPEN = True
 
@@ -210,8 +216,30 @@ def _other(gen, s, r: float) -> Op | None:
         if not gen._close_is_safe(s.label):
             return None
         return Op("request", s.label, "unknown op 99", 99, b"")
+    if r < 0.97:
+        if AVOID_OPEN:
+            return None   # OPEN_DIFFERENCES["createSession-with-a-body"]
+        return _req(s, "createSession on an established connection", OpCode.createSession,
+                    R.ConnectRequest(0, 0, 10000, 0, bytes(16), False))
+    if r < 0.985:
+        return _malformed(gen, s)
     path = gen._path()
     return _req(s, f"getData {path!r}", OpCode.getData, R.GetDataRequest(path, False))
+
+
+def _malformed(gen, s) -> Op | None:
+    """A request whose body is cut short (or has bytes after it)."""
+    rng = gen.rng
+    op = None
+    while op is None or op.action != "request" or not op.body or callable(op.body) \
+            or op.opcode in (OpCode.auth, 99):
+        op = request(gen, s)
+    body = op.body
+    if rng.random() < 0.8:
+        body = body[:rng.randrange(len(body))]
+    else:
+        body = body + b"\x00\x01"
+    return Op("request", s.label, f"malformed {body!r} of: {op.text}", op.opcode, body, op.xid)
 
 
 def _multi(gen, s) -> Op | None:
