@@ -24,7 +24,17 @@ super, failing credentials); one-shot watches through getData, exists and
 getChildren, persistent and persistent-recursive watches through addWatch,
 setWatches/setWatches2 with a relative zxid, checkWatches and
 removeWatches of every type; session open, close, reconnect (with a wrong
-password first, after the old connection was dropped) and expiry.
+password first, after the old connection was dropped, then the watches
+re-armed with setWatches2 as a client does) and expiry; requests pipelined
+back to back on one session (events tagged by the reply they preceded);
+bodies cut short or with trailing bytes.
+
+How it stays deterministic: after each step it waits for the background
+work the step caused — an expiring session's close, the container and TTL
+nodes the reaper must delete (one at a time; which nodes those are it reads
+from zabpy's tree, as ZooKeeper shows a client 0 as their owner; only the
+waiting uses that, never the comparison) — and pings every live session of
+both servers meanwhile so that none expires by accident.
 
 What it normalises (``normalise``), and nothing else: zxids as distances
 from each server's zxid at the start; ctime/mtime; session ids (as labels
