@@ -158,9 +158,13 @@ class Generator:
         if (op.action == "request" and op.opcode == OpCode.removeWatches and reply_err == 0
                 and s is not None and op.text.endswith("type=3")):
             s.maybe.pop(op.text.split()[1], None)
+        # An event setWatches fires for a path that changed consumes no watch
+        # the session already had there: its own events prove nothing.
+        re_armed = any(o.opcode in (OpCode.setWatches, OpCode.setWatches2)
+                       for o in op.burst or [op])
         for label, evs in events.items():
             m = self.sessions.get(label)
-            if m is None:
+            if m is None or (re_armed and label == op.session):
                 continue
             for etype, path in evs:
                 kinds = m.maybe.get(path)
