@@ -39,7 +39,10 @@ class Ledger:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.created: set[str] = set()
-        self.counters: dict[int, int] = {}
+        # (writer, round) -> last acknowledged value of that writer's counter in that
+        # round: one counter per writer thread, since a writer of an earlier round
+        # can outlive its round (kazoo retrying) and must not race a later one
+        self.counters: dict[tuple[int, int], int] = {}
         self.multis: list[tuple[str, str]] = []
 
 
@@ -47,9 +50,9 @@ def _writer(port: int, wid: int, rnd: int, ledger: Ledger, stop: threading.Event
     client = kazoo_client.KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
     try:
         client.start(timeout=20)
-        counter = f"/crash/ctr-{wid}"
+        counter = f"/crash/ctr-{wid}-r{rnd}"
         client.ensure_path(counter)
-        seq = ledger.counters.get(wid, 0)
+        seq = 0
         i = 0
         while not stop.is_set():
             i += 1
@@ -62,7 +65,7 @@ def _writer(port: int, wid: int, rnd: int, ledger: Ledger, stop: threading.Event
                 seq += 1
                 client.set(counter, str(seq).encode())
                 with ledger.lock:
-                    ledger.counters[wid] = seq
+                    ledger.counters[(wid, rnd)] = seq
             else:
                 pair = (base + "-a", base + "-b")
                 with ledger.lock:
@@ -93,9 +96,9 @@ def _verify(port: int, ledger: Ledger) -> None:
         present = set("/crash/" + c for c in client.get_children("/crash"))
         missing = sorted(ledger.created - present)
         assert not missing, f"acknowledged creates lost: {missing[:5]}"
-        for wid, seq in ledger.counters.items():
-            data, _ = client.get(f"/crash/ctr-{wid}")
-            assert int(data or b"0") >= seq, (wid, data, seq)
+        for (wid, rnd), seq in ledger.counters.items():
+            data, _ = client.get(f"/crash/ctr-{wid}-r{rnd}")
+            assert int(data or b"0") >= seq, (wid, rnd, data, seq)
         for a, b in ledger.multis:
             assert (a in present) == (b in present), f"multi partly visible: {a} {b}"
     finally:
