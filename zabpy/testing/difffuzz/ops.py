@@ -187,6 +187,8 @@ def _other(gen, s, r: float) -> Op | None:
         acl, v = gen._acl(), rng.choice((-1, -1, 0, 1))
         return _req(s, f"setACL {path!r} {_acl_text(acl)} v={v}", OpCode.setACL,
                     R.SetACLRequest(path, acl, v))
+    if r < 0.775:
+        return _quota(gen, s)
     if r < 0.79:
         path = gen._path()
         return _req(s, f"sync {path!r}", OpCode.sync, R.SyncRequest(path))
@@ -225,6 +227,33 @@ def _other(gen, s, r: float) -> Op | None:
         return _malformed(gen, s)
     path = gen._path()
     return _req(s, f"getData {path!r}", OpCode.getData, R.GetDataRequest(path, False))
+
+
+QUOTA_TARGETS = ("/a", "/b", "/a/b", "/c/a")
+
+
+def _quota(gen, s) -> Op:
+    """A step of setting a quota by hand, as zkCli's setquota does: the
+    node under /zookeeper/quota, its zookeeper_limits and zookeeper_stats."""
+    rng = gen.rng
+    target = rng.choice(QUOTA_TARGETS)
+    base = "/zookeeper/quota" + target
+    r = rng.random()
+    if r < 0.3:
+        parts = target.strip("/").split("/")
+        path = "/zookeeper/quota/" + "/".join(parts[:rng.randrange(1, len(parts) + 1)])
+        return _req(s, f"create {path!r}", OpCode.create,
+                    R.CreateRequest(path, b"", [R.ACL(31, R.Id("world", "anyone"))], 0))
+    leaf = base + rng.choice(("/zookeeper_limits", "/zookeeper_stats"))
+    data = rng.choice((b"count=3,bytes=20", b"count=-1,bytes=10", b"count=0,bytes=0",
+                       b"count=2,bytes=-1", b"junk"))
+    if r < 0.75:
+        return _req(s, f"create {leaf!r} {data!r}", OpCode.create,
+                    R.CreateRequest(leaf, data, [R.ACL(31, R.Id("world", "anyone"))], 0))
+    if r < 0.9:
+        return _req(s, f"setData {leaf!r} {data!r}", OpCode.setData,
+                    R.SetDataRequest(leaf, data, -1))
+    return _req(s, f"delete {leaf!r}", OpCode.delete, R.DeleteRequest(leaf, -1))
 
 
 def _malformed(gen, s) -> Op | None:
