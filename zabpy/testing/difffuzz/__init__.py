@@ -27,7 +27,8 @@ removeWatches of every type; session open, close, reconnect (with a wrong
 password first, after the old connection was dropped, then the watches
 re-armed with setWatches2 as a client does) and expiry; requests pipelined
 back to back on one session (events tagged by the reply they preceded);
-bodies cut short or with trailing bytes.
+bodies cut short or with trailing bytes; quotas set by hand under
+/zookeeper/quota (limits and stats nodes, so the tree compares the counts).
 
 How it stays deterministic: after each step it waits for the background
 work the step caused — an expiring session's close, the container and TTL
