@@ -134,3 +134,15 @@ def test_multi_read_of_writes_answers_an_empty_multi(pair, subs):
     or an op no multi takes, fails decoding and has no body."""
     from conftest import RawBody, encode_multi
     pair.call(OpCode.multiRead, RawBody(encode_multi(subs)))
+
+
+@pytest.mark.parametrize("body", [b"", b"\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x16server."])
+def test_malformed_reconfig_takes_no_zxid(pair, body):
+    """Found by the fuzzer (seed 2042, op 9): ZooKeeper decodes a reconfig
+    before it takes a zxid, so a malformed one is MARSHALLINGERROR with no
+    txn; a malformed create (the comparison after it) takes one, as before."""
+    from conftest import RawBody
+    pair.call(OpCode.reconfig, RawBody(body))
+    pair.call(OpCode.exists, R.ExistsRequest("/", False))
+    pair.call(OpCode.create, RawBody(b"\x00\x00\x00\x02/a"))
+    pair.call(OpCode.exists, R.ExistsRequest("/", False))

@@ -393,7 +393,12 @@ class StandaloneServer:
             self._close_conn(conn)
             return
         req = self._decode(op, body)
-        entry = Entry(xid, op, req, self._is_write(op), received_ms=now_ms)
+        # ZooKeeper decodes a reconfig before it takes a zxid, so a malformed
+        # one is answered MARSHALLINGERROR without a txn, like a read (other
+        # writes take their zxid first: an error txn). Found by the
+        # differential fuzzer.
+        is_write = self._is_write(op) and not (op == OpCode.reconfig and req is _MALFORMED)
+        entry = Entry(xid, op, req, is_write, received_ms=now_ms)
         if entry.is_write and not self.OWNS_SESSIONS:
             entry.body = bytes(body)  # a learner forwards the request as it came
         conn.queue.append(entry)
