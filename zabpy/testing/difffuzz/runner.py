@@ -39,7 +39,7 @@ from .servers import SUPER_AUTH
 __all__ = ["Difference", "run_ops"]
 
 SETTLE_TIMEOUT_S = 8.0
-KEEPALIVE_S = 0.15
+KEEPALIVE_S = 0.1
 POLL_S = 0.02
 
 
