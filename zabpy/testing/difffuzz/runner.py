@@ -202,9 +202,11 @@ class Side:
     def _settle(self, z0: int, expected_txns: int) -> dict:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while True:
+            # zxid first: the tree read after it shows at least that txn (an
+            # expiry that empties a container must be seen with the container).
+            enough = self._zxid() >= z0 + expected_txns
             tree = self.scan()
             reapable = sorted(p for p, n in tree.items() if is_reapable(n))
-            enough = self._zxid() >= z0 + expected_txns
             if enough and not reapable:
                 return tree
             if self is self.runner.sides[1] and reapable:
