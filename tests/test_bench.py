@@ -188,7 +188,7 @@ def server(request, tmp_path_factory):
         pytest.skip("Java ZooKeeper is not installed (java or /usr/share/java/zookeeper.jar "
                     "missing); `apt-get install zookeeper` or run python -m bench.compare")
     if name == "zabpy" and (why := _zabpy_unavailable()):
-        pytest.skip(f"zabpy server not runnable yet: {why}")
+        pytest.fail(f"zabpy server does not run: {why}")
     home = tmp_path_factory.mktemp(name)
     port = free_port()
     cfg = write_zoo_cfg(home, port)
@@ -429,7 +429,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_compare_ensemble_end_to_end(tmp_path, capsys):
     # zabpy only: it takes about 20 s (Java's JVMs take 30 s; the bench runs them).
     if why := _zabpy_unavailable():
-        pytest.skip(f"zabpy server not runnable yet: {why}")
+        pytest.fail(f"zabpy server does not run: {why}")
     name = "zabpy"
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
