@@ -30,12 +30,10 @@ java or the ZooKeeper jars are absent.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import socket
 import struct
-import subprocess
 import tempfile
 import pytest
 
@@ -44,13 +42,10 @@ from zabpy.jute.codec import Reader, Writer
 from zabpy.jute.constants import OpCode
 from zabpy.testing import ZabpyServer, four_letter_word, free_port, wait_for  # noqa: F401
 
-SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # password "test"
-SUPER_AUTH = b"super:test"
-JAVA_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
-             "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar")
-TICK_MS = 200
-SESSION_MIN_MS = 400
-SESSION_MAX_MS = 20000
+from zabpy.testing.difffuzz.servers import (JAVA_JARS, SESSION_MAX_MS,  # noqa: F401
+                                            SESSION_MIN_MS, SUPER_AUTH, SUPER_DIGEST, TICK_MS,
+                                            java_missing)
+from zabpy.testing.difffuzz.servers import JavaZooKeeper as _JavaZooKeeper
 
 # Response record of each op (None: header only).
 RESPONSE_RECORD = {
@@ -325,77 +320,15 @@ class Pair:
 # ---- servers ----------------------------------------------------------------
 
 def _java_missing() -> str | None:
-    if shutil.which("java") is None:
-        return "java is not installed"
-    for jar in JAVA_JARS:
-        if not os.path.exists(jar):
-            return f"{jar} is absent (install Debian's zookeeper package)"
-    return None
+    return java_missing()
 
 
-class JavaZooKeeper:
-    """Debian's ZooKeeper 3.8.0 in standalone mode on a free port."""
+class JavaZooKeeper(_JavaZooKeeper):
+    """The side-by-side reference: the fuzzer's Java launcher with Java's own
+    defaults (container reaper interval, forceSync)."""
 
     def __init__(self, tmp: str):
-        self.tmp = tmp
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def hosts(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self) -> None:
-        data = os.path.join(self.tmp, "data")
-        os.makedirs(data, exist_ok=True)
-        cfg = os.path.join(self.tmp, "zoo.cfg")
-        with open(cfg, "w") as f:
-            f.write(f"tickTime={TICK_MS}\ndataDir={data}\nclientPort={self.port}\n"
-                    f"clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
-                    f"4lw.commands.whitelist=*\nminSessionTimeout={SESSION_MIN_MS}\n"
-                    f"maxSessionTimeout={SESSION_MAX_MS}\n")
-        log4j = os.path.join(self.tmp, "log4j.properties")
-        with open(log4j, "w") as f:
-            f.write("log4j.rootLogger=INFO, F\nlog4j.appender.F=org.apache.log4j.FileAppender\n"
-                    f"log4j.appender.F.File={self.tmp}/zookeeper.log\n"
-                    "log4j.appender.F.layout=org.apache.log4j.PatternLayout\n"
-                    "log4j.appender.F.layout.ConversionPattern=%d %p %c{1} - %m%n\n")
-        cmd = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS),
-               f"-Dlog4j.configuration=file:{log4j}",
-               "-Dzookeeper.extendedTypesEnabled=true",
-               f"-Dzookeeper.DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
-               "-Dzookeeper.admin.enableServer=false",
-               "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-        self.out = open(os.path.join(self.tmp, "stdout.log"), "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_for(self._serving, 60, 0.05, what=f"Java ZooKeeper on port {self.port}")
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"java exited with {self.proc.returncode}: {self.read_log()[-3000:]}")
-        try:
-            return "Mode:" in four_letter_word(self.host, self.port, "srvr", 1)
-        except OSError:
-            return False
-
-    def read_log(self) -> str:
-        path = os.path.join(self.tmp, "zookeeper.log")
-        if not os.path.exists(path):
-            return ""
-        with open(path, errors="replace") as f:
-            return f.read()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        super().__init__(tmp, props=())
 
 
 def zabpy_server(**overrides) -> ZabpyServer:

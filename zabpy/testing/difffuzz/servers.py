@@ -42,13 +42,26 @@ def java_missing() -> str | None:
     return None
 
 
-class JavaZooKeeper:
-    """Debian's ZooKeeper 3.8 in standalone mode on a free port."""
+# JVM properties the fuzzer adds: a fast container/TTL reaper, and no fsync.
+FUZZ_PROPS = (f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
+              "-Dzookeeper.forceSync=no")
 
-    def __init__(self, tmp: str):
+
+class JavaZooKeeper:
+    """Debian's ZooKeeper 3.8 in standalone mode on a free port (extended
+    types on, the super digest set; ``props``: more JVM properties). The
+    fuzzer and the side-by-side tests (tests/conftest.py) both use it."""
+
+    def __init__(self, tmp: str, props: tuple[str, ...] = FUZZ_PROPS):
         self.tmp = tmp
+        self.props = props
         self.port = free_port()
+        self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def hosts(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         data = os.path.join(self.tmp, "data")
@@ -68,9 +81,8 @@ class JavaZooKeeper:
         cmd = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS),
                f"-Dlog4j.configuration=file:{log4j}",
                "-Dzookeeper.extendedTypesEnabled=true",
-               f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
                f"-Dzookeeper.DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
-               "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.forceSync=no",
+               "-Dzookeeper.admin.enableServer=false", *self.props,
                "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.out = open(os.path.join(self.tmp, "stdout.log"), "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
@@ -79,11 +91,19 @@ class JavaZooKeeper:
 
     def _serving(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"java exited with {self.proc.returncode}")
+            raise RuntimeError(f"java exited with {self.proc.returncode}: "
+                               f"{self.read_log()[-3000:]}")
         try:
-            return "Mode:" in four_letter_word("127.0.0.1", self.port, "srvr", 1)
+            return "Mode:" in four_letter_word(self.host, self.port, "srvr", 1)
         except OSError:
             return False
+
+    def read_log(self) -> str:
+        path = os.path.join(self.tmp, "zookeeper.log")
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
