@@ -29,7 +29,7 @@ from zabpy.jute.constants import OpCode
 from zabpy.runtime.election_transport import ElectionTransport
 from zabpy.runtime.fatal import FATAL_EXIT_CODE, fail_stop, install_fail_stop_handler
 from zabpy.runtime.quorum_transport import QuorumTransport
-from zabpy.testing.server import ZabpyServer, free_port, four_letter_word, wait_for
+from zabpy.testing.server import ZabpyServer, free_port, free_ports, four_letter_word, wait_for
 from zabpy.zab import packets as P
 from zabpy.zab.packets import PacketType
 
@@ -226,7 +226,8 @@ def test_quorum_undecodable_frame_is_one_warning_naming_the_peer(caplog):
 async def _election_case():
     rt = _FakeRuntime()
     restore = install_fail_stop_handler(asyncio.get_running_loop(), rt)
-    peers = {1: ("127.0.0.1", free_port()), 2: ("127.0.0.1", free_port())}
+    p1, p2 = free_ports(2)
+    peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
     t1, t2 = ElectionTransport(1, peers, redial_ms=20), ElectionTransport(2, peers, redial_ms=20)
 
     def broken_deliver(sid, n):

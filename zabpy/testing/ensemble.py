@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from .server import four_letter_word, free_port, wait_for
+from .server import four_letter_word, free_ports, wait_for
 
 __all__ = ["ZabpyEnsemble"]
 
@@ -35,9 +35,10 @@ class ZabpyEnsemble:
         self._tmp = tempfile.TemporaryDirectory(prefix="zabpy-ensemble-")
         self.dir = self._tmp.name
         self.sids = list(range(1, size + observers + 1))
-        self.client_ports = {sid: free_port() for sid in self.sids}
-        self._quorum_ports = {sid: free_port() for sid in self.sids}
-        self._election_ports = {sid: free_port() for sid in self.sids}
+        ports = iter(free_ports(3 * len(self.sids)))
+        self.client_ports = {sid: next(ports) for sid in self.sids}
+        self._quorum_ports = {sid: next(ports) for sid in self.sids}
+        self._election_ports = {sid: next(ports) for sid in self.sids}
         self.procs: dict[int, subprocess.Popen] = {}
         self._write_configs()
 
@@ -109,8 +110,19 @@ class ZabpyEnsemble:
 
     def wait_serving(self, sids=None, timeout: float = 30.0) -> None:
         sids = list(self.procs) if sids is None else sids
-        wait_for(lambda: all(self.mode(s) in ("leader", "follower", "observer") for s in sids),
-                 timeout, what=f"members {sids} serving")
+        try:
+            wait_for(lambda: all(self.mode(s) in ("leader", "follower", "observer")
+                                 for s in sids), timeout, what=f"members {sids} serving")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.diagnosis()}") from None
+
+    def diagnosis(self, lines: int = 25) -> str:
+        """Each member's mode and the tail of its log, for a failed wait."""
+        parts = []
+        for sid in self.sids:
+            tail = self.log(sid).splitlines()[-lines:]
+            parts.append(f"--- member {sid}: mode {self.mode(sid)!r}\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def __enter__(self) -> "ZabpyEnsemble":
         try:

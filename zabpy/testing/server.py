@@ -25,13 +25,25 @@ import time
 from ..runtime.config import default_config, parse_config
 from ..runtime.server import ServerRuntime
 
-__all__ = ["ZabpyServer", "free_port", "four_letter_word", "wait_for"]
+__all__ = ["ZabpyServer", "free_port", "free_ports", "four_letter_word", "wait_for"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports. The sockets stay bound until all are
+    chosen: ports taken one at a time can repeat, as the kernel may hand a
+    just-released port out again."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 5.0) -> str:
