@@ -51,9 +51,11 @@ class Reader:
             raise DecodeError(f"need {n} bytes at offset {self.pos}, have {self.end - self.pos}")
 
     def int(self) -> int:
-        self._need(4)
-        (v,) = _INT.unpack_from(self.buf, self.pos)
-        self.pos += 4
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise DecodeError(f"need 4 bytes at offset {pos}, have {self.end - pos}")
+        (v,) = _INT.unpack_from(self.buf, pos)
+        self.pos = pos + 4
         return v
 
     def long(self) -> int:
@@ -69,15 +71,21 @@ class Reader:
         return v
 
     def buffer(self) -> bytes | None:
-        n = self.int()
+        # int() and _need() inlined: this runs for every path and data field
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise DecodeError(f"need 4 bytes at offset {pos}, have {self.end - pos}")
+        (n,) = _INT.unpack_from(self.buf, pos)
+        pos += 4
         if n == -1:
+            self.pos = pos
             return None
         if n < -1:
             raise DecodeError(f"negative buffer length {n}")
-        self._need(n)
-        v = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return v
+        if pos + n > self.end:
+            raise DecodeError(f"need {n} bytes at offset {pos}, have {self.end - pos}")
+        self.pos = pos + n
+        return bytes(self.buf[pos : pos + n])
 
     def ustring(self) -> str | None:
         raw = self.buffer()
@@ -239,7 +247,7 @@ def compile_record(cls: type) -> type:
 
 def _compile_record(cls: type) -> None:
     fields = cls.FIELDS
-    env: dict = {"Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring,
+    env: dict = {"Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring, "_INT": _INT,
                  "_write_value": _write_value, "_read_value": _read_value,
                  "DecodeError": DecodeError, "struct": struct}
     wlines = ["def write(self, w):", "    out = w.out"]
@@ -277,7 +285,25 @@ def _compile_record(cls: type) -> None:
         elif isinstance(typ, tuple):
             elem = typ[1]
             env[f"_E_{name}"] = elem
-            wlines.append(f"    _write_value(w, {tname}, self.{name})")
+            # vectors: written inline, element by element
+            if elem == "ustring":
+                witem = "_w_ustring(out, x)"
+            elif elem == "buffer":
+                witem = "_w_buffer(out, x)"
+            elif isinstance(elem, str) and elem in _FIXED:
+                env[f"_P_{name}"] = struct.Struct(">" + _FIXED[elem]).pack
+                witem = f"out += _P_{name}(x)"
+            elif isinstance(elem, str):
+                witem = f"_write_value(w, _E_{name}, x)"
+            else:
+                witem = "x.write(w)"
+            wlines.append(f"    vec = self.{name}")
+            wlines.append("    if vec is None:")
+            wlines.append("        out += b'\\xff\\xff\\xff\\xff'")
+            wlines.append("    else:")
+            wlines.append("        out += _INT.pack(len(vec))")
+            wlines.append("        for x in vec:")
+            wlines.append(f"            {witem}")
             # vectors: the count is checked against what is left (bounds the
             # allocation), then the elements are read in a comprehension
             if elem == "ustring":

@@ -128,22 +128,28 @@ class CreateMode(enum.IntEnum):
     PERSISTENT_WITH_TTL = 5
     PERSISTENT_SEQUENTIAL_WITH_TTL = 6
 
+    # Plain-int sets: on Python 3.11 every enum member lookup goes through
+    # EnumType.__getattr__'s slow hook, and these run several times per create.
     @property
     def is_ephemeral(self) -> bool:
-        return self in (CreateMode.EPHEMERAL, CreateMode.EPHEMERAL_SEQUENTIAL)
+        return self in _EPHEMERAL_MODES
 
     @property
     def is_sequential(self) -> bool:
-        return self in (CreateMode.PERSISTENT_SEQUENTIAL, CreateMode.EPHEMERAL_SEQUENTIAL,
-                        CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL)
+        return self in _SEQUENTIAL_MODES
 
     @property
     def is_container(self) -> bool:
-        return self is CreateMode.CONTAINER
+        return self == 4
 
     @property
     def is_ttl(self) -> bool:
-        return self in (CreateMode.PERSISTENT_WITH_TTL, CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL)
+        return self in _TTL_MODES
+
+
+_EPHEMERAL_MODES = frozenset({1, 3})
+_SEQUENTIAL_MODES = frozenset({2, 3, 6})
+_TTL_MODES = frozenset({5, 6})
 
 
 class Perms(enum.IntFlag):
