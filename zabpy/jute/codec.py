@@ -240,9 +240,27 @@ def compile_record(cls: type) -> type:
         _compile_record(cls)
         return cls.read(r)
 
+    def __init__(self, *args, **kwargs) -> None:
+        _compile_record(cls)
+        cls.__init__(self, *args, **kwargs)
+
     cls.write = write
     cls.read = classmethod(read)
+    cls.__init__ = __init__
     return cls
+
+
+def _fast_init(cls: type, names: list[str]) -> Any:
+    """A frozen dataclass's __init__ sets each field through
+    ``object.__setattr__``; setting the slots' descriptors directly is about
+    twice as fast and keeps the instances frozen."""
+    env = {f"_set_{n}": next(k.__dict__[n] for k in cls.__mro__ if n in k.__dict__).__set__
+           for n in names}
+    src = (f"def __init__(self, {', '.join(names)}):\n"
+           + "".join(f"    _set_{n}(self, {n})\n" for n in names)) if names else \
+        "def __init__(self):\n    pass\n"
+    exec(src, env)
+    return env["__init__"]
 
 
 def _compile_record(cls: type) -> None:
@@ -331,6 +349,7 @@ def _compile_record(cls: type) -> None:
     exec("\n".join(rlines), env)
     cls.write = env["write"]
     cls.read = classmethod(env["read"])
+    cls.__init__ = _fast_init(cls, [f[0] for f in fields])
 
 
 def encode(record: Record) -> bytes:
