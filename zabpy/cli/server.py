@@ -19,6 +19,7 @@ import sys
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
 from ..runtime.fatal import FATAL_EXIT_CODE
+from ..runtime.gc_policy import GcPolicy
 from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
                                setup_logging)
 from ..runtime.server import ServerRuntime
@@ -73,14 +74,18 @@ async def _serve(cfg) -> int:
         from ..runtime.ensemble import EnsembleRuntime
         rt = EnsembleRuntime(cfg)
     await rt.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    gc_policy = GcPolicy(cfg.gc_full_sweep_interval_ms / 1000)
+    gc_policy.settle()  # the restored tree is frozen out of every later pass
+    sweeper = _every(loop, 1.0, gc_policy.tick)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     waits = [asyncio.create_task(stop.wait()), asyncio.create_task(rt.fatal.wait())]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for t in waits:
         t.cancel()
+    sweeper.cancel()
     if rt.broken is None:
         await rt.stop()
         return 1 if rt.fatal.is_set() else 0
@@ -91,6 +96,21 @@ async def _serve(cfg) -> int:
     except Exception as e:  # noqa: BLE001 - exiting with FATAL_EXIT_CODE regardless
         logging.getLogger("zabpy.server").error("stop after the fail-stop failed: %r", e)
     return FATAL_EXIT_CODE
+
+
+class _every:
+    """Call ``fn`` every ``seconds`` on ``loop`` until cancelled."""
+
+    def __init__(self, loop, seconds: float, fn) -> None:
+        self._loop, self._seconds, self._fn = loop, seconds, fn
+        self._handle = loop.call_later(seconds, self._fire)
+
+    def _fire(self) -> None:
+        self._fn()
+        self._handle = self._loop.call_later(self._seconds, self._fire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _run(coro) -> int:

@@ -118,6 +118,7 @@ class ServerConfig:
     secure_client_port_address: str | None = None
     max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
+    gc_full_sweep_interval_ms: int = 600_000
     max_cnxns: int = 0
     session_timeout_ms_min: int = -1
     session_timeout_ms_max: int = -1
@@ -385,6 +386,9 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
     # JVM property of ZooKeeper's NIOServerCnxnFactory
     "nio.sessionlessCnxnTimeout": ("sessionless_cnxn_timeout_ms", _positive),
+    # zabpy's own: how often the garbage collector sweeps everything
+    # (runtime/gc_policy.py); 0 never
+    "zabpy.gcFullSweepIntervalMs": ("gc_full_sweep_interval_ms", _int_in(0, 2**63 - 1)),
 }
 # Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
 _RAW_KEYS = frozenset({
