@@ -47,7 +47,7 @@ from ..jute.constants import OpCode
 from ..limits import ZAB_PENDING_SYNCS_MAX, ZAB_TOUCHES_MAX
 from . import packets as P
 from .leader import ZabTimers
-from .packets import PacketType as T
+from .packets import PKT as T
 from .ready import Outbox, Persist, Phase, Snapshot, Txn, ZabReady
 
 __all__ = ["Learner"]

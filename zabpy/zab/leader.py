@@ -61,7 +61,7 @@ from ..jute.constants import OpCode
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MAX
 from . import packets as P
 from .history import History
-from .packets import PacketType as T
+from .packets import PKT as T
 from .ready import ForwardedRequest, Outbox, Persist, Phase, Snapshot, Txn, ZabReady
 
 __all__ = ["Leader", "ZabTimers"]

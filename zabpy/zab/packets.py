@@ -83,6 +83,10 @@ class PacketType(IntEnum):
     INFORMANDACTIVATE = 19
 
 
+# PacketType's members on a plain class, for per-packet code (enum member
+# lookups are slow on Python 3.11; see jute.constants._plain).
+PKT = type("PacketTypeMembers", (), dict(PacketType.__members__))
+
 # Zab 1.0 protocol version carried in LearnerInfo and LEADERINFO.
 PROTOCOL_VERSION = 0x10000
 SNAP_SIGNATURE = "BenWasHere"
@@ -117,7 +121,7 @@ def packet(kind: PacketType, zxid: int = 0, data: bytes | None = None,
 
 # ---- payloads -----------------------------------------------------------------
 
-def proposal(hdr: R.TxnHeader, txn: Record | None, kind: PacketType = PacketType.PROPOSAL
+def proposal(hdr: R.TxnHeader, txn: Record | None, kind: PacketType = PKT.PROPOSAL
              ) -> R.QuorumPacket:
     """PROPOSAL (or INFORM): the txn as it is logged."""
     return packet(kind, hdr.zxid, encode_payload(hdr, txn))
@@ -146,12 +150,12 @@ def parse_learner_info(pkt: R.QuorumPacket) -> R.LearnerInfo:
 
 
 def leader_info(new_epoch: int) -> R.QuorumPacket:
-    return packet(PacketType.LEADERINFO, make_zxid(new_epoch, 0), _INT.pack(PROTOCOL_VERSION))
+    return packet(PKT.LEADERINFO, make_zxid(new_epoch, 0), _INT.pack(PROTOCOL_VERSION))
 
 
 def ack_epoch(last_zxid: int, current_epoch: int) -> R.QuorumPacket:
     """current_epoch is -1 when the learner had already accepted the new epoch."""
-    return packet(PacketType.ACKEPOCH, last_zxid, _INT.pack(current_epoch))
+    return packet(PKT.ACKEPOCH, last_zxid, _INT.pack(current_epoch))
 
 
 def parse_ack_epoch(pkt: R.QuorumPacket) -> tuple[int, int]:
@@ -160,12 +164,12 @@ def parse_ack_epoch(pkt: R.QuorumPacket) -> tuple[int, int]:
 
 
 def newleader(new_epoch: int, config: bytes) -> R.QuorumPacket:
-    return packet(PacketType.NEWLEADER, make_zxid(new_epoch, 0), config)
+    return packet(PKT.NEWLEADER, make_zxid(new_epoch, 0), config)
 
 
 def request(session_id: int, cxid: int, op: int, body: bytes,
             authinfo: list | None = None) -> R.QuorumPacket:
-    return packet(PacketType.REQUEST, -1, _REQ.pack(session_id, cxid, op) + body, authinfo)
+    return packet(PKT.REQUEST, -1, _REQ.pack(session_id, cxid, op) + body, authinfo)
 
 
 def parse_request(pkt: R.QuorumPacket) -> tuple[int, int, int, bytes]:
@@ -180,7 +184,7 @@ def parse_request(pkt: R.QuorumPacket) -> tuple[int, int, int, bytes]:
 def ping_reply(zxid: int, touches: dict[int, int]) -> R.QuorumPacket:
     """A learner's answer to PING: every session it saw, with its timeout."""
     assert len(touches) <= ZAB_TOUCHES_MAX
-    return packet(PacketType.PING, zxid, b"".join(_TOUCH.pack(s, t) for s, t in touches.items()))
+    return packet(PKT.PING, zxid, b"".join(_TOUCH.pack(s, t) for s, t in touches.items()))
 
 
 def parse_ping_reply(pkt: R.QuorumPacket) -> list[tuple[int, int]]:
@@ -191,7 +195,7 @@ def parse_ping_reply(pkt: R.QuorumPacket) -> list[tuple[int, int]]:
 
 
 def revalidate(session_id: int, timeout_ms: int) -> R.QuorumPacket:
-    return packet(PacketType.REVALIDATE, -1, _TOUCH.pack(session_id, timeout_ms))
+    return packet(PKT.REVALIDATE, -1, _TOUCH.pack(session_id, timeout_ms))
 
 
 def parse_revalidate(pkt: R.QuorumPacket) -> tuple[int, int]:
@@ -202,7 +206,7 @@ def parse_revalidate(pkt: R.QuorumPacket) -> tuple[int, int]:
 
 
 def revalidate_reply(session_id: int, valid: bool) -> R.QuorumPacket:
-    return packet(PacketType.REVALIDATE, -1, _REVAL_REPLY.pack(session_id, valid))
+    return packet(PKT.REVALIDATE, -1, _REVAL_REPLY.pack(session_id, valid))
 
 
 def parse_revalidate_reply(pkt: R.QuorumPacket) -> tuple[int, bool]:
@@ -258,7 +262,7 @@ def snap_frame(pkt: R.QuorumPacket) -> tuple[bytes, bytes]:
 def encode_packet(pkt: R.QuorumPacket) -> bytes:
     """The bytes of one packet on the quorum stream (SNAP: header, image, signature)."""
     kind, data = pkt.type, pkt.data
-    if kind == PacketType.SNAP:
+    if kind == PKT.SNAP:
         head, tail = snap_frame(pkt)
         return b"".join((head, data or b"", tail))
     assert data is None or len(data) <= QUORUM_PACKET_DATA_BYTES_MAX, len(data)
@@ -367,7 +371,7 @@ class PacketDecoder:
         # Fast path: a whole packet without auth ids (PROPOSAL, ACK, COMMIT, PING, REQUEST...).
         if size >= _BARE.size:
             kind, zxid, n = _HEAD.unpack_from(buf)
-            if kind != PacketType.SNAP and -1 <= n <= QUORUM_PACKET_DATA_BYTES_MAX:
+            if kind != PKT.SNAP and -1 <= n <= QUORUM_PACKET_DATA_BYTES_MAX:
                 end = _HEAD.size + max(n, 0)
                 if end + 4 <= size:
                     count = _INT.unpack_from(buf, end)[0]
@@ -392,7 +396,7 @@ class PacketDecoder:
                 ident = s.buffer(QUORUM_PACKET_DATA_BYTES_MAX)
                 auth.append(R.Id(None if scheme is None else scheme.decode("utf-8", "replace"),
                                  None if ident is None else ident.decode("utf-8", "replace")))
-        if kind == PacketType.SNAP:
+        if kind == PKT.SNAP:
             start = s.pos
             _scan_snapshot_image(s)
             data = bytes(self._buf[start:s.pos])
