@@ -19,7 +19,7 @@ import dataclasses
 
 from ..jute import records as R
 from ..jute.codec import Writer
-from ..jute.constants import Err, OpCode, Perms, WatcherType
+from ..jute.constants import ERR, OP, PERM, WatcherType
 from ..tree.acl import check_perm, java_set_order
 from ..tree.datatree import ApplyResult, DataTree
 from ..tree.watches import WatchManager
@@ -62,7 +62,7 @@ def _buffer(data: bytes | None) -> bytes:
 
 
 def _readable(ctx: ReadContext, node) -> bool:
-    return check_perm(node.acl, Perms.READ, ctx.auth_ids, ctx.skip_acl)
+    return check_perm(node.acl, PERM.READ, ctx.auth_ids, ctx.skip_acl)
 
 
 def _lookup(ctx: ReadContext, path: str):
@@ -73,25 +73,25 @@ def _lookup(ctx: ReadContext, path: str):
 
 def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     if req.path is None:
-        return Err.MARSHALLINGERROR, None
+        return ERR.MARSHALLINGERROR, None
     node = _lookup(ctx, req.path)
     if node is None:
-        return Err.NONODE, None
+        return ERR.NONODE, None
     if not _readable(ctx, node):
-        return Err.NOAUTH, None
+        return ERR.NOAUTH, None
     if req.watch:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
-    return Err.OK, _Encoded(_buffer(node.data) + node.stat_bytes())
+    return ERR.OK, _Encoded(_buffer(node.data) + node.stat_bytes())
 
 
 def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record | None]:
     if req.path is None:
-        return Err.MARSHALLINGERROR, None
+        return ERR.MARSHALLINGERROR, None
     node = _lookup(ctx, req.path)
     if node is None:
-        return Err.NONODE, None
+        return ERR.NONODE, None
     if not _readable(ctx, node):
-        return Err.NOAUTH, None
+        return ERR.NOAUTH, None
     if req.watch:
         ctx.watches.add_child_watch(req.path, ctx.session_id)
     wire = node.children_wire
@@ -100,76 +100,76 @@ def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record
             _INT.pack(len(b)) + b for b in (c.encode("utf-8") for c in node.children))
         node.children_wire = wire
     if with_stat:
-        return Err.OK, _Encoded(wire + node.stat_bytes())
-    return Err.OK, _Encoded(wire)
+        return ERR.OK, _Encoded(wire + node.stat_bytes())
+    return ERR.OK, _Encoded(wire)
 
 
 def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     # exists is the one read ZooKeeper checks for a NUL in the path.
     if req.path is None:
-        return Err.MARSHALLINGERROR, None
+        return ERR.MARSHALLINGERROR, None
     if "\0" in req.path:
-        return Err.BADARGUMENTS, None
+        return ERR.BADARGUMENTS, None
     node = _lookup(ctx, req.path)
     if req.watch:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
     if node is None:
-        return Err.NONODE, None
-    return Err.OK, _Encoded(node.stat_bytes())
+        return ERR.NONODE, None
+    return ERR.OK, _Encoded(node.stat_bytes())
 
 
 def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     if req.path is None:
-        return Err.MARSHALLINGERROR, None
+        return ERR.MARSHALLINGERROR, None
     node = _lookup(ctx, req.path)
     if node is None:
-        return Err.NONODE, None
-    if not check_perm(node.acl, Perms.READ | Perms.ADMIN, ctx.auth_ids, ctx.skip_acl):
-        return Err.NOAUTH, None
+        return ERR.NONODE, None
+    if not check_perm(node.acl, PERM.READ | PERM.ADMIN, ctx.auth_ids, ctx.skip_acl):
+        return ERR.NOAUTH, None
     acl = list(node.acl)
-    if not check_perm(node.acl, Perms.ADMIN, ctx.auth_ids, ctx.skip_acl):
+    if not check_perm(node.acl, PERM.ADMIN, ctx.auth_ids, ctx.skip_acl):
         # Without ADMIN the digest hashes are not shown (ZOOKEEPER-1392).
         acl = [R.ACL(a.perms, R.Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x"))
                if a.id.scheme == "digest" else a for a in acl]
-    return Err.OK, R.GetACLResponse(acl, node.stat())
+    return ERR.OK, R.GetACLResponse(acl, node.stat())
 
 
 def _all_children_number(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     if req.path is None:
-        return Err.MARSHALLINGERROR, None
+        return ERR.MARSHALLINGERROR, None
     node = _lookup(ctx, req.path)
     if node is None:
-        return Err.NONODE, None
+        return ERR.NONODE, None
     if not _readable(ctx, node):
-        return Err.NOAUTH, None
+        return ERR.NOAUTH, None
     if req.path == "":
         # ZooKeeper counts keys starting with '' + '/': every node, root included.
-        return Err.OK, R.GetAllChildrenNumberResponse(ctx.tree.node_count())
-    return Err.OK, R.GetAllChildrenNumberResponse(ctx.tree.count_descendants(req.path))
+        return ERR.OK, R.GetAllChildrenNumberResponse(ctx.tree.node_count())
+    return ERR.OK, R.GetAllChildrenNumberResponse(ctx.tree.count_descendants(req.path))
 
 
 def _ephemerals(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     prefix = req.prefixPath or "/"
     owned = ctx.tree.ephemerals.get(ctx.session_id, {})
-    return Err.OK, R.GetEphemeralsResponse([p for p in owned if p.startswith(prefix)])
+    return ERR.OK, R.GetEphemeralsResponse([p for p in owned if p.startswith(prefix)])
 
 
 def _watch_op(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
     # ZooKeeper 3.8 fails an unknown mode or watcher type while decoding the
     # enum, which it answers as MARSHALLINGERROR. Watcher types 4 and 5
     # (persistent ones) came in 3.9.
-    if op == OpCode.addWatch:
+    if op == OP.addWatch:
         if req.mode not in (0, 1):
-            return Err.MARSHALLINGERROR, None
+            return ERR.MARSHALLINGERROR, None
         ctx.watches.add_persistent(req.path, ctx.session_id, recursive=req.mode == 1)
-        return Err.OK, R.ErrorResponse(0)
+        return ERR.OK, R.ErrorResponse(0)
     if req.type not in (WatcherType.Children, WatcherType.Data, WatcherType.Any):
-        return Err.MARSHALLINGERROR, None
-    if op == OpCode.checkWatches:
+        return ERR.MARSHALLINGERROR, None
+    if op == OP.checkWatches:
         ok = ctx.watches.has_watch(req.path, ctx.session_id, req.type)
-        return (Err.OK if ok else Err.NOWATCHER), None
+        return (ERR.OK if ok else ERR.NOWATCHER), None
     removed = ctx.watches.remove(req.path, ctx.session_id, req.type)
-    return (Err.OK if removed else Err.NOWATCHER), None
+    return (ERR.OK if removed else ERR.NOWATCHER), None
 
 
 def who_am_i(auth_ids: list) -> R.WhoAmIResponse:
@@ -185,27 +185,27 @@ def who_am_i(auth_ids: list) -> R.WhoAmIResponse:
 
 
 def read(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
-    if op == OpCode.getData:
+    if op == OP.getData:
         return _get_data(ctx, req)
-    if op == OpCode.exists:
+    if op == OP.exists:
         return _exists(ctx, req)
-    if op == OpCode.getChildren:
+    if op == OP.getChildren:
         return _get_children(ctx, req, False)
-    if op == OpCode.getChildren2:
+    if op == OP.getChildren2:
         return _get_children(ctx, req, True)
-    if op == OpCode.getACL:
+    if op == OP.getACL:
         return _get_acl(ctx, req)
-    if op == OpCode.getAllChildrenNumber:
+    if op == OP.getAllChildrenNumber:
         return _all_children_number(ctx, req)
-    if op == OpCode.getEphemerals:
+    if op == OP.getEphemerals:
         return _ephemerals(ctx, req)
-    if op == OpCode.sync:
-        return Err.OK, R.SyncResponse(req.path)
-    if op in (OpCode.addWatch, OpCode.checkWatches, OpCode.removeWatches):
+    if op == OP.sync:
+        return ERR.OK, R.SyncResponse(req.path)
+    if op in (OP.addWatch, OP.checkWatches, OP.removeWatches):
         return _watch_op(ctx, op, req)
-    if op == OpCode.whoAmI:
-        return Err.OK, who_am_i(ctx.auth_ids)
-    if op == OpCode.multiRead:
+    if op == OP.whoAmI:
+        return ERR.OK, who_am_i(ctx.auth_ids)
+    if op == OP.multiRead:
         if any(sub is None for _, sub in req):
             # A write inside multiRead. ZooKeeper decodes the whole record
             # first: a read mixed with writes (or an op no multi takes) fails
@@ -214,20 +214,20 @@ def read(ctx: ReadContext, op: int, req) -> tuple[int, R.Record | None]:
             # MultiResponse already made, and that goes out after the error
             # header (found by the differential fuzzer).
             if all(sub_op in _TXN_KIND_OPS for sub_op, _ in req):
-                return Err.MARSHALLINGERROR, _MultiReadResponse([])
-            return Err.MARSHALLINGERROR, None
+                return ERR.MARSHALLINGERROR, _MultiReadResponse([])
+            return ERR.MARSHALLINGERROR, None
         # ZooKeeper rebuilds each sub-request without its watch flag, so a
         # multiRead never sets a watch.
         results = []
         for sub_op, sub in req:
             results.append((sub_op, *read(ctx, sub_op, dataclasses.replace(sub, watch=False))))
-        return Err.OK, _MultiReadResponse(results)
-    return Err.UNIMPLEMENTED, None
+        return ERR.OK, _MultiReadResponse(results)
+    return ERR.UNIMPLEMENTED, None
 
 
 # The ops ZooKeeper's MultiOperationRecord decodes as the transaction kind.
-_TXN_KIND_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
-                           OpCode.createTTL, OpCode.delete, OpCode.setData, OpCode.check})
+_TXN_KIND_OPS = frozenset({OP.create, OP.create2, OP.createContainer,
+                           OP.createTTL, OP.delete, OP.setData, OP.check})
 
 
 class _MultiReadResponse:
@@ -240,7 +240,7 @@ class _MultiReadResponse:
         w = Writer()
         for op, err, rec in self.results:
             if err:
-                R.MultiHeader(OpCode.error, False, err).write(w)
+                R.MultiHeader(OP.error, False, err).write(w)
                 R.ErrorResponse(err).write(w)
             else:
                 R.MultiHeader(op, False, 0).write(w)
@@ -254,17 +254,17 @@ def multi_response(ops: list[tuple[int, object]], res: ApplyResult) -> bytes:
     for (op, _), sub in zip(ops, res.multi or ()):
         failed = any(s.err for s in res.multi)
         if failed:
-            R.MultiHeader(OpCode.error, False, sub.err).write(w)
+            R.MultiHeader(OP.error, False, sub.err).write(w)
             R.ErrorResponse(sub.err).write(w)
-        elif op in (OpCode.create, OpCode.create2):
+        elif op in (OP.create, OP.create2):
             # ZooKeeper 3.8.0 answers create2 inside a multi like a create
             # (ZOOKEEPER-4026, fixed in 3.8.2); we follow the package.
-            R.MultiHeader(OpCode.create, False, 0).write(w)
+            R.MultiHeader(OP.create, False, 0).write(w)
             R.CreateResponse(sub.path).write(w)
-        elif op in (OpCode.createTTL, OpCode.createContainer):
-            R.MultiHeader(OpCode.create2, False, 0).write(w)
+        elif op in (OP.createTTL, OP.createContainer):
+            R.MultiHeader(OP.create2, False, 0).write(w)
             R.Create2Response(sub.path, sub.stat).write(w)
-        elif op == OpCode.setData:
+        elif op == OP.setData:
             R.MultiHeader(op, False, 0).write(w)
             R.SetDataResponse(sub.stat).write(w)
         else:  # delete, check
@@ -275,16 +275,16 @@ def multi_response(ops: list[tuple[int, object]], res: ApplyResult) -> bytes:
 
 def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
     """(err, body) for the reply to a write, from its applied txn."""
-    if op == OpCode.multi:
+    if op == OP.multi:
         if res.multi is None:  # the whole multi was refused (see prep)
             return res.err, b""
-        return Err.OK, multi_response(req, res)
+        return ERR.OK, multi_response(req, res)
     if res.err:
         return res.err, b""
-    if op == OpCode.create:
-        return Err.OK, R.CreateResponse(res.path).to_bytes()
-    if op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
-        return Err.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
-    if op in (OpCode.setData, OpCode.setACL):
-        return Err.OK, _Encoded(res.node.stat_bytes()).to_bytes()
-    return Err.OK, b""
+    if op == OP.create:
+        return ERR.OK, R.CreateResponse(res.path).to_bytes()
+    if op in (OP.create2, OP.createTTL, OP.createContainer):
+        return ERR.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
+    if op in (OP.setData, OP.setACL):
+        return ERR.OK, _Encoded(res.node.stat_bytes()).to_bytes()
+    return ERR.OK, b""

@@ -19,7 +19,7 @@ below its path once the data entry was removed (checked against Java 3.8).
 
 from __future__ import annotations
 
-from ..jute.constants import EventType, WatcherType
+from ..jute.constants import EVENT, WatcherType
 from .paths import parent_of
 
 __all__ = ["WatchManager", "STANDARD", "PERSISTENT", "RECURSIVE"]
@@ -66,15 +66,15 @@ class WatchManager:
 
     def trigger(self, event: int, path: str) -> list[tuple[int, int, str]]:
         fired: dict[int, None] = {}
-        if event == EventType.NodeChildrenChanged:
+        if event == EVENT.NodeChildrenChanged:
             self._fire(self.child, path, fired, skip=RECURSIVE)
         else:
             self._fire(self.data, path, fired)
-            if event == EventType.NodeDeleted:
+            if event == EVENT.NodeDeleted:
                 self._fire(self.child, path, fired)
             if self._recursive_count:
                 self._fire_recursive(self.data, path, fired)
-                if event == EventType.NodeDeleted:
+                if event == EVENT.NodeDeleted:
                     self._fire_recursive(self.child, path, fired)
         return [(s, event, path) for s in fired]
 
@@ -138,15 +138,15 @@ class WatchManager:
         everything = STANDARD | PERSISTENT | RECURSIVE
         if wtype in (WatcherType.Children, WatcherType.Any):
             if self._clear(self.child, path, session, everything):
-                events.append(EventType.ChildWatchRemoved)
+                events.append(EVENT.ChildWatchRemoved)
         if wtype in (WatcherType.Data, WatcherType.Any):
             if self._clear(self.data, path, session, everything):
-                events.append(EventType.DataWatchRemoved)
+                events.append(EVENT.DataWatchRemoved)
         if wtype in (WatcherType.Persistent, WatcherType.PersistentRecursive):
             bit = PERSISTENT if wtype == WatcherType.Persistent else RECURSIVE
             if self._clear(self.data, path, session, bit):
                 self._clear(self.child, path, session, bit)
-                events.append(EventType.PersistentWatchRemoved)
+                events.append(EVENT.PersistentWatchRemoved)
         return events
 
     def _clear(self, table: dict[str, dict[int, int]], path: str, session: int,
