@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
-from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode, Perms
+from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, OP, PERM, CreateMode
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
@@ -30,12 +30,12 @@ __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_
            "WRITE_OPS",
            "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
 
-WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL,
-                       OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.multi,
-                       OpCode.reconfig, OpCode.check})
-MULTI_WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
-                             OpCode.createTTL, OpCode.delete, OpCode.setData, OpCode.check})
-MULTI_READ_OPS = frozenset({OpCode.getData, OpCode.getChildren})
+WRITE_OPS = frozenset({OP.create, OP.create2, OP.createContainer, OP.createTTL,
+                       OP.delete, OP.setData, OP.setACL, OP.multi,
+                       OP.reconfig, OP.check})
+MULTI_WRITE_OPS = frozenset({OP.create, OP.create2, OP.createContainer,
+                             OP.createTTL, OP.delete, OP.setData, OP.check})
+MULTI_READ_OPS = frozenset({OP.getData, OP.getChildren})
 
 
 class PrepError(Exception):
@@ -137,12 +137,12 @@ class PrepContext:
 
 def _check(rec: ChangeRecord, perm: int, ctx: PrepContext) -> None:
     if not check_perm(rec.acl, perm, ctx.auth_ids, ctx.skip_acl):
-        raise PrepError(Err.NOAUTH)
+        raise PrepError(ERR.NOAUTH)
 
 
 def _valid_path(path: str | None, sequential: bool = False) -> str:
     if path is None or validate_path(path, sequential=sequential) is not None:
-        raise PrepError(Err.BADARGUMENTS)
+        raise PrepError(ERR.BADARGUMENTS)
     return path
 
 
@@ -160,21 +160,21 @@ _MODES = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
 
 
 def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
-    ttl = req.ttl if op == OpCode.createTTL else -1
+    ttl = req.ttl if op == OP.createTTL else -1
     mode = _MODES.get(req.flags)
     if mode is None:
-        raise PrepError(Err.BADARGUMENTS)
+        raise PrepError(ERR.BADARGUMENTS)
     if mode.is_ttl and not ctx.extended_types:
-        raise PrepError(Err.UNIMPLEMENTED)
+        raise PrepError(ERR.UNIMPLEMENTED)
     if mode.is_ttl:
         if not 0 < ttl <= limits.TTL_MS_MAX:
-            raise PrepError(Err.BADARGUMENTS)
+            raise PrepError(ERR.BADARGUMENTS)
     elif ttl >= 0:
-        raise PrepError(Err.BADARGUMENTS)
-    if op == OpCode.createTTL and not mode.is_ttl:
+        raise PrepError(ERR.BADARGUMENTS)
+    if op == OP.createTTL and not mode.is_ttl:
         # ZooKeeper 3.8.0 lets a createTTL with a non-TTL mode and a negative
         # ttl through and then fails applying it; a correct server refuses it.
-        raise PrepError(Err.BADARGUMENTS)
+        raise PrepError(ERR.BADARGUMENTS)
     return mode
 
 
@@ -184,9 +184,9 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if path is None:
         # ZooKeeper fails a null path with an internal error, answered as
         # MARSHALLINGERROR; so do we.
-        raise PrepError(Err.MARSHALLINGERROR)
+        raise PrepError(ERR.MARSHALLINGERROR)
     if "/" not in path or "\0" in path:
-        raise PrepError(Err.BADARGUMENTS)
+        raise PrepError(ERR.BADARGUMENTS)
     acl, err = fix_acl(req.acl, ctx.auth_ids)
     if err:
         raise PrepError(err)
@@ -194,23 +194,23 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     # '/', so the parent is everything before the last slash ('' is the root).
     parent = pending.get(_parent_path(path))
     if parent is None:
-        raise PrepError(Err.NONODE)
-    _check(parent, Perms.CREATE, ctx)
+        raise PrepError(ERR.NONODE)
+    _check(parent, PERM.CREATE, ctx)
     if mode.is_sequential:
         path = path + "%010d" % parent.cversion
     _valid_path(path)
     if pending.get(path) is not None:
-        raise PrepError(Err.NODEEXISTS)
+        raise PrepError(ERR.NODEEXISTS)
     if parent.ephemeral_owner != 0 and parent.ephemeral_owner != CONTAINER_EPHEMERAL_OWNER \
             and not is_ttl_owner(parent.ephemeral_owner):
-        raise PrepError(Err.NOCHILDRENFOREPHEMERALS)
+        raise PrepError(ERR.NOCHILDRENFOREPHEMERALS)
     new_cversion = parent.cversion + 1
     # The txn follows the op code and the pending record the mode, as in
     # ZooKeeper: createContainer always makes a container, and a plain create
     # with the CONTAINER flag makes a persistent node.
-    if op == OpCode.createContainer:
+    if op == OP.createContainer:
         txn = R.CreateContainerTxn(path, req.data, list(acl), new_cversion)
-    elif op == OpCode.createTTL:
+    elif op == OP.createTTL:
         txn = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, req.ttl)
     else:
         txn = R.CreateTxn(path, req.data, list(acl), mode.is_ephemeral, new_cversion)
@@ -220,7 +220,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         owner = ttl_owner(req.ttl)
     else:
         owner = ctx.session_id if mode.is_ephemeral else 0
-    ttype = OpCode.create if op == OpCode.create else op
+    ttype = OP.create if op == OP.create else op
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
                              parent.ephemeral_owner, parent.child_count + 1, parent.acl))
     pending.add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
@@ -232,39 +232,39 @@ def _delete(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     # a built-in node); a malformed but well-shaped path is just missing.
     path = req.path
     if path is None:
-        raise PrepError(Err.MARSHALLINGERROR)
+        raise PrepError(ERR.MARSHALLINGERROR)
     if "/" not in path or "\0" in path or path in _SPECIAL_PATHS:
-        raise PrepError(Err.BADARGUMENTS)
+        raise PrepError(ERR.BADARGUMENTS)
     parent = pending.get(_parent_path(path))
     if parent is None:
-        raise PrepError(Err.NONODE)
-    _check(parent, Perms.DELETE, ctx)
+        raise PrepError(ERR.NONODE)
+    _check(parent, PERM.DELETE, ctx)
     node = pending.get(path)
     if node is None:
-        raise PrepError(Err.NONODE)
+        raise PrepError(ERR.NONODE)
     if req.version != -1 and req.version != node.version:
-        raise PrepError(Err.BADVERSION)
+        raise PrepError(ERR.BADVERSION)
     if node.child_count > 0:
-        raise PrepError(Err.NOTEMPTY)
+        raise PrepError(ERR.NOTEMPTY)
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, parent.cversion,
                              parent.aversion, parent.ephemeral_owner, parent.child_count - 1,
                              parent.acl))
     pending.add(ChangeRecord(zxid, path, False))
-    return OpCode.delete, R.DeleteTxn(path)
+    return OP.delete, R.DeleteTxn(path)
 
 
 def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     path = _valid_path(req.path)
     node = pending.get(path)
     if node is None:
-        raise PrepError(Err.NONODE)
-    _check(node, Perms.WRITE, ctx)
+        raise PrepError(ERR.NONODE)
+    _check(node, PERM.WRITE, ctx)
     if req.version != -1 and req.version != node.version:
-        raise PrepError(Err.BADVERSION)
+        raise PrepError(ERR.BADVERSION)
     new_version = node.version + 1
     pending.add(ChangeRecord(zxid, path, True, new_version, node.cversion, node.aversion,
                              node.ephemeral_owner, node.child_count, node.acl))
-    return OpCode.setData, R.SetDataTxn(path, req.data, new_version)
+    return OP.setData, R.SetDataTxn(path, req.data, new_version)
 
 
 def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
@@ -274,42 +274,42 @@ def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(err)
     node = pending.get(path)
     if node is None:
-        raise PrepError(Err.NONODE)
-    _check(node, Perms.ADMIN, ctx)
+        raise PrepError(ERR.NONODE)
+    _check(node, PERM.ADMIN, ctx)
     if req.version != -1 and req.version != node.aversion:
-        raise PrepError(Err.BADVERSION)
+        raise PrepError(ERR.BADVERSION)
     new_aversion = node.aversion + 1
     pending.add(ChangeRecord(zxid, path, True, node.version, node.cversion, new_aversion,
                              node.ephemeral_owner, node.child_count, acl))
-    return OpCode.setACL, R.SetACLTxn(path, list(acl), new_aversion)
+    return OP.setACL, R.SetACLTxn(path, list(acl), new_aversion)
 
 
 def _check_version(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     path = _valid_path(req.path)
     node = pending.get(path)
     if node is None:
-        raise PrepError(Err.NONODE)
-    _check(node, Perms.READ, ctx)
+        raise PrepError(ERR.NONODE)
+    _check(node, PERM.READ, ctx)
     if req.version != -1 and req.version != node.version:
-        raise PrepError(Err.BADVERSION)
+        raise PrepError(ERR.BADVERSION)
     # ZooKeeper logs the version the node would have next, not the one asked.
-    return OpCode.check, R.CheckVersionTxn(path, node.version + 1)
+    return OP.check, R.CheckVersionTxn(path, node.version + 1)
 
 
 def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
-    if op in (OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+    if op in (OP.create, OP.create2, OP.createContainer, OP.createTTL):
         return _create(op, req, zxid, pending, ctx)
-    if op == OpCode.delete:
+    if op == OP.delete:
         return _delete(req, zxid, pending, ctx)
-    if op == OpCode.setData:
+    if op == OP.setData:
         return _set_data(req, zxid, pending, ctx)
-    if op == OpCode.setACL:
+    if op == OP.setACL:
         return _set_acl(req, zxid, pending, ctx)
-    if op == OpCode.check:
+    if op == OP.check:
         return _check_version(req, zxid, pending, ctx)
-    if op == OpCode.reconfig:
-        raise PrepError(Err.UNIMPLEMENTED if ctx.reconfig_enabled else Err.RECONFIGDISABLED)
-    raise PrepError(Err.UNIMPLEMENTED)
+    if op == OP.reconfig:
+        raise PrepError(ERR.UNIMPLEMENTED if ctx.reconfig_enabled else ERR.RECONFIGDISABLED)
+    raise PrepError(ERR.UNIMPLEMENTED)
 
 
 def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:
@@ -335,8 +335,8 @@ def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int
     return ops
 
 
-_CREATE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
-                         OpCode.createTTL})
+_CREATE_OPS = frozenset({OP.create, OP.create2, OP.createContainer,
+                         OP.createTTL})
 
 
 def _multi_create(op: int, rec) -> tuple[int, object]:
@@ -347,12 +347,12 @@ def _multi_create(op: int, rec) -> tuple[int, object]:
     read inside a multi); a createTTL with another mode drops its TTL."""
     mode = _MODES.get(rec.flags)
     if mode is not None and mode.is_ttl:
-        return (op, rec) if op == OpCode.createTTL else (op, None)
-    if op == OpCode.createTTL:
+        return (op, rec) if op == OP.createTTL else (op, None)
+    if op == OP.createTTL:
         rec = R.CreateRequest(rec.path, rec.data, rec.acl, rec.flags)
     if mode is not None and mode.is_container:
-        return OpCode.createContainer, rec
-    return OpCode.create, rec
+        return OP.createContainer, rec
+    return OP.create, rec
 
 
 def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
@@ -361,7 +361,7 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
     failed = False
     for op, req in ops:
         if failed:
-            txns.append(R.Txn(OpCode.error, R.ErrorTxn(Err.RUNTIMEINCONSISTENCY).to_bytes()))
+            txns.append(R.Txn(OP.error, R.ErrorTxn(ERR.RUNTIMEINCONSISTENCY).to_bytes()))
             continue
         try:
             ttype, txn = _prep_one(op, req, zxid, pending, ctx)
@@ -369,20 +369,20 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
         except PrepError as e:
             failed = True
             pending.rollback(zxid, mark)
-            txns.append(R.Txn(OpCode.error, R.ErrorTxn(e.code).to_bytes()))
-    return OpCode.multi, R.MultiTxn(txns)
+            txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
+    return OP.multi, R.MultiTxn(txns)
 
 
 def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     """Returns (txn type, txn record). Never raises for a client's mistake."""
     try:
-        if op == OpCode.multi:
+        if op == OP.multi:
             if any(sub is None for _, sub in req):
                 # A read (or setACL, or a TTL mode in a plain create) inside a
                 # multi: ZooKeeper fails the whole request with
                 # MARSHALLINGERROR and logs it as an error txn.
-                raise PrepError(Err.MARSHALLINGERROR)
+                raise PrepError(ERR.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)
         return _prep_one(op, req, zxid, pending, ctx)
     except PrepError as e:
-        return OpCode.error, R.ErrorTxn(e.code)
+        return OP.error, R.ErrorTxn(e.code)

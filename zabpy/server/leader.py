@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 
 from ..jute import records as R
-from ..jute.constants import Err, OpCode
+from ..jute.constants import ERR, OP
 from ..pipeline.prep import PrepContext
 from ..zab.leader import Leader
 from .standalone import _BAD_ARGUMENTS, _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
@@ -73,26 +73,26 @@ class LeaderServer(StandaloneServer):
     def submit_forwarded(self, session_id: int, cxid: int, op: int, body: bytes,
                          auth_ids, now_ms: int) -> None:
         self.now_ms = now_ms
-        if op == OpCode.createSession:
+        if op == OP.createSession:
             if len(body) < 4:
                 return
             (timeout,) = struct.unpack_from(">i", body)
             hdr = R.TxnHeader(session_id, 0, self._take_zxid(), self._wall_ms(),
-                              OpCode.createSession)
+                              OP.createSession)
             self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), None))
             return
-        if op == OpCode.sync:
+        if op == OP.sync:
             return  # answered by the ZAB leader itself (SYNC after outstanding commits)
         self.sessions.touch(session_id, now_ms)
-        if op == OpCode.closeSession:
+        if op == OP.closeSession:
             self._submit_close_session(session_id, None, None, cxid)
             return
         req = self._decode(op, memoryview(body))
         zxid = self._take_zxid()
         if req is _MALFORMED or req is _UNKNOWN:
-            ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
+            ttype, txn = OP.error, R.ErrorTxn(ERR.MARSHALLINGERROR)
         elif req is _BAD_ARGUMENTS:
-            ttype, txn = OpCode.error, R.ErrorTxn(Err.BADARGUMENTS)
+            ttype, txn = OP.error, R.ErrorTxn(ERR.BADARGUMENTS)
         else:
             ids = [i if isinstance(i, R.Id) else R.Id(*i) for i in auth_ids]
             ctx = PrepContext(session_id, ids, self.settings.extended_types,

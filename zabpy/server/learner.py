@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 
 from ..jute import records as R
-from ..jute.constants import Err, OpCode
+from ..jute.constants import ERR, OP
 from ..pipeline.final import write_reply
 from ..zab.follower import Learner
 from .standalone import Conn, Entry, StandaloneServer, frame
@@ -47,7 +47,7 @@ class LearnerServer(StandaloneServer):
         self._awaiting: dict = {}
 
     def _is_write(self, op: int) -> bool:
-        return super()._is_write(op) or op == OpCode.sync
+        return super()._is_write(op) or op == OP.sync
 
     def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
         conn = self.conns.get(conn_id)
@@ -61,7 +61,7 @@ class LearnerServer(StandaloneServer):
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
         self._awaiting[("session", sid)] = conn.conn_id
-        if not self.zab.forward(sid, 0, OpCode.createSession, struct.pack(">i", timeout),
+        if not self.zab.forward(sid, 0, OP.createSession, struct.pack(">i", timeout),
                                 list(conn.auth_ids)):
             self.leader_refused(sid, 0)
 
@@ -91,13 +91,13 @@ class LearnerServer(StandaloneServer):
 
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
         sid = conn.session_id
-        if entry.op == OpCode.createSession:
+        if entry.op == OP.createSession:
             # Never forwarded: the leader would take it for this learner's
             # own session creation. Refused here, without a zxid.
-            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.MARSHALLINGERROR)
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.MARSHALLINGERROR)
             self._drain(conn)
             return
-        if entry.op == OpCode.closeSession:
+        if entry.op == OP.closeSession:
             self.sessions.set_closing(sid)
         self._awaiting[(sid, entry.xid)] = (conn.conn_id, entry)
         if not self.zab.forward(sid, entry.xid, entry.op, entry.body, list(conn.auth_ids),
@@ -115,7 +115,7 @@ class LearnerServer(StandaloneServer):
         conn_id, entry = waiting
         conn = self.conns.get(conn_id)
         if conn is not None:
-            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.CONNECTIONLOSS)
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.CONNECTIONLOSS)
             self._drain(conn)
 
     # ---- incoming -------------------------------------------------------------
@@ -123,7 +123,7 @@ class LearnerServer(StandaloneServer):
     def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
         res = self.apply_txn(hdr, txn, now_ms)
         sid = hdr.clientId
-        if hdr.type == OpCode.createSession:
+        if hdr.type == OP.createSession:
             conn_id = self._awaiting.pop(("session", sid), None)
             conn = self.conns.get(conn_id) if conn_id is not None else None
             if conn is not None and not conn.closing:
@@ -139,7 +139,7 @@ class LearnerServer(StandaloneServer):
             return
         err, body = write_reply(entry.op, entry.req, res)
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
-        if hdr.type == OpCode.closeSession:
+        if hdr.type == OP.closeSession:
             entry.close_after = True
         self._drain(conn)
 
@@ -153,6 +153,6 @@ class LearnerServer(StandaloneServer):
         conn = self.conns.get(conn_id)
         if conn is not None:
             path = entry.req.path if entry.req is not None else "/"
-            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.OK,
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.OK,
                                 R.SyncResponse(path).to_bytes())
             self._drain(conn)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
-from ..jute.constants import Err, EventType, KeeperState, OpCode, Perms, Xid
+from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
 from ..pipeline.final import ReadContext, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
                              PendingChanges, PrepContext, decode_multi, prepare,
@@ -63,9 +63,9 @@ _BAD_ARGUMENTS = object()
 # does): createSession on an established connection is answered
 # MARSHALLINGERROR, deleteContainer (the container reaper's op) BADARGUMENTS,
 # whatever the body; the connection goes on.
-_CLIENT_REFUSED = {OpCode.createSession: _MALFORMED, OpCode.deleteContainer: _BAD_ARGUMENTS}
+_CLIENT_REFUSED = {OP.createSession: _MALFORMED, OP.deleteContainer: _BAD_ARGUMENTS}
 # What a connection's queue treats as a write (answered once its txn is durable).
-_QUEUE_WRITE_OPS = WRITE_OPS | {OpCode.closeSession, *_CLIENT_REFUSED}
+_QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, *_CLIENT_REFUSED}
 
 
 class ProtocolViolation(Exception):
@@ -334,7 +334,7 @@ class StandaloneServer:
         self._attach(conn, sid, timeout)
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
-        hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
+        hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OP.createSession)
         self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id))
 
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
@@ -344,7 +344,7 @@ class StandaloneServer:
     def _session_created(self, conn: Conn, zxid: int) -> None:
         """The new session's answer counts as a response (cxid 0), as
         ZooKeeper's FinalRequestProcessor does for createSession."""
-        conn.responded(OpCode.createSession, 0, zxid, self.now_ms - conn.connected_ms,
+        conn.responded(OP.createSession, 0, zxid, self.now_ms - conn.connected_ms,
                        self.now_ms)
 
     def _attach(self, conn: Conn, sid: int, timeout: int) -> None:
@@ -377,19 +377,19 @@ class StandaloneServer:
         sid = conn.session_id
         self.sessions.touch(sid, now_ms)
         if self.owner.get(sid) != conn_id:
-            self._emit(conn, frame(xid, self.tree.last_processed_zxid, Err.SESSIONMOVED))
+            self._emit(conn, frame(xid, self.tree.last_processed_zxid, ERR.SESSIONMOVED))
             self._close_conn(conn)
             return
-        if op == OpCode.auth:
+        if op == OP.auth:
             self._auth(conn, xid, body)
             return
-        if op == OpCode.sasl:
+        if op == OP.sasl:
             # No SASL here. ZooKeeper without a JAAS configuration answers an
             # empty token, which SASL clients (kazoo) answer again, forever;
             # a clear AUTHFAILED and a closed connection ends that at once.
             self._log(f"Client {conn.peer_ip} attempted SASL but SASL is not configured; "
                       "closing", "warning")
-            self._emit(conn, frame(xid, 0, Err.AUTHFAILED))
+            self._emit(conn, frame(xid, 0, ERR.AUTHFAILED))
             self._close_conn(conn)
             return
         req = self._decode(op, body)
@@ -397,7 +397,7 @@ class StandaloneServer:
         # one is answered MARSHALLINGERROR without a txn, like a read (other
         # writes take their zxid first: an error txn). Found by the
         # differential fuzzer.
-        is_write = self._is_write(op) and not (op == OpCode.reconfig and req is _MALFORMED)
+        is_write = self._is_write(op) and not (op == OP.reconfig and req is _MALFORMED)
         entry = Entry(xid, op, req, is_write, received_ms=now_ms)
         if entry.is_write and not self.OWNS_SESSIONS:
             entry.body = bytes(body)  # a learner forwards the request as it came
@@ -414,12 +414,12 @@ class StandaloneServer:
         not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
         was sound, so the connection and the session go on)."""
         cls = R.REQUEST_RECORD.get(op, False)
-        if cls is False and op not in (OpCode.multi, OpCode.multiRead):
+        if cls is False and op not in (OP.multi, OP.multiRead):
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
         try:
-            if op == OpCode.multi:
+            if op == OP.multi:
                 return decode_multi(body, MULTI_WRITE_OPS)
-            if op == OpCode.multiRead:
+            if op == OP.multiRead:
                 return decode_multi(body, MULTI_READ_OPS)
             if cls is None:
                 return None
@@ -436,13 +436,13 @@ class StandaloneServer:
         outcome = authenticate(pkt.scheme, pkt.auth, self.settings.super_digest)
         if not outcome.ok:
             self._log(f"Authentication failed for scheme: {pkt.scheme}", "warning")
-            self._emit(conn, frame(Xid.AUTH, 0, Err.AUTHFAILED))
+            self._emit(conn, frame(XID.AUTH, 0, ERR.AUTHFAILED))
             self._close_conn(conn)
             return
         for i in outcome.ids:
             if i not in conn.auth_ids:
                 conn.auth_ids.append(i)
-        self._emit(conn, frame(Xid.AUTH, 0, Err.OK))
+        self._emit(conn, frame(XID.AUTH, 0, ERR.OK))
 
     def _take_zxid(self) -> int:
         z = self.next_zxid
@@ -455,18 +455,18 @@ class StandaloneServer:
 
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
         if not self.can_write:
-            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.SYSTEMERROR)
+            entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.SYSTEMERROR)
             self._drain(conn)
             return
-        if entry.op == OpCode.closeSession:
+        if entry.op == OP.closeSession:
             self._submit_close_session(conn.session_id, conn, entry)
             return
         zxid = self._take_zxid()
         req = entry.req
         if req is _MALFORMED:
-            ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
+            ttype, txn = OP.error, R.ErrorTxn(ERR.MARSHALLINGERROR)
         elif req is _BAD_ARGUMENTS:
-            ttype, txn = OpCode.error, R.ErrorTxn(Err.BADARGUMENTS)
+            ttype, txn = OP.error, R.ErrorTxn(ERR.BADARGUMENTS)
         else:
             ctx = conn.prep_ctx
             if ctx is None or ctx.session_id != conn.session_id:
@@ -483,7 +483,7 @@ class StandaloneServer:
         gone or closing becomes an error txn with SESSIONEXPIRED."""
         session = self.sessions.sessions.get(ctx.session_id)
         if session is None or session.closing:
-            return OpCode.error, R.ErrorTxn(Err.SESSIONEXPIRED)
+            return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
         return prepare(op, req, zxid, self.pending, ctx)
 
     def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,
@@ -494,7 +494,7 @@ class StandaloneServer:
         zxid = self._take_zxid()
         paths = prepare_close_session(sid, zxid, self.pending)
         hdr = R.TxnHeader(sid, entry.xid if entry else cxid, zxid, self._wall_ms(),
-                          OpCode.closeSession)
+                          OP.closeSession)
         self._hand_to_log(InFlight(hdr, R.CloseSessionTxn(paths), conn.conn_id if conn else None,
                                    entry))
 
@@ -516,9 +516,9 @@ class StandaloneServer:
         self.now_ms = now_ms
         res = self.tree.apply(hdr, txn)
         self._fire(res.triggers)
-        if hdr.type == OpCode.createSession:
+        if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
-        elif hdr.type == OpCode.closeSession:
+        elif hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
         return res
 
@@ -533,7 +533,7 @@ class StandaloneServer:
             conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
             if conn is not None and item.entry is not None:
                 item.entry.reply = frame(item.entry.xid, self.tree.last_processed_zxid,
-                                         Err.SYSTEMERROR)
+                                         ERR.SYSTEMERROR)
                 self._drain(conn)
             elif conn is not None:
                 self._close_conn(conn)
@@ -542,14 +542,14 @@ class StandaloneServer:
 
     def _after_apply(self, item: InFlight, res) -> None:
         hdr = item.hdr
-        if hdr.type == OpCode.createSession:
+        if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
             conn = self.conns.get(item.conn_id)
             if conn is not None and not conn.closing:
                 self._attach(conn, hdr.clientId, item.txn.timeOut)
                 self._session_created(conn, hdr.zxid)
             return
-        if hdr.type == OpCode.closeSession:
+        if hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
         conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
         if conn is None or item.entry is None:
@@ -557,7 +557,7 @@ class StandaloneServer:
         entry = item.entry
         err, body = write_reply(entry.op, entry.req, res)
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
-        if hdr.type == OpCode.closeSession:
+        if hdr.type == OP.closeSession:
             entry.close_after = True
         self._drain(conn)
 
@@ -586,11 +586,11 @@ class StandaloneServer:
                 if cid is None:
                     continue
                 conn = self.conns[cid]
-                if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, Perms.READ,
+                if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, PERM.READ,
                                                                   conn.auth_ids, skip_acl):
                     continue
-                body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
-                self._emit(conn, frame(Xid.NOTIFICATION, -1, 0, body))
+                body = R.WatcherEvent(etype, STATE.SyncConnected, p).to_bytes()
+                self._emit(conn, frame(XID.NOTIFICATION, -1, 0, body))
 
     def _drain(self, conn: Conn) -> None:
         """Send every answered request at the head of the queue, answering
@@ -617,27 +617,27 @@ class StandaloneServer:
     def _answer_read(self, conn: Conn, entry: Entry) -> bytes:
         zxid = self.tree.last_processed_zxid
         op = entry.op
-        if op == OpCode.ping:
-            return frame(Xid.PING, zxid, 0)
+        if op == OP.ping:
+            return frame(XID.PING, zxid, 0)
         conn.may_watch = True
         if entry.req is _UNKNOWN:
             # ZooKeeper answers an unknown op with zxid -1 and drops the client.
             entry.close_after = True
-            return frame(entry.xid, -1, Err.UNIMPLEMENTED)
+            return frame(entry.xid, -1, ERR.UNIMPLEMENTED)
         if entry.req is _MALFORMED:
             # before setWatches: an empty or truncated setWatches body is
             # answered so too, and the connection goes on (as ZooKeeper 3.8)
-            return frame(entry.xid, zxid, Err.MARSHALLINGERROR)
-        if op in (OpCode.setWatches, OpCode.setWatches2):
+            return frame(entry.xid, zxid, ERR.MARSHALLINGERROR)
+        if op in (OP.setWatches, OP.setWatches2):
             self._set_watches(conn, entry.req)
             return frame(entry.xid, zxid, 0)
-        if entry.req is None and op not in (OpCode.whoAmI,):
-            return frame(entry.xid, zxid, Err.UNIMPLEMENTED)
+        if entry.req is None and op not in (OP.whoAmI,):
+            return frame(entry.xid, zxid, ERR.UNIMPLEMENTED)
         ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
                           self.settings.skip_acl)
         err, rec = read(ctx, op, entry.req)
         # An error has no body, but for a multiRead of writes (pipeline.final).
-        body = rec.to_bytes() if rec is not None and (not err or op == OpCode.multiRead) else b""
+        body = rec.to_bytes() if rec is not None and (not err or op == OP.multiRead) else b""
         return frame(entry.xid, zxid, err, body)
 
     def _set_watches(self, conn: Conn, sw) -> None:
@@ -652,22 +652,22 @@ class StandaloneServer:
         for p in sw.dataWatches or ():
             n = nodes.get("/" if p == "" else p)
             if n is None:
-                events.append((EventType.NodeDeleted, p))
+                events.append((EVENT.NodeDeleted, p))
             elif n.mzxid > rel:
-                events.append((EventType.NodeDataChanged, p))
+                events.append((EVENT.NodeDataChanged, p))
             else:
                 self.watches.add_data_watch(p, sid)
         for p in sw.existWatches or ():
             if ("/" if p == "" else p) in nodes:
-                events.append((EventType.NodeCreated, p))
+                events.append((EVENT.NodeCreated, p))
             else:
                 self.watches.add_data_watch(p, sid)
         for p in sw.childWatches or ():
             n = nodes.get("/" if p == "" else p)
             if n is None:
-                events.append((EventType.NodeDeleted, p))
+                events.append((EVENT.NodeDeleted, p))
             elif n.pzxid > rel:
-                events.append((EventType.NodeChildrenChanged, p))
+                events.append((EVENT.NodeChildrenChanged, p))
             else:
                 self.watches.add_child_watch(p, sid)
         if isinstance(sw, R.SetWatches2):
@@ -676,8 +676,8 @@ class StandaloneServer:
             for p in sw.persistentRecursiveWatches or ():
                 self.watches.add_persistent(p, sid, recursive=True)
         for etype, p in events:
-            body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
-            self._emit(conn, frame(Xid.NOTIFICATION, -1, 0, body))
+            body = R.WatcherEvent(etype, STATE.SyncConnected, p).to_bytes()
+            self._emit(conn, frame(XID.NOTIFICATION, -1, 0, body))
 
     # ---- containers and TTL nodes -------------------------------------------------
 
@@ -703,5 +703,5 @@ class StandaloneServer:
                 continue
             zxid = self._take_zxid()
             self.pending.add(ChangeRecord(zxid, path, False))
-            hdr = R.TxnHeader(0, 0, zxid, wall, OpCode.deleteContainer)
+            hdr = R.TxnHeader(0, 0, zxid, wall, OP.deleteContainer)
             self._hand_to_log(InFlight(hdr, R.DeleteTxn(path), None))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, Err, EventType, OpCode
+from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, EVENT, OP
 from ..jute.codec import decode
 from ..jute import records as R
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
@@ -116,7 +116,7 @@ class DataNode:
 
 @dataclass
 class ApplyResult:
-    err: int = Err.OK
+    err: int = ERR.OK
     path: str | None = None
     stat: R.Stat | None = None
     # (event type, path, the ACL that decides delivery: the node's, or the
@@ -192,7 +192,7 @@ class DataTree:
     def apply(self, hdr: R.TxnHeader, txn: R.Record | None) -> ApplyResult:
         """Apply one txn (possibly a multi) and advance last_processed_zxid."""
         t = hdr.type
-        if t == OpCode.multi:
+        if t == OP.multi:
             res = self._apply_multi(hdr, txn)
         else:
             res = self._apply_one(t, hdr, txn)
@@ -205,10 +205,10 @@ class DataTree:
         # failure; applying it changes nothing, and those ops report OK.
         subs: list[ApplyResult] = []
         out = ApplyResult(multi=subs)
-        failed = any(sub.type == OpCode.error for sub in txn.txns)
+        failed = any(sub.type == OP.error for sub in txn.txns)
         for sub in txn.txns:
-            if failed and sub.type != OpCode.error:
-                subs.append(ApplyResult(err=Err.OK))
+            if failed and sub.type != OP.error:
+                subs.append(ApplyResult(err=ERR.OK))
                 continue
             rec_cls = R.TXN_RECORD.get(sub.type)
             rec = decode(rec_cls, sub.data or b"") if rec_cls is not None else None
@@ -220,26 +220,26 @@ class DataTree:
 
     def _apply_one(self, t: int, hdr: R.TxnHeader, txn) -> ApplyResult:
         zxid, time = hdr.zxid, hdr.time
-        if t in (OpCode.create, OpCode.create2):
+        if t in (OP.create, OP.create2):
             owner = hdr.clientId if txn.ephemeral else 0
             return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), owner,
                                     txn.parentCVersion, zxid, time)
-        if t == OpCode.createContainer:
+        if t == OP.createContainer:
             return self.create_node(txn.path, txn.data, tuple(txn.acl or ()),
                                     CONTAINER_EPHEMERAL_OWNER, txn.parentCVersion, zxid, time)
-        if t == OpCode.createTTL:
+        if t == OP.createTTL:
             return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), ttl_owner(txn.ttl),
                                     txn.parentCVersion, zxid, time)
-        if t in (OpCode.delete, OpCode.deleteContainer):
+        if t in (OP.delete, OP.deleteContainer):
             return self.delete_node(txn.path, zxid)
-        if t in (OpCode.setData, OpCode.reconfig):
+        if t in (OP.setData, OP.reconfig):
             return self._set_data(txn, zxid, time)
-        if t == OpCode.setACL:
+        if t == OP.setACL:
             return self._set_acl(txn)
-        if t == OpCode.closeSession:
+        if t == OP.closeSession:
             return self.kill_session(hdr.clientId, zxid,
                                      txn.paths2Delete if txn is not None else None)
-        if t == OpCode.error:
+        if t == OP.error:
             return ApplyResult(err=txn.err)
         # createSession, check: nothing in the tree changes.
         return ApplyResult()
@@ -249,10 +249,10 @@ class DataTree:
         parent_path = parent_of(path)
         parent = self.nodes.get(parent_path)
         if parent is None:
-            return ApplyResult(err=Err.NONODE)
+            return ApplyResult(err=ERR.NONODE)
         name = basename(path)
         if name in parent.children:
-            return ApplyResult(err=Err.NODEEXISTS)
+            return ApplyResult(err=ERR.NODEEXISTS)
         if parent_cversion == -1:
             parent_cversion = parent.cversion + 1
         # Replaying over a fuzzy snapshot may see an older cversion; keep the max.
@@ -271,13 +271,13 @@ class DataTree:
         if self.quotas.paths or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, name, data)
         return ApplyResult(path=path, node=node,
-                           triggers=[(EventType.NodeCreated, path, acl),
-                                     (EventType.NodeChildrenChanged, parent_path, parent.acl)])
+                           triggers=[(EVENT.NodeCreated, path, acl),
+                                     (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
 
     def delete_node(self, path: str, zxid: int) -> ApplyResult:
         node = self.nodes.get(path)
         if node is None or path == ROOT:
-            return ApplyResult(err=Err.NONODE)
+            return ApplyResult(err=ERR.NONODE)
         parent_path = parent_of(path)
         parent = self.nodes[parent_path]
         del self.nodes[path]
@@ -298,25 +298,25 @@ class DataTree:
         if self.quotas.paths:
             self.quotas.node_removed(parent_path, basename(path))
             self._quota_update(path, -1, -len(node.data or b""))
-        return ApplyResult(triggers=[(EventType.NodeDeleted, path, node.acl),
-                                     (EventType.NodeChildrenChanged, parent_path, parent.acl)])
+        return ApplyResult(triggers=[(EVENT.NodeDeleted, path, node.acl),
+                                     (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
 
     def _set_data(self, txn: R.SetDataTxn, zxid: int, time: int) -> ApplyResult:
         node = self.nodes.get(txn.path)
         if node is None:
-            return ApplyResult(err=Err.NONODE)
+            return ApplyResult(err=ERR.NONODE)
         if self.quotas.paths:
             self._quota_update(txn.path, 0, len(txn.data or b"") - len(node.data or b""))
         node.data = txn.data
         node.version = txn.version
         node.mzxid = zxid
         node.mtime = time
-        return ApplyResult(node=node, triggers=[(EventType.NodeDataChanged, txn.path, node.acl)])
+        return ApplyResult(node=node, triggers=[(EVENT.NodeDataChanged, txn.path, node.acl)])
 
     def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
         node = self.nodes.get(txn.path)
         if node is None:
-            return ApplyResult(err=Err.NONODE)
+            return ApplyResult(err=ERR.NONODE)
         node.acl = tuple(txn.acl or ())
         node.aversion = txn.version
         return ApplyResult(node=node)
@@ -409,8 +409,8 @@ class DataTree:
 def replay_txn(tree: DataTree, sessions: dict[int, int], hdr, txn) -> None:
     """Apply one logged txn to a tree and its session table (id -> timeout),
     as a restart replaying the log does."""
-    if hdr.type == OpCode.createSession:
+    if hdr.type == OP.createSession:
         sessions[hdr.clientId] = txn.timeOut
-    elif hdr.type == OpCode.closeSession:
+    elif hdr.type == OP.closeSession:
         sessions.pop(hdr.clientId, None)
     tree.apply(hdr, txn)

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..jute import records as R
 from ..jute.codec import DecodeError
-from ..jute.constants import OpCode
+from ..jute.constants import OP
 from ..limits import ZAB_PENDING_SYNCS_MAX, ZAB_TOUCHES_MAX
 from . import packets as P
 from .leader import ZabTimers
@@ -138,7 +138,7 @@ class Learner:
         """
         if self.phase != Phase.BROADCAST:
             return False
-        if op == OpCode.sync:
+        if op == OP.sync:
             if len(self.pending_syncs) >= ZAB_PENDING_SYNCS_MAX:
                 return False
             self.pending_syncs.append(token)

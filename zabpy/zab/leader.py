@@ -57,7 +57,7 @@ from typing import Any, Callable
 from ..election.quorum import QuorumVerifier
 from ..jute import records as R
 from ..jute.codec import DecodeError, Record
-from ..jute.constants import OpCode
+from ..jute.constants import OP
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MAX
 from . import packets as P
 from .history import History
@@ -382,7 +382,7 @@ class Leader:
             self._out.touches.extend(P.parse_ping_reply(pkt))
         elif kind == T.REQUEST and learner.stage == _UPTODATE and self.phase == Phase.BROADCAST:
             session_id, cxid, op, body = P.parse_request(pkt)
-            if op == OpCode.sync:
+            if op == OP.sync:
                 self._sync(sid, None)
             self._out.requests.append(ForwardedRequest(sid, session_id, cxid, op, body,
                                                        tuple(pkt.authinfo or ())))
