@@ -90,7 +90,7 @@ def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
     return _REPLY.pack(16 + len(body), xid, zxid, err) + body
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One request in a connection's queue."""
 
@@ -160,7 +160,7 @@ class Conn:
         self.latency_count = self.latency_total_ms = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     """A txn handed to the log, waiting for ``logged``."""
 
