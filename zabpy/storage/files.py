@@ -59,8 +59,8 @@ from . import datadir as D
 from . import snapstream
 from .recovery import RestoreResult, StorageError, restore
 from .snapshot import serialize_snapshot
-from .txnlog import (encode_entry, encode_entry_payload, encode_file_header, padded_size,
-                     payload_zxid)
+from .txnlog import (FILE_HEADER_LEN, encode_entry, encode_entry_payload, encode_file_header,
+                     padded_size, payload_zxid)
 
 __all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
 
@@ -234,7 +234,13 @@ class TxnStore:
             self._open_log(first_zxid)
             batch.insert(0, encode_file_header())
         data = b"".join(batch)
-        new_size = padded_size(self._pos + len(data), self._size, self.pre_alloc_size)
+        # FilePadding, as FileTxnLog calls it: from the position before the
+        # write, the file's size known after its 16-byte header, so a file
+        # is 16 + k * preAllocSize bytes long, as ZooKeeper's are (the size
+        # that txnLogSizeLimitInKb is compared with). A batch larger than
+        # the padding just extends the file, and the next one pads again.
+        start = FILE_HEADER_LEN if created else self._pos
+        new_size = padded_size(start, self._size, self.pre_alloc_size)
         if new_size > self._size:
             # Sparse preallocation: one zero byte at the new end, as FilePadding.
             self._pwrite(self._fd, b"\0", new_size - 1)
@@ -265,7 +271,8 @@ class TxnStore:
         log.info("creating new log file %s", path)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.log_path = path
-        self._pos = self._size = self._durable_pos = 0
+        self._pos = self._durable_pos = 0
+        self._size = FILE_HEADER_LEN  # FilePadding.setCurrentSize after the header
 
     def _close_log(self) -> None:
         if self._fd is not None:
