@@ -105,6 +105,34 @@ def test_forked_writer_compresses(tmp_path, method):
     assert_same_tree(tree, w.tree)
 
 
+@pytest.mark.parametrize("method", ["gz", "snappy"])
+def test_learner_snap_and_trunc_keep_the_compression(tmp_path, method):
+    """A learner saves a leader's SNAP as a snapshot in its own configured
+    method (the SNAP itself travels uncompressed, as ZooKeeper sends it), and
+    TRUNC removes compressed snapshots above the cut like plain ones."""
+    from zabpy.storage.quorum import install_snapshot, truncate_after
+    from zabpy.zab import packets as P
+    w = Workload(seed=43)
+    store = run_store(tmp_path, w, 90, snap_at=(49,), snapshot_compression_method=method)
+    store = TxnStore(str(tmp_path), pre_alloc_size=PREALLOC, snapshot_compression_method=method)
+    store.restore(DataTree())
+    truncate_after(store, 30)
+    assert [int(n.split(".")[1], 16) for n in names(tmp_path, "snapshot")] == [0]
+    leader = Workload(seed=47)
+    for _ in range(70):
+        leader.step()
+    image = P.snapshot_bytes(leader.tree, leader.sessions)  # what the SNAP carries
+    tree = DataTree()
+    sessions = P.load_snapshot_bytes(image, tree, 70)
+    install_snapshot(store, tree, sessions)
+    store.close()
+    assert names(tmp_path, "snapshot")[-1] == f"snapshot.46.{method}"
+    assert names(tmp_path, "log") == []
+    restored, got_sessions, _ = reopen(tmp_path)
+    assert_same_tree(restored, leader.tree)
+    assert got_sessions == leader.sessions
+
+
 def test_mode_comes_from_the_name_not_the_setting(tmp_path):
     """SnapStream.getStreamMode: the last dot-separated part, any case; unknown is plain."""
     w = Workload(seed=9)
