@@ -182,6 +182,7 @@ def test_java_datadir_loads_into_zabpy(tmp_path, method):
     # Our digest of ZooKeeper's tree matches the one in its snapshot and the
     # one it logged with its last txn.
     assert result.digest_ok is True and result.digest_mismatches == 0
+    assert result.digest_checks == 2  # the snapshot's, then the last logged txn's
     _same_file_format(result.snapshot_path, method)
     assert sessions.get(session) == timeout
     got = _tree_view(tree)

@@ -333,6 +333,7 @@ def test_logged_txn_digests_are_checked_after_replay(tmp_path):
     run_store(tmp_path, w, 80, digests=True)
     _, _, store = reopen(tmp_path)
     assert store.last_restore.replayed == 80 and store.last_restore.digest_ok is True
+    assert store.last_restore.digest_checks == 1
     # The same log with a wrong digest on its last txn.
     d2 = tmp_path / "bad"
     w2 = Workload(seed=31)

@@ -79,6 +79,7 @@ class RestoreResult:
     truncated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     digest_ok: bool | None = None      # None: no digest was compared
+    digest_checks: int = 0             # digests compared (snapshot's, log's)
     digest_mismatches: int = 0
     trusted_empty: bool = False        # logs replayed without a snapshot
     # (zxid, digest) of the snapshot's digest still to be compared (fuzzy snapshot)
@@ -98,6 +99,7 @@ def _compare_digest(tree: DataTree, zxid: int, expected: int, what: str,
                     out: RestoreResult) -> None:
     actual = tree_digest(tree)
     ok = actual == expected
+    out.digest_checks += 1
     out.digest_ok = ok if out.digest_ok is None else out.digest_ok and ok
     if not ok:
         out.digest_mismatches += 1
