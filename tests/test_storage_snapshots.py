@@ -183,7 +183,8 @@ def test_snappy_framing_is_snappy_java():
         pos += 4 + n
     assert sizes == [32768, 32768, 76800 - 65536]
     assert S.decode("snappy", out + out) == data + data
-    for bad in (out[:20], out[:-3], b"\x82SNAPPZ\x00" + out[8:]):
+    huge = out[:16] + struct.pack(">i", 6) + b"\xff\xff\xff\xff\x0f\x00"  # claims 4 GiB
+    for bad in (out[:20], out[:-3], b"\x82SNAPPZ\x00" + out[8:], huge):
         with pytest.raises(SnapshotError):
             S.decode("snappy", bad)
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zabpy import limits
+from zabpy.storage import snapstream
 
 __all__ = [
     "ConfigError",
@@ -303,10 +304,9 @@ def _jvm_bool(source: str, line: int, key: str, value: str) -> bool:
 
 
 def _compression(source: str, line: int, key: str, value: str) -> str:
-    # SnapStream.StreamMode.fromString: gz or snappy in any case; anything
-    # else (empty, unknown) means uncompressed, as ZooKeeper falls back.
-    value = value.strip().lower()
-    return value if value in ("gz", "snappy") else ""
+    # gz or snappy in any case; anything else (empty, unknown) means
+    # uncompressed, as ZooKeeper falls back.
+    return snapstream.parse_method(value)
 
 
 def _nonempty(source: str, line: int, key: str, value: str) -> str:

@@ -36,18 +36,20 @@ import zlib
 
 import cramjam
 
+from ..limits import SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX
 from .snapshot import SnapshotError
 
 __all__ = ["PLAIN", "GZIP", "SNAPPY", "METHODS", "parse_method", "method_of_name", "suffix",
-           "SnapshotEncoder", "decode", "has_magic", "SNAPPY_MAGIC", "SNAPPY_BLOCK_BYTES"]
+           "SnapshotEncoder", "encode", "decode", "has_magic", "SNAPPY_MAGIC",
+           "SNAPPY_BLOCK_BYTES"]
 
 PLAIN = ""
 GZIP = "gz"
 SNAPPY = "snappy"
 METHODS = (PLAIN, GZIP, SNAPPY)
 
-# GZIPOutputStream's header: magic, deflate, no flags, mtime 0, xfl 0, OS 255
-# (JDK 16+; older JDKs wrote OS 0 — readers ignore the byte).
+# GZIPOutputStream's header as JDK 17 writes it: magic, deflate, no flags,
+# mtime 0, xfl 0, OS 255 (readers ignore the last two).
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _GZIP_LEVEL = 6  # Deflater.DEFAULT_COMPRESSION is zlib's default, 6
 _GZIP_TRAILER = struct.Struct("<II")
@@ -169,8 +171,14 @@ def _decode_snappy(data: bytes) -> bytes:
             continue
         if n <= 0 or pos + 4 + n > end:
             raise SnapshotError(f"bad snappy block length {n} at offset {pos}")
+        block = view[pos + 4:pos + 4 + n]
         try:
-            out.append(bytes(cramjam.snappy.decompress_raw(view[pos + 4:pos + 4 + n])))
+            size = cramjam.snappy.decompress_raw_len(block)
+            if size > SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX:
+                raise SnapshotError(f"snappy block at offset {pos} claims {size} bytes")
+            out.append(bytes(cramjam.snappy.decompress_raw(block)))
+        except SnapshotError:
+            raise
         except Exception as e:  # noqa: BLE001 - cramjam raises its own error type
             raise SnapshotError(f"bad snappy block at offset {pos}: {e}") from None
         pos += 4 + n
