@@ -299,7 +299,8 @@ def _yes(source: str, line: int, key: str, value: str) -> bool:
 
 
 def _jvm_bool(source: str, line: int, key: str, value: str) -> bool:
-    # Boolean.getBoolean: "true" in any case, anything else is false.
+    # Boolean.getBoolean / parseBoolean, for settings ZooKeeper reads only as
+    # JVM properties: "true" in any case, anything else is false, no error.
     return value.strip().lower() == "true"
 
 
@@ -384,7 +385,8 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "metricsProvider.className": ("metrics_provider_class", _nonempty),
     "metricsProvider.httpHost": ("metrics_http_host", _nonempty),
     "metricsProvider.httpPort": ("metrics_http_port", _port),
-    "digest.enabled": ("digest_enabled", _bool),
+    # ZooKeeperServer reads it with Boolean.parseBoolean: only "true" is true.
+    "digest.enabled": ("digest_enabled", _jvm_bool),
     "fsync.warningthresholdms": ("fsync_warning_threshold_ms", _long),
     "globalOutstandingLimit": ("global_outstanding_limit", _positive),
     "snapshot.compression.method": ("snapshot_compression_method", _compression),
