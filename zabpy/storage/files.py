@@ -132,6 +132,13 @@ class TxnStore:
         self.txn_log_size_limit_bytes = txn_log_size_limit_bytes
         self.trust_empty_snapshot = trust_empty_snapshot
         self.digest_enabled = digest_enabled
+        # The start-up lines ZooKeeper prints for these settings.
+        log.info("zookeeper.snapshot.compression.method = %s",
+                 {snapstream.GZIP: "GZIP", snapstream.SNAPPY: "SNAPPY"}.get(
+                     snapshot_compression_method, "CHECKED"))
+        log.info("zookeeper.snapshot.trust.empty : %s", str(trust_empty_snapshot).lower())
+        if txn_log_size_limit_bytes > 0:
+            log.info("zookeeper.txnLogSizeLimitInKb = %d", txn_log_size_limit_bytes // 1024)
         if snap_retain_count < SNAP_RETAIN_COUNT_MIN:
             log.warning("autopurge.snapRetainCount %d is below %d; using %d", snap_retain_count,
                         SNAP_RETAIN_COUNT_MIN, SNAP_RETAIN_COUNT_MIN)
