@@ -1,11 +1,13 @@
 """Restart time and log write throughput of zabpy's TxnStore.
 
     python bench/restart.py [--nodes 100000] [--txns 20000] [--dir /tmp/x]
+                            [--compression gz|snappy]
 
 Restart: builds a data directory with N znodes (~100-byte data, 3 levels)
 and measures ``TxnStore.restore`` (a) from a snapshot holding all N nodes,
 (b) from snapshot.0 plus a log replay of the N creates, (c) the cost of
-writing that snapshot. Throughput: appends txns of 100 bytes and flushes
+writing that snapshot (compressed by ``--compression``, as
+snapshot.compression.method). Throughput: appends txns of 100 bytes and flushes
 them in groups of 1 and of 100 (group commit), with forceSync yes and no.
 Numbers go to stdout as a table; the machine and disk decide them.
 """
@@ -58,7 +60,7 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
-def bench_restart(root: str, nodes: int) -> None:
+def bench_restart(root: str, nodes: int, compression: str = "") -> None:
     logs_dir = os.path.join(root, "logs-only")
     store = TxnStore(logs_dir, pre_alloc_size=64 << 20)
     tree = DataTree()
@@ -69,7 +71,7 @@ def bench_restart(root: str, nodes: int) -> None:
     store.flush_and_sync()
     store.close()
     snap_dir = os.path.join(root, "snapshot")
-    snap_store = TxnStore(snap_dir)
+    snap_store = TxnStore(snap_dir, snapshot_compression_method=compression)
     snap_store.restore(DataTree())
     t_snap, _ = _timed(lambda: snap_store.snapshot_now(tree, {}))
     snap_store.close()
@@ -108,10 +110,12 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=100_000)
     p.add_argument("--txns", type=int, default=20_000)
     p.add_argument("--dir", help="where to build the data directories (default: a temp dir)")
+    p.add_argument("--compression", choices=("", "gz", "snappy"), default="",
+                   help="snapshot.compression.method of the snapshot written")
     args = p.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="zabpy-restart-")
     try:
-        bench_restart(root, args.nodes)
+        bench_restart(root, args.nodes, args.compression)
         print()
         bench_throughput(root, args.txns)
     finally:

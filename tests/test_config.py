@@ -460,3 +460,22 @@ def test_conf_lines_match_zookeeper_quorum():
     )
     cfg.myid, cfg.config_version = 1, 0x100000000
     assert cfg.conf_text(data_dir_size=610, data_log_size=610) == JAVA_CONF_QUORUM
+
+
+def test_storage_properties_parse_as_zookeeper_reads_them():
+    """SnapStream.StreamMode.fromString (any case; unknown means none),
+    Boolean.getBoolean / parseBoolean (only "true" is true, never an error),
+    FileTxnLog's Long.getLong for txnLogSizeLimitInKb."""
+    def cfg(lines: str):
+        c, _ = parse_config("dataDir=/d\nclientPort=1\n" + lines)
+        return c
+    base = cfg("")
+    assert (base.snapshot_compression_method, base.snapshot_trust_empty) == ("", False)
+    assert base.digest_enabled and base.txn_log_size_limit_kb == -1
+    c = cfg("zookeeper.snapshot.compression.method=SNAPPY\nzookeeper.snapshot.trust.empty=TRUE\n"
+            "zookeeper.txnLogSizeLimitInKb=2048\ndigest.enabled=no\n")
+    assert (c.snapshot_compression_method, c.snapshot_trust_empty) == ("snappy", True)
+    assert c.txn_log_size_limit_kb == 2048 and not c.digest_enabled
+    c = cfg("snapshot.compression.method=lz4\nsnapshot.trust.empty=yes\n")
+    assert (c.snapshot_compression_method, c.snapshot_trust_empty) == ("", False)
+    assert cfg("snapshot.compression.method=Gz\n").snapshot_compression_method == "gz"

@@ -3,8 +3,12 @@
 Reference: zookeeper-facts.md section 4 (log, snapshot, restore). Java
 ZooKeeper writes a data directory through a real kazoo client and zabpy
 restores it to the same tree, stats, ACLs and sessions (and the same tree
-digest as ZooKeeper stored in its snapshot); zabpy writes one and
-ZooKeeper's own TxnLogToolkit, SnapshotFormatter and server read it.
+digests as ZooKeeper stored in its snapshot and logged with its txns); zabpy
+writes one and ZooKeeper's own TxnLogToolkit, SnapshotFormatter and server
+read it. Each way runs plain and with zookeeper.snapshot.compression.method
+gz and snappy (SnapStream). Side by side, both servers refuse logs without
+a snapshot unless zookeeper.snapshot.trust.empty, count a snapshot digest
+mismatch in mntr, and roll their logs by zookeeper.txnLogSizeLimitInKb.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -22,7 +28,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_storage_helpers import Workload  # noqa: E402
 
 from zabpy.jute import records as R  # noqa: E402
-from zabpy.storage import TxnStore, deserialize_snapshot  # noqa: E402
+from zabpy.storage import TxnStore, deserialize_snapshot, tree_digest  # noqa: E402
+from zabpy.storage import datadir as D  # noqa: E402
+from zabpy.storage import snapstream as S  # noqa: E402
+from zabpy.testing import ZabpyServer, four_letter_word  # noqa: E402
 from zabpy.tree.datatree import DataTree  # noqa: E402
 
 JAR = "/usr/share/java/zookeeper.jar"
@@ -39,21 +48,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class JavaServer:
-    """A standalone ZooKeeper 3.8 on 127.0.0.1 over ``data_dir``."""
+COMPRESSIONS = ["", "gz", "snappy"]
 
-    def __init__(self, data_dir: str, tmp: str):
+
+def _props(method: str) -> tuple[str, ...]:
+    return (f"-Dzookeeper.snapshot.compression.method={method}",) if method else ()
+
+
+class JavaServer:
+    """A standalone ZooKeeper 3.8 on 127.0.0.1 over ``data_dir``; ``props`` are
+    JVM system properties (-Dzookeeper.*)."""
+
+    def __init__(self, data_dir: str, tmp: str, props: tuple[str, ...] = ()):
         self.port = _free_port()
         self.cfg = os.path.join(tmp, f"zoo-{self.port}.cfg")
         with open(self.cfg, "w") as f:
             f.write(f"tickTime=2000\ndataDir={data_dir}\nclientPort={self.port}\n"
                     "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
-                    "maxSessionTimeout=60000\n")
-        self.out = open(os.path.join(tmp, f"zk-{self.port}.out"), "wb")
+                    "maxSessionTimeout=60000\n4lw.commands.whitelist=*\n")
+        self.out_path = os.path.join(tmp, f"zk-{self.port}.out")
+        self.out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
-            [JAVA, "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true", "-cp", CP,
+            [JAVA, "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true", *props, "-cp", CP,
              "org.apache.zookeeper.server.ZooKeeperServerMain", self.cfg],
             stdout=self.out, stderr=subprocess.STDOUT)
+
+    def mntr(self) -> dict[str, str]:
+        text = four_letter_word("127.0.0.1", self.port, "mntr", 10)
+        return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
     def client(self):
         c = kazoo.KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=30)
@@ -123,11 +145,12 @@ def _java_writes(client, tag: str) -> None:
     client.set_acls(f"/{tag}/multi-a", [make_digest_acl("bob", "pw", all=True)])
 
 
-def test_java_datadir_loads_into_zabpy(tmp_path):
+@pytest.mark.parametrize("method", COMPRESSIONS)
+def test_java_datadir_loads_into_zabpy(tmp_path, method):
     data_dir = str(tmp_path / "data")
     os.makedirs(data_dir)
     # Run 1 writes and is killed with its session (and ephemeral) still open.
-    zk = JavaServer(data_dir, str(tmp_path))
+    zk = JavaServer(data_dir, str(tmp_path), _props(method))
     try:
         c1 = zk.client()
         _java_writes(c1, "one")
@@ -135,7 +158,7 @@ def test_java_datadir_loads_into_zabpy(tmp_path):
         zk.kill()
     c1.stop()
     # Run 2 loads run 1 (and snapshots at start-up), writes more, is killed.
-    zk = JavaServer(data_dir, str(tmp_path))
+    zk = JavaServer(data_dir, str(tmp_path), _props(method))
     try:
         c2 = zk.client()
         _java_writes(c2, "two")
@@ -148,13 +171,19 @@ def test_java_datadir_loads_into_zabpy(tmp_path):
     c2.close()
 
     files = sorted(os.listdir(os.path.join(data_dir, "version-2")))
-    assert any(f.startswith("snapshot.") and f != "snapshot.0" for f in files), files
+    assert any(f.startswith("snapshot.") and f != "snapshot.0" + S.suffix(method)
+               for f in files), files
     tree = DataTree()
     store = TxnStore(data_dir)
     sessions = store.restore(tree)
     result = store.last_restore
     assert result.replayed > 0 and result.snapshot_zxid > 0
-    assert result.digest_ok is True  # our digest of ZooKeeper's tree matches its own
+    assert result.snapshot_path.endswith(f".{result.snapshot_zxid:x}{S.suffix(method)}")
+    # Our digest of ZooKeeper's tree matches the one in its snapshot and the
+    # one it logged with its last txn.
+    assert result.digest_ok is True and result.digest_mismatches == 0
+    assert result.digest_checks == 2  # the snapshot's, then the last logged txn's
+    _same_file_format(result.snapshot_path, method)
     assert sessions.get(session) == timeout
     got = _tree_view(tree)
     for path, (data, stat, acl) in expected.items():
@@ -166,10 +195,34 @@ def test_java_datadir_loads_into_zabpy(tmp_path):
     store.close()
 
 
-def _zabpy_datadir(data_dir: str) -> Workload:
+def _same_file_format(path: str, method: str) -> None:
+    """Our encoder, given the image inside ZooKeeper's file, writes ZooKeeper's
+    file: byte for byte for gzip (same zlib), and for snappy the same header
+    and the same blocks over the same input (a raw block's encoding is the
+    compressor's own choice, so only its length field may differ)."""
+    java = open(path, "rb").read()
+    image = D.read_snapshot_file(path)
+    ours = S.encode(method, image)
+    if method != "snappy":
+        assert ours == java
+        return
+    assert ours[:16] == java[:16]
+
+    def blocks(data: bytes) -> list[bytes]:
+        out, pos = [], 16
+        while pos < len(data):
+            (n,) = struct.unpack_from(">i", data, pos)
+            out.append(S.decode("snappy", data[:16] + data[pos:pos + 4 + n]))
+            pos += 4 + n
+        return out
+
+    assert blocks(ours) == blocks(java)
+
+
+def _zabpy_datadir(data_dir: str, method: str = "") -> Workload:
     # Long session timeouts: a Java server restoring them must not expire them mid-test.
     w = Workload(seed=7, timeouts=(60000,))
-    store = TxnStore(data_dir, pre_alloc_size=1 << 20)
+    store = TxnStore(data_dir, pre_alloc_size=1 << 20, snapshot_compression_method=method)
     store.restore(DataTree())
     for i in range(400):
         hdr, txn = w.step()
@@ -190,9 +243,10 @@ def _java_tool(cls: str, path: str) -> str:
     return p.stdout.decode(errors="replace")
 
 
-def test_zookeeper_tools_read_zabpy_files(tmp_path):
+@pytest.mark.parametrize("method", COMPRESSIONS)
+def test_zookeeper_tools_read_zabpy_files(tmp_path, method):
     data_dir = str(tmp_path)
-    w = _zabpy_datadir(data_dir)
+    w = _zabpy_datadir(data_dir, method)
     vdir = os.path.join(data_dir, "version-2")
     logs = sorted(f for f in os.listdir(vdir) if f.startswith("log."))
     total = 0
@@ -203,27 +257,31 @@ def test_zookeeper_tools_read_zabpy_files(tmp_path):
         total += count
         assert " zxid 0x%x " % int(name.split(".")[1], 16) in out
     assert total == 400
-    snap = max((f for f in os.listdir(vdir) if f.startswith("snapshot.")), key=lambda f: int(f[9:], 16))
-    out = _java_tool("org.apache.zookeeper.server.SnapshotFormatter", os.path.join(vdir, snap))
+    snap_zxid, snap = D.list_zxid_files(vdir, D.SNAP_PREFIX)[-1]
+    assert snap.endswith(S.suffix(method)) and S.method_of_name(snap) == method
+    out = _java_tool("org.apache.zookeeper.server.SnapshotFormatter", snap)
     listed = [line for line in out.splitlines() if line.startswith("/")]
     snap_tree = DataTree()
-    deserialize_snapshot(open(os.path.join(vdir, snap), "rb").read(), snap_tree)
-    assert int(out.rsplit("Last zxid: 0x", 1)[1].split()[0], 16) == int(snap[9:], 16)
+    deserialize_snapshot(D.read_snapshot_file(snap), snap_tree)
+    assert int(out.rsplit("Last zxid: 0x", 1)[1].split()[0], 16) == snap_zxid
     # ZooKeeper counts '/' twice (its tree maps both '' and '/' to the root).
     assert "ZNode Details (count=%d)" % (len(snap_tree.nodes) + 1) in out
     assert sorted(listed) == sorted(snap_tree.nodes)
     assert w.tree.last_processed_zxid == 400
 
 
-def test_zookeeper_server_starts_on_zabpy_datadir(tmp_path):
+@pytest.mark.parametrize("method", COMPRESSIONS)
+def test_zookeeper_server_starts_on_zabpy_datadir(tmp_path, method):
     data_dir = str(tmp_path / "data")
-    w = _zabpy_datadir(data_dir)
-    zk = JavaServer(data_dir, str(tmp_path))
+    w = _zabpy_datadir(data_dir, method)
+    zk = JavaServer(data_dir, str(tmp_path))  # reads by file name, whatever its setting
     try:
         c = zk.client()
         got = _snapshot_of(c)
         c.stop()
         c.close()
+        # ZooKeeper checked the digest we stored with the snapshot.
+        assert zk.mntr()["zk_digest_mismatches_count"] == "0"
     finally:
         zk.kill()
     ours = _tree_view(w.tree)
@@ -240,3 +298,140 @@ def test_acl_record_shape_matches_kazoo():
     # Guard for the comparison helpers above: our ACL is (perms, Id(scheme, id)).
     a = R.ACL(31, R.Id("world", "anyone"))
     assert (a.perms, a.id.scheme, a.id.id) == (31, "world", "anyone")
+
+
+# ---- side by side: start-up checks and log rolling -----------------------------------
+
+def _wait_exit(zk: JavaServer) -> int:
+    code = zk.proc.wait(timeout=120)
+    zk.out.close()
+    return code
+
+
+def _zabpy_tree(data_dir: str, config_text: str) -> dict:
+    with ZabpyServer(subprocess=True, data_dir=data_dir, config_text=config_text) as server:
+        c = kazoo.KazooClient(hosts=server.hosts, timeout=30)
+        c.start(timeout=60)
+        c.add_auth("digest", "bob:pw")
+        try:
+            return _snapshot_of(c)
+        finally:
+            c.stop()
+            c.close()
+
+
+def _without_builtins(view: dict) -> dict:
+    return {p: v for p, v in view.items() if not p.startswith("/zookeeper")}
+
+
+def test_logs_without_snapshot_side_by_side(tmp_path):
+    """FileTxnSnapLog.restore: logs but no snapshot is fatal unless
+    zookeeper.snapshot.trust.empty (ZOOKEEPER-3056); both exit 1, both load it trusted."""
+    java_dir, ours_dir = str(tmp_path / "java"), str(tmp_path / "ours")
+    _zabpy_datadir(java_dir)
+    for f in os.listdir(os.path.join(java_dir, "version-2")):
+        if f.startswith("snapshot."):
+            os.unlink(os.path.join(java_dir, "version-2", f))
+    shutil.copytree(java_dir, ours_dir)
+    zk = JavaServer(java_dir, str(tmp_path))
+    assert _wait_exit(zk) == 1  # IOException "No snapshot found, but there are log entries"
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        ZabpyServer(subprocess=True, data_dir=ours_dir, config_text="tickTime=200").start()
+    zk = JavaServer(java_dir, str(tmp_path), ("-Dzookeeper.snapshot.trust.empty=true",))
+    try:
+        c = zk.client()
+        java_view = _snapshot_of(c)
+        c.stop()
+        c.close()
+    finally:
+        zk.kill()
+    ours = _zabpy_tree(ours_dir, "tickTime=200\nzookeeper.snapshot.trust.empty=true")
+    assert _without_builtins(ours) == _without_builtins(java_view)
+
+
+def _reseal_digest(path: str, digest: int) -> None:
+    """Put ``digest`` in a plain snapshot's ZxidDigest and reseal it."""
+    image = open(path, "rb").read()
+    head = image[:len(image) - 20 - 13]
+    zxid, version, _ = struct.unpack_from(">qiq", image, len(head))
+    tail = struct.pack(">qiq", zxid, version, digest)
+    seal = struct.pack(">q", zlib.adler32(tail, zlib.adler32(head))) + struct.pack(">i", 1) + b"/"
+    with open(path, "wb") as f:
+        f.write(head + tail + seal)
+
+
+def test_snapshot_digest_mismatch_side_by_side(tmp_path):
+    """DataTree.compareSnapshotDigests: a wrong digest is counted (mntr
+    digest_mismatches_count) and logged; the server still starts."""
+    java_dir, ours_dir = str(tmp_path / "java"), str(tmp_path / "ours")
+    w = _zabpy_datadir(java_dir)
+    snap_zxid, snap = D.list_zxid_files(os.path.join(java_dir, "version-2"), D.SNAP_PREFIX)[-1]
+    assert snap_zxid > 0
+    good = open(snap, "rb").read()
+    _reseal_digest(snap, 12345)
+    assert open(snap, "rb").read() != good
+    shutil.copytree(java_dir, ours_dir)
+    zk = JavaServer(java_dir, str(tmp_path))
+    try:
+        zk.client().stop()
+        java_count = zk.mntr()["zk_digest_mismatches_count"]
+    finally:
+        zk.kill()
+    with ZabpyServer(subprocess=True, data_dir=ours_dir, config_text="tickTime=200") as server:
+        text = four_letter_word(server.host, server.port, "mntr", 10)
+        ours_count = dict(l.split("\t", 1) for l in text.splitlines() if "\t" in l)[
+            "zk_digest_mismatches_count"]
+    assert java_count == ours_count == "1"
+    assert w.tree.last_processed_zxid == 400
+
+
+def _roll_run(sizes_of, start, n: int = 300) -> list[int]:
+    """Sequential 1000-byte creates (one txn per fsync) on a started server."""
+    hosts, stop = start()
+    c = kazoo.KazooClient(hosts=hosts, timeout=30)
+    c.start(timeout=60)
+    for i in range(n):
+        c.create(f"/r{i:03d}", b"y" * 1000)
+    c.stop()
+    c.close()
+    stop()
+    return sizes_of()
+
+
+def test_log_roll_by_size_side_by_side(tmp_path):
+    """FileTxnLog.commit: once the log file (preallocation included) is above
+    txnLogSizeLimitInKb, the next txn starts a new file."""
+    limit_kb, prealloc_kb = 64, 16
+
+    def sizes(data_dir):
+        vdir = os.path.join(data_dir, "version-2")
+        return lambda: [os.path.getsize(p) for _, p in D.list_zxid_files(vdir, D.LOG_PREFIX)]
+
+    java_dir, ours_dir = str(tmp_path / "java"), str(tmp_path / "ours")
+    os.makedirs(java_dir)
+
+    def start_java():
+        zk = JavaServer(java_dir, str(tmp_path), (f"-Dzookeeper.txnLogSizeLimitInKb={limit_kb}",
+                                                   f"-Dzookeeper.preAllocSize={prealloc_kb}"))
+        zk.client().stop()
+        return f"127.0.0.1:{zk.port}", zk.kill
+
+    def start_ours():
+        s = ZabpyServer(subprocess=True, data_dir=ours_dir,
+                        config_text=f"tickTime=200\ntxnLogSizeLimitInKb={limit_kb}\n"
+                                    f"preAllocSize={prealloc_kb}")
+        s.start()
+        return s.hosts, s.kill
+
+    java_sizes = _roll_run(sizes(java_dir), start_java)
+    our_sizes = _roll_run(sizes(ours_dir), start_ours)
+    limit, step = limit_kb * 1024, prealloc_kb * 1024
+    # FilePadding grows a file from its 16-byte header in preAllocSize steps,
+    # and the file is rolled at the first step above the limit.
+    closed = 16 + ((limit - 16) // step + 1) * step
+    for got in (java_sizes, our_sizes):
+        assert len(got) >= 4, got
+        assert all(s == closed for s in got[:-1]), got
+    # ZooKeeper's txns carry a 12-byte TxnDigest that zabpy's do not, so its
+    # files fill a little sooner: at most one file more or less over the run.
+    assert abs(len(java_sizes) - len(our_sizes)) <= 1, (java_sizes, our_sizes)

@@ -107,6 +107,9 @@ SNAP_RETAIN_COUNT_MIN = 3
 # Sessions and ACL lists a snapshot may declare before we call it corrupt.
 SNAPSHOT_SESSIONS_MAX = 10_000_000
 SNAPSHOT_ACL_LISTS_MAX = 10_000_000
+# One snappy block of a .snappy snapshot may inflate to this much: snappy-java
+# writes 32 KiB blocks; a bigger claim is corruption, not an allocation to make.
+SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX = 64 * 1024 * 1024
 
 assert TXN_LOG_ENTRY_BYTES_MAX > JUTE_MAXBUFFER
 assert LOG_PREALLOC_BYTES_DEFAULT > LOG_PREALLOC_MARGIN_BYTES

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zabpy import limits
+from zabpy.storage import snapstream
 
 __all__ = [
     "ConfigError",
@@ -161,8 +162,9 @@ class ServerConfig:
     digest_enabled: bool = True
     fsync_warning_threshold_ms: int = 1000
     global_outstanding_limit: int = limits.GLOBAL_OUTSTANDING_MAX
-    snapshot_compression_method: str = ""
-    txn_log_size_limit_kb: int = -1
+    snapshot_compression_method: str = ""  # "", "gz" or "snappy"
+    snapshot_trust_empty: bool = False
+    txn_log_size_limit_kb: int = -1  # <= 0: off
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     source: str | None = None
@@ -297,8 +299,16 @@ def _yes(source: str, line: int, key: str, value: str) -> bool:
     return value == "yes"
 
 
-def _text(source: str, line: int, key: str, value: str) -> str:
-    return value
+def _jvm_bool(source: str, line: int, key: str, value: str) -> bool:
+    # Boolean.getBoolean / parseBoolean, for settings ZooKeeper reads only as
+    # JVM properties: "true" in any case, anything else is false, no error.
+    return value.strip().lower() == "true"
+
+
+def _compression(source: str, line: int, key: str, value: str) -> str:
+    # gz or snappy in any case; anything else (empty, unknown) means
+    # uncompressed, as ZooKeeper falls back.
+    return snapstream.parse_method(value)
 
 
 def _nonempty(source: str, line: int, key: str, value: str) -> str:
@@ -376,10 +386,12 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "metricsProvider.className": ("metrics_provider_class", _nonempty),
     "metricsProvider.httpHost": ("metrics_http_host", _nonempty),
     "metricsProvider.httpPort": ("metrics_http_port", _port),
-    "digest.enabled": ("digest_enabled", _bool),
+    # ZooKeeperServer reads it with Boolean.parseBoolean: only "true" is true.
+    "digest.enabled": ("digest_enabled", _jvm_bool),
     "fsync.warningthresholdms": ("fsync_warning_threshold_ms", _long),
     "globalOutstandingLimit": ("global_outstanding_limit", _positive),
-    "snapshot.compression.method": ("snapshot_compression_method", _text),
+    "snapshot.compression.method": ("snapshot_compression_method", _compression),
+    "snapshot.trust.empty": ("snapshot_trust_empty", _jvm_bool),
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _long),
     # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),

@@ -136,9 +136,14 @@ class ServerRuntime:
         c = self.config
         self.store = TxnStore(c.data_dir, c.data_log_dir, force_sync=c.force_sync,
                               pre_alloc_size=c.pre_alloc_size_kb * 1024, snap_count=c.snap_count,
-                              snap_retain_count=c.autopurge_snap_retain_count)
+                              snap_retain_count=c.autopurge_snap_retain_count,
+                              snapshot_compression_method=c.snapshot_compression_method,
+                              txn_log_size_limit_bytes=c.txn_log_size_limit_kb * 1024,
+                              trust_empty_snapshot=c.snapshot_trust_empty,
+                              digest_enabled=c.digest_enabled)
         t0 = time.monotonic()
         sessions = self.store.restore(tree)
+        self.metrics.count("digest_mismatches_count", self.store.last_restore.digest_mismatches)
         log.info("Restored %d znodes and %d sessions from %s up to zxid 0x%x in %.0f ms",
                  tree.node_count(), len(sessions), c.data_dir, tree.last_processed_zxid,
                  (time.monotonic() - t0) * 1000)

@@ -1,8 +1,8 @@
 """Durable storage in ZooKeeper 3.8's on-disk format.
 
 Pure formats: ``txnlog`` (log file header and entries, a scanner that finds
-where good data ends) and ``snapshot`` (serialize / deserialize a tree with
-its seals and digest). IO: ``datadir`` (names, listings, retention),
+where good data ends), ``snapshot`` (serialize / deserialize a tree with
+its seals and digest) and ``snapstream`` (gz / snappy snapshot files). IO: ``datadir`` (names, listings, retention),
 ``recovery`` (restore = snapshot + log replay, torn-tail repair) and
 ``files.TxnStore`` (the write-ahead log with group commit, forked snapshots,
 autopurge) used by the runtime.

@@ -5,7 +5,8 @@ ZooKeeper keeps its files in ``<dataDir>/version-2`` (snapshots) and
 set). A file's zxid is the hex number after the first dot
 (``log.1a``, ``snapshot.1a``, ``snapshot.1a.gz``), parsed exactly as
 ZooKeeper's Util.getZxidFromName does, so both programs agree on which files
-exist. Listings are sorted by zxid.
+exist. Listings are sorted by zxid. A snapshot's compression is told by its
+name's last part (``storage.snapstream``).
 
 Retention (``purge``) is ZooKeeper's PurgeTxnLog rule, used by autopurge
 (DatadirCleanupManager), ``zkCleanup.sh`` and ``zabpy purge``: keep the N
@@ -16,12 +17,12 @@ the oldest kept snapshot, except the newest log that starts at or before it
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 
 from ..limits import SNAP_RETAIN_COUNT_MIN
-from .snapshot import has_valid_tail
+from . import snapstream
+from .snapshot import SnapshotError, has_valid_tail
 
 __all__ = ["VERSION_DIR", "LOG_PREFIX", "SNAP_PREFIX", "version_dir", "zxid_from_name",
            "log_name", "snapshot_name", "list_zxid_files", "is_valid_snapshot",
@@ -56,8 +57,9 @@ def log_name(zxid: int) -> str:
     return f"{LOG_PREFIX}.{zxid:x}"
 
 
-def snapshot_name(zxid: int) -> str:
-    return f"{SNAP_PREFIX}.{zxid:x}"
+def snapshot_name(zxid: int, method: str = snapstream.PLAIN) -> str:
+    """``snapshot.<hex zxid>`` plus the compression suffix (Util.makeSnapshotName)."""
+    return f"{SNAP_PREFIX}.{zxid:x}{snapstream.suffix(method)}"
 
 
 def list_zxid_files(directory: str, prefix: str) -> list[tuple[int, str]]:
@@ -76,22 +78,28 @@ def list_zxid_files(directory: str, prefix: str) -> list[tuple[int, str]]:
 
 
 def read_snapshot_file(path: str) -> bytes:
-    """The snapshot's jute bytes (gzip-compressed snapshots are inflated)."""
+    """The snapshot's jute bytes, inflated by the file's own suffix (.gz, .snappy);
+    raises OSError, or SnapshotError for a damaged compressed file."""
     with open(path, "rb") as f:
         raw = f.read()
-    if path.endswith(".gz"):
-        return gzip.decompress(raw)
-    if path.endswith(".snappy"):
-        raise OSError(f"{path}: snappy-compressed snapshots are not supported")
-    return raw
+    return snapstream.decode(snapstream.method_of_name(os.path.basename(path)), raw)
 
 
 def is_valid_snapshot(path: str) -> bool:
-    """ZooKeeper's cheap check: the file ends with the seal's int 1 and '/'."""
-    if zxid_from_name(os.path.basename(path), SNAP_PREFIX) is None:
+    """ZooKeeper's cheap check: the file ends with the seal's int 1 and '/'.
+
+    ZooKeeper checks only the magic of a compressed file; zabpy inflates it
+    and checks the seal too, so retention never counts a torn one as kept.
+    """
+    name = os.path.basename(path)
+    if zxid_from_name(name, SNAP_PREFIX) is None:
         return False
+    method = snapstream.method_of_name(name)
     try:
-        if path.endswith((".gz", ".snappy")):
+        if method != snapstream.PLAIN:
+            with open(path, "rb") as f:
+                if not snapstream.has_magic(method, f.read(8)):
+                    return False
             return has_valid_tail(read_snapshot_file(path))
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -99,7 +107,7 @@ def is_valid_snapshot(path: str) -> bool:
                 return False
             f.seek(size - 5)
             return has_valid_tail(b"\0" * 5 + f.read(5))
-    except (OSError, EOFError, gzip.BadGzipFile):
+    except (OSError, SnapshotError):
         return False
 
 

@@ -27,7 +27,13 @@ Threads and call order (the runtime's contract):
   loop: the snapshot is written by a forked child from its copy-on-write
   image of the tree (exact at ``tree.last_processed_zxid``), to a hidden
   temp file renamed into place, so writes never stall; the next flush rolls
-  to a new log file. ``poll_snapshot()`` reaps the child.
+  to a new log file. ``poll_snapshot()`` reaps the child. Every snapshot
+  (forked, synchronous, a learner's installed SNAP) is compressed by
+  ``snapshot_compression_method`` (``storage.snapstream``) and carries the
+  digest section unless ``digest_enabled`` is false.
+* Log roll by size (``txn_log_size_limit_bytes``, txnLogSizeLimitInKb): a
+  flush that leaves the file longer than the limit (preallocation counts,
+  as in ZooKeeper) closes it, so the next append starts a new log file.
 * ``purge()`` (autopurge timer, any thread) and ``close()``.
 
 Test hooks: the IO primitives ``_pwrite``, ``_fsync`` and ``_fork`` are class
@@ -50,10 +56,11 @@ from ..limits import (LOG_PREALLOC_BYTES_DEFAULT, SNAP_COUNT_DEFAULT, SNAP_RETAI
                       SNAP_SIZE_LIMIT_BYTES_DEFAULT)
 from ..tree.datatree import DataTree
 from . import datadir as D
+from . import snapstream
 from .recovery import RestoreResult, StorageError, restore
 from .snapshot import serialize_snapshot
-from .txnlog import (encode_entry, encode_entry_payload, encode_file_header, padded_size,
-                     payload_zxid)
+from .txnlog import (FILE_HEADER_LEN, encode_entry, encode_entry_payload, encode_file_header,
+                     padded_size, payload_zxid)
 
 __all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
 
@@ -61,15 +68,20 @@ log = logging.getLogger("zabpy.storage")
 
 
 def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int], zxid: int,
-                        pwrite=os.pwrite) -> str:
-    """Write ``snapshot.<zxid hex>`` durably (temp file, fsync, rename, fsync dir)."""
-    final = os.path.join(snap_dir, D.snapshot_name(zxid))
+                        pwrite=os.pwrite, method: str = snapstream.PLAIN,
+                        digest: bool = True) -> str:
+    """Write ``snapshot.<zxid hex>[.gz|.snappy]`` durably (temp file, fsync,
+    rename, fsync dir), compressed by ``method``, with the digest section
+    unless ``digest`` is false (digest.enabled=false)."""
+    final = os.path.join(snap_dir, D.snapshot_name(zxid, method))
     tmp = os.path.join(snap_dir, f"{D.SNAP_TMP_PREFIX}{zxid:x}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         pos = 0
-        for chunk in serialize_snapshot(tree, sessions, zxid):
-            pos = _write_all(pwrite, fd, chunk, pos)
+        encoder = snapstream.SnapshotEncoder(method)
+        for chunk in serialize_snapshot(tree, sessions, zxid, digest=digest):
+            pos = _write_all(pwrite, fd, encoder.feed(chunk), pos)
+        pos = _write_all(pwrite, fd, encoder.finish(), pos)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -101,7 +113,10 @@ class TxnStore:
                  pre_alloc_size: int = LOG_PREALLOC_BYTES_DEFAULT,
                  snap_count: int = SNAP_COUNT_DEFAULT, rng: random.Random | None = None,
                  snap_retain_count: int = SNAP_RETAIN_COUNT_MIN,
-                 snap_size_limit_bytes: int = SNAP_SIZE_LIMIT_BYTES_DEFAULT):
+                 snap_size_limit_bytes: int = SNAP_SIZE_LIMIT_BYTES_DEFAULT,
+                 snapshot_compression_method: str = snapstream.PLAIN,
+                 txn_log_size_limit_bytes: int = -1, trust_empty_snapshot: bool = False,
+                 digest_enabled: bool = True):
         self.snap_dir = D.version_dir(data_dir)
         self.log_dir = D.version_dir(data_log_dir or data_dir)
         os.makedirs(self.snap_dir, exist_ok=True)
@@ -112,6 +127,18 @@ class TxnStore:
             log.warning("snapCount %d is below 2; using 2", snap_count)
         self.snap_count = max(2, snap_count)
         self.snap_size_limit_bytes = snap_size_limit_bytes
+        assert snapshot_compression_method in snapstream.METHODS, snapshot_compression_method
+        self.snapshot_method = snapshot_compression_method
+        self.txn_log_size_limit_bytes = txn_log_size_limit_bytes
+        self.trust_empty_snapshot = trust_empty_snapshot
+        self.digest_enabled = digest_enabled
+        # The start-up lines ZooKeeper prints for these settings.
+        log.info("zookeeper.snapshot.compression.method = %s",
+                 {snapstream.GZIP: "GZIP", snapstream.SNAPPY: "SNAPPY"}.get(
+                     snapshot_compression_method, "CHECKED"))
+        log.info("zookeeper.snapshot.trust.empty : %s", str(trust_empty_snapshot).lower())
+        if txn_log_size_limit_bytes > 0:
+            log.info("zookeeper.txnLogSizeLimitInKb = %d", txn_log_size_limit_bytes // 1024)
         if snap_retain_count < SNAP_RETAIN_COUNT_MIN:
             log.warning("autopurge.snapRetainCount %d is below %d; using %d", snap_retain_count,
                         SNAP_RETAIN_COUNT_MIN, SNAP_RETAIN_COUNT_MIN)
@@ -144,12 +171,18 @@ class TxnStore:
         Raises StorageError naming the file when the directory cannot be
         loaded without losing data. Truncates a torn log tail.
         """
-        result = restore(self.snap_dir, self.log_dir, tree)
-        if result.snapshot_path is None:
+        result = restore(self.snap_dir, self.log_dir, tree,
+                         trust_empty_snapshot=self.trust_empty_snapshot,
+                         digest_enabled=self.digest_enabled)
+        if result.snapshot_path is None and result.replayed == 0:
             # A fresh directory gets snapshot.0, so logs always have a base
             # (ZooKeeper does the same, and refuses logs without a snapshot).
-            write_snapshot_file(self.snap_dir, tree, {}, tree.last_processed_zxid)
+            self._write_snapshot(tree, {}, tree.last_processed_zxid)
             self.last_snapshot_zxid = tree.last_processed_zxid
+        elif result.snapshot_path is None:
+            # Logs replayed over a trusted empty snapshot: no base on disk
+            # until the caller's start-up snapshot is written.
+            self.last_snapshot_zxid = None
         else:
             self.last_snapshot_zxid = result.snapshot_zxid
         self._last_appended_zxid = tree.last_processed_zxid
@@ -197,6 +230,7 @@ class TxnStore:
                     self._close_log()
                 if batch:
                     self._write_batch(first_zxid, batch)
+                    self._roll_if_too_big()
             except OSError as e:
                 self._fail(e)
                 raise
@@ -207,7 +241,13 @@ class TxnStore:
             self._open_log(first_zxid)
             batch.insert(0, encode_file_header())
         data = b"".join(batch)
-        new_size = padded_size(self._pos + len(data), self._size, self.pre_alloc_size)
+        # FilePadding, as FileTxnLog calls it: from the position before the
+        # write, the file's size known after its 16-byte header, so a file
+        # is 16 + k * preAllocSize bytes long, as ZooKeeper's are (the size
+        # that txnLogSizeLimitInKb is compared with). A batch larger than
+        # the padding just extends the file, and the next one pads again.
+        start = FILE_HEADER_LEN if created else self._pos
+        new_size = padded_size(start, self._size, self.pre_alloc_size)
         if new_size > self._size:
             # Sparse preallocation: one zero byte at the new end, as FilePadding.
             self._pwrite(self._fd, b"\0", new_size - 1)
@@ -219,12 +259,27 @@ class TxnStore:
                 D.fsync_dir(self.log_dir)
         self._durable_pos = self._pos
 
+    def _roll_if_too_big(self) -> None:
+        """txnLogSizeLimitInKb, as FileTxnLog.commit: once the file (its length
+        on disk, preallocation included) is above the limit after a flush,
+        the next append starts a new log file."""
+        limit = self.txn_log_size_limit_bytes
+        if limit > 0 and self._fd is not None and max(self._size, self._pos) > limit:
+            log.debug("log size limit %d reached by %s (%d bytes); rolling", limit,
+                      self.log_path, max(self._size, self._pos))
+            self._close_log()
+
+    def _write_snapshot(self, tree: DataTree, sessions: dict[int, int], zxid: int) -> str:
+        return write_snapshot_file(self.snap_dir, tree, sessions, zxid,
+                                   method=self.snapshot_method, digest=self.digest_enabled)
+
     def _open_log(self, zxid: int) -> None:
         path = os.path.join(self.log_dir, D.log_name(zxid))
         log.info("creating new log file %s", path)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.log_path = path
-        self._pos = self._size = self._durable_pos = 0
+        self._pos = self._durable_pos = 0
+        self._size = FILE_HEADER_LEN  # FilePadding.setCurrentSize after the header
 
     def _close_log(self) -> None:
         if self._fd is not None:
@@ -281,7 +336,7 @@ class TxnStore:
             code = 1
             try:
                 gc.disable()
-                write_snapshot_file(self.snap_dir, tree, sessions, zxid)
+                self._write_snapshot(tree, sessions, zxid)
                 code = 0
             except BaseException:
                 os.write(2, traceback.format_exc().encode())
@@ -310,7 +365,7 @@ class TxnStore:
         if done == 0:
             return False
         self._snap_child = None
-        final = os.path.join(self.snap_dir, D.snapshot_name(zxid))
+        final = os.path.join(self.snap_dir, D.snapshot_name(zxid, self.snapshot_method))
         ok = os.waitstatus_to_exitcode(status) == 0 if status is not None else os.path.exists(final)
         if ok:
             self.last_snapshot_zxid = zxid
@@ -328,7 +383,7 @@ class TxnStore:
             self._roll_pending = True
             self._txns_since_snap = self._bytes_since_snap = 0
             self._reroll()
-        path = write_snapshot_file(self.snap_dir, tree, sessions, tree.last_processed_zxid)
+        path = self._write_snapshot(tree, sessions, tree.last_processed_zxid)
         self.last_snapshot_zxid = tree.last_processed_zxid
         return path
 

@@ -25,8 +25,24 @@ tree as of the last durable txn, the sessions {id: timeout_ms}, and a
    ends that file, as in ZooKeeper, and the continuity check decides.
 
 A multi is one record, so a torn tail never leaves half of one applied.
-No snapshot but logs present is refused (ZooKeeper's "trust empty snapshot"
-guard); nothing at all is a fresh data directory.
+No snapshot but logs present is refused unless ``trust_empty_snapshot``
+(``zookeeper.snapshot.trust.empty``, meant for data directories of 3.4
+servers, which wrote no snapshot.0): then the logs are replayed over an
+empty tree, with a warning. Nothing at all is a fresh data directory.
+
+Digests (``digest_enabled``, ``zookeeper.digest.enabled``), as FileSnap and
+DataTree check them: the snapshot's ZxidDigest names the zxid whose tree
+digest it holds. ZooKeeper's snapshots are fuzzy, so that zxid may lie above
+the file's; the tree is compared with it once that txn has been replayed
+(at once when it is the snapshot's own zxid, as in zabpy's exact
+snapshots). A digest of zxid 0 (empty), below the snapshot zxid, or of
+another digest version is not compared; one the logs never reach is
+reported with a warning. Once past that point, the tree after the last
+replayed txn is compared with the TxnDigest that ZooKeeper logged with it
+(ZooKeeper compares after every txn; the final one suffices to catch a
+divergence without an O(tree) pass per txn). A mismatch is logged as an
+error and counted (``digest_mismatches``, the server's
+digest_mismatches_count); like ZooKeeper, the server still starts.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ from ..jute.constants import OpCode
 from ..limits import SNAPSHOT_CANDIDATES_MAX
 from ..tree.datatree import DataTree, replay_txn
 from . import datadir as D
-from .snapshot import SnapshotError, deserialize_snapshot, tree_digest
+from .snapshot import DIGEST_VERSION, SnapshotError, deserialize_snapshot, tree_digest
 from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, scan_log
 
 __all__ = ["StorageError", "RestoreResult", "restore"]
@@ -62,7 +78,14 @@ class RestoreResult:
     skipped_snapshots: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    digest_ok: bool | None = None
+    digest_ok: bool | None = None      # None: no digest was compared
+    digest_checks: int = 0             # digests compared (snapshot's, log's)
+    digest_mismatches: int = 0
+    trusted_empty: bool = False        # logs replayed without a snapshot
+    # (zxid, digest) of the snapshot's digest still to be compared (fuzzy snapshot)
+    pending_digest: tuple[int, int] | None = None
+    # (zxid, digest) logged with the last replayed txn, when comparable
+    last_txn_digest: tuple[int, int] | None = None
 
 
 def _remove_stale_tmp(snap_dir: str) -> None:
@@ -72,32 +95,73 @@ def _remove_stale_tmp(snap_dir: str) -> None:
             log.warning("removed unfinished snapshot %s", name)
 
 
-def _load_snapshot(snap_dir: str, log_dir: str, tree: DataTree, out: RestoreResult) -> None:
+def _compare_digest(tree: DataTree, zxid: int, expected: int, what: str,
+                    out: RestoreResult) -> None:
+    actual = tree_digest(tree)
+    ok = actual == expected
+    out.digest_checks += 1
+    out.digest_ok = ok if out.digest_ok is None else out.digest_ok and ok
+    if not ok:
+        out.digest_mismatches += 1
+        log.error("Digests are not matching at zxid %#x: %s holds %d, the restored tree %d",
+                  zxid, what, expected, actual)
+
+
+def _take_snapshot_digest(path: str, zxid: int, contents, tree: DataTree,
+                          out: RestoreResult) -> None:
+    """DataTree.deserializeZxidDigest + compareSnapshotDigests at load."""
+    dzxid = contents.digest_zxid
+    if dzxid is None:
+        return  # no digest section (pre-3.6, digest.enabled=false, or not read)
+    if dzxid <= 0:
+        log.info("the digest value is empty in snapshot %s", path)
+        return
+    if dzxid < zxid:
+        log.info("snapshot %s: its digest is of zxid %#x, below the snapshot's %#x; "
+                 "not comparing it", path, dzxid, zxid)
+        return
+    if contents.digest_version != DIGEST_VERSION:
+        log.info("snapshot %s: digest version %s, ours is %d; not comparing it", path,
+                 contents.digest_version, DIGEST_VERSION)
+        return
+    if dzxid == zxid:
+        _compare_digest(tree, zxid, contents.digest, f"snapshot {path}", out)
+    else:
+        out.pending_digest = (dzxid, contents.digest)
+
+
+def _load_snapshot(snap_dir: str, log_dir: str, tree: DataTree, out: RestoreResult,
+                   trust_empty_snapshot: bool, digest_enabled: bool) -> None:
     all_snaps = D.list_zxid_files(snap_dir, D.SNAP_PREFIX)
     problems = []
     for zxid, path in reversed(all_snaps[-SNAPSHOT_CANDIDATES_MAX:]):
         try:
-            contents = deserialize_snapshot(D.read_snapshot_file(path), tree)
-        except (SnapshotError, OSError, EOFError) as e:
+            contents = deserialize_snapshot(D.read_snapshot_file(path), tree,
+                                            digest=digest_enabled)
+        except (SnapshotError, OSError) as e:
             log.warning("snapshot %s is unusable (%s); trying an older one", path, e)
             problems.append(f"{os.path.basename(path)}: {e}")
             out.skipped_snapshots.append(path)
             continue
         tree.last_processed_zxid = zxid
         out.sessions, out.snapshot_path, out.snapshot_zxid = contents.sessions, path, zxid
-        if contents.digest_zxid == zxid and contents.digest_version == 2:
-            out.digest_ok = tree_digest(tree) == contents.digest
-            if not out.digest_ok:
-                log.error("snapshot %s: tree digest differs from the stored one", path)
+        _take_snapshot_digest(path, zxid, contents, tree, out)
         return
     # Nothing loaded: leave the tree as a fresh one (built-in nodes only).
     tree.__init__()
     if problems:
         raise StorageError(f"no usable snapshot in {snap_dir}: " + "; ".join(problems))
     logs = D.list_zxid_files(log_dir, D.LOG_PREFIX)
-    if logs:
-        raise StorageError(f"no snapshot in {snap_dir} but transaction logs exist "
-                           f"(first: {logs[0][1]}); refusing to start from an empty tree")
+    if not logs:
+        return
+    if not trust_empty_snapshot:
+        raise StorageError(f"No snapshot found, but there are log entries. Something is broken! "
+                           f"(no snapshot in {snap_dir}, first log {logs[0][1]}; set "
+                           f"zookeeper.snapshot.trust.empty=true only when upgrading from 3.4)")
+    log.warning("No snapshot found, but there are log entries. This should only be allowed "
+                "during upgrading. (zookeeper.snapshot.trust.empty: replaying %s and later "
+                "logs over an empty tree)", logs[0][1])
+    out.trusted_empty = True
 
 
 def _check_tail(path: str, scan: LogScan, is_last: bool, out: RestoreResult) -> bool:
@@ -130,13 +194,27 @@ def _replay_file(path: str, data: bytes, tree: DataTree, out: RestoreResult) -> 
             raise StorageError(f"{path}: txn {zxid:#x} at offset {offset} follows {last:#x}: "
                                f"transactions are missing (gap in the logs)")
         try:
-            hdr, txn, _digest = decode_payload(payload)
+            hdr, txn, digest = decode_payload(payload)
         except DecodeError as e:
             raise StorageError(f"{path}: undecodable txn at offset {offset}: {e}") from None
         replay_txn(tree, sessions, hdr, txn)
         out.last_zxid = zxid
         out.replayed += 1
+        _track_digest(tree, zxid, digest, out)
     return scan
+
+
+def _track_digest(tree: DataTree, zxid: int, digest, out: RestoreResult) -> None:
+    """After replaying ``zxid``: the fuzzy snapshot's digest, or the logged one."""
+    pending = out.pending_digest
+    if pending is not None:
+        out.last_txn_digest = None
+        if zxid == pending[0]:
+            out.pending_digest = None
+            _compare_digest(tree, zxid, pending[1], "the snapshot's digest", out)
+        return
+    ok = digest is not None and digest.version == DIGEST_VERSION
+    out.last_txn_digest = (zxid, digest.treeDigest) if ok else None
 
 
 def _replay_logs(log_dir: str, tree: DataTree, out: RestoreResult) -> None:
@@ -156,15 +234,22 @@ def _replay_logs(log_dir: str, tree: DataTree, out: RestoreResult) -> None:
             D.fsync_dir(log_dir)
 
 
-def restore(snap_dir: str, log_dir: str, tree: DataTree) -> RestoreResult:
+def restore(snap_dir: str, log_dir: str, tree: DataTree, *, trust_empty_snapshot: bool = False,
+            digest_enabled: bool = True) -> RestoreResult:
     """Load the newest valid snapshot and replay the logs after it into ``tree``."""
     out = RestoreResult()
     _remove_stale_tmp(snap_dir)
-    _load_snapshot(snap_dir, log_dir, tree, out)
+    _load_snapshot(snap_dir, log_dir, tree, out, trust_empty_snapshot, digest_enabled)
     out.last_zxid = out.snapshot_zxid
     _replay_logs(log_dir, tree, out)
     if tree.last_processed_zxid < out.last_zxid:
         tree.last_processed_zxid = out.last_zxid
+    if out.pending_digest is not None:
+        log.warning("Highest txn zxid %#x is not covering the snapshot digest zxid %#x, "
+                    "which might lead to inconsistent state", out.last_zxid, out.pending_digest[0])
+    elif digest_enabled and out.last_txn_digest is not None:
+        _compare_digest(tree, out.last_txn_digest[0], out.last_txn_digest[1],
+                        "the transaction log", out)
     log.info("restored %s (zxid %#x) + %d txns; last zxid %#x", out.snapshot_path,
              out.snapshot_zxid, out.replayed, out.last_zxid)
     return out

@@ -233,8 +233,13 @@ def _check_seal(r: Reader, data: memoryview, what: str) -> None:
         raise SnapshotError(f"{what} checksum {stored:#x} != computed {expected:#x}")
 
 
-def deserialize_snapshot(data: bytes | bytearray | memoryview, tree: DataTree) -> SnapshotContents:
-    """Load ``data`` into ``tree`` (cleared first); raises SnapshotError."""
+def deserialize_snapshot(data: bytes | bytearray | memoryview, tree: DataTree,
+                         digest: bool = True) -> SnapshotContents:
+    """Load ``data`` into ``tree`` (cleared first); raises SnapshotError.
+
+    With ``digest`` false (digest.enabled=false) nothing after the tree's
+    seal is read, as ZooKeeper then ignores the digest section.
+    """
     buf = data if isinstance(data, memoryview) else memoryview(data)
     r = Reader(buf)
     tree.clear()
@@ -248,7 +253,7 @@ def deserialize_snapshot(data: bytes | bytearray | memoryview, tree: DataTree) -
             raise SnapshotError("no root node")
         _check_seal(r, buf, "tree")
         out = SnapshotContents(sessions)
-        if r.remaining() == 0:
+        if r.remaining() == 0 or not digest:
             return out  # written without a digest (digest.enabled=false or pre-3.6)
         out.digest_zxid, out.digest_version = r.long(), r.int()
         if out.digest_version < 2:
