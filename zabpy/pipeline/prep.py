@@ -43,7 +43,7 @@ class PrepError(Exception):
         self.code = code
 
 
-@dataclass
+@dataclass(slots=True)
 class ChangeRecord:
     """What prep needs to know of a node as of the last prepared txn."""
 

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import re
 
-from ..jute.constants import Err, Perms
+from ..jute.constants import ERR, PERM
 from ..jute.records import ACL, Id
 
 __all__ = [
@@ -22,8 +22,8 @@ __all__ = [
 ]
 
 WORLD_ANYONE = Id("world", "anyone")
-OPEN_ACL_UNSAFE = (ACL(int(Perms.ALL), WORLD_ANYONE),)
-READ_ACL_UNSAFE = (ACL(int(Perms.READ), WORLD_ANYONE),)
+OPEN_ACL_UNSAFE = (ACL(int(PERM.ALL), WORLD_ANYONE),)
+READ_ACL_UNSAFE = (ACL(int(PERM.READ), WORLD_ANYONE),)
 SUPER_ID = Id("super", "")
 
 
@@ -158,13 +158,13 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
     """Validate a client's ACL list and expand `auth` entries into the caller's
     authenticated ids; duplicates removed (ZooKeeper 3.5+). Returns (acl, err)."""
     if not acl:
-        return None, Err.INVALIDACL
+        return None, ERR.INVALIDACL
     if len(acl) == 1 and acl[0] == OPEN_ACL_UNSAFE[0]:
-        return OPEN_ACL_UNSAFE, Err.OK  # the common case; nodes share one tuple
+        return OPEN_ACL_UNSAFE, ERR.OK  # the common case; nodes share one tuple
     out: list[ACL] = []
     for a in acl:
         if a is None or a.id is None or a.id.scheme is None:
-            return None, Err.INVALIDACL
+            return None, ERR.INVALIDACL
         if a.id.scheme == "auth":
             added = False
             for cid in java_set_order(auth_ids):
@@ -173,15 +173,15 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
                 out.append(ACL(a.perms, Id(cid.scheme, cid.id)))
                 added = True
             if not added:
-                return None, Err.INVALIDACL
+                return None, ERR.INVALIDACL
         elif _valid_id(a):
             out.append(ACL(a.perms, Id(a.id.scheme, a.id.id)))
         else:
-            return None, Err.INVALIDACL
+            return None, ERR.INVALIDACL
     seen: dict[ACL, None] = {}
     for a in out:
         seen.setdefault(a, None)
-    return tuple(seen), Err.OK
+    return tuple(seen), ERR.OK
 
 
 class AuthOutcome:
