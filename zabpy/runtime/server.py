@@ -125,6 +125,7 @@ class ServerRuntime:
             container_check_interval_ms=c.container_check_interval_ms,
             container_max_per_minute=c.container_max_per_minute,
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
+            enforce_quota=c.enforce_quota,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:
