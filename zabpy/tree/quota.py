@@ -3,9 +3,8 @@ keep them.
 
 State: the quota'd paths (ZooKeeper's ``pTrie``, a ``PathTrie``). A path is
 quota'd once a ``zookeeper_limits`` node is created under
-``/zookeeper/quota<path>``; deleting such a node removes the path *and every
-quota'd path below it* from the trie (PathTrie.deletePath drops the whole
-subtree). A snapshot load rebuilds the trie from the limits nodes that are
+``/zookeeper/quota<path>``; deleting such a node unmarks the path (quotas
+nested below it stay). A snapshot load rebuilds the trie from the limits nodes that are
 leaves, recounting each quota's usage (``setupQuota``).
 
 Usage lives in the data of ``/zookeeper/quota<path>/zookeeper_stats``
@@ -163,7 +162,9 @@ class QuotaIndex:
             if child is None:
                 return
             parent, node = node, child
-        del parent.children[parts[-1]]  # the whole subtree, nested quotas included
+        node.quota = False
+        if not node.children:  # a node with quotas below it stays, as a path
+            del parent.children[parts[-1]]
 
     def paths(self) -> list[str]:
         """Every quota'd path, sorted (for tests and tools)."""
