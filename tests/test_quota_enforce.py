@@ -92,6 +92,11 @@ def test_enforce_quota_is_a_zoo_cfg_key():
     assert not parse_config("tickTime=200")[0].enforce_quota
 
 
+def test_both_servers_say_they_enforce(servers):
+    line = "zookeeper.enforceQuota = true, Quota Enforce enables"
+    assert [line in srv.read_log() for srv in servers] == [True, True]
+
+
 def test_hard_count_limit(pair, name):
     pair.call(OpCode.create, create_req(name, b"x"))
     set_quota(pair, name, b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3")

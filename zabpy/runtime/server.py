@@ -115,6 +115,8 @@ class ServerRuntime:
     def _settings(self) -> ServerSettings:
         c = self.config
         wall_offset = int(time.time() * 1000) - _now_ms()
+        if c.enforce_quota:
+            log.info("zookeeper.enforceQuota = true, Quota Enforce enables")
         return ServerSettings(
             server_id=self.server_id, tick_ms=c.tick_time_ms,
             session_timeout_ms_min=c.session_timeout_ms_min,
