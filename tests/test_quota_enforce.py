@@ -26,7 +26,7 @@ from conftest import Pair, create_req
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
 from zabpy.runtime.config import parse_config
-from zabpy.testing import ZabpyServer, wait_for
+from zabpy.testing import ZabpyServer, four_letter_word, wait_for
 from zabpy.testing.difffuzz.servers import JavaZooKeeper, java_missing
 
 Q = "/zookeeper/quota"
@@ -215,6 +215,21 @@ def test_soft_limits_log_as_zookeeper_does(servers, pair, name):
     got = wait_for(lambda: quota_lines(zabpy.read_log(), name) == want, 10,
                    what="zabpy's quota log lines")
     assert got
+
+
+def test_quota_metrics_in_mntr(servers):
+    """ZooKeeper's per-namespace quota gauge sets (limits, hard before soft,
+    and usage, summed by top namespace) and the quota-exceeded counter set,
+    after every test above did the same on both servers. Each set's keys
+    are sorted here (Java lists them in hash order)."""
+    def lines(srv):
+        text = four_letter_word(srv.host, srv.port, "mntr", 5)
+        return sorted(x for x in text.splitlines() if "quota" in x)
+
+    zabpy, java = servers
+    want = lines(java)
+    assert any("quota_exceeded_error_per_namespace" in x for x in want), want
+    assert lines(zabpy) == want
 
 
 def test_quotas_survive_restarts(servers, pair, name):

@@ -24,7 +24,7 @@ from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode,
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
-from ..tree.quota import StatsError, check_quota, limits_path, stats_path
+from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 from ..tree.paths import parent_of, validate_path
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
@@ -144,8 +144,10 @@ class PrepContext:
     ephemeral_ok: bool = True
     records_out: list = field(default_factory=list)
     enforce_quota: bool = False  # zookeeper.enforceQuota
-    # "Quota exceeded: ..." lines for the server's rate-limited log
+    # "Quota exceeded: ..." lines for the server's rate-limited log, and the
+    # top namespace of each request a hard limit failed (a metric)
     quota_messages: list = field(default_factory=list)
+    quota_exceeded: list = field(default_factory=list)
 
 
 def _check(rec: ChangeRecord, perm: int, ctx: PrepContext) -> None:
@@ -330,6 +332,9 @@ def _check_quota(path: str, last: bytes | None, data: bytes | None, count_diff: 
         raise PrepFailure(Err.MARSHALLINGERROR) from None
     ctx.quota_messages.extend(found.messages)
     if found.exceeded:
+        ns = top_namespace(path)
+        if ns is not None:
+            ctx.quota_exceeded.append(ns)
         raise PrepError(Err.QUOTAEXCEEDED)
 
 

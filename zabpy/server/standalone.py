@@ -493,6 +493,10 @@ class StandaloneServer:
                 for line in self._quota_log.log(msg, self.now_ms):
                     self._log(line, "warning")
             ctx.quota_messages.clear()
+            for ns in ctx.quota_exceeded:
+                exceeded = self.stats.quota_exceeded
+                exceeded[ns] = exceeded.get(ns, 0) + 1
+            ctx.quota_exceeded.clear()
         return out
 
     def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,

@@ -34,7 +34,7 @@ import re
 
 __all__ = ["QuotaIndex", "QUOTA_ROOT", "LIMIT_NODE", "STAT_NODE", "stats_path", "limits_path",
            "parse_stats", "stats_text", "quota_stats_data", "StatsError", "check_quota",
-           "QuotaCheck"]
+           "QuotaCheck", "top_namespace", "quota_gauges", "QUOTA_GAUGE_SETS"]
 
 QUOTA_ROOT = "/zookeeper/quota"
 LIMIT_NODE = "zookeeper_limits"
@@ -218,6 +218,54 @@ def limit_leaf_quota_path(path: str) -> str | None:
     if not path.endswith(_LIMIT_SUFFIX):
         return None
     return path[len(QUOTA_ROOT): path.index(_LIMIT_SUFFIX)]
+
+
+def top_namespace(path: str) -> str | None:
+    """PathUtils.getTopNamespace: the first name of a path."""
+    parts = _java_split(path, "/")
+    return parts[1] if len(parts) > 1 else None
+
+
+# ZooKeeper's per-namespace quota gauge sets, in the order its mntr lists them.
+QUOTA_GAUGE_SETS = ("quota_bytes_limit_per_namespace", "quota_count_usage_per_namespace",
+                    "quota_count_limit_per_namespace", "quota_bytes_usage_per_namespace")
+
+
+def quota_gauges(nodes: dict) -> dict[str, dict[str, int]]:
+    """QuotaMetricsUtils: for each gauge set, namespace -> the sum over the
+    leaves of the quota tree of the limits (hard when set, else soft) or the
+    usage. ``nodes``: the tree's path -> node map."""
+    out: dict[str, dict[str, int]] = {name: {} for name in QUOTA_GAUGE_SETS}
+    if QUOTA_ROOT not in nodes:
+        return out
+    stack = [QUOTA_ROOT]
+    while stack:
+        path = stack.pop()
+        node = nodes[path]
+        if node.children:
+            stack.extend(f"{path}/{c}" for c in node.children)
+            continue
+        limits = path.endswith(_LIMIT_SUFFIX)
+        if not limits and not path.endswith("/" + STAT_NODE):
+            continue
+        ns = top_namespace(trim_quota_path(path))
+        if ns is None or node.data is None:
+            continue
+        try:
+            st = parse_stats(node.data)
+        except StatsError:
+            continue  # ZooKeeper's gauge throws; the scrape goes on without it
+        count, size = st.get("count", -1), st.get("bytes", -1)
+        if limits:
+            hard_count, hard_bytes = st.get("countHardLimit", -1), st.get("byteHardLimit", -1)
+            pairs = (("quota_count_limit_per_namespace", hard_count if hard_count > -1 else count),
+                     ("quota_bytes_limit_per_namespace", hard_bytes if hard_bytes > -1 else size))
+        else:
+            pairs = (("quota_count_usage_per_namespace", count),
+                     ("quota_bytes_usage_per_namespace", size))
+        for name, value in pairs:
+            out[name][ns] = out[name].get(ns, 0) + value
+    return out
 
 
 class QuotaCheck:
