@@ -59,7 +59,8 @@ def test_quota_commands_print_what_zkcli_prints(pair, java_zk, shell, name):
         for c in (pair.z, pair.j):  # each zkCli run opens a session: zxids part ways
             assert c.call(OpCode.create, create_req(p, data)).err == 0
     lines = [
-        f"setquota -n 3 {name}", f"listquota {name}", f"setquota -B 4 {name}",
+        f"setquota -n 3 {name}", f"listquota {name}", f"get /zookeeper/quota{name}",
+        f"get /zookeeper/quota{name}/zookeeper_limits", f"setquota -B 4 {name}",
         f"listquota {name}", f"setquota -N 2 {name}", f"setquota -b 10 {name} extra",
         f"listquota {name}", f"setquota -n 0 {name}", f"setquota -b -1 {name}",
         f"setquota -n x {name}", f"setquota -N 99999999999 {name}",

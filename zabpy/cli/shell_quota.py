@@ -15,8 +15,8 @@ from __future__ import annotations
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from zabpy.tree.paths import validate_path as _path_reason
-from zabpy.tree.quota import (LIMIT_NODE, QUOTA_ROOT, StatsError, limits_path, parse_stats,
-                              stats_path, stats_text, trim_quota_path)
+from zabpy.tree.quota import (LIMIT_NODE, QUOTA_ROOT, STAT_NODE, StatsError, limits_path,
+                              parse_stats, stats_path, stats_text, trim_quota_path)
 
 from .shell_text import CommandError, ParsedCommand, UsageError, usage_text
 
@@ -78,7 +78,7 @@ def _stats(data: bytes | None) -> dict[str, int]:
 def _java_number(text: str, top: int) -> int | None:
     """Integer.parseInt / Long.parseLong, None where they throw."""
     body = text[1:] if text[:1] in "+-" else text
-    if not body or not body.isdigit() or not body.isascii():
+    if not body or not body.isdecimal():   # Character.digit takes any Nd digit
         return None
     value = int(text)
     return value if -top - 1 <= value <= top else None
@@ -114,7 +114,7 @@ def setquota(ctx, cmd: ParsedCommand) -> None:
         node = f"{node}/{part}"
         if s.call(lambda: s.client.exists(_checked(node)), node) is None:
             _create_quiet(s, node, None)
-    limit_node, stat_node = f"{node}/{LIMIT_NODE}", f"{node}/zookeeper_stats"
+    limit_node, stat_node = f"{node}/{LIMIT_NODE}", f"{node}/{STAT_NODE}"
     if s.call(lambda: s.client.exists(_checked(limit_node)), limit_node) is None:
         s.call(lambda: s.client.create(limit_node, stats_text(quota)), limit_node)
         s.call(lambda: s.client.create(stat_node, stats_text({"count": 0, "bytes": 0})),
