@@ -269,7 +269,7 @@ class DataTree:
             self.ttls[path] = None
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
-        if self.quotas or parent_path.startswith(QUOTA):
+        if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, name, data)
         return ApplyResult(path=path, node=node,
                            triggers=[(EventType.NodeCreated, path, acl),
@@ -296,7 +296,7 @@ class DataTree:
                 paths.pop(path, None)
                 if not paths:
                     del self.ephemerals[owner]
-        if self.quotas:
+        if self.quotas.top:
             self.quotas.node_removed(parent_path, basename(path))
             self._quota_update(path, -1, -len(node.data or b""))
         return ApplyResult(triggers=[(EventType.NodeDeleted, path, node.acl),
@@ -306,7 +306,7 @@ class DataTree:
         node = self.nodes.get(txn.path)
         if node is None:
             return ApplyResult(err=Err.NONODE)
-        if self.quotas:
+        if self.quotas.top:
             self._quota_update(txn.path, 0, len(txn.data or b"") - len(node.data or b""))
         node.data = txn.data
         node.version = txn.version

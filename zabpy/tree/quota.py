@@ -138,9 +138,12 @@ class QuotaIndex:
 
     def __init__(self) -> None:
         self.root = _TrieNode()
+        # the first level of the trie: empty while no path is quota'd (the
+        # tree's hot paths test it without a call)
+        self.top = self.root.children
 
     def __bool__(self) -> bool:
-        return bool(self.root.children)
+        return bool(self.top)
 
     def add(self, quota_path: str) -> None:
         if not quota_path:
