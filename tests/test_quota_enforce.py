@@ -271,3 +271,49 @@ def _snapshots(zabpy: ZabpyServer) -> list[str]:
     d = os.path.join(zabpy.data_dir, "version-2")
     return sorted(f for f in os.listdir(d) if f.startswith("snapshot.")) if os.path.isdir(d) \
         else []
+
+
+def test_ensemble_enforces_on_the_leader_and_every_member_counts():
+    """In an ensemble the leader's prep checks the quota (a write sent to a
+    follower fails all the same); every member applies the same usage, and
+    a member that was down catches up to it."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import QuotaExceededError
+
+    from zabpy.testing import ZabpyEnsemble
+
+    def client(hosts):
+        c = KazooClient(hosts=hosts, timeout=10)
+        c.start(timeout=20)
+        return c
+
+    with ZabpyEnsemble(3, extra="enforceQuota=true") as ens:
+        follower = next(s for s in ens.sids if ens.mode(s) == "follower")
+        c = client(ens.host(follower))
+        c.create("/e", b"ab")
+        c.create(f"{Q}/e/zookeeper_limits", b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3",
+                 makepath=True)
+        c.create(f"{Q}/e/zookeeper_stats", b"count=0,bytes=0")
+        ens.kill(follower)   # misses the rest
+        c.stop()
+        c = client(",".join(ens.host(s) for s in ens.sids if s != follower))
+        c.create("/e/a", b"123")
+        tx = c.transaction()
+        tx.create("/e/b")
+        tx.set_data("/e/a", b"1")
+        assert tx.commit()[0] == "/e/b"
+        with pytest.raises(QuotaExceededError):
+            c.create("/e/c")
+        c.stop()
+        ens.start(follower)
+        ens.wait_serving()
+        for sid in ens.sids:
+            m = client(ens.host(sid))
+            m.sync("/")
+            assert m.get(f"{Q}/e/zookeeper_stats")[0] == b"count=3,bytes=3", sid
+            with pytest.raises(QuotaExceededError):
+                m.create("/e/c")
+            m.stop()
+        leader = ens.leader()
+        assert "Message:Quota exceeded: /e [current count=4, hardCountLimit=3] Value:null" \
+            in ens.log(leader)
