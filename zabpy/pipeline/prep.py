@@ -24,8 +24,8 @@ from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, CreateMode, Err, OpCode,
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
-from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 from ..tree.paths import parent_of, validate_path
+from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
            "WRITE_OPS",
