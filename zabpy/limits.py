@@ -38,6 +38,9 @@ SET_WATCHES_BYTES_MAX = JUTE_MAXBUFFER
 CONTAINER_CHECK_INTERVAL_MS = 60_000
 CONTAINER_MAX_PER_MINUTE = 10_000
 
+# ZooKeeper's RateLogger: repeats of one warning within this long are counted, not written.
+RATE_LOGGER_INTERVAL_MS = 100
+
 # Per-IP connections (maxClientCnxns default).
 MAX_CLIENT_CNXNS_DEFAULT = 60
 

@@ -33,6 +33,7 @@ from typing import Callable
 
 from .. import ZOOKEEPER_VERSION, __version__
 from ..jute.constants import OpCode
+from ..tree.quota import quota_gauges
 
 __all__ = ["AdminContext", "QuorumView", "Command", "COMMANDS", "lookup",
            "run_command", "VERSION_LINE", "TRACE_MASK", "monitor_values", "server_gauges", "hex_id"]
@@ -196,8 +197,16 @@ def monitor_values(ctx: AdminContext) -> list[tuple[str, object]]:
     if q is not None:
         out.append(("peer_state", q.peer_state))
     out += server_gauges(ctx)
+    # gauge sets print as <key>_<set>, right after the gauges; counter sets
+    # after the counters
+    for name, values in quota_gauges(ctx.server.tree.nodes).items():
+        out += [(f"{ns}_{name}", v) for ns, v in sorted(values.items())]
+    counter_sets = [(f"{ns}_quota_exceeded_error_per_namespace", n)
+                    for ns, n in sorted(ctx.server.stats.quota_exceeded.items())]
     if ctx.metrics is not None:
-        out += ctx.metrics.monitor_values()
+        out += ctx.metrics.monitor_values(counter_sets)
+    else:
+        out += counter_sets
     return out
 
 

@@ -102,8 +102,10 @@ class ServerMetrics:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.fsync_threshold_exceeded = 0
 
-    def monitor_values(self) -> list[tuple[str, object]]:
+    def monitor_values(self, counter_sets=()) -> list[tuple[str, object]]:
+        """``counter_sets``: (key_name, value) lines printed after the counters."""
         out: list[tuple[str, object]] = list(self.counters.items())
+        out += counter_sets
         out += [("event_loop_pause_info_count", self.pause_info_count),
                 ("event_loop_pause_warn_count", self.pause_warn_count)]
         for s in self.summaries.values():

@@ -39,6 +39,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
                                             UnknownMetricFamily)
 from prometheus_client.registry import Collector
 
+from ..tree.quota import quota_gauges
 from .commands import AdminContext, server_gauges
 from .http import bind_app
 
@@ -63,6 +64,17 @@ class ZabpyCollector(Collector):
             return
         for name, value in server_gauges(ctx):
             yield GaugeMetricFamily(name, name, value=value)
+        # ZooKeeper's gauge and counter sets carry their key as the label "key"
+        for name, values in quota_gauges(self.rt.server.tree.nodes).items():
+            family = GaugeMetricFamily(name, name, labels=["key"])
+            for ns, v in sorted(values.items()):
+                family.add_metric([ns], v)
+            yield family
+        exceeded = UnknownMetricFamily("quota_exceeded_error_per_namespace",
+                                       "quota_exceeded_error_per_namespace", labels=["key"])
+        for ns, n in sorted(self.rt.server.stats.quota_exceeded.items()):
+            exceeded.add_metric([ns], n)
+        yield exceeded
         m: ServerMetrics | None = ctx.metrics
         if m is None:
             return

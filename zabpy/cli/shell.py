@@ -115,7 +115,7 @@ def complete_line(ctx: ShellContext, text: str) -> tuple[str, list[str]]:
 
 
 def _make_context(server: str, timeout_ms: int, interactive: bool) -> ShellContext:
-    ctx = ShellContext(server=server, timeout_ms=timeout_ms, out=_out)
+    ctx = ShellContext(server=server, timeout_ms=timeout_ms, out=_out, err=_err)
 
     def on_event(state: str, event_type: str, path: str | None) -> None:
         if interactive and ctx.print_watches:

@@ -10,6 +10,7 @@ table, ``HANDLERS``, serves both.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +21,7 @@ from zabpy.jute import records
 from zabpy.jute.constants import AddWatchMode, CreateMode, OpCode, WatcherType
 
 from .shell_client import OPEN_ACL_UNSAFE, ShellSession
+from .shell_quota import delquota, listquota, setquota
 from .shell_text import (CommandError, ParsedCommand, UsageError, format_acls, format_children,
                          format_client_config, format_data, format_stat, keeper_error_message,
                          parse_acl,
@@ -39,6 +41,9 @@ class ShellContext:
     quit: bool = False
     # Builds a session for `connect`; the caller decides how events print.
     make_session: Callable[[str], ShellSession] | None = None
+    # Messages zkCli writes on stderr without failing the command.
+    err: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr,
+                                                                  flush=True))
 
     def need_session(self) -> ShellSession:
         if self.session is None or not self.session.connected:
@@ -375,6 +380,7 @@ class _Empty:
 HANDLERS: dict[str, Callable[[ShellContext, ParsedCommand], None]] = {
     "addWatch": _add_watch, "addauth": _addauth, "close": _close, "config": _config,
     "connect": _connect, "create": _create, "delete": _delete, "deleteall": _deleteall,
+    "delquota": delquota, "listquota": listquota, "setquota": setquota,
     "get": _get, "getAcl": _get_acl, "getAllChildrenNumber": _get_all_children_number,
     "getEphemerals": _get_ephemerals, "help": _help, "history": _history, "ls": _ls,
     "printwatches": _printwatches, "quit": _quit, "redo": _redo,

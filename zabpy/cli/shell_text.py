@@ -65,6 +65,8 @@ def _spec(name, usage, flags="", valued="", args=(0, 0), server=True) -> Command
     return CommandSpec(name, usage, table, args[0], args[1], server)
 
 
+_MANY = 1 << 16  # words a command takes and ignores past its own
+
 # Ordered as zkCli lists them; the synopsis strings are zkCli's.
 COMMANDS: dict[str, CommandSpec] = {s.name: s for s in (
     _spec("addWatch", "[-m mode] path # optional mode is one of [PERSISTENT, "
@@ -77,12 +79,16 @@ COMMANDS: dict[str, CommandSpec] = {s.name: s for s in (
           args=(1, 3)),
     _spec("delete", "[-v version] path", valued="v", args=(1, 1)),
     _spec("deleteall", "path [-b batch size]", valued="b", args=(1, 1)),
+    # The quota commands check their own option group and arguments (zkCli
+    # reports a missing option before a missing path) and ignore extra words.
+    _spec("delquota", "[-n|-b|-N|-B] path", flags="nbNB", args=(0, _MANY)),
     _spec("get", "[-s] [-w] path", flags="sw", args=(1, 1)),
     _spec("getAcl", "[-s] path", flags="s", args=(1, 1)),
     _spec("getAllChildrenNumber", "path", args=(1, 1)),
     _spec("getEphemerals", "path", args=(0, 1)),
     _spec("help", "", server=False),
     _spec("history", "", server=False),
+    _spec("listquota", "path", args=(0, _MANY)),
     _spec("ls", "[-s] [-w] [-R] path", flags="swR", args=(1, 1)),
     _spec("printwatches", "on|off", args=(0, 1), server=False),
     _spec("quit", "", server=False),
@@ -90,6 +96,7 @@ COMMANDS: dict[str, CommandSpec] = {s.name: s for s in (
     _spec("removewatches", "path [-c|-d|-a] [-l]", flags="cdal", args=(1, 1)),
     _spec("set", "[-s] [-v version] path data", flags="s", valued="v", args=(2, 2)),
     _spec("setAcl", "[-s] [-v version] [-R] path acl", flags="sR", valued="v", args=(2, 2)),
+    _spec("setquota", "-n|-b|-N|-B val path", valued="nbNB", args=(0, _MANY)),
     _spec("stat", "[-w] path", flags="w", args=(1, 1)),
     _spec("sync", "path", args=(1, 1)),
     _spec("version", "", server=False),

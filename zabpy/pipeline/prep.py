@@ -25,6 +25,7 @@ from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
 from ..tree.paths import parent_of, validate_path
+from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
            "WRITE_OPS",
@@ -43,6 +44,14 @@ class PrepError(Exception):
         self.code = code
 
 
+class PrepFailure(Exception):
+    """Where ZooKeeper's prep throws something other than a KeeperException:
+    the whole request, a multi included, becomes one error txn."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
 @dataclass(slots=True)
 class ChangeRecord:
     """What prep needs to know of a node as of the last prepared txn."""
@@ -56,6 +65,7 @@ class ChangeRecord:
     ephemeral_owner: int = 0
     child_count: int = 0
     acl: tuple = ()
+    data: bytes | None = None  # setData's quota check measures the change from it
 
 
 class PendingChanges:
@@ -72,7 +82,7 @@ class PendingChanges:
         if node is None:
             return None
         return ChangeRecord(-1, path, True, node.version, node.cversion, node.aversion,
-                            node.ephemeral_owner, len(node.children), node.acl)
+                            node.ephemeral_owner, len(node.children), node.acl, node.data)
 
     def add(self, rec: ChangeRecord) -> None:
         self.by_path[rec.path] = rec
@@ -133,6 +143,11 @@ class PrepContext:
     # every session the server knows, for ephemeral owner checks
     ephemeral_ok: bool = True
     records_out: list = field(default_factory=list)
+    enforce_quota: bool = False  # zookeeper.enforceQuota
+    # "Quota exceeded: ..." lines for the server's rate-limited log, and the
+    # top namespace of each request a hard limit failed (a metric)
+    quota_messages: list = field(default_factory=list)
+    quota_exceeded: list = field(default_factory=list)
 
 
 def _check(rec: ChangeRecord, perm: int, ctx: PrepContext) -> None:
@@ -205,6 +220,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
             and not is_ttl_owner(parent.ephemeral_owner):
         raise PrepError(ERR.NOCHILDRENFOREPHEMERALS)
     new_cversion = parent.cversion + 1
+    _check_quota(path, None, req.data, 1, pending.tree, ctx)
     # The txn follows the op code and the pending record the mode, as in
     # ZooKeeper: createContainer always makes a container, and a plain create
     # with the CONTAINER flag makes a persistent node.
@@ -222,8 +238,9 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         owner = ctx.session_id if mode.is_ephemeral else 0
     ttype = OP.create if op == OP.create else op
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
-                             parent.ephemeral_owner, parent.child_count + 1, parent.acl))
-    pending.add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
+                             parent.ephemeral_owner, parent.child_count + 1, parent.acl,
+                             parent.data))
+    pending.add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl, req.data))
     return ttype, txn
 
 
@@ -248,7 +265,7 @@ def _delete(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(ERR.NOTEMPTY)
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, parent.cversion,
                              parent.aversion, parent.ephemeral_owner, parent.child_count - 1,
-                             parent.acl))
+                             parent.acl, parent.data))
     pending.add(ChangeRecord(zxid, path, False))
     return OP.delete, R.DeleteTxn(path)
 
@@ -259,11 +276,12 @@ def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if node is None:
         raise PrepError(ERR.NONODE)
     _check(node, PERM.WRITE, ctx)
+    _check_quota(path, node.data, req.data, 0, pending.tree, ctx)
     if req.version != -1 and req.version != node.version:
         raise PrepError(ERR.BADVERSION)
     new_version = node.version + 1
     pending.add(ChangeRecord(zxid, path, True, new_version, node.cversion, node.aversion,
-                             node.ephemeral_owner, node.child_count, node.acl))
+                             node.ephemeral_owner, node.child_count, node.acl, req.data))
     return OP.setData, R.SetDataTxn(path, req.data, new_version)
 
 
@@ -280,7 +298,7 @@ def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(ERR.BADVERSION)
     new_aversion = node.aversion + 1
     pending.add(ChangeRecord(zxid, path, True, node.version, node.cversion, new_aversion,
-                             node.ephemeral_owner, node.child_count, acl))
+                             node.ephemeral_owner, node.child_count, acl, node.data))
     return OP.setACL, R.SetACLTxn(path, list(acl), new_aversion)
 
 
@@ -294,6 +312,30 @@ def _check_version(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(ERR.BADVERSION)
     # ZooKeeper logs the version the node would have next, not the one asked.
     return OP.check, R.CheckVersionTxn(path, node.version + 1)
+
+
+def _check_quota(path: str, last: bytes | None, data: bytes | None, count_diff: int,
+                 tree: DataTree, ctx: PrepContext) -> None:
+    """ZooKeeperServer.checkQuota: against the applied tree, not the pending
+    changes (a multi's creates are each checked against the same usage)."""
+    if not ctx.enforce_quota or not tree.quotas:
+        return
+    prefix = tree.quotas.max_prefix(path)
+    if prefix is None:
+        return
+    limits, stats = tree.nodes.get(limits_path(prefix)), tree.nodes.get(stats_path(prefix))
+    try:
+        found = check_quota(prefix, limits.data if limits is not None else None,
+                            stats.data if stats is not None else None,
+                            len(data or b"") - len(last or b""), count_diff)
+    except StatsError:
+        raise PrepFailure(ERR.MARSHALLINGERROR) from None
+    ctx.quota_messages.extend(found.messages)
+    if found.exceeded:
+        ns = top_namespace(path)
+        if ns is not None:
+            ctx.quota_exceeded.append(ns)
+        raise PrepError(ERR.QUOTAEXCEEDED)
 
 
 def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
@@ -370,6 +412,9 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
             failed = True
             pending.rollback(zxid, mark)
             txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
+        except PrepFailure:
+            pending.rollback(zxid, mark)
+            raise
     return OP.multi, R.MultiTxn(txns)
 
 
@@ -384,5 +429,5 @@ def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
                 raise PrepError(ERR.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)
         return _prep_one(op, req, zxid, pending, ctx)
-    except PrepError as e:
+    except (PrepError, PrepFailure) as e:
         return OP.error, R.ErrorTxn(e.code)

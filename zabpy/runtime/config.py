@@ -167,6 +167,7 @@ class ServerConfig:
     txn_log_size_limit_kb: int = -1  # <= 0: off
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
+    enforce_quota: bool = False
     source: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
 
@@ -292,6 +293,11 @@ def _bool(source: str, line: int, key: str, value: str) -> bool:
     raise _fail(source, line, key, f"{value!r} is not a boolean (choose 'true' or 'false')")
 
 
+def _java_bool(source: str, line: int, key: str, value: str) -> bool:
+    # Boolean.parseBoolean, as a JVM property is read: "true" in any case, else false.
+    return value.lower() == "true"
+
+
 def _yes(source: str, line: int, key: str, value: str) -> bool:
     # skipACL: ZooKeeper skips ACLs only for the exact value "yes".
     if value not in ("yes", "no"):
@@ -393,6 +399,8 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "snapshot.compression.method": ("snapshot_compression_method", _compression),
     "snapshot.trust.empty": ("snapshot_trust_empty", _jvm_bool),
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _long),
+    # JVM property of ZooKeeperServer, read once when the server starts
+    "enforceQuota": ("enforce_quota", _java_bool),
     # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),

@@ -115,6 +115,8 @@ class ServerRuntime:
     def _settings(self) -> ServerSettings:
         c = self.config
         wall_offset = int(time.time() * 1000) - _now_ms()
+        if c.enforce_quota:
+            log.info("zookeeper.enforceQuota = true, Quota Enforce enables")
         return ServerSettings(
             server_id=self.server_id, tick_ms=c.tick_time_ms,
             session_timeout_ms_min=c.session_timeout_ms_min,
@@ -125,6 +127,7 @@ class ServerRuntime:
             container_check_interval_ms=c.container_check_interval_ms,
             container_max_per_minute=c.container_max_per_minute,
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
+            enforce_quota=c.enforce_quota,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:

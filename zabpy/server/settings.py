@@ -24,6 +24,7 @@ class ServerSettings:
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quota limits fail writes
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0

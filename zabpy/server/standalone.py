@@ -44,6 +44,7 @@ from ..session.tracker import SessionTracker, session_password
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
+from .ratelog import RateLogger
 from .settings import ServerSettings
 from .stats import ServerStats
 
@@ -191,6 +192,7 @@ class StandaloneServer:
         self._send: list = []
         self._close: list = []
         self._logs: list = []
+        self._quota_log = RateLogger()
         self._last_reap_ms = now_ms
         # connections without a session yet: conn id -> when to close them,
         # in connection order (so in deadline order)
@@ -473,7 +475,8 @@ class StandaloneServer:
                 # one per connection: auth_ids is the connection's live list
                 ctx = conn.prep_ctx = PrepContext(
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
-                    self.settings.skip_acl, self.settings.reconfig_enabled)
+                    self.settings.skip_acl, self.settings.reconfig_enabled,
+                    enforce_quota=self.settings.enforce_quota)
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
@@ -484,7 +487,17 @@ class StandaloneServer:
         session = self.sessions.sessions.get(ctx.session_id)
         if session is None or session.closing:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
-        return prepare(op, req, zxid, self.pending, ctx)
+        out = prepare(op, req, zxid, self.pending, ctx)
+        if ctx.quota_messages:
+            for msg in ctx.quota_messages:
+                for line in self._quota_log.log(msg, self.now_ms):
+                    self._log(line, "warning")
+            ctx.quota_messages.clear()
+            for ns in ctx.quota_exceeded:
+                exceeded = self.stats.quota_exceeded
+                exceeded[ns] = exceeded.get(ns, 0) + 1
+            ctx.quota_exceeded.clear()
+        return out
 
     def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,
                               cxid: int = 0) -> None:

@@ -23,6 +23,8 @@ class ServerStats:
         self.samples: list[tuple[int, bool]] = []
         self.fsync_count = 0
         self.fsync_total_ms = 0.0
+        # quota_exceeded_error_per_namespace: top namespace -> requests failed
+        self.quota_exceeded: dict[str, int] = {}
 
     def record_latency(self, ms: int, is_write: bool = False) -> None:
         if len(self.samples) < limits.LATENCY_SAMPLES_MAX:
@@ -48,3 +50,4 @@ class ServerStats:
         self.packets_sent = 0
         self.latency_min_ms = self.latency_max_ms = 0
         self.latency_total_ms = self.latency_count = 0
+        self.quota_exceeded = {}

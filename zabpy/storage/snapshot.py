@@ -251,6 +251,7 @@ def deserialize_snapshot(data: bytes | bytearray | memoryview, tree: DataTree,
         _read_nodes(r, tree, _read_acl_cache(r))
         if "/" not in tree.nodes:
             raise SnapshotError("no root node")
+        tree.setup_quota()  # as DataTree.deserialize ends: quotas found and recounted
         _check_seal(r, buf, "tree")
         out = SnapshotContents(sessions)
         if r.remaining() == 0 or not digest:

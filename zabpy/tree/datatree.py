@@ -29,7 +29,8 @@ from ..jute.codec import decode
 from ..jute import records as R
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .paths import basename, parent_of
-from .quota import QuotaIndex, quota_stats_data, stats_path
+from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
+                    stats_path, stats_text)
 
 __all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
 
@@ -268,7 +269,7 @@ class DataTree:
             self.ttls[path] = None
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
-        if self.quotas.paths or parent_path.startswith(QUOTA):
+        if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, name, data)
         return ApplyResult(path=path, node=node,
                            triggers=[(EVENT.NodeCreated, path, acl),
@@ -295,7 +296,7 @@ class DataTree:
                 paths.pop(path, None)
                 if not paths:
                     del self.ephemerals[owner]
-        if self.quotas.paths:
+        if self.quotas.top:
             self.quotas.node_removed(parent_path, basename(path))
             self._quota_update(path, -1, -len(node.data or b""))
         return ApplyResult(triggers=[(EVENT.NodeDeleted, path, node.acl),
@@ -305,7 +306,7 @@ class DataTree:
         node = self.nodes.get(txn.path)
         if node is None:
             return ApplyResult(err=ERR.NONODE)
-        if self.quotas.paths:
+        if self.quotas.top:
             self._quota_update(txn.path, 0, len(txn.data or b"") - len(node.data or b""))
         node.data = txn.data
         node.version = txn.version
@@ -326,12 +327,36 @@ class DataTree:
     def _quota_created(self, path: str, parent_path: str, name: str, data) -> None:
         recount = self.quotas.node_added(parent_path, name)
         if recount is not None:
-            stat = self.nodes.get(stats_path(recount))
-            top = self.nodes.get(recount or ROOT)
-            if stat is not None and top is not None:
-                count, size = self._usage(recount or ROOT, top)
-                stat.data = f"count={count},bytes={size}".encode()
+            self._recount_quota(recount)
         self._quota_update(path, 1, len(data or b""))
+
+    def _recount_quota(self, quota_path: str) -> None:
+        """updateQuotaForPath: the stats node gets the subtree's usage (0 and
+        0 when the quota'd node does not exist), whatever it held."""
+        stat = self.nodes.get(stats_path(quota_path))
+        if stat is None:
+            return
+        top = self.nodes.get(quota_path or ROOT)
+        count, size = self._usage(quota_path or ROOT, top) if top is not None else (0, 0)
+        stat.data = stats_text({"count": count, "bytes": size})
+
+    def setup_quota(self) -> None:
+        """setupQuota, after a snapshot load: every limits node that is a leaf
+        of the quota tree makes its path quota'd again and recounts it."""
+        self.quotas = QuotaIndex()
+        if QUOTA_ROOT not in self.nodes:
+            return
+        stack = [QUOTA_ROOT]
+        while stack:
+            path = stack.pop()
+            node = self.nodes[path]
+            if node.children:
+                stack.extend(f"{path}/{c}" for c in reversed(list(node.children)))
+                continue
+            quota_path = limit_leaf_quota_path(path)
+            if quota_path is not None:
+                self._recount_quota(quota_path)
+                self.quotas.add(quota_path)
 
     def _usage(self, path: str, node: DataNode) -> tuple[int, int]:
         """(nodes, data bytes) of a subtree, its top included."""
@@ -386,8 +411,6 @@ class DataTree:
             parent = self.nodes.get(parent_path)
             assert parent is not None, f"snapshot lists {path} before its parent"
             parent.add_child(basename(path))
-            if parent_path.startswith(QUOTA):
-                self.quotas.node_added(parent_path, basename(path))
         owner = node.ephemeral_owner
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
