@@ -28,7 +28,7 @@ from ..tree.paths import parent_of, validate_path
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
            "WRITE_OPS",
-           "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
+           "decode_multi", "creates_ephemeral", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
 
 WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL,
                        OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.multi,
@@ -130,8 +130,9 @@ class PrepContext:
     skip_acl: bool = False
     reconfig_enabled: bool = False
     standalone: bool = True
-    # every session the server knows, for ephemeral owner checks
-    ephemeral_ok: bool = True
+    # non-zero: an ephemeral create fails with this code (a local session that
+    # may not be upgraded, or a session the leader knows of no global one)
+    ephemeral_error: int = 0
     records_out: list = field(default_factory=list)
 
 
@@ -180,6 +181,9 @@ def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
 
 def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     mode = _create_mode(op, req, ctx)
+    if mode.is_ephemeral and ctx.ephemeral_error:
+        # ZooKeeper checks the session right after the mode (validateCreateRequest)
+        raise PrepError(ctx.ephemeral_error)
     path = req.path
     if path is None:
         # ZooKeeper fails a null path with an internal error, answered as
@@ -310,6 +314,20 @@ def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext
     if op == OpCode.reconfig:
         raise PrepError(Err.UNIMPLEMENTED if ctx.reconfig_enabled else Err.RECONFIGDISABLED)
     raise PrepError(Err.UNIMPLEMENTED)
+
+
+def creates_ephemeral(op: int, req) -> bool:
+    """A create, create2, or a multi holding one, of an ephemeral node: what
+    makes ZooKeeper upgrade a local session (checkUpgradeSession)."""
+    if op == OpCode.multi and isinstance(req, list):
+        return any(sub in (OpCode.create, OpCode.create2) and _is_ephemeral(rec)
+                   for sub, rec in req)
+    return op in (OpCode.create, OpCode.create2) and _is_ephemeral(req)
+
+
+def _is_ephemeral(req) -> bool:
+    mode = _MODES.get(getattr(req, "flags", None))
+    return mode is not None and mode.is_ephemeral
 
 
 def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:
