@@ -38,6 +38,7 @@ _REFUSED_OPS = frozenset({
 
 class ReadOnlyServer(StandaloneServer):
     OWNS_SESSIONS = False   # global sessions stay as the quorum left them
+    READ_ONLY = True
 
     def _session_id_server_id(self) -> int:
         return self.settings.server_id

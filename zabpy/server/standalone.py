@@ -230,6 +230,7 @@ class StandaloneServer:
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
     OWNS_SESSIONS = True
+    READ_ONLY = False   # the ConnectResponse's readOnly: this is a read-only server
 
     def _is_write(self, op: int) -> bool:
         return op in _QUEUE_WRITE_OPS
@@ -361,7 +362,8 @@ class StandaloneServer:
         self._session_created(conn, self.tree.last_processed_zxid)
 
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
-        body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
+        body = R.ConnectResponse(0, timeout, sid, passwd, self.READ_ONLY,
+                                 conn.read_only_flag).to_bytes()
         return struct.pack(">i", len(body)) + body
 
     def _session_created(self, conn: Conn, zxid: int) -> None:
