@@ -109,10 +109,13 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
     """
     paths = dict.fromkeys(pending.tree.ephemerals.get(session_id, {}))
     for path, rec in pending.by_path.items():
-        if not rec.exists:
-            paths.pop(path, None)
-        elif rec.ephemeral_owner == session_id:
+        # Only the latest record of a path is kept: one of another owner means
+        # the session's node was deleted and made again by someone else
+        # (ZooKeeper walks every outstanding change: the delete drops it).
+        if rec.exists and rec.ephemeral_owner == session_id:
             paths[path] = None
+        else:
+            paths.pop(path, None)
     out = sorted(paths)
     for path in out:
         parent = pending.get(parent_of(path))
