@@ -409,6 +409,11 @@ class Replica:
         self._read_only_at_ms = None
         if self.peer.state != ServerState.LOOKING or self.server is not None:
             return
+        if self._reload_token is not None:
+            # a TRUNC or SNAP of the last role is still being written: serve
+            # the tree it leaves, once it is loaded
+            self._read_only_at_ms = self.now_ms + max(1, self.settings.tick_ms // 2)
+            return
         self.server = ReadOnlyServer(self.settings, self.now_ms, self.tree,
                                      self.restored_sessions)
         self._out["logs"].append(("info", "Read-only server started"))
