@@ -19,7 +19,7 @@ from kazoo.exceptions import EphemeralOnLocalSessionError
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.testing import ZabpyEnsemble, ZabpyServer, four_letter_word, wait_for
-from tests.rawclient import RawClient
+from rawclient import RawClient
 
 LOCAL = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true"
 LOCAL_NO_UPGRADE = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=false"

@@ -18,7 +18,7 @@ from kazoo.protocol.states import KeeperState
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
 from zabpy.testing import ZabpyEnsemble, four_letter_word, wait_for
-from tests.rawclient import RawClient
+from rawclient import RawClient
 
 RO = "readonlymode.enabled=true\nlocalSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true"
 
