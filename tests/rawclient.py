@@ -48,8 +48,9 @@ class RawClient:
             return False
 
     def handshake(self, timeout_ms: int = 10000, session_id: int = 0, passwd: bytes = bytes(16),
-                  last_zxid: int = 0) -> R.ConnectResponse:
-        self.send_frame(R.ConnectRequest(0, last_zxid, timeout_ms, session_id, passwd, False).to_bytes())
+                  last_zxid: int = 0, read_only: bool = False) -> R.ConnectResponse:
+        self.send_frame(R.ConnectRequest(0, last_zxid, timeout_ms, session_id, passwd,
+                                         read_only).to_bytes())
         resp = R.ConnectResponse.read(Reader(self.recv_frame()))
         self.session_id, self.passwd = resp.sessionId, resp.passwd
         return resp

@@ -163,7 +163,7 @@ def server_gauges(ctx: AdminContext) -> list[tuple[str, int | float]]:
         ("avg_latency", round(st.latency_avg_ms, 4)),
         ("outstanding_requests", st.outstanding),
         ("znode_count", srv.tree.node_count()),
-        ("global_sessions", len(srv.sessions.sessions)),
+        ("global_sessions", sum(1 for x in srv.sessions.sessions.values() if not x.local)),
         ("non_mtls_remote_conn_count", 0),
         ("last_client_response_size", -1),
         ("packets_sent", st.packets_sent),
@@ -176,7 +176,7 @@ def server_gauges(ctx: AdminContext) -> list[tuple[str, int | float]]:
         ("max_file_descriptor_count", limit),
         ("approximate_data_size", srv.tree.approximate_data_size()),
         ("open_file_descriptor_count", opened),
-        ("local_sessions", 0),
+        ("local_sessions", sum(1 for x in srv.sessions.sessions.values() if x.local)),
         ("uptime", ctx.uptime_ms()),
         ("max_latency", st.latency_max_ms),
         ("outstanding_tls_handshake", 0),
@@ -288,7 +288,8 @@ def session_buckets(ctx: AdminContext) -> list[tuple[int, list[int]]]:
     """Live sessions grouped by expiry deadline (monotonic ms), soonest first."""
     buckets: dict[int, list[int]] = {}
     for sid, s in ctx.server.sessions.sessions.items():
-        buckets.setdefault(s.expires_at_ms, []).append(sid)
+        if s.expires_at_ms >= 0:   # a learner does not expire global sessions
+            buckets.setdefault(s.expires_at_ms, []).append(sid)
     return sorted(buckets.items())
 
 

@@ -29,7 +29,7 @@ from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_n
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
            "WRITE_OPS",
-           "decode_multi", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
+           "decode_multi", "creates_ephemeral", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
 
 WRITE_OPS = frozenset({OP.create, OP.create2, OP.createContainer, OP.createTTL,
                        OP.delete, OP.setData, OP.setACL, OP.multi,
@@ -119,10 +119,13 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
     """
     paths = dict.fromkeys(pending.tree.ephemerals.get(session_id, {}))
     for path, rec in pending.by_path.items():
-        if not rec.exists:
-            paths.pop(path, None)
-        elif rec.ephemeral_owner == session_id:
+        # Only the latest record of a path is kept: one of another owner means
+        # the session's node was deleted and made again by someone else
+        # (ZooKeeper walks every outstanding change: the delete drops it).
+        if rec.exists and rec.ephemeral_owner == session_id:
             paths[path] = None
+        else:
+            paths.pop(path, None)
     out = sorted(paths)
     for path in out:
         parent = pending.get(parent_of(path))
@@ -140,8 +143,9 @@ class PrepContext:
     skip_acl: bool = False
     reconfig_enabled: bool = False
     standalone: bool = True
-    # every session the server knows, for ephemeral owner checks
-    ephemeral_ok: bool = True
+    # non-zero: an ephemeral create fails with this code (a local session that
+    # may not be upgraded, or a session the leader knows of no global one)
+    ephemeral_error: int = 0
     records_out: list = field(default_factory=list)
     enforce_quota: bool = False  # zookeeper.enforceQuota
     # "Quota exceeded: ..." lines for the server's rate-limited log, and the
@@ -195,6 +199,9 @@ def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
 
 def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     mode = _create_mode(op, req, ctx)
+    if mode.is_ephemeral and ctx.ephemeral_error:
+        # ZooKeeper checks the session right after the mode (validateCreateRequest)
+        raise PrepError(ctx.ephemeral_error)
     path = req.path
     if path is None:
         # ZooKeeper fails a null path with an internal error, answered as
@@ -352,6 +359,20 @@ def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext
     if op == OP.reconfig:
         raise PrepError(ERR.UNIMPLEMENTED if ctx.reconfig_enabled else ERR.RECONFIGDISABLED)
     raise PrepError(ERR.UNIMPLEMENTED)
+
+
+def creates_ephemeral(op: int, req) -> bool:
+    """A create, create2, or a multi holding one, of an ephemeral node: what
+    makes ZooKeeper upgrade a local session (checkUpgradeSession)."""
+    if op == OP.multi and isinstance(req, list):
+        return any(sub in (OP.create, OP.create2) and _is_ephemeral(rec)
+                   for sub, rec in req)
+    return op in (OP.create, OP.create2) and _is_ephemeral(req)
+
+
+def _is_ephemeral(req) -> bool:
+    mode = _MODES.get(getattr(req, "flags", None))
+    return mode is not None and mode.is_ephemeral
 
 
 def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:

@@ -209,8 +209,9 @@ class EnsembleRuntime(ServerRuntime):
         if p.conn_id:
             super()._four_letter(p, ev)
             return
-        text = "imok" if ev.word == "ruok" else \
-            "This ZooKeeper instance is not currently serving requests\n"
+        # isro: "null" while no server runs (ZooKeeper's IsroCommand)
+        text = {"ruok": "imok", "isro": "null"}.get(
+            ev.word, "This ZooKeeper instance is not currently serving requests\n")
         p.transport.write(text.encode())
         p.transport.close()
 

@@ -32,6 +32,9 @@ class LeaderServer(StandaloneServer):
     def _session_id_server_id(self) -> int:
         return self.settings.server_id
 
+    def _local_sessions(self) -> bool:
+        return self.settings.local_sessions_enabled
+
     def __init__(self, *args, zab: Leader, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.zab = zab
@@ -77,6 +80,10 @@ class LeaderServer(StandaloneServer):
             if len(body) < 4:
                 return
             (timeout,) = struct.unpack_from(">i", body)
+            # A learner's session, or its local one being upgraded: its next
+            # requests (the ephemeral create that upgrades it) may come
+            # before this txn is applied.
+            self.upgrading[session_id] = timeout
             hdr = R.TxnHeader(session_id, 0, self._take_zxid(), self._wall_ms(),
                               OP.createSession)
             self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), None))
@@ -98,6 +105,11 @@ class LeaderServer(StandaloneServer):
             ctx = PrepContext(session_id, ids, self.settings.extended_types,
                               self.settings.skip_acl, self.settings.reconfig_enabled,
                               enforce_quota=self.settings.enforce_quota)
+            if self._local_sessions() and session_id not in self.sessions.sessions \
+                    and session_id not in self.upgrading:
+                # another member's local session: no ephemerals without a
+                # global session (ZooKeeper's checkGlobalSession)
+                ctx.ephemeral_error = ERR.SESSIONEXPIRED
             ttype, txn = self._prepare(op, req, zxid, ctx)
         hdr = R.TxnHeader(session_id, cxid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, None))

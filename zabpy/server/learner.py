@@ -28,6 +28,7 @@ import struct
 from ..jute import records as R
 from ..jute.constants import ERR, OP
 from ..pipeline.final import write_reply
+from ..pipeline.prep import creates_ephemeral
 from ..zab.follower import Learner
 from .standalone import Conn, Entry, StandaloneServer, frame
 
@@ -39,6 +40,9 @@ class LearnerServer(StandaloneServer):
 
     def _session_id_server_id(self) -> int:
         return self.settings.server_id
+
+    def _local_sessions(self) -> bool:
+        return self.settings.local_sessions_enabled
 
     def __init__(self, *args, zab: Learner, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +57,7 @@ class LearnerServer(StandaloneServer):
         conn = self.conns.get(conn_id)
         if conn is not None and conn.session_id:
             s = self.sessions.sessions.get(conn.session_id)
-            if s is not None:
+            if s is not None and not s.local:   # the leader never hears of a local one
                 self.zab.touch(conn.session_id, s.timeout_ms)
         super().request(conn_id, xid, op, body, now_ms)
 
@@ -67,7 +71,11 @@ class LearnerServer(StandaloneServer):
 
     def _reattach(self, conn: Conn, sid: int, timeout: int) -> None:
         # ZooKeeper's REVALIDATE: only the leader knows whether the session
-        # is still alive; the client waits for its answer.
+        # is still alive; the client waits for its answer. A local session
+        # is this server's to judge.
+        if self.sessions.is_local(sid):
+            self._attach(conn, sid, timeout)
+            return
         self._awaiting[("revalidate", sid)] = (conn.conn_id, timeout)
         if self.zab.serving:
             self.zab.revalidate(sid, timeout)
@@ -98,11 +106,25 @@ class LearnerServer(StandaloneServer):
             self._drain(conn)
             return
         if entry.op == OP.closeSession:
+            if self.sessions.is_local(sid):
+                self._close_local(conn, entry)
+                return
             self.sessions.set_closing(sid)
+        elif self.sessions.is_local(sid) and creates_ephemeral(entry.op, entry.req):
+            if self.settings.local_sessions_upgrading_enabled:
+                self._upgrade(sid)
+            elif entry.op != OP.multi:
+                # Forwarded all the same (a zxid is spent, the leader refusing
+                # the unknown session), answered as ZooKeeper's follower does.
+                entry.local_error = ERR.EPHEMERALONLOCALSESSION
         self._awaiting[(sid, entry.xid)] = (conn.conn_id, entry)
         if not self.zab.forward(sid, entry.xid, entry.op, entry.body, list(conn.auth_ids),
                                 (sid, entry.xid)):
             self.leader_refused(sid, entry.xid)
+
+    def _send_upgrade(self, session_id: int, timeout_ms: int) -> None:
+        # Ahead of the request that needs it, on the same ordered link.
+        self.zab.forward(session_id, 0, OP.createSession, struct.pack(">i", timeout_ms), [])
 
     def leader_refused(self, session_id: int, cxid: int) -> None:
         """The ZAB learner could not forward (it is not serving): fail that request."""
@@ -138,6 +160,8 @@ class LearnerServer(StandaloneServer):
         if conn is None:
             return
         err, body = write_reply(entry.op, entry.req, res)
+        if entry.local_error:
+            err, body = entry.local_error, b""
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
         if hdr.type == OP.closeSession:
             entry.close_after = True

@@ -2,9 +2,10 @@
 
 State owned: the ``Peer`` (Fast Leader Election and the current ZAB role),
 the data tree, the role's server core (``LeaderServer`` while leading,
-``LearnerServer`` while following or observing, None while looking), the
-disk writes handed out and not yet durable, and the packets that may only
-leave once those are durable.
+``LearnerServer`` while following or observing, None while looking, or a
+``ReadOnlyServer`` once looking has lasted max(2 s, tickTime) with
+``read_only_mode_enabled``), the disk writes handed out and not yet durable,
+and the packets that may only leave once those are durable.
 
 Inputs, each with ``now_ms`` (a monotonic millisecond clock):
 
@@ -54,6 +55,7 @@ from ..zab.peer import Peer, PeerLog
 from ..zab.ready import Phase, Snapshot, Txn
 from .leader import LeaderServer
 from .learner import LearnerServer
+from .readonly import ReadOnlyServer
 from .settings import ServerSettings
 
 __all__ = ["Replica", "Ready", "DiskWrite", "Dial", "Send", "Close", "Loaded"]
@@ -148,7 +150,8 @@ class Replica:
         self.peer = Peer(self.server_id, quorum,
                          PeerLog(accepted_epoch, current_epoch, tree.last_processed_zxid), rng,
                          timers=timers, snapshot_source=self._snapshot_source, **peer_options)
-        self.server: LeaderServer | LearnerServer | None = None
+        self.server: LeaderServer | LearnerServer | ReadOnlyServer | None = None
+        self._read_only_at_ms: int | None = None   # serve read-only from then, if still looking
         self.serving = False
         self.now_ms = now_ms
         self._out: dict[str, list] = {name: [] for name in _LISTS}
@@ -167,6 +170,7 @@ class Replica:
     def start(self, now_ms: int) -> None:
         self.now_ms = now_ms
         self.peer.start(now_ms)
+        self._looking()
         self._pump()
 
     def ready(self) -> Ready:
@@ -191,6 +195,8 @@ class Replica:
         t = self.peer.next_deadline_ms()
         if self.server is not None and self.serving:
             t = self._next_server_tick_ms if t is None else min(t, self._next_server_tick_ms)
+        if self._read_only_at_ms is not None:
+            t = self._read_only_at_ms if t is None else min(t, self._read_only_at_ms)
         return t
 
     # ---- inputs: peers, disk, time ----------------------------------------------------
@@ -248,6 +254,8 @@ class Replica:
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
         self.peer.tick(now_ms)
+        if self._read_only_at_ms is not None and now_ms >= self._read_only_at_ms:
+            self._start_read_only()
         if self.server is not None and self.serving and now_ms >= self._next_server_tick_ms:
             self._next_server_tick_ms = now_ms + max(1, self.settings.tick_ms // 2)
             self.server.tick(now_ms)
@@ -306,6 +314,7 @@ class Replica:
         if pr.state is not None:
             self._role_ended()
             self._state = pr.state
+            self._looking()
         for p in z.persist:
             self._persist(p)
         for txn in z.commit:
@@ -348,6 +357,8 @@ class Replica:
             srv.committed(hdr, body, self.now_ms)
         elif isinstance(srv, LearnerServer):
             srv.apply_committed(hdr, body, self.now_ms)
+        elif isinstance(srv, ReadOnlyServer):
+            srv.apply_txn(hdr, body, self.now_ms)
         else:   # fast-forward before a role's server exists
             replay_txn(self.tree, self.restored_sessions, hdr, body)
 
@@ -368,17 +379,45 @@ class Replica:
 
     # ---- roles ---------------------------------------------------------------------------
     def _sessions(self) -> dict[int, int]:
+        """The global sessions: local ones die with the server core that made them."""
         if self.server is not None:
-            return {s.session_id: s.timeout_ms for s in self.server.sessions.sessions.values()}
+            return self.server.sessions.global_sessions()
         return dict(self.restored_sessions)
 
     def _role_ended(self) -> None:
+        """The role (or the read-only server) is over: as ZooKeeper, every
+        client connection is closed, so clients go find the new leader's
+        quorum (a read-only client, a read-write member)."""
         if self.server is None:
             return
         self.restored_sessions = self._sessions()
         self._out["client_close"].extend(self.server.conns)
         self.server = None
         self._set_serving(False)
+
+    def _looking(self) -> None:
+        """Cut off from a quorum, a member waits max(2 s, tickTime) before it
+        decides it is partitioned and serves read-only (QuorumPeer's roZkMgr)."""
+        looking = self.peer.state == ServerState.LOOKING
+        if looking and self.settings.read_only_mode_enabled:
+            if self._read_only_at_ms is None:
+                self._read_only_at_ms = self.now_ms + max(2000, self.settings.tick_ms)
+        else:
+            self._read_only_at_ms = None
+
+    def _start_read_only(self) -> None:
+        self._read_only_at_ms = None
+        if self.peer.state != ServerState.LOOKING or self.server is not None:
+            return
+        if self._reload_token is not None:
+            # a TRUNC or SNAP of the last role is still being written: serve
+            # the tree it leaves, once it is loaded
+            self._read_only_at_ms = self.now_ms + max(1, self.settings.tick_ms // 2)
+            return
+        self.server = ReadOnlyServer(self.settings, self.now_ms, self.tree,
+                                     self.restored_sessions)
+        self._out["logs"].append(("info", "Read-only server started"))
+        self._set_serving(True)
 
     def _role_started(self) -> None:
         role = self.peer.role
@@ -418,6 +457,8 @@ class Replica:
     # ---- views -------------------------------------------------------------------------------
     @property
     def mode(self) -> str:
+        if isinstance(self.server, ReadOnlyServer):
+            return "read-only"
         return {ServerState.LEADING: "leader", ServerState.FOLLOWING: "follower",
                 ServerState.OBSERVING: "observer"}.get(self.peer.state, "looking")
 

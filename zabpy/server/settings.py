@@ -19,6 +19,12 @@ class ServerSettings:
     skip_acl: bool = False
     extended_types: bool = False
     reconfig_enabled: bool = False
+    # Ensemble members only (a standalone server ignores them, as ZooKeeper's
+    # SessionTrackerImpl does): new sessions local, upgraded by an ephemeral.
+    local_sessions_enabled: bool = False
+    local_sessions_upgrading_enabled: bool = False
+    # serve read-only sessions while cut off from a quorum (readonlymode.enabled)
+    read_only_mode_enabled: bool = False
     # wall clock = monotonic now_ms + this offset (ctime/mtime are wall time)
     wall_offset_ms: int = 0
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS

@@ -38,8 +38,8 @@ from ..jute.codec import DecodeError, Reader
 from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
 from ..pipeline.final import ReadContext, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
-                             PendingChanges, PrepContext, decode_multi, prepare,
-                             prepare_close_session)
+                             PendingChanges, PrepContext, creates_ephemeral, decode_multi,
+                             prepare, prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
@@ -56,6 +56,7 @@ _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
 _UNKNOWN = object()
+_LOCAL_CLOSE = object()   # a local session's closeSession, answered without a txn
 _MALFORMED = object()
 _BAD_ARGUMENTS = object()
 
@@ -103,6 +104,7 @@ class Entry:
     close_after: bool = False
     received_ms: int = 0
     body: bytes = b""
+    local_error: int = 0   # a learner answers this instead of the leader's error
 
 
 @dataclass
@@ -180,7 +182,11 @@ class StandaloneServer:
         # Session ids are seeded from wall time, so a restarted server does not
         # hand out the ids (and passwords) of sessions clients still hold.
         self.sessions = SessionTracker(self._session_id_server_id(), settings.tick_ms,
-                                       now_ms + settings.wall_offset_ms)
+                                       now_ms + settings.wall_offset_ms,
+                                       expire_global=self.OWNS_SESSIONS)
+        # local sessions being made global: id -> timeout, until their
+        # createSession txn is applied
+        self.upgrading: dict[int, int] = {}
         self.pending = PendingChanges(self.tree)
         self.stats = ServerStats(now_ms)
         self.conns: dict[int, Conn] = {}
@@ -226,20 +232,29 @@ class StandaloneServer:
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
     OWNS_SESSIONS = True
+    READ_ONLY = False   # the ConnectResponse's readOnly: this is a read-only server
 
     def _is_write(self, op: int) -> bool:
         return op in _QUEUE_WRITE_OPS
+
+    def _local_sessions(self) -> bool:
+        """New sessions are local (no txn): ensemble roles with
+        localSessionsEnabled; a standalone server never."""
+        return False
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
         if self._handshaking:
             self._expire_handshakes(now_ms)
-        if not self.OWNS_SESSIONS:
-            return
         for sid in self.sessions.expired(now_ms):
             self._log(f"Expiring session 0x{sid & 0xFFFFFFFFFFFFFFFF:x}, timeout of "
                       f"{self.sessions.sessions[sid].timeout_ms}ms exceeded")
-            self._submit_close_session(sid, None, None)
+            if self.sessions.is_local(sid):
+                self._session_closed(sid)   # nothing to log: no ephemerals, no txn
+            else:
+                self._submit_close_session(sid, None, None)
+        if not self.OWNS_SESSIONS:
+            return
         if now_ms - self._last_reap_ms >= self.settings.container_check_interval_ms:
             self._last_reap_ms = now_ms
             self._reap_containers()
@@ -318,6 +333,9 @@ class StandaloneServer:
         timeout = min(max(req.timeOut, s.session_timeout_ms_min), s.session_timeout_ms_max)
         conn.timeout_ms = timeout
         if req.sessionId == 0:
+            if self._local_sessions():
+                self._new_local_session(conn, self.sessions.next_session_id(), timeout)
+                return
             if not self.can_write:
                 self._close_conn(conn)
                 return
@@ -339,8 +357,15 @@ class StandaloneServer:
         hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OP.createSession)
         self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id))
 
+    def _new_local_session(self, conn: Conn, sid: int, timeout: int) -> None:
+        """A session only this server knows: no txn, answered at once."""
+        self.sessions.add(sid, timeout, self.now_ms, local=True)
+        self._attach(conn, sid, timeout)
+        self._session_created(conn, self.tree.last_processed_zxid)
+
     def _connect_response(self, conn: Conn, timeout: int, sid: int, passwd: bytes) -> bytes:
-        body = R.ConnectResponse(0, timeout, sid, passwd, False, conn.read_only_flag).to_bytes()
+        body = R.ConnectResponse(0, timeout, sid, passwd, self.READ_ONLY,
+                                 conn.read_only_flag).to_bytes()
         return struct.pack(">i", len(body)) + body
 
     def _session_created(self, conn: Conn, zxid: int) -> None:
@@ -461,8 +486,17 @@ class StandaloneServer:
             self._drain(conn)
             return
         if entry.op == OP.closeSession:
-            self._submit_close_session(conn.session_id, conn, entry)
+            if self.sessions.is_local(conn.session_id):
+                self._close_local(conn, entry)
+            else:
+                self._submit_close_session(conn.session_id, conn, entry)
             return
+        ephemeral_error = 0
+        if self.sessions.is_local(conn.session_id) and creates_ephemeral(entry.op, entry.req):
+            if self.settings.local_sessions_upgrading_enabled:
+                self._upgrade(conn.session_id)
+            else:
+                ephemeral_error = ERR.EPHEMERALONLOCALSESSION
         zxid = self._take_zxid()
         req = entry.req
         if req is _MALFORMED:
@@ -477,6 +511,7 @@ class StandaloneServer:
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
                     self.settings.skip_acl, self.settings.reconfig_enabled,
                     enforce_quota=self.settings.enforce_quota)
+            ctx.ephemeral_error = ephemeral_error
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
@@ -485,7 +520,9 @@ class StandaloneServer:
         """prep, after ZooKeeper's checkSession: a write of a session that is
         gone or closing becomes an error txn with SESSIONEXPIRED."""
         session = self.sessions.sessions.get(ctx.session_id)
-        if session is None or session.closing:
+        if session is None and self._foreign_local(ctx.session_id):
+            pass
+        elif session is None or session.closing:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
         out = prepare(op, req, zxid, self.pending, ctx)
         if ctx.quota_messages:
@@ -498,6 +535,38 @@ class StandaloneServer:
                 exceeded[ns] = exceeded.get(ns, 0) + 1
             ctx.quota_exceeded.clear()
         return out
+
+    def _foreign_local(self, session_id: int) -> bool:
+        """A session unknown here that may be another member's local one (or
+        one being upgraded): ZooKeeper's leader lets its writes through
+        (LeaderSessionTracker.checkSession), so only ids of this server's
+        own are known to be gone."""
+        return self._local_sessions() and (
+            session_id in self.upgrading or session_id >> 56 != self._session_id_server_id())
+
+    # ---- local sessions ------------------------------------------------------------
+
+    def _close_local(self, conn: Conn, entry: Entry) -> None:
+        """A local session's closeSession costs no txn: it is answered in
+        its turn in the connection's queue, as a read is."""
+        entry.is_write = False
+        entry.req = _LOCAL_CLOSE
+        self.sessions.set_closing(conn.session_id)
+        self._drain(conn)
+
+    def _upgrade(self, session_id: int) -> None:
+        """Make a local session global before its first ephemeral: a
+        createSession txn goes first, in the same order as the request."""
+        s = self.sessions.sessions[session_id]
+        self._log(f"Upgrading session 0x{session_id & 0xFFFFFFFFFFFFFFFF:x}")
+        self.sessions.add(session_id, s.timeout_ms, self.now_ms)
+        self.upgrading[session_id] = s.timeout_ms
+        self._send_upgrade(session_id, s.timeout_ms)
+
+    def _send_upgrade(self, session_id: int, timeout_ms: int) -> None:
+        hdr = R.TxnHeader(session_id, 0, self._take_zxid(), self._wall_ms(),
+                          OP.createSession)
+        self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout_ms), None))
 
     def _submit_close_session(self, sid: int, conn: Conn | None, entry: Entry | None,
                               cxid: int = 0) -> None:
@@ -531,6 +600,7 @@ class StandaloneServer:
         self._fire(res.triggers)
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
+            self.upgrading.pop(hdr.clientId, None)
         elif hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
         return res
@@ -557,6 +627,7 @@ class StandaloneServer:
         hdr = item.hdr
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
+            self.upgrading.pop(hdr.clientId, None)
             conn = self.conns.get(item.conn_id)
             if conn is not None and not conn.closing:
                 self._attach(conn, hdr.clientId, item.txn.timeOut)
@@ -632,6 +703,10 @@ class StandaloneServer:
         op = entry.op
         if op == OP.ping:
             return frame(XID.PING, zxid, 0)
+        if entry.req is _LOCAL_CLOSE:
+            self._session_closed(conn.session_id)
+            entry.close_after = True
+            return frame(entry.xid, zxid, 0)
         conn.may_watch = True
         if entry.req is _UNKNOWN:
             # ZooKeeper answers an unknown op with zxid -1 and drops the client.

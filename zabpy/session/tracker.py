@@ -5,6 +5,13 @@ the next tick boundary (ZooKeeper's ExpiryQueue), so that expiry is checked
 once per tick for a whole bucket. ``closing`` marks sessions whose
 closeSession txn is in flight: they may not be re-attached or touched.
 
+A session is global (created by a createSession txn, known to every member)
+or local (``localSessionsEnabled``: known only to the server that accepted
+it, created and closed without a txn). A tracker with ``expire_global``
+false (a learner's, a read-only server's) keeps global sessions without
+deadlines, since only the leader expires them; it still expires its own
+local sessions.
+
 Inputs: ``add`` (a createSession txn was applied), ``touch`` (any client
 traffic), ``remove`` (a closeSession txn was applied), ``expired(now_ms)``.
 Outputs: the ids whose deadline has passed, each returned once.
@@ -66,12 +73,15 @@ class Session:
     timeout_ms: int
     expires_at_ms: int
     closing: bool = False
+    local: bool = False
 
 
 class SessionTracker:
-    def __init__(self, server_id: int, tick_ms: int, wall_ms: int):
+    def __init__(self, server_id: int, tick_ms: int, wall_ms: int, *,
+                 expire_global: bool = True):
         assert tick_ms > 0
         self.tick_ms = tick_ms
+        self.expire_global = expire_global
         self.sessions: dict[int, Session] = {}
         self._buckets: dict[int, dict[int, None]] = {}
         self._next_id = initial_session_id(server_id, wall_ms)
@@ -91,6 +101,8 @@ class SessionTracker:
         return (t // self.tick_ms + 1) * self.tick_ms
 
     def _place(self, s: Session, deadline: int) -> None:
+        if not (s.local or self.expire_global):
+            deadline = -1
         if s.expires_at_ms == deadline:
             return
         old = self._buckets.get(s.expires_at_ms)
@@ -99,16 +111,28 @@ class SessionTracker:
             if not old:
                 del self._buckets[s.expires_at_ms]
         s.expires_at_ms = deadline
-        self._buckets.setdefault(deadline, {})[s.session_id] = None
+        if deadline >= 0:
+            self._buckets.setdefault(deadline, {})[s.session_id] = None
 
-    def add(self, session_id: int, timeout_ms: int, now_ms: int) -> Session:
+    def add(self, session_id: int, timeout_ms: int, now_ms: int, *,
+            local: bool = False) -> Session:
+        """A new session, or a local one made global (``local`` false)."""
         s = self.sessions.get(session_id)
         if s is None:
-            s = Session(session_id, timeout_ms, -1)
+            s = Session(session_id, timeout_ms, -1, local=local)
             self.sessions[session_id] = s
+        s.local = local
         s.timeout_ms = timeout_ms
         self._place(s, self._deadline(now_ms, timeout_ms))
         return s
+
+    def is_local(self, session_id: int) -> bool:
+        s = self.sessions.get(session_id)
+        return s is not None and s.local
+
+    def global_sessions(self) -> dict[int, int]:
+        """Global session id -> timeout: what a snapshot and the next role keep."""
+        return {s.session_id: s.timeout_ms for s in self.sessions.values() if not s.local}
 
     def touch(self, session_id: int, now_ms: int) -> bool:
         s = self.sessions.get(session_id)

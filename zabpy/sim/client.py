@@ -145,6 +145,7 @@ class ConnectionRecord:
     session_id: int = 0
     established_ms: int | None = None
     end_ms: int | None = None
+    read_only: bool = False   # served by a read-only server
 
 
 @dataclass
@@ -157,9 +158,11 @@ class _Memory:
 
 class SimClient:
     def __init__(self, client_id: int, rng: random.Random, timeout_ms: int = 4000,
-                 max_outstanding: int = 4, close_chance: float = 0.004):
+                 max_outstanding: int = 4, close_chance: float = 0.004,
+                 read_only: bool = False):
         assert max_outstanding >= 1
         self.client_id = client_id
+        self.read_only = read_only   # asks for read-only sessions (served by a cut-off member)
         self.rng = rng
         self.timeout_ms = timeout_ms
         self.max_outstanding = max_outstanding
@@ -198,7 +201,7 @@ class SimClient:
         self._buf = bytearray()
         self.connections.append(ConnectionRecord(len(self.connections), self.session_id, now_ms))
         req = R.ConnectRequest(0, self.last_zxid_seen, self.timeout_ms, self.session_id,
-                               self.passwd, False)
+                               self.passwd, self.read_only)
         body = req.to_bytes()
         return _LEN.pack(len(body)) + body
 
@@ -270,6 +273,7 @@ class SimClient:
         self._limit = self.rng.randint(1, self.max_outstanding)
         conn.session_id = resp.sessionId
         conn.established_ms = now_ms
+        conn.read_only = resp.readOnly
 
     def _on_frame(self, frame: memoryview, now_ms: int) -> None:
         r = Reader(frame)

@@ -43,7 +43,8 @@ __all__ = ["Model", "Expect", "Replay", "replay", "check_all", "check_acknowledg
            "check_reads", "check_final_trees", "check_watches"]
 
 # Replies a server gives without logging a txn (a write refused before prep).
-NO_TXN_ERRS = frozenset({Err.SESSIONMOVED, Err.SYSTEMERROR, Err.CONNECTIONLOSS})
+NO_TXN_ERRS = frozenset({Err.SESSIONMOVED, Err.SYSTEMERROR, Err.CONNECTIONLOSS,
+                         Err.NOTREADONLY})
 SESSION_ERRS = frozenset({Err.SESSIONEXPIRED, Err.SESSIONMOVED})
 BUILTINS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 DATA_EVENTS = frozenset({EventType.NodeCreated, EventType.NodeDataChanged, EventType.NodeDeleted})
@@ -91,7 +92,11 @@ class _Failed(Exception):
 class Model:
     """ZooKeeper's data model, as simply as it can be said."""
 
-    def __init__(self) -> None:
+    def __init__(self, local_sessions: bool = False) -> None:
+        # localSessionsEnabled: a session lives from its first request on,
+        # with no createSession txn, until a closeSession txn (if it was
+        # upgraded) or for ever (a local close leaves no trace in the log)
+        self.local_sessions = local_sessions
         self.nodes: dict[str, Node] = {p: Node(b"") for p in BUILTINS}
         for p in BUILTINS[1:]:
             self.nodes[_parent(p)].children[p.rsplit("/", 1)[1]] = None
@@ -169,6 +174,8 @@ class Model:
         """The request ``rec``, committed at ``zxid``: change the model and say
         what the reply must be."""
         out: list = []
+        if self.local_sessions and rec.session_id not in self.closed:
+            self.live.setdefault(rec.session_id, None)
         if rec.session_id not in self.live:
             return Expect(err=Err.SESSIONEXPIRED)
         if rec.op == OpCode.closeSession:
@@ -260,17 +267,20 @@ def _writes(clients) -> dict[tuple[int, int], OpRecord]:
 
 
 def _reads(clients) -> list[OpRecord]:
+    # A read-only server's answers are left out: it serves the tree it last
+    # had, which holds the txns it logged (fast-forwarded when its role
+    # ended, as ZooKeeper's does), committed or not; no guarantee covers it.
     reads = [r for c in clients for r in c.history
              if r.outcome == "ok" and not r.is_write and r.op != OpCode.sync
-             and r.err in (Err.OK, Err.NONODE)]
+             and r.err in (Err.OK, Err.NONODE) and not c.connections[r.conn].read_only]
     return sorted(reads, key=lambda r: (r.zxid, r.client_id, r.xid))
 
 
-def replay(clients, committed) -> Replay:
+def replay(clients, committed, local_sessions: bool = False) -> Replay:
     """Walk the committed sequence through the model (see the module doc)."""
     writes = _writes(clients)
     reads = _reads(clients)
-    model = Model()
+    model = Model(local_sessions)
     rp = Replay(model, {}, {}, [], [])
     ri = 0
     for hdr, txn in committed:
@@ -345,7 +355,7 @@ def _eval_read(model: Model, rec: OpRecord, out: list) -> None:
 
 # ---- the checks ------------------------------------------------------------------
 
-def check_acknowledged_writes_survive(clients, committed) -> None:
+def check_acknowledged_writes_survive(clients, committed, local_sessions: bool = False) -> None:
     """(a) Atomicity and reliability (Programmer's Guide, "ZooKeeper
     guarantees": "updates either succeed or fail"; "once an update has been
     applied, it will persist"): every write a client saw answered, error or
@@ -354,9 +364,13 @@ def check_acknowledged_writes_survive(clients, committed) -> None:
     for, exactly once."""
     by_zxid = {hdr.zxid: hdr for hdr, _ in committed}
     writes = _writes(clients)
+    logged = {(hdr.clientId, hdr.cxid) for hdr, _ in committed}
     for rec in writes.values():
         if rec.outcome != "ok" or rec.err in NO_TXN_ERRS:
             continue
+        if local_sessions and rec.op == OpCode.closeSession and rec.err == Err.OK \
+                and (rec.session_id, rec.xid) not in logged:
+            continue   # a local session's close: answered without a txn
         hdr = by_zxid.get(rec.zxid)
         if hdr is None:
             raise SimFailure(f"a: {_who(rec)} acknowledged at zxid 0x{rec.zxid:x} "
@@ -472,8 +486,10 @@ def check_sync_reads(clients) -> None:
     that completed before the sync was issued — "Simultaneously Consistent
     Cross-Client Views"): the read's reply zxid is at least the zxid of every
     write acknowledged, to anyone, before the sync was invoked."""
-    done = sorted((r.complete_ms, r.zxid, r) for c in clients for r in c.history
-                  if r.is_write and r.outcome == "ok" and r.err not in NO_TXN_ERRS)
+    # (two local closeSessions may share a time and a zxid: no txn of their own)
+    done = sorted(((r.complete_ms, r.zxid, r) for c in clients for r in c.history
+                   if r.is_write and r.outcome == "ok" and r.err not in NO_TXN_ERRS),
+                  key=lambda t: t[:2])
     for c in clients:
         syncs = {(r.session_id, r.xid): r for r in c.history if r.op == OpCode.sync}
         for rec in c.history:
@@ -586,11 +602,12 @@ def _check_delivered(c, triggers: dict, end_ms: int) -> None:
                              f"0x{later[0]:x} triggered it, and no event was delivered")
 
 
-def check_all(clients, committed, final_trees, end_ms: int) -> None:
+def check_all(clients, committed, final_trees, end_ms: int,
+              local_sessions: bool = False) -> None:
     """Every check above, sharing one replay of the committed sequence."""
-    check_acknowledged_writes_survive(clients, committed)
+    check_acknowledged_writes_survive(clients, committed, local_sessions)
     check_session_order(clients)
-    rp = replay(clients, committed)
+    rp = replay(clients, committed, local_sessions)
     check_writes_linearizable(clients, committed, rp)
     check_sync_reads(clients)
     check_reads(clients, committed, rp)

@@ -71,6 +71,8 @@ class ReplicaSimOptions:
     replay_every: int = 4              # Z6/Z7 (log replays) every 4th periodic check
     client_every_ms: int = 30
     committed_log_max: int | None = None   # small values force SNAP syncs
+    read_only: int = 0                 # 1: readonlymode.enabled, clients ask for read-only
+    local_sessions: int = 0            # 1: localSessionsEnabled, upgraded by an ephemeral
 
 
 @dataclass
@@ -108,7 +110,8 @@ class ReplicaSimulation:
         self.nodes: dict[int, ReplicaNode | None] = {sid: None for sid in sids}
         self.links: dict[int, dict[int, int]] = {sid: {} for sid in sids}   # sid -> other -> cid
         self.starts = {sid: setup.randint(0, 300) for sid in sids}
-        self.clients = [SimClient(i, random.Random(f"{seed}/client/{i}"), timeout_ms=4000)
+        self.clients = [SimClient(i, random.Random(f"{seed}/client/{i}"), timeout_ms=4000,
+                                  read_only=bool(opts.read_only))
                         for i in range(n_clients)]
         self.client_link: dict[int, ClientLink] = {}              # client id -> live link
         self.closed_by_server: list[int] = []
@@ -132,8 +135,12 @@ class ReplicaSimulation:
 
     def _settings(self, sid: int) -> ServerSettings:
         t = self.opts.tick_ms
+        o = self.opts
         return ServerSettings(server_id=sid, tick_ms=t, session_timeout_ms_min=2 * t,
-                              session_timeout_ms_max=20 * t, wall_offset_ms=1_000_000)
+                              session_timeout_ms_max=20 * t, wall_offset_ms=1_000_000,
+                              read_only_mode_enabled=bool(o.read_only),
+                              local_sessions_enabled=o.local_sessions > 0,
+                              local_sessions_upgrading_enabled=o.local_sessions > 0)
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:
@@ -461,7 +468,7 @@ class ReplicaSimulation:
             if node.reloading():
                 continue
             self.checker.check_replay(sid, node)
-            if node.replica.serving:
+            if node.replica.serving and node.replica.mode != "read-only":
                 self.checker.check_serving(sid, node)
 
     def converged(self) -> int | None:
@@ -487,7 +494,7 @@ class ReplicaSimulation:
     def _check_clients(self) -> None:
         committed = [parse_txn(raw) for raw in self.checker.committed.values()]
         trees = {sid: self.nodes[sid].tree for sid in self.up()}
-        check_all(self.clients, committed, trees, self.now_ms)
+        check_all(self.clients, committed, trees, self.now_ms, self.opts.local_sessions > 0)
 
     def run(self) -> ReplicaSimResult:
         deadline = self.opts.fault_ms + self.opts.liveness_ms

@@ -21,7 +21,10 @@ Z5 Nothing committed is lost: every committed txn is durable on a quorum of
 Z6 Serving peers agree with the committed sequence: a peer serving clients
    (an established leader, a learner past UPTODATE) has applied exactly the
    committed txns up to its last applied zxid — its tree is a prefix of the
-   committed sequence.
+   committed sequence. A read-only server is exempt: it serves what it last
+   applied, including the txns it logged but never saw committed (applied
+   when its role ended, as ZooKeeper fast-forwards its database); Z7 still
+   holds for it.
 Z7 Each peer's tree equals the replay of its (appended) log up to the last
    zxid it applied (``tree_digest`` compared).
 """

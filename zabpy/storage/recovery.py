@@ -52,7 +52,6 @@ import os
 from dataclasses import dataclass, field
 
 from ..jute.codec import DecodeError
-from ..jute.constants import OpCode
 from ..limits import SNAPSHOT_CANDIDATES_MAX
 from ..tree.datatree import DataTree, replay_txn
 from . import datadir as D

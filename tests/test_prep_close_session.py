@@ -1,0 +1,39 @@
+"""prepare_close_session against outstanding changes (ZooKeeper's
+PrepRequestProcessor, closeSession: every outstanding delete drops a path,
+every outstanding ephemeral of the session adds one)."""
+
+from zabpy.jute import records as R
+from zabpy.jute.constants import CreateMode, OpCode
+from zabpy.pipeline.prep import PendingChanges, PrepContext, prepare, prepare_close_session
+from zabpy.tree.datatree import DataTree
+
+A, B = 0x100, 0x200
+ACL = [R.ACL(31, R.Id("world", "anyone"))]
+
+
+def _tree_with_ephemeral_of_a() -> DataTree:
+    tree = DataTree()
+    tree.apply(R.TxnHeader(A, 1, 1, 0, OpCode.create), R.CreateTxn("/e", b"", ACL, True, 1))
+    return tree
+
+
+def test_node_deleted_and_made_again_by_another_session_is_not_closed_with_it():
+    """Found by the simulator (python -m zabpy.sim --seed 5 --read-only 1): the
+    closing session's ephemeral was deleted and created again by another
+    session in txns not yet applied; the close deleted the other's node."""
+    tree = _tree_with_ephemeral_of_a()
+    pending = PendingChanges(tree)
+    ctx_b = PrepContext(B, [])
+    assert prepare(OpCode.delete, R.DeleteRequest("/e", -1), 2, pending, ctx_b)[0] == OpCode.delete
+    create = R.CreateRequest("/e", b"", ACL, int(CreateMode.EPHEMERAL))
+    assert prepare(OpCode.create, create, 3, pending, ctx_b)[0] == OpCode.create
+    assert prepare_close_session(A, 4, pending) == []
+    assert prepare_close_session(B, 5, pending) == ["/e"]
+
+
+def test_own_ephemerals_applied_and_outstanding_are_closed():
+    tree = _tree_with_ephemeral_of_a()
+    pending = PendingChanges(tree)
+    create = R.CreateRequest("/f", b"", ACL, int(CreateMode.EPHEMERAL))
+    assert prepare(OpCode.create, create, 2, pending, PrepContext(A, []))[0] == OpCode.create
+    assert prepare_close_session(A, 3, pending) == ["/e", "/f"]
