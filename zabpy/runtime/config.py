@@ -162,6 +162,8 @@ class ServerConfig:
     global_outstanding_limit: int = limits.GLOBAL_OUTSTANDING_MAX
     snapshot_compression_method: str = ""
     txn_log_size_limit_kb: int = -1
+    snapshot_size_factor: float = limits.SNAPSHOT_SIZE_FACTOR_DEFAULT
+    oracle_path: str | None = None      # QuorumOracleMaj's file (two-voter ensembles)
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     source: str | None = None
@@ -300,6 +302,16 @@ def _text(source: str, line: int, key: str, value: str) -> str:
     return value
 
 
+def _size_factor(source: str, line: int, key: str, value: str) -> float:
+    # ZKDatabase: an unparsable value or one above 1 falls back to the default
+    # (with a warning in ZooKeeper's log); a negative one turns DIFF from the log off.
+    try:
+        factor = float(value)
+    except ValueError:
+        return limits.SNAPSHOT_SIZE_FACTOR_DEFAULT
+    return limits.SNAPSHOT_SIZE_FACTOR_DEFAULT if factor > 1 else factor
+
+
 def _nonempty(source: str, line: int, key: str, value: str) -> str:
     if not value:
         raise _fail(source, line, key, "empty value")
@@ -380,6 +392,8 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "globalOutstandingLimit": ("global_outstanding_limit", _positive),
     "snapshot.compression.method": ("snapshot_compression_method", _text),
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _long),
+    "snapshotSizeFactor": ("snapshot_size_factor", _size_factor),
+    "oraclePath": ("oracle_path", _nonempty),
     # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),

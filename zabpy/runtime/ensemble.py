@@ -77,7 +77,8 @@ class EnsembleRuntime(ServerRuntime):
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
         self.replica = Replica(self._settings(), quorum_from_config(self._quorum_props()), tree,
                                sessions, accepted, current, random.Random(), _now_ms(),
-                               timers=timers, snapshot_image=ForkedImage)
+                               timers=timers, snapshot_image=ForkedImage,
+                               log_sync=c.snapshot_size_factor >= 0)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush
@@ -86,7 +87,7 @@ class EnsembleRuntime(ServerRuntime):
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
                                        on_packets=self._quorum_packets)
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
-                                self._disk_failed)
+                                self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(
             lambda: _ClientProtocol(self), c.client_port_address, c.client_port,
             reuse_address=True)
@@ -165,6 +166,10 @@ class EnsembleRuntime(ServerRuntime):
             self.store.start_snapshot(self.replica.tree, self.replica.sessions_table())
         self._flush()
 
+    def _log_read(self, token: int, txns: tuple | None) -> None:
+        self.replica.log_read(token, txns, _now_ms())
+        self._flush()
+
     def _disk_failed(self, e: BaseException) -> None:
         # ZooKeeper exits on an unrecoverable log error in quorum mode.
         log.error("Severe unrecoverable error writing the data directory: %r; stopping", e)
@@ -233,6 +238,8 @@ class EnsembleRuntime(ServerRuntime):
     def _execute(self, ready: Ready) -> None:
         for write in ready.disk:
             self._disk.submit(write)
+        for read in ready.reads:
+            self._disk.submit(read)
         for sid, n in ready.election:
             self._election.send(sid, n)
         for op in ready.quorum:

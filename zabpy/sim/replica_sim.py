@@ -71,6 +71,7 @@ class ReplicaSimOptions:
     replay_every: int = 4              # Z6/Z7 (log replays) every 4th periodic check
     client_every_ms: int = 30
     committed_log_max: int | None = None   # small values force SNAP syncs
+    snapshot_size_factor: float | None = None   # < 0: never DIFF from the log; seeded if None
 
 
 @dataclass
@@ -104,6 +105,8 @@ class ReplicaSimulation:
         self.timers = ZabTimers(opts.tick_ms, opts.init_limit, opts.sync_limit)
         self.committed_log_max = (opts.committed_log_max if opts.committed_log_max is not None
                                   else setup.choice([10, 40, 500]))
+        self.size_factor = (opts.snapshot_size_factor if opts.snapshot_size_factor is not None
+                            else random.Random(f"{seed}/logsync").choice([0.33, 0.33, -1.0]))
         self.disks = {sid: SimDisk() for sid in sids}
         self.nodes: dict[int, ReplicaNode | None] = {sid: None for sid in sids}
         self.links: dict[int, dict[int, int]] = {sid: {} for sid in sids}   # sid -> other -> cid
@@ -122,7 +125,7 @@ class ReplicaSimulation:
         self.healed = False
         self.checks = 0
         self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max} "
-                 f"clients={n_clients}")
+                 f"clients={n_clients} snapshotSizeFactor={self.size_factor}")
 
     def log(self, line: str) -> None:
         self.trace.append(f"{self.now_ms:>8} {line}")
@@ -155,6 +158,9 @@ class ReplicaSimulation:
             for i, txn in enumerate(w.records):
                 self.checker.on_logged(sid, txn, w.payloads[i] if w.payloads else None)
             node.submit(w, self.now_ms, self.disk_rng.randint(1, 30))
+        for r in ready.reads:
+            self.log(f"peer {sid} reads its log after {r.after_zxid:#x} up to {r.upto_zxid:#x}")
+            node.submit_read(r, self.now_ms, self.disk_rng.randint(1, 30))
         for dst, n in ready.election:
             self.net.send(self.now_ms, sid, dst, encode_notification(n))
         if ready.state is not None:
@@ -367,7 +373,8 @@ class ReplicaSimulation:
                            random.Random(f"{self.opts.seed}/{sid}/{now}"), self._settings(sid),
                            self.timers, now,
                            lambda snap: self.snapshot_zxids[(snap.zxid, snap.data)],
-                           committed_log_max=self.committed_log_max)
+                           committed_log_max=self.committed_log_max,
+                           log_sync=self.size_factor >= 0)
         node.replica.on_commit = lambda txn, sid=sid: self._on_commit(sid, txn)
         source = node.peer.snapshot_source
         node.peer.snapshot_source = lambda: self._snapshot_taken(node, source())
@@ -405,6 +412,11 @@ class ReplicaSimulation:
             node = self.nodes[sid]
             for token, loaded in node.fsync_due(now):
                 node.replica.durable(token, now, loaded)
+                self._flush(sid)
+            for token, txns in node.reads_due(now, self.size_factor):
+                self.log(f"peer {sid} log read {token}: "
+                         f"{'none' if txns is None else len(txns)} txns")
+                node.replica.log_read(token, txns, now)
                 self._flush(sid)
         while (d := self.net.pop_due(now)) is not None:
             if self.nodes[d.dst] is not None:
