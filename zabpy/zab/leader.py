@@ -342,8 +342,10 @@ class Leader:
             assert self.read_token is not None
             learner.stage = _READING
             learner.read_token = self.read_token()
+            # Up to the last commit, not only the window's base: commits that
+            # arrive while the disk reads may push the window past the base.
             self._out.reads.append(LogRead(learner.read_token, learner.peer_last_zxid,
-                                           self.history.base_zxid))
+                                           self.history.last_zxid))
             return
         if plan.kind == SNAP:
             snap = self.snapshot_source()
