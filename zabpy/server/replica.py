@@ -17,7 +17,9 @@ Inputs, each with ``now_ms`` (a monotonic millisecond clock):
   on disk; ``loaded`` carries the tree and sessions a truncating or
   snapshot-installing write left (ZooKeeper reloads its database then);
   ``log_read(token, txns)``: the answer to a ``LogRead`` (``Ready.reads``);
-* time: ``tick``, by ``Ready.deadline_ms`` at the latest.
+* time: ``tick``, by ``Ready.deadline_ms`` at the latest;
+* the two-voter oracle (zoo.cfg ``oraclePath``): ``oracle(says_yes)``,
+  whenever the executor finds what the oracle file says.
 
 Output: ``ready() -> Ready``, carried out in field order by an executor
 (``runtime/replica_host.py`` with sockets, files and threads; ``sim/`` with a
@@ -44,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from ..election import QuorumVerifier, ServerState
+from ..election import OracleMajority, QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
 from ..protocol.connection import Connect
@@ -252,6 +254,12 @@ class Replica:
         self.now_ms = now_ms
         self.peer.log_read(token, txns, now_ms)
         self._pump()
+
+    def oracle(self, says_yes: bool, now_ms: int) -> None:
+        """What the oracle file says now (its first character is '1')."""
+        quorum = self.peer.quorum
+        if isinstance(quorum, OracleMajority):
+            quorum.set_oracle(says_yes)
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms

@@ -45,6 +45,10 @@ L6 liveness: PING every tick/2; a learner not heard from within syncLimit
    quorum heard from within syncLimit ticks, or not established within
    initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
    would wrap.
+L7 two voters with an oracle (``election.OracleMajority``): every quorum
+   check above may be won by the oracle; the oracle counts only while the
+   leader has no follower, which it records whenever a follower starts
+   syncing and whenever it finds itself without a quorum.
 
 Each learner's packets leave in the order produced: the only deferred
 (``then``) packet to a learner is its LEADERINFO, and nothing else is sent to
@@ -191,8 +195,14 @@ class Leader:
             heard = [self.my_sid] + [s for s, l in self.learners.items()
                                      if l.stage >= _NEWLEADER_ACKED]
             if not self.quorum.contains_quorum(heard):
-                self._step_down()
-                return
+                # L7: a two-voter oracle may let us lead alone, committing what
+                # waits for the lost follower's ack (ZooKeeper's
+                # overrideQuorumDecision, then revalidateOutstandingProp).
+                if not (self.quorum.update_need_oracle(self._followers())
+                        and self.quorum.contains_quorum(heard)):
+                    self._step_down()
+                    return
+                self._commit_ready()
         if now_ms >= self.next_ping_ms:
             self.next_ping_ms = now_ms + max(1, self.timers.tick_ms // 2)
             ping = P.packet(T.PING, self.last_proposed)
@@ -363,6 +373,12 @@ class Leader:
                 out.append((sid, P.proposal(*prop.txn)))
         out.append((sid, P.newleader(self.new_epoch, self.config)))
         learner.stage = _SYNCING
+        if not learner.observer:
+            self.quorum.update_need_oracle(self._followers())   # L7
+
+    def _followers(self) -> list[int]:
+        """ZooKeeper's forwardingFollowers: voters being synced or synced."""
+        return [s for s, l in self.learners.items() if not l.observer and l.stage >= _SYNCING]
 
     def _on_newleader_ack(self, sid: int) -> None:
         if sid != self.my_sid:
