@@ -192,8 +192,10 @@ class Leader:
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
         if self.phase == Phase.BROADCAST:
+            # A learner being synced counts, as in ZooKeeper (LearnerHandler.synced():
+            # alive and within its first ack deadline); a silent one is dropped above.
             heard = [self.my_sid] + [s for s, l in self.learners.items()
-                                     if l.stage >= _NEWLEADER_ACKED]
+                                     if l.stage >= _SYNCING]
             if not self.quorum.contains_quorum(heard):
                 # L7: a two-voter oracle may let us lead alone, committing what
                 # waits for the lost follower's ack (ZooKeeper's
