@@ -115,6 +115,7 @@ class OracleMajority(MajorityQuorum):
     without a quorum; ``oracle`` is the first character of the oracle file
     being '1' (a missing or unreadable file says no), which the runtime
     reads and hands in through ``set_oracle`` (cores never read files).
+    Unlike ZooKeeper, an empty set is never a quorum (see contains_quorum).
     Election (FLE) and the leader (epoch, NEWLEADER acks, commits, staying
     leader) all ask ``contains_quorum``, so all of them follow the oracle.
     """
@@ -134,10 +135,14 @@ class OracleMajority(MajorityQuorum):
         return self.need_oracle
 
     def contains_quorum(self, sids: Iterable[int]) -> bool:
+        sids = [s for s in sids if s in self.voters]
         majority = super().contains_quorum(sids)
         if majority or len(self.voters) > 2:
             return majority
-        return self.need_oracle and self.oracle
+        # The oracle stands in for the other voter, never for both: ZooKeeper
+        # asks it for an empty set too, and so commits a proposal that not
+        # even the leader has logged yet (revalidateOutstandingProp).
+        return bool(sids) and self.need_oracle and self.oracle
 
     def __repr__(self) -> str:
         return f"OracleMajority(voters={self.voters}, observers={self.observers})"
