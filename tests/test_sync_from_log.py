@@ -145,3 +145,30 @@ def test_member_restarted_far_behind_syncs_by_diff_from_the_log():
         assert all(z < first_missed_zxid for z in _snapshots(data_dir)), _snapshots(data_dir)
         assert "txns from the log for a learner's sync" in ens.log(leader), \
             ens.log(leader)[-3000:]
+
+
+def test_store_reads_committed_txns_back_from_its_log_files(tmp_path):
+    from zabpy.storage.files import TxnStore
+    from zabpy.tree.datatree import DataTree
+
+    store = TxnStore(str(tmp_path), pre_alloc_size=4096)
+    store.restore(DataTree())                      # writes snapshot.0
+    for i in range(1, 21):
+        store.append(*txn(1, i))
+    store.flush_and_sync()
+    got = store.read_for_sync(P.make_zxid(1, 5), P.make_zxid(1, 12), 0.33)
+    # one log file: nothing to weigh; from the file's first txn up to the bound
+    assert [P.counter_of(t[0].zxid) for t in got] == list(range(1, 13))
+    assert store.read_for_sync(P.make_zxid(1, 5), P.make_zxid(1, 12), -1) is None
+    # a second file (as after a snapshot rolled the log) weighs more than
+    # 0.33 x the tiny snapshot: a read that starts in the first file says no
+    store.snapshot_now(DataTree(), {})
+    for i in range(21, 31):
+        store.append(*txn(1, i))
+    store.flush_and_sync()
+    assert store.read_for_sync(P.make_zxid(1, 5), P.make_zxid(1, 30), 0.33) is None
+    assert len(store.read_for_sync(P.make_zxid(1, 5), P.make_zxid(1, 30), 0)) == 30
+    # a read that starts in the newest file weighs nothing
+    got = store.read_for_sync(P.make_zxid(1, 25), P.make_zxid(1, 30), 0.33)
+    assert [P.counter_of(t[0].zxid) for t in got] == list(range(21, 31))
+    store.close()

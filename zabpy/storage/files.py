@@ -86,6 +86,11 @@ def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int],
     return final
 
 
+def _follows(last: int, zxid: int) -> bool:
+    """``zxid`` comes right after ``last`` (next counter, or a later epoch)."""
+    return zxid == last + 1 if zxid >> 32 == last >> 32 else zxid >> 32 > last >> 32
+
+
 def _write_all(pwrite, fd: int, data: bytes, pos: int) -> int:
     view = memoryview(data)
     while view:
@@ -372,6 +377,8 @@ class TxnStore:
                     return tuple(out)
                 if out and zxid <= out[-1][0].zxid:
                     continue
+                if out and not _follows(out[-1][0].zxid, zxid):
+                    return None   # a hole in the log: only a snapshot is safe
                 try:
                     hdr, txn, _digest = decode_payload(payload)
                 except DecodeError:
