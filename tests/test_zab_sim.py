@@ -193,6 +193,27 @@ def test_planted_bug_commit_on_a_minority_is_caught(monkeypatch):
     assert "Z5" in failed.message or "a:" in failed.message, failed.message
 
 
+def test_planted_bug_diff_from_the_log_missing_a_txn_is_caught(monkeypatch):
+    """A DIFF from the on-disk log that leaves out one txn."""
+    from zabpy.zab import leader as leader_mod, sync
+
+    def lossy(peer, history, log=sync.NOT_READ, **kw):
+        plan = sync.plan_sync(peer, history, log, **kw)
+        if log is not sync.NOT_READ and plan.kind in ("DIFF", "TRUNC") and len(plan.txns) > 2:
+            plan = dataclasses.replace(plan, txns=plan.txns[:1] + plan.txns[2:])
+        return plan
+
+    monkeypatch.setattr(leader_mod, "plan_sync", lossy)
+    failed = None
+    for seed in range(1, 21):
+        result = _run(seed, fault_ms=FAULT_MS, snapshot_size_factor=0.33, committed_log_max=10)
+        if not result.ok:
+            failed = result
+            break
+    assert failed is not None, "a DIFF from the log missing a txn went unnoticed"
+    assert "Z" in failed.message or "a:" in failed.message, failed.message
+
+
 # ---- the command line ------------------------------------------------------------------
 
 def test_cli_prints_replay_command_on_failure(capsys):
