@@ -24,7 +24,7 @@ from zabpy.testing import ZabpyEnsemble
 from zabpy.tree.acl import OPEN_ACL_UNSAFE
 from zabpy.zab import History
 from zabpy.zab import packets as P
-from zabpy.zab.sync import NOT_READ, log_files_for, log_sync_fits, plan_sync
+from zabpy.zab.sync import log_files_for, log_sync_fits, plan_sync
 
 
 def txn(epoch, counter):

@@ -14,7 +14,8 @@ from .votes import (NOTIFICATION_VERSION, Notification, ServerState, Vote, decod
                     encode_notification, vote_beats, votes_agree)
 
 __all__ = ["ElectionReady", "FastLeaderElection", "HierarchicalQuorum", "MajorityQuorum",
-           "OracleMajority", "QuorumVerifier", "quorum_from_config", "FrameDecoder", "InitialMessage",
-           "LinkDecision", "SendQueues", "decide_link", "encode_frame", "encode_initial_message",
-           "parse_initial_message", "NOTIFICATION_VERSION", "Notification", "ServerState", "Vote",
-           "decode_notification", "encode_notification", "vote_beats", "votes_agree"]
+           "OracleMajority", "QuorumVerifier", "quorum_from_config", "FrameDecoder",
+           "InitialMessage", "LinkDecision", "SendQueues", "decide_link", "encode_frame",
+           "encode_initial_message", "parse_initial_message", "NOTIFICATION_VERSION",
+           "Notification", "ServerState", "Vote", "decode_notification", "encode_notification",
+           "vote_beats", "votes_agree"]

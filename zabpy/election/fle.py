@@ -298,8 +298,7 @@ class FastLeaderElection:
             self.election_epoch = n.election_epoch
             self._settle(n.leader, n.zxid, n.election_epoch, n.peer_epoch)
         elif (n.state == ServerState.LEADING and self.quorum.oracle_path is not None
-              and getattr(self.quorum, "need_oracle", False)
-              and not getattr(self.quorum, "oracle", False)):
+              and self.quorum.need_oracle and not self.quorum.oracle):
             self._settle(n.leader, n.zxid, n.election_epoch, n.peer_epoch)   # R9
 
     def _backed_by_quorum(self, votes: dict[int, Vote], target: Vote) -> bool:

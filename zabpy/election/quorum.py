@@ -67,7 +67,10 @@ class QuorumVerifier:
     def contains_quorum(self, sids: Iterable[int]) -> bool:
         raise NotImplementedError
 
+    # The two-voter oracle's state (``OracleMajority``); plain verifiers have none.
     oracle_path: str | None = None
+    oracle = False
+    need_oracle = False
 
     def update_need_oracle(self, followers: Iterable[int]) -> bool:
         """A leader's followers changed (QuorumVerifier.updateNeedOracle); only
