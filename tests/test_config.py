@@ -479,3 +479,17 @@ def test_storage_properties_parse_as_zookeeper_reads_them():
     c = cfg("snapshot.compression.method=lz4\nsnapshot.trust.empty=yes\n")
     assert (c.snapshot_compression_method, c.snapshot_trust_empty) == ("", False)
     assert cfg("snapshot.compression.method=Gz\n").snapshot_compression_method == "gz"
+
+
+def test_snapshot_size_factor_and_oracle_path():
+    # ZKDatabase: default 0.33, above 1 or unparsable -> 0.33, negative turns
+    # DIFF from the txn log off; oraclePath is a QuorumPeerConfig key.
+    base = "tickTime=1000\ndataDir=/var/zk\n"
+    assert parse_config(base)[0].snapshot_size_factor == 0.33
+    assert parse_config(base)[0].oracle_path is None
+    for value, want in (("0.5", 0.5), ("2", 0.33), ("abc", 0.33), ("-1", -1.0), ("0", 0.0)):
+        cfg, _ = parse_config(base + f"snapshotSizeFactor={value}\n")
+        assert cfg.snapshot_size_factor == want, value
+    cfg, warnings = parse_config(base + "zookeeper.snapshotSizeFactor=0.1\noraclePath=/m/o\n")
+    assert cfg.snapshot_size_factor == 0.1 and cfg.oracle_path == "/m/o"
+    assert not [w for w in warnings if "snapshotSizeFactor" in w or "oraclePath" in w]

@@ -247,3 +247,45 @@ def test_two_servers_need_each_other():
         a.tick(now)
         b.tick(now)
     assert a.state == FOLLOWING and b.state == LEADING
+
+
+def _oracle_quorum(says):
+    from zabpy.election import OracleMajority
+    q = OracleMajority([1, 2], oracle_path="/oracle")
+    q.set_oracle(says)
+    return q
+
+
+def test_r9_lone_voter_leads_when_its_oracle_says_1():
+    fle = make(1, quorum=_oracle_quorum(True), finalize_wait_ms=200)
+    fle.start(0)
+    drain(fle)
+    fle.step(1, note(1, 10, 1), 5)            # its own vote is a quorum now
+    fle.tick(205)
+    assert drain(fle).decided == Vote(1, 10, 1, 1, LEADING)
+
+
+def test_r9_oracle_saying_1_later_is_seen_when_the_interval_elapses():
+    q = _oracle_quorum(False)
+    fle = make(1, quorum=q)
+    fle.start(0)
+    drain(fle)
+    fle.step(1, note(1, 10, 1), 5)
+    fle.tick(10_000)
+    assert fle.state == LOOKING               # alone, and the oracle says no
+    q.set_oracle(True)
+    fle.tick(fle.next_deadline_ms())          # revalidateVoteset: settle at once
+    assert drain(fle).decided.state == LEADING
+
+
+def test_r9_leading_notification_is_followed_when_the_oracle_says_no():
+    fle = make(1, quorum=_oracle_quorum(False))
+    fle.start(0)
+    fle.step(2, note(2, 40, 7, state=LEADING), 1)
+    decided = drain(fle).decided
+    assert decided.leader == 2 and decided.state == FOLLOWING
+    # with a plain majority, one LEADING voter of two is not enough
+    fle = make(1, quorum=MajorityQuorum([1, 2]))
+    fle.start(0)
+    fle.step(2, note(2, 40, 7, state=LEADING), 1)
+    assert fle.state == LOOKING

@@ -53,3 +53,25 @@ def test_quorum_from_config_and_config_text():
 def test_hierarchical_config_requires_every_voter_in_a_group():
     with pytest.raises(ValueError):
         quorum_from_config({"server.1": "h:1:2", "server.2": "h:3:4", "group.1": "1"})
+
+
+def test_oracle_majority_lets_one_of_two_voters_be_a_quorum_only_when_asked_and_allowed():
+    # QuorumOracleMaj.containsQuorum (ZooKeeper 3.8, zookeeperOracleQuorums).
+    from zabpy.election import OracleMajority
+    q = OracleMajority([1, 2], oracle_path="/x")
+    assert q.contains_quorum([1, 2])
+    assert not q.contains_quorum([1])             # the oracle says no (no file yet)
+    q.set_oracle(True)
+    assert q.contains_quorum([1]) and q.contains_quorum([2])
+    assert not q.contains_quorum([])              # never an empty set (zabpy, see class doc)
+    assert not q.update_need_oracle([2])          # a leader with a follower: no oracle
+    assert not q.contains_quorum([1])
+    assert q.update_need_oracle([])
+    assert q.contains_quorum([1])
+    big = OracleMajority([1, 2, 3], oracle_path="/x")
+    big.set_oracle(True)
+    assert not big.contains_quorum([1]) and big.contains_quorum([1, 3])
+    assert not MajorityQuorum([1, 2]).update_need_oracle([])
+    text = {"server.1": "h:1:2", "server.2": "h:3:4"}
+    assert isinstance(quorum_from_config(text, "/o"), OracleMajority)
+    assert type(quorum_from_config(text)) is MajorityQuorum

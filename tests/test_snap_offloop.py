@@ -127,9 +127,10 @@ def _snapshot_zxids(data_dir: str) -> list[int]:
 
 def test_member_restarted_far_behind_syncs_by_snap():
     # More txns than the leader's committed log holds while the member is
-    # down: the leader must send a SNAP (facts 3.5, LearnerHandler.syncFollower).
+    # down, and reading the txn log turned off (snapshotSizeFactor < 0): the
+    # leader must send a SNAP (facts 3.5, LearnerHandler.syncFollower).
     missed = ZAB_COMMITTED_LOG_MAX + 100
-    with ZabpyEnsemble(3) as ens:
+    with ZabpyEnsemble(3, extra="snapshotSizeFactor=-1") as ens:
         victim = next(s for s in ens.sids if ens.mode(s) == "follower")
         # The writer never talks to the victim: a kill under its session
         # would be a ConnectionLoss that kazoo does not retry for us.

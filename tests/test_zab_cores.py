@@ -313,3 +313,60 @@ def test_zxid_counter_wrap_forces_reelection(counter):
     leader.last_proposed = P.make_zxid(leader.new_epoch, counter)
     assert proposed(leader) is None
     assert drain(leader).phase == Phase.LOOKING
+
+
+# ---- the two-voter oracle (L7) and DIFF from the on-disk log (L3) ------------------
+
+def _loop_acks(leader):
+    r = drain(leader)
+    for p in r.persist:
+        for dst, pkt in p.then:
+            if dst == leader.my_sid:
+                leader.step(dst, pkt, 0)
+    return r
+
+
+def test_lone_leader_with_oracle_establishes_keeps_leading_and_commits_after_its_own_ack():
+    from zabpy.election import OracleMajority
+    q = OracleMajority([1, 2], oracle_path="/o")
+    q.set_oracle(True)
+    leader = Leader(1, q, History(0), 1, 1, 0, timers=TIMERS,
+                    snapshot_source=lambda: Snapshot(0, b""))
+    _loop_acks(leader)                          # acceptedEpoch, then currentEpoch + own ack
+    _loop_acks(leader)
+    assert leader.established
+    z = proposed(leader)
+    leader.tick(TIMERS.sync_ms)                 # no follower: the oracle keeps us leading
+    assert leader.phase == Phase.BROADCAST
+    assert z in leader.outstanding              # not committed before our own fsync
+    _loop_acks(leader)
+    assert z not in leader.outstanding and leader.history.last_zxid == z
+    q.set_oracle(False)
+    leader.tick(TIMERS.sync_ms * 2)
+    assert leader.phase == Phase.LOOKING
+
+
+def test_learner_below_the_window_waits_for_a_log_read_then_gets_a_diff():
+    history = [txn(1, i) for i in range(1, 11)]
+    tokens = iter(range(7, 100))
+    leader = Leader(1, Q3, History(0, history), 1, 1, 0, timers=TIMERS,
+                    snapshot_source=lambda: Snapshot(P.make_zxid(1, 10), b"image"),
+                    committed_log_max=3, read_token=tokens.__next__)
+    leader.step(2, info(2, 1), 0)
+    leader.step(2, P.ack_epoch(P.make_zxid(1, 2), 1), 0)
+    r = drain(leader)
+    assert [(x.token, x.after_zxid, x.upto_zxid) for x in r.reads] == \
+        [(7, P.make_zxid(1, 2), P.make_zxid(1, 10))]
+    assert not [p for dst, p in r.send if dst == 2]      # nothing until the disk answers
+    leader.log_read(99, tuple(history))                  # another term's answer: ignored
+    assert not drain(leader).send
+    leader.log_read(7, tuple(history))
+    kinds = [(p.type, P.counter_of(p.zxid)) for p in sync_packets(leader, 2)]
+    assert kinds[0] == (T.DIFF, 10) and kinds[-1][0] == T.NEWLEADER
+    assert [c for t, c in kinds if t == T.PROPOSAL] == list(range(3, 11))
+    # no usable log: SNAP
+    leader.step(3, info(3, 1), 0)
+    leader.step(3, P.ack_epoch(P.make_zxid(1, 1), 1), 0)
+    (read,) = drain(leader).reads
+    leader.log_read(read.token, None)
+    assert sync_packets(leader, 3)[0].type == T.SNAP

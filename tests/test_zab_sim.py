@@ -64,10 +64,69 @@ def test_a_long_seed_has_clients_doing_real_work():
 
 
 def test_snap_and_observers_are_exercised():
-    result = _run(5, voters=3, observers=1, committed_log_max=10)
+    # snapshotSizeFactor < 0: a learner behind the window always gets a SNAP
+    result = _run(5, voters=3, observers=1, committed_log_max=10, snapshot_size_factor=-1)
     assert result.ok, result.message
     trace = "\n".join(result.trace)
     assert "OBSERVERINFO" in trace and "INFORM" in trace and "SNAP(" in trace
+    assert "reads its log" not in trace
+
+
+def test_diff_from_the_log_is_exercised():
+    """A learner behind the leader's window: the leader reads its log (LogRead)
+    and the learner gets a DIFF with txns from it, not a SNAP."""
+    result = _run(5, voters=3, observers=1, committed_log_max=10, snapshot_size_factor=0.33)
+    assert result.ok, result.message
+    lines = result.trace
+    reads = [i for i, line in enumerate(lines) if re.search(r"log read \d+: \d+ txns", line)]
+    assert reads, "no learner was synced from the leader's log"
+    # the read's answer is followed by a DIFF carrying many PROPOSAL/COMMIT pairs
+    after = [line for i in reads for line in lines[i:i + 400]]
+    assert any("DIFF(" in line for line in after)
+    assert sum("PROPOSAL(" in line for line in after) > 10
+
+
+# ---- the two-voter oracle (QuorumOracleMaj) -------------------------------------------
+
+@pytest.mark.parametrize("seed", range(1, 13))
+def test_oracle_with_a_failure_detector_keeps_every_invariant(seed):
+    """Two voters whose oracle authorizes a server once the other has crashed
+    (and only if it holds every commit): all checks hold, and a lone leader
+    serves while the other is down."""
+    result = _run(seed, oracle="detector", fault_ms=8_000)
+    assert result.ok, f"{result.message}; replay: python -m zabpy.sim --seed {seed} " \
+                      "--oracle detector --fault-ms 8000 --trace"
+
+
+def test_oracle_lets_a_lone_survivor_lead_and_commit():
+    sim = ReplicaSimulation(ReplicaSimOptions(seed=1, oracle="detector", fault_ms=8_000))
+    alone = []
+    on_commit = sim._on_commit
+
+    def record(sid, txn):
+        node = sim.nodes[sid]
+        if node is not None and node.peer.leader is not None and sim.nodes[3 - sid] is None:
+            alone.append(txn[0].zxid)
+        on_commit(sid, txn)
+
+    sim._on_commit = record
+    result = sim.run()
+    assert result.ok, result.message
+    assert any("says 1" in line for line in result.trace)
+    assert len(alone) > 10, "no write committed by a lone leader"
+    assert set(alone) <= set(sim.checker.committed)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_oracle_saying_1_to_both_servers_splits_the_brain_and_is_caught(seed):
+    """ZooKeeper's oracle document: the two oracle files must never both say
+    1. When they do, a partition (or a start) gives two leaders that each
+    commit alone; the checks must catch it."""
+    result = _run(seed, oracle="both", fault_ms=6_000, faults=[(2_000, "isolate")])
+    assert not result.ok
+    assert "Z1" in result.message or "Z4" in result.message, result.message
+    # the same partition with a correct failure detector keeps everything
+    assert _run(seed, oracle="detector", fault_ms=6_000, faults=[(2_000, "isolate")]).ok
 
 
 def _trace(seed: int, hashseed: str) -> list[str]:
@@ -132,6 +191,27 @@ def test_planted_bug_commit_on_a_minority_is_caught(monkeypatch):
     failed = _first_failure(range(1, 11))
     assert failed is not None, "committing on a minority went unnoticed"
     assert "Z5" in failed.message or "a:" in failed.message, failed.message
+
+
+def test_planted_bug_diff_from_the_log_missing_a_txn_is_caught(monkeypatch):
+    """A DIFF from the on-disk log that leaves out one txn."""
+    from zabpy.zab import leader as leader_mod, sync
+
+    def lossy(peer, history, log=sync.NOT_READ, **kw):
+        plan = sync.plan_sync(peer, history, log, **kw)
+        if log is not sync.NOT_READ and plan.kind in ("DIFF", "TRUNC") and len(plan.txns) > 2:
+            plan = dataclasses.replace(plan, txns=plan.txns[:1] + plan.txns[2:])
+        return plan
+
+    monkeypatch.setattr(leader_mod, "plan_sync", lossy)
+    failed = None
+    for seed in range(1, 21):
+        result = _run(seed, fault_ms=FAULT_MS, snapshot_size_factor=0.33, committed_log_max=10)
+        if not result.ok:
+            failed = result
+            break
+    assert failed is not None, "a DIFF from the log missing a txn went unnoticed"
+    assert "Z" in failed.message or "a:" in failed.message, failed.message
 
 
 # ---- the command line ------------------------------------------------------------------

@@ -139,6 +139,10 @@ QUORUM_SNAP_BYTES_MAX = 2**31 - 1
 # Committed txns the leader keeps in memory to sync learners by DIFF
 # (ZooKeeper's commitLogCount default 500); older learners get a SNAP.
 ZAB_COMMITTED_LOG_MAX = 500
+# zookeeper.snapshotSizeFactor: a learner behind the committed history gets a
+# DIFF read from the txn log when the log files to read weigh at most this
+# times the newest snapshot file (ZKDatabase; negative: never).
+SNAPSHOT_SIZE_FACTOR_DEFAULT = 0.33
 # Proposals a leader may have outstanding (not yet committed) at once; propose()
 # refuses beyond this (back-pressure to the pipeline).
 ZAB_OUTSTANDING_MAX = 20_000

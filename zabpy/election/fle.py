@@ -52,9 +52,16 @@ R7 if nothing arrives within the notification interval, re-send the
 R8 non-voters (observers) propose nobody (Long.MIN_VALUE), never enter a
    tally and never become leader; they settle OBSERVING.
 
-Only one configuration is tracked (no pending reconfig config yet), and the
-QuorumOracleMaj two-node oracle is not implemented: with two voters both
-must agree, as with plain majority.
+R9 the two-voter oracle (``quorum.OracleMajority``, ZooKeeper 3.8's
+   QuorumOracleMaj and FastLeaderElection): every quorum check above may be
+   won by the oracle. Besides, when the notification interval elapses and
+   this round's tally backs the proposal (oracle included), settle at once
+   (revalidateVoteset); and a LEADING notification that R5 does not accept
+   is followed when the oracle is needed and says *no* (receivedLeading-
+   Notification: a recovering voter whose oracle refuses it joins the
+   leader the oracle authorized).
+
+Only one configuration is tracked (no pending reconfig config yet).
 """
 
 from __future__ import annotations
@@ -163,6 +170,12 @@ class FastLeaderElection:
             self._send_notifications()
             self.interval_ms = min(self.interval_ms * 2, self.interval_ms_max)
             self.poll_deadline_ms = now_ms + self.interval_ms
+            if self.quorum.oracle_path is not None and self.recvset and self._backed_by_quorum(
+                    self.recvset, Vote(self.proposal.leader, self.proposal.zxid,
+                                       self.election_epoch, self.proposal.peer_epoch)):
+                # R9: an oracle that said yes since the last notification
+                self._settle(self.proposal.leader, self.proposal.zxid, self.election_epoch,
+                             self.proposal.peer_epoch)
 
     def ready(self) -> ElectionReady:
         if not self._outbox and self._decided is None:
@@ -284,6 +297,9 @@ class FastLeaderElection:
                 and self._leader_confirmed(self.outofelection, n.leader, n.election_epoch)):
             self.election_epoch = n.election_epoch
             self._settle(n.leader, n.zxid, n.election_epoch, n.peer_epoch)
+        elif (n.state == ServerState.LEADING and self.quorum.oracle_path is not None
+              and self.quorum.need_oracle and not self.quorum.oracle):
+            self._settle(n.leader, n.zxid, n.election_epoch, n.peer_epoch)   # R9
 
     def _backed_by_quorum(self, votes: dict[int, Vote], target: Vote) -> bool:
         return self.quorum.contains_quorum(

@@ -11,13 +11,19 @@ Two kinds exist, as in ZooKeeper's ``flexible`` package:
   division); the set is a quorum when it wins more than half of the groups
   that have a non-zero total weight.
 
+* ``OracleMajority`` (QuorumOracleMaj, zoo.cfg ``oraclePath``): a majority,
+  except that with exactly two voters a set without a majority is a quorum
+  when the oracle says so and the oracle is needed (see the class).
+
 Observers are members that never vote. Both verifiers carry the config
 ``version`` and the per-server spec text (``host:quorumPort:electionPort:role;
 clientAddr``) so they can render the config text that every version-2
 notification carries. ``quorum_from_config`` builds one from zoo.cfg-style
 ``server.N`` / ``group.N`` / ``weight.N`` / ``version`` keys.
 
-Verifiers are immutable; sids are ints, held in sorted tuples so iteration
+Verifiers are immutable, but for the oracle's two inputs (what its file
+says, which the runtime reads and feeds in, and whether the leader still
+has a follower); sids are ints, held in sorted tuples so iteration
 order never depends on hashing.
 """
 
@@ -25,8 +31,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-__all__ = ["QuorumVerifier", "MajorityQuorum", "HierarchicalQuorum", "quorum_from_config",
-           "role_of_spec"]
+__all__ = ["QuorumVerifier", "MajorityQuorum", "HierarchicalQuorum", "OracleMajority",
+           "quorum_from_config", "role_of_spec"]
 
 
 def role_of_spec(spec: str) -> str:
@@ -61,6 +67,16 @@ class QuorumVerifier:
     def contains_quorum(self, sids: Iterable[int]) -> bool:
         raise NotImplementedError
 
+    # The two-voter oracle's state (``OracleMajority``); plain verifiers have none.
+    oracle_path: str | None = None
+    oracle = False
+    need_oracle = False
+
+    def update_need_oracle(self, followers: Iterable[int]) -> bool:
+        """A leader's followers changed (QuorumVerifier.updateNeedOracle); only
+        ``OracleMajority`` cares. True when the oracle is now needed."""
+        return False
+
     def _server_lines(self) -> list[str]:
         lines = []
         for sid in self.members:
@@ -90,6 +106,49 @@ class MajorityQuorum(QuorumVerifier):
 
     def __repr__(self) -> str:
         return f"MajorityQuorum(voters={self.voters}, observers={self.observers})"
+
+
+class OracleMajority(MajorityQuorum):
+    """QuorumOracleMaj: a two-voter ensemble that survives the loss of one voter.
+
+    With more than two voters it is a plain majority. With two, a set that
+    is not a majority is still a quorum when the oracle is *needed* and
+    *says yes*: ``need_oracle`` starts True and a leader sets it to "I have
+    no follower" whenever its followers change and whenever it finds itself
+    without a quorum; ``oracle`` is the first character of the oracle file
+    being '1' (a missing or unreadable file says no), which the runtime
+    reads and hands in through ``set_oracle`` (cores never read files).
+    Unlike ZooKeeper, an empty set is never a quorum (see contains_quorum).
+    Election (FLE) and the leader (epoch, NEWLEADER acks, commits, staying
+    leader) all ask ``contains_quorum``, so all of them follow the oracle.
+    """
+
+    def __init__(self, voters: Iterable[int], observers: Iterable[int] = (), version: int = 0,
+                 specs: Mapping[int, str] | None = None, oracle_path: str = "") -> None:
+        super().__init__(voters, observers, version, specs)
+        self.oracle_path = oracle_path
+        self.oracle = False
+        self.need_oracle = True
+
+    def set_oracle(self, says_yes: bool) -> None:
+        self.oracle = says_yes
+
+    def update_need_oracle(self, followers: Iterable[int]) -> bool:
+        self.need_oracle = not any(True for _ in followers) and len(self.voters) == 2
+        return self.need_oracle
+
+    def contains_quorum(self, sids: Iterable[int]) -> bool:
+        sids = [s for s in sids if s in self.voters]
+        majority = super().contains_quorum(sids)
+        if majority or len(self.voters) > 2:
+            return majority
+        # The oracle stands in for the other voter, never for both: ZooKeeper
+        # asks it for an empty set too, and so commits a proposal that not
+        # even the leader has logged yet (revalidateOutstandingProp).
+        return bool(sids) and self.need_oracle and self.oracle
+
+    def __repr__(self) -> str:
+        return f"OracleMajority(voters={self.voters}, observers={self.observers})"
 
 
 class HierarchicalQuorum(QuorumVerifier):
@@ -135,8 +194,11 @@ class HierarchicalQuorum(QuorumVerifier):
         return f"HierarchicalQuorum(groups={self._group_of}, weights={self._weights})"
 
 
-def quorum_from_config(props: Mapping[str, str]) -> QuorumVerifier:
+def quorum_from_config(props: Mapping[str, str], oracle_path: str | None = None) -> QuorumVerifier:
     """Build a verifier from ``server.N``, ``group.N``, ``weight.N``, ``version`` keys.
+
+    With ``oracle_path`` (zoo.cfg ``oraclePath``) it is an ``OracleMajority``,
+    whatever the groups say, as in ZooKeeper's QuorumPeerConfig.
 
     Raises ``ValueError`` for a malformed key or value (a configuration error).
     """
@@ -156,6 +218,8 @@ def quorum_from_config(props: Mapping[str, str]) -> QuorumVerifier:
             version = int(value, 16)
     voters = [sid for sid in sorted(specs) if role_of_spec(specs[sid]) == "participant"]
     observers = [sid for sid in sorted(specs) if role_of_spec(specs[sid]) == "observer"]
+    if oracle_path is not None:
+        return OracleMajority(voters, observers, version, specs, oracle_path)
     if not groups:
         return MajorityQuorum(voters, observers, version, specs)
     grouped = {sid for members in groups.values() for sid in members}

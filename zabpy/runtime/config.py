@@ -165,6 +165,8 @@ class ServerConfig:
     snapshot_compression_method: str = ""  # "", "gz" or "snappy"
     snapshot_trust_empty: bool = False
     txn_log_size_limit_kb: int = -1  # <= 0: off
+    snapshot_size_factor: float = limits.SNAPSHOT_SIZE_FACTOR_DEFAULT
+    oracle_path: str | None = None      # QuorumOracleMaj's file (two-voter ensembles)
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     enforce_quota: bool = False
@@ -317,6 +319,16 @@ def _compression(source: str, line: int, key: str, value: str) -> str:
     return snapstream.parse_method(value)
 
 
+def _size_factor(source: str, line: int, key: str, value: str) -> float:
+    # ZKDatabase: an unparsable value or one above 1 falls back to the default
+    # (with a warning in ZooKeeper's log); a negative one turns DIFF from the log off.
+    try:
+        factor = float(value)
+    except ValueError:
+        return limits.SNAPSHOT_SIZE_FACTOR_DEFAULT
+    return limits.SNAPSHOT_SIZE_FACTOR_DEFAULT if factor > 1 else factor
+
+
 def _nonempty(source: str, line: int, key: str, value: str) -> str:
     if not value:
         raise _fail(source, line, key, "empty value")
@@ -401,6 +413,8 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _long),
     # JVM property of ZooKeeperServer, read once when the server starts
     "enforceQuota": ("enforce_quota", _java_bool),
+    "snapshotSizeFactor": ("snapshot_size_factor", _size_factor),
+    "oraclePath": ("oracle_path", _nonempty),
     # JVM properties of ZooKeeper's ContainerManager (znode.container.*)
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),

@@ -8,6 +8,10 @@ is in flight. A write that truncates, installs a snapshot or records an
 epoch runs whole in the thread after everything before it is durable, and
 reports the tree it left (``Loaded``).
 
+A ``LogRead`` (a leader's DIFF from the on-disk log) joins the same queue:
+it runs in the thread after every write before it, and its txns come back
+through ``on_read(token, txns)``.
+
 Nothing here awaits on behalf of the replica: completion comes back on the
 loop through ``on_durable(token, loaded)``, an input event like any other.
 A failed disk write goes to ``on_failed``, which the runtime treats as fatal
@@ -24,7 +28,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from ..server.replica import DiskWrite, Loaded
+from ..server.replica import DiskWrite, Loaded, LogRead
 from ..storage.files import TxnStore
 from ..storage.quorum import (ACCEPTED_EPOCH, CURRENT_EPOCH, install_snapshot, truncate_after,
                               write_epoch)
@@ -42,13 +46,17 @@ class DiskWriter:
     def __init__(self, store: TxnStore, loop: asyncio.AbstractEventLoop,
                  on_durable: Callable[[int, Loaded | None], None],
                  on_fsync_ms: Callable[[float], None],
-                 on_failed: Callable[[BaseException], None]) -> None:
+                 on_failed: Callable[[BaseException], None],
+                 on_read: Callable[[int, tuple | None], None] | None = None,
+                 snapshot_size_factor: float = -1.0) -> None:
         self.store = store
         self.loop = loop
         self.on_durable = on_durable
         self.on_fsync_ms = on_fsync_ms
         self.on_failed = on_failed
-        self._queue: deque[DiskWrite] = deque()
+        self.on_read = on_read
+        self.snapshot_size_factor = snapshot_size_factor
+        self._queue: deque[DiskWrite | LogRead] = deque()
         self.busy = False     # a job is in the thread
         # One thread, fed by a C queue that blocks without the GIL: a write
         # reaches fsync, and its completion the loop, with one hand-off each way
@@ -57,7 +65,7 @@ class DiskWriter:
         self._thread = threading.Thread(target=self._work, name="zabpy-disk", daemon=True)
         self._thread.start()
 
-    def submit(self, write: DiskWrite) -> None:
+    def submit(self, write: DiskWrite | LogRead) -> None:
         self._queue.append(write)
         if not self.busy:
             self._next()
@@ -74,7 +82,7 @@ class DiskWriter:
             self.busy = False
             return
         self.busy = True
-        if queue_[0].append_only:
+        if _plain(queue_[0]):
             self._jobs.put((self._append_run(), None))
         else:
             write = queue_.popleft()
@@ -85,6 +93,11 @@ class DiskWriter:
         while (job := self._jobs.get()) is not None:
             token, whole = job
             try:
+                if isinstance(whole, LogRead):
+                    txns = self.store.read_for_sync(whole.after_zxid, whole.upto_zxid,
+                                                    self.snapshot_size_factor)
+                    self.loop.call_soon_threadsafe(self._read_done, token, txns)
+                    continue
                 if whole is not None:
                     result = (token, self._write_whole(whole), None)
                 elif self.store.has_pending():
@@ -98,6 +111,13 @@ class DiskWriter:
                 return
             self.loop.call_soon_threadsafe(self._done, result)
 
+    def _read_done(self, token: int, txns: tuple | None) -> None:
+        log.info("read %s txns from the log for a learner's sync",
+                 "no" if txns is None else len(txns))
+        if self.on_read is not None:
+            self.on_read(token, txns)
+        self._next()
+
     def _done(self, result: tuple) -> None:
         token, loaded, fsync_ms = result
         if fsync_ms is not None:
@@ -109,7 +129,7 @@ class DiskWriter:
         """Append every plain write at the head of the queue; the last token."""
         queue, store = self._queue, self.store
         token = 0
-        while queue and queue[0].append_only:
+        while queue and _plain(queue[0]):
             write = queue.popleft()
             _append_records(store, write)
             token = write.token
@@ -135,6 +155,10 @@ class DiskWriter:
         if write.current_epoch is not None:
             write_epoch(store, CURRENT_EPOCH, write.current_epoch)
         return loaded
+
+
+def _plain(job: DiskWrite | LogRead) -> bool:
+    return isinstance(job, DiskWrite) and job.append_only
 
 
 def _append_records(store: TxnStore, write: DiskWrite) -> None:

@@ -35,9 +35,19 @@ from .quorum_transport import QuorumTransport
 from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
 
-__all__ = ["EnsembleRuntime"]
+__all__ = ["EnsembleRuntime", "read_oracle"]
 
 log = logging.getLogger("zabpy.server")
+
+
+def read_oracle(path: str) -> bool:
+    """QuorumOracleMaj.askOracle: yes when the file's first character is '1';
+    a missing or unreadable file says no."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"1"
+    except OSError:
+        return False
 
 
 class EnsembleRuntime(ServerRuntime):
@@ -75,9 +85,11 @@ class EnsembleRuntime(ServerRuntime):
         tree, sessions = self._open_store()
         accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
-        self.replica = Replica(self._settings(), quorum_from_config(self._quorum_props()), tree,
+        quorum = quorum_from_config(self._quorum_props(), c.oracle_path)
+        self.replica = Replica(self._settings(), quorum, tree,
                                sessions, accepted, current, random.Random(), _now_ms(),
-                               timers=timers, snapshot_image=ForkedImage)
+                               timers=timers, snapshot_image=ForkedImage,
+                               log_sync=c.snapshot_size_factor >= 0)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush
@@ -86,7 +98,7 @@ class EnsembleRuntime(ServerRuntime):
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
                                        on_packets=self._quorum_packets)
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
-                                self._disk_failed)
+                                self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(
             lambda: _ClientProtocol(self), c.client_port_address, c.client_port,
             reuse_address=True)
@@ -98,6 +110,9 @@ class EnsembleRuntime(ServerRuntime):
             await self._quorum.listen(me.host, me.quorum_port)
         self._spawn(self._election_pump())
         self._spawn(self._ticker())
+        if c.oracle_path is not None:
+            self.replica.oracle(read_oracle(c.oracle_path), _now_ms())
+            self._spawn(self._oracle_poll(c.oracle_path))
         self._start_operations()
         self._election_started_ms = _now_ms()
         self.replica.start(_now_ms())
@@ -135,6 +150,19 @@ class EnsembleRuntime(ServerRuntime):
                     self.metrics.observe("updatelatency" if is_write else "readlatency", ms)
             self.store.poll_snapshot()
 
+    async def _oracle_poll(self, path: str) -> None:
+        """QuorumOracleMaj reads its file whenever it decides; the core cannot,
+        so the file is read here often and what it says handed in."""
+        interval = min(max(self.config.tick_time_ms / 4000, 0.01), 0.1)
+        last = None
+        while True:
+            says = read_oracle(path)
+            if says != last:
+                log.info("Oracle says %s (%s)", "1" if says else "not 1", path)
+                last = says
+            self.replica.oracle(says, _now_ms())
+            await asyncio.sleep(interval)
+
     # ---- inputs -------------------------------------------------------------------
     async def _election_pump(self) -> None:
         inbox = self._election.inbox
@@ -163,6 +191,10 @@ class EnsembleRuntime(ServerRuntime):
         if loaded is None and self.store.should_snapshot():
             self.metrics.count("snap_count")
             self.store.start_snapshot(self.replica.tree, self.replica.sessions_table())
+        self._flush()
+
+    def _log_read(self, token: int, txns: tuple | None) -> None:
+        self.replica.log_read(token, txns, _now_ms())
         self._flush()
 
     def _disk_failed(self, e: BaseException) -> None:
@@ -234,6 +266,8 @@ class EnsembleRuntime(ServerRuntime):
     def _execute(self, ready: Ready) -> None:
         for write in ready.disk:
             self._disk.submit(write)
+        for read in ready.reads:
+            self._disk.submit(read)
         for sid, n in ready.election:
             self._election.send(sid, n)
         for op in ready.quorum:

@@ -17,7 +17,10 @@ Inputs, each with ``now_ms`` (a monotonic millisecond clock):
 * disk: ``durable(token, loaded)``: every ``DiskWrite`` up to ``token`` is
   on disk; ``loaded`` carries the tree and sessions a truncating or
   snapshot-installing write left (ZooKeeper reloads its database then);
-* time: ``tick``, by ``Ready.deadline_ms`` at the latest.
+  ``log_read(token, txns)``: the answer to a ``LogRead`` (``Ready.reads``);
+* time: ``tick``, by ``Ready.deadline_ms`` at the latest;
+* the two-voter oracle (zoo.cfg ``oraclePath``): ``oracle(says_yes)``,
+  whenever the executor finds what the oracle file says.
 
 Output: ``ready() -> Ready``, carried out in field order by an executor
 (``runtime/replica_host.py`` with sockets, files and threads; ``sim/`` with a
@@ -44,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from ..election import QuorumVerifier, ServerState
+from ..election import OracleMajority, QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
 from ..protocol.connection import Connect
@@ -52,13 +55,13 @@ from ..tree.datatree import DataTree, replay_txn
 from ..zab import packets as P
 from ..zab.leader import ZabTimers
 from ..zab.peer import Peer, PeerLog
-from ..zab.ready import Phase, Snapshot, Txn
+from ..zab.ready import LogRead, Phase, Snapshot, Txn
 from .leader import LeaderServer
 from .learner import LearnerServer
 from .readonly import ReadOnlyServer
 from .settings import ServerSettings
 
-__all__ = ["Replica", "Ready", "DiskWrite", "Dial", "Send", "Close", "Loaded"]
+__all__ = ["Replica", "Ready", "DiskWrite", "LogRead", "Dial", "Send", "Close", "Loaded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +125,15 @@ class Ready:
     state: ServerState | None = None                  # the peer's state changed to this
     serving: bool | None = None                       # started / stopped serving clients
     deadline_ms: int | None = None                    # call tick() by then
+    reads: tuple[LogRead, ...] = ()                   # after the disk writes above
 
     def __bool__(self) -> bool:
         return bool(self.disk or self.election or self.quorum or self.client_send
                     or self.client_close or self.logs or self.state is not None
-                    or self.serving is not None)
+                    or self.serving is not None or self.reads)
 
 
-_LISTS = ("disk", "election", "quorum", "client_send", "client_close", "logs")
+_LISTS = ("disk", "election", "quorum", "client_send", "client_close", "logs", "reads")
 
 
 class Replica:
@@ -178,7 +182,7 @@ class Replica:
         self._handed = Ready(tuple(out["disk"]), tuple(out["election"]), tuple(out["quorum"]),
                              tuple(out["client_send"]), tuple(out["client_close"]),
                              tuple(out["logs"]), self._state, self._serving_changed,
-                             self.next_deadline_ms())
+                             self.next_deadline_ms(), tuple(out["reads"]))
         return self._handed
 
     def advance(self, ready: Ready) -> None:
@@ -250,6 +254,18 @@ class Replica:
         for pkt in loopback:
             self.peer.step(self.server_id, pkt, now_ms)
         self._pump()
+
+    def log_read(self, token: int, txns: tuple[Txn, ...] | None, now_ms: int) -> None:
+        """The txns a ``LogRead`` found in the on-disk log (None: none usable)."""
+        self.now_ms = now_ms
+        self.peer.log_read(token, txns, now_ms)
+        self._pump()
+
+    def oracle(self, says_yes: bool, now_ms: int) -> None:
+        """What the oracle file says now (its first character is '1')."""
+        quorum = self.peer.quorum
+        if isinstance(quorum, OracleMajority):
+            quorum.set_oracle(says_yes)
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
@@ -327,6 +343,7 @@ class Replica:
             assert server_id != self.server_id, "a packet to ourselves travels in Persist.then"
             out["quorum"].append(Send(server_id, pkt))
         out["quorum"].extend(Close(s) for s in z.close)
+        out["reads"].extend(z.reads)
         if z.phase == Phase.BROADCAST and self.server is not None:
             assert self._reload_token is None, "a role established while its tree reloads"
             self._set_serving(True)

@@ -15,6 +15,11 @@ tree its disk now replays to. A crash keeps the disk: the fsynced writes,
 plus, when the seed says so, a prefix of the next unsynced records and a
 torn partial record; restart writes the log in ZooKeeper's format, runs the
 real ``scan_log`` over it (which drops the torn tail) and replays.
+
+A ``LogRead`` (a leader's DIFF from its log) completes after the fsyncs
+queued before it, with a seeded delay, and reads the disk as it then is: its
+log since the last installed snapshot is one log file, measured and chosen
+by the same rule (``zab.sync``) the runtime applies to real files.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zabpy.election import QuorumVerifier
-from zabpy.server.replica import DiskWrite, Loaded, Replica
+from zabpy.server.replica import DiskWrite, Loaded, LogRead, Replica
 from zabpy.server.settings import ServerSettings
 from zabpy.storage.txnlog import decode_payload, encode_entry, encode_file_header, scan_log
 from zabpy.tree.datatree import DataTree, replay_txn
 from zabpy.zab import packets as P
 from zabpy.zab.leader import ZabTimers
 from zabpy.zab.ready import Snapshot, Txn
+from zabpy.zab.sync import log_files_for, log_sync_fits
 
 __all__ = ["SimDisk", "ReplicaNode", "replay", "txn_bytes"]
 
@@ -138,6 +144,7 @@ class ReplicaNode:
                                disk.accepted_epoch, disk.current_epoch, rng, now_ms,
                                timers=timers, **peer_options)
         self.fsync_queue: list[tuple[int, DiskWrite, tuple[int, ...]]] = []
+        self.read_queue: list[tuple[int, LogRead]] = []
 
     @property
     def tree(self) -> DataTree:
@@ -180,7 +187,31 @@ class ReplicaNode:
         return out
 
     def next_fsync_ms(self) -> int | None:
-        return self.fsync_queue[0][0] if self.fsync_queue else None
+        times = [q[0][0] for q in (self.fsync_queue, self.read_queue) if q]
+        return min(times) if times else None
+
+    # ---- log reads ---------------------------------------------------------------------
+    def submit_read(self, r: LogRead, now_ms: int, delay_ms: int) -> None:
+        last = self.fsync_queue[-1][0] if self.fsync_queue else now_ms
+        self.read_queue.append((max(last, now_ms + delay_ms), r))
+
+    def reads_due(self, now_ms: int, factor: float) -> list[tuple[int, tuple[Txn, ...] | None]]:
+        out = []
+        while self.read_queue and self.read_queue[0][0] <= now_ms:
+            _, r = self.read_queue.pop(0)
+            out.append((r.token, self._read(r, factor)))
+        return out
+
+    def _read(self, r: LogRead, factor: float) -> tuple[Txn, ...] | None:
+        log = self.disk.log
+        if not log:
+            return None
+        size = sum(len(encode_entry(h, t)) for h, t in log)
+        chosen = log_files_for([(log[0][0].zxid, size)], r.after_zxid)
+        snap_size = len(self.disk.snapshot.data) if self.disk.snapshot is not None else 0
+        if chosen is None or not log_sync_fits(chosen[1], snap_size, factor):
+            return None
+        return tuple(t for t in log if t[0].zxid <= r.upto_zxid)
 
     def crash(self, rng: random.Random) -> None:
         """Keep the fsynced state; maybe some unsynced records and a torn one."""

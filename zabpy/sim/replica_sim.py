@@ -19,6 +19,14 @@ stop issuing requests; within ``liveness_ms`` one leader must be
 established, every server must serve under it, all trees must be equal and
 every client byte delivered.
 
+The two-voter oracle (``oracle``, QuorumOracleMaj): each server has its
+own oracle value, handed to its replica as the runtime hands in its file.
+"detector" plays a failure detector that, as ZooKeeper's oracle document
+asks, authorizes a server only once the other one has crashed, and (its
+"lost progress" remedy) only when the server holds every committed txn;
+"both" says 1 to both servers at all times, the split brain that document
+warns of, which the checks must catch.
+
 Checks: ``ZabChecker`` Z1-Z4 on every event and Z5-Z7 every
 ``check_every_ms`` (zab_invariants.py); at the end the clients' histories
 against the committed sequence (client_checks.py: acknowledged writes
@@ -31,7 +39,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from zabpy.election import MajorityQuorum, decode_notification, encode_notification
+from zabpy.election import (MajorityQuorum, OracleMajority, decode_notification,
+                            encode_notification)
 from zabpy.jute import records as R
 from zabpy.protocol.connection import RemoteProtocolError
 from zabpy.server.replica import Close, Dial, Ready, Send
@@ -73,6 +82,9 @@ class ReplicaSimOptions:
     committed_log_max: int | None = None   # small values force SNAP syncs
     read_only: int = 0                 # 1: readonlymode.enabled, clients ask for read-only
     local_sessions: int = 0            # 1: localSessionsEnabled, upgraded by an ephemeral
+    snapshot_size_factor: float | None = None   # < 0: never DIFF from the log; seeded if None
+    oracle: str | None = None          # two voters with QuorumOracleMaj: "detector" or "both"
+    faults: list[tuple[int, str]] | None = None   # a fixed fault schedule instead of a seeded one
 
 
 @dataclass
@@ -100,12 +112,17 @@ class ReplicaSimulation:
         self.cnet = ClientNet(random.Random(f"{seed}/cnet"))
         voters = opts.voters if opts.voters is not None else setup.randint(3, 5)
         observers = opts.observers if opts.observers is not None else setup.choice([0, 0, 1])
+        if opts.oracle is not None:
+            assert opts.oracle in ("detector", "both"), opts.oracle
+            voters, observers = 2, 0
         n_clients = opts.clients if opts.clients is not None else setup.randint(2, 5)
         sids = list(range(1, voters + observers + 1))
         self.quorum = MajorityQuorum(sids[:voters], sids[voters:], 0x100000000)
         self.timers = ZabTimers(opts.tick_ms, opts.init_limit, opts.sync_limit)
         self.committed_log_max = (opts.committed_log_max if opts.committed_log_max is not None
                                   else setup.choice([10, 40, 500]))
+        self.size_factor = (opts.snapshot_size_factor if opts.snapshot_size_factor is not None
+                            else random.Random(f"{seed}/logsync").choice([0.33, 0.33, -1.0]))
         self.disks = {sid: SimDisk() for sid in sids}
         self.nodes: dict[int, ReplicaNode | None] = {sid: None for sid in sids}
         self.links: dict[int, dict[int, int]] = {sid: {} for sid in sids}   # sid -> other -> cid
@@ -117,21 +134,55 @@ class ReplicaSimulation:
         self.closed_by_server: list[int] = []
         self.snapshot_zxids: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self.client_next_ms = {i: setup.randint(0, 200) for i in range(n_clients)}
-        self.checker = ZabChecker(self.quorum)
-        self.faults = _schedule(self.fault_rng, opts.fault_ms)
+        # With the oracle a lone authorized voter commits: durable on one of two.
+        self.checker = ZabChecker(self._oracle_quorum(True) if opts.oracle else self.quorum)
+        self.oracle_rng = random.Random(f"{seed}/oracle")
+        self.oracle_says: dict[int, bool] = {sid: False for sid in sids}
+        self.down_since: dict[int, int] = {}      # crashed sid -> when
+        self.detect_ms = 0
+        self.faults = (list(opts.faults) if opts.faults is not None
+                       else _schedule(self.fault_rng, opts.fault_ms))
         self.now_ms = 0
         self.next_check_ms = opts.check_every_ms
         self.trace: list[str] = []
         self.healed = False
         self.checks = 0
         self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max} "
-                 f"clients={n_clients}")
+                 f"clients={n_clients} snapshotSizeFactor={self.size_factor}")
 
     def log(self, line: str) -> None:
         self.trace.append(f"{self.now_ms:>8} {line}")
 
     def up(self) -> list[int]:
         return [sid for sid, node in self.nodes.items() if node is not None]
+
+    def _oracle_quorum(self, says: bool = False) -> OracleMajority:
+        q = OracleMajority(self.quorum.voters, (), self.quorum.version, oracle_path="sim")
+        q.set_oracle(says)
+        return q
+
+    def _update_oracles(self) -> None:
+        """What each oracle file says now; tell the replicas whose value changed."""
+        if self.opts.oracle is None:
+            return
+        for sid in self.quorum.voters:
+            if self.opts.oracle == "both":
+                says = True
+            else:
+                other = next(s for s in self.quorum.voters if s != sid)
+                down = self.down_since.get(other)
+                says = (down is not None and self.now_ms >= down + self.detect_ms
+                        and self._holds_all_committed(sid))
+            node = self.nodes[sid]
+            if says != self.oracle_says[sid] and node is not None:
+                self.log(f"oracle of {sid} says {int(says)}")
+            self.oracle_says[sid] = says
+            if node is not None:
+                node.replica.oracle(says, self.now_ms)
+
+    def _holds_all_committed(self, sid: int) -> bool:
+        last = self.checker.last_committed
+        return last <= 0 or self.disks[sid].contains(last)
 
     def _settings(self, sid: int) -> ServerSettings:
         t = self.opts.tick_ms
@@ -162,6 +213,9 @@ class ReplicaSimulation:
             for i, txn in enumerate(w.records):
                 self.checker.on_logged(sid, txn, w.payloads[i] if w.payloads else None)
             node.submit(w, self.now_ms, self.disk_rng.randint(1, 30))
+        for r in ready.reads:
+            self.log(f"peer {sid} reads its log after {r.after_zxid:#x} up to {r.upto_zxid:#x}")
+            node.submit_read(r, self.now_ms, self.disk_rng.randint(1, 30))
         for dst, n in ready.election:
             self.net.send(self.now_ms, sid, dst, encode_notification(n))
         if ready.state is not None:
@@ -317,6 +371,8 @@ class ReplicaSimulation:
             return
         node.crash(self.disk_rng)
         self.nodes[sid] = None
+        self.down_since[sid] = self.now_ms
+        self.detect_ms = self.oracle_rng.randint(0, 1000)
         self.conns.break_all_of(sid)
         self.cnet.break_server(self.now_ms, sid)
         self.links[sid] = {}
@@ -370,16 +426,20 @@ class ReplicaSimulation:
         self.log("heal everything")
 
     def _start(self, sid: int, now: int) -> None:
-        node = ReplicaNode(sid, self.quorum, self.disks[sid],
+        self.down_since.pop(sid, None)
+        quorum = self._oracle_quorum() if self.opts.oracle else self.quorum
+        node = ReplicaNode(sid, quorum, self.disks[sid],
                            random.Random(f"{self.opts.seed}/{sid}/{now}"), self._settings(sid),
                            self.timers, now,
                            lambda snap: self.snapshot_zxids[(snap.zxid, snap.data)],
-                           committed_log_max=self.committed_log_max)
+                           committed_log_max=self.committed_log_max,
+                           log_sync=self.size_factor >= 0)
         node.replica.on_commit = lambda txn, sid=sid: self._on_commit(sid, txn)
         source = node.peer.snapshot_source
         node.peer.snapshot_source = lambda: self._snapshot_taken(node, source())
         self.nodes[sid] = node
         self.log(f"peer {sid} starts at zxid {node.last_logged():#x}")
+        self._update_oracles()
         node.replica.start(now)
         self._flush(sid)
 
@@ -389,6 +449,9 @@ class ReplicaSimulation:
                  if t is not None]
         times += [t for t, _ in self.faults[:1]] + list(self.starts.values())
         times += [self.next_check_ms] + list(self.client_next_ms.values())
+        if self.opts.oracle == "detector":
+            times += [t + self.detect_ms for t in self.down_since.values()
+                      if t + self.detect_ms > self.now_ms]
         if not self.healed:
             times.append(self.opts.fault_ms)
         for node in self.nodes.values():
@@ -408,10 +471,16 @@ class ReplicaSimulation:
         for sid in sorted(s for s, t in self.starts.items() if t <= now):
             del self.starts[sid]
             self._start(sid, now)
+        self._update_oracles()
         for sid in self.up():
             node = self.nodes[sid]
             for token, loaded in node.fsync_due(now):
                 node.replica.durable(token, now, loaded)
+                self._flush(sid)
+            for token, txns in node.reads_due(now, self.size_factor):
+                self.log(f"peer {sid} log read {token}: "
+                         f"{'none' if txns is None else len(txns)} txns")
+                node.replica.log_read(token, txns, now)
                 self._flush(sid)
         while (d := self.net.pop_due(now)) is not None:
             if self.nodes[d.dst] is not None:

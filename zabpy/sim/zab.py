@@ -14,7 +14,7 @@ from .cli import parser, run_seeds
 from .replica_sim import ReplicaSimOptions, ReplicaSimulation
 
 _KEYS = ("voters", "observers", "clients", "fault_ms", "liveness_ms", "read_only",
-         "local_sessions")
+         "local_sessions", "oracle")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -27,7 +27,11 @@ def replay_command(seed: int, overrides: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser("python -m zabpy.sim", __doc__, extra=("--clients", "--read-only", "--local-sessions")).parse_args(argv)
+    p = parser("python -m zabpy.sim", __doc__,
+               extra=("--clients", "--read-only", "--local-sessions"))
+    p.add_argument("--oracle", choices=("detector", "both"),
+                   help="two voters with the QuorumOracleMaj oracle (see sim/replica_sim.py)")
+    args = p.parse_args(argv)
     over = _overrides(args)
     return run_seeds(
         args, lambda seed: (ReplicaSimulation(ReplicaSimOptions(seed=seed, **over)).run(), ""),

@@ -34,6 +34,9 @@ Threads and call order (the runtime's contract):
 * Log roll by size (``txn_log_size_limit_bytes``, txnLogSizeLimitInKb): a
   flush that leaves the file longer than the limit (preallocation counts,
   as in ZooKeeper) closes it, so the next append starts a new log file.
+* ``read_for_sync(after, upto, factor)`` from the thread that flushes, between
+  flushes: committed txns for a learner's DIFF, read back from the log files
+  when ZooKeeper's snapshotSizeFactor rule allows it.
 * ``purge()`` (autopurge timer, any thread) and ``close()``.
 
 Test hooks: the IO primitives ``_pwrite``, ``_fsync`` and ``_fork`` are class
@@ -59,8 +62,9 @@ from . import datadir as D
 from . import snapstream
 from .recovery import RestoreResult, StorageError, restore
 from .snapshot import serialize_snapshot
-from .txnlog import (FILE_HEADER_LEN, encode_entry, encode_entry_payload, encode_file_header,
-                     padded_size, payload_zxid)
+from ..jute.codec import DecodeError
+from .txnlog import (FILE_HEADER_LEN, decode_payload, encode_entry, encode_entry_payload,
+                     encode_file_header, padded_size, payload_zxid, scan_log)
 
 __all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
 
@@ -91,6 +95,11 @@ def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int],
     os.rename(tmp, final)
     D.fsync_dir(snap_dir)
     return final
+
+
+def _follows(last: int, zxid: int) -> bool:
+    """``zxid`` comes right after ``last`` (next counter, or a later epoch)."""
+    return zxid == last + 1 if zxid >> 32 == last >> 32 else zxid >> 32 > last >> 32
 
 
 def _write_all(pwrite, fd: int, data: bytes, pos: int) -> int:
@@ -386,6 +395,50 @@ class TxnStore:
         path = self._write_snapshot(tree, sessions, tree.last_processed_zxid)
         self.last_snapshot_zxid = tree.last_processed_zxid
         return path
+
+    # ---- reading the log back ----------------------------------------------------
+
+    def read_for_sync(self, after_zxid: int, upto_zxid: int, factor: float) -> tuple | None:
+        """The logged txns up to ``upto_zxid``, from the first txn of the log
+        file holding ``after_zxid`` (a ``LogRead``); None when the rule in
+        ``zab.sync`` prefers a snapshot, or the log does not reach back."""
+        from ..zab.sync import log_files_for, log_sync_fits
+
+        files = [(z, p) for z, p in D.list_zxid_files(self.log_dir, D.LOG_PREFIX)]
+        try:
+            sized = [(z, os.path.getsize(p)) for z, p in files]
+            snaps = D.find_valid_snapshots(self.snap_dir, 1)
+            snap_size = os.path.getsize(snaps[0][1]) if snaps else 0
+        except OSError:
+            return None          # purged meanwhile: a snapshot will do
+        chosen = log_files_for(sized, after_zxid)
+        if chosen is None:
+            return None
+        first, storage = chosen
+        if not log_sync_fits(storage, snap_size, factor):
+            log.info("txn log size %d exceeds the limit for snapshot size %d; sending a snapshot",
+                     storage, snap_size)
+            return None
+        out: list = []
+        for _zxid, path in files[first:]:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                return None
+            for _offset, zxid, payload in scan_log(data).entries:
+                if zxid > upto_zxid:
+                    return tuple(out)
+                if out and zxid <= out[-1][0].zxid:
+                    continue
+                if out and not _follows(out[-1][0].zxid, zxid):
+                    return None   # a hole in the log: only a snapshot is safe
+                try:
+                    hdr, txn, _digest = decode_payload(payload)
+                except DecodeError:
+                    return None
+                out.append((hdr, txn))
+        return tuple(out)
 
     # ---- retention and shutdown ---------------------------------------------------
 

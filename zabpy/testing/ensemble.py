@@ -6,7 +6,9 @@
         ens.start(sid)                  # restart on the same data directory
 
 Each member gets free client, quorum and election ports, its own data
-directory with ``myid``, and a zoo.cfg in ZooKeeper's format. Every process
+directory with ``myid``, and a zoo.cfg in ZooKeeper's format; ``extra``
+lines are added to each, with ``{sid}`` replaced by the member's id (a
+per-member ``oraclePath``, say). Every process
 is killed on exit.
 """
 
@@ -65,7 +67,7 @@ class ZabpyEnsemble:
                    f"syncLimit={self.sync_limit}", f"dataDir={data}",
                    f"clientPort={self.client_ports[sid]}", "clientPortAddress=127.0.0.1",
                    "4lw.commands.whitelist=*", "admin.enableServer=false",
-                   f"peerType={peer_type}", *lines, self.extra]
+                   f"peerType={peer_type}", *lines, self.extra.replace("{sid}", str(sid))]
             with open(self.cfg_path(sid), "w") as f:
                 f.write("\n".join(cfg) + "\n")
 

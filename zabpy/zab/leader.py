@@ -25,9 +25,11 @@ L2 (LeaderProcessACKEPOCH) an ACKEPOCH whose (currentEpoch, lastZxid) beats
    acked the epoch the leader persists currentEpoch; its own NEWLEADER ack is
    an ACK to itself in that Persist's ``then``.
 L3 (LeaderSyncFollower) each learner that acked the epoch is synced from its
-   last zxid P: P = last committed → empty DIFF; P above it → TRUNC(last);
-   P below the in-memory window → SNAP (from ``snapshot_source``), else DIFF,
-   preceded by TRUNC(largest zxid we know ≤ P) when we do not know P. The
+   last zxid P (``sync.plan_sync``): P = last committed → empty DIFF; P above
+   it → TRUNC(last); P in the in-memory window → DIFF, preceded by
+   TRUNC(largest zxid we know ≤ P) when we do not know P; P below the window
+   → a ``LogRead`` of the on-disk log, and on its answer DIFF/TRUNC from the
+   log and the window, or SNAP (from ``snapshot_source``). The
    committed txns go as PROPOSAL+COMMIT pairs, then every outstanding
    proposal (followers only), then NEWLEADER. From then on the learner gets
    every new PROPOSAL/COMMIT (observers: INFORM after commit).
@@ -43,6 +45,10 @@ L6 liveness: PING every tick/2; a learner not heard from within syncLimit
    quorum heard from within syncLimit ticks, or not established within
    initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
    would wrap.
+L7 two voters with an oracle (``election.OracleMajority``): every quorum
+   check above may be won by the oracle; the oracle counts only while the
+   leader has no follower, which it records whenever a follower starts
+   syncing and whenever it finds itself without a quorum.
 
 Each learner's packets leave in the order produced: the only deferred
 (``then``) packet to a learner is its LEADERINFO, and nothing else is sent to
@@ -52,7 +58,7 @@ it before it answers with ACKEPOCH.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..election.quorum import QuorumVerifier
 from ..jute import records as R
@@ -62,12 +68,13 @@ from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MA
 from . import packets as P
 from .history import History
 from .packets import PKT as T
-from .ready import ForwardedRequest, Outbox, Persist, Phase, Snapshot, Txn, ZabReady
+from .ready import ForwardedRequest, LogRead, Outbox, Persist, Phase, Snapshot, Txn, ZabReady
+from .sync import NOT_READ, READ, SNAP, TRUNC, plan_sync
 
 __all__ = ["Leader", "ZabTimers"]
 
-# Learner stages, in order.
-_INFO, _EPOCH_ACKED, _SYNCING, _NEWLEADER_ACKED, _UPTODATE = range(5)
+# Learner stages, in order (_READING: its sync waits for a LogRead).
+_INFO, _EPOCH_ACKED, _READING, _SYNCING, _NEWLEADER_ACKED, _UPTODATE = range(6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,7 @@ class _LearnerState:
     last_heard_ms: int
     stage: int = _INFO
     peer_last_zxid: int = -1
+    read_token: int | None = None
 
 
 @dataclass
@@ -108,13 +116,16 @@ class Leader:
     def __init__(self, my_sid: int, quorum: QuorumVerifier, log: History, accepted_epoch: int,
                  current_epoch: int, now_ms: int, *, timers: ZabTimers = ZabTimers(),
                  config: bytes = b"", snapshot_source: Callable[[], Snapshot],
-                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX) -> None:
+                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX,
+                 read_token: Callable[[], int] | None = None) -> None:
         assert quorum.is_voter(my_sid), "only a voter leads"
         self.my_sid = my_sid
         self.quorum = quorum
         self.timers = timers
         self.config = config
         self.snapshot_source = snapshot_source
+        # Tokens for LogReads, unique across this peer's terms; None: never read the log.
+        self.read_token = read_token
         # The leader's whole log becomes committed history once it is established.
         self.history = History(log.base_zxid, log.entries(), committed_log_max)
         self.last_logged_zxid = log.last_zxid
@@ -159,6 +170,17 @@ class Leader:
     def disconnected(self, sid: int, now_ms: int) -> None:
         self.learners.pop(sid, None)
 
+    def log_read(self, token: int, txns: tuple[Txn, ...] | None) -> None:
+        """The answer to a ``LogRead`` (None: no usable log): finish that learner's sync."""
+        if self.phase == Phase.LOOKING:
+            return
+        for sid, learner in self.learners.items():
+            if learner.stage == _READING and learner.read_token == token:
+                learner.read_token = None
+                self._sync_learner(sid, learner, txns)
+                break
+        self._check()
+
     def tick(self, now_ms: int) -> None:
         if self.phase == Phase.LOOKING:
             return
@@ -170,11 +192,19 @@ class Leader:
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
         if self.phase == Phase.BROADCAST:
+            # A learner being synced counts, as in ZooKeeper (LearnerHandler.synced():
+            # alive and within its first ack deadline); a silent one is dropped above.
             heard = [self.my_sid] + [s for s, l in self.learners.items()
-                                     if l.stage >= _NEWLEADER_ACKED]
+                                     if l.stage >= _SYNCING]
             if not self.quorum.contains_quorum(heard):
-                self._step_down()
-                return
+                # L7: a two-voter oracle may let us lead alone, committing what
+                # waits for the lost follower's ack (ZooKeeper's
+                # overrideQuorumDecision, then revalidateOutstandingProp).
+                if not (self.quorum.update_need_oracle(self._followers())
+                        and self.quorum.contains_quorum(heard)):
+                    self._step_down()
+                    return
+                self._commit_ready()
         if now_ms >= self.next_ping_ms:
             self.next_ping_ms = now_ms + max(1, self.timers.tick_ms // 2)
             ping = P.packet(T.PING, self.last_proposed)
@@ -315,30 +345,28 @@ class Leader:
                     self._sync_learner(other, l)
 
     # ---- synchronization (L3, L4) ----------------------------------------------
-    def _sync_learner(self, sid: int, learner: _LearnerState) -> None:
+    def _sync_learner(self, sid: int, learner: _LearnerState, log=NOT_READ) -> None:
         assert self.new_epoch is not None
-        peer = learner.peer_last_zxid
-        last = self.history.last_zxid
+        plan = plan_sync(learner.peer_last_zxid, self.history, log,
+                         log_sync=self.read_token is not None)
         out = self._out.send
-        if peer == last:
-            out.append((sid, P.packet(T.DIFF, last)))
-            txns: list[Txn] = []
-        elif peer > last:
-            out.append((sid, P.packet(T.TRUNC, last)))
-            txns = []
-        elif peer < self.history.base_zxid:
+        if plan.kind == READ:
+            assert self.read_token is not None
+            learner.stage = _READING
+            learner.read_token = self.read_token()
+            # Up to the last commit, not only the window's base: commits that
+            # arrive while the disk reads may push the window past the base.
+            self._out.reads.append(LogRead(learner.read_token, learner.peer_last_zxid,
+                                           self.history.last_zxid))
+            return
+        if plan.kind == SNAP:
             snap = self.snapshot_source()
             assert self.history.knows(snap.zxid), f"snapshot at {snap.zxid:#x} outside history"
             out.append((sid, P.packet(T.SNAP, snap.zxid, snap.data)))
-            txns = self.history.after(snap.zxid)
-        elif self.history.knows(peer):
-            out.append((sid, P.packet(T.DIFF, last)))
-            txns = self.history.after(peer)
+            txns: Sequence[Txn] = self.history.after(snap.zxid)
         else:
-            known = self.history.known_at_or_below(peer)
-            assert known is not None
-            out.append((sid, P.packet(T.TRUNC, known)))
-            txns = self.history.after(known)
+            out.append((sid, P.packet(T.TRUNC if plan.kind == TRUNC else T.DIFF, plan.zxid)))
+            txns = plan.txns
         for txn in txns:
             out.append((sid, P.proposal(*txn)))
             out.append((sid, P.packet(T.COMMIT, txn[0].zxid)))
@@ -347,6 +375,12 @@ class Leader:
                 out.append((sid, P.proposal(*prop.txn)))
         out.append((sid, P.newleader(self.new_epoch, self.config)))
         learner.stage = _SYNCING
+        if not learner.observer:
+            self.quorum.update_need_oracle(self._followers())   # L7
+
+    def _followers(self) -> list[int]:
+        """ZooKeeper's forwardingFollowers: voters being synced or synced."""
+        return [s for s, l in self.learners.items() if not l.observer and l.stage >= _SYNCING]
 
     def _on_newleader_ack(self, sid: int) -> None:
         if sid != self.my_sid:

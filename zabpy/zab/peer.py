@@ -9,7 +9,8 @@ Inputs: ``start(now_ms)``; ``step_election(sid, notification, now_ms)``;
 ``step(sid, quorum_packet, now_ms)``; ``disconnected(sid, now_ms)`` (a
 quorum connection dropped); ``tick(now_ms)``; and the role's own calls
 (``propose``, ``sync``, ``revalidate_reply`` on a leader; ``forward``,
-``touch``, ``revalidate`` on a learner). Output: ``ready() -> PeerReady``
+``touch``, ``revalidate`` on a learner); ``log_read(token, txns, now_ms)``,
+the answer to a leader's ``LogRead``. Output: ``ready() -> PeerReady``
 (election notifications to send, the role's ``ZabReady``, a leader to dial,
 a state change), then ``advance(ready)``.
 
@@ -31,6 +32,7 @@ append), so its ``last_zxid`` is the last *logged* zxid, what FLE votes with.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -71,12 +73,18 @@ _QUIET = PeerReady()
 class Peer:
     def __init__(self, my_sid: int, quorum: QuorumVerifier, log: PeerLog, rng: random.Random, *,
                  timers: ZabTimers = ZabTimers(), snapshot_source: Callable[[], Snapshot],
-                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX, **fle_options: int) -> None:
+                 committed_log_max: int = ZAB_COMMITTED_LOG_MAX, log_sync: bool = False,
+                 **fle_options: int) -> None:
         self.my_sid = my_sid
         self.quorum = quorum
         self.timers = timers
         self.snapshot_source = snapshot_source
         self.committed_log_max = committed_log_max
+        # log_sync: a leader may ask its executor for LogReads (DIFF from the
+        # on-disk log); tokens stay unique across terms so a late answer to an
+        # earlier term is ignored.
+        self.log_sync = log_sync
+        self._read_tokens = itertools.count(1)
         self.log = History(log.base_zxid, log.entries, ZAB_LOG_TAIL_MAX)
         self.accepted_epoch = log.accepted_epoch
         self.current_epoch = log.current_epoch
@@ -110,6 +118,11 @@ class Peer:
             self.role.disconnected(sid, now_ms)
         elif isinstance(self.role, Learner) and sid == self.role.leader_sid:
             self.role.disconnected(now_ms)
+        self._after(now_ms)
+
+    def log_read(self, token: int, txns: tuple[Txn, ...] | None, now_ms: int) -> None:
+        if self.leader is not None:
+            self.leader.log_read(token, txns)
         self._after(now_ms)
 
     def tick(self, now_ms: int) -> None:
@@ -192,7 +205,8 @@ class Peer:
             self.role = Leader(self.my_sid, self.quorum, self.log, self.accepted_epoch,
                                self.current_epoch, now_ms, timers=self.timers, config=self.config,
                                snapshot_source=self.snapshot_source,
-                               committed_log_max=self.committed_log_max)
+                               committed_log_max=self.committed_log_max,
+                               read_token=self._read_tokens.__next__ if self.log_sync else None)
         else:
             self.role = Learner(self.my_sid, vote.leader, self.log.last_zxid, self.accepted_epoch,
                                 self.current_epoch, now_ms,
@@ -247,6 +261,7 @@ class Peer:
         out.revalidate.extend(r.revalidate)
         out.revalidated.extend(r.revalidated)
         out.synced.extend(r.synced)
+        out.reads.extend(r.reads)
         if r.phase is not None:
             out.phase = r.phase
             if r.phase == Phase.BROADCAST:

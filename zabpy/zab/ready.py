@@ -31,6 +31,9 @@ type"). An executor (the asyncio runtime or the simulator) handles one
    activity reported in PINGs), ``revalidate`` (sessions a learner asks
    about), ``revalidated`` (the leader's answer, at a learner), ``synced``
    (sync() tokens whose answer may now be sent).
+6. ``reads``: ``LogRead``s, a leader asking for committed txns from its
+   on-disk log; each is carried out after the writes handed out before it
+   and answered with ``log_read(token, txns)``, an input like any other.
 
 Then the executor calls ``advance(ready)``.
 """
@@ -44,8 +47,8 @@ from typing import Any
 from ..jute import records as R
 from ..jute.codec import Record
 
-__all__ = ["Phase", "Snapshot", "Persist", "ForwardedRequest", "ZabReady", "Outbox", "Txn",
-           "Envelope", "EMPTY_READY"]
+__all__ = ["Phase", "Snapshot", "Persist", "LogRead", "ForwardedRequest", "ZabReady", "Outbox",
+           "Txn", "Envelope", "EMPTY_READY"]
 
 Txn = tuple[R.TxnHeader, Record | None]
 Envelope = tuple[int, R.QuorumPacket]
@@ -88,6 +91,23 @@ class Persist:
 
 
 @dataclass(frozen=True, slots=True)
+class LogRead:
+    """Read committed txns from the on-disk log, for a learner the in-memory
+    history no longer covers (ZooKeeper's DIFF from the txn log).
+
+    The executor answers ``log_read(token, txns)``: the logged txns with zxid
+    <= ``upto_zxid``, starting with the first txn of the log file that holds
+    ``after_zxid`` (ZooKeeper's TxnLogProposalIterator starts there too), or
+    None when the log does not reach back that far, cannot be read, or when
+    ``history.log_sync_fits`` says a snapshot is cheaper. It runs after every
+    disk write handed out before it."""
+
+    token: int
+    after_zxid: int
+    upto_zxid: int
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardedRequest:
     """A REQUEST from learner ``sid``: the leader's pipeline prepares it."""
 
@@ -111,11 +131,12 @@ class ZabReady:
     revalidate: tuple[tuple[int, int, int], ...] = ()
     revalidated: tuple[tuple[int, bool], ...] = ()
     synced: tuple[Any, ...] = ()
+    reads: tuple[LogRead, ...] = ()
 
     def empty(self) -> bool:
         return not (self.persist or self.commit or self.send or self.close or self.requests
                     or self.touches or self.revalidate or self.revalidated or self.synced
-                    or self.phase is not None)
+                    or self.reads or self.phase is not None)
 
 
 @dataclass
@@ -132,6 +153,7 @@ class Outbox:
     revalidate: list[tuple[int, int, int]] = field(default_factory=list)
     revalidated: list[tuple[int, bool]] = field(default_factory=list)
     synced: list[Any] = field(default_factory=list)
+    reads: list[LogRead] = field(default_factory=list)
 
     def barrier(self, *envelopes: Envelope) -> None:
         """Send ``envelopes`` only after everything persisted so far is durable."""
@@ -142,11 +164,12 @@ class Outbox:
         # one shared empty value instead of building ten tuples.
         if not (self.persist or self.commit or self.send or self.close or self.requests
                 or self.touches or self.revalidate or self.revalidated or self.synced
-                or self.phase is not None):
+                or self.reads or self.phase is not None):
             return EMPTY_READY
         return ZabReady(tuple(self.persist), tuple(self.commit), tuple(self.send),
                         tuple(self.close), self.phase, tuple(self.requests), tuple(self.touches),
-                        tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced))
+                        tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced),
+                        tuple(self.reads))
 
     def advance(self, r: ZabReady) -> None:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
@@ -169,5 +192,5 @@ class Outbox:
 
 
 _QUEUES = ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
-           "revalidated", "synced")
+           "revalidated", "synced", "reads")
 EMPTY_READY = ZabReady()
