@@ -315,7 +315,8 @@ def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext
 def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:
     """Decode a multi / multiRead body into (op, request record) pairs.
     A malformed body raises DecodeError; an op not allowed in this kind of
-    multi is returned as (op, None) so the caller can answer with an error."""
+    multi is returned as (op, None) so the caller can answer with an error;
+    a create record with a TTL mode as (op, UNBUILDABLE_CREATE)."""
     r = Reader(body)
     ops: list[tuple[int, object]] = []
     while True:
@@ -339,15 +340,20 @@ _CREATE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer,
                          OpCode.createTTL})
 
 
+# A plain create record with a TTL mode: ZooKeeper rebuilds it as a createTTL
+# op that carries no TTL, and its prep fails on it with an internal error
+# (MARSHALLINGERROR for the whole multi) -- but only if it gets that far: after
+# an earlier sub-op failed, it is answered RUNTIMEINCONSISTENCY like the rest.
+UNBUILDABLE_CREATE = object()
+
+
 def _multi_create(op: int, rec) -> tuple[int, object]:
     """A create sub-op as ZooKeeper's MultiOperationRecord rebuilds it: the
     kind comes from the flags (unknown flags count as persistent and fail in
-    prep), not from the op code. A TTL mode in a plain create record cannot
-    be rebuilt (ZooKeeper fails the whole multi: MARSHALLINGERROR, as for a
-    read inside a multi); a createTTL with another mode drops its TTL."""
+    prep), not from the op code. A createTTL with another mode drops its TTL."""
     mode = _MODES.get(rec.flags)
     if mode is not None and mode.is_ttl:
-        return (op, rec) if op == OpCode.createTTL else (op, None)
+        return (op, rec) if op == OpCode.createTTL else (op, UNBUILDABLE_CREATE)
     if op == OpCode.createTTL:
         rec = R.CreateRequest(rec.path, rec.data, rec.acl, rec.flags)
     if mode is not None and mode.is_container:
@@ -363,6 +369,9 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
         if failed:
             txns.append(R.Txn(OpCode.error, R.ErrorTxn(Err.RUNTIMEINCONSISTENCY).to_bytes()))
             continue
+        if req is UNBUILDABLE_CREATE:
+            pending.rollback(zxid, mark)
+            raise PrepError(Err.MARSHALLINGERROR)
         try:
             ttype, txn = _prep_one(op, req, zxid, pending, ctx)
             txns.append(R.Txn(ttype, txn.to_bytes()))
@@ -378,8 +387,8 @@ def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     try:
         if op == OpCode.multi:
             if any(sub is None for _, sub in req):
-                # A read (or setACL, or a TTL mode in a plain create) inside a
-                # multi: ZooKeeper fails the whole request with
+                # A read (or setACL) inside a multi: ZooKeeper fails the
+                # whole request with
                 # MARSHALLINGERROR and logs it as an error txn.
                 raise PrepError(Err.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)

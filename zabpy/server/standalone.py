@@ -60,12 +60,12 @@ _BAD_ARGUMENTS = object()
 
 # Ops a client may not send although ZooKeeper knows them. Each is prepared
 # as an error txn (a zxid is spent, as ZooKeeper's PrepRequestProcessor
-# does): createSession on an established connection is answered
-# MARSHALLINGERROR, deleteContainer (the container reaper's op) BADARGUMENTS,
-# whatever the body; the connection goes on.
-_CLIENT_REFUSED = {OpCode.createSession: _MALFORMED, OpCode.deleteContainer: _BAD_ARGUMENTS}
+# does): deleteContainer (the container reaper's op) is answered
+# BADARGUMENTS, whatever the body; the connection goes on.
+_CLIENT_REFUSED = {OpCode.deleteContainer: _BAD_ARGUMENTS}
 # What a connection's queue treats as a write (answered once its txn is durable).
-_QUEUE_WRITE_OPS = WRITE_OPS | {OpCode.closeSession, *_CLIENT_REFUSED}
+_QUEUE_WRITE_OPS = WRITE_OPS | {OpCode.closeSession, OpCode.createSession, *_CLIENT_REFUSED}
+_BODY_INT = struct.Struct(">i")
 
 
 class ProtocolViolation(Exception):
@@ -102,6 +102,7 @@ class Entry:
     close_after: bool = False
     received_ms: int = 0
     body: bytes = b""
+    reply_zxid: int | None = None  # for a reply that is not a reply header
 
 
 @dataclass
@@ -413,6 +414,11 @@ class StandaloneServer:
         for an op ZooKeeper does not know, ``_MALFORMED`` for a body that does
         not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
         was sound, so the connection and the session go on)."""
+        if op == OpCode.createSession:
+            # ZooKeeper's prep reads just a session timeout: the first int.
+            if len(body) < 4:
+                return _MALFORMED
+            return _BODY_INT.unpack_from(body)[0]
         cls = R.REQUEST_RECORD.get(op, False)
         if cls is False and op not in (OpCode.multi, OpCode.multiRead):
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
@@ -463,7 +469,9 @@ class StandaloneServer:
             return
         zxid = self._take_zxid()
         req = entry.req
-        if req is _MALFORMED:
+        if entry.op == OpCode.createSession and req is not _MALFORMED:
+            ttype, txn = self._recreate_session(conn.session_id, req)
+        elif req is _MALFORMED:
             ttype, txn = OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR)
         elif req is _BAD_ARGUMENTS:
             ttype, txn = OpCode.error, R.ErrorTxn(Err.BADARGUMENTS)
@@ -477,6 +485,19 @@ class StandaloneServer:
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
+
+    def _recreate_session(self, sid: int, timeout: int):
+        """createSession sent on an established connection, as ZooKeeper 3.8
+        takes it: a createSession txn for the connection's own session with
+        the body's first int as its timeout, and that timeout (not the
+        negotiated one) sets the session's next deadline until its next
+        request; a timeout of 0 lets it expire at the next tick. Answered
+        with a ConnectResponse (``_after_apply``)."""
+        session = self.sessions.sessions.get(sid)
+        if session is None or session.closing:
+            return OpCode.error, R.ErrorTxn(Err.SESSIONEXPIRED)
+        self.sessions.reschedule(sid, timeout, self.now_ms)
+        return OpCode.createSession, R.CreateSessionTxn(timeout)
 
     def _prepare(self, op: int, req, zxid: int, ctx: PrepContext):
         """prep, after ZooKeeper's checkSession: a write of a session that is
@@ -542,6 +563,18 @@ class StandaloneServer:
 
     def _after_apply(self, item: InFlight, res) -> None:
         hdr = item.hdr
+        if hdr.type == OpCode.createSession and item.entry is not None:
+            # On an established connection (_recreate_session): the session
+            # keeps its timeouts (ZooKeeper records the txn's in its session
+            # table, which only a restart reads), the client gets the
+            # ConnectResponse of its connection, in its place in the queue.
+            conn = self.conns.get(item.conn_id)
+            if conn is not None:
+                item.entry.reply = self._connect_response(
+                    conn, conn.timeout_ms, hdr.clientId, session_password(hdr.clientId))
+                item.entry.reply_zxid = hdr.zxid
+                self._drain(conn)
+            return
         if hdr.type == OpCode.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
             conn = self.conns.get(item.conn_id)
@@ -606,8 +639,10 @@ class StandaloneServer:
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             self.stats.record_latency(latency, entry.is_write)
-            conn.responded(entry.op, entry.xid, _REPLY_ZXID.unpack_from(entry.reply, 8)[0],
-                           latency, self.now_ms)
+            zxid = entry.reply_zxid
+            if zxid is None:
+                zxid = _REPLY_ZXID.unpack_from(entry.reply, 8)[0]
+            conn.responded(entry.op, entry.xid, zxid, latency, self.now_ms)
             self._emit(conn, entry.reply)
             if entry.close_after:
                 self._close_conn(conn)
