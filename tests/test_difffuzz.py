@@ -197,7 +197,8 @@ def test_malformed_reconfig_takes_no_zxid(fresh, body):
     ([("create", 6, "/t"), (OpCode.delete, R.DeleteRequest("/nope", -1))], False),
     # a createTTL sub-op in a TTL mode is a TTL create
     ([("createTTL", 5, "/t"), ("create", 0, "/a")], True),
-])
+], ids=["delete-failed", "check-failed", "setData-failed", "reached-after-ok", "reached-first",
+        "createTTL"])
 def test_multi_ttl_create_fails_only_when_reached(fresh, subs, created):
     """Found by the fuzzer (seeds 6 op 14, 18 op 93): a create/create2
     sub-op with a TTL mode is rebuilt by ZooKeeper as a createTTL op without a
@@ -261,7 +262,7 @@ def _recreate(c, body: bytes, base: int, then_exists: bool = True):
     b"", b"\x00\x00\x03",
     struct.pack(">i", 30000),
     R.ConnectRequest(15000, 0, 10000, 0, bytes(16), False).to_bytes(),
-])
+], ids=["empty", "3-bytes", "int-30000", "ConnectRequest"])
 def test_create_session_on_an_established_connection(fresh, body):
     """Found by the fuzzer (seeds 200 op 16, 203 op 19 with --open): ZooKeeper
     3.8 takes createSession (-10) on an established connection as a new
