@@ -370,6 +370,9 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
             txns.append(R.Txn(OpCode.error, R.ErrorTxn(Err.RUNTIMEINCONSISTENCY).to_bytes()))
             continue
         if req is UNBUILDABLE_CREATE:
+            # ZooKeeper leaves the earlier sub-ops' change records in place
+            # until the error txn is applied (a request prepped meanwhile sees
+            # nodes that never come); they are undone here.
             pending.rollback(zxid, mark)
             raise PrepError(Err.MARSHALLINGERROR)
         try:
