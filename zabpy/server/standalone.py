@@ -565,9 +565,10 @@ class StandaloneServer:
         hdr = item.hdr
         if hdr.type == OpCode.createSession and item.entry is not None:
             # On an established connection (_recreate_session): the session
-            # keeps its timeouts (ZooKeeper records the txn's in its session
-            # table, which only a restart reads), the client gets the
-            # ConnectResponse of its connection, in its place in the queue.
+            # keeps touching with its timeout (ZooKeeper keeps the txn's only
+            # in the table its snapshots save; a log replay here takes it
+            # too), and the client gets the ConnectResponse of its
+            # connection, in its place in the queue.
             conn = self.conns.get(item.conn_id)
             if conn is not None:
                 item.entry.reply = self._connect_response(
