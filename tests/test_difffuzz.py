@@ -319,3 +319,20 @@ def test_create_session_with_a_zero_timeout_expires_the_session(fresh):
             o.close()
     assert outcomes[0] == outcomes[1], f"zabpy {outcomes[0]}\njava  {outcomes[1]}"
     assert outcomes[0][1:] == (True, Err.NONODE)
+
+
+@pytest.mark.parametrize("target", ["/b", "/x/y"])
+def test_stats_node_of_a_missing_path_counts_nothing(fresh, target):
+    """Found by the fuzzer (seed 1067, op 199): creating a zookeeper_stats
+    node recounts the quota'd path's subtree over the data the client gave;
+    for a path with no node ZooKeeper's getCounts counts nothing, so the
+    data is ``count=0,bytes=0`` (zabpy kept the client's)."""
+    from conftest import OPEN_ACL
+    quota = "/zookeeper/quota" + target
+    parts = quota.split("/")
+    for i in range(4, len(parts) + 1):
+        fresh.call(OpCode.create, R.CreateRequest("/".join(parts[:i]), b"", OPEN_ACL, 0))
+    stats = quota + "/zookeeper_stats"
+    fresh.call(OpCode.create, R.CreateRequest(stats, b"count=-1,bytes=10", OPEN_ACL, 0))
+    err, _, body = fresh.call(OpCode.getData, R.GetDataRequest(stats, False))
+    assert err == 0 and body[1][0] == ("data", b"count=0,bytes=0"), body

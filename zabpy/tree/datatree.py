@@ -328,8 +328,9 @@ class DataTree:
         if recount is not None:
             stat = self.nodes.get(stats_path(recount))
             top = self.nodes.get(recount or ROOT)
-            if stat is not None and top is not None:
-                count, size = self._usage(recount or ROOT, top)
+            if stat is not None:
+                # a quota'd path with no node counts as empty (getCounts)
+                count, size = self._usage(recount or ROOT, top) if top is not None else (0, 0)
                 stat.data = f"count={count},bytes={size}".encode()
         self._quota_update(path, 1, len(data or b""))
 
