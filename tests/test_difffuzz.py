@@ -336,3 +336,29 @@ def test_stats_node_of_a_missing_path_counts_nothing(fresh, target):
     fresh.call(OpCode.create, R.CreateRequest(stats, b"count=-1,bytes=10", OPEN_ACL, 0))
     err, _, body = fresh.call(OpCode.getData, R.GetDataRequest(stats, False))
     assert err == 0 and body[1][0] == ("data", b"count=0,bytes=0"), body
+
+
+@pytest.mark.parametrize("acl", [
+    [("digest", 28), ("auth", 31), ("digest", 31)],     # seed 1110 op 185
+    [("auth", 31), ("digest", 31)],
+    [("auth", 31), ("auth", 31), ("digest", 31), ("digest", 31)],
+    [("digest", 31), ("auth", 31), ("world", 1), ("auth", 31)],
+], ids=["seed-1110", "auth-then-same-digest", "sent-twice", "auth-twice-apart"])
+def test_acl_duplicates_removed_as_sent_not_as_expanded(fresh, acl):
+    """Found by the fuzzer (seed 1110, op 185): ZooKeeper's fixupACL removes
+    duplicate entries from the list as the client sent it, then expands
+    ``auth`` into the session's ids without removing again, so
+    [digest:bob:31, auth::31] from bob keeps bob twice; zabpy removed the
+    expanded duplicates. Create and setACL, compared with getACL."""
+    from zabpy.tree.acl import digest_id
+    ids = {"digest": R.Id("digest", digest_id("bob:pw")), "auth": R.Id("auth", ""),
+           "world": R.Id("world", "anyone")}
+    entries = [R.ACL(perms, ids[kind]) for kind, perms in acl]
+    for c in (fresh.z, fresh.j):
+        assert c.call(OpCode.auth, R.AuthPacket(0, "digest", b"bob:pw"), xid=-4).err == 0
+    fresh.call(OpCode.create, R.CreateRequest("/n", b"", entries, 0))
+    err, _, body = fresh.call(OpCode.getACL, R.GetACLRequest("/n"))
+    assert err == 0
+    fresh.call(OpCode.create, R.CreateRequest("/m", b"", [R.ACL(31, ids["world"])], 0))
+    fresh.call(OpCode.setACL, R.SetACLRequest("/m", entries, -1))
+    assert fresh.call(OpCode.getACL, R.GetACLRequest("/m"))[2][1][0] == body[1][0]
