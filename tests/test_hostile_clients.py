@@ -10,8 +10,9 @@ once globalOutstandingLimit is reached).
 What Java 3.8.0 does, measured with these bytes:
 - setWatches (101) / setWatches2 (105) with an empty or truncated body:
   MARSHALLINGERROR, reply zxid = last zxid (no txn), connection kept.
-- createSession (-10) on an established connection, empty body:
-  MARSHALLINGERROR through an error txn (a zxid is spent), kept.
+- createSession (-10) on an established connection, a body under 4 bytes:
+  MARSHALLINGERROR through an error txn (a zxid is spent), kept (4 bytes
+  or more: a createSession txn and a ConnectResponse, tests/test_difffuzz.py).
 - deleteContainer (20) from a client, any body: BADARGUMENTS through an
   error txn (a zxid is spent), kept.
 """

@@ -378,7 +378,8 @@ def _is_ephemeral(req) -> bool:
 def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int, object]]:
     """Decode a multi / multiRead body into (op, request record) pairs.
     A malformed body raises DecodeError; an op not allowed in this kind of
-    multi is returned as (op, None) so the caller can answer with an error."""
+    multi is returned as (op, None) so the caller can answer with an error;
+    a create record with a TTL mode as (op, UNBUILDABLE_CREATE)."""
     r = Reader(body)
     ops: list[tuple[int, object]] = []
     while True:
@@ -402,15 +403,20 @@ _CREATE_OPS = frozenset({OP.create, OP.create2, OP.createContainer,
                          OP.createTTL})
 
 
+# A plain create record with a TTL mode: ZooKeeper rebuilds it as a createTTL
+# op that carries no TTL, and its prep fails on it with an internal error
+# (MARSHALLINGERROR for the whole multi) -- but only if it gets that far: after
+# an earlier sub-op failed, it is answered RUNTIMEINCONSISTENCY like the rest.
+UNBUILDABLE_CREATE = object()
+
+
 def _multi_create(op: int, rec) -> tuple[int, object]:
     """A create sub-op as ZooKeeper's MultiOperationRecord rebuilds it: the
     kind comes from the flags (unknown flags count as persistent and fail in
-    prep), not from the op code. A TTL mode in a plain create record cannot
-    be rebuilt (ZooKeeper fails the whole multi: MARSHALLINGERROR, as for a
-    read inside a multi); a createTTL with another mode drops its TTL."""
+    prep), not from the op code. A createTTL with another mode drops its TTL."""
     mode = _MODES.get(rec.flags)
     if mode is not None and mode.is_ttl:
-        return (op, rec) if op == OP.createTTL else (op, None)
+        return (op, rec) if op == OP.createTTL else (op, UNBUILDABLE_CREATE)
     if op == OP.createTTL:
         rec = R.CreateRequest(rec.path, rec.data, rec.acl, rec.flags)
     if mode is not None and mode.is_container:
@@ -426,6 +432,12 @@ def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
         if failed:
             txns.append(R.Txn(OP.error, R.ErrorTxn(ERR.RUNTIMEINCONSISTENCY).to_bytes()))
             continue
+        if req is UNBUILDABLE_CREATE:
+            # ZooKeeper leaves the earlier sub-ops' change records in place
+            # until the error txn is applied (a request prepped meanwhile sees
+            # nodes that never come); they are undone here.
+            pending.rollback(zxid, mark)
+            raise PrepError(ERR.MARSHALLINGERROR)
         try:
             ttype, txn = _prep_one(op, req, zxid, pending, ctx)
             txns.append(R.Txn(ttype, txn.to_bytes()))
@@ -444,8 +456,8 @@ def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     try:
         if op == OP.multi:
             if any(sub is None for _, sub in req):
-                # A read (or setACL, or a TTL mode in a plain create) inside a
-                # multi: ZooKeeper fails the whole request with
+                # A read (or setACL) inside a multi: ZooKeeper fails the
+                # whole request with
                 # MARSHALLINGERROR and logs it as an error txn.
                 raise PrepError(ERR.MARSHALLINGERROR)
             return _multi(req, zxid, pending, ctx)

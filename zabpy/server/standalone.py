@@ -62,12 +62,12 @@ _BAD_ARGUMENTS = object()
 
 # Ops a client may not send although ZooKeeper knows them. Each is prepared
 # as an error txn (a zxid is spent, as ZooKeeper's PrepRequestProcessor
-# does): createSession on an established connection is answered
-# MARSHALLINGERROR, deleteContainer (the container reaper's op) BADARGUMENTS,
-# whatever the body; the connection goes on.
-_CLIENT_REFUSED = {OP.createSession: _MALFORMED, OP.deleteContainer: _BAD_ARGUMENTS}
+# does): deleteContainer (the container reaper's op) is answered
+# BADARGUMENTS, whatever the body; the connection goes on.
+_CLIENT_REFUSED = {OP.deleteContainer: _BAD_ARGUMENTS}
 # What a connection's queue treats as a write (answered once its txn is durable).
-_QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, *_CLIENT_REFUSED}
+_QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, OP.createSession, *_CLIENT_REFUSED}
+_BODY_INT = struct.Struct(">i")
 
 
 class ProtocolViolation(Exception):
@@ -105,6 +105,7 @@ class Entry:
     received_ms: int = 0
     body: bytes = b""
     local_error: int = 0   # a learner answers this instead of the leader's error
+    reply_zxid: int | None = None  # for a reply that is not a reply header
 
 
 @dataclass
@@ -440,6 +441,11 @@ class StandaloneServer:
         for an op ZooKeeper does not know, ``_MALFORMED`` for a body that does
         not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
         was sound, so the connection and the session go on)."""
+        if op == OP.createSession:
+            # ZooKeeper's prep reads just a session timeout: the first int.
+            if len(body) < 4:
+                return _MALFORMED
+            return _BODY_INT.unpack_from(body)[0]
         cls = R.REQUEST_RECORD.get(op, False)
         if cls is False and op not in (OP.multi, OP.multiRead):
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
@@ -499,7 +505,9 @@ class StandaloneServer:
                 ephemeral_error = ERR.EPHEMERALONLOCALSESSION
         zxid = self._take_zxid()
         req = entry.req
-        if req is _MALFORMED:
+        if entry.op == OP.createSession and req is not _MALFORMED:
+            ttype, txn = self._recreate_session(conn.session_id, req)
+        elif req is _MALFORMED:
             ttype, txn = OP.error, R.ErrorTxn(ERR.MARSHALLINGERROR)
         elif req is _BAD_ARGUMENTS:
             ttype, txn = OP.error, R.ErrorTxn(ERR.BADARGUMENTS)
@@ -515,6 +523,19 @@ class StandaloneServer:
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
+
+    def _recreate_session(self, sid: int, timeout: int):
+        """createSession sent on an established connection, as ZooKeeper 3.8
+        takes it: a createSession txn for the connection's own session with
+        the body's first int as its timeout, and that timeout (not the
+        negotiated one) sets the session's next deadline until its next
+        request; a timeout of 0 lets it expire at the next tick. Answered
+        with a ConnectResponse (``_after_apply``)."""
+        session = self.sessions.sessions.get(sid)
+        if session is None or session.closing:
+            return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
+        self.sessions.reschedule(sid, timeout, self.now_ms)
+        return OP.createSession, R.CreateSessionTxn(timeout)
 
     def _prepare(self, op: int, req, zxid: int, ctx: PrepContext):
         """prep, after ZooKeeper's checkSession: a write of a session that is
@@ -625,6 +646,19 @@ class StandaloneServer:
 
     def _after_apply(self, item: InFlight, res) -> None:
         hdr = item.hdr
+        if hdr.type == OP.createSession and item.entry is not None:
+            # On an established connection (_recreate_session): the session
+            # keeps touching with its timeout (ZooKeeper keeps the txn's only
+            # in the table its snapshots save; a log replay here takes it
+            # too), and the client gets the ConnectResponse of its
+            # connection, in its place in the queue.
+            conn = self.conns.get(item.conn_id)
+            if conn is not None:
+                item.entry.reply = self._connect_response(
+                    conn, conn.timeout_ms, hdr.clientId, session_password(hdr.clientId))
+                item.entry.reply_zxid = hdr.zxid
+                self._drain(conn)
+            return
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
             self.upgrading.pop(hdr.clientId, None)
@@ -690,8 +724,10 @@ class StandaloneServer:
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             self.stats.record_latency(latency, entry.is_write)
-            conn.responded(entry.op, entry.xid, _REPLY_ZXID.unpack_from(entry.reply, 8)[0],
-                           latency, self.now_ms)
+            zxid = entry.reply_zxid
+            if zxid is None:
+                zxid = _REPLY_ZXID.unpack_from(entry.reply, 8)[0]
+            conn.responded(entry.op, entry.xid, zxid, latency, self.now_ms)
             self._emit(conn, entry.reply)
             if entry.close_after:
                 self._close_conn(conn)

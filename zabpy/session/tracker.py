@@ -141,6 +141,13 @@ class SessionTracker:
         self._place(s, self._deadline(now_ms, s.timeout_ms))
         return True
 
+    def reschedule(self, session_id: int, timeout_ms: int, now_ms: int) -> None:
+        """Move a session's deadline to ``timeout_ms`` from now, keeping its
+        timeout (ZooKeeper's trackSession of a session it already has)."""
+        s = self.sessions.get(session_id)
+        if s is not None and not s.closing:
+            self._place(s, self._deadline(now_ms, timeout_ms))
+
     def set_closing(self, session_id: int) -> None:
         s = self.sessions.get(session_id)
         if s is not None:

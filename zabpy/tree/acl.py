@@ -156,13 +156,19 @@ def java_set_order(auth_ids: list[Id]) -> list[Id]:
 
 def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] | None, int]:
     """Validate a client's ACL list and expand `auth` entries into the caller's
-    authenticated ids; duplicates removed (ZooKeeper 3.5+). Returns (acl, err)."""
+    authenticated ids. As ZooKeeper 3.5+, duplicates are removed from the list
+    as sent, not from the expanded one: [digest:bob:31, auth::31] from bob
+    keeps both. Returns (acl, err)."""
     if not acl:
         return None, ERR.INVALIDACL
     if len(acl) == 1 and acl[0] == OPEN_ACL_UNSAFE[0]:
         return OPEN_ACL_UNSAFE, ERR.OK  # the common case; nodes share one tuple
-    out: list[ACL] = []
+    unique: dict = {}
     for a in acl:
+        key = (a.perms, a.id.scheme, a.id.id) if a is not None and a.id is not None else id(a)
+        unique.setdefault(key, a)
+    out: list[ACL] = []
+    for a in unique.values():
         if a is None or a.id is None or a.id.scheme is None:
             return None, ERR.INVALIDACL
         if a.id.scheme == "auth":
@@ -178,10 +184,7 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
             out.append(ACL(a.perms, Id(a.id.scheme, a.id.id)))
         else:
             return None, ERR.INVALIDACL
-    seen: dict[ACL, None] = {}
-    for a in out:
-        seen.setdefault(a, None)
-    return tuple(seen), ERR.OK
+    return tuple(out), ERR.OK
 
 
 class AuthOutcome:

@@ -67,6 +67,11 @@ Deliberate differences and Java 3.8 bugs the generator does not produce
   zabpy answers BADARGUMENTS up front (tests/test_difffuzz.py).
 - Session ids come from wall time in zabpy (issue 11 item 7); ids are
   normalised anyway.
+- createSession on an established connection with a body that sets a
+  timeout shorter than the session's: Java (and zabpy) let the session expire
+  at the next tick unless another request comes first, a race with the
+  fuzzer's next step; the generator sends the session's own timeout (a
+  timeout of 0 is tests/test_difffuzz.py's).
 
 Differences found and still open are listed in ``ops.OPEN_DIFFERENCES``; the
 generator steers around them unless ``--open`` is given.

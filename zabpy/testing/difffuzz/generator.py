@@ -110,6 +110,7 @@ class Op:
     bad_password: bool = False
     ttl_ms: int | None = None     # a top-level createTTL in a TTL mode
     burst: list = dataclasses.field(default_factory=list)   # pipelined requests
+    ends_burst: bool = False      # nothing may be pipelined after it
 
 
 @dataclasses.dataclass
@@ -315,6 +316,8 @@ class Generator:
             if removals > 1:
                 break
             burst.append(op)
+            if op.ends_burst:
+                break
         if len(burst) < 2:
             return None
         return Op("burst", s.label, "burst [" + "; ".join(o.text for o in burst) + "]",

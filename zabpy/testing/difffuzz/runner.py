@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import struct
 import time
 
 from ...jute import records as R
@@ -90,6 +91,14 @@ class Side:
         if isinstance(rep, Closed):
             return ("closed",)
         return (rep.err, self.norm.zxid(rep.zxid), self.norm.body(op, rep.err, rep.body))
+
+    def _session_recreated(self, label: str, rep: Frame) -> tuple:
+        """createSession on an established connection is answered, as Java
+        3.8 does, with a ConnectResponse (protocol version 0 where a reply
+        header's xid would be); its password must be the session's."""
+        raw = struct.pack(">iqi", rep.xid, rep.zxid, rep.err) + rep.body
+        resp = R.ConnectResponse.read(Reader(raw))
+        return (self.norm.connect_response(resp), resp.passwd == self.creds[label][1])
 
     def _event(self, phase: str, f: Frame) -> tuple:
         ev = R.WatcherEvent.read(Reader(f.body))
@@ -156,10 +165,15 @@ class Side:
             conn.submit(r.xid if r.xid is not None else conn.next_xid(), r.opcode, body)
         replies, seen = [], events.setdefault(op.session, [])
         for i, r in enumerate(reqs):
+            last_zxid = conn.last_zxid
             before, rep = conn.read_reply()
             if self is self.runner.sides[0]:
                 self.runner.learn_kinds(r, rep)
             seen += [self._event(f"before {i}" if op.burst else "before", f) for f in before]
+            if r.opcode == OpCode.createSession and isinstance(rep, Frame) and rep.xid == 0:
+                conn.last_zxid = last_zxid   # not a reply header: no zxid in it
+                replies.append(self._session_recreated(op.session, rep))
+                continue
             replies.append(self._reply(r.opcode, rep))
         return tuple(replies) if op.burst else replies[0]
 
