@@ -118,6 +118,8 @@ class ServerConfig:
     secure_client_port_address: str | None = None
     max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
+    max_queued_bytes_per_connection: int = limits.CONNECTION_QUEUED_BYTES_MAX_DEFAULT
+    queued_bytes_grace_ms: int = limits.CONNECTION_QUEUED_GRACE_MS_DEFAULT
     max_cnxns: int = 0
     session_timeout_ms_min: int = -1
     session_timeout_ms_max: int = -1
@@ -385,6 +387,9 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
     # JVM property of ZooKeeper's NIOServerCnxnFactory
     "nio.sessionlessCnxnTimeout": ("sessionless_cnxn_timeout_ms", _positive),
+    # zabpy's own (ZooKeeper has no bound on a connection's queued replies)
+    "zabpy.maxQueuedBytesPerConnection": ("max_queued_bytes_per_connection", _non_negative),
+    "zabpy.queuedBytesGraceMs": ("queued_bytes_grace_ms", _positive),
 }
 # Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
 _RAW_KEYS = frozenset({

@@ -54,6 +54,8 @@ _NOTIFY_PREFIX = struct.Struct(">iiqi")
 _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
+_UNLIMITED = 1 << 62  # a send budget that never runs out (send_budget_bytes 0)
+
 _UNKNOWN = object()
 _MALFORMED = object()
 _BAD_ARGUMENTS = object()
@@ -119,6 +121,10 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     prep_ctx: PrepContext | None = None
+    # bytes of read replies this connection may still be given: a read at the
+    # head of the queue waits while it is spent, until the runtime ``grant``s
+    # more (its client drained what was queued)
+    send_budget: int = 0
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
@@ -264,9 +270,22 @@ class StandaloneServer:
 
     def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
         self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
-                                   connected_ms=now_ms)
+                                   connected_ms=now_ms,
+                                   send_budget=self.settings.send_budget_bytes or _UNLIMITED)
         self._handshaking[conn_id] = now_ms + self.settings.sessionless_cnxn_timeout_ms
         self.stats.connections_opened += 1
+
+    def grant(self, conn_id: int, budget_bytes: int, now_ms: int) -> None:
+        """The runtime's word that ``conn_id`` may be given ``budget_bytes``
+        more of read replies (its limit less what is still queued for it);
+        reads that waited for it are answered now."""
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        conn.send_budget = budget_bytes if self.settings.send_budget_bytes else _UNLIMITED
+        if conn.queue and budget_bytes > 0:
+            self.now_ms = now_ms
+            self._drain(conn)
 
     def connection_lost(self, conn_id: int, now_ms: int) -> None:
         """Watches belong to the connection, as in ZooKeeper (the ServerCnxn
@@ -275,6 +294,11 @@ class StandaloneServer:
         session re-arms them with setWatches."""
         conn = self.conns.pop(conn_id, None)
         self._handshaking.pop(conn_id, None)
+        if conn is not None:
+            # its unanswered requests leave the accounting with it (a write
+            # still in flight is applied, unanswered)
+            self.stats.outstanding -= len(conn.queue)
+            conn.queue.clear()
         if conn is not None and conn.session_id and self.owner.get(conn.session_id) == conn_id:
             del self.owner[conn.session_id]
             if conn.may_watch:
@@ -599,9 +623,10 @@ class StandaloneServer:
         while q:
             entry = q[0]
             if entry.reply is None:
-                if entry.is_write:
+                if entry.is_write or conn.send_budget <= 0:
                     return
                 entry.reply = self._answer_read(conn, entry)
+                conn.send_budget -= len(entry.reply)
             q.popleft()
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
@@ -611,6 +636,7 @@ class StandaloneServer:
             self._emit(conn, entry.reply)
             if entry.close_after:
                 self._close_conn(conn)
+                self.stats.outstanding -= len(q)
                 q.clear()
                 return
 
