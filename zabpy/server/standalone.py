@@ -44,6 +44,7 @@ from ..session.tracker import SessionTracker, session_password
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
+from .. import limits
 from .settings import ServerSettings
 from .stats import ServerStats
 
@@ -121,6 +122,9 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     prep_ctx: PrepContext | None = None
+    # requests pipelined behind the ConnectRequest, (xid, op, body), kept
+    # until the session is attached (None: no handshake under way)
+    early: list | None = None
     # bytes of read replies this connection may still be given: a read at the
     # head of the queue waits while it is spent, until the runtime ``grant``s
     # more (its client drained what was queued)
@@ -339,6 +343,7 @@ class StandaloneServer:
         s = self.settings
         timeout = min(max(req.timeOut, s.session_timeout_ms_min), s.session_timeout_ms_max)
         conn.timeout_ms = timeout
+        conn.early = []
         if req.sessionId == 0:
             if not self.can_write:
                 self._close_conn(conn)
@@ -387,6 +392,14 @@ class StandaloneServer:
         self._handshaking.pop(conn.conn_id, None)
         self.sessions.touch(sid, self.now_ms)
         self._emit(conn, self._connect_response(conn, timeout, sid, session_password(sid)))
+        early, conn.early = conn.early, None
+        for xid, op, body in early or ():
+            try:
+                self.request(conn.conn_id, xid, op, memoryview(body), self.now_ms)
+            except ProtocolViolation as e:
+                self._log(f"Closing connection from {conn.peer_ip}: {e}", "warning")
+                self._close_conn(conn)
+                return
 
     # ---- requests -------------------------------------------------------------
 
@@ -394,6 +407,14 @@ class StandaloneServer:
         """One framed request. Raises ProtocolViolation if its body is malformed."""
         self.now_ms = now_ms
         conn = self.conns[conn_id]
+        if conn.early is not None and not conn.established and not conn.closing:
+            # Sent before the ConnectResponse came back: ZooKeeper queues it
+            # behind the session's creation and answers it; so do we.
+            if len(conn.early) >= limits.CONNECTION_OUTSTANDING_MAX:
+                raise ProtocolViolation(f"more than {limits.CONNECTION_OUTSTANDING_MAX} "
+                                        "requests before the session was established")
+            conn.early.append((xid, op, bytes(body)))
+            return
         conn.packets_received += 1
         self.stats.packets_received += 1
         if conn.closing or not conn.established:
