@@ -113,6 +113,7 @@ class ServerRuntime:
         self._per_ip: dict[str, int] = {}
         self._next_conn_id = 1
         self._flush_scheduled = False
+        self._work_scheduled = False
         self._paused = False  # client reads paused (too many requests in flight)
         # connections over zabpy.maxQueuedBytesPerConnection (reading paused)
         self._over: dict[int, _ClientProtocol] = {}
@@ -398,6 +399,13 @@ class ServerRuntime:
     def _flush_soon(self) -> None:
         self._flush()
 
+    @fail_stop_guard("call_soon work")
+    def _work_soon(self) -> None:
+        self._work_scheduled = False
+        if self.server is not None:
+            self.server.work(_now_ms())
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         srv = self.server
@@ -407,6 +415,10 @@ class ServerRuntime:
             ready = srv.ready()
             if not ready:
                 self._backpressure()
+                if srv.busy and not self._work_scheduled:
+                    # the rest of a large multi, after this turn's I/O
+                    self._work_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._work_soon)
                 return
             srv.advance(ready)
             for level, line in ready.logs:
@@ -549,7 +561,7 @@ class ServerRuntime:
                     log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
                                 "effect operation latency", ms)
                 self.server.logged(target, _now_ms())
-                if self.store.should_snapshot():
+                if not self.server.busy and self.store.should_snapshot():
                     self.metrics.count("snap_count")
                     self.store.start_snapshot(self.server.tree,
                                               {s.session_id: s.timeout_ms for s in

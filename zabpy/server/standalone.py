@@ -46,6 +46,7 @@ from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
 from .. import limits
 from .settings import ServerSettings
+from .sliced import SlicedApply
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -206,6 +207,12 @@ class StandaloneServer:
         # in connection order (so in deadline order)
         self._handshaking: dict[int, int] = {}
         self.can_write = True  # false after a log failure: writes are refused
+        # a large multi being applied a part per ``work`` call; meanwhile no
+        # later txn is applied, and reads it would show in part wait (in
+        # ``_gated``, by connection)
+        self._sliced: SlicedApply | None = None
+        self._gated: dict[int, None] = {}
+        self._logged_zxid = self.tree.last_processed_zxid
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
 
@@ -545,15 +552,61 @@ class StandaloneServer:
 
     # ---- durable: apply and answer ---------------------------------------------
 
+    # A multi of more sub-txns than this is applied in parts (``work``). The
+    # leader's core applies whole txns: ZAB's SNAP and commit order see its tree.
+    MULTI_OPS_PER_PART = limits.MULTI_APPLY_OPS_PER_PART
+
     def logged(self, zxid: int, now_ms: int) -> None:
         """Every txn up to ``zxid`` is durable: apply them in order and answer."""
         self.now_ms = now_ms
-        while self.inflight and self.inflight[0].hdr.zxid <= zxid:
+        if zxid > self._logged_zxid:
+            self._logged_zxid = zxid
+        self._apply_logged()
+
+    def _apply_logged(self) -> None:
+        part = self.MULTI_OPS_PER_PART
+        while self._sliced is None and self.inflight \
+                and self.inflight[0].hdr.zxid <= self._logged_zxid:
             item = self.inflight.popleft()
+            if part and item.hdr.type == OpCode.multi and len(item.txn.txns) > part:
+                self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
+                return
             res = self.tree.apply(item.hdr, item.txn)
             self.pending.applied(item.hdr.zxid)
             self._fire(res.triggers)
             self._after_apply(item, res)
+
+    @property
+    def busy(self) -> bool:
+        """A large multi is part-way in: call ``work`` again (next loop turn)."""
+        return self._sliced is not None
+
+    def work(self, now_ms: int) -> None:
+        """One more part of the large multi: sub-txns into the tree, or, once
+        all are in, its watch events; after the last, its reply, the reads
+        that waited for it, and the txns logged behind it."""
+        sl = self._sliced
+        if sl is None:
+            return
+        self.now_ms = now_ms
+        if not sl.in_tree:
+            sl.apply_part(self.tree)
+            return
+        self._fire(sl.next_triggers())
+        if not sl.done:
+            return
+        self._sliced = None
+        zxid = sl.item.hdr.zxid
+        if zxid > self.tree.last_processed_zxid:
+            self.tree.last_processed_zxid = zxid
+        self.pending.applied(zxid)
+        self._after_apply(sl.item, sl.out)
+        gated, self._gated = self._gated, {}
+        for conn_id in gated:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._drain(conn)
+        self._apply_logged()
 
     def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
         """Apply a txn prepared elsewhere (another server, an earlier term):
@@ -645,6 +698,9 @@ class StandaloneServer:
             entry = q[0]
             if entry.reply is None:
                 if entry.is_write or conn.send_budget <= 0:
+                    return
+                if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
+                    self._gated[conn.conn_id] = None
                     return
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
