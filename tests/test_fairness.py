@@ -129,3 +129,34 @@ def test_watch_events_of_a_big_multi_come_before_its_reply(server):
         break
     assert len(events) == 4  # NodeCreated x 3, NodeChildrenChanged of /w
     c.close()
+
+
+def _big(name: str, n: int = 1000) -> list[bytes]:
+    return [R.MultiHeader(OpCode.create, False, -1).to_bytes()
+            + R.CreateRequest(f"{name}/n{i:04d}", b"", ACL, 0).to_bytes() for i in range(n)]
+
+
+END = R.MultiHeader(-1, True, -1).to_bytes()
+
+
+@pytest.mark.parametrize("shape", ["ok", "fails-at-the-end", "truncated", "read-inside",
+                                   "no-end-marker"])
+def test_a_multi_prepared_in_parts_answers_as_java(pair, name, shape):
+    """A multi body over limits.MULTI_SLICED_BODY_BYTES is decoded and
+    prepared in parts; its answer is the same as Java's, whatever goes
+    wrong where."""
+    from conftest import RawBody
+
+    pair.call(OpCode.create, R.CreateRequest(name, b"", ACL, 0))
+    ops = _big(name)
+    get = R.MultiHeader(OpCode.getData, False, -1).to_bytes() + \
+        R.GetDataRequest(name, False).to_bytes()
+    body = {"ok": b"".join(ops) + END,
+            "fails-at-the-end": b"".join(ops + [ops[0]]) + END,
+            "truncated": (b"".join(ops) + END)[:-20],
+            "read-inside": b"".join(ops[:500] + [get] + ops[500:]) + END,
+            "no-end-marker": b"".join(ops)}[shape]
+    assert len(body) > 16 * 1024
+    pair.call(OpCode.multi, RawBody(body))
+    pair.call(OpCode.getChildren, R.GetChildrenRequest(name, False))
+    pair.call(OpCode.exists, R.ExistsRequest(name + "/n0999", False))

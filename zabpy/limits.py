@@ -37,6 +37,9 @@ CONNECTION_QUEUED_GRACE_MS_DEFAULT = 30_000
 # a few ms.
 MULTI_APPLY_OPS_PER_PART = 250
 WATCH_EVENTS_PER_PART = 1000
+# A multi request body larger than this is decoded and prepared in parts of
+# MULTI_APPLY_OPS_PER_PART ops too (one create is about 60 bytes).
+MULTI_SLICED_BODY_BYTES = 16 * 1024
 
 # Sequential-node counter is a signed 32-bit int, as in ZooKeeper.
 SEQUENCE_MAX = 2**31 - 1

@@ -1,5 +1,6 @@
-"""A large multi applied a part at a time, so that other sessions are served
-between the parts (issue 12: one request must not hold the loop).
+"""A large multi decoded, prepared and applied a part at a time, so that
+other sessions are served between the parts (issue 12: one request must not
+hold the loop). ``SlicedPrep`` is the first half (below); ``SlicedApply``:
 
 State: the multi being applied (its ``InFlight``), the ``ApplyResult`` built
 so far, how many sub-txns are in, the paths changed so far, and, once the
@@ -22,10 +23,13 @@ no later txn. Atomicity as other sessions see it:
 
 from __future__ import annotations
 
-from ..jute.constants import OpCode
+from ..jute import records as R
+from ..jute.codec import DecodeError, Reader
+from ..jute.constants import Err, OpCode
+from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, decode_multi_part
 from ..tree.datatree import ApplyResult, DataTree
 
-__all__ = ["SlicedApply"]
+__all__ = ["SlicedApply", "SlicedPrep"]
 
 # Reads that are not about one node: they wait for the whole multi.
 _ALWAYS_WAIT = frozenset({
@@ -76,3 +80,48 @@ class SlicedApply:
         if not isinstance(path, str):
             return False  # answered without the tree (malformed, unknown)
         return ("/" if path == "" else path) in self.touched
+
+
+class SlicedPrep:
+    """A large multi decoded, then prepared, a part at a time. Its zxid is
+    taken first; the server prepares no other txn (writes, sessions opened or
+    closed) until it is handed to the log, since they share the pending
+    changes and must follow it in zxid order. Reads go on: they see the
+    tree, which the multi has not touched yet. ``result`` is set at the end:
+    (txn type, txn, the decoded ops or None when the body did not decode)."""
+
+    def __init__(self, conn, entry, body: bytes, zxid: int, ctx, ops_per_part: int):
+        self.conn, self.entry, self.zxid, self.ctx = conn, entry, zxid, ctx
+        self.ops_per_part = ops_per_part
+        self.reader = Reader(memoryview(body))
+        self.ops: list = []
+        self.decoded = False
+        self.decode_error: str | None = None
+        self.multi: MultiPrep | None = None
+        self.result: tuple | None = None
+
+    def step(self, pending, session_alive: bool) -> bool:
+        """One part; True once ``result`` is set. Errors come in the order
+        of the unsliced path: a body that does not decode, then a session
+        gone, then an op no multi takes."""
+        if not self.decoded:
+            try:
+                self.decoded = decode_multi_part(self.reader, MULTI_WRITE_OPS, self.ops,
+                                                 self.ops_per_part)
+            except DecodeError as e:
+                self.decode_error = str(e)
+                self.result = (OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR), None)
+                return True
+            return False
+        if self.multi is None:
+            if not session_alive:
+                self.result = (OpCode.error, R.ErrorTxn(Err.SESSIONEXPIRED), self.ops)
+                return True
+            if any(sub is None for _, sub in self.ops):
+                self.result = (OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR), self.ops)
+                return True
+            self.multi = MultiPrep(self.ops, self.zxid, pending, self.ctx)
+        if not self.multi.step(self.ops_per_part):
+            return False
+        self.result = (*self.multi.result(), self.ops)
+        return True

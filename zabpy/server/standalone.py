@@ -46,7 +46,7 @@ from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
 from .. import limits
 from .settings import ServerSettings
-from .sliced import SlicedApply
+from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -59,6 +59,16 @@ _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 _UNLIMITED = 1 << 62  # a send budget that never runs out (send_budget_bytes 0)
 
 _UNKNOWN = object()
+
+
+class _BigMulti:
+    """A multi body large enough to be decoded and prepared in parts."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes):
+        self.body = body
+
 _MALFORMED = object()
 _BAD_ARGUMENTS = object()
 
@@ -211,6 +221,10 @@ class StandaloneServer:
         # later txn is applied, and reads it would show in part wait (in
         # ``_gated``, by connection)
         self._sliced: SlicedApply | None = None
+        # a large multi being decoded and prepared a part per ``work`` call;
+        # meanwhile whatever takes a zxid waits in ``_deferred``, in order
+        self._prepping: SlicedPrep | None = None
+        self._deferred: deque = deque()
         self._gated: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
         for sid, timeout in (sessions or {}).items():
@@ -370,6 +384,8 @@ class StandaloneServer:
         self._attach(conn, sid, timeout)
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
+        if self._defer(self._new_session, conn, sid, timeout, req):
+            return
         hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OpCode.createSession)
         self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id))
 
@@ -470,6 +486,8 @@ class StandaloneServer:
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
         try:
             if op == OpCode.multi:
+                if self.MULTI_OPS_PER_PART and len(body) > limits.MULTI_SLICED_BODY_BYTES:
+                    return _BigMulti(bytes(body))
                 return decode_multi(body, MULTI_WRITE_OPS)
             if op == OpCode.multiRead:
                 return decode_multi(body, MULTI_READ_OPS)
@@ -505,7 +523,17 @@ class StandaloneServer:
         self.inflight.append(item)
         self._persist.append((item.hdr, item.txn))
 
+    def _defer(self, fn, *args) -> bool:
+        """While a large multi is being prepared, ``fn(*args)`` (which takes
+        a zxid) waits for it: True if it was put off."""
+        if self._prepping is None:
+            return False
+        self._deferred.append((fn, args))
+        return True
+
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
+        if self._defer(self._submit_write, conn, entry):
+            return
         if not self.can_write:
             entry.reply = frame(entry.xid, self.tree.last_processed_zxid, Err.SYSTEMERROR)
             self._drain(conn)
@@ -526,6 +554,10 @@ class StandaloneServer:
                 ctx = conn.prep_ctx = PrepContext(
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
                     self.settings.skip_acl, self.settings.reconfig_enabled)
+            if isinstance(req, _BigMulti):
+                self._prepping = SlicedPrep(conn, entry, req.body, zxid, ctx,
+                                            self.MULTI_OPS_PER_PART)
+                return
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
@@ -542,6 +574,8 @@ class StandaloneServer:
                               cxid: int = 0) -> None:
         """``cxid``: the client's xid when the close came from a learner (it
         answers its client when the txn with that cxid commits)."""
+        if self._defer(self._submit_close_session, sid, conn, entry, cxid):
+            return
         self.sessions.set_closing(sid)
         zxid = self._take_zxid()
         paths = prepare_close_session(sid, zxid, self.pending)
@@ -578,17 +612,44 @@ class StandaloneServer:
 
     @property
     def busy(self) -> bool:
-        """A large multi is part-way in: call ``work`` again (next loop turn)."""
-        return self._sliced is not None
+        """A large multi is part-way through: call ``work`` again (next loop turn)."""
+        return self._sliced is not None or self._prepping is not None
 
     def work(self, now_ms: int) -> None:
-        """One more part of the large multi: sub-txns into the tree, or, once
-        all are in, its watch events; after the last, its reply, the reads
-        that waited for it, and the txns logged behind it."""
-        sl = self._sliced
-        if sl is None:
-            return
+        """One more part of each large multi under way."""
         self.now_ms = now_ms
+        if self._prepping is not None:
+            self._prep_part()
+        if self._sliced is not None:
+            self._apply_part()
+
+    def _prep_part(self) -> None:
+        """Decode or prepare a part; after the last, hand the multi to the
+        log and run what waited for it."""
+        sp = self._prepping
+        session = self.sessions.sessions.get(sp.ctx.session_id)
+        if not sp.step(self.pending, session is not None and not session.closing):
+            return
+        if sp.decode_error is not None:
+            self._log(f"Failed to process request op {OpCode.multi}: {sp.decode_error}",
+                      "warning")
+        ttype, txn, ops = sp.result
+        sp.entry.req = ops if ops is not None else _MALFORMED
+        hdr = R.TxnHeader(sp.conn.session_id, sp.entry.xid, sp.zxid, self._wall_ms(), ttype)
+        self._prepping = None
+        self._hand_to_log(InFlight(hdr, txn, sp.conn.conn_id, sp.entry))
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        while self._deferred and self._prepping is None:
+            fn, args = self._deferred.popleft()
+            fn(*args)
+
+    def _apply_part(self) -> None:
+        """Sub-txns into the tree, or, once all are in, watch events; after
+        the last, the multi's reply, the reads that waited for it, and the
+        txns logged behind it."""
+        sl = self._sliced
         if not sl.in_tree:
             sl.apply_part(self.tree)
             return
@@ -626,6 +687,10 @@ class StandaloneServer:
             self._log(f"Severe unrecoverable error writing the transaction log: {reason}; "
                       "refusing writes", "error")
         self.can_write = False
+        sp, self._prepping = self._prepping, None
+        if sp is not None and sp.conn.conn_id in self.conns:
+            sp.entry.reply = frame(sp.entry.xid, self.tree.last_processed_zxid, Err.SYSTEMERROR)
+            self._drain(sp.conn)
         while self.inflight:
             item = self.inflight.pop()
             conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
@@ -637,6 +702,7 @@ class StandaloneServer:
                 self._close_conn(conn)
         self.pending = PendingChanges(self.tree)
         self.next_zxid = self.tree.last_processed_zxid + 1
+        self._run_deferred()  # refused now, in order
 
     def _after_apply(self, item: InFlight, res) -> None:
         hdr = item.hdr
@@ -787,7 +853,7 @@ class StandaloneServer:
     def _reap_containers(self) -> None:
         """Delete empty containers that once had children and expired TTL
         nodes, as ZooKeeper's ContainerManager does, through the log."""
-        if not self.can_write:
+        if not self.can_write or self._prepping is not None:
             return
         budget = self.settings.container_max_per_minute
         wall = self._wall_ms()
