@@ -142,13 +142,18 @@ def run_children(c: Wire, stop_at: float) -> int:
     return done
 
 
-def run_watch_storm(port: int, c: Wire, stop_at: float) -> int:
+def setup_watchers(port: int) -> list[Wire]:
     arm = R.GetDataRequest("/fw", True).to_bytes()
     watchers = []
     for _ in range(WATCHERS):
         w = Wire(port)
         w.call(OpCode.getData, arm)
         watchers.append(w)
+    return watchers
+
+
+def run_watch_storm(watchers: list[Wire], c: Wire, stop_at: float) -> int:
+    arm = R.GetDataRequest("/fw", True).to_bytes()
     by_sock = {w.sock: w for w in watchers}
     set_body = R.SetDataRequest("/fw", b"x", -1).to_bytes()
     storms = 0
@@ -182,6 +187,7 @@ def prepare(c: Wire, scenarios) -> None:
 
 
 def measure(port: int, scenario: str, duration_s: float) -> dict:
+    watchers = setup_watchers(port) if scenario == "watch_storm" else []
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
     stop_at = time.monotonic() + duration_s
@@ -194,7 +200,7 @@ def measure(port: int, scenario: str, duration_s: float) -> dict:
     elif scenario == "children":
         done = run_children(c, stop_at)
     elif scenario == "watch_storm":
-        done = run_watch_storm(port, c, stop_at)
+        done = run_watch_storm(watchers, c, stop_at)
     else:
         done = 0
         time.sleep(max(0.0, stop_at - time.monotonic()))
