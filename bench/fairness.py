@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import select
+import selectors
 import socket
 import struct
 import time
@@ -63,6 +63,21 @@ class Wire:
             if not chunk:
                 raise ConnectionError("closed by the server")
             self.buf += chunk
+
+    def frames_nowait(self) -> list[bytes]:
+        """What one recv brought, as whole frames (the rest stays buffered)."""
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        self.buf += chunk
+        out = []
+        while len(self.buf) >= 4:
+            (n,) = struct.unpack_from(">i", self.buf)
+            if len(self.buf) < 4 + n:
+                break
+            out.append(self.buf[4:4 + n])
+            self.buf = self.buf[4 + n:]
+        return out
 
     def submit(self, op: int, body: bytes = b"") -> None:
         self.xid += 1
@@ -154,26 +169,29 @@ def setup_watchers(port: int) -> list[Wire]:
 
 def run_watch_storm(watchers: list[Wire], c: Wire, stop_at: float) -> int:
     arm = R.GetDataRequest("/fw", True).to_bytes()
-    by_sock = {w.sock: w for w in watchers}
+    sel = selectors.DefaultSelector()  # epoll: more sockets than select() takes
+    for w in watchers:
+        sel.register(w.sock, selectors.EVENT_READ, w)
     set_body = R.SetDataRequest("/fw", b"x", -1).to_bytes()
     storms = 0
     try:
         while time.monotonic() < stop_at:
             err, _ = c.call(OpCode.setData, set_body)
             assert err == 0, err
-            waiting = set(watchers)
-            while waiting:  # every watcher sees the event, then re-arms
-                ready, _, _ = select.select([w.sock for w in waiting], [], [], 30)
+            waiting = len(watchers)
+            while waiting:  # every watcher sees the event, re-arms, gets the answer
+                ready = sel.select(30)
                 assert ready, "watch events did not arrive"
-                for s in ready:
-                    w = by_sock[s]
-                    f = w.frame()
-                    if struct.unpack_from(">i", f)[0] == -1:
-                        w.submit(OpCode.getData, arm)
-                    else:
-                        waiting.discard(w)
+                for key, _ in ready:
+                    w = key.data
+                    for f in w.frames_nowait():
+                        if struct.unpack_from(">i", f)[0] == -1:
+                            w.submit(OpCode.getData, arm)
+                        else:
+                            waiting -= 1
             storms += 1
     finally:
+        sel.close()
         for w in watchers:
             w.sock.close()
     return storms

@@ -744,6 +744,7 @@ class StandaloneServer:
         if not triggers:
             return
         skip_acl = self.settings.skip_acl
+        encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
         for ev, path, acl in triggers:
             for sid, etype, p in self.watches.trigger(ev, path):
                 cid = self.owner.get(sid)
@@ -753,8 +754,11 @@ class StandaloneServer:
                 if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, Perms.READ,
                                                                   conn.auth_ids, skip_acl):
                     continue
-                body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
-                self._emit(conn, frame(Xid.NOTIFICATION, -1, 0, body))
+                data = encoded.get((etype, p))
+                if data is None:
+                    body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
+                    data = encoded[(etype, p)] = frame(Xid.NOTIFICATION, -1, 0, body)
+                self._emit(conn, data)
 
     def _drain(self, conn: Conn) -> None:
         """Send every answered request at the head of the queue, answering
