@@ -160,3 +160,43 @@ def test_a_multi_prepared_in_parts_answers_as_java(pair, name, shape):
     pair.call(OpCode.multi, RawBody(body))
     pair.call(OpCode.getChildren, R.GetChildrenRequest(name, False))
     pair.call(OpCode.exists, R.ExistsRequest(name + "/n0999", False))
+
+
+WATCHERS = 1500  # > limits.WATCH_EVENTS_PER_PART: the events go out in parts
+
+
+def test_a_watch_storm_in_parts_keeps_event_before_data():
+    """One setData fires 1,500 watches: the events go out a part per loop
+    turn. Each watcher gets its event exactly once, and a read it sends
+    after the write never shows the new data before the event arrived."""
+    with ZabpyServer(subprocess=True, config_text="tickTime=2000\nmaxClientCnxns=0") as zk:
+        writer = RawClient(zk.port, timeout=60)
+        writer.handshake()
+        writer.call(OpCode.create, R.CreateRequest("/storm", b"old", ACL, 0))
+        watchers = []
+        for _ in range(WATCHERS):
+            w = RawClient(zk.port, timeout=60)
+            w.handshake()
+            w.send(OpCode.getData, R.GetDataRequest("/storm", True))
+            watchers.append(w)
+        for w in watchers:
+            assert w.recv_reply()[0].err == 0
+        xid = writer.send(OpCode.setData, R.SetDataRequest("/storm", b"new", -1))
+        for w in watchers:
+            w.send(OpCode.getData, R.GetDataRequest("/storm", False))
+        for w in watchers:
+            events = 0
+            while True:
+                f = w.recv_frame()
+                if struct.unpack_from(">i", f)[0] == -1:
+                    events += 1
+                    continue
+                data = f[16 + 4:16 + 4 + 3]
+                assert events == 1 or data == b"old", (events, data)
+                break
+            if events == 0:  # answered before the write: its event is still to come
+                assert struct.unpack_from(">i", w.recv_frame())[0] == -1
+        assert writer.recv_reply()[0].xid == xid
+        for w in watchers:
+            w.close()
+        writer.close()

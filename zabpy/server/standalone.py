@@ -226,6 +226,11 @@ class StandaloneServer:
         self._prepping: SlicedPrep | None = None
         self._deferred: deque = deque()
         self._gated: dict[int, None] = {}
+        # a txn's watch events handed out a part per ``work`` call when there
+        # are many: (its InFlight, ApplyResult, the (conn, frame) still to
+        # go); the connections they go to answer nothing meanwhile
+        self._fanout: tuple | None = None
+        self._fanout_wait: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
@@ -599,7 +604,7 @@ class StandaloneServer:
 
     def _apply_logged(self) -> None:
         part = self.MULTI_OPS_PER_PART
-        while self._sliced is None and self.inflight \
+        while self._sliced is None and self._fanout is None and self.inflight \
                 and self.inflight[0].hdr.zxid <= self._logged_zxid:
             item = self.inflight.popleft()
             if part and item.hdr.type == OpCode.multi and len(item.txn.txns) > part:
@@ -607,13 +612,22 @@ class StandaloneServer:
                 return
             res = self.tree.apply(item.hdr, item.txn)
             self.pending.applied(item.hdr.zxid)
-            self._fire(res.triggers)
+            notes = self._notifications(res.triggers)
+            if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
+                # A watch storm: its events go out in parts; whoever gets one
+                # hears nothing else before it (no reply, no later event).
+                self._fanout = (item, res, deque(notes))
+                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
+                return
+            for conn, data in notes:
+                self._emit(conn, data)
             self._after_apply(item, res)
 
     @property
     def busy(self) -> bool:
         """A large multi is part-way through: call ``work`` again (next loop turn)."""
-        return self._sliced is not None or self._prepping is not None
+        return (self._sliced is not None or self._prepping is not None
+                or self._fanout is not None)
 
     def work(self, now_ms: int) -> None:
         """One more part of each large multi under way."""
@@ -622,6 +636,24 @@ class StandaloneServer:
             self._prep_part()
         if self._sliced is not None:
             self._apply_part()
+        if self._fanout is not None:
+            self._fanout_part()
+
+    def _fanout_part(self) -> None:
+        item, res, notes = self._fanout
+        for _ in range(min(len(notes), limits.WATCH_EVENTS_PER_PART)):
+            conn, data = notes.popleft()
+            self._emit(conn, data)
+        if notes:
+            return
+        self._fanout = None
+        waiting, self._fanout_wait = self._fanout_wait, {}
+        self._after_apply(item, res)
+        for conn_id in waiting:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._drain(conn)
+        self._apply_logged()
 
     def _prep_part(self) -> None:
         """Decode or prepare a part; after the last, hand the multi to the
@@ -737,12 +769,17 @@ class StandaloneServer:
                 conn.queue[-1].close_after = True
 
     def _fire(self, triggers: list) -> None:
-        """Deliver the watch events of an applied txn. As ZooKeeper since
+        for conn, data in self._notifications(triggers):
+            self._emit(conn, data)
+
+    def _notifications(self, triggers: list) -> list:
+        """(conn, frame) for the watch events of an applied txn. As ZooKeeper since
         CVE-2024-23944 (ZOOKEEPER-4799), an event reaches only a session with
         READ on the node (the parent for NodeChildrenChanged) by the ACL of
         that moment; the fired one-shot watch is consumed either way."""
         if not triggers:
-            return
+            return []
+        out = []
         skip_acl = self.settings.skip_acl
         encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
         for ev, path, acl in triggers:
@@ -758,11 +795,14 @@ class StandaloneServer:
                 if data is None:
                     body = R.WatcherEvent(etype, KeeperState.SyncConnected, p).to_bytes()
                     data = encoded[(etype, p)] = frame(Xid.NOTIFICATION, -1, 0, body)
-                self._emit(conn, data)
+                out.append((conn, data))
+        return out
 
     def _drain(self, conn: Conn) -> None:
         """Send every answered request at the head of the queue, answering
         reads as they reach the head."""
+        if self._fanout_wait and conn.conn_id in self._fanout_wait:
+            return  # a watch event of a storm is still to come first
         q = conn.queue
         while q:
             entry = q[0]
