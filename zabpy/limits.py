@@ -22,6 +22,25 @@ GLOBAL_OUTSTANDING_MAX = 1000
 # Bytes queued for one connection's socket before we stop reading its input.
 CONNECTION_WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 
+# Bytes of replies one client connection may have queued and unread
+# (zabpy.maxQueuedBytesPerConnection): past it the server answers none of that
+# connection's reads and stops reading its requests until the client drains
+# below half of it; a connection that stays over it for
+# zabpy.queuedBytesGraceMs is closed. About eight full-size replies: a
+# client pipelining large reads keeps its socket busy.
+CONNECTION_QUEUED_BYTES_MAX_DEFAULT = 8 * 1024 * 1024
+CONNECTION_QUEUED_GRACE_MS_DEFAULT = 30_000
+
+# A multi of more sub-txns than this is applied this many at a time, one
+# part per loop turn, and its watch events handed out so many per turn, so
+# that other sessions are served in between (server/sliced.py). A part takes
+# a few ms.
+MULTI_APPLY_OPS_PER_PART = 250
+WATCH_EVENTS_PER_PART = 1000
+# A multi request body larger than this is decoded and prepared in parts of
+# MULTI_APPLY_OPS_PER_PART ops too (one create is about 60 bytes).
+MULTI_SLICED_BODY_BYTES = 16 * 1024
+
 # Sequential-node counter is a signed 32-bit int, as in ZooKeeper.
 SEQUENCE_MAX = 2**31 - 1
 
@@ -54,6 +73,9 @@ SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT = 10_000
 PENDING_TXNS_MAX = 10_000
 
 assert JUTE_MAXBUFFER > 0
+assert CONNECTION_QUEUED_BYTES_MAX_DEFAULT > JUTE_MAXBUFFER
+assert CONNECTION_QUEUED_GRACE_MS_DEFAULT > 0
+assert MULTI_APPLY_OPS_PER_PART >= 1 and WATCH_EVENTS_PER_PART >= 1
 assert CONNECTION_OUTSTANDING_MAX >= 1
 assert SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT > 0
 assert PATH_BYTES_MAX <= JUTE_MAXBUFFER

@@ -29,7 +29,8 @@ from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_n
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
            "WRITE_OPS",
-           "decode_multi", "creates_ephemeral", "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
+           "decode_multi", "decode_multi_part", "creates_ephemeral", "MultiPrep",
+           "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
 
 WRITE_OPS = frozenset({OP.create, OP.create2, OP.createContainer, OP.createTTL,
                        OP.delete, OP.setData, OP.setACL, OP.multi,
@@ -382,10 +383,19 @@ def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int
     a create record with a TTL mode as (op, UNBUILDABLE_CREATE)."""
     r = Reader(body)
     ops: list[tuple[int, object]] = []
-    while True:
+    while not decode_multi_part(r, allowed, ops, limits.JUTE_MAXBUFFER):
+        pass
+    return ops
+
+
+def decode_multi_part(r: Reader, allowed: frozenset, ops: list, count: int) -> bool:
+    """Decode up to ``count`` more ops of a multi body from ``r`` into
+    ``ops`` (a large multi is decoded a part at a time); True once the end
+    marker is read."""
+    for _ in range(count):
         h = R.MultiHeader.read(r)
         if h.done:
-            break
+            return True
         if len(ops) >= limits.JUTE_MAXBUFFER:
             raise DecodeError("too many ops in multi")
         cls = R.REQUEST_RECORD.get(h.type)
@@ -396,7 +406,7 @@ def decode_multi(body: memoryview | bytes, allowed: frozenset) -> list[tuple[int
             ops.append(_multi_create(h.type, rec))
         else:
             ops.append((h.type, rec if h.type in allowed else None))
-    return ops
+    return False
 
 
 _CREATE_OPS = frozenset({OP.create, OP.create2, OP.createContainer,
@@ -424,31 +434,51 @@ def _multi_create(op: int, rec) -> tuple[int, object]:
     return OP.create, rec
 
 
+class MultiPrep:
+    """A multi's ops prepared in order, a part at a time if need be (no
+    other write may be prepared in between: they share ``pending``).
+    ``step`` raises PrepError / PrepFailure when the whole multi fails (its
+    change records already undone)."""
+
+    def __init__(self, ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
+        self.ops, self.zxid, self.pending, self.ctx = ops, zxid, pending, ctx
+        self.mark = len(pending.order)
+        self.txns: list[R.Txn] = []
+        self.failed = False
+
+    def step(self, count: int) -> bool:
+        """Prepare up to ``count`` more ops; True when all are."""
+        for op, req in self.ops[len(self.txns):len(self.txns) + count]:
+            if self.failed:
+                self.txns.append(R.Txn(OP.error,
+                                       R.ErrorTxn(ERR.RUNTIMEINCONSISTENCY).to_bytes()))
+                continue
+            if req is UNBUILDABLE_CREATE:
+                # ZooKeeper leaves the earlier sub-ops' change records in place
+                # until the error txn is applied (a request prepped meanwhile
+                # sees nodes that never come); they are undone here.
+                self.pending.rollback(self.zxid, self.mark)
+                raise PrepError(ERR.MARSHALLINGERROR)
+            try:
+                ttype, txn = _prep_one(op, req, self.zxid, self.pending, self.ctx)
+                self.txns.append(R.Txn(ttype, txn.to_bytes()))
+            except PrepError as e:
+                self.failed = True
+                self.pending.rollback(self.zxid, self.mark)
+                self.txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
+            except PrepFailure:
+                self.pending.rollback(self.zxid, self.mark)
+                raise
+        return len(self.txns) == len(self.ops)
+
+    def result(self):
+        return OP.multi, R.MultiTxn(self.txns)
+
+
 def _multi(ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
-    mark = len(pending.order)
-    txns: list[R.Txn] = []
-    failed = False
-    for op, req in ops:
-        if failed:
-            txns.append(R.Txn(OP.error, R.ErrorTxn(ERR.RUNTIMEINCONSISTENCY).to_bytes()))
-            continue
-        if req is UNBUILDABLE_CREATE:
-            # ZooKeeper leaves the earlier sub-ops' change records in place
-            # until the error txn is applied (a request prepped meanwhile sees
-            # nodes that never come); they are undone here.
-            pending.rollback(zxid, mark)
-            raise PrepError(ERR.MARSHALLINGERROR)
-        try:
-            ttype, txn = _prep_one(op, req, zxid, pending, ctx)
-            txns.append(R.Txn(ttype, txn.to_bytes()))
-        except PrepError as e:
-            failed = True
-            pending.rollback(zxid, mark)
-            txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
-        except PrepFailure:
-            pending.rollback(zxid, mark)
-            raise
-    return OP.multi, R.MultiTxn(txns)
+    m = MultiPrep(ops, zxid, pending, ctx)
+    m.step(len(ops))
+    return m.result()
 
 
 def prepare(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):

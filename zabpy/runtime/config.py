@@ -120,6 +120,8 @@ class ServerConfig:
     max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
     gc_full_sweep_interval_ms: int = 600_000
+    max_queued_bytes_per_connection: int = limits.CONNECTION_QUEUED_BYTES_MAX_DEFAULT
+    queued_bytes_grace_ms: int = limits.CONNECTION_QUEUED_GRACE_MS_DEFAULT
     max_cnxns: int = 0
     session_timeout_ms_min: int = -1
     session_timeout_ms_max: int = -1
@@ -423,6 +425,9 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     # zabpy's own: how often the garbage collector sweeps everything
     # (runtime/gc_policy.py); 0 never
     "zabpy.gcFullSweepIntervalMs": ("gc_full_sweep_interval_ms", _int_in(0, 2**63 - 1)),
+    # zabpy's own (ZooKeeper has no bound on a connection's queued replies)
+    "zabpy.maxQueuedBytesPerConnection": ("max_queued_bytes_per_connection", _non_negative),
+    "zabpy.queuedBytesGraceMs": ("queued_bytes_grace_ms", _positive),
 }
 # Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
 _RAW_KEYS = frozenset({

@@ -237,6 +237,9 @@ class EnsembleRuntime(ServerRuntime):
     def _client_closed(self, conn_id: int, now: int) -> None:
         self.replica.client_closed(conn_id, now)
 
+    def _client_grant(self, conn_id: int, budget_bytes: int, now: int) -> None:
+        self.replica.client_grant(conn_id, budget_bytes, now)
+
     def _four_letter(self, p, ev: FourLetterWord) -> None:
         if p.conn_id:
             super()._four_letter(p, ev)

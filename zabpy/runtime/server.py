@@ -12,6 +12,16 @@ are appended to the log buffer; when it ends, the next fsync covers all of
 them. Only then does the core hear ``logged(zxid)`` and answer. Without a
 data directory the log is memory only and ``logged`` follows at once.
 
+Bounded replies per connection: each client transport's write buffer has
+its high-water mark at ``zabpy.maxQueuedBytesPerConnection``. The core
+answers a connection's reads only within a byte budget the runtime grants
+(the limit less what is still queued for it); past the mark the runtime
+stops reading that connection's requests (``pause_writing``) until its
+client drains below half of it (``resume_writing``), and closes it, with
+one log line, if it stays over for ``zabpy.queuedBytesGraceMs``. Its held
+requests do not count towards globalOutstandingLimit, which would stall
+every other client.
+
 Fail-stop (``fatal.py``): every entry point asyncio calls (the client
 protocol's callbacks, the ``call_soon`` flush, every task) is guarded, and
 the loop's exception handler is ours while the runtime runs. An exception
@@ -50,7 +60,7 @@ def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
 
 
 class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip")
+    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip", "budget_left", "grace")
 
     def __init__(self, rt: "ServerRuntime"):
         self.rt = rt
@@ -58,6 +68,10 @@ class _ClientProtocol(asyncio.Protocol):
         self.proto = ClientConnection(rt.config.jute_maxbuffer)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        # bytes written since the core's last grant, counted down from it
+        self.budget_left = rt.config.max_queued_bytes_per_connection
+        # while over the limit: the timer that closes the connection
+        self.grace: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -80,6 +94,14 @@ class _ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.rt._lost(self)
 
+    @fail_stop_guard("client pause_writing", _runtime_of)
+    def pause_writing(self) -> None:
+        self.rt._over_limit(self)
+
+    @fail_stop_guard("client resume_writing", _runtime_of)
+    def resume_writing(self) -> None:
+        self.rt._drained(self)
+
 
 class ServerRuntime:
     def __init__(self, config: ServerConfig, *, server_id: int | None = None):
@@ -91,7 +113,10 @@ class ServerRuntime:
         self._per_ip: dict[str, int] = {}
         self._next_conn_id = 1
         self._flush_scheduled = False
+        self._work_scheduled = False
         self._paused = False  # client reads paused (too many requests in flight)
+        # connections over zabpy.maxQueuedBytesPerConnection (reading paused)
+        self._over: dict[int, _ClientProtocol] = {}
         # set when a background task dies: the process exits rather than
         # serving half-alive (zabpy.cli.server waits on it)
         self.fatal = asyncio.Event()
@@ -131,6 +156,7 @@ class ServerRuntime:
             container_max_per_minute=c.container_max_per_minute,
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
             enforce_quota=c.enforce_quota,
+            send_budget_bytes=c.max_queued_bytes_per_connection,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:
@@ -309,6 +335,9 @@ class ServerRuntime:
         p.conn_id = self._next_conn_id
         self._next_conn_id += 1
         self._protocols[p.conn_id] = p
+        limit = self.config.max_queued_bytes_per_connection
+        if limit:
+            p.transport.set_write_buffer_limits(high=limit, low=limit // 2)
         if self._paused:
             p.transport.pause_reading()
         self._client_connected(p.conn_id, p.peer_ip, _now_ms())
@@ -327,9 +356,15 @@ class ServerRuntime:
     def _client_closed(self, conn_id: int, now: int) -> None:
         self.server.connection_lost(conn_id, now)
 
+    def _client_grant(self, conn_id: int, budget_bytes: int, now: int) -> None:
+        self.server.grant(conn_id, budget_bytes, now)
+
     def _lost(self, p: _ClientProtocol) -> None:
         if self._protocols.pop(p.conn_id, None) is None:
             return
+        self._over.pop(p.conn_id, None)
+        if p.grace is not None:
+            p.grace.cancel()
         n = self._per_ip.get(p.peer_ip, 1) - 1
         if n:
             self._per_ip[p.peer_ip] = n
@@ -375,6 +410,13 @@ class ServerRuntime:
     def _flush_soon(self) -> None:
         self._flush()
 
+    @fail_stop_guard("call_soon work")
+    def _work_soon(self) -> None:
+        self._work_scheduled = False
+        if self.server is not None:
+            self.server.work(_now_ms())
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         srv = self.server
@@ -384,6 +426,10 @@ class ServerRuntime:
             ready = srv.ready()
             if not ready:
                 self._backpressure()
+                if srv.busy and not self._work_scheduled:
+                    # the rest of a large multi, after this turn's I/O
+                    self._work_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._work_soon)
                 return
             srv.advance(ready)
             for level, line in ready.logs:
@@ -409,6 +455,9 @@ class ServerRuntime:
             return
         limit = self.config.global_outstanding_limit
         out = srv.stats.outstanding
+        for cid in self._over:  # held by their own client, not by the server
+            conn = srv.conns.get(cid)
+            out -= len(conn.queue) if conn is not None else 0
         if not self._paused and out >= limit:
             self._paused = True
             self.read_pauses += 1
@@ -418,8 +467,51 @@ class ServerRuntime:
         elif self._paused and out < limit // 2:
             self._paused = False
             for p in self._protocols.values():
-                if p.transport is not None and not p.transport.is_closing():
+                if (p.transport is not None and not p.transport.is_closing()
+                        and p.conn_id not in self._over):
                     p.transport.resume_reading()
+
+    # ---- bounded replies per connection -------------------------------------------
+
+    def _over_limit(self, p: _ClientProtocol) -> None:
+        """More than zabpy.maxQueuedBytesPerConnection is queued for ``p``:
+        read none of its requests until its client drains."""
+        if not p.conn_id or p.transport is None or p.transport.is_closing():
+            return
+        self._over[p.conn_id] = p
+        p.transport.pause_reading()
+        grace_s = self.config.queued_bytes_grace_ms / 1000
+        p.grace = asyncio.get_running_loop().call_later(grace_s, self._grace_over, p)
+
+    def _drained(self, p: _ClientProtocol) -> None:
+        if self._over.pop(p.conn_id, None) is None:
+            return
+        if p.grace is not None:
+            p.grace.cancel()
+            p.grace = None
+        if not self._paused:
+            p.transport.resume_reading()
+        self._regrant(p)
+        self._schedule_flush()
+
+    @fail_stop_guard("queued bytes grace timer")
+    def _grace_over(self, p: _ClientProtocol) -> None:
+        p.grace = None
+        if p.conn_id not in self._over or p.transport is None:
+            return
+        log.warning("Closing connection from %s: %d bytes of replies unread for %d ms "
+                    "(zabpy.maxQueuedBytesPerConnection=%d)", p.peer_ip,
+                    p.transport.get_write_buffer_size(), self.config.queued_bytes_grace_ms,
+                    self.config.max_queued_bytes_per_connection)
+        p.transport.abort()
+
+    def _regrant(self, p: _ClientProtocol) -> None:
+        """Give the core a new budget for ``p``: the limit less what is still
+        queued (at least one byte, so that one more reply takes the buffer
+        past the mark and ``pause_writing`` follows, never a silent stall)."""
+        limit = self.config.max_queued_bytes_per_connection
+        p.budget_left = max(limit - p.transport.get_write_buffer_size(), 1)
+        self._client_grant(p.conn_id, p.budget_left, _now_ms())
 
     def _write(self, sends: tuple) -> None:
         if not sends:
@@ -427,10 +519,16 @@ class ServerRuntime:
         batches: dict[int, list[bytes]] = {}
         for cid, data in sends:
             batches.setdefault(cid, []).append(data)
+        limit = self.config.max_queued_bytes_per_connection
         for cid, chunks in batches.items():
             p = self._protocols.get(cid)
             if p is not None and p.transport is not None and not p.transport.is_closing():
-                p.transport.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+                p.transport.write(data)
+                if limit:
+                    p.budget_left -= len(data)
+                    if p.budget_left < limit // 2 and cid not in self._over:
+                        self._regrant(p)
 
     def _persist(self, records: tuple) -> None:
         if self.store is None:
@@ -474,7 +572,7 @@ class ServerRuntime:
                     log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
                                 "effect operation latency", ms)
                 self.server.logged(target, _now_ms())
-                if self.store.should_snapshot():
+                if not self.server.busy and self.store.should_snapshot():
                     self.metrics.count("snap_count")
                     self.store.start_snapshot(self.server.tree,
                                               {s.session_id: s.timeout_ms for s in

@@ -29,6 +29,8 @@ __all__ = ["LeaderServer"]
 
 
 class LeaderServer(StandaloneServer):
+    MULTI_OPS_PER_PART = 0  # whole txns: a SNAP to a learner must not see half a multi
+
     def _session_id_server_id(self) -> int:
         return self.settings.server_id
 

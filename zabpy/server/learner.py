@@ -37,6 +37,7 @@ __all__ = ["LearnerServer"]
 
 class LearnerServer(StandaloneServer):
     OWNS_SESSIONS = False
+    MULTI_OPS_PER_PART = 0  # writes go to the leader whole
 
     def _session_id_server_id(self) -> int:
         return self.settings.server_id

@@ -299,6 +299,13 @@ class Replica:
         finally:
             self._pump()
 
+    def client_grant(self, conn_id: int, budget_bytes: int, now_ms: int) -> None:
+        """The client drained its replies: ``StandaloneServer.grant``."""
+        if self.server is not None:
+            self.now_ms = now_ms
+            self.server.grant(conn_id, budget_bytes, now_ms)
+            self._pump()
+
     def client_closed(self, conn_id: int, now_ms: int) -> None:
         if self.server is not None:
             self.server.connection_lost(conn_id, now_ms)

@@ -31,8 +31,12 @@ class ServerSettings:
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
     enforce_quota: bool = False  # zookeeper.enforceQuota: hard quota limits fail writes
+    # bytes of read replies a new connection may be given before the runtime
+    # grants more (``grant``); 0: no limit
+    send_budget_bytes: int = limits.CONNECTION_QUEUED_BYTES_MAX_DEFAULT
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0
         assert self.sessionless_cnxn_timeout_ms > 0
+        assert self.send_budget_bytes >= 0
         assert 0 < self.session_timeout_ms_min <= self.session_timeout_ms_max

@@ -45,7 +45,9 @@ from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
 from .ratelog import RateLogger
+from .. import limits
 from .settings import ServerSettings
+from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -55,8 +57,20 @@ _NOTIFY_PREFIX = struct.Struct(">iiqi")
 _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
+_UNLIMITED = 1 << 62  # a send budget that never runs out (send_budget_bytes 0)
+
 _UNKNOWN = object()
 _LOCAL_CLOSE = object()   # a local session's closeSession, answered without a txn
+
+
+class _BigMulti:
+    """A multi body large enough to be decoded and prepared in parts."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes):
+        self.body = body
+
 _MALFORMED = object()
 _BAD_ARGUMENTS = object()
 
@@ -123,6 +137,13 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     prep_ctx: PrepContext | None = None
+    # requests pipelined behind the ConnectRequest, (xid, op, body), kept
+    # until the session is attached (None: no handshake under way)
+    early: list | None = None
+    # bytes of read replies this connection may still be given: a read at the
+    # head of the queue waits while it is spent, until the runtime ``grant``s
+    # more (its client drained what was queued)
+    send_budget: int = 0
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
@@ -205,6 +226,21 @@ class StandaloneServer:
         # in connection order (so in deadline order)
         self._handshaking: dict[int, int] = {}
         self.can_write = True  # false after a log failure: writes are refused
+        # a large multi being applied a part per ``work`` call; meanwhile no
+        # later txn is applied, and reads it would show in part wait (in
+        # ``_gated``, by connection)
+        self._sliced: SlicedApply | None = None
+        # a large multi being decoded and prepared a part per ``work`` call;
+        # meanwhile whatever takes a zxid waits in ``_deferred``, in order
+        self._prepping: SlicedPrep | None = None
+        self._deferred: deque = deque()
+        self._gated: dict[int, None] = {}
+        # a txn's watch events handed out a part per ``work`` call when there
+        # are many: (its InFlight, ApplyResult, the (conn, frame) still to
+        # go); the connections they go to answer nothing meanwhile
+        self._fanout: tuple | None = None
+        self._fanout_wait: dict[int, None] = {}
+        self._logged_zxid = self.tree.last_processed_zxid
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
 
@@ -282,9 +318,22 @@ class StandaloneServer:
 
     def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
         self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
-                                   connected_ms=now_ms)
+                                   connected_ms=now_ms,
+                                   send_budget=self.settings.send_budget_bytes or _UNLIMITED)
         self._handshaking[conn_id] = now_ms + self.settings.sessionless_cnxn_timeout_ms
         self.stats.connections_opened += 1
+
+    def grant(self, conn_id: int, budget_bytes: int, now_ms: int) -> None:
+        """The runtime's word that ``conn_id`` may be given ``budget_bytes``
+        more of read replies (its limit less what is still queued for it);
+        reads that waited for it are answered now."""
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        conn.send_budget = budget_bytes if self.settings.send_budget_bytes else _UNLIMITED
+        if conn.queue and budget_bytes > 0:
+            self.now_ms = now_ms
+            self._drain(conn)
 
     def connection_lost(self, conn_id: int, now_ms: int) -> None:
         """Watches belong to the connection, as in ZooKeeper (the ServerCnxn
@@ -293,6 +342,11 @@ class StandaloneServer:
         session re-arms them with setWatches."""
         conn = self.conns.pop(conn_id, None)
         self._handshaking.pop(conn_id, None)
+        if conn is not None:
+            # its unanswered requests leave the accounting with it (a write
+            # still in flight is applied, unanswered)
+            self.stats.outstanding -= len(conn.queue)
+            conn.queue.clear()
         if conn is not None and conn.session_id and self.owner.get(conn.session_id) == conn_id:
             del self.owner[conn.session_id]
             if conn.may_watch:
@@ -333,6 +387,7 @@ class StandaloneServer:
         s = self.settings
         timeout = min(max(req.timeOut, s.session_timeout_ms_min), s.session_timeout_ms_max)
         conn.timeout_ms = timeout
+        conn.early = []
         if req.sessionId == 0:
             if self._local_sessions():
                 self._new_local_session(conn, self.sessions.next_session_id(), timeout)
@@ -355,6 +410,8 @@ class StandaloneServer:
         self._attach(conn, sid, timeout)
 
     def _new_session(self, conn: Conn, sid: int, timeout: int, req: R.ConnectRequest) -> None:
+        if self._defer(self._new_session, conn, sid, timeout, req):
+            return
         hdr = R.TxnHeader(sid, 0, self._take_zxid(), self._wall_ms(), OP.createSession)
         self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), conn.conn_id))
 
@@ -391,6 +448,14 @@ class StandaloneServer:
         self._handshaking.pop(conn.conn_id, None)
         self.sessions.touch(sid, self.now_ms)
         self._emit(conn, self._connect_response(conn, timeout, sid, session_password(sid)))
+        early, conn.early = conn.early, None
+        for xid, op, body in early or ():
+            try:
+                self.request(conn.conn_id, xid, op, memoryview(body), self.now_ms)
+            except ProtocolViolation as e:
+                self._log(f"Closing connection from {conn.peer_ip}: {e}", "warning")
+                self._close_conn(conn)
+                return
 
     # ---- requests -------------------------------------------------------------
 
@@ -398,6 +463,14 @@ class StandaloneServer:
         """One framed request. Raises ProtocolViolation if its body is malformed."""
         self.now_ms = now_ms
         conn = self.conns[conn_id]
+        if conn.early is not None and not conn.established and not conn.closing:
+            # Sent before the ConnectResponse came back: ZooKeeper queues it
+            # behind the session's creation and answers it; so do we.
+            if len(conn.early) >= limits.CONNECTION_OUTSTANDING_MAX:
+                raise ProtocolViolation(f"more than {limits.CONNECTION_OUTSTANDING_MAX} "
+                                        "requests before the session was established")
+            conn.early.append((xid, op, bytes(body)))
+            return
         conn.packets_received += 1
         self.stats.packets_received += 1
         if conn.closing or not conn.established:
@@ -451,6 +524,8 @@ class StandaloneServer:
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
         try:
             if op == OP.multi:
+                if self.MULTI_OPS_PER_PART and len(body) > limits.MULTI_SLICED_BODY_BYTES:
+                    return _BigMulti(bytes(body))
                 return decode_multi(body, MULTI_WRITE_OPS)
             if op == OP.multiRead:
                 return decode_multi(body, MULTI_READ_OPS)
@@ -486,7 +561,17 @@ class StandaloneServer:
         self.inflight.append(item)
         self._persist.append((item.hdr, item.txn))
 
+    def _defer(self, fn, *args) -> bool:
+        """While a large multi is being prepared, ``fn(*args)`` (which takes
+        a zxid) waits for it: True if it was put off."""
+        if self._prepping is None:
+            return False
+        self._deferred.append((fn, args))
+        return True
+
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
+        if self._defer(self._submit_write, conn, entry):
+            return
         if not self.can_write:
             entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.SYSTEMERROR)
             self._drain(conn)
@@ -520,6 +605,10 @@ class StandaloneServer:
                     self.settings.skip_acl, self.settings.reconfig_enabled,
                     enforce_quota=self.settings.enforce_quota)
             ctx.ephemeral_error = ephemeral_error
+            if isinstance(req, _BigMulti):
+                self._prepping = SlicedPrep(conn, entry, req.body, zxid, ctx,
+                                            self.MULTI_OPS_PER_PART)
+                return
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
@@ -593,6 +682,8 @@ class StandaloneServer:
                               cxid: int = 0) -> None:
         """``cxid``: the client's xid when the close came from a learner (it
         answers its client when the txn with that cxid commits)."""
+        if self._defer(self._submit_close_session, sid, conn, entry, cxid):
+            return
         self.sessions.set_closing(sid)
         zxid = self._take_zxid()
         paths = prepare_close_session(sid, zxid, self.pending)
@@ -603,15 +694,115 @@ class StandaloneServer:
 
     # ---- durable: apply and answer ---------------------------------------------
 
+    # A multi of more sub-txns than this is applied in parts (``work``). The
+    # leader's core applies whole txns: ZAB's SNAP and commit order see its tree.
+    MULTI_OPS_PER_PART = limits.MULTI_APPLY_OPS_PER_PART
+
     def logged(self, zxid: int, now_ms: int) -> None:
         """Every txn up to ``zxid`` is durable: apply them in order and answer."""
         self.now_ms = now_ms
-        while self.inflight and self.inflight[0].hdr.zxid <= zxid:
+        if zxid > self._logged_zxid:
+            self._logged_zxid = zxid
+        self._apply_logged()
+
+    def _apply_logged(self) -> None:
+        part = self.MULTI_OPS_PER_PART
+        while self._sliced is None and self._fanout is None and self.inflight \
+                and self.inflight[0].hdr.zxid <= self._logged_zxid:
             item = self.inflight.popleft()
+            if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
+                self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
+                return
             res = self.tree.apply(item.hdr, item.txn)
             self.pending.applied(item.hdr.zxid)
-            self._fire(res.triggers)
+            notes = self._notifications(res.triggers)
+            if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
+                # A watch storm: its events go out in parts; whoever gets one
+                # hears nothing else before it (no reply, no later event).
+                self._fanout = (item, res, deque(notes))
+                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
+                return
+            for conn, data in notes:
+                self._emit(conn, data)
             self._after_apply(item, res)
+
+    @property
+    def busy(self) -> bool:
+        """A large multi is part-way through: call ``work`` again (next loop turn)."""
+        return (self._sliced is not None or self._prepping is not None
+                or self._fanout is not None)
+
+    def work(self, now_ms: int) -> None:
+        """One more part of each large multi under way."""
+        self.now_ms = now_ms
+        if self._prepping is not None:
+            self._prep_part()
+        if self._sliced is not None:
+            self._apply_part()
+        if self._fanout is not None:
+            self._fanout_part()
+
+    def _fanout_part(self) -> None:
+        item, res, notes = self._fanout
+        for _ in range(min(len(notes), limits.WATCH_EVENTS_PER_PART)):
+            conn, data = notes.popleft()
+            self._emit(conn, data)
+        if notes:
+            return
+        self._fanout = None
+        waiting, self._fanout_wait = self._fanout_wait, {}
+        self._after_apply(item, res)
+        for conn_id in waiting:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._drain(conn)
+        self._apply_logged()
+
+    def _prep_part(self) -> None:
+        """Decode or prepare a part; after the last, hand the multi to the
+        log and run what waited for it."""
+        sp = self._prepping
+        session = self.sessions.sessions.get(sp.ctx.session_id)
+        if not sp.step(self.pending, session is not None and not session.closing):
+            return
+        if sp.decode_error is not None:
+            self._log(f"Failed to process request op {OP.multi}: {sp.decode_error}",
+                      "warning")
+        ttype, txn, ops = sp.result
+        sp.entry.req = ops if ops is not None else _MALFORMED
+        hdr = R.TxnHeader(sp.conn.session_id, sp.entry.xid, sp.zxid, self._wall_ms(), ttype)
+        self._prepping = None
+        self._hand_to_log(InFlight(hdr, txn, sp.conn.conn_id, sp.entry))
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        while self._deferred and self._prepping is None:
+            fn, args = self._deferred.popleft()
+            fn(*args)
+
+    def _apply_part(self) -> None:
+        """Sub-txns into the tree, or, once all are in, watch events; after
+        the last, the multi's reply, the reads that waited for it, and the
+        txns logged behind it."""
+        sl = self._sliced
+        if not sl.in_tree:
+            sl.apply_part(self.tree)
+            return
+        self._fire(sl.next_triggers())
+        if not sl.done:
+            return
+        self._sliced = None
+        zxid = sl.item.hdr.zxid
+        if zxid > self.tree.last_processed_zxid:
+            self.tree.last_processed_zxid = zxid
+        self.pending.applied(zxid)
+        self._after_apply(sl.item, sl.out)
+        gated, self._gated = self._gated, {}
+        for conn_id in gated:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._drain(conn)
+        self._apply_logged()
 
     def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
         """Apply a txn prepared elsewhere (another server, an earlier term):
@@ -632,6 +823,10 @@ class StandaloneServer:
             self._log(f"Severe unrecoverable error writing the transaction log: {reason}; "
                       "refusing writes", "error")
         self.can_write = False
+        sp, self._prepping = self._prepping, None
+        if sp is not None and sp.conn.conn_id in self.conns:
+            sp.entry.reply = frame(sp.entry.xid, self.tree.last_processed_zxid, ERR.SYSTEMERROR)
+            self._drain(sp.conn)
         while self.inflight:
             item = self.inflight.pop()
             conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
@@ -643,6 +838,7 @@ class StandaloneServer:
                 self._close_conn(conn)
         self.pending = PendingChanges(self.tree)
         self.next_zxid = self.tree.last_processed_zxid + 1
+        self._run_deferred()  # refused now, in order
 
     def _after_apply(self, item: InFlight, res) -> None:
         hdr = item.hdr
@@ -691,13 +887,19 @@ class StandaloneServer:
                 conn.queue[-1].close_after = True
 
     def _fire(self, triggers: list) -> None:
-        """Deliver the watch events of an applied txn. As ZooKeeper since
+        for conn, data in self._notifications(triggers):
+            self._emit(conn, data)
+
+    def _notifications(self, triggers: list) -> list:
+        """(conn, frame) for the watch events of an applied txn. As ZooKeeper since
         CVE-2024-23944 (ZOOKEEPER-4799), an event reaches only a session with
         READ on the node (the parent for NodeChildrenChanged) by the ACL of
         that moment; the fired one-shot watch is consumed either way."""
         if not triggers:
-            return
+            return []
+        out = []
         skip_acl = self.settings.skip_acl
+        encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
         for ev, path, acl in triggers:
             for sid, etype, p in self.watches.trigger(ev, path):
                 cid = self.owner.get(sid)
@@ -707,19 +909,29 @@ class StandaloneServer:
                 if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, PERM.READ,
                                                                   conn.auth_ids, skip_acl):
                     continue
-                body = R.WatcherEvent(etype, STATE.SyncConnected, p).to_bytes()
-                self._emit(conn, frame(XID.NOTIFICATION, -1, 0, body))
+                data = encoded.get((etype, p))
+                if data is None:
+                    body = R.WatcherEvent(etype, STATE.SyncConnected, p).to_bytes()
+                    data = encoded[(etype, p)] = frame(XID.NOTIFICATION, -1, 0, body)
+                out.append((conn, data))
+        return out
 
     def _drain(self, conn: Conn) -> None:
         """Send every answered request at the head of the queue, answering
         reads as they reach the head."""
+        if self._fanout_wait and conn.conn_id in self._fanout_wait:
+            return  # a watch event of a storm is still to come first
         q = conn.queue
         while q:
             entry = q[0]
             if entry.reply is None:
-                if entry.is_write:
+                if entry.is_write or conn.send_budget <= 0:
+                    return
+                if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
+                    self._gated[conn.conn_id] = None
                     return
                 entry.reply = self._answer_read(conn, entry)
+                conn.send_budget -= len(entry.reply)
             q.popleft()
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
@@ -731,6 +943,7 @@ class StandaloneServer:
             self._emit(conn, entry.reply)
             if entry.close_after:
                 self._close_conn(conn)
+                self.stats.outstanding -= len(q)
                 q.clear()
                 return
 
@@ -808,7 +1021,7 @@ class StandaloneServer:
     def _reap_containers(self) -> None:
         """Delete empty containers that once had children and expired TTL
         nodes, as ZooKeeper's ContainerManager does, through the log."""
-        if not self.can_write:
+        if not self.can_write or self._prepping is not None:
             return
         budget = self.settings.container_max_per_minute
         wall = self._wall_ms()

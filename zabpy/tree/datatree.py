@@ -202,12 +202,21 @@ class DataTree:
         return res
 
     def _apply_multi(self, hdr: R.TxnHeader, txn: R.MultiTxn) -> ApplyResult:
-        # A failed multi is logged with the real txns of the ops before the
-        # failure; applying it changes nothing, and those ops report OK.
-        subs: list[ApplyResult] = []
-        out = ApplyResult(multi=subs)
+        out = ApplyResult(multi=[])
+        self.apply_multi_part(hdr, txn, out, 0, len(txn.txns))
+        return out
+
+    def apply_multi_part(self, hdr: R.TxnHeader, txn: R.MultiTxn, out: ApplyResult,
+                         start: int, stop: int, touched: dict | None = None) -> None:
+        """Apply sub-txns ``start``..``stop`` of a multi into ``out`` (a
+        server cuts a large multi into such parts; it advances
+        last_processed_zxid itself once the last part is in). ``touched``
+        collects the paths whose nodes or child lists changed. A failed multi
+        is logged with the real txns of the ops before the failure; applying
+        it changes nothing, and those ops report OK."""
+        subs = out.multi
         failed = any(sub.type == OP.error for sub in txn.txns)
-        for sub in txn.txns:
+        for sub in txn.txns[start:stop]:
             if failed and sub.type != OP.error:
                 subs.append(ApplyResult(err=ERR.OK))
                 continue
@@ -217,7 +226,9 @@ class DataTree:
             r.stat_now()  # a later op of the same multi may change the node
             subs.append(r)
             out.triggers.extend(r.triggers)
-        return out
+            if touched is not None and rec is not None and getattr(rec, "path", None):
+                touched[rec.path] = None
+                touched[parent_of(rec.path)] = None
 
     def _apply_one(self, t: int, hdr: R.TxnHeader, txn) -> ApplyResult:
         zxid, time = hdr.zxid, hdr.time

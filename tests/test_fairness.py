@@ -1,0 +1,202 @@
+"""Fairness (issue 12 item 6): a 10,000-op multi is applied a part per loop
+turn (zabpy/server/sliced.py), so other sessions are served while it is in
+flight, and it stays atomic: no read sees part of it, and replies within a
+session keep their order. Asserted on what clients see, never on timings
+(bench/fairness.py measures the latency)."""
+
+from __future__ import annotations
+
+import select
+import struct
+
+import pytest
+
+from conftest import four_letter_word
+from rawclient import RawClient
+from zabpy.jute import records as R
+from zabpy.jute.codec import Reader
+from zabpy.jute.constants import OpCode
+from zabpy.testing import ZabpyServer
+
+OPS = 10_000
+ACL = [R.ACL(31, R.Id("world", "anyone"))]
+
+
+@pytest.fixture(scope="module")
+def server():
+    # tickTime 2000: sessions of up to 40 s, as the multis take seconds on a loaded machine
+    with ZabpyServer(subprocess=True, config_text="tickTime=2000") as zk:
+        yield zk
+
+
+def multi(paths: list[str], create: bool) -> bytes:
+    out = []
+    for p in paths:
+        if create:
+            out.append(R.MultiHeader(OpCode.create, False, -1).to_bytes()
+                       + R.CreateRequest(p, b"", ACL, 0).to_bytes())
+        else:
+            out.append(R.MultiHeader(OpCode.delete, False, -1).to_bytes()
+                       + R.DeleteRequest(p, -1).to_bytes())
+    return b"".join(out) + R.MultiHeader(-1, True, -1).to_bytes()
+
+
+def outstanding(port: int) -> int:
+    for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
+        k, _, v = line.partition("\t")
+        if k == "zk_outstanding_requests":
+            return int(v)
+    raise AssertionError("no zk_outstanding_requests")
+
+
+def replied(c: RawClient) -> bool:
+    return bool(select.select([c.sock], [], [], 0)[0])
+
+
+def children_count(body: bytes) -> int:
+    return struct.unpack_from(">i", body)[0]
+
+
+def test_bystanders_are_served_while_a_big_multi_is_applied(server):
+    agg = RawClient(server.port, timeout=60)
+    agg.handshake()
+    by = RawClient(server.port, timeout=60)
+    by.handshake()
+    by.call(OpCode.create, R.CreateRequest("/other", b"o", ACL, 0))
+    agg.call(OpCode.create, R.CreateRequest("/m", b"", ACL, 0))
+    paths = [f"/m/n{i:05d}" for i in range(OPS)]
+    bodies = (multi(paths, True), multi(paths, False))
+    served_in_flight = 0
+    for attempt in range(6):
+        create = attempt % 2 == 0
+        xid = agg.send(OpCode.multi, bodies[attempt % 2])
+        # the same session's next read is answered after the multi, with all of it
+        agg.send(OpCode.getChildren, R.GetChildrenRequest("/m", False))
+        while not replied(agg):
+            in_flight = outstanding(server.port) >= 1   # the loop answered mntr mid-multi
+            try:
+                hdr, body = by.call(OpCode.getData, R.GetDataRequest("/other", False))
+            except ConnectionError:
+                raise AssertionError(server.read_log()[-3000:])
+            assert hdr.err == 0 and body[4:5] == b"o"
+            if in_flight and not replied(agg):
+                served_in_flight += 1
+            # a read of a path the multi changes waits for all of it
+            hdr, body = by.call(OpCode.getChildren, R.GetChildrenRequest("/m", False))
+            assert children_count(body) in (0, OPS)
+        hdr, _ = agg.recv_reply()
+        assert (hdr.xid, hdr.err) == (xid, 0)
+        hdr, body = agg.recv_reply()
+        assert (hdr.xid, children_count(body)) == (xid + 1, OPS if create else 0)
+    assert served_in_flight > 0, server.read_log()[-3000:]
+    agg.close()
+    by.close()
+
+
+def test_a_big_failing_multi_changes_nothing(server):
+    """The last op fails: the parts already applied are of a multi logged as
+    failed, so the tree is unchanged and every op reports its error."""
+    c = RawClient(server.port, timeout=60)
+    c.handshake()
+    c.call(OpCode.create, R.CreateRequest("/f", b"", ACL, 0))
+    paths = [f"/f/n{i:05d}" for i in range(OPS)]
+    body = multi(paths + ["/missing/x"], True)
+    hdr, body = c.call(OpCode.multi, body)
+    # ZooKeeper answers a failed multi with err 0 and an error result per op
+    first = R.MultiHeader.read(Reader(body))
+    assert (hdr.err, first.type, first.err) == (0, OpCode.error, 0)
+    hdr, body = c.call(OpCode.getChildren, R.GetChildrenRequest("/f", False))
+    assert children_count(body) == 0
+    c.close()
+
+
+def test_watch_events_of_a_big_multi_come_before_its_reply(server):
+    c = RawClient(server.port, timeout=60)
+    c.handshake()
+    c.call(OpCode.create, R.CreateRequest("/w", b"", ACL, 0))
+    c.call(OpCode.getChildren, R.GetChildrenRequest("/w", True))
+    paths = [f"/w/n{i:05d}" for i in range(OPS)]
+    for p in paths[:3]:
+        c.call(OpCode.exists, R.ExistsRequest(p, True))
+    xid = c.send(OpCode.multi, multi(paths, True))
+    events = []
+    while True:
+        frame = c.recv_frame()
+        if struct.unpack_from(">i", frame)[0] == -1:
+            events.append(frame)
+            continue
+        assert struct.unpack_from(">i", frame)[0] == xid
+        break
+    assert len(events) == 4  # NodeCreated x 3, NodeChildrenChanged of /w
+    c.close()
+
+
+def _big(name: str, n: int = 1000) -> list[bytes]:
+    return [R.MultiHeader(OpCode.create, False, -1).to_bytes()
+            + R.CreateRequest(f"{name}/n{i:04d}", b"", ACL, 0).to_bytes() for i in range(n)]
+
+
+END = R.MultiHeader(-1, True, -1).to_bytes()
+
+
+@pytest.mark.parametrize("shape", ["ok", "fails-at-the-end", "truncated", "read-inside",
+                                   "no-end-marker"])
+def test_a_multi_prepared_in_parts_answers_as_java(pair, name, shape):
+    """A multi body over limits.MULTI_SLICED_BODY_BYTES is decoded and
+    prepared in parts; its answer is the same as Java's, whatever goes
+    wrong where."""
+    from conftest import RawBody
+
+    pair.call(OpCode.create, R.CreateRequest(name, b"", ACL, 0))
+    ops = _big(name)
+    get = R.MultiHeader(OpCode.getData, False, -1).to_bytes() + \
+        R.GetDataRequest(name, False).to_bytes()
+    body = {"ok": b"".join(ops) + END,
+            "fails-at-the-end": b"".join(ops + [ops[0]]) + END,
+            "truncated": (b"".join(ops) + END)[:-20],
+            "read-inside": b"".join(ops[:500] + [get] + ops[500:]) + END,
+            "no-end-marker": b"".join(ops)}[shape]
+    assert len(body) > 16 * 1024
+    pair.call(OpCode.multi, RawBody(body))
+    pair.call(OpCode.getChildren, R.GetChildrenRequest(name, False))
+    pair.call(OpCode.exists, R.ExistsRequest(name + "/n0999", False))
+
+
+WATCHERS = 1500  # > limits.WATCH_EVENTS_PER_PART: the events go out in parts
+
+
+def test_a_watch_storm_in_parts_keeps_event_before_data():
+    """One setData fires 1,500 watches: the events go out a part per loop
+    turn. Each watcher gets its event exactly once, and a read it sends
+    after the write never shows the new data before the event arrived."""
+    with ZabpyServer(subprocess=True, config_text="tickTime=2000\nmaxClientCnxns=0") as zk:
+        writer = RawClient(zk.port, timeout=60)
+        writer.handshake()
+        writer.call(OpCode.create, R.CreateRequest("/storm", b"old", ACL, 0))
+        watchers = []
+        for _ in range(WATCHERS):
+            w = RawClient(zk.port, timeout=60)
+            w.handshake()
+            w.send(OpCode.getData, R.GetDataRequest("/storm", True))
+            watchers.append(w)
+        for w in watchers:
+            assert w.recv_reply()[0].err == 0
+        xid = writer.send(OpCode.setData, R.SetDataRequest("/storm", b"new", -1))
+        for w in watchers:
+            w.send(OpCode.getData, R.GetDataRequest("/storm", False))
+        for w in watchers:
+            events = 0
+            while True:
+                f = w.recv_frame()
+                if struct.unpack_from(">i", f)[0] == -1:
+                    events += 1
+                    continue
+                data = f[16 + 4:16 + 4 + 3]
+                assert events == 1 or data == b"old", (events, data)
+                break
+            if events == 0:  # answered before the write: its event is still to come
+                assert struct.unpack_from(">i", w.recv_frame())[0] == -1
+        assert writer.recv_reply()[0].xid == xid
+        for w in watchers:
+            w.close()
+        writer.close()

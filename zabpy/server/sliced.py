@@ -1,0 +1,131 @@
+"""A large multi decoded, prepared and applied a part at a time, so that
+other sessions are served between the parts (issue 12: one request must not
+hold the loop). ``SlicedPrep`` is the first half (below); ``SlicedApply``:
+
+State: the multi being applied (its ``InFlight``), the ``ApplyResult`` built
+so far, how many sub-txns are in, the paths changed so far, and, once the
+tree holds the whole multi, how many of its watch events are out.
+
+The server core owns one of these at a time and, while it exists, applies
+no later txn. Atomicity as other sessions see it:
+
+- a read of a path the multi already changed (a node, or a parent's child
+  list and stat) waits until the multi is complete, and so do reads that
+  are not about one path (multiRead, getAllChildrenNumber, getEphemerals,
+  sync, the watch ops): no read sees part of the multi;
+- a read of any other path is answered at once, with what it was before
+  the multi and the reply zxid of the txn before it, which is what it
+  would see if the multi came just after it;
+- watch events go out only after the last part is in (so no client
+  learns of the multi before all of it is visible), in parts too, and the
+  waiting reads are answered after all of them, as the multi's own reply.
+"""
+
+from __future__ import annotations
+
+from ..jute import records as R
+from ..jute.codec import DecodeError, Reader
+from ..jute.constants import Err, OpCode
+from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, PrepError, PrepFailure, decode_multi_part
+from ..tree.datatree import ApplyResult, DataTree
+
+__all__ = ["SlicedApply", "SlicedPrep"]
+
+# Reads that are not about one node: they wait for the whole multi.
+_ALWAYS_WAIT = frozenset({
+    OpCode.multiRead, OpCode.getAllChildrenNumber, OpCode.getEphemerals, OpCode.sync,
+    OpCode.addWatch, OpCode.checkWatches, OpCode.removeWatches, OpCode.setWatches,
+    OpCode.setWatches2,
+})
+_NEVER_WAIT = frozenset({OpCode.ping, OpCode.whoAmI})
+
+
+class SlicedApply:
+    def __init__(self, item, ops_per_part: int, triggers_per_part: int):
+        assert item.hdr.type == OpCode.multi
+        self.item = item
+        self.out = ApplyResult(multi=[])
+        self.ops_per_part = ops_per_part
+        self.triggers_per_part = triggers_per_part
+        self.applied = 0           # sub-txns in the tree
+        self.fired = 0             # watch events handed out
+        self.touched: dict[str, None] = {}
+
+    @property
+    def in_tree(self) -> bool:
+        return self.applied == len(self.item.txn.txns)
+
+    @property
+    def done(self) -> bool:
+        return self.in_tree and self.fired == len(self.out.triggers)
+
+    def apply_part(self, tree: DataTree) -> None:
+        stop = min(self.applied + self.ops_per_part, len(self.item.txn.txns))
+        tree.apply_multi_part(self.item.hdr, self.item.txn, self.out, self.applied, stop,
+                              self.touched)
+        self.applied = stop
+
+    def next_triggers(self) -> list:
+        assert self.in_tree
+        part = self.out.triggers[self.fired:self.fired + self.triggers_per_part]
+        self.fired += len(part)
+        return part
+
+    def read_waits(self, op: int, req) -> bool:
+        if op in _NEVER_WAIT:
+            return False
+        if op in _ALWAYS_WAIT:
+            return True
+        path = getattr(req, "path", None)
+        if not isinstance(path, str):
+            return False  # answered without the tree (malformed, unknown)
+        return ("/" if path == "" else path) in self.touched
+
+
+class SlicedPrep:
+    """A large multi decoded, then prepared, a part at a time. Its zxid is
+    taken first; the server prepares no other txn (writes, sessions opened or
+    closed) until it is handed to the log, since they share the pending
+    changes and must follow it in zxid order. Reads go on: they see the
+    tree, which the multi has not touched yet. ``result`` is set at the end:
+    (txn type, txn, the decoded ops or None when the body did not decode)."""
+
+    def __init__(self, conn, entry, body: bytes, zxid: int, ctx, ops_per_part: int):
+        self.conn, self.entry, self.zxid, self.ctx = conn, entry, zxid, ctx
+        self.ops_per_part = ops_per_part
+        self.reader = Reader(memoryview(body))
+        self.ops: list = []
+        self.decoded = False
+        self.decode_error: str | None = None
+        self.multi: MultiPrep | None = None
+        self.result: tuple | None = None
+
+    def step(self, pending, session_alive: bool) -> bool:
+        """One part; True once ``result`` is set. Errors come in the order
+        of the unsliced path: a body that does not decode, then a session
+        gone, then an op no multi takes."""
+        if not self.decoded:
+            try:
+                self.decoded = decode_multi_part(self.reader, MULTI_WRITE_OPS, self.ops,
+                                                 self.ops_per_part)
+            except DecodeError as e:
+                self.decode_error = str(e)
+                self.result = (OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR), None)
+                return True
+            return False
+        if self.multi is None:
+            if not session_alive:
+                self.result = (OpCode.error, R.ErrorTxn(Err.SESSIONEXPIRED), self.ops)
+                return True
+            if any(sub is None for _, sub in self.ops):
+                self.result = (OpCode.error, R.ErrorTxn(Err.MARSHALLINGERROR), self.ops)
+                return True
+            self.multi = MultiPrep(self.ops, self.zxid, pending, self.ctx)
+        try:
+            if not self.multi.step(self.ops_per_part):
+                return False
+        except (PrepError, PrepFailure) as e:
+            self.result = (OpCode.error, R.ErrorTxn(e.code), self.ops)
+            return True
+        self.result = (*self.multi.result(), self.ops)
+        return True
