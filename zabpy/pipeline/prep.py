@@ -132,6 +132,8 @@ class PrepContext:
     standalone: bool = True
     # every session the server knows, for ephemeral owner checks
     ephemeral_ok: bool = True
+    # ACL schemes of the configured authProviders beyond ip and digest
+    acl_schemes: frozenset = frozenset()
     records_out: list = field(default_factory=list)
 
 
@@ -187,7 +189,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(ERR.MARSHALLINGERROR)
     if "/" not in path or "\0" in path:
         raise PrepError(ERR.BADARGUMENTS)
-    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
     # For a sequential create the client may name the parent with a trailing
@@ -269,7 +271,7 @@ def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
 
 def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     path = _valid_path(req.path)
-    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
     node = pending.get(path)

@@ -35,6 +35,7 @@ from ..server.standalone import ProtocolViolation, StandaloneServer
 from ..tree.datatree import DataTree
 from .config import ServerConfig
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
+from .security import load_auth_settings
 
 __all__ = ["ServerRuntime"]
 
@@ -125,6 +126,7 @@ class ServerRuntime:
             container_check_interval_ms=c.container_check_interval_ms,
             container_max_per_minute=c.container_max_per_minute,
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
+            auth=load_auth_settings(c),
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:

@@ -96,7 +96,8 @@ class LeaderServer(StandaloneServer):
         else:
             ids = [i if isinstance(i, R.Id) else R.Id(*i) for i in auth_ids]
             ctx = PrepContext(session_id, ids, self.settings.extended_types,
-                              self.settings.skip_acl, self.settings.reconfig_enabled)
+                              self.settings.skip_acl, self.settings.reconfig_enabled,
+                              acl_schemes=self.settings.auth.acl_schemes)
             ttype, txn = self._prepare(op, req, zxid, ctx)
         hdr = R.TxnHeader(session_id, cxid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, None))

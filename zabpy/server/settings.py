@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import limits
+from ..auth.sasl import AuthSettings
 
 __all__ = ["ServerSettings"]
 
@@ -24,6 +25,8 @@ class ServerSettings:
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
     sessionless_cnxn_timeout_ms: int = limits.SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT
+    # SASL, x509, auth enforcement, audit (zabpy/auth)
+    auth: AuthSettings = AuthSettings()
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0

@@ -41,6 +41,7 @@ from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeR
                              PendingChanges, PrepContext, decode_multi, prepare,
                              prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
+from ..auth.sasl import SaslExchange, enforcement_fails
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
@@ -119,6 +120,7 @@ class Conn:
     packets_sent: int = 0
     connected_ms: int = 0
     prep_ctx: PrepContext | None = None
+    sasl: SaslExchange | None = None  # this connection's SASL exchange, once begun
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
@@ -383,6 +385,9 @@ class StandaloneServer:
         if op == OP.auth:
             self._auth(conn, xid, body)
             return
+        if op == OP.sasl and self.settings.auth.sasl_users is not None:
+            self._sasl(conn, xid, body)
+            return
         if op == OP.sasl:
             # No SASL here. ZooKeeper without a JAAS configuration answers an
             # empty token, which SASL clients (kazoo) answer again, forever;
@@ -392,6 +397,13 @@ class StandaloneServer:
             self._emit(conn, frame(xid, 0, ERR.AUTHFAILED))
             self._close_conn(conn)
             return
+        if self.settings.auth.enforce_enabled:
+            why = enforcement_fails(self.settings.auth, conn.auth_ids)
+            if why is not None:
+                self._log(why, "error")
+                self._emit(conn, frame(xid, 0, ERR.SESSIONCLOSEDREQUIRESASLAUTH))
+                self._close_conn(conn)
+                return
         req = self._decode(op, body)
         # ZooKeeper decodes a reconfig before it takes a zxid, so a malformed
         # one is answered MARSHALLINGERROR without a txn, like a read (other
@@ -444,6 +456,25 @@ class StandaloneServer:
                 conn.auth_ids.append(i)
         self._emit(conn, frame(XID.AUTH, 0, ERR.OK))
 
+    def _sasl(self, conn: Conn, xid: int, body: memoryview) -> None:
+        """One SASL token, answered at once as ZooKeeper's processSasl does
+        (zabpy/auth/sasl.py holds the exchange)."""
+        try:
+            token = R.GetSASLRequest.read(Reader(body)).token or b""
+        except DecodeError as e:
+            raise ProtocolViolation(f"malformed SASL request: {e}") from None
+        if conn.sasl is None:
+            conn.sasl = SaslExchange(self.settings.auth)
+        out = conn.sasl.step(token, conn.session_id, conn.peer_ip)
+        for level, line in out.logs:
+            self._log(line, level)
+        for i in out.ids:
+            if i not in conn.auth_ids:
+                conn.auth_ids.append(i)
+        self._emit(conn, frame(xid, 0, out.err, R.SetSASLResponse(out.token).to_bytes()))
+        if out.close:
+            self._close_conn(conn)
+
     def _take_zxid(self) -> int:
         z = self.next_zxid
         self.next_zxid += 1
@@ -473,7 +504,8 @@ class StandaloneServer:
                 # one per connection: auth_ids is the connection's live list
                 ctx = conn.prep_ctx = PrepContext(
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
-                    self.settings.skip_acl, self.settings.reconfig_enabled)
+                    self.settings.skip_acl, self.settings.reconfig_enabled,
+                    acl_schemes=self.settings.auth.acl_schemes)
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id, entry))
