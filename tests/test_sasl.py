@@ -360,3 +360,37 @@ def test_digest_md5_core_with_pure_sasl_client():
         srv.evaluate(cli.process(srv.evaluate(b"")))
     with pytest.raises(SaslError):
         srv.evaluate(b"")  # no second try on the same exchange
+
+
+def test_cli_finds_the_jaas_file_beside_zoo_cfg(tmp_path):
+    """No --jaas, no JVM flag, no zoo.cfg key: a jaas.conf beside zoo.cfg
+    (where kazoo's harness writes it) is read, and the start-up log says so."""
+    import subprocess
+    import sys
+
+    from zabpy.testing import four_letter_word, free_port
+
+    port = free_port()
+    (tmp_path / "jaas.conf").write_text(JAAS)
+    (tmp_path / "zoo.cfg").write_text(f"tickTime=200\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
+                                      f"admin.enableServer=false\nauthProvider.1={SASL_PROVIDER}\n")
+    log = open(tmp_path / "server.log", "wb")
+    env = {k: v for k, v in os.environ.items() if k not in ("JVMFLAGS", "SERVER_JVMFLAGS")}
+    proc = subprocess.Popen([sys.executable, "-m", "zabpy", "server", str(tmp_path / "zoo.cfg")],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        def serving():
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                return "Mode:" in four_letter_word("127.0.0.1", port, "srvr", 1)
+            except OSError:
+                return False
+        wait_for(serving, 30, what="zabpy server")
+        err, closed, rc = _sasl_exchange(port, "jaasuser", "jaas_password")
+        rc.close()
+        assert (err, closed) == (ERR.OK, False)
+        assert f"JAAS file {tmp_path / 'jaas.conf'}" in (tmp_path / "server.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

@@ -18,7 +18,7 @@ import sys
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
-from ..runtime.security import JAAS_KEY, load_auth_settings
+from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
 from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.gc_policy import GcPolicy
 from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("zabpy.server")
     try:
         cfg, warnings = build_config(args)
-        load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
+        auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)
         return 2
@@ -147,6 +147,9 @@ def main(argv: list[str]) -> int:
         set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
+    if auth.sasl_users is not None:
+        log.info("SASL (DIGEST-MD5) on: %d user(s) from the JAAS file %s",
+                 len(auth.sasl_users), jaas_path(cfg))
     try:
         return _run(_serve(cfg))
     except OSError as e:

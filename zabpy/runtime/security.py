@@ -11,7 +11,9 @@ order of precedence:
 
 The JAAS file is ``java.security.auth.login.config``: ``zabpy server
 --jaas PATH``, the same ``-D`` word in ``SERVER_JVMFLAGS``/``JVMFLAGS``, or
-(zabpy only) that key in zoo.cfg. Its ``Server`` section (or the one named
+(zabpy only) that key in zoo.cfg; failing all three, (zabpy only) a file
+named ``jaas.conf`` beside zoo.cfg, which is where test harnesses such as
+kazoo's write it. Its ``Server`` section (or the one named
 by ``zookeeper.sasl.serverconfig``) holds the DIGEST-MD5 users. As in
 ZooKeeper, a file without that section leaves SASL off; a file that is
 missing or does not parse stops the server.
@@ -28,7 +30,7 @@ from ..auth.jaas import JaasError, digest_credentials, parse_jaas
 from ..auth.sasl import SASL_PROVIDER, X509_PROVIDER, AuthSettings
 from .config import ConfigError, ServerConfig
 
-__all__ = ["load_auth_settings", "AuthConfigError", "JAAS_KEY"]
+__all__ = ["load_auth_settings", "AuthConfigError", "JAAS_KEY", "jaas_path"]
 
 JAAS_KEY = "java.security.auth.login.config"
 _PROVIDERS = {SASL_PROVIDER: "sasl", X509_PROVIDER: "x509"}
@@ -83,6 +85,19 @@ def _default_realm(environ) -> str:
     return m.group(1) if m else ""
 
 
+def _beside_cfg(cfg: ServerConfig) -> str | None:
+    if not cfg.source or not os.path.isfile(cfg.source):
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(cfg.source)), "jaas.conf")
+    return path if os.path.isfile(path) else None
+
+
+def jaas_path(cfg: ServerConfig, environ=None) -> str | None:
+    """The JAAS file the server reads, for its start-up log line."""
+    environ = os.environ if environ is None else environ
+    return _Props(cfg, environ).get(JAAS_KEY) or _beside_cfg(cfg)
+
+
 def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
     environ = os.environ if environ is None else environ
     p = _Props(cfg, environ)
@@ -93,7 +108,7 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
             if cls in _PROVIDERS:
                 schemes.add(_PROVIDERS[cls])
     users = None
-    jaas = p.get(JAAS_KEY)
+    jaas = p.get(JAAS_KEY) or _beside_cfg(cfg)
     section = p.get("zookeeper.sasl.serverconfig") or "Server"
     if jaas:
         try:
