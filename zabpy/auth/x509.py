@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["subject_dn", "parse_dn", "CertificateError"]
+__all__ = ["subject_dn", "parse_dn", "x509_ids", "CertificateError"]
 
 _KEYWORDS = {
     "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
@@ -132,3 +132,19 @@ def parse_dn(text: str) -> list[str] | None:
         if not _AVA.match(p):
             return None
     return parts
+
+
+def x509_ids(der: bytes | None, super_user: str | None) -> tuple:
+    """The ids a verified client certificate adds to its connection
+    (X509AuthenticationProvider.handleAuthentication): ``super`` with the
+    DN when it is ``zookeeper.X509AuthenticationProvider.superUser``, then
+    ``x509`` with the DN. No certificate (clientAuth=want): none."""
+    from ..jute.records import Id
+
+    if not der:
+        return ()
+    dn = subject_dn(der)
+    ids = (Id("x509", dn),)
+    if super_user is not None and dn == super_user:
+        ids = (Id("super", dn),) + ids
+    return ids

@@ -195,8 +195,8 @@ class EnsembleRuntime(ServerRuntime):
             return
         super()._accept(p)
 
-    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
-        self.replica.client_connected(conn_id, peer_ip, now)
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int, tls_ids: tuple = ()) -> None:
+        self.replica.client_connected(conn_id, peer_ip, now, tls_ids)
         self._schedule_flush()
 
     def _client_event(self, conn_id: int, ev, now: int) -> None:

@@ -107,6 +107,10 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
             cls = (p.get(name) or "").strip()
             if cls in _PROVIDERS:
                 schemes.add(_PROVIDERS[cls])
+    if cfg.secure_client_port:
+        # QuorumPeerConfig.configureSSLAuth: a secure client port registers
+        # the x509 provider (ssl.authProvider, default x509)
+        schemes.add("x509")
     users = None
     jaas = p.get(JAAS_KEY) or _beside_cfg(cfg)
     section = p.get("zookeeper.sasl.serverconfig") or "Server"

@@ -28,6 +28,7 @@ import time
 
 from ..admin.fourletter import FourLetterContext, render_four_letter_word
 from ..admin.service import OperationsServices
+from ..auth.x509 import CertificateError, x509_ids
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
 from ..server.settings import ServerSettings
@@ -51,7 +52,7 @@ def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
 
 
 class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip")
+    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip", "tls_ids")
 
     def __init__(self, rt: "ServerRuntime"):
         self.rt = rt
@@ -59,6 +60,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.proto = ClientConnection(rt.config.jute_maxbuffer)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        self.tls_ids: tuple | None = ()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -71,6 +73,10 @@ class _ClientProtocol(asyncio.Protocol):
     def _made(self, transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip = peer[0]
+        self.tls_ids = self.rt._tls_identity(transport)
+        if self.tls_ids is None:
+            transport.abort()
+            return
         self.rt._accept(self)
 
     @fail_stop_guard("client data_received", _runtime_of)
@@ -86,6 +92,7 @@ class ServerRuntime:
     def __init__(self, config: ServerConfig, *, server_id: int | None = None):
         self.config = config
         self.server_id = server_id if server_id is not None else (config.myid or 0)
+        self.auth = load_auth_settings(config)  # SASL, x509, enforcement, audit
         self.store = None
         self.server: StandaloneServer | None = None
         self._protocols: dict[int, _ClientProtocol] = {}
@@ -126,7 +133,7 @@ class ServerRuntime:
             container_check_interval_ms=c.container_check_interval_ms,
             container_max_per_minute=c.container_max_per_minute,
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
-            auth=load_auth_settings(c),
+            auth=self.auth,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:
@@ -307,12 +314,26 @@ class ServerRuntime:
         self._protocols[p.conn_id] = p
         if self._paused:
             p.transport.pause_reading()
-        self._client_connected(p.conn_id, p.peer_ip, _now_ms())
+        self._client_connected(p.conn_id, p.peer_ip, _now_ms(), p.tls_ids)
+
+    def _tls_identity(self, transport) -> tuple | None:
+        """The x509 ids of a TLS client's verified certificate (the TLS
+        handshake is over when asyncio reports the connection); () on the
+        plain port or without a certificate; None when the certificate
+        cannot be read (the connection is closed, one log line)."""
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is None:
+            return ()
+        try:
+            return x509_ids(sslobj.getpeercert(binary_form=True), self.auth.x509_super_user)
+        except (ValueError, CertificateError) as e:
+            log.error("Authentication failed: unreadable client certificate: %s", e)
+            return None
 
     # The core behind the client port (an ensemble member's runtime overrides
     # these three to reach its replica).
-    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
-        self.server.connection_made(conn_id, peer_ip, now)
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int, tls_ids: tuple = ()) -> None:
+        self.server.connection_made(conn_id, peer_ip, now, tls_ids)
 
     def _client_event(self, conn_id: int, ev, now: int) -> None:
         if isinstance(ev, Connect):

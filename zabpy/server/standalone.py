@@ -264,9 +264,13 @@ class StandaloneServer:
 
     # ---- connections ----------------------------------------------------------
 
-    def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
-        self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
+    def connection_made(self, conn_id: int, peer_ip: str, now_ms: int, tls_ids: tuple = ()) -> None:
+        """``tls_ids``: the x509 identity of a client certificate (auth/x509.py)."""
+        self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip), *tls_ids],
                                    connected_ms=now_ms)
+        for i in tls_ids:
+            if i.scheme == "x509":
+                self._log(f"Authenticated Id '{i.id}' for Scheme 'x509'")
         self._handshaking[conn_id] = now_ms + self.settings.sessionless_cnxn_timeout_ms
         self.stats.connections_opened += 1
 
