@@ -50,6 +50,7 @@ class AuthSettings:
     # randomness for nonces, injected by the runtime: n -> n random bytes
     nonce_source: Callable[[int], bytes] | None = None
     audit: bool = False                        # audit.enable
+    server_user: str = ""                      # the user the server runs as (audit lines)
 
     @property
     def sasl_required(self) -> bool:

@@ -74,6 +74,15 @@ class _Props:
         return (self.get(name) or "").strip().lower() == "true"  # Boolean.parseBoolean
 
 
+def _server_user() -> str:
+    """ZooKeeper's audit user for its own actions: the user.name of the JVM."""
+    import getpass
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
 def _default_realm(environ) -> str:
     """KerberosName's default realm: krb5.conf's default_realm, else ''."""
     path = environ.get("KRB5_CONFIG", "/etc/krb5.conf")
@@ -156,4 +165,5 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
         x509_super_user=p.get("zookeeper.X509AuthenticationProvider.superUser"),
         nonce_source=secrets.token_bytes,
         audit=p.true("zookeeper.audit.enable"),
+        server_user=_server_user(),
     )

@@ -35,6 +35,7 @@ from ..server.settings import ServerSettings
 from ..server.standalone import ProtocolViolation, StandaloneServer
 from ..tree.datatree import DataTree
 from .config import ServerConfig
+from .audit import AuditWriter, emit_log
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
 from .security import load_auth_settings
 
@@ -93,6 +94,7 @@ class ServerRuntime:
         self.config = config
         self.server_id = server_id if server_id is not None else (config.myid or 0)
         self.auth = load_auth_settings(config)  # SASL, x509, enforcement, audit
+        self.audit: AuditWriter | None = None
         self.store = None
         self.server: StandaloneServer | None = None
         self._protocols: dict[int, _ClientProtocol] = {}
@@ -164,6 +166,7 @@ class ServerRuntime:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._start_audit()
         self._install_fail_stop(loop)
         tree, sessions = self._open_store()
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
@@ -180,6 +183,11 @@ class ServerRuntime:
         self._start_operations()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
+
+    def _start_audit(self) -> None:
+        if self.auth.audit and self.audit is None:
+            self.audit = AuditWriter(self.auth.server_user)
+            self.audit.start()
 
     async def _start_secure_port(self, loop) -> None:
         c = self.config
@@ -280,6 +288,9 @@ class ServerRuntime:
         if self._restore_exception_handler is not None:
             self._restore_exception_handler()
             self._restore_exception_handler = None
+        if self.audit is not None:
+            self.audit.stop()
+            self.audit = None
         log.info("zabpy server stopped")
 
     async def _ticker(self) -> None:
@@ -404,7 +415,7 @@ class ServerRuntime:
                 return
             srv.advance(ready)
             for level, line in ready.logs:
-                getattr(log, level)("%s", line)
+                emit_log(log, level, line)
             self._handle_txns(ready)
             self._write(ready.send)
             for cid in ready.close:

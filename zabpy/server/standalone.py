@@ -41,6 +41,7 @@ from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeR
                              PendingChanges, PrepContext, decode_multi, prepare,
                              prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
+from ..auth.audit import ephemeral_lines, request_lines
 from ..auth.sasl import SaslExchange, enforcement_fails
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
@@ -556,6 +557,9 @@ class StandaloneServer:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
         elif hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
+            if self.settings.auth.audit:
+                self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId,
+                                            res.triggers))
         return res
 
     def log_failed(self, reason: str) -> None:
@@ -588,14 +592,25 @@ class StandaloneServer:
         if hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
         conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
+        audit = self.settings.auth.audit
+        if audit and hdr.type == OP.closeSession:
+            self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId, res.triggers))
         if conn is None or item.entry is None:
             return
         entry = item.entry
         err, body = write_reply(entry.op, entry.req, res)
+        if audit:
+            self._audit(request_lines(entry.op, entry.req, hdr.type == OP.error, err, res, item.txn,
+                                      conn.session_id, conn.peer_ip, conn.auth_ids))
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
         if hdr.type == OP.closeSession:
             entry.close_after = True
         self._drain(conn)
+
+    def _audit(self, lines: list) -> None:
+        """Audit lines go out with the logs, marked for the audit logger."""
+        for level, line in lines:
+            self._logs.append(("audit_" + level, line))
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
