@@ -111,3 +111,32 @@ def test_audit_off_by_default():
         c.stop()
         c.close()
         assert "operation=" not in zk.read_log()
+
+
+def test_audit_in_an_ensemble():
+    """Each server audits the writes of its own clients; every server logs
+    the ephemerals of a closed session (ZooKeeper's DataTree does)."""
+    from zabpy.testing import ZabpyEnsemble
+
+    with ZabpyEnsemble(3, extra="audit.enable=true") as ens:
+        leader = ens.leader()
+        follower = next(s for s in ens.sids if s != leader)
+        clients = {}
+        for sid in (leader, follower):
+            c = KazooClient(ens.host(sid))
+            c.start(timeout=20)
+            c.create(f"/from-{sid}", b"", ephemeral=True)
+            clients[sid] = c
+        for c in clients.values():
+            c.stop()
+            c.close()
+
+        def lines(sid):
+            return audit_lines(ens.log(sid))
+
+        for sid in (leader, follower):
+            wait_for(lambda: len([t for _, t in lines(sid)
+                                  if "ephemeralZNodeDeletion" in t]) == 2, what=f"server {sid}")
+            own = [t for _, t in lines(sid) if "operation=create" in t]
+            assert own == [f"session=S\tuser=127.0.0.1\tip=127.0.0.1\toperation=create"
+                           f"\tznode=/from-{sid}\tznode_type=ephemeral\tresult=success"]
