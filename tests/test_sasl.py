@@ -248,23 +248,48 @@ def test_wrong_password_same_answer_as_java(zsasl, jsasl):
 # ---- settings that change the answer --------------------------------------------------------
 
 
-def test_enforced_sasl_refuses_unauthenticated_requests(jaas_file):
+def _enforcing_java(jaas):
+    reason = java_missing()
+    if reason:
+        pytest.skip(f"Java ZooKeeper comparison skipped: {reason}")
+    tmp = tempfile.mkdtemp(prefix="zabpy-javazk-enforce-")
+    return tmp, JavaZooKeeper(tmp, props=FUZZ_PROPS + (
+        f"-Djava.security.auth.login.config={jaas}", f"-Dzookeeper.authProvider.1={SASL_PROVIDER}",
+        "-Dzookeeper.enforce.auth.enabled=true", "-Dzookeeper.enforce.auth.schemes=sasl"))
+
+
+@pytest.mark.parametrize("server", ["zabpy", "java"])
+def test_enforced_sasl_refuses_unauthenticated_requests(jaas_file, server):
+    if server == "java":
+        tmp, java = _enforcing_java(jaas_file)
+        try:
+            java.start()
+            _enforcement_answers(java)
+        finally:
+            java.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     with _zabpy(jaas_file, "enforce.auth.enabled=true", "enforce.auth.schemes=sasl") as s:
-        rc = RawClient(s.port)
-        rc.handshake()
-        hdr, _ = rc.call(OP.exists, R.ExistsRequest("/", False))
-        assert hdr.err == ERR.SESSIONCLOSEDREQUIRESASLAUTH
-        assert rc.closed_by_server()
-        rc.close()
-        err, closed, rc = _sasl_exchange(s.port, "jaasuser", "jaas_password")
-        assert (err, closed) == (ERR.OK, False)
-        hdr, _ = rc.call(OP.exists, R.ExistsRequest("/", False))
-        assert hdr.err == ERR.OK
-        rc.close()
-        # a failed exchange under enforcement says why
-        err, closed, rc = _sasl_exchange(s.port, "jaasuser", "wrong")
-        rc.close()
-        assert (err, closed) == (ERR.SESSIONCLOSEDREQUIRESASLAUTH, True)
+        _enforcement_answers(s)
+
+
+def _enforcement_answers(s):
+    """Java and zabpy give the same answers under enforce.auth.schemes=sasl."""
+    rc = RawClient(s.port)
+    rc.handshake()
+    hdr, _ = rc.call(OP.exists, R.ExistsRequest("/", False))
+    assert hdr.err == ERR.SESSIONCLOSEDREQUIRESASLAUTH
+    assert rc.closed_by_server()
+    rc.close()
+    err, closed, rc = _sasl_exchange(s.port, "jaasuser", "jaas_password")
+    assert (err, closed) == (ERR.OK, False)
+    hdr, _ = rc.call(OP.exists, R.ExistsRequest("/", False))
+    assert hdr.err == ERR.OK
+    rc.close()
+    # a failed exchange under enforcement says why
+    err, closed, rc = _sasl_exchange(s.port, "jaasuser", "wrong")
+    rc.close()
+    assert (err, closed) == (ERR.SESSIONCLOSEDREQUIRESASLAUTH, True)
 
 
 def test_allow_sasl_failed_clients_keeps_the_connection(jaas_file):
