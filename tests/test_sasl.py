@@ -419,3 +419,29 @@ def test_cli_finds_the_jaas_file_beside_zoo_cfg(tmp_path):
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def test_java_client_logs_in_with_digest_md5(zsasl, tmp_path):
+    """Java's own SASL client (zkCli with a JAAS Client section) against
+    zabpy: it checks the server's rspauth, then reads a sasl-protected node."""
+    reason = java_missing()
+    if reason:
+        pytest.skip(f"Java client skipped: {reason}")
+    import subprocess
+
+    from zabpy.testing.difffuzz.servers import JAVA_JARS
+
+    path = f"/java-{uuid.uuid4().hex[:8]}"
+    owner = _sasl_client(zsasl.hosts, "jaasuser", "jaas_password")
+    owner.start(timeout=15)
+    owner.create(path, b"hello-java", acl=[make_acl("sasl", "jaasuser", all=True)])
+    owner.stop()
+    owner.close()
+    conf = tmp_path / "client.conf"
+    conf.write_text('Client {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n'
+                    '  username="jaasuser"\n  password="jaas_password";\n};\n')
+    r = subprocess.run(["java", "-cp", ":".join(JAVA_JARS), f"-Djava.security.auth.login.config={conf}",
+                        "org.apache.zookeeper.ZooKeeperMain", "-server", zsasl.hosts, "get", path],
+                       capture_output=True, text=True, timeout=120)
+    assert "state:SaslAuthenticated" in r.stdout, r.stdout + r.stderr
+    assert "hello-java" in r.stdout

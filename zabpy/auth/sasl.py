@@ -39,7 +39,6 @@ class AuthSettings:
     sasl_users: Mapping[str, str] | None = None
     sasl_super_password: str | None = None     # zookeeper.SASLAuthenticationProvider.superPassword
     sasl_super_users: frozenset[str] = frozenset()  # zookeeper.superUser[.*]
-    let_any_sasl_user_do_x: str | None = None  # zookeeper.letAnySaslUserDoX
     remove_host: bool = False
     remove_realm: bool = False
     default_realm: str = ""                    # krb5.conf's default_realm, for KerberosName

@@ -413,7 +413,7 @@ _RAW_KEYS |= {
     "java.security.auth.login.config", "sasl.serverconfig", "allowSaslFailedClients",
     "sessionRequireClientSASLAuth", "enforce.auth.enabled", "enforce.auth.schemes",
     "kerberos.removeHostFromPrincipal", "kerberos.removeRealmFromPrincipal",
-    "SASLAuthenticationProvider.superPassword", "letAnySaslUserDoX",
+    "SASLAuthenticationProvider.superPassword",
     "X509AuthenticationProvider.superUser", "audit.enable", "ssl.authProvider",
 }
 _RAW_PREFIXES = ("jvm.pause.", "authProvider.", "superUser", "zookeeper.authProvider.",

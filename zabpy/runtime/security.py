@@ -155,7 +155,6 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
         sasl_users=users,
         sasl_super_password=p.get("zookeeper.SASLAuthenticationProvider.superPassword"),
         sasl_super_users=supers,
-        let_any_sasl_user_do_x=p.get("zookeeper.letAnySaslUserDoX"),
         remove_host=p.true("zookeeper.kerberos.removeHostFromPrincipal"),
         remove_realm=p.true("zookeeper.kerberos.removeRealmFromPrincipal"),
         default_realm=_default_realm(environ),
