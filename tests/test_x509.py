@@ -174,3 +174,23 @@ def test_client_auth_want_without_certificate_has_no_x509_id(pki):
             for c in (anon, alice):
                 c.stop()
                 c.close()
+
+
+def test_untrusted_certificate_is_refused_others_unaffected(pki, tmp_path):
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out",
+             "rogue.pem", "-days", "2", "-subj", "/CN=rogue", cwd=tmp_path)
+    port = free_port()
+    with _zabpy(pki, port):
+        alice = _client(pki, port, "alice")
+        try:
+            rogue = KazooClient(hosts=f"127.0.0.1:{port}", use_ssl=True, verify_certs=True,
+                                keyfile=str(tmp_path / "rogue.key"),
+                                certfile=str(tmp_path / "rogue.pem"), ca=str(pki / "ca.pem"))
+            with pytest.raises(Exception):
+                rogue.start(timeout=3)
+            rogue.stop()
+            rogue.close()
+            assert alice.create("/still-here", b"") == "/still-here"
+        finally:
+            alice.stop()
+            alice.close()
