@@ -17,7 +17,7 @@ from kazoo.exceptions import InvalidACLError, NoAuthError
 from kazoo.security import make_acl
 
 from zabpy.auth.x509 import parse_dn, subject_dn
-from zabpy.testing import ZabpyServer, free_port
+from zabpy.testing import ZabpyServer, free_ports, wait_for
 from zabpy.testing.difffuzz.servers import FUZZ_PROPS, JavaZooKeeper, java_missing
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI is absent")
@@ -60,8 +60,20 @@ def _tls_lines(pki, port, client_auth="need"):
             f"ssl.clientAuth={client_auth}")
 
 
-def _zabpy(pki, port, *extra, client_auth="need"):
-    return ZabpyServer(config_text="\n".join(_tls_lines(pki, port, client_auth) + extra))
+def _zabpy(pki, port, *extra, client_auth="need", subprocess=False):
+    # the client port is chosen with the secure one, so that they cannot collide
+    return ZabpyServer(config_text="\n".join(_tls_lines(pki, port, client_auth) + extra),
+                       port=_CLIENT_PORT.pop(port), subprocess=subprocess)
+
+
+_CLIENT_PORT: dict[int, int] = {}
+
+
+def free_port() -> int:
+    """A secure port, with a distinct client port set aside for it."""
+    secure, client = free_ports(2)
+    _CLIENT_PORT[secure] = client
+    return secure
 
 
 def _client(pki, port, who):
@@ -194,3 +206,26 @@ def test_untrusted_certificate_is_refused_others_unaffected(pki, tmp_path):
         finally:
             alice.stop()
             alice.close()
+
+
+def test_plain_text_client_on_the_tls_port_gets_one_log_line(pki):
+    """The server process (uvloop's loop): a plain-text client fails the
+    handshake, is closed and logged once; a TLS client is served."""
+    import socket
+
+    port = free_port()
+    with _zabpy(pki, port, subprocess=True) as zk:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"\x00\x00\x00\x2c" + bytes(44))  # a ConnectRequest frame, in the clear
+        try:
+            while s.recv(100):  # an alert, perhaps, then the close
+                pass
+        except ConnectionResetError:
+            pass
+        s.close()
+        alice = _client(pki, port, "alice")
+        assert alice.create("/tls-ok", b"") == "/tls-ok"
+        alice.stop()
+        alice.close()
+        wait_for(lambda: zk.read_log().count("Unsuccessful TLS handshake") == 1, what="one log line")
+        assert "Authenticated Id" in zk.read_log()

@@ -193,7 +193,7 @@ class ServerRuntime:
         c = self.config
         if not c.secure_client_port:
             return
-        from .tls import TlsConfigError, server_ssl_context
+        from .tls import TlsConfigError, server_ssl_context, tls_server_protocol
         try:
             ctx = server_ssl_context(c)
         except (TlsConfigError, OSError, ValueError) as e:
@@ -201,8 +201,8 @@ class ServerRuntime:
             return
         host = c.secure_client_port_address or c.client_port_address
         self._tls_server = await loop.create_server(
-            lambda: _ClientProtocol(self), host, c.secure_client_port, ssl=ctx,
-            reuse_address=True)
+            lambda: tls_server_protocol(ctx, _ClientProtocol(self)),
+            host, c.secure_client_port, reuse_address=True)
         log.info("binding to secure port %s:%d", host, c.secure_client_port)
 
     def _start_operations(self) -> None:
