@@ -157,7 +157,8 @@ def test_wrong_password_is_authfailed_and_closed_with_one_log_line(zsasl):
     lambda t: t.replace(b"nc=00000001", b"nc=00000002"),
     lambda t: t.replace(b"zookeeper/zk-sasl-md5", b"zookeeper/otherhost"),
     lambda t: t + b',username="again"',
-], ids=["garbage", "nonce-count", "digest-uri", "repeated-directive"])
+    lambda t: t + b',x="' + b"a" * 5000 + b'"',
+], ids=["garbage", "nonce-count", "digest-uri", "repeated-directive", "oversized"])
 def test_malformed_response_tokens_are_authfailed(zsasl, tamper):
     state = {"n": 0}
 

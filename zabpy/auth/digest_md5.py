@@ -16,12 +16,13 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
+from .. import limits
+
 __all__ = ["DigestMD5Server", "SaslError", "SERVICE", "SERVER_NAME"]
 
 SERVICE = "zookeeper"
 SERVER_NAME = "zk-sasl-md5"
 NONCE_BYTES = 30  # the JDK's nonce size; base64 gives 40 characters
-MAX_TOKEN = 4096  # RFC 2831: a digest-response is at most 4096 bytes
 
 
 class SaslError(Exception):
@@ -139,7 +140,7 @@ class DigestMD5Server:
                 + b'",qop="auth",charset=utf-8,algorithm=md5-sess')
 
     def _verify(self, token: bytes) -> bytes:
-        if len(token) > MAX_TOKEN:
+        if len(token) > limits.SASL_DIGEST_RESPONSE_MAX:
             raise SaslError("DIGEST-MD5: digest response longer than 4096 bytes")
         d = _parse(token)
         charset = d.get("charset")
