@@ -97,6 +97,32 @@ def _dn_of(pki, port, who) -> str:
         c.close()
 
 
+def _who_am_i(pki, port, who) -> list[tuple[str, str]]:
+    """whoAmI over TLS with a raw client (the ids, in the server's order)."""
+    import socket
+    import ssl
+
+    from rawclient import RawClient
+
+    from zabpy.jute import records as R
+    from zabpy.jute.codec import Reader
+    from zabpy.jute.constants import OP
+
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    ctx.load_cert_chain(str(pki / f"{who}.pem"), str(pki / f"{who}.key"))
+    rc = RawClient.__new__(RawClient)
+    rc.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                              server_hostname="127.0.0.1")
+    rc.xid, rc.session_id, rc.passwd = 0, 0, b""
+    try:
+        rc.handshake()
+        hdr, body = rc.call(OP.whoAmI)
+        assert hdr.err == 0
+        return [(c.authScheme, c.user) for c in R.WhoAmIResponse.read(Reader(body)).clientInfo]
+    finally:
+        rc.close()
+
+
 def test_subject_dn_is_javas(pki):
     """The DN zabpy computes equals the one Java ZooKeeper stores."""
     reason = java_missing() or next((f"{j} absent" for j in NETTY if not shutil.os.path.exists(j)), None)
@@ -105,12 +131,15 @@ def test_subject_dn_is_javas(pki):
     jport, zport = free_port(), free_port()
     tmp = tempfile.mkdtemp(prefix="zabpy-javazk-x509-")
     java = JavaZooKeeper(tmp, props=FUZZ_PROPS, jars=NETTY, cfg_lines=_tls_lines(pki, jport) + (
-        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",))
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "X509AuthenticationProvider.superUser=CN=bob,O=Acme"))
     try:
         java.start()
-        with _zabpy(pki, zport):
+        with _zabpy(pki, zport, "X509AuthenticationProvider.superUser=CN=bob,O=Acme"):
             for who in ("alice", "bob"):
                 assert _dn_of(pki, zport, who) == _dn_of(pki, jport, who)
+                assert _who_am_i(pki, zport, who) == _who_am_i(pki, jport, who)
+            assert ("super", "") in _who_am_i(pki, zport, "bob")
     finally:
         java.stop()
         shutil.rmtree(tmp, ignore_errors=True)
