@@ -446,3 +446,30 @@ def test_java_client_logs_in_with_digest_md5(zsasl, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "state:SaslAuthenticated" in r.stdout, r.stdout + r.stderr
     assert "hello-java" in r.stdout
+
+
+def test_sasl_in_an_ensemble(jaas_file):
+    """A follower runs the exchange; the leader, preparing the forwarded
+    create, accepts the sasl ACL and the follower enforces it."""
+    from zabpy.testing import ZabpyEnsemble
+
+    extra = f"authProvider.1={SASL_PROVIDER}\njava.security.auth.login.config={jaas_file}"
+    with ZabpyEnsemble(3, extra=extra) as ens:
+        follower = next(s for s in ens.sids if s != ens.leader())
+        owner = _sasl_client(ens.host(follower), "jaasuser", "jaas_password")
+        anon = kazoo_client.KazooClient(ens.host(ens.leader()))
+        owner.start(timeout=20)
+        anon.start(timeout=20)
+        try:
+            owner.create("/ens-sasl", b"s", acl=[make_acl("sasl", "jaasuser", all=True)])
+            assert owner.get("/ens-sasl")[0] == b"s"
+            anon.sync("/ens-sasl")
+            with pytest.raises(NoAuthError):
+                anon.get("/ens-sasl")
+        finally:
+            for c in (owner, anon):
+                c.stop()
+                c.close()
+        err, closed, rc = _sasl_exchange(ens.client_ports[follower], "jaasuser", "wrong")
+        rc.close()
+        assert (err, closed) == (ERR.AUTHFAILED, True)
