@@ -6,8 +6,9 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "zabpy"
-CORES = ["jute", "protocol", "tree", "session", "pipeline", "server", "election", "zab"]
-FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "selectors"}
+CORES = ["jute", "protocol", "tree", "session", "pipeline", "server", "election", "zab", "auth"]
+FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "selectors",
+             "secrets", "ssl"}
 
 
 def _core_files():

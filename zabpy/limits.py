@@ -193,3 +193,6 @@ assert GLOBAL_OUTSTANDING_MAX * 10 <= ZAB_OUTSTANDING_MAX
 # After a fail-stop (runtime/fatal.py) `zabpy server` gives its orderly stop
 # (operations endpoints, store close) this long, then exits non-zero anyway.
 FAIL_STOP_SHUTDOWN_MS = 5_000
+
+# RFC 2831: a DIGEST-MD5 digest-response is at most 4096 bytes (auth/digest_md5.py)
+SASL_DIGEST_RESPONSE_MAX = 4096

@@ -18,6 +18,7 @@ import sys
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
+from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
 from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.gc_policy import GcPolicy
 from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="client address (overrides clientPortAddress)")
     p.add_argument("--data-dir", help="data directory (overrides dataDir)")
     p.add_argument("--tick-time", type=int, help="tickTime in ms")
+    p.add_argument("--jaas", metavar="PATH",
+                   help="JAAS file with the SASL Server section (java.security.auth.login.config)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARN, ERROR")
     p.add_argument("--log-file", help="also log to this file, rotated by size")
     p.add_argument("--log-max-bytes", type=int, default=LOG_MAX_BYTES_DEFAULT,
@@ -60,6 +63,8 @@ def build_config(args: argparse.Namespace):
             overrides["data_log_dir"] = args.data_dir
     if args.tick_time:
         overrides["tick_time_ms"] = args.tick_time
+    if getattr(args, "jaas", None):
+        overrides["raw"] = {**cfg.raw, JAAS_KEY: args.jaas}
     if overrides:
         import dataclasses
         cfg = dataclasses.replace(cfg, **overrides)
@@ -134,6 +139,7 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("zabpy.server")
     try:
         cfg, warnings = build_config(args)
+        auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)
         return 2
@@ -141,6 +147,9 @@ def main(argv: list[str]) -> int:
         set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
+    if auth.sasl_users is not None:
+        log.info("SASL (DIGEST-MD5) on: %d user(s) from the JAAS file %s",
+                 len(auth.sasl_users), jaas_path(cfg))
     try:
         return _run(_serve(cfg))
     except OSError as e:

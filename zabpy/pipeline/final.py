@@ -180,6 +180,8 @@ def who_am_i(auth_ids: list) -> R.WhoAmIResponse:
     infos = []
     for i in java_set_order(auth_ids):
         user = i.id.split(":", 1)[0] if i.scheme == "digest" and i.id else i.id
+        if i.scheme == "super":
+            user = ""  # no provider is registered for "super": AuthUtil gives no user
         infos.append(R.ClientInfo(i.scheme, user if user is not None else ""))
     return R.WhoAmIResponse(infos)
 

@@ -147,6 +147,8 @@ class PrepContext:
     # non-zero: an ephemeral create fails with this code (a local session that
     # may not be upgraded, or a session the leader knows of no global one)
     ephemeral_error: int = 0
+    # ACL schemes of the configured authProviders beyond ip and digest
+    acl_schemes: frozenset = frozenset()
     records_out: list = field(default_factory=list)
     enforce_quota: bool = False  # zookeeper.enforceQuota
     # "Quota exceeded: ..." lines for the server's rate-limited log, and the
@@ -210,7 +212,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
         raise PrepError(ERR.MARSHALLINGERROR)
     if "/" not in path or "\0" in path:
         raise PrepError(ERR.BADARGUMENTS)
-    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
     # For a sequential create the client may name the parent with a trailing
@@ -295,7 +297,7 @@ def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
 
 def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     path = _valid_path(req.path)
-    acl, err = fix_acl(req.acl, ctx.auth_ids)
+    acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
     node = pending.get(path)

@@ -435,6 +435,16 @@ _RAW_KEYS = frozenset({
     "ssl.trustStore.location", "ssl.trustStore.type", "ssl.trustStore.password",
     "ssl.clientAuth",
 })
+# JVM properties of ZooKeeper's auth code, read by runtime/security.py
+_RAW_KEYS |= {
+    "java.security.auth.login.config", "sasl.serverconfig", "allowSaslFailedClients",
+    "sessionRequireClientSASLAuth", "enforce.auth.enabled", "enforce.auth.schemes",
+    "kerberos.removeHostFromPrincipal", "kerberos.removeRealmFromPrincipal",
+    "SASLAuthenticationProvider.superPassword",
+    "X509AuthenticationProvider.superUser", "audit.enable", "ssl.authProvider",
+}
+_RAW_PREFIXES = ("jvm.pause.", "authProvider.", "superUser", "zookeeper.authProvider.",
+                 "zookeeper.superUser")
 _PREFIX = "zookeeper."
 _SERVER_RE = re.compile(r"server\.([0-9]+)")
 _GROUP_RE = re.compile(r"group\.([0-9]+)")
@@ -498,7 +508,8 @@ def _parse_values(entries: Entries, source: str, warnings: list[str]) -> tuple[d
                 warnings.append(f"{source}:{line}: {key}: also set on line {where[name][1]}; this one wins")
             values[name] = parse(source, line, key, value)
             where[name] = (key, line)
-        elif canon in _RAW_KEYS or canon.startswith("jvm.pause."):
+        elif (canon in _RAW_KEYS or canon.removeprefix(_PREFIX) in _RAW_KEYS
+              or canon.startswith(_RAW_PREFIXES)):
             pass  # read from ``raw`` by the module that uses it (TLS, pause monitor)
         elif not _parse_quorum_key(key, value, line, source, quorum):
             warnings.append(f"{source}:{line}: {key}: unknown key, ignored by zabpy")

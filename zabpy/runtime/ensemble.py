@@ -28,6 +28,7 @@ from ..protocol.connection import FourLetterWord
 from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
 from ..storage.quorum import read_epochs
 from ..zab.leader import ZabTimers
+from .audit import emit_log
 from .disk import DiskWriter
 from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
@@ -82,6 +83,7 @@ class EnsembleRuntime(ServerRuntime):
     async def start(self) -> None:
         c = self.config
         self._install_fail_stop(asyncio.get_running_loop())
+        self._start_audit()
         tree, sessions = self._open_store()
         accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
@@ -227,8 +229,8 @@ class EnsembleRuntime(ServerRuntime):
             return
         super()._accept(p)
 
-    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
-        self.replica.client_connected(conn_id, peer_ip, now)
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int, tls_ids: tuple = ()) -> None:
+        self.replica.client_connected(conn_id, peer_ip, now, tls_ids)
         self._schedule_flush()
 
     def _client_event(self, conn_id: int, ev, now: int) -> None:
@@ -281,7 +283,7 @@ class EnsembleRuntime(ServerRuntime):
             if p is not None and p.transport is not None:
                 p.transport.close()
         for level, line in ready.logs:
-            getattr(log, level)("%s", line)
+            emit_log(log, level, line)
         if ready.state is not None:
             self._state_changed(ready.state)
         if ready.serving is not None:

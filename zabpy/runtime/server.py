@@ -38,13 +38,16 @@ import time
 
 from ..admin.fourletter import FourLetterContext, render_four_letter_word
 from ..admin.service import OperationsServices
+from ..auth.x509 import CertificateError, x509_ids
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
 from ..server.settings import ServerSettings
 from ..server.standalone import ProtocolViolation, StandaloneServer
 from ..tree.datatree import DataTree
 from .config import ServerConfig
+from .audit import AuditWriter, emit_log
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
+from .security import load_auth_settings
 
 __all__ = ["ServerRuntime"]
 
@@ -60,7 +63,8 @@ def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
 
 
 class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip", "budget_left", "grace")
+    __slots__ = ("rt", "conn_id", "proto", "transport", "peer_ip", "budget_left", "grace",
+                 "tls_ids")
 
     def __init__(self, rt: "ServerRuntime"):
         self.rt = rt
@@ -72,6 +76,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.budget_left = rt.config.max_queued_bytes_per_connection
         # while over the limit: the timer that closes the connection
         self.grace: asyncio.TimerHandle | None = None
+        self.tls_ids: tuple | None = ()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -84,6 +89,10 @@ class _ClientProtocol(asyncio.Protocol):
     def _made(self, transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip = peer[0]
+        self.tls_ids = self.rt._tls_identity(transport)
+        if self.tls_ids is None:
+            transport.abort()
+            return
         self.rt._accept(self)
 
     @fail_stop_guard("client data_received", _runtime_of)
@@ -107,6 +116,8 @@ class ServerRuntime:
     def __init__(self, config: ServerConfig, *, server_id: int | None = None):
         self.config = config
         self.server_id = server_id if server_id is not None else (config.myid or 0)
+        self.auth = load_auth_settings(config)  # SASL, x509, enforcement, audit
+        self.audit: AuditWriter | None = None
         self.store = None
         self.server: StandaloneServer | None = None
         self._protocols: dict[int, _ClientProtocol] = {}
@@ -157,6 +168,7 @@ class ServerRuntime:
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
             enforce_quota=c.enforce_quota,
             send_budget_bytes=c.max_queued_bytes_per_connection,
+            auth=self.auth,
         )
 
     def _open_store(self) -> tuple[DataTree, dict[int, int]]:
@@ -187,6 +199,7 @@ class ServerRuntime:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._start_audit()
         self._install_fail_stop(loop)
         tree, sessions = self._open_store()
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
@@ -204,11 +217,16 @@ class ServerRuntime:
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
 
+    def _start_audit(self) -> None:
+        if self.auth.audit and self.audit is None:
+            self.audit = AuditWriter(self.auth.server_user)
+            self.audit.start()
+
     async def _start_secure_port(self, loop) -> None:
         c = self.config
         if not c.secure_client_port:
             return
-        from .tls import TlsConfigError, server_ssl_context
+        from .tls import TlsConfigError, server_ssl_context, tls_server_protocol
         try:
             ctx = server_ssl_context(c)
         except (TlsConfigError, OSError, ValueError) as e:
@@ -216,8 +234,8 @@ class ServerRuntime:
             return
         host = c.secure_client_port_address or c.client_port_address
         self._tls_server = await loop.create_server(
-            lambda: _ClientProtocol(self), host, c.secure_client_port, ssl=ctx,
-            reuse_address=True)
+            lambda: tls_server_protocol(ctx, _ClientProtocol(self)),
+            host, c.secure_client_port, reuse_address=True)
         log.info("binding to secure port %s:%d", host, c.secure_client_port)
 
     def _start_operations(self) -> None:
@@ -303,6 +321,9 @@ class ServerRuntime:
         if self._restore_exception_handler is not None:
             self._restore_exception_handler()
             self._restore_exception_handler = None
+        if self.audit is not None:
+            self.audit.stop()
+            self.audit = None
         log.info("zabpy server stopped")
 
     async def _ticker(self) -> None:
@@ -340,12 +361,26 @@ class ServerRuntime:
             p.transport.set_write_buffer_limits(high=limit, low=limit // 2)
         if self._paused:
             p.transport.pause_reading()
-        self._client_connected(p.conn_id, p.peer_ip, _now_ms())
+        self._client_connected(p.conn_id, p.peer_ip, _now_ms(), p.tls_ids)
+
+    def _tls_identity(self, transport) -> tuple | None:
+        """The x509 ids of a TLS client's verified certificate (the TLS
+        handshake is over when asyncio reports the connection); () on the
+        plain port or without a certificate; None when the certificate
+        cannot be read (the connection is closed, one log line)."""
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is None:
+            return ()
+        try:
+            return x509_ids(sslobj.getpeercert(binary_form=True), self.auth.x509_super_user)
+        except (ValueError, CertificateError) as e:
+            log.error("Authentication failed: unreadable client certificate: %s", e)
+            return None
 
     # The core behind the client port (an ensemble member's runtime overrides
     # these three to reach its replica).
-    def _client_connected(self, conn_id: int, peer_ip: str, now: int) -> None:
-        self.server.connection_made(conn_id, peer_ip, now)
+    def _client_connected(self, conn_id: int, peer_ip: str, now: int, tls_ids: tuple = ()) -> None:
+        self.server.connection_made(conn_id, peer_ip, now, tls_ids)
 
     def _client_event(self, conn_id: int, ev, now: int) -> None:
         if isinstance(ev, Connect):
@@ -433,7 +468,7 @@ class ServerRuntime:
                 return
             srv.advance(ready)
             for level, line in ready.logs:
-                getattr(log, level)("%s", line)
+                emit_log(log, level, line)
             self._handle_txns(ready)
             self._write(ready.send)
             for cid in ready.close:

@@ -5,11 +5,16 @@ a PEM trust store (CAs that sign client certificates) and ssl.clientAuth
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
+from asyncio import sslproto
 
 from .config import ServerConfig
 
-__all__ = ["server_ssl_context", "TlsConfigError"]
+__all__ = ["server_ssl_context", "TlsConfigError", "tls_server_protocol"]
+
+log = logging.getLogger("zabpy.server")
 
 
 class TlsConfigError(Exception):
@@ -40,3 +45,34 @@ def server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
     if ctx.verify_mode != ssl.CERT_NONE and not truststore:
         ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
     return ctx
+
+
+
+def tls_server_protocol(ctx: ssl.SSLContext, app_protocol: asyncio.BaseProtocol) -> asyncio.BaseProtocol:
+    """The TLS layer for one secure-port connection, as ``create_server(ssl=)``
+    builds it, but with a handshake waiter of our own: asyncio (and uvloop)
+    drop a failed server-side handshake without a word, while a plain-text
+    client or a missing or untrusted certificate must leave one log line
+    (ZooKeeper logs "Unsuccessful handshake"). The client protocol gets its
+    connection when the handshake is done."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    proto = _ServerTLS(loop, app_protocol, ctx, waiter, server_side=True)
+
+    def done(f: asyncio.Future) -> None:
+        if f.cancelled() or f.exception() is None:
+            return
+        peer = proto.peer
+        log.warning("Unsuccessful TLS handshake with %s:%s: %s", peer[0], peer[1],
+                    f.exception() or type(f.exception()).__name__)
+
+    waiter.add_done_callback(done)
+    return proto
+
+
+class _ServerTLS(sslproto.SSLProtocol):
+    peer = ("?", 0)
+
+    def connection_made(self, transport) -> None:
+        self.peer = transport.get_extra_info("peername") or self.peer
+        super().connection_made(transport)

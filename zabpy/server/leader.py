@@ -106,7 +106,8 @@ class LeaderServer(StandaloneServer):
             ids = [i if isinstance(i, R.Id) else R.Id(*i) for i in auth_ids]
             ctx = PrepContext(session_id, ids, self.settings.extended_types,
                               self.settings.skip_acl, self.settings.reconfig_enabled,
-                              enforce_quota=self.settings.enforce_quota)
+                              enforce_quota=self.settings.enforce_quota,
+                              acl_schemes=self.settings.auth.acl_schemes)
             if self._local_sessions() and session_id not in self.sessions.sessions \
                     and session_id not in self.upgrading:
                 # another member's local session: no ephemerals without a

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 
+from ..auth.audit import request_lines
 from ..jute import records as R
 from ..jute.constants import ERR, OP
 from ..pipeline.final import write_reply
@@ -163,6 +164,9 @@ class LearnerServer(StandaloneServer):
         err, body = write_reply(entry.op, entry.req, res)
         if entry.local_error:
             err, body = entry.local_error, b""
+        if self.settings.auth.audit:
+            self._audit(request_lines(entry.op, entry.req, hdr.type == OP.error, err, res, txn,
+                                      conn.session_id, conn.peer_ip, conn.auth_ids))
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
         if hdr.type == OP.closeSession:
             entry.close_after = True

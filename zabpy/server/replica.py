@@ -278,10 +278,10 @@ class Replica:
         self._pump()
 
     # ---- inputs: clients ----------------------------------------------------------------
-    def client_connected(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
+    def client_connected(self, conn_id: int, peer_ip: str, now_ms: int, tls_ids: tuple = ()) -> None:
         assert self.serving and self.server is not None, "a client accepted while not serving"
         self.now_ms = now_ms
-        self.server.connection_made(conn_id, peer_ip, now_ms)
+        self.server.connection_made(conn_id, peer_ip, now_ms, tls_ids)
         self._pump()
 
     def client_event(self, conn_id: int, event, now_ms: int) -> None:

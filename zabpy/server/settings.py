@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import limits
+from ..auth.sasl import AuthSettings
 
 __all__ = ["ServerSettings"]
 
@@ -34,6 +35,8 @@ class ServerSettings:
     # bytes of read replies a new connection may be given before the runtime
     # grants more (``grant``); 0: no limit
     send_budget_bytes: int = limits.CONNECTION_QUEUED_BYTES_MAX_DEFAULT
+    # SASL, x509, auth enforcement, audit (zabpy/auth)
+    auth: AuthSettings = AuthSettings()
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0

@@ -41,6 +41,8 @@ from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeR
                              PendingChanges, PrepContext, creates_ephemeral, decode_multi,
                              prepare, prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
+from ..auth.audit import ephemeral_lines, request_lines
+from ..auth.sasl import SaslExchange, enforcement_fails
 from ..tree.acl import OPEN_ACL_UNSAFE, authenticate, check_perm
 from ..tree.datatree import DataTree, ttl_of
 from ..tree.watches import WatchManager
@@ -144,6 +146,7 @@ class Conn:
     # head of the queue waits while it is spent, until the runtime ``grant``s
     # more (its client drained what was queued)
     send_budget: int = 0
+    sasl: SaslExchange | None = None  # this connection's SASL exchange, once begun
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
@@ -316,10 +319,14 @@ class StandaloneServer:
 
     # ---- connections ----------------------------------------------------------
 
-    def connection_made(self, conn_id: int, peer_ip: str, now_ms: int) -> None:
-        self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip)],
+    def connection_made(self, conn_id: int, peer_ip: str, now_ms: int, tls_ids: tuple = ()) -> None:
+        """``tls_ids``: the x509 identity of a client certificate (auth/x509.py)."""
+        self.conns[conn_id] = Conn(conn_id, peer_ip, auth_ids=[R.Id("ip", peer_ip), *tls_ids],
                                    connected_ms=now_ms,
                                    send_budget=self.settings.send_budget_bytes or _UNLIMITED)
+        for i in tls_ids:
+            if i.scheme == "x509":
+                self._log(f"Authenticated Id '{i.id}' for Scheme 'x509'")
         self._handshaking[conn_id] = now_ms + self.settings.sessionless_cnxn_timeout_ms
         self.stats.connections_opened += 1
 
@@ -484,6 +491,9 @@ class StandaloneServer:
         if op == OP.auth:
             self._auth(conn, xid, body)
             return
+        if op == OP.sasl and self.settings.auth.sasl_users is not None:
+            self._sasl(conn, xid, body)
+            return
         if op == OP.sasl:
             # No SASL here. ZooKeeper without a JAAS configuration answers an
             # empty token, which SASL clients (kazoo) answer again, forever;
@@ -493,6 +503,13 @@ class StandaloneServer:
             self._emit(conn, frame(xid, 0, ERR.AUTHFAILED))
             self._close_conn(conn)
             return
+        if self.settings.auth.enforce_enabled:
+            why = enforcement_fails(self.settings.auth, conn.auth_ids)
+            if why is not None:
+                self._log(why, "error")
+                self._emit(conn, frame(xid, 0, ERR.SESSIONCLOSEDREQUIRESASLAUTH))
+                self._close_conn(conn)
+                return
         req = self._decode(op, body)
         # ZooKeeper decodes a reconfig before it takes a zxid, so a malformed
         # one is answered MARSHALLINGERROR without a txn, like a read (other
@@ -552,6 +569,25 @@ class StandaloneServer:
                 conn.auth_ids.append(i)
         self._emit(conn, frame(XID.AUTH, 0, ERR.OK))
 
+    def _sasl(self, conn: Conn, xid: int, body: memoryview) -> None:
+        """One SASL token, answered at once as ZooKeeper's processSasl does
+        (zabpy/auth/sasl.py holds the exchange)."""
+        try:
+            token = R.GetSASLRequest.read(Reader(body)).token or b""
+        except DecodeError as e:
+            raise ProtocolViolation(f"malformed SASL request: {e}") from None
+        if conn.sasl is None:
+            conn.sasl = SaslExchange(self.settings.auth)
+        out = conn.sasl.step(token, conn.session_id, conn.peer_ip)
+        for level, line in out.logs:
+            self._log(line, level)
+        for i in out.ids:
+            if i not in conn.auth_ids:
+                conn.auth_ids.append(i)
+        self._emit(conn, frame(xid, 0, out.err, R.SetSASLResponse(out.token).to_bytes()))
+        if out.close:
+            self._close_conn(conn)
+
     def _take_zxid(self) -> int:
         z = self.next_zxid
         self.next_zxid += 1
@@ -603,7 +639,8 @@ class StandaloneServer:
                 ctx = conn.prep_ctx = PrepContext(
                     conn.session_id, conn.auth_ids, self.settings.extended_types,
                     self.settings.skip_acl, self.settings.reconfig_enabled,
-                    enforce_quota=self.settings.enforce_quota)
+                    enforce_quota=self.settings.enforce_quota,
+                    acl_schemes=self.settings.auth.acl_schemes)
             ctx.ephemeral_error = ephemeral_error
             if isinstance(req, _BigMulti):
                 self._prepping = SlicedPrep(conn, entry, req.body, zxid, ctx,
@@ -815,6 +852,9 @@ class StandaloneServer:
             self.upgrading.pop(hdr.clientId, None)
         elif hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
+            if self.settings.auth.audit:
+                self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId,
+                                            res.triggers))
         return res
 
     def log_failed(self, reason: str) -> None:
@@ -866,14 +906,25 @@ class StandaloneServer:
         if hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
         conn = self.conns.get(item.conn_id) if item.conn_id is not None else None
+        audit = self.settings.auth.audit
+        if audit and hdr.type == OP.closeSession:
+            self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId, res.triggers))
         if conn is None or item.entry is None:
             return
         entry = item.entry
         err, body = write_reply(entry.op, entry.req, res)
+        if audit:
+            self._audit(request_lines(entry.op, entry.req, hdr.type == OP.error, err, res, item.txn,
+                                      conn.session_id, conn.peer_ip, conn.auth_ids))
         entry.reply = frame(entry.xid, hdr.zxid, err, body)
         if hdr.type == OP.closeSession:
             entry.close_after = True
         self._drain(conn)
+
+    def _audit(self, lines: list) -> None:
+        """Audit lines go out with the logs, marked for the audit logger."""
+        for level, line in lines:
+            self._logs.append(("audit_" + level, line))
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)

@@ -91,6 +91,8 @@ def acl_matches(entry_id: Id, session_id: Id) -> bool:
         return False
     if entry_id.scheme == "ip":
         return _ip_matches(entry_id.id, session_id.id)
+    if entry_id.scheme == "sasl" and session_id.id == "super":
+        return True  # SASLAuthenticationProvider.matches: the SASL user "super" matches all
     return entry_id.id == session_id.id
 
 
@@ -114,10 +116,16 @@ def check_perm(acl: tuple[ACL, ...] | list[ACL] | None, perm: int, ids: list[Id]
     return False
 
 
-def _valid_id(a: ACL) -> bool:
+def _valid_id(a: ACL, schemes: frozenset = frozenset()) -> bool:
     """ZooKeeper's provider check: world:anyone, or a scheme with a
-    registered provider (3.8 registers ip and digest) that accepts the id."""
+    registered provider (3.8 registers ip and digest; authProvider.N adds
+    ``schemes``, sasl and x509) that accepts the id."""
     s, i = a.id.scheme, a.id.id
+    if s in schemes and i is not None:
+        if s == "sasl":
+            return _valid_kerberos_name(i)
+        if s == "x509":
+            return _valid_x500_name(i)
     if s == "world":
         return i == "anyone"
     if s == "digest":
@@ -126,6 +134,22 @@ def _valid_id(a: ACL) -> bool:
     if s == "ip":
         return _ip_spec(i) is not None
     return False
+
+
+_KERBEROS_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
+def _valid_kerberos_name(name: str) -> bool:
+    """SASLAuthenticationProvider.isValid: KerberosName accepts it (a name
+    with an '@' must be service[/host]@REALM)."""
+    return "@" not in name or _KERBEROS_NAME.fullmatch(name) is not None
+
+
+def _valid_x500_name(name: str) -> bool:
+    """X509AuthenticationProvider.isValid: an X500Principal parses it. Checked
+    here as RFC 2253's shape: comma-separated type=value pairs."""
+    from ..auth.x509 import parse_dn
+    return parse_dn(name) is not None
 
 
 def _java_string_hash(s: str) -> int:
@@ -154,7 +178,8 @@ def java_set_order(auth_ids: list[Id]) -> list[Id]:
     return sorted(auth_ids, key=lambda i: _java_set_slot(i, size))
 
 
-def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] | None, int]:
+def fix_acl(acl: list[ACL] | None, auth_ids: list[Id],
+            schemes: frozenset = frozenset()) -> tuple[tuple[ACL, ...] | None, int]:
     """Validate a client's ACL list and expand `auth` entries into the caller's
     authenticated ids. As ZooKeeper 3.5+, duplicates are removed from the list
     as sent, not from the expanded one: [digest:bob:31, auth::31] from bob
@@ -180,7 +205,7 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id]) -> tuple[tuple[ACL, ...] 
                 added = True
             if not added:
                 return None, ERR.INVALIDACL
-        elif _valid_id(a):
+        elif _valid_id(a, schemes):
             out.append(ACL(a.perms, Id(a.id.scheme, a.id.id)))
         else:
             return None, ERR.INVALIDACL

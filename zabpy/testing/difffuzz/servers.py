@@ -52,9 +52,12 @@ class JavaZooKeeper:
     types on, the super digest set; ``props``: more JVM properties). The
     fuzzer and the side-by-side tests (tests/conftest.py) both use it."""
 
-    def __init__(self, tmp: str, props: tuple[str, ...] = FUZZ_PROPS):
+    def __init__(self, tmp: str, props: tuple[str, ...] = FUZZ_PROPS,
+                 cfg_lines: tuple[str, ...] = (), jars: tuple[str, ...] = ()):
         self.tmp = tmp
         self.props = props
+        self.cfg_lines = cfg_lines  # more zoo.cfg lines (secureClientPort, ssl.*)
+        self.jars = jars            # more classpath (Netty for the TLS port)
         self.port = free_port()
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
@@ -72,13 +75,14 @@ class JavaZooKeeper:
                     f"clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
                     f"4lw.commands.whitelist=*\nminSessionTimeout={SESSION_MIN_MS}\n"
                     f"maxSessionTimeout={SESSION_MAX_MS}\n")
+            f.write("".join(line + "\n" for line in self.cfg_lines))
         log4j = os.path.join(self.tmp, "log4j.properties")
         with open(log4j, "w") as f:
             f.write("log4j.rootLogger=INFO, F\nlog4j.appender.F=org.apache.log4j.FileAppender\n"
                     f"log4j.appender.F.File={self.tmp}/zookeeper.log\n"
                     "log4j.appender.F.layout=org.apache.log4j.PatternLayout\n"
                     "log4j.appender.F.layout.ConversionPattern=%d %p %c{1} - %m%n\n")
-        cmd = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS),
+        cmd = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS + self.jars),
                f"-Dlog4j.configuration=file:{log4j}",
                "-Dzookeeper.extendedTypesEnabled=true",
                f"-Dzookeeper.DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
