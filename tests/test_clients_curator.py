@@ -7,8 +7,9 @@ LeaderLatch (handover on close), DistributedAtomicLong, CuratorCache (every
 event, in order), SharedCount, InterProcessSemaphoreV2, barriers
 (DistributedBarrier and DistributedDoubleBarrier), PersistentNode recreated
 after its session is expired. Every scenario must pass on Java ZooKeeper, on
-zabpy standalone and on a 3-server zabpy ensemble, where LeaderLatch must
-also hand over when the server of the leader's client is killed.
+zabpy, standalone and as 3-server ensembles (tickTime 200 ms, the same
+zoo.cfg for both), where LeaderLatch must also hand over when the server of
+the leader's client is killed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 
 import pytest
 
-from clients_common import CLIENT_SOURCES, fresh_java, fresh_zabpy, missing
+from clients_common import CLIENT_SOURCES, JavaEnsemble, fresh_java, fresh_zabpy, missing
 from zabpy.testing import ZabpyEnsemble
 
 JARS = tuple(f"/usr/share/java/{j}.jar" for j in (
@@ -65,8 +66,9 @@ def test_curator_recipes_on_zabpy(classpath):
         run_standalone(classpath, zabpy.hosts)
 
 
-def test_curator_recipes_and_leader_handover_on_a_zabpy_ensemble(classpath):
-    with ZabpyEnsemble(3) as ens:
+@pytest.mark.parametrize("kind", ["java", "zabpy"])
+def test_curator_recipes_and_leader_handover_on_an_ensemble(classpath, kind):
+    with (JavaEnsemble if kind == "java" else ZabpyEnsemble)(3) as ens:
         run_standalone(classpath, ens.hosts)
         # Client i talks only to server i; kill the leader's server.
         proc = subprocess.Popen(java_cmd(classpath, "killleader",
