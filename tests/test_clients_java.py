@@ -122,18 +122,36 @@ def test_zkcli_session_on_ensembles_identical(ensembles):
     assert_same(runs["zabpy"][1], runs["java"][1], "zkCli watch notifications on ensembles")
 
 
-CONFIG_SCRIPT_LINES = "config\nconfig -c\nget -s /zookeeper/config\nquit\n"
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "known difference: in quorum mode Java writes the membership (QuorumVerifier's text, "
-    "'server.N=host:q:e:participant' lines and 'version=0') into /zookeeper/config at start "
-    "(dataVersion -1, mzxid = the config version, mtime = start time), so zkCli `config` "
-    "prints it; zabpy leaves the node empty (dataVersion 0, mtime 0)"))
 def test_zkcli_config_on_ensembles_identical(ensembles, tmp_path):
+    """Each member's /zookeeper/config holds the membership (Java writes it at
+    start, outside any txn: dataVersion -1); zkCli `config` prints it."""
     script = tmp_path / "config.txt"
-    script.write_text(CONFIG_SCRIPT_LINES)
-    runs = {kind: normalise(run_zkcli(ens.client_ports[1], str(script)))[0]
+    script.write_text("".join(f"connect 127.0.0.1:PORT{sid}\nconfig\nconfig -c\n"
+                              f"get -s /zookeeper/config\n" for sid in (1, 2, 3)) + "quit\n")
+    runs = {kind: normalise(run_zkcli(ens.client_ports[1], str(script), ens.client_ports))[0]
             for kind, ens in ensembles.items()}
-    assert "server.1=127.0.0.1:PORT:participant" in runs["java"], runs["java"]
+    assert runs["java"].count("server.3=127.0.0.1:PORT:participant") == 6, runs["java"]
+    assert runs["java"].count("dataVersion = -1") == 3, runs["java"]
     assert_same(runs["zabpy"], runs["java"], "zkCli config on ensembles")
+
+
+def test_zabpy_ensemble_config_node_holds_the_membership():
+    """Regression (found by the test above): zabpy left /zookeeper/config
+    empty in quorum mode. Checked with kazoo on every member, no Java needed."""
+    from kazoo.client import KazooClient
+
+    with ZabpyEnsemble(3) as ens:
+        expected = "\n".join(
+            [f"server.{sid}=127.0.0.1:{ens._quorum_ports[sid]}:{ens._election_ports[sid]}"
+             f":participant" for sid in ens.sids] + ["version=0"]).encode()
+        for sid in ens.sids:
+            client = KazooClient(hosts=ens.host(sid))
+            client.start(timeout=30)
+            try:
+                data, stat = client.get("/zookeeper/config")
+                assert data == expected
+                assert (stat.version, stat.mzxid, stat.aversion) == (-1, 0, -1)
+                assert stat.mtime > 0
+            finally:
+                client.stop()
+                client.close()
