@@ -9,8 +9,9 @@ differs: ctime/mtime, ephemeral owners (session ids), ports; it sorts
 bracketed lists and runs of `ls -R` paths (hash order on Java). Watch
 notifications are printed by the client's event thread and race with the
 main thread's output, so they are taken out and compared as their own
-ordered list (the event thread also runs `sync`'s callback, so the script
-syncs after a write whose event must be handled before `printwatches on`).
+ordered list (the event thread also runs `sync`'s callback, so the script syncs
+before `printwatches off` and `on`: every event before is then printed, or
+not, as the script says).
 """
 
 from __future__ import annotations
