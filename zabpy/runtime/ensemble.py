@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
 from ..election import ServerState, quorum_from_config
 from ..protocol.connection import FourLetterWord
 from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
 from ..storage.quorum import read_epochs
+from ..tree.datatree import CONFIG
 from ..zab.leader import ZabTimers
 from .audit import emit_log
 from .disk import DiskWriter
@@ -80,11 +82,23 @@ class EnsembleRuntime(ServerRuntime):
         return {k: v for k, v in self.config.raw.items()
                 if k.startswith(("server.", "group.", "weight."))}
 
+    def _init_config_node(self, tree) -> None:
+        """The membership in /zookeeper/config, as ZooKeeper's QuorumPeerMain
+        writes it at start (ZKDatabase.initConfigInZKDatabase): outside any
+        txn, so version -1, mzxid the config version, mtime now. Clients read
+        it with getConfig (zkCli `config`); digests skip /zookeeper/."""
+        node = tree.nodes[CONFIG]
+        node.data = "\n".join(self.config.membership_lines()).encode()
+        node.version = -1
+        node.mzxid = self.config.config_version
+        node.mtime = int(time.time() * 1000)
+
     async def start(self) -> None:
         c = self.config
         self._install_fail_stop(asyncio.get_running_loop())
         self._start_audit()
         tree, sessions = self._open_store()
+        self._init_config_node(tree)
         accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
         quorum = quorum_from_config(self._quorum_props(), c.oracle_path)
