@@ -1,0 +1,64 @@
+"""The run's text report: faults by kind, operations checked, anomalies,
+and how long writes failed after each fault."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .faults import Fault
+from .workload import Record
+
+__all__ = ["unavailability", "render"]
+
+
+def unavailability(f: Fault, writes: list[Record], until: float) -> float:
+    """Seconds from the fault's start until writes succeeded again, counted
+    only where a write failed (or timed out) after the fault began and before
+    ``until`` (the next fault); 0.0 when none did. A CAS refused for its
+    version is an answer, not a failure."""
+    failed = [w.call for w in writes
+              if w.outcome == "info" and f.began <= w.call < until]
+    if not failed:
+        return 0.0
+    first = min(failed)
+    ok = [w.ret for w in writes if w.outcome in ("ok", "fail") and w.ret > first]
+    end = min(ok) if ok else until
+    return max(0.0, end - f.began)
+
+
+def render(meta: dict, faults: list[Fault], unavail: list[float], register: list[Record],
+           sets: list[Record], verdicts: dict, errors: list[str]) -> str:
+    lines = [f"zabpy chaos: target {meta['target']}, {meta['servers']} servers, seed "
+             f"{meta['seed']}, {meta['duration']:.0f} s of faults"
+             + (f", planted bug {meta['plant']!r}" if meta.get("plant") else ""),
+             f"network: {meta['network']}", ""]
+    kinds = Counter(f.kind for f in faults)
+    lines.append(f"faults: {len(faults)} (" + ", ".join(f"{k} {n}" for k, n in
+                                                       sorted(kinds.items())) + ")")
+    for f, u in zip(faults, unavail):
+        lines.append(f"  {f.began:7.2f}-{f.healed:7.2f}s {f.kind:<15} {f.detail:<48} "
+                     f"writes failed {u:5.2f}s")
+    lines.append("")
+    lines.append("write unavailability by kind (s):   n   mean    max")
+    for k in sorted(kinds):
+        us = [u for f, u in zip(faults, unavail) if f.kind == k]
+        lines.append(f"  {k:<30} {len(us):3d} {sum(us) / len(us):6.2f} {max(us):6.2f}")
+    lines.append("")
+    c = Counter((r.kind, r.outcome) for r in register + sets)
+    lines.append("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in sorted(c.items())))
+    lines.append(f"converged {meta.get('converge_s', float('nan')):.2f}s after the final heal; "
+                 f"members {meta.get('final_state')}")
+    total = 0
+    for name, v in verdicts.items():
+        total += len(v.anomalies)
+        lines.append(f"{name}: {v.ops_checked} operations checked, {len(v.anomalies)} anomalies"
+                     + (f", {v.undecided} undecided" if v.undecided else ""))
+        lines += [f"  note: {n}" for n in v.notes]
+    for e in errors:
+        lines.append(f"client error: {e}")
+    lines.append("")
+    lines.append(f"ANOMALIES: {total}")
+    for v in verdicts.values():
+        for a in v.anomalies:
+            lines.append(str(a))
+    return "\n".join(lines) + "\n"
