@@ -89,27 +89,18 @@ def register_ops(records: list[Record]) -> tuple[list[Op], list[str]]:
     return ops, notes
 
 
-def _writer_index(ops: list[Op]) -> dict:
-    return {op.input[1]: op.id for op in ops if op.kind == "cas" and op.output != "fail"}
-
-
 def check_register(records: list[Record], max_states: int = 2_000_000) -> Verdict:
     anomalies: list[Anomaly] = []
     ops, notes = register_ops(records)
-    writer = _writer_index(ops)
-
-    def depends(op: Op) -> list[int]:
-        v = op.output if op.kind == "read" else op.input[0]
-        return [writer[v]] if v in writer else []
-
     res = check(ops, RegisterModel(INIT_VALUE), max_states)
     undecided = 0
     if res.ok is False:
-        small = shrink(ops, RegisterModel(INIT_VALUE), depends)
+        small, first = shrink(ops, INIT_VALUE)
         anomalies.append(Anomaly(
             "register: not linearizable",
             f"{len(ops)} operations (CAS and reads after sync()) have no linearization; "
-            f"a failing sub-history of {len(small)}:", [str(o) for o in small]))
+            f"a failing sub-history of {len(small)}, from value {first!r}:",
+            [str(o) for o in small]))
     elif res.ok is None:
         undecided = 1
         notes.append(f"linearizability search gave up after {res.states} states")

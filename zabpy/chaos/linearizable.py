@@ -18,7 +18,7 @@ exceeds it is reported as undecided, never as an anomaly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["INF", "Op", "Result", "RegisterModel", "check", "shrink"]
 
@@ -162,59 +162,81 @@ def _ops(stack, best):
     return best if len(best) >= len(stack) else [e.op for e, _ in stack]
 
 
-def shrink(ops: list[Op], model, depends: Callable[[Op], list[int]],
-           budget: int = 400, max_states: int = 200_000) -> list[Op]:
-    """A small sub-history of the non-linearizable ``ops`` that is still not
-    linearizable: the shortest failing prefix (by call time), then each op
-    dropped in turn where the rest still fails. ``depends(op)`` names the ops
-    it cannot be judged without (the write of the value it read): they stay
-    with it, and go when it goes. ``budget`` bounds the searches run."""
+def _needs(op: Op):
+    """The register value ``op`` cannot be judged without (read or CAS from)."""
+    return op.output if op.kind == "read" else op.input[0]
+
+
+def _binds(op: Op) -> bool:
+    """Does ``op`` need its value to have been written? (A failed CAS or one
+    of unknown outcome can happen whatever the value.)"""
+    return op.kind == "read" or op.output == "ok"
+
+
+def shrink(ops: list[Op], init: Any, budget: int = 400,
+           max_states: int = 200_000) -> tuple[list[Op], Any]:
+    """A small sub-history of the non-linearizable register history ``ops``
+    that is still not linearizable, and the value it starts from.
+
+    A sub-history may drop the writes of a prefix of the register's values:
+    it then starts from the one value it needs and no kept op wrote (at most
+    one such value, else the sub-history would fail only for want of a
+    write). First the shortest failing prefix (by call time) is found, then
+    ops are dropped one at a time, in passes, while the rest still fails.
+    ``budget`` bounds the searches run."""
     by_id = {op.id: op for op in ops}
-    dependents: dict[int, list[int]] = {op.id: [] for op in ops}
-    for op in ops:
-        for d in depends(op):
-            if d in dependents:
-                dependents[d].append(op.id)
+    writer = {op.input[1]: op.id for op in ops if op.kind == "cas" and op.output != "fail"}
     runs = [0]
 
-    def closure_up(ids: set[int]) -> set[int]:   # add what they depend on
-        todo, out = list(ids), set(ids)
-        while todo:
-            for d in depends(by_id[todo.pop()]):
-                if d in by_id and d not in out:
-                    out.add(d)
-                    todo.append(d)
-        return out
+    def start(ids) -> Any:
+        """The value the sub-history starts from, or _INVALID."""
+        written = {by_id[i].input[1] for i in ids
+                   if by_id[i].kind == "cas" and by_id[i].output != "fail"}
+        unwritten = {_needs(by_id[i]) for i in ids if _binds(by_id[i])} - written
+        if not unwritten or unwritten == {init}:
+            return init
+        return unwritten.pop() if len(unwritten) == 1 else _INVALID
 
-    def closure_down(i: int, keep: set[int]) -> set[int]:   # i and what depends on it
-        todo, out = [i], {i}
-        while todo:
-            for d in dependents[todo.pop()]:
-                if d in keep and d not in out:
-                    out.add(d)
-                    todo.append(d)
-        return out
-
-    def fails(ids: set[int]) -> bool:
+    def fails(ids) -> Any:
+        first = start(ids)
+        if first is _INVALID:
+            return _INVALID
         runs[0] += 1
         sub = sorted((by_id[i] for i in ids), key=lambda o: (o.call, o.id))
-        return check(sub, model, max_states).ok is False
+        return first if check(sub, RegisterModel(first), max_states).ok is False else _INVALID
+
+    def with_writers(ids: set[int]) -> set[int]:
+        todo, out = list(ids), set(ids)
+        while todo:
+            w = writer.get(_needs(by_id[todo.pop()]))
+            if w is not None and w not in out:
+                out.add(w)
+                todo.append(w)
+        return out
 
     order = sorted(ops, key=lambda o: (o.call, o.id))
     lo, hi = 0, len(order)
     while hi - lo > 1 and runs[0] < budget:
         mid = (lo + hi) // 2
-        if fails(closure_up({o.id for o in order[:mid]})):
+        if fails(with_writers({o.id for o in order[:mid]})) is not _INVALID:
             hi = mid
         else:
             lo = mid
-    keep = closure_up({o.id for o in order[:hi]})
-    for op in sorted((by_id[i] for i in keep), key=lambda o: (-o.call, -o.id)):
-        if runs[0] >= budget:
-            break
-        if op.id not in keep:
-            continue
-        trial = keep - closure_down(op.id, keep)
-        if trial and fails(trial):
-            keep = trial
-    return sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id))
+    keep = with_writers({o.id for o in order[:hi]})
+    first = fails(keep)
+    if first is _INVALID:          # not monotone here: fall back to the whole history
+        keep, first = set(by_id), init
+    changed = True
+    while changed and runs[0] < budget:
+        changed = False
+        for op in sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id)):
+            if runs[0] >= budget:
+                break
+            trial = keep - {op.id}
+            got = fails(trial) if trial else _INVALID
+            if got is not _INVALID:
+                keep, first, changed = trial, got, True
+    return sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id)), first
+
+
+_INVALID = object()

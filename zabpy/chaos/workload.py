@@ -198,7 +198,7 @@ class Workloads:
             except Exception as e:
                 self._finish(rec, "info", type(e).__name__)
                 self.stop.wait(0.1)
-            if "phantom-ack" in self.plant and n == 20:
+            if "phantom-ack" in self.plant and n == 20 and log is self._set_logs()[0]:
                 fake = Record(log.id, rec.session, "create", self.now(), value=f"s{log.id}-x")
                 fake.result = SET_PARENT + "/e-%010d" % 9_999_999_000
                 log.records.append(self._finish(fake, "ok"))
@@ -220,6 +220,9 @@ class Workloads:
         finally:
             zk.stop()
             zk.close()
+
+    def _set_logs(self) -> list[ClientLog]:
+        return [log for log in self.logs if log.workload == "set"]
 
     def records(self, workload: str) -> list[Record]:
         return [r for log in self.logs if log.workload == workload for r in log.records]
