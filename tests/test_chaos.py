@@ -97,6 +97,15 @@ def test_shrink_starts_from_a_dropped_write():
     assert check(small, RegisterModel(first)).ok is False
 
 
+def test_shrink_keeps_the_writes_a_failed_cas_needs():
+    # The CAS from a failed although a was written and never overwritten:
+    # dropping the write would leave a failed CAS that fails for no reason.
+    ops = [Op(0, 0, 1, "cas", ("i", "a"), "ok"), Op(1, 1.5, 1.8, "read", None, "a"),
+           Op(2, 2, 3, "cas", ("a", "b"), "fail")]
+    small, first = shrink(ops, "i")
+    assert ([o.id for o in small], first) == ([0, 2], "i")
+
+
 def test_session_going_back_and_version_reuse_are_caught():
     recs = [_cas(1, 0, 1, INIT_VALUE, "a", 0), _read(1, 2, 3, INIT_VALUE, 0, kind="read")]
     kinds = {a.kind for a in check_register(recs).anomalies}
@@ -189,10 +198,14 @@ def test_planted_client_bugs_are_caught_end_to_end(tmp_path):
     assert len(lin["ops"]) <= 6, lin        # shrunk to the few operations that matter
 
 
-def test_cli_skips_cleanly_without_root_or_says_why(tmp_path):
-    reason = _skip_reason()
-    if reason is None:
-        pytest.skip("running as root: the skip path is exercised only elsewhere")
-    r = subprocess.run([sys.executable, "-m", "zabpy.chaos", "--seed", "1"],
-                       capture_output=True, text=True)
-    assert r.returncode == 77 and "SKIPPED" in r.stderr
+def test_cli_skips_cleanly_without_root():
+    """As an unprivileged user the command says why it cannot run (exit 77)."""
+    as_nobody = (lambda: os.setuid(65534)) if os.geteuid() == 0 else None
+    try:
+        r = subprocess.run([sys.executable, "-m", "zabpy.chaos", "--seed", "1"],
+                           cwd=os.getcwd(), capture_output=True, text=True,
+                           preexec_fn=as_nobody)
+    except PermissionError:
+        pytest.skip(f"user nobody cannot run {sys.executable} here")
+    assert r.returncode == 77, r.stderr
+    assert "SKIPPED: the fault harness needs root" in r.stderr

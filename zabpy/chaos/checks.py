@@ -193,7 +193,7 @@ def check_set(records: list[Record], final: dict[str, str]) -> Verdict:
             out.append(Anomaly("set: sequence went back",
                                f"{best.result} acknowledged before {r.result} was asked for",
                                [_rec(best), _rec(r)]))
-    return Verdict(out[:20], len(acked))
+    return Verdict(out[:100], len(acked))
 
 
 def _seq(r: Record) -> int:

@@ -178,11 +178,14 @@ def shrink(ops: list[Op], init: Any, budget: int = 400,
     """A small sub-history of the non-linearizable register history ``ops``
     that is still not linearizable, and the value it starts from.
 
-    A sub-history may drop the writes of a prefix of the register's values:
-    it then starts from the one value it needs and no kept op wrote (at most
-    one such value, else the sub-history would fail only for want of a
-    write). First the shortest failing prefix (by call time) is found, then
-    ops are dropped one at a time, in passes, while the rest still fails.
+    Failed CASes go first if the rest still fails; then writes may be
+    dropped too, and the sub-history starts from the one value it needs that
+    no kept op wrote (at most one such value, else it would fail only for
+    want of a write; values are unique, so no dropped write can have helped
+    a kept read or acknowledged CAS). If failed CASes are needed, only reads
+    and failed CASes are dropped. The shortest failing prefix (by call time)
+    is found first, then ops are dropped one at a time, in passes, while the
+    rest still fails.
     ``budget`` bounds the searches run."""
     by_id = {op.id: op for op in ops}
     writer = {op.input[1]: op.id for op in ops if op.kind == "cas" and op.output != "fail"}
@@ -214,24 +217,34 @@ def shrink(ops: list[Op], init: Any, budget: int = 400,
                 todo.append(w)
         return out
 
-    order = sorted(ops, key=lambda o: (o.call, o.id))
-    lo, hi = 0, len(order)
-    while hi - lo > 1 and runs[0] < budget:
-        mid = (lo + hi) // 2
-        if fails(with_writers({o.id for o in order[:mid]})) is not _INVALID:
-            hi = mid
-        else:
-            lo = mid
-    keep = with_writers({o.id for o in order[:hi]})
-    first = fails(keep)
-    if first is _INVALID:          # not monotone here: fall back to the whole history
+    # Dropping a write is sound only where no failed CAS is left: a failed
+    # CAS may have failed because of the very write dropped.
+    no_fail = {o.id for o in ops if not (o.kind == "cas" and o.output == "fail")}
+    if fails(no_fail) is _INVALID:
         keep, first = set(by_id), init
+        droppable = lambda op: op.kind == "read" or op.output == "fail"  # noqa: E731
+    else:
+        order = sorted((by_id[i] for i in no_fail), key=lambda o: (o.call, o.id))
+        lo, hi = 0, len(order)
+        while hi - lo > 1 and runs[0] < budget:
+            mid = (lo + hi) // 2
+            if fails(with_writers({o.id for o in order[:mid]})) is not _INVALID:
+                hi = mid
+            else:
+                lo = mid
+        keep = with_writers({o.id for o in order[:hi]})
+        first = fails(keep)
+        if first is _INVALID:
+            keep, first = no_fail, fails(no_fail)
+        droppable = lambda op: True  # noqa: E731
     changed = True
     while changed and runs[0] < budget:
         changed = False
         for op in sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id)):
             if runs[0] >= budget:
                 break
+            if not droppable(op):
+                continue
             trial = keep - {op.id}
             got = fails(trial) if trial else _INVALID
             if got is not _INVALID:

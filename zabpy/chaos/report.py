@@ -10,6 +10,8 @@ from .workload import Record
 
 __all__ = ["unavailability", "render"]
 
+SHOW_PER_KIND = 3
+
 
 def unavailability(f: Fault, writes: list[Record], until: float) -> float:
     """Seconds from the fault's start until writes succeeded again, counted
@@ -59,6 +61,12 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
     lines.append("")
     lines.append(f"ANOMALIES: {total}")
     for v in verdicts.values():
+        shown: Counter = Counter()
         for a in v.anomalies:
-            lines.append(str(a))
+            shown[a.kind] += 1
+            if shown[a.kind] <= SHOW_PER_KIND:
+                lines.append(str(a))
+        for kind, n in sorted(shown.items()):
+            if n > SHOW_PER_KIND:
+                lines.append(f"[{kind}] ... and {n - SHOW_PER_KIND} more")
     return "\n".join(lines) + "\n"
