@@ -14,18 +14,23 @@ SHOW_PER_KIND = 3
 
 
 def unavailability(f: Fault, writes: list[Record], until: float) -> float:
-    """Seconds from the fault's start until writes succeeded again, counted
-    only where a write failed (or timed out) after the fault began and before
-    ``until`` (the next fault); 0.0 when none did. A CAS refused for its
-    version is an answer, not a failure."""
-    failed = [w.call for w in writes
-              if w.outcome == "info" and f.began <= w.call < until]
+    """The longest time, between the fault's start and ``until`` (the next
+    fault, or the final heal), in which no write was answered while some
+    write failed or timed out; 0.0 when none failed. A CAS refused for its
+    version is an answer: the ensemble was available."""
+    failed = sorted(w.call for w in writes if w.outcome == "info" and f.began <= w.call < until)
     if not failed:
         return 0.0
-    first = min(failed)
-    ok = [w.ret for w in writes if w.outcome in ("ok", "fail") and w.ret > first]
-    end = min(ok) if ok else until
-    return max(0.0, end - f.began)
+    answers = sorted(w.ret for w in writes
+                     if w.outcome in ("ok", "fail") and f.began <= w.ret < until)
+    points = [f.began, *answers, until]
+    longest, k = 0.0, 0
+    for a, b in zip(points, points[1:]):
+        while k < len(failed) and failed[k] < a:
+            k += 1
+        if k < len(failed) and failed[k] < b:
+            longest = max(longest, b - a)
+    return longest
 
 
 def render(meta: dict, faults: list[Fault], unavail: list[float], register: list[Record],
@@ -39,9 +44,10 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
                                                        sorted(kinds.items())) + ")")
     for f, u in zip(faults, unavail):
         lines.append(f"  {f.began:7.2f}-{f.healed:7.2f}s {f.kind:<15} {f.detail:<48} "
-                     f"writes failed {u:5.2f}s")
+                     f"no write answered {u:5.2f}s")
     lines.append("")
-    lines.append("write unavailability by kind (s):   n   mean    max")
+    lines.append("write unavailability by kind (s):   n   mean    max"
+                 "   (longest stretch with writes failing and none answered)")
     for k in sorted(kinds):
         us = [u for f, u in zip(faults, unavail) if f.kind == k]
         lines.append(f"  {k:<30} {len(us):3d} {sum(us) / len(us):6.2f} {max(us):6.2f}")

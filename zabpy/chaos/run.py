@@ -61,7 +61,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         cluster = Cluster(net, workdir, target)
         for sid in net.sids:
             cluster.start(sid)
-        t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180)[0]
+        t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180,
+                                         same_zxid=False)[0]
         log(f"{servers} {target} servers serving after {t_start:.1f}s "
             f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
         wl = Workloads(cluster.hosts, seed, plant=plant)
@@ -92,6 +93,9 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         cluster.wait_converged(CONVERGE_S, same_zxid=False)
         time.sleep(1.0)
         wl.finish()
+        # One more write so that every member's last zxid is in this epoch
+        # (a leader elected after the last write reports its new epoch's zxid).
+        wl.touch()
         converge_s, state = cluster.wait_converged(CONVERGE_S)
         log(f"{wl.now():7.2f}s converged: {state}")
         final = wl.read_final()
@@ -117,7 +121,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         log(f"run failed: {type(e).__name__}: {e}")
         if cluster is not None:
             for sid in cluster.sids:
-                tail = cluster.log(sid).splitlines()[-15:]
+                tail = [line for line in cluster.log(sid).splitlines()
+                        if "Processing srvr" not in line][-15:]
                 log(f"--- server {sid} log tail\n" + "\n".join(tail))
         raise
     finally:

@@ -30,6 +30,7 @@ __all__ = ["Record", "Workloads", "REGISTER", "SET_PARENT", "INIT_VALUE"]
 REGISTER = "/chaos-register"
 SET_PARENT = "/chaos-set"
 INIT_VALUE = "init"
+TOUCH = "/chaos-converge"
 OP_TIMEOUT_S = 3.0
 SESSION_TIMEOUT_S = 4.0
 PAUSE_S = 0.01
@@ -205,6 +206,17 @@ class Workloads:
             self.stop.wait(PAUSE_S)
 
     # ---- the final state ---------------------------------------------------------------
+
+    def touch(self) -> None:
+        """A write outside the histories (on its own node)."""
+        zk = self._client(self.hosts[0])
+        zk.start(timeout=30)
+        try:
+            zk.ensure_path(TOUCH)
+            zk.set(TOUCH, b"x")
+        finally:
+            zk.stop()
+            zk.close()
 
     def read_final(self) -> dict[str, str]:
         """The set's children after the run: path -> value."""
