@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,8 +15,9 @@ import pytest
 
 from zabpy.chaos.checks import check_register, check_set
 from zabpy.chaos.linearizable import INF, Op, RegisterModel, check, shrink
-from zabpy.chaos.net import PREFIX, why_not_runnable
+from zabpy.chaos.net import PREFIX, cleanup_leftovers, why_not_runnable
 from zabpy.chaos.workload import INIT_VALUE, Record
+from zabpy.testing import wait_for
 
 # ---- the checkers, on recorded-shaped histories ------------------------------------
 
@@ -196,6 +198,55 @@ def test_planted_client_bugs_are_caught_end_to_end(tmp_path):
     lin = [a for a in result["verdicts"]["register"]["anomalies"]
            if a["kind"] == "register: not linearizable"][0]
     assert len(lin["ops"]) <= 6, lin        # shrunk to the few operations that matter
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_harness_stopped_midway_leaves_nothing(tmp_path, sig):
+    """SIGTERM: the harness cleans up on its way out. SIGKILL: it cannot,
+    and the next start sweeps what it left (namespaces, links, servers)."""
+    before = set(_namespaces())
+    proc = subprocess.Popen([sys.executable, "-m", "zabpy.chaos", "--seed", "5", "--duration",
+                             "60"], cwd=os.getcwd(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # Stop it once its servers serve (it reports that on stderr).
+        for line in proc.stderr:
+            if "servers serving" in line:
+                break
+        tag = f"{PREFIX}{proc.pid}-"
+        servers = [p for p in _pids_in(tag) if p != proc.pid]
+        assert len(servers) == 3, servers
+        proc.send_signal(sig)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if sig == signal.SIGKILL:
+        assert any(ns.startswith(tag) for ns in _namespaces())
+        removed = cleanup_leftovers()
+        assert removed and all(ns.startswith(tag) for ns in removed)
+    assert set(_namespaces()) - before == set()
+    # SIGKILL is sent; the process may take a moment to go.
+    wait_for(lambda: not [p for p in servers if _alive(p)], 10, 0.05, what="servers gone")
+
+
+def _pids_in(tag: str) -> list[int]:
+    out = []
+    for ns in _namespaces():
+        if ns.startswith(tag):
+            r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            out += [int(p) for p in r.stdout.split()]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_cli_skips_cleanly_without_root():

@@ -54,8 +54,8 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
     lines.append("")
     c = Counter((r.kind, r.outcome) for r in register + sets)
     lines.append("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in sorted(c.items())))
-    lines.append(f"converged {meta.get('converge_s', float('nan')):.2f}s after the final heal; "
-                 f"members {meta.get('final_state')}")
+    lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
+                 f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0
     for name, v in verdicts.items():
         total += len(v.anomalies)

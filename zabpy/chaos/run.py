@@ -90,7 +90,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         # must serve at one zxid.
         t_heal = wl.now()
         log(f"{t_heal:7.2f}s healed; waiting for every member to serve")
-        cluster.wait_converged(CONVERGE_S, same_zxid=False)
+        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False)[0]
         time.sleep(1.0)
         wl.finish()
         # One more write so that every member's last zxid is in this epoch
@@ -107,7 +107,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
                 f"{'yes' if net.netem else 'no (slow links by tbf)'}",
-                "converge_s": wl.now() - t_heal,
+                "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         text = render(meta, plan, unavail, register, sets, verdicts, wl.errors)
         return {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
