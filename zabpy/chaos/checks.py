@@ -89,7 +89,7 @@ def register_ops(records: list[Record]) -> tuple[list[Op], list[str]]:
     return ops, notes
 
 
-def check_register(records: list[Record], max_states: int = 2_000_000) -> Verdict:
+def check_register(records: list[Record], max_states: int = 300_000) -> Verdict:
     anomalies: list[Anomaly] = []
     ops, notes = register_ops(records)
     res = check(ops, RegisterModel(INIT_VALUE), max_states)

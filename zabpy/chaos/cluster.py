@@ -37,6 +37,7 @@ class Cluster:
         self.sids = net.sids
         self.procs: dict[int, subprocess.Popen] = {}
         self.paused: set[int] = set()
+        self.started_pids: list[int] = []   # every server process, for the tests
         self._write_configs()
 
     @property
@@ -89,6 +90,7 @@ class Cluster:
                 ["ip", "netns", "exec", self.net.ns(sid), *self._command(sid)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 cwd=os.getcwd())
+        self.started_pids.append(self.procs[sid].pid)
 
     def kill(self, sid: int) -> None:
         """SIGKILL: a crash, nothing flushed."""

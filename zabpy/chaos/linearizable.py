@@ -85,7 +85,7 @@ class _Entry:
         self.match = self.prev = self.next = None
 
 
-def check(ops: list[Op], model, max_states: int = 2_000_000) -> Result:
+def check(ops: list[Op], model, max_states: int = 300_000) -> Result:
     """Is ``ops`` linearizable with respect to ``model``?"""
     index = {op.id: i for i, op in enumerate(ops)}
     events = []
@@ -173,8 +173,8 @@ def _binds(op: Op) -> bool:
     return op.kind == "read" or op.output == "ok"
 
 
-def shrink(ops: list[Op], init: Any, budget: int = 400,
-           max_states: int = 200_000) -> tuple[list[Op], Any]:
+def shrink(ops: list[Op], init: Any, budget: int = 300,
+           max_states: int = 50_000) -> tuple[list[Op], Any]:
     """A small sub-history of the non-linearizable register history ``ops``
     that is still not linearizable, and the value it starts from.
 

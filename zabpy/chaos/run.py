@@ -116,7 +116,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                                  "notes": v.notes} for k, v in verdicts.items()},
                 "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
                            for f, u in zip(plan, unavail)],
-                "client_errors": wl.errors, "meta": meta, "workdir": workdir if keep else None}
+                "client_errors": wl.errors, "meta": meta,
+                "server_pids": cluster.started_pids, "workdir": workdir if keep else None}
     except BaseException as e:
         log(f"run failed: {type(e).__name__}: {e}")
         if cluster is not None:
