@@ -74,6 +74,8 @@ def test_stale_read_after_acknowledged_cas_is_caught_with_minimal_subhistory():
     cas, read = lin[0].ops
     assert f"cas(('{before}', 'c1-40')) -> 'ok'" in cas and "client 1" in cas
     assert f"read(None) -> '{before}'" in read and "client 2" in read
+    stale = [a for a in v.anomalies if a.kind == "register: stale read after sync"]
+    assert len(stale) == 1 and "read version 40 after a CAS to version 41" in stale[0].message
 
 
 def test_unknown_cas_may_or_may_not_have_happened():
@@ -191,7 +193,7 @@ def test_planted_client_bugs_are_caught_end_to_end(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     reg = {a["kind"] for a in result["verdicts"]["register"]["anomalies"]}
     sets = [a for a in result["verdicts"]["set"]["anomalies"]]
-    assert "register: not linearizable" in reg, proc.stdout
+    assert {"register: not linearizable", "register: stale read after sync"} <= reg, proc.stdout
     # The phantom is lost, and its huge sequence number came "before" later creates.
     assert "set: acknowledged create lost" in {a["kind"] for a in sets}, proc.stdout
     assert all("9999999000" in a["message"] for a in sets), proc.stdout

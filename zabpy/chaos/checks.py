@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .linearizable import INF, Op, RegisterModel, check, shrink
+from .linearizable import INF, Op, RegisterModel, bound_unknown_writes, check, shrink
 from .workload import INIT_VALUE, Record
 
 __all__ = ["Anomaly", "register_ops", "check_register", "check_set", "Verdict"]
+
+SHOW_OPS = 12   # ops printed per anomaly (the JSON result has them all)
 
 
 @dataclass
@@ -32,7 +34,9 @@ class Anomaly:
     ops: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return "\n".join([f"[{self.kind}] {self.message}", *(f"    {o}" for o in self.ops)])
+        shown = self.ops[:SHOW_OPS]
+        more = [f"    ... and {len(self.ops) - SHOW_OPS} more"] if len(self.ops) > SHOW_OPS else []
+        return "\n".join([f"[{self.kind}] {self.message}", *(f"    {o}" for o in shown), *more])
 
 
 @dataclass
@@ -83,6 +87,7 @@ def register_ops(records: list[Record]) -> tuple[list[Op], list[str]]:
             else:
                 ops.append(Op(len(ops), r.call, r.ret, "cas", r.value, r.outcome, r.client,
                               f"expected v{r.version}" + (f" -> v{r.result}" if r.result else "")))
+    ops = bound_unknown_writes(ops)
     if unseen:
         notes.append(f"{len(unseen)} CAS of unknown outcome never observed: left out, with "
                      f"{dropped_fail} failed CAS they could explain")
@@ -104,7 +109,7 @@ def check_register(records: list[Record], max_states: int = 300_000) -> Verdict:
     elif res.ok is None:
         undecided = 1
         notes.append(f"linearizability search gave up after {res.states} states")
-    anomalies += _version_map(records) + _session_order(records)
+    anomalies += _version_map(records) + _session_order(records) + _stale_sync_reads(records)
     return Verdict(anomalies, len(ops), undecided, notes)
 
 
@@ -134,6 +139,28 @@ def _version_map(records: list[Record]) -> list[Anomaly]:
             out.append(Anomaly("register: one value at two versions",
                                f"{value!r} at versions {by_value[value]} and {version} "
                                f"(a write applied twice?)", [_rec(r)]))
+    return out[:10]
+
+
+def _stale_sync_reads(records: list[Record]) -> list[Anomaly]:
+    """The same stale read in two operations, where versions show it: a read
+    after sync() answered a version older than a CAS acknowledged before
+    the sync was invoked (the linearizability search may need the whole
+    chain of CASes between the two values to say so)."""
+    out = []
+    acked = sorted((r for r in records if r.kind == "cas" and r.outcome == "ok"),
+                   key=lambda r: r.ret)
+    best, i = None, 0
+    for r in sorted((r for r in records if r.kind == "sync-read" and r.outcome == "ok"),
+                    key=lambda r: r.call):
+        while i < len(acked) and acked[i].ret < r.call:
+            if best is None or acked[i].result > best.result:
+                best = acked[i]
+            i += 1
+        if best is not None and r.version < best.result:
+            out.append(Anomaly("register: stale read after sync",
+                               f"read version {r.version} after a CAS to version {best.result} "
+                               f"was acknowledged", [_rec(best), _rec(r)]))
     return out[:10]
 
 

@@ -17,10 +17,10 @@ exceeds it is reported as undecided, never as an anomaly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["INF", "Op", "Result", "RegisterModel", "check", "shrink"]
+__all__ = ["INF", "Op", "Result", "RegisterModel", "check", "shrink", "bound_unknown_writes"]
 
 INF = float("inf")
 
@@ -162,6 +162,26 @@ def _ops(stack, best):
     return best if len(best) >= len(stack) else [e.op for e, _ in stack]
 
 
+def bound_unknown_writes(ops: list[Op]) -> list[Op]:
+    """A CAS of unknown outcome whose value some op observed took effect
+    before that op returned: give it that return time instead of ``INF``.
+    Exact (the observer is linearized after the write and before its own
+    return), and it keeps the search from carrying every such CAS as
+    pending to the end of the history, which is what makes a failing
+    search explode."""
+    seen_by: dict[Any, float] = {}
+    for op in ops:
+        if op.kind == "read" or op.output == "ok":
+            v = _needs(op)
+            seen_by[v] = min(seen_by.get(v, INF), op.ret)
+    out = []
+    for op in ops:
+        if op.kind == "cas" and op.output == "info" and op.input[1] in seen_by:
+            op = replace(op, ret=max(op.call, seen_by[op.input[1]]), note=op.note + " (seen)")
+        out.append(op)
+    return out
+
+
 def _needs(op: Op):
     """The register value ``op`` cannot be judged without (read or CAS from)."""
     return op.output if op.kind == "read" else op.input[0]
@@ -184,8 +204,8 @@ def shrink(ops: list[Op], init: Any, budget: int = 300,
     want of a write; values are unique, so no dropped write can have helped
     a kept read or acknowledged CAS). If failed CASes are needed, only reads
     and failed CASes are dropped. The shortest failing prefix (by call time)
-    is found first, then ops are dropped one at a time, in passes, while the
-    rest still fails.
+    is found first, then runs of ops are dropped while the rest still fails,
+    the runs halving down to single ops (as delta debugging does).
     ``budget`` bounds the searches run."""
     by_id = {op.id: op for op in ops}
     writer = {op.input[1]: op.id for op in ops if op.kind == "cas" and op.output != "fail"}
@@ -237,18 +257,23 @@ def shrink(ops: list[Op], init: Any, budget: int = 300,
         if first is _INVALID:
             keep, first = no_fail, fails(no_fail)
         droppable = lambda op: True  # noqa: E731
-    changed = True
-    while changed and runs[0] < budget:
-        changed = False
-        for op in sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id)):
+    # Drop runs of ops, halving their length down to single ops (ddmin).
+    chunk = max(1, len(keep) // 2)
+    while runs[0] < budget:
+        order = [i for i in sorted(keep, key=lambda i: (by_id[i].call, i))
+                 if droppable(by_id[i])]
+        removed = False
+        for k in range(0, len(order), chunk):
             if runs[0] >= budget:
                 break
-            if not droppable(op):
-                continue
-            trial = keep - {op.id}
-            got = fails(trial) if trial else _INVALID
+            trial = keep - set(order[k:k + chunk])
+            got = fails(trial) if trial and trial != keep else _INVALID
             if got is not _INVALID:
-                keep, first, changed = trial, got, True
+                keep, first, removed = trial, got, True
+        if chunk == 1 and not removed:
+            break
+        if not removed:
+            chunk = max(1, chunk // 2)
     return sorted((by_id[i] for i in keep), key=lambda o: (o.call, o.id)), first
 
 
