@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from zabpy.chaos.checks import check_register, check_set
+from zabpy.chaos.compare import summarize
 from zabpy.chaos.linearizable import INF, Op, RegisterModel, check, shrink
 from zabpy.chaos.net import PREFIX, cleanup_leftovers, why_not_runnable
 from zabpy.chaos.workload import INIT_VALUE, Record
@@ -232,6 +233,9 @@ def test_short_seeded_schedule_against_zabpy_has_no_anomaly(tmp_path):
     assert result["verdicts"]["set"]["ops_checked"] > 50
     assert result["verdicts"]["register"]["undecided"] == 0
     assert "ANOMALIES: 0" in proc.stdout
+    table = summarize([str(tmp_path / "result.json")])
+    assert table.splitlines()[1].split()[:2] == ["zabpy", "1"]
+    assert "kill" in table and "split" in table
 
 
 @needs_root

@@ -10,5 +10,6 @@ sequential-create set). Run ``python -m zabpy.chaos --seed N``; needs root.
     linearizable.py  Wing & Gong / Lowe search with memoisation, and a shrinker
     checks.py        the register and set checkers
     report.py        the text report
+    compare.py       side by side from runs' JSON results (python -m zabpy.chaos.compare)
     run.py           one run, start to cleanup
 """
