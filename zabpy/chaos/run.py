@@ -50,7 +50,9 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         if cluster is not None:
             cluster.stop_all()
         net.close()
-        if not keep:
+        if keep:
+            log(f"kept the servers' data and logs in {workdir}")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
 
     atexit.register(cleanup)
