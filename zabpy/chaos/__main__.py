@@ -30,8 +30,10 @@ def main(argv=None) -> int:
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         p.error(f"unknown fault kinds {bad}; choose from {','.join(KINDS)}")
-    if a.plant and set(a.plant.split(",")) - {"stale-read", "phantom-ack"}:
-        p.error("--plant takes stale-read and/or phantom-ack")
+    if a.plant and set(a.plant.split(",")) - {"stale-read", "phantom-ack", "local-sync"}:
+        p.error("--plant takes stale-read, phantom-ack and/or local-sync")
+    if a.plant and "local-sync" in a.plant and a.target != "zabpy":
+        p.error("--plant local-sync plants a bug in zabpy's server")
     reason = why_not_runnable()
     if reason:
         print(f"SKIPPED: {reason}", file=sys.stderr)

@@ -25,8 +25,11 @@ SERVING = ("leader", "follower", "observer", "standalone")
 
 
 class Cluster:
-    def __init__(self, net: Network, workdir: str, target: str = "zabpy"):
+    def __init__(self, net: Network, workdir: str, target: str = "zabpy",
+                 server_bug: str | None = None):
         assert target in ("zabpy", "java")
+        assert server_bug is None or target == "zabpy"
+        self.server_bug = server_bug
         if target == "java":
             reason = java_missing()
             if reason:
@@ -69,6 +72,9 @@ class Cluster:
         return os.path.join(self.dir, f"zoo{sid}.cfg")
 
     def _command(self, sid: int) -> list[str]:
+        if self.target == "zabpy" and self.server_bug:
+            return [sys.executable, "-m", "zabpy.chaos.planted_server", self.server_bug,
+                    self._cfg(sid)]
         if self.target == "zabpy":
             return [sys.executable, "-m", "zabpy", "server", self._cfg(sid)]
         log4j = os.path.join(self.dir, f"log4j{sid}.properties")

@@ -208,10 +208,14 @@ class Network:
         else:
             cmd = ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit",
                    "burst", "4kb", "latency", f"{max(delay_ms, 50)}ms"]
-            what = f"tbf 256kbit latency {max(delay_ms, 50)}ms (no netem in this kernel)"
+            what = f"tbf 256kbit latency {max(delay_ms, 50)}ms (no netem here)"
+        # Both ways: on the server's end, and on the bridge's port towards it.
         subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True)
+        cmd[cmd.index("eth0")] = f"p{sid}"
+        subprocess.run(["ip", "netns", "exec", self.bridge_ns, *cmd], check=True,
+                       capture_output=True)
         self.shaped.add(sid)
-        return what
+        return what + ", both ways"
 
     def heal(self) -> None:
         for src, dst in sorted(self.blackholes):
@@ -221,6 +225,7 @@ class Network:
         for sid in sorted(self.down):
             self.link_up(sid)
         for sid in sorted(self.shaped):
-            subprocess.run(["ip", "netns", "exec", self.ns(sid), "tc", "qdisc", "del", "dev",
-                            "eth0", "root"], capture_output=True)
+            for ns, dev in ((self.ns(sid), "eth0"), (self.bridge_ns, f"p{sid}")):
+                subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev,
+                                "root"], capture_output=True)
         self.shaped.clear()

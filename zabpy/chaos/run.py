@@ -60,7 +60,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
     try:
         net.create()
         enter_netns(net.bridge_ns)
-        cluster = Cluster(net, workdir, target)
+        plants = set((plant or "").split(","))
+        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None)
         for sid in net.sids:
             cluster.start(sid)
         t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180,
