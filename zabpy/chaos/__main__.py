@@ -1,0 +1,55 @@
+"""python -m zabpy.chaos --seed N [--servers 3|5] [--duration S] [--target zabpy|java]
+
+Exit status: 0 no anomaly, 1 anomalies found, 2 the harness failed,
+77 cannot run here (not root, no iproute2): the message says why."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .faults import KINDS
+from .net import why_not_runnable
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m zabpy.chaos", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--servers", type=int, choices=(3, 5), default=3)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of faults")
+    p.add_argument("--target", choices=("zabpy", "java"), default="zabpy")
+    p.add_argument("--faults", default=",".join(KINDS),
+                   help=f"comma-separated kinds to draw from (default: all of {','.join(KINDS)})")
+    p.add_argument("--json", help="also write the result as JSON here")
+    p.add_argument("--keep", action="store_true", help="keep the data and log directory")
+    # Planted client-side bugs, for the tests that show the checkers catch them.
+    p.add_argument("--plant", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    kinds = tuple(k for k in a.faults.split(",") if k)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        p.error(f"unknown fault kinds {bad}; choose from {','.join(KINDS)}")
+    if a.plant and set(a.plant.split(",")) - {"stale-read", "phantom-ack", "local-sync"}:
+        p.error("--plant takes stale-read, phantom-ack and/or local-sync")
+    if a.plant and "local-sync" in a.plant and a.target != "zabpy":
+        p.error("--plant local-sync plants a bug in zabpy's server")
+    reason = why_not_runnable()
+    if reason:
+        print(f"SKIPPED: {reason}", file=sys.stderr)
+        return 77
+    from .run import run, write_json
+    try:
+        result = run(a.seed, a.servers, a.duration, a.target, a.plant, kinds, a.keep,
+                     log=lambda m: print(m, file=sys.stderr, flush=True))
+    except Exception as e:
+        print(f"HARNESS FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    print(result["text"], end="")
+    if a.json:
+        write_json(result, a.json)
+    return 1 if result["anomalies"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Faults, scheduled from a seed. The schedule (kinds, start times, how long
+each holds) is drawn up front from the seed; which member a fault hits is
+drawn when it starts, since "the leader" is whoever leads then.
+
+One fault at a time, each healed before the next: a gap, the fault held
+for a few seconds, heal. ``heal_all`` undoes every kind, and the run ends
+with it whatever happened.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .cluster import Cluster
+from .net import Network
+
+__all__ = ["KINDS", "Fault", "schedule", "Injector"]
+
+KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "pause", "kill", "slow")
+WARMUP_S = 2.0
+FLAP_S = 0.7
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float          # planned, seconds since the run began
+    hold: float
+    targets: list[int] = field(default_factory=list)
+    detail: str = ""
+    began: float | None = None   # when it was applied
+    healed: float | None = None
+
+
+def schedule(seed: int, duration: float, kinds=KINDS) -> list[Fault]:
+    rng = random.Random(seed)
+    out, t = [], WARMUP_S
+    while True:
+        t += rng.uniform(1.0, 3.0)
+        hold = rng.uniform(2.0, 5.0)
+        if t + hold > duration - 1.0:
+            return out
+        out.append(Fault(rng.choice(kinds), round(t, 3), round(hold, 3)))
+        t += hold
+
+
+class Injector:
+    def __init__(self, net: Network, cluster: Cluster, seed: int):
+        self.net = net
+        self.cluster = cluster
+        self.rng = random.Random(seed ^ 0x5EED)
+        self.killed: list[int] = []
+        self.flapping: int | None = None
+
+    def _member(self, prefer_leader: bool) -> int:
+        leader = self.cluster.leader() if prefer_leader else None
+        return leader if leader is not None else self.rng.choice(self.net.sids)
+
+    def apply(self, f: Fault) -> None:
+        sids = list(self.net.sids)
+        if f.kind == "isolate-leader":
+            s = self._member(True)
+            f.targets, f.detail = [s], f"{s} cut off from everyone (link down)"
+            self.net.link_down(s)
+        elif f.kind == "split":
+            self.rng.shuffle(sids)
+            k = len(sids) // 2
+            minority, majority = sorted(sids[:k]), sorted(sids[k:])
+            f.targets, f.detail = minority, f"{minority} | {majority}"
+            self.net.partition(minority, majority)
+        elif f.kind == "bridge":
+            self.rng.shuffle(sids)
+            k = (len(sids) - 1) // 2
+            a, b, mid = sorted(sids[:k]), sorted(sids[k:2 * k]), sids[-1]
+            f.targets, f.detail = [mid], f"{a} | {b}, {mid} sees both"
+            self.net.partition(a, b)
+        elif f.kind == "one-way":
+            s = self._member(self.rng.random() < 0.5)
+            f.targets, f.detail = [s], f"{s} receives but its packets to peers are dropped"
+            for o in sids:
+                if o != s:
+                    self.net.drop(s, o)
+        elif f.kind == "flap":
+            s = self._member(self.rng.random() < 0.5)
+            f.targets, f.detail = [s], f"{s}'s link down/up every {FLAP_S}s"
+            self.flapping = s
+            self.net.link_down(s)
+        elif f.kind == "pause":
+            s = self._member(self.rng.random() < 0.7)
+            f.targets, f.detail = [s], f"SIGSTOP {s}"
+            self.cluster.pause(s)
+        elif f.kind == "kill":
+            s = self._member(self.rng.random() < 0.7)
+            f.targets, f.detail = [s], f"kill -9 {s}, restarted at heal"
+            self.cluster.kill(s)
+            self.killed.append(s)
+        elif f.kind == "slow":
+            s = self._member(self.rng.random() < 0.5)
+            f.targets = [s]
+            f.detail = f"{s}: " + self.net.slow(s, self.rng.choice((50, 100, 200)),
+                                               self.rng.choice((5, 10, 20)))
+        else:
+            raise AssertionError(f.kind)
+
+    def tick(self) -> None:
+        """Called every FLAP_S while a fault holds."""
+        if self.flapping is not None:
+            s = self.flapping
+            (self.net.link_up if s in self.net.down else self.net.link_down)(s)
+
+    def heal_all(self) -> None:
+        self.flapping = None
+        self.net.heal()
+        for s in sorted(self.cluster.paused):
+            self.cluster.resume(s)
+        for s in self.killed:
+            if s not in self.cluster.procs:
+                self.cluster.start(s)
+        self.killed.clear()

@@ -1,0 +1,146 @@
+"""One harness run: network, ensemble, workloads, faults, heal, checks, report.
+
+It moves this process into the bridge namespace (``enter_netns``) before any
+thread starts, so run it as its own process (``python -m zabpy.chaos``).
+Whatever happens, the servers are killed and the namespaces deleted: a
+``finally``, an ``atexit`` hook, SIGTERM turned into SystemExit, and at the
+next start a sweep of leftovers whose creating process is gone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from .checks import check_register, check_set
+from .cluster import Cluster
+from .faults import FLAP_S, KINDS, Injector, schedule
+from .net import Network, cleanup_leftovers, enter_netns
+from .report import render, unavailability
+from .workload import Workloads
+
+__all__ = ["run"]
+
+CONVERGE_S = 90.0
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
+        plant: str | None = None, kinds=KINDS, keep: bool = False, log=print) -> dict:
+    removed = cleanup_leftovers()
+    if removed:
+        log(f"removed leftovers of earlier runs: {removed}")
+    net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
+    workdir = tempfile.mkdtemp(prefix="zabpy-chaos-")
+    cluster: Cluster | None = None
+    wl: Workloads | None = None
+
+    def cleanup():
+        if wl is not None:
+            wl.stop.set()
+        if cluster is not None:
+            cluster.stop_all()
+        net.close()
+        if keep:
+            log(f"kept the servers' data and logs in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    atexit.register(cleanup)
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        net.create()
+        enter_netns(net.bridge_ns)
+        plants = set((plant or "").split(","))
+        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None)
+        for sid in net.sids:
+            cluster.start(sid)
+        t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180,
+                                         same_zxid=False)[0]
+        log(f"{servers} {target} servers serving after {t_start:.1f}s "
+            f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
+        wl = Workloads(cluster.hosts, seed, plant=plant)
+        wl.setup()
+        inj = Injector(net, cluster, seed)
+        plan = schedule(seed, duration, kinds)
+        wl.start()
+        for f in plan:
+            _sleep_until(wl, f.start)
+            f.began = wl.now()
+            inj.apply(f)
+            log(f"{f.began:7.2f}s {f.kind}: {f.detail}")
+            while wl.now() < f.start + f.hold:
+                time.sleep(min(FLAP_S, max(0.0, f.start + f.hold - wl.now())))
+                if wl.now() < f.start + f.hold:
+                    inj.tick()
+            inj.heal_all()
+            f.healed = wl.now()
+            dead = {s: c for s, c in cluster.exited().items()}
+            if dead:
+                raise RuntimeError(f"servers exited by themselves: {dead}")
+        _sleep_until(wl, duration)
+        inj.heal_all()
+        # Clients keep going through recovery, then stop; then every member
+        # must serve at one zxid.
+        t_heal = wl.now()
+        log(f"{t_heal:7.2f}s healed; waiting for every member to serve")
+        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False)[0]
+        time.sleep(1.0)
+        wl.finish()
+        # One more write so that every member's last zxid is in this epoch
+        # (a leader elected after the last write reports its new epoch's zxid).
+        wl.touch()
+        converge_s, state = cluster.wait_converged(CONVERGE_S)
+        log(f"{wl.now():7.2f}s converged: {state}")
+        final = wl.read_final()
+        register, sets = wl.records("register"), wl.records("set")
+        verdicts = {"register": check_register(register), "set": check_set(sets, final)}
+        writes = [r for r in register + sets if r.kind in ("cas", "create")]
+        bounds = [f.began for f in plan[1:]] + [t_heal]
+        unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
+        meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
+                "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
+                f"{'yes' if net.netem else 'no (slow links by tbf)'}",
+                "serve_s": serve_s,
+                "final_state": {s: z for s, (_m, z) in state.items()}}
+        text = render(meta, plan, unavail, register, sets, verdicts, wl.errors)
+        return {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
+                "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
+                                 "ops_checked": v.ops_checked, "undecided": v.undecided,
+                                 "notes": v.notes} for k, v in verdicts.items()},
+                "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
+                           for f, u in zip(plan, unavail)],
+                "client_errors": wl.errors, "meta": meta,
+                "server_pids": cluster.started_pids, "workdir": workdir if keep else None}
+    except BaseException as e:
+        log(f"run failed: {type(e).__name__}: {e}")
+        if cluster is not None:
+            for sid in cluster.sids:
+                tail = [line for line in cluster.log(sid).splitlines()
+                        if "Processing srvr" not in line][-15:]
+                log(f"--- server {sid} log tail\n" + "\n".join(tail))
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        cleanup()
+        atexit.unregister(cleanup)
+
+
+def _sleep_until(wl: Workloads, t: float) -> None:
+    while wl.now() < t:
+        time.sleep(min(0.2, t - wl.now()))
+
+
+def write_json(result: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.chmod(path, 0o644)
