@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import JAVA_JARS, JavaZooKeeper, java_missing, zabpy_server
+from conftest import JAVA_JARS, java_missing, java_server, zabpy_server
 from zabpy.testing import ZabpyEnsemble
 
 JAVA_CLIENT_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
@@ -38,16 +36,8 @@ def missing(paths, package: str) -> None:
             pytest.skip(f"{p} is absent: install Debian's {package} (.ci/run does)")
 
 
-@contextlib.contextmanager
 def fresh_java():
-    tmp = tempfile.mkdtemp(prefix="zabpy-clients-java-")
-    server = JavaZooKeeper(tmp)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    return java_server(prefix="zabpy-clients-java-")
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ java or the ZooKeeper jars are absent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import shutil
@@ -350,7 +351,14 @@ def java_zk():
     reason = _java_missing()
     if reason:
         pytest.skip(f"Java ZooKeeper comparison skipped: {reason}")
-    tmp = tempfile.mkdtemp(prefix="zabpy-javazk-")
+    with java_server() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def java_server(prefix: str = "zabpy-javazk-"):
+    """A fresh Java ZooKeeper on its own temporary data directory."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     server = JavaZooKeeper(tmp)
     try:
         server.start()
