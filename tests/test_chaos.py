@@ -271,7 +271,7 @@ def test_a_harness_stopped_midway_leaves_nothing(tmp_path, sig):
         servers = [p for p in _pids_in(tag) if p != proc.pid]
         assert len(servers) == 3, servers
         proc.send_signal(sig)
-        proc.wait(60)
+        proc.communicate(timeout=60)  # drains stderr: a full pipe would block its cleanup
     finally:
         if proc.poll() is None:
             proc.kill()
