@@ -307,7 +307,7 @@ def test_ephemeral_of_closed_session_left_behind_is_caught(good_run):
     clients, committed, _ = _mutable(good_run)
     closed = next(h.clientId for h, _ in committed if h.type == OpCode.closeSession)
     tree = copy.deepcopy(run.srv.tree)
-    tree.nodes["/e"].add_child("ghost")
+    tree.nodes["/e"].add_child("/e/ghost")
     tree.nodes["/e/ghost"] = DataNode(b"", tree.nodes["/e"].acl, ephemeral_owner=closed)
     with pytest.raises(SimFailure, match=f"e: server 1 keeps ephemeral /e/ghost of session "
                                          f"0x{closed:x}"):

@@ -39,7 +39,7 @@ from ..jute import records as R
 from ..jute.codec import DecodeError, Reader, Writer
 from ..limits import SNAPSHOT_ACL_LISTS_MAX, SNAPSHOT_SESSIONS_MAX
 from ..tree.acl import OPEN_ACL_UNSAFE
-from ..tree.datatree import DataNode, DataTree
+from ..tree.datatree import _FRESH, _FULL, _FULL_BIT, _NODATA_BIT, DataNode, DataTree
 
 __all__ = ["SNAP_MAGIC", "SNAP_VERSION", "DIGEST_VERSION", "SnapshotError", "SnapshotContents",
            "serialize_snapshot", "deserialize_snapshot", "has_valid_tail", "tree_digest",
@@ -54,7 +54,6 @@ _BUILTIN_OPEN = ("/", "/zookeeper", "/zookeeper/quota")
 _DIGEST_SKIP = "/zookeeper/"
 _CHUNK_BYTES = 1 << 20
 
-_STAT = struct.Struct(">qqqqiiiqq")  # StatPersisted, 60 bytes
 _DIGEST_STAT = struct.Struct(">qqqqqiiiq")  # DigestCalculator order, 60 bytes
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
@@ -78,11 +77,12 @@ def node_digest(path: str, node: DataNode) -> int:
     if path.startswith(_DIGEST_SKIP):
         return 0
     crc = zlib.crc32(b"" if path == "/" else path.encode("utf-8"))
-    if node.data:
-        crc = zlib.crc32(node.data, crc)
-    return zlib.crc32(_DIGEST_STAT.pack(node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime,
-                                        node.version, node.cversion, node.aversion,
-                                        node.ephemeral_owner), crc)
+    data = node.data
+    if data:
+        crc = zlib.crc32(data, crc)
+    czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = node.stat_fields()
+    return zlib.crc32(_DIGEST_STAT.pack(czxid, mzxid, pzxid, ctime, mtime, version, cversion,
+                                        aversion, owner), crc)
 
 
 def tree_digest(tree: DataTree) -> int:
@@ -120,7 +120,7 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
         out += struct.pack(">qi", sid, sessions[sid])
     keys, cache = _acl_keys(tree)
     out += cache.out
-    pack_stat, pack_int, pack_long = _STAT.pack, _INT.pack, _LONG.pack
+    pack_int, pack_long = _INT.pack, _LONG.pack
     for path, node in tree.walk():
         raw = b"" if path == "/" else path.encode("utf-8")
         out += pack_int(len(raw))
@@ -133,8 +133,7 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
             out += data
         open_builtin = path in _BUILTIN_OPEN and node.acl == OPEN_ACL_UNSAFE
         out += pack_long(OPEN_ACL_KEY if open_builtin else keys[node.acl])
-        out += pack_stat(node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
-                         node.cversion, node.aversion, node.ephemeral_owner, node.pzxid)
+        out += node.persisted_bytes()
         if len(out) >= _CHUNK_BYTES:
             adler = zlib.adler32(out, adler)
             yield bytes(out)
@@ -184,44 +183,68 @@ _KEY_STAT = struct.Struct(">qqqqqiiiqq")  # aclKey + StatPersisted, 68 bytes
 
 
 def _read_nodes(r: Reader, tree: DataTree, acls: dict[int, tuple]) -> None:
-    """The node list, parsed in one tight loop: it is most of a restart."""
+    """The node list, parsed in one tight loop: it is most of a restart.
+
+    Each node's record (see ``DataNode``) is packed straight from the
+    snapshot's bytes: one struct unpack for the ACL key and the stat, one
+    pack and one concatenation with the data, no per-field attribute work.
+    """
     buf, pos, end = r.buf, r.pos, r.end
     unpack_int, unpack_key_stat = _INT.unpack_from, _KEY_STAT.unpack_from
-    nodes, add = tree.nodes, tree.add_restored_node
+    pack_fresh, pack_full = _FRESH.pack, _FULL.pack
+    key_stat_size = _KEY_STAT.size
+    nodes = tree.nodes
     while True:
         if pos + 4 > end:
             raise SnapshotError("node list is truncated")
         (n,) = unpack_int(buf, pos)
         if n < 0 or pos + 4 + n + 4 > end:
             raise SnapshotError(f"bad path length {n} at offset {pos}")
-        path = str(buf[pos + 4 : pos + 4 + n], "utf-8")
-        pos += 4 + n
+        pos += 4
+        path = str(buf[pos : pos + n], "utf-8")
+        pos += n
         if path == "/":
             r.pos = pos
             return
         (dn,) = unpack_int(buf, pos)
         pos += 4
-        if dn < -1 or pos + max(dn, 0) + _KEY_STAT.size > end:
+        data_at = pos
+        if dn > 0:
+            pos += dn
+        elif dn < -1:
             raise SnapshotError(f"bad data length {dn} for node {path or '/'}")
-        data = None if dn == -1 else bytes(buf[pos : pos + dn])
-        pos += max(dn, 0)
-        key, *stat = unpack_key_stat(buf, pos)
-        pos += _KEY_STAT.size
+        if pos + key_stat_size > end:
+            raise SnapshotError(f"bad data length {dn} for node {path or '/'}")
+        (key, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+         pzxid) = unpack_key_stat(buf, pos)
+        pos += key_stat_size
         acl = acls.get(key)
         if acl is None:
             raise SnapshotError(f"node {path or '/'} refers to unknown ACL key {key}")
-        node = DataNode(data, acl)
-        (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
-         node.aversion, node.ephemeral_owner, node.pzxid) = stat
+        flags = _NODATA_BIT if dn == -1 else 0
+        if mzxid == czxid and pzxid == czxid and mtime == ctime and not (version or cversion
+                                                                        or aversion):
+            rec = pack_fresh(flags, czxid, ctime, owner)
+        else:
+            rec = pack_full(flags | _FULL_BIT, czxid, mzxid, ctime, mtime, version, cversion,
+                            aversion, owner, pzxid)
+        if dn > 0:
+            rec += buf[data_at : data_at + dn]
+        node = DataNode(None, acl, record=rec)
         if not path:
             if "/" in nodes:
                 raise SnapshotError("root listed twice")
-            path = "/"
-        elif path[0] != "/" or path in nodes:
-            raise SnapshotError(f"node {path} is misplaced or listed twice")
-        elif (path[: path.rfind("/")] or "/") not in nodes:
-            raise SnapshotError(f"node {path} listed before its parent")
-        add(path, node)
+            nodes["/"] = node
+            continue
+        i = path.rfind("/")
+        parent = nodes.get(path[:i] if i > 0 else "/") if i >= 0 else None
+        if parent is None:
+            raise SnapshotError(f"node {path} is misplaced or listed before its parent")
+        if nodes.setdefault(path, node) is not node:
+            raise SnapshotError(f"node {path} is listed twice")
+        parent.add_child(path)
+        if owner:
+            tree.index_owner(path, owner)
 
 
 def _check_seal(r: Reader, data: memoryview, what: str) -> None:

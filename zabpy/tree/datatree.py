@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, EVENT, OP
 from ..jute.codec import decode
@@ -32,10 +33,24 @@ from .paths import basename, parent_of
 from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
                     stats_path, stats_text)
 
-__all__ = ["DataNode", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
+__all__ = ["DataNode", "ChildNames", "pack_record", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
 
 _TTL_TOP = 0xFF << 56
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat in wire order (zookeeper.jute)
+
+# A node's record: one bytes object holding a flag byte, its StatPersisted and
+# its data. A node that was never changed after its creation (most leaves)
+# keeps only czxid, ctime and ephemeralOwner: the other fields follow from
+# them (mzxid = pzxid = czxid, mtime = ctime, all versions 0).
+_FULL_BIT = 1  # the record holds all nine StatPersisted fields
+_NODATA_BIT = 2  # data is null (-1 in jute), not b""
+_FRESH = struct.Struct(">Bqqq")  # flags, czxid, ctime, ephemeralOwner
+_FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
+_FRESH_SIZE = _FRESH.size  # 25
+_FULL_SIZE = _FULL.size  # 61
+_INT_MIN = 0x80000000
+_INT_MASK = 0xFFFFFFFF
+_NO_KIDS: dict[str, None] = {}
 
 
 def ttl_owner(ttl_ms: int) -> int:
@@ -51,52 +66,261 @@ def ttl_of(owner: int) -> int:
     return (owner + (1 << 64)) & ((1 << 40) - 1)
 
 
-class DataNode:
-    """One znode. ``acl`` is a tuple of ACL records shared between nodes."""
+def pack_record(czxid: int, mzxid: int, ctime: int, mtime: int, version: int, cversion: int,
+                aversion: int, owner: int, pzxid: int, data: bytes | memoryview | None) -> bytes:
+    """A node's record (see DataNode) from its StatPersisted fields and data."""
+    flags = _NODATA_BIT if data is None else 0
+    if mzxid == czxid and pzxid == czxid and mtime == ctime and not (version or cversion
+                                                                    or aversion):
+        head = _FRESH.pack(flags, czxid, ctime, owner)
+    else:
+        head = _FULL.pack(flags | _FULL_BIT, czxid, mzxid, ctime, mtime, version, cversion,
+                          aversion, owner, pzxid)
+    return head + data if data else head
 
-    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children", "children_wire")
+
+class ChildNames:
+    """The names of a node's children (a read-only view; the node keeps
+    their full paths, which are the tree's own keys, so no name is stored)."""
+
+    __slots__ = ("_kids",)
+
+    def __init__(self, kids: dict[str, None]) -> None:
+        self._kids = kids
+
+    def __len__(self) -> int:
+        return len(self._kids)
+
+    def __bool__(self) -> bool:
+        return bool(self._kids)
+
+    def __iter__(self) -> Iterator[str]:
+        for p in self._kids:
+            yield p[p.rfind("/") + 1:]
+
+    def __contains__(self, name: object) -> bool:
+        for p in self._kids:
+            return isinstance(name, str) and p[:p.rfind("/") + 1] + name in self._kids
+        return False
+
+
+class DataNode:
+    """One znode, compact: about 64 bytes of object plus its record.
+
+    ``_rec`` is a single bytes object: a flag byte, the StatPersisted fields
+    (all nine, or only czxid, ctime and ephemeralOwner while the rest still
+    follow from them) and the data. ``acl`` is a tuple of ACL records shared
+    by every node with the same ACL (the snapshot's ACL cache). ``_kids``
+    holds the children's full paths — the same str objects the tree uses as
+    keys, so a child costs one dict entry and no name — and is None for a
+    leaf. ``children_wire`` caches the encoded child list for getChildren.
+
+    The stat fields read and write as attributes (properties that unpack or
+    repack the record); the tree's own mutators use the bulk setters.
+    """
+
+    __slots__ = ("_rec", "acl", "_kids", "children_wire")
 
     def __init__(self, data: bytes | None, acl: tuple, czxid: int = 0, ctime: int = 0,
-                 ephemeral_owner: int = 0):
-        self.data = data
+                 ephemeral_owner: int = 0, record: bytes | None = None):
+        if record is None:
+            flags = _NODATA_BIT if data is None else 0
+            record = _FRESH.pack(flags, czxid, ctime, ephemeral_owner)
+            if data:
+                record += data
+        self._rec: bytes = record
         self.acl = acl
-        self.czxid = czxid
-        self.mzxid = czxid
-        self.ctime = ctime
-        self.mtime = ctime
-        self.version = 0
-        self.cversion = 0
-        self.aversion = 0
-        self.ephemeral_owner = ephemeral_owner
-        self.pzxid = czxid
-        self.children: dict[str, None] = {}
+        self._kids: dict[str, None] | None = None
         # the encoded child list for getChildren, built on demand and dropped
         # whenever a child is added or removed (see add_child / remove_child)
         self.children_wire: bytes | None = None
 
-    def add_child(self, name: str) -> None:
-        self.children[name] = None
+    # ---- children --------------------------------------------------------
+
+    @property
+    def children(self) -> ChildNames:
+        kids = self._kids
+        return ChildNames(kids if kids is not None else _NO_KIDS)
+
+    def child_paths(self) -> Iterable[str]:
+        kids = self._kids
+        return kids if kids is not None else _NO_KIDS
+
+    def child_count(self) -> int:
+        kids = self._kids
+        return len(kids) if kids is not None else 0
+
+    def add_child(self, path: str) -> None:
+        """List a child by its full path (the tree's key for it)."""
+        kids = self._kids
+        if kids is None:
+            self._kids = {path: None}
+        else:
+            kids[path] = None
         self.children_wire = None
 
-    def remove_child(self, name: str) -> None:
-        self.children.pop(name, None)
+    def remove_child(self, path: str) -> None:
+        kids = self._kids
+        if kids is not None:
+            kids.pop(path, None)
+            if not kids:
+                self._kids = None
         self.children_wire = None
 
-    def _client_fields(self) -> tuple:
+    # ---- the record ----------------------------------------------------------
+
+    def stat_fields(self) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """StatPersisted: czxid, mzxid, ctime, mtime, version, cversion,
+        aversion, ephemeralOwner, pzxid."""
+        rec = self._rec
+        if rec[0] & _FULL_BIT:
+            (_, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+             pzxid) = _FULL.unpack_from(rec)
+            return czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid
+        _, czxid, ctime, owner = _FRESH.unpack_from(rec)
+        return czxid, czxid, ctime, ctime, 0, 0, 0, owner, czxid
+
+    def persisted_bytes(self) -> bytes:
+        """StatPersisted as jute writes it (60 bytes), for the snapshot."""
+        rec = self._rec
+        if rec[0] & _FULL_BIT:
+            return rec[1:_FULL_SIZE]
+        _, czxid, ctime, owner = _FRESH.unpack_from(rec)
+        return _FULL.pack(0, czxid, czxid, ctime, ctime, 0, 0, 0, owner, czxid)[1:]
+
+    @property
+    def data(self) -> bytes | None:
+        rec = self._rec
+        flags = rec[0]
+        if flags & _NODATA_BIT:
+            return None
+        return rec[_FULL_SIZE:] if flags & _FULL_BIT else rec[_FRESH_SIZE:]
+
+    @data.setter
+    def data(self, value: bytes | None) -> None:
+        self._rec = pack_record(*self.stat_fields(), value)
+
+    def data_length(self) -> int:
+        rec = self._rec
+        return len(rec) - (_FULL_SIZE if rec[0] & _FULL_BIT else _FRESH_SIZE)
+
+    def _set(self, i: int, value: int) -> None:
+        f = list(self.stat_fields())
+        f[i] = value
+        self._rec = pack_record(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], self.data)
+
+    @property
+    def czxid(self) -> int:
+        return self.stat_fields()[0]
+
+    @czxid.setter
+    def czxid(self, value: int) -> None:
+        self._set(0, value)
+
+    @property
+    def mzxid(self) -> int:
+        return self.stat_fields()[1]
+
+    @mzxid.setter
+    def mzxid(self, value: int) -> None:
+        self._set(1, value)
+
+    @property
+    def ctime(self) -> int:
+        return self.stat_fields()[2]
+
+    @ctime.setter
+    def ctime(self, value: int) -> None:
+        self._set(2, value)
+
+    @property
+    def mtime(self) -> int:
+        return self.stat_fields()[3]
+
+    @mtime.setter
+    def mtime(self, value: int) -> None:
+        self._set(3, value)
+
+    @property
+    def version(self) -> int:
+        return self.stat_fields()[4]
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._set(4, value)
+
+    @property
+    def cversion(self) -> int:
+        return self.stat_fields()[5]
+
+    @cversion.setter
+    def cversion(self, value: int) -> None:
+        self._set(5, value)
+
+    @property
+    def aversion(self) -> int:
+        return self.stat_fields()[6]
+
+    @aversion.setter
+    def aversion(self, value: int) -> None:
+        self._set(6, value)
+
+    @property
+    def ephemeral_owner(self) -> int:
+        rec = self._rec
+        return _FULL.unpack_from(rec)[8] if rec[0] & _FULL_BIT else _FRESH.unpack_from(rec)[3]
+
+    @ephemeral_owner.setter
+    def ephemeral_owner(self, value: int) -> None:
+        self._set(7, value)
+
+    @property
+    def pzxid(self) -> int:
+        return self.stat_fields()[8]
+
+    @pzxid.setter
+    def pzxid(self, value: int) -> None:
+        self._set(8, value)
+
+    def set_data(self, data: bytes | None, version: int, mzxid: int, mtime: int) -> None:
+        """setData's change in one repack."""
+        czxid, _, ctime, _, _, cversion, aversion, owner, pzxid = self.stat_fields()
+        self._rec = pack_record(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+                                pzxid, data)
+
+    def set_child_stat(self, cversion: int, pzxid: int) -> None:
+        """A child created or deleted: cversion and pzxid in one repack."""
+        czxid, mzxid, ctime, mtime, version, _, aversion, owner, _ = self.stat_fields()
+        self._rec = pack_record(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+                                pzxid, self.data)
+
+    # ---- what clients see -------------------------------------------------------
+
+    def _client_fields(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
         """The Stat a client sees, as a tuple in wire order. Two translations
         happen here, as in ZooKeeper: cversion is stored as the count of
         child creations (the sequence counter) but reported as creations +
         deletions, i.e. 2 * stored - numChildren (Java int arithmetic, so it
         wraps at 32 bits); and the container / TTL markers in ephemeralOwner
         are reported as 0."""
-        n = len(self.children)
-        owner = self.ephemeral_owner
-        if owner == CONTAINER_EPHEMERAL_OWNER or is_ttl_owner(owner):
+        rec = self._rec
+        kids = self._kids
+        n = len(kids) if kids is not None else 0
+        if rec[0] & _FULL_BIT:
+            (_, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+             pzxid) = _FULL.unpack_from(rec)
+            size = len(rec) - _FULL_SIZE
+            cversion = ((cversion * 2 - n + _INT_MIN) & _INT_MASK) - _INT_MIN
+        else:
+            _, czxid, ctime, owner = _FRESH.unpack_from(rec)
+            mzxid = pzxid = czxid
+            mtime = ctime
+            version = aversion = 0
+            cversion = ((_INT_MIN - n) & _INT_MASK) - _INT_MIN
+            size = len(rec) - _FRESH_SIZE
+        if owner < 0 and (owner == CONTAINER_EPHEMERAL_OWNER or is_ttl_owner(owner)):
             owner = 0
-        cversion = ((self.cversion * 2 - n + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-        return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version, cversion,
-                self.aversion, owner, len(self.data) if self.data else 0, n, self.pzxid)
+        return (czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, size, n, pzxid)
 
     def stat(self) -> R.Stat:
         return R.Stat(*self._client_fields())
@@ -106,13 +330,11 @@ class DataNode:
         return _STAT.pack(*self._client_fields())
 
     def stat_persisted(self) -> R.StatPersisted:
-        return R.StatPersisted(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
-                               self.cversion, self.aversion, self.ephemeral_owner, self.pzxid)
+        return R.StatPersisted(*self.stat_fields())
 
     def set_stat_persisted(self, s: R.StatPersisted) -> None:
-        self.czxid, self.mzxid, self.ctime, self.mtime = s.czxid, s.mzxid, s.ctime, s.mtime
-        self.version, self.cversion, self.aversion = s.version, s.cversion, s.aversion
-        self.ephemeral_owner, self.pzxid = s.ephemeralOwner, s.pzxid
+        self._rec = pack_record(s.czxid, s.mzxid, s.ctime, s.mtime, s.version, s.cversion,
+                                s.aversion, s.ephemeralOwner, s.pzxid, self.data)
 
 
 @dataclass
@@ -156,7 +378,7 @@ class DataTree:
         for path in (ROOT, ZOOKEEPER, QUOTA, CONFIG):
             self.nodes[path] = DataNode(b"", OPEN_ACL_UNSAFE)
             if path != ROOT:
-                self.nodes[parent_of(path)].add_child(basename(path))
+                self.nodes[parent_of(path)].add_child(path)
         cfg = self.nodes[CONFIG]
         cfg.acl = READ_ACL_UNSAFE
         cfg.aversion = -1
@@ -170,22 +392,20 @@ class DataTree:
         return len(self.nodes)
 
     def approximate_data_size(self) -> int:
-        return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
+        return sum(len(p) + n.data_length() for p, n in self.nodes.items())
 
     def ephemeral_count(self) -> int:
         return sum(len(v) for v in self.ephemerals.values())
 
     def count_descendants(self, path: str) -> int:
-        node = self.nodes[path]
+        nodes = self.nodes
         total = 0
-        stack = [(path, node)]
+        stack = [nodes[path]]
         while stack:
-            p, n = stack.pop()
-            prefix = "" if p == "/" else p
-            for name in n.children:
-                total += 1
-                cp = prefix + "/" + name
-                stack.append((cp, self.nodes[cp]))
+            kids = stack.pop()._kids
+            if kids is not None:
+                total += len(kids)
+                stack.extend(nodes[cp] for cp in kids)
         return total
 
     # ---- the mutator ---------------------------------------------------------
@@ -262,17 +482,16 @@ class DataTree:
         parent = self.nodes.get(parent_path)
         if parent is None:
             return ApplyResult(err=ERR.NONODE)
-        name = basename(path)
-        if name in parent.children:
+        if path in self.nodes:
             return ApplyResult(err=ERR.NODEEXISTS)
+        cversion = parent.cversion
         if parent_cversion == -1:
-            parent_cversion = parent.cversion + 1
+            parent_cversion = cversion + 1
         # Replaying over a fuzzy snapshot may see an older cversion; keep the max.
-        if parent_cversion > parent.cversion:
-            parent.cversion = parent_cversion
-            parent.pzxid = zxid
+        if parent_cversion > cversion:
+            parent.set_child_stat(parent_cversion, zxid)
         node = DataNode(data, acl, zxid, time, owner)
-        parent.add_child(name)
+        parent.add_child(path)
         self.nodes[path] = node
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
@@ -281,7 +500,7 @@ class DataTree:
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
         if self.quotas.top or parent_path.startswith(QUOTA):
-            self._quota_created(path, parent_path, name, data)
+            self._quota_created(path, parent_path, basename(path), data)
         return ApplyResult(path=path, node=node,
                            triggers=[(EVENT.NodeCreated, path, acl),
                                      (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
@@ -293,7 +512,7 @@ class DataTree:
         parent_path = parent_of(path)
         parent = self.nodes[parent_path]
         del self.nodes[path]
-        parent.remove_child(basename(path))
+        parent.remove_child(path)
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         owner = node.ephemeral_owner
@@ -309,7 +528,7 @@ class DataTree:
                     del self.ephemerals[owner]
         if self.quotas.top:
             self.quotas.node_removed(parent_path, basename(path))
-            self._quota_update(path, -1, -len(node.data or b""))
+            self._quota_update(path, -1, -node.data_length())
         return ApplyResult(triggers=[(EVENT.NodeDeleted, path, node.acl),
                                      (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
 
@@ -318,11 +537,8 @@ class DataTree:
         if node is None:
             return ApplyResult(err=ERR.NONODE)
         if self.quotas.top:
-            self._quota_update(txn.path, 0, len(txn.data or b"") - len(node.data or b""))
-        node.data = txn.data
-        node.version = txn.version
-        node.mzxid = zxid
-        node.mtime = time
+            self._quota_update(txn.path, 0, len(txn.data or b"") - node.data_length())
+        node.set_data(txn.data, txn.version, zxid, time)
         return ApplyResult(node=node, triggers=[(EVENT.NodeDataChanged, txn.path, node.acl)])
 
     def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
@@ -361,8 +577,9 @@ class DataTree:
         while stack:
             path = stack.pop()
             node = self.nodes[path]
-            if node.children:
-                stack.extend(f"{path}/{c}" for c in reversed(list(node.children)))
+            kids = node._kids
+            if kids is not None:
+                stack.extend(reversed(kids))
                 continue
             quota_path = limit_leaf_quota_path(path)
             if quota_path is not None:
@@ -372,13 +589,15 @@ class DataTree:
     def _usage(self, path: str, node: DataNode) -> tuple[int, int]:
         """(nodes, data bytes) of a subtree, its top included."""
         count, size = 0, 0
-        stack = [(path, node)]
+        nodes = self.nodes
+        stack = [node]
         while stack:
-            p, n = stack.pop()
+            n = stack.pop()
             count += 1
-            size += len(n.data or b"")
-            prefix = "" if p == ROOT else p
-            stack.extend((prefix + "/" + c, self.nodes[prefix + "/" + c]) for c in n.children)
+            size += n.data_length()
+            kids = n._kids
+            if kids is not None:
+                stack.extend(nodes[cp] for cp in kids)
         return count, size
 
     def _quota_update(self, path: str, count_diff: int, bytes_diff: int) -> None:
@@ -406,13 +625,15 @@ class DataTree:
 
     def walk(self):
         """Pre-order (path, node) walk, children in insertion order."""
+        nodes = self.nodes
         stack = [ROOT]
         while stack:
             path = stack.pop()
-            node = self.nodes[path]
+            node = nodes[path]
             yield path, node
-            prefix = "" if path == ROOT else path
-            stack.extend(prefix + "/" + c for c in reversed(list(node.children)))
+            kids = node._kids
+            if kids is not None:
+                stack.extend(reversed(kids))
 
     def add_restored_node(self, path: str, node: DataNode) -> None:
         """Insert a node read from a snapshot (parents come first in the walk)."""
@@ -421,13 +642,19 @@ class DataTree:
             parent_path = parent_of(path)
             parent = self.nodes.get(parent_path)
             assert parent is not None, f"snapshot lists {path} before its parent"
-            parent.add_child(basename(path))
+            parent.add_child(path)
         owner = node.ephemeral_owner
+        if owner != 0:
+            self.index_owner(path, owner)
+
+    def index_owner(self, path: str, owner: int) -> None:
+        """List a restored node with a non-zero ephemeralOwner where the
+        reapers and session expiry find it."""
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
         elif is_ttl_owner(owner):
             self.ttls[path] = None
-        elif owner != 0:
+        else:
             self.ephemerals.setdefault(owner, {})[path] = None
 
     def clear(self) -> None:
