@@ -1,0 +1,328 @@
+"""Many znodes, side by side with Java: memory, restart, snapshots, a bystander's p99.
+
+    python -m bench.scale                        # N = 100,000 and 1,000,000, both servers
+    python -m bench.scale --znodes 100000 --servers zabpy
+    python -m bench.scale --huge                 # adds N = 10,000,000 (about 30 GiB-minutes)
+
+For each server and N, on a fresh standalone server (bench.servers: the same
+zoo.cfg for both, forceSync=yes):
+
+1. ``idle RSS``: RSS (the process and its children, bench.procfs) once it serves.
+2. populate: N znodes of 100 bytes, 1,000 per parent (/scale/b<i>/n<j>),
+   created by 8 sessions with 256 requests in flight each; ``RSS/znode`` is
+   (RSS after populating - idle RSS) / N, read after SETTLE_S.
+3. restart from the log: stop, start with snapCount=SNAP_COUNT (the populate
+   ran with a snapCount so large that no snapshot was taken), ``restart (log)``
+   is spawn -> first served request; both servers then write a snapshot of
+   the whole tree (zabpy in a forked child, Java before it serves), which the
+   bench waits out.
+4. snapshot under load: one session reads a 100-byte znode at READ_RATE/s
+   (an open loop: the bystander), another writes setData at WRITE_RATE/s,
+   until the writes trigger a snapshot of the N-znode tree (snapCount/2 plus
+   a random part of snapCount/2 writes) and it is complete. ``snapshot s`` is
+   from the first sign of the snapshot (its file or, for zabpy, the forked
+   writer) to a complete file; ``p99 quiet`` is the bystander's p99 before the
+   snapshot started, ``p99 snap`` while it was written; ``peak RSS`` is the
+   largest RSS of the server and its children during the snapshot (a forked
+   writer's copy-on-write pages count in both, as RSS counts them).
+5. restart from the snapshot: stop, start; ``restart (snap)`` and ``RSS after``.
+
+The machine is shared, so times are indicative; RSS is the steadier measure.
+JSON of every number goes to --out (default bench/results/scale.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from zabpy.jute import OpCode
+from zabpy.jute import records as R
+
+from . import procfs
+from .client import Call, Counters, Session
+from .servers import (Server, ensure_java_zookeeper, free_port, java_command, write_zoo_cfg,
+                      zabpy_command, DEFAULT_ZABPY_CMD)
+from .stats import format_table
+from .workloads import create_tree
+
+__all__ = ["main", "run_one"]
+
+MIB = 1024 * 1024
+FAN = 1000  # children per parent
+SESSIONS = 8
+SETTLE_S = 2.0
+SNAP_COUNT = 20_000
+SNAP_COUNT_NONE = 1_000_000_000  # no snapshot while populating
+READ_RATE = 200  # bystander reads per second
+WRITE_RATE = 1000  # setData per second while waiting for a snapshot
+POLL_S = 0.02
+VALUE = b"v" * 100
+SNAP_TAIL = struct.pack(">i", 1) + b"/"
+
+
+def _cfg(home: Path, port: int, snap_count: int) -> Path:
+    cfg = write_zoo_cfg(home, port)
+    with open(cfg, "a") as f:
+        f.write(f"snapCount={snap_count}\n")
+    return cfg
+
+
+def _server(name: str, home: Path, port: int, snap_count: int, zabpy_cmd: str) -> Server:
+    cfg = _cfg(home, port, snap_count)
+    cmd = java_command(cfg) if name == "java" else zabpy_command(cfg, zabpy_cmd)
+    return Server(name, home, port, cmd)
+
+
+def _leaf(i: int) -> str:
+    return f"/scale/b{i // FAN}/n{i % FAN:04d}"
+
+
+async def populate(port: int, n: int) -> list[str]:
+    counters = Counters()
+    first = await Session.open("127.0.0.1", port, counters)
+    problems = await create_tree(first, ["/scale", "/scale/w"] +
+                                 [f"/scale/b{b}" for b in range((n + FAN - 1) // FAN)])
+    await first.close()
+    per = (n + SESSIONS - 1) // SESSIONS
+
+    async def part(k: int) -> list[str]:
+        sess = await Session.open("127.0.0.1", port, counters)
+        try:
+            out: list[str] = []
+            for start in range(k * per, min(n, (k + 1) * per), 50_000):
+                stop = min(n, (k + 1) * per, start + 50_000)
+                out += await create_tree(sess, [_leaf(i) for i in range(start, stop)], VALUE)
+            return out
+        finally:
+            await sess.close()
+
+    for got in await asyncio.gather(*(part(k) for k in range(SESSIONS))):
+        problems += got
+    return problems[:5]
+
+
+def _snap_files(server: Server) -> dict[str, int]:
+    d = server.home / "data" / "version-2"
+    out = {}
+    try:
+        for name in os.listdir(d):
+            if name.startswith("snapshot.") or name.startswith(".snapshot."):
+                try:
+                    out[name] = os.path.getsize(d / name)
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def _complete(server: Server, name: str) -> bool:
+    if not name.startswith("snapshot."):
+        return False
+    try:
+        with open(server.home / "data" / "version-2" / name, "rb") as f:
+            f.seek(-5, os.SEEK_END)
+            return f.read(5) == SNAP_TAIL
+    except OSError:
+        return False
+
+
+def _busy(server: Server, before: dict[str, int]) -> bool:
+    """A snapshot is being written: a forked child, or a new file not yet complete."""
+    if len(procfs.descendants(server.pid)) > 1:
+        return True
+    return any(not _complete(server, n) for n in _snap_files(server) if n not in before)
+
+
+def wait_snapshots_done(server: Server, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _busy(server, {}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _p99(lat_ms: list[float]) -> float | None:
+    if not lat_ms:
+        return None
+    s = sorted(lat_ms)
+    return s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
+    counters = Counters()
+    reader = await Session.open("127.0.0.1", server.port, counters)
+    writer = await Session.open("127.0.0.1", server.port, counters)
+    before = _snap_files(server)
+    samples: list[tuple[float, float]] = []  # (send time, latency ms)
+    state = {"start": None, "end": None, "peak": 0}
+    loop = asyncio.get_running_loop()
+    read_body = R.GetDataRequest(_leaf(0), False).to_bytes()
+
+    async def read_one() -> None:
+        fut = loop.create_future()
+        t0 = time.monotonic()
+        reader.request(OpCode.getData, read_body, Call(fut), timed=False)
+        await fut
+        samples.append((t0, (time.monotonic() - t0) * 1000))
+
+    async def paced(rate: int, fn) -> None:
+        t_next = time.monotonic()
+        while state["end"] is None:
+            fn()
+            t_next += 1 / rate
+            await asyncio.sleep(max(0.0, t_next - time.monotonic()))
+
+    tasks: set[asyncio.Task] = set()
+
+    def spawn_read() -> None:
+        t = asyncio.create_task(read_one())
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    def write() -> None:
+        writer.request(OpCode.setData, R.SetDataRequest("/scale/w", VALUE, -1).to_bytes(),
+                       None, timed=False)
+
+    async def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            files = _snap_files(server)
+            kids = len(procfs.descendants(server.pid)) > 1
+            new = [n for n in files if n not in before]
+            if state["start"] is None and (new or kids):
+                state["start"] = now
+            if state["start"] is not None:
+                state["peak"] = max(state["peak"], procfs.rss_bytes(server.pid))
+                if any(_complete(server, n) for n in new) and not kids:
+                    state["end"] = now
+                    return
+            await asyncio.sleep(POLL_S)
+        state["end"] = time.monotonic()
+        state["timeout"] = True
+
+    await asyncio.gather(paced(READ_RATE, spawn_read), paced(WRITE_RATE, write), watch())
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await reader.close()
+    await writer.close()
+    start, end = state["start"], state["end"]
+    quiet = [lat for t, lat in samples if start is None or t < start]
+    during = [lat for t, lat in samples if start is not None and start <= t <= end]
+    return {"snapshot_s": (end - start) if start is not None and not state.get("timeout")
+            else None, "p99_quiet_ms": _p99(quiet), "p99_snapshot_ms": _p99(during),
+            "max_snapshot_ms": max(during) if during else None, "reads_during": len(during),
+            "peak_rss_bytes": state["peak"] or None, "timed_out": bool(state.get("timeout"))}
+
+
+def run_one(name: str, n: int, work: Path, zabpy_cmd: str = DEFAULT_ZABPY_CMD,
+            log=print) -> dict:
+    home = work / f"{name}-{n}"
+    shutil.rmtree(home, ignore_errors=True)
+    port = free_port()
+    out: dict = {"server": name, "znodes": n}
+    server = _server(name, home, port, SNAP_COUNT_NONE, zabpy_cmd)
+    try:
+        server.start()
+        server.wait_ready()
+        time.sleep(SETTLE_S)
+        out["idle_rss_bytes"] = server.rss_bytes()
+        t0 = time.monotonic()
+        out["problems"] = asyncio.run(populate(port, n))
+        out["populate_s"] = time.monotonic() - t0
+        time.sleep(SETTLE_S)
+        out["loaded_rss_bytes"] = server.rss_bytes()
+        out["rss_per_znode"] = (out["loaded_rss_bytes"] - out["idle_rss_bytes"]) / n
+        log(f"  {name} {n:,}: populated in {out['populate_s']:.0f} s, "
+            f"{out['rss_per_znode']:.0f} B/znode")
+        server.stop()
+        server = _server(name, home, port, SNAP_COUNT, zabpy_cmd)
+        server.start()
+        out["restart_log_s"] = server.wait_ready(timeout_s=1800)
+        wait_snapshots_done(server)
+        out.update(asyncio.run(snapshot_under_load(server, timeout_s=600)))
+        log(f"  {name} {n:,}: restart (log) {out['restart_log_s']:.1f} s, snapshot "
+            f"{out['snapshot_s'] or 0:.1f} s, p99 {out['p99_quiet_ms'] or 0:.1f} -> "
+            f"{out['p99_snapshot_ms'] or 0:.1f} ms, peak RSS {(out['peak_rss_bytes'] or 0) / MIB:.0f}"
+            " MiB")
+        wait_snapshots_done(server)
+        server.stop()
+        server.start()
+        out["restart_snap_s"] = server.wait_ready(timeout_s=1800)
+        wait_snapshots_done(server)
+        time.sleep(SETTLE_S)
+        out["restarted_rss_bytes"] = server.rss_bytes()
+        log(f"  {name} {n:,}: restart (snapshot) {out['restart_snap_s']:.1f} s, RSS "
+            f"{out['restarted_rss_bytes'] / MIB:.0f} MiB")
+    except (RuntimeError, OSError) as e:
+        out.setdefault("problems", []).append(str(e))
+        log(f"  {name} {n:,}: {e}")
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def _cell(r: dict | None, key: str, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+    v = None if r is None else r.get(key)
+    return "-" if v is None else fmt.format(v / scale)
+
+
+def render(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        rows.append([r["server"], f"{r['znodes']:,}",
+                     _cell(r, "idle_rss_bytes", MIB, "{:.0f}"),
+                     _cell(r, "loaded_rss_bytes", MIB, "{:.0f}"),
+                     _cell(r, "rss_per_znode", 1, "{:.0f}"),
+                     _cell(r, "restarted_rss_bytes", MIB, "{:.0f}"),
+                     _cell(r, "restart_log_s", 1, "{:.1f}"), _cell(r, "restart_snap_s", 1, "{:.1f}"),
+                     _cell(r, "snapshot_s", 1, "{:.1f}"),
+                     _cell(r, "p99_quiet_ms", 1, "{:.1f}"), _cell(r, "p99_snapshot_ms", 1, "{:.1f}"),
+                     _cell(r, "peak_rss_bytes", MIB, "{:.0f}")])
+    head = ["server", "znodes", "idle MiB", "loaded MiB", "B/znode", "restarted MiB",
+            "restart log s", "restart snap s", "snapshot s", "p99 quiet ms", "p99 snap ms",
+            "peak RSS MiB"]
+    return format_table(head, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--znodes", type=int, action="append",
+                   help="N (repeatable; default 100,000 and 1,000,000)")
+    p.add_argument("--huge", action="store_true", help="also N = 10,000,000")
+    p.add_argument("--servers", default="java,zabpy")
+    p.add_argument("--zabpy-cmd", default=DEFAULT_ZABPY_CMD)
+    p.add_argument("--workdir", help="where the data directories go (default: a temp dir)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scale.json"))
+    a = p.parse_args(argv)
+    sizes = a.znodes or [100_000, 1_000_000]
+    if a.huge:
+        sizes.append(10_000_000)
+    servers = [s for s in a.servers.split(",") if s]
+    if "java" in servers:
+        ensure_java_zookeeper()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="zabpy-scale-"))
+    results = []
+    try:
+        for n in sizes:
+            for name in servers:
+                results.append(run_one(name, n, work, a.zabpy_cmd))
+    finally:
+        if not a.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(render(results))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
