@@ -117,3 +117,21 @@ def test_snapshot_round_trip_keeps_every_field_child_order_and_owner_index():
     assert back.nodes["/q"].data is None
     assert back.ephemerals == {0x77: {"/p/e": None}}
     assert b"".join(serialize_snapshot(back, {0x77: 3000}, t.last_processed_zxid)) == image
+
+
+def test_encoded_children_is_the_jute_vector_for_any_names():
+    from zabpy.jute.codec import Reader
+    t = DataTree()
+    z = 0
+    for names in (["n01", "n02", "n03"], ["a", "bb", "ccc"], ["é1", "é2"], ["x" * 200, "y" * 200]):
+        z += 1
+        parent = f"/p{z}"
+        t.apply(R.TxnHeader(1, z, z, NOW, OpCode.create), R.CreateTxn(parent, b"", ACL, False, -1))
+        for name in names:
+            z += 1
+            t.apply(R.TxnHeader(1, z, z, NOW, OpCode.create),
+                    R.CreateTxn(f"{parent}/{name}", b"", ACL, False, -1))
+        wire = t.nodes[parent].encoded_children()
+        assert R.GetChildrenResponse.read(Reader(wire)).children == names
+        assert R.GetChildrenResponse(names).to_bytes() == wire
+    assert DataNode(b"", OPEN_ACL_UNSAFE).encoded_children() == b"\x00\x00\x00\x00"

@@ -94,11 +94,7 @@ def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record
         return ERR.NOAUTH, None
     if req.watch:
         ctx.watches.add_child_watch(req.path, ctx.session_id)
-    wire = node.children_wire
-    if wire is None:
-        wire = _INT.pack(len(node.children)) + b"".join(
-            _INT.pack(len(b)) + b for b in (c.encode("utf-8") for c in node.children))
-        node.children_wire = wire
+    wire = node.encoded_children()
     if with_stat:
         return ERR.OK, _Encoded(wire + node.stat_bytes())
     return ERR.OK, _Encoded(wire)

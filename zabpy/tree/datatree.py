@@ -48,6 +48,7 @@ _FRESH = struct.Struct(">Bqqq")  # flags, czxid, ctime, ephemeralOwner
 _FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
 _FRESH_SIZE = _FRESH.size  # 25
 _FULL_SIZE = _FULL.size  # 61
+_INT = struct.Struct(">i")
 _INT_MIN = 0x80000000
 _INT_MASK = 0xFFFFFFFF
 _NO_KIDS: dict[str, None] = {}
@@ -149,6 +150,37 @@ class DataNode:
     def child_count(self) -> int:
         kids = self._kids
         return len(kids) if kids is not None else 0
+
+    def encoded_children(self) -> bytes:
+        """The child list as getChildren sends it (jute vector<ustring>),
+        cached until a child is added or removed. Names of one length in
+        ASCII (the common case: sequential or generated names) are joined
+        in one step, so a node with a million children is encoded without a
+        Python step per child."""
+        wire = self.children_wire
+        if wire is not None:
+            return wire
+        kids = self._kids
+        if not kids:
+            wire = b"\x00\x00\x00\x00"
+        else:
+            cut = 0
+            for p in kids:
+                cut = p.rfind("/") + 1
+                break
+            names = [p[cut:] for p in kids]
+            count = _INT.pack(len(names))
+            lengths = set(map(len, names))
+            if len(lengths) == 1:
+                sep = _INT.pack(lengths.pop()).decode("latin-1")
+                text = sep + sep.join(names)
+                if text.isascii():
+                    wire = count + text.encode("ascii")
+            if wire is None:
+                wire = count + b"".join(_INT.pack(len(b)) + b
+                                        for b in (n.encode("utf-8") for n in names))
+        self.children_wire = wire
+        return wire
 
     def add_child(self, path: str) -> None:
         """List a child by its full path (the tree's key for it)."""
