@@ -58,6 +58,11 @@ _FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
 _FRESH_SIZE = _FRESH.size  # 25
 _FULL_SIZE = _FULL.size  # 61
 _INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
+# offsets in a full record (flag byte, then StatPersisted)
+_CVERSION_AT = 37
+_AVERSION_AT = 41
+_PZXID_AT = 53
 _INT_MIN = 0x80000000
 _INT_MASK = 0xFFFFFFFF
 _NO_KIDS: dict[str, None] = {}
@@ -329,8 +334,26 @@ class DataNode:
         self._rec = pack_record(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
                                 pzxid, data)
 
+    def child_version(self) -> int:
+        """cversion, read without unpacking the other fields (create's hot path)."""
+        rec = self._rec
+        return _INT.unpack_from(rec, _CVERSION_AT)[0] if rec[0] & _FULL_BIT else 0
+
+    def child_zxid(self) -> int:
+        """pzxid, read without unpacking the other fields (delete's hot path)."""
+        rec = self._rec
+        return _LONG.unpack_from(rec, _PZXID_AT)[0] if rec[0] & _FULL_BIT \
+            else _LONG.unpack_from(rec, 1)[0]
+
     def set_child_stat(self, cversion: int, pzxid: int) -> None:
-        """A child created or deleted: cversion and pzxid in one repack."""
+        """A child created or deleted: cversion and pzxid in one repack (a
+        full record is spliced: a parent's record is full after its first child)."""
+        rec = self._rec
+        if rec[0] & _FULL_BIT:
+            self._rec = b"".join((rec[:_CVERSION_AT], _INT.pack(cversion),
+                                  rec[_AVERSION_AT:_PZXID_AT], _LONG.pack(pzxid),
+                                  rec[_FULL_SIZE:]))
+            return
         czxid, mzxid, ctime, mtime, version, _, aversion, owner, _ = self.stat_fields()
         self._rec = pack_record(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
                                 pzxid, self.data)
@@ -533,7 +556,7 @@ class DataTree:
             return ApplyResult(err=ERR.NONODE)
         if path in self.nodes:
             return ApplyResult(err=ERR.NODEEXISTS)
-        cversion = parent.cversion
+        cversion = parent.child_version()
         if parent_cversion == -1:
             parent_cversion = cversion + 1
         # Replaying over a fuzzy snapshot may see an older cversion; keep the max.
@@ -562,8 +585,8 @@ class DataTree:
         parent = self.nodes[parent_path]
         del self.nodes[path]
         parent.remove_child(path)
-        if zxid > parent.pzxid:
-            parent.pzxid = zxid
+        if zxid > parent.child_zxid():
+            parent.set_child_stat(parent.child_version(), zxid)
         owner = node.ephemeral_owner
         if owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers.pop(path, None)
