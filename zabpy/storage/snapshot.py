@@ -93,9 +93,14 @@ def tree_digest(tree: DataTree) -> int:
 def _acl_keys(tree: DataTree) -> tuple[dict[tuple, int], Writer]:
     """Number the distinct ACL lists 1..n in walk order and encode the cache."""
     keys: dict[tuple, int] = {}
+    last: tuple | None = None
     for _, node in tree.walk():
-        if node.acl not in keys:
-            keys[node.acl] = len(keys) + 1
+        acl = node.acl
+        if acl is last:
+            continue  # neighbours share one tuple: skip hashing its records again
+        last = acl
+        if acl not in keys:
+            keys[acl] = len(keys) + 1
     w = Writer()
     w.int(len(keys))
     for acl, key in keys.items():
@@ -120,7 +125,10 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
         out += struct.pack(">qi", sid, sessions[sid])
     keys, cache = _acl_keys(tree)
     out += cache.out
-    pack_int, pack_long = _INT.pack, _LONG.pack
+    pack_int, pack_long, pack_digest, crc32 = _INT.pack, _LONG.pack, _DIGEST_STAT.pack, zlib.crc32
+    last_acl: tuple | None = None
+    last_key = 0
+    total = 0  # the tree digest, summed in the same walk (see tree_digest)
     for path, node in tree.walk():
         raw = b"" if path == "/" else path.encode("utf-8")
         out += pack_int(len(raw))
@@ -131,9 +139,22 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
         else:
             out += pack_int(len(data))
             out += data
-        open_builtin = path in _BUILTIN_OPEN and node.acl == OPEN_ACL_UNSAFE
-        out += pack_long(OPEN_ACL_KEY if open_builtin else keys[node.acl])
+        acl = node.acl
+        if path in _BUILTIN_OPEN and acl == OPEN_ACL_UNSAFE:
+            out += pack_long(OPEN_ACL_KEY)
+        else:
+            if acl is not last_acl:
+                last_acl, last_key = acl, keys[acl]
+            out += pack_long(last_key)
         out += node.persisted_bytes()
+        if digest and not path.startswith(_DIGEST_SKIP):
+            crc = crc32(raw)
+            if data:
+                crc = crc32(data, crc)
+            czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = \
+                node.stat_fields()
+            total += crc32(pack_digest(czxid, mzxid, pzxid, ctime, mtime, version, cversion,
+                                       aversion, owner), crc)
         if len(out) >= _CHUNK_BYTES:
             adler = zlib.adler32(out, adler)
             yield bytes(out)
@@ -144,7 +165,9 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
     out += seal
     if digest:
         # The second seal covers everything, the first seal included.
-        tail = struct.pack(">qiq", zxid, DIGEST_VERSION, tree_digest(tree))
+        total &= 0xFFFFFFFFFFFFFFFF
+        tail = struct.pack(">qiq", zxid, DIGEST_VERSION,
+                           total - (1 << 64) if total >= 1 << 63 else total)
         out += tail
         out += _seal(zlib.adler32(seal + tail, adler))
     yield bytes(out)
