@@ -2,7 +2,8 @@
 
     python -m bench.scale                        # N = 100,000 and 1,000,000, both servers
     python -m bench.scale --znodes 100000 --servers zabpy
-    python -m bench.scale --huge                 # adds N = 10,000,000 (about 30 GiB-minutes)
+    python -m bench.scale --huge                 # adds N = 10,000,000 (long; Java needs its
+                                                 # default heap, a quarter of RAM, to hold it)
 
 For each server and N, on a fresh standalone server (bench.servers: the same
 zoo.cfg for both, forceSync=yes):
