@@ -399,6 +399,16 @@ class DataNode:
                 owner = 0
             return _STAT.pack(czxid, czxid, ctime, ctime, 0, 0, 0, owner, len(rec) - _FRESH_SIZE,
                               0, czxid)
+        if rec[0] & _FULL_BIT:  # the same as _client_fields, without its tuple
+            kids = self._kids
+            n = len(kids) if kids is not None else 0
+            (_, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+             pzxid) = _FULL.unpack_from(rec)
+            if owner < 0 and (owner == CONTAINER_EPHEMERAL_OWNER or is_ttl_owner(owner)):
+                owner = 0
+            return _STAT.pack(czxid, mzxid, ctime, mtime, version,
+                              ((cversion * 2 - n + _INT_MIN) & _INT_MASK) - _INT_MIN, aversion,
+                              owner, len(rec) - _FULL_SIZE, n, pzxid)
         return _STAT.pack(*self._client_fields())
 
     def stat_persisted(self) -> R.StatPersisted:
