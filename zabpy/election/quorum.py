@@ -32,7 +32,22 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 __all__ = ["QuorumVerifier", "MajorityQuorum", "HierarchicalQuorum", "OracleMajority",
-           "quorum_from_config", "role_of_spec"]
+           "quorum_from_config", "role_of_spec", "member_order"]
+
+
+def member_order(sids: Iterable[int]) -> list[int]:
+    """Java's iteration order of a ``HashMap<Long, QuorumServer>`` holding these
+    sids (how QuorumMaj.toString lists members): by hash bucket, then by sid
+    (which stands in for insertion order). Ascending for sids below 16."""
+    ordered = sorted(set(sids))
+    cap = 16
+    while len(ordered) > cap * 3 // 4:
+        cap *= 2
+
+    def bucket(sid: int) -> int:
+        h = (sid ^ (sid >> 32)) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) & (cap - 1)
+    return sorted(ordered, key=lambda s: (bucket(s), s))
 
 
 def role_of_spec(spec: str) -> str:
@@ -77,9 +92,18 @@ class QuorumVerifier:
         ``OracleMajority`` cares. True when the oracle is now needed."""
         return False
 
+    def spec(self, sid: int) -> str:
+        role = "observer" if sid in self.observers else "participant"
+        return self._specs.get(sid, f"0.0.0.0:0:0:{role}")
+
+    def same_members(self, other: "QuorumVerifier") -> bool:
+        """QuorumMaj.equals: the same servers with the same addresses and roles."""
+        return (self.voters == other.voters and self.observers == other.observers
+                and all(self.spec(s) == other.spec(s) for s in self.members))
+
     def _server_lines(self) -> list[str]:
         lines = []
-        for sid in self.members:
+        for sid in member_order(self.members):
             role = "observer" if sid in self.observers else "participant"
             lines.append(f"server.{sid}={self._specs.get(sid, f'0.0.0.0:0:0:{role}')}")
         return lines

@@ -289,4 +289,8 @@ def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
         return ERR.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
     if op in (OP.setData, OP.setACL):
         return ERR.OK, _Encoded(res.node.stat_bytes()).to_bytes()
+    if op == OP.reconfig:
+        # GetDataResponse of /zookeeper/config: the new config text and its stat
+        data = res.node.data or b""
+        return ERR.OK, len(data).to_bytes(4, "big") + data + res.node.stat_bytes()
     return ERR.OK, b""

@@ -217,6 +217,13 @@ class ElectionTransport:
             writer.close()
             return
         msg, used = parsed
+        if msg.sid not in self.peers and msg.addr and msg.sid != self.my_sid:
+            # A server in no config we know (one joining by reconfig): as
+            # QuorumCnxManager, take its election address from the message.
+            host, _, port = msg.addr.split("|")[0].rpartition(":")
+            self.peers[msg.sid] = (host.strip("[]"), int(port))
+            log.info("Election connection from server %d, not in our config, at %s",
+                     msg.sid, msg.addr)
         decision = decide_link(self.my_sid, msg.sid, initiated_by_me=False)
         if self._closing.is_set():
             writer.close()

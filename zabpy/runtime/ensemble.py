@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 
-from ..election import ServerState, quorum_from_config
+from ..election import ServerState
+from ..election.quorum import QuorumVerifier
+from ..election.reconfig import quorum_from_text, spec_client
 from ..protocol.connection import FourLetterWord
 from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
 from ..storage.quorum import read_epochs
@@ -34,6 +37,8 @@ from .audit import emit_log
 from .disk import DiskWriter
 from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
+from .config import ServerSpec
+from .dynamic_config import backup_static_config, write_dynamic_config
 from .quorum_transport import QuorumTransport
 from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
@@ -41,6 +46,18 @@ from .server import ServerRuntime, _ClientProtocol, _now_ms
 __all__ = ["EnsembleRuntime", "read_oracle"]
 
 log = logging.getLogger("zabpy.server")
+
+
+def _server_spec(sid: int, spec: str) -> ServerSpec | None:
+    """A normalized ``server.N`` value (election.reconfig) as the runtime's ServerSpec."""
+    head = spec.split(";", 1)[0]
+    parts = head.rsplit(":", 3)
+    if len(parts) != 4:
+        return None
+    host = parts[0].strip("[]")
+    client = spec_client(spec)
+    return ServerSpec(sid, host, int(parts[1]), int(parts[2]), parts[3],
+                      client[0] if client else None, client[1] if client else None)
 
 
 def read_oracle(path: str) -> bool:
@@ -78,9 +95,10 @@ class EnsembleRuntime(ServerRuntime):
         return self.replica.peer
 
     # ---- lifecycle -------------------------------------------------------------
-    def _quorum_props(self) -> dict[str, str]:
-        return {k: v for k, v in self.config.raw.items()
-                if k.startswith(("server.", "group.", "weight."))}
+    def _membership(self) -> QuorumVerifier:
+        """The membership (zoo.cfg or its dynamic file) with its version."""
+        return quorum_from_text("\n".join(self.config.membership_lines()),
+                                self.config.oracle_path)
 
     def _init_config_node(self, tree) -> None:
         """The membership in /zookeeper/config, as ZooKeeper's QuorumPeerMain
@@ -101,7 +119,10 @@ class EnsembleRuntime(ServerRuntime):
         self._init_config_node(tree)
         accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
-        quorum = quorum_from_config(self._quorum_props(), c.oracle_path)
+        quorum = self._membership()
+        if c.reconfig_enabled and c.source and c.dynamic_config_file is None \
+                and os.path.isfile(c.source):
+            backup_static_config(c.source)
         self.replica = Replica(self._settings(), quorum, tree,
                                sessions, accepted, current, random.Random(), _now_ms(),
                                timers=timers, snapshot_image=ForkedImage,
@@ -122,7 +143,8 @@ class EnsembleRuntime(ServerRuntime):
         log.info("binding to port %s:%d", c.client_port_address, self.port)
         await self._start_secure_port(loop)
         self._spawn(self._election.run())
-        if me.role == "participant":
+        self._quorum_listening = me.role == "participant"
+        if self._quorum_listening:
             await self._quorum.listen(me.host, me.quorum_port)
         self._spawn(self._election_pump())
         self._spawn(self._ticker())
@@ -302,6 +324,51 @@ class EnsembleRuntime(ServerRuntime):
             self._state_changed(ready.state)
         if ready.serving is not None:
             self._serving_changed(ready.serving)
+        if ready.config is not None:
+            self._config_changed(ready.config)
+
+    # ---- dynamic reconfig: files, addresses, ports --------------------------------------
+    def _config_changed(self, qv: QuorumVerifier) -> None:
+        """A new current config: take its addresses (peers to dial, our own
+        quorum and client ports) and write the dynamic config file."""
+        c = self.config
+        old_me = c.servers.get(self.server_id)
+        servers = {}
+        for sid in qv.members:
+            spec = _server_spec(sid, qv.spec(sid))
+            if spec is not None:
+                servers[sid] = spec
+        c.servers = servers
+        c.config_version = qv.version
+        for sid, spec in servers.items():
+            self._election.peers.setdefault(sid, (spec.host, spec.election_port))
+        me = servers.get(self.server_id)
+        if c.reconfig_enabled and c.source and os.path.isfile(c.source):
+            erase = me is not None and me.client_port is not None
+            try:
+                c.dynamic_config_file = write_dynamic_config(c.source, qv, erase_client=erase)
+            except OSError as e:
+                log.error("Cannot write the dynamic config file for version %x: %r", qv.version, e)
+        if me is None:
+            return
+        if me.role == "participant" and not self._quorum_listening:
+            self._quorum_listening = True
+            self._spawn(self._quorum.listen(me.host, me.quorum_port))
+        if me.client_port is not None and old_me is not None and \
+                (me.client_port, me.client_host) != (c.client_port, c.client_port_address):
+            self._spawn(self._move_client_port(me.client_host or "0.0.0.0", me.client_port))
+
+    async def _move_client_port(self, host: str, port: int) -> None:
+        """cnxnFactory.reconfigure: listen on the new client address, close the old."""
+        loop = asyncio.get_running_loop()
+        new = await loop.create_server(lambda: _ClientProtocol(self), host, port,
+                                       reuse_address=True)
+        old, self._tcp_server = self._tcp_server, new
+        self.config.client_port, self.config.client_port_address = port, host
+        self.port = new.sockets[0].getsockname()[1]
+        log.info("Reconfig: client address is now %s:%d", host, self.port)
+        if old is not None:
+            old.close()
 
     def _quorum_op(self, op: Dial | Send | Close) -> None:
         if isinstance(op, Send):

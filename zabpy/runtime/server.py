@@ -159,6 +159,7 @@ class ServerRuntime:
             session_timeout_ms_max=c.session_timeout_ms_max,
             super_digest=c.super_digest, skip_acl=c.skip_acl,
             extended_types=c.extended_types_enabled, reconfig_enabled=c.reconfig_enabled,
+            standalone_enabled=c.standalone_enabled,
             local_sessions_enabled=c.local_sessions_enabled,
             local_sessions_upgrading_enabled=c.local_sessions_upgrading_enabled,
             read_only_mode_enabled=c.read_only_mode_enabled,

@@ -20,6 +20,7 @@ class ServerSettings:
     skip_acl: bool = False
     extended_types: bool = False
     reconfig_enabled: bool = False
+    standalone_enabled: bool = True   # a reconfig must then leave at least two voters
     # Ensemble members only (a standalone server ignores them, as ZooKeeper's
     # SessionTrackerImpl does): new sessions local, upgraded by an ephemeral.
     local_sessions_enabled: bool = False

@@ -359,6 +359,9 @@ class StandaloneServer:
             if conn.may_watch:
                 self.watches.remove_session(conn.session_id)
 
+    # The leader's reconfig check (LeaderServer); none here: UNIMPLEMENTED.
+    reconfig_check = None
+
     def _wall_ms(self) -> int:
         return self.now_ms + self.settings.wall_offset_ms
 
@@ -671,6 +674,7 @@ class StandaloneServer:
             pass
         elif session is None or session.closing:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
+        ctx.reconfig = self.reconfig_check
         out = prepare(op, req, zxid, self.pending, ctx)
         if ctx.quota_messages:
             for msg in ctx.quota_messages:

@@ -32,6 +32,12 @@ F3 (FollowerProcessUPTODATE) UPTODATE: serve clients; ACK(epoch << 32).
 F4 (FollowerProcessPROPOSAL / FollowerProcessCOMMIT) a PROPOSAL is logged and
    ACKed after its fsync; a COMMIT must name the oldest pending proposal and
    applies it. An observer logs and applies each INFORM.
+F6 dynamic reconfig: NEWLEADER's data is the leader's last seen config; it
+   is activated at UPTODATE. COMMITANDACTIVATE (data: the designated
+   leader's sid) commits the oldest pending proposal, a reconfig, and
+   activates its config; an observer's INFORMANDACTIVATE carries that sid
+   and then the txn, logged and applied as an INFORM. Activations go out in
+   ``activate``, after the commits; the peer decides whether the role ends.
 F5 liveness: a learner that hears nothing from its leader for initLimit
    ticks (syncLimit once past NEWLEADER), loses the connection, or sees the
    leader break the protocol, leaves: LOOKING, and the peer re-elects.
@@ -85,6 +91,7 @@ class Learner:
         self.pending: dict[int, Txn] = {}
         self.touches: dict[int, int] = {}
         self.pending_syncs: list[Any] = []
+        self.newleader_config: bytes | None = None   # F6: activated at UPTODATE
         kind = T.OBSERVERINFO if observer else T.FOLLOWERINFO
         self._out = Outbox(phase=Phase.DISCOVERY)
         self._out.send.append((leader_sid, P.learner_info(kind, my_sid, accepted_epoch,
@@ -187,6 +194,25 @@ class Learner:
             self._out.phase = Phase.BROADCAST
             assert self.new_epoch is not None
             self._out.send.append((self.leader_sid, P.packet(T.ACK, P.make_zxid(self.new_epoch, 0))))
+            if self.newleader_config:
+                self._out.activate.append((self.newleader_config, None))
+        elif kind == T.COMMITANDACTIVATE and stage >= _NEWLEADER_ACKED and not self.observer:
+            designated = self._designated(pkt.data, exact=True)
+            first = self.pending.get(next(iter(self.pending), None))
+            self._on_commit(pkt.zxid)
+            assert first is not None
+            if first[0].type != OP.reconfig:
+                raise LeaderProtocolError(f"COMMITANDACTIVATE of a {first[0].type} txn")
+            self._out.activate.append((first[1].data or b"", designated))
+        elif kind == T.INFORMANDACTIVATE and stage >= _NEWLEADER_ACKED and self.observer:
+            designated = self._designated(pkt.data)
+            data = pkt.data[8:]
+            txn = self._next_txn(R.QuorumPacket(T.INFORM, pkt.zxid, data, None))
+            if txn[0].type != OP.reconfig:
+                raise LeaderProtocolError(f"INFORMANDACTIVATE of a {txn[0].type} txn")
+            self._out.persist.append(Persist(records=(txn,), payloads=(data,)))
+            self._out.commit.append(txn)
+            self._out.activate.append((txn[1].data or b"", designated))
         elif kind == T.SYNC and stage == _SERVING:
             if not self.pending_syncs:
                 raise LeaderProtocolError("SYNC without a pending sync()")
@@ -212,6 +238,12 @@ class Learner:
         self.stage = _EPOCH_ACKED
         self.phase = self._out.phase = Phase.SYNCHRONIZATION
 
+    @staticmethod
+    def _designated(data: bytes | None, exact: bool = False) -> int:
+        if data is None or len(data) < 8 or (exact and len(data) != 8):
+            raise LeaderProtocolError("ACTIVATE without a designated leader")
+        return int.from_bytes(data[:8], "big", signed=True)
+
     def _on_sync_start(self, pkt: R.QuorumPacket) -> None:
         if pkt.type == T.TRUNC:
             self._truncate = pkt.zxid
@@ -232,6 +264,7 @@ class Learner:
     def _on_newleader(self, pkt: R.QuorumPacket) -> None:
         if P.epoch_of(pkt.zxid) != self.new_epoch:
             raise LeaderProtocolError(f"NEWLEADER for epoch {P.epoch_of(pkt.zxid)}")
+        self.newleader_config = pkt.data or None
         committed = self._sync_txns[:self._sync_committed]
         uncommitted = self._sync_txns[self._sync_committed:]
         acks = [(self.leader_sid, P.packet(T.ACK, pkt.zxid))]
@@ -261,6 +294,11 @@ class Learner:
         if first != zxid:
             raise LeaderProtocolError(f"COMMIT {zxid:#x} but oldest pending is {first}")
         self._out.commit.append(self.pending.pop(zxid))
+
+    def leave(self) -> None:
+        """The peer ends this role (a reconfig changed the leader or our role)."""
+        if self.phase != Phase.LOOKING:
+            self._leave()
 
     def _leave(self) -> None:
         self.phase = self._out.phase = Phase.LOOKING
