@@ -5,8 +5,9 @@ file and rewrites it whenever a new config becomes current (at its first
 leader's epoch, and at each reconfig):
 
 * ``<static cfg>.dynamic.<version hex>``: the ``server.N`` (group, weight)
-  lines of QuorumVerifier.toString without the ``version`` line, joined by
-  newlines with none after the last (writeDynamicConfig);
+  lines of QuorumVerifier.toString without the ``version`` line, sorted as
+  strings (``server.100`` before ``server.2``), joined by newlines with none
+  after the last (writeDynamicConfig);
 * the static file, rewritten (editStaticConfig): read as
   ``java.util.Properties`` (a ConcurrentHashMap since Java 9), every key but
   ``server.*``, ``group.*``, ``weight.*``, ``dynamicConfigFile``, ``peerType``
@@ -26,52 +27,11 @@ from __future__ import annotations
 import os
 import shutil
 
-from ..election.quorum import QuorumVerifier
+from ..election.quorum import QuorumVerifier, chm_order
 
 __all__ = ["chm_order", "read_properties", "write_dynamic_config", "backup_static_config"]
 
 _DROPPED = ("server.", "group.", "weight.", "dynamicConfigFile", "peerType")
-
-
-def _java_hash(text: str) -> int:
-    h = 0
-    for unit in text.encode("utf-16-be").hex(" ", 2).split():
-        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-    return h
-
-
-def _spread(h: int) -> int:
-    return (h ^ (h >> 16)) & 0x7FFFFFFF
-
-
-def chm_order(keys: list[str]) -> list[str]:
-    """Iteration order of a ConcurrentHashMap(8) after putting ``keys`` in order."""
-    n, threshold, count = 16, 12, 0
-    table: list[list[str]] = [[] for _ in range(n)]
-    for key in keys:
-        bin_ = table[_spread(_java_hash(key)) & (n - 1)]
-        if key in bin_:
-            continue
-        bin_.append(key)
-        count += 1
-        if count < threshold:
-            continue
-        grown: list[list[str]] = [[] for _ in range(2 * n)]
-        for i, nodes in enumerate(table):
-            if not nodes:
-                continue
-            bits = [_spread(_java_hash(k)) & n for k in nodes]
-            last_run = len(nodes) - 1          # the tail that stays together, kept in order
-            while last_run > 0 and bits[last_run - 1] == bits[-1]:
-                last_run -= 1
-            low = list(nodes[last_run:]) if bits[-1] == 0 else []
-            high = list(nodes[last_run:]) if bits[-1] else []
-            for k, bit in zip(nodes[:last_run], bits[:last_run]):
-                (high if bit else low).insert(0, k)   # the rest, prepended one by one
-            grown[i], grown[i + n] = low, high
-        table, n = grown, 2 * n
-        threshold = n - (n >> 2)
-    return [k for nodes in table for k in nodes]
 
 
 def read_properties(path: str) -> dict[str, str]:
@@ -101,7 +61,7 @@ def write_dynamic_config(static_path: str, qv: QuorumVerifier, *, erase_client: 
     """Write ``<static>.dynamic.<version>`` and point the static file at it; returns its path."""
     dynamic = f"{static_path}.dynamic.{qv.version:x}"
     lines = [line for line in qv.to_config_text().split("\n") if not line.startswith("version=")]
-    _atomic_write(dynamic, "\n".join(lines))
+    _atomic_write(dynamic, "\n".join(sorted(lines)))
     props = read_properties(static_path)
     out = []
     for key in chm_order(list(props)):
