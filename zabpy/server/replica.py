@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..election import OracleMajority, QuorumVerifier, ServerState
@@ -325,28 +325,42 @@ class Replica:
             pr = self.peer.ready()
             self.peer.advance(pr)
             moved = self._take_peer(pr)
-            if self.server is not None:
-                sr = self.server.ready()
-                if sr:
-                    self.server.advance(sr)
-                    self._out["client_send"].extend(sr.send)
-                    self._out["client_close"].extend(sr.close)
-                    self._out["logs"].extend(sr.logs)
-                    assert not sr.persist, "a role's server core logs through ZAB only"
-                    moved = True
+            if self._drain_server():
+                moved = True
             if not moved:
                 return
+
+    def _drain_server(self) -> bool:
+        if self.server is None:
+            return False
+        sr = self.server.ready()
+        if not sr:
+            return False
+        self.server.advance(sr)
+        self._out["client_send"].extend(sr.send)
+        self._out["client_close"].extend(sr.close)
+        self._out["logs"].extend(sr.logs)
+        assert not sr.persist, "a role's server core logs through ZAB only"
+        return True
 
     def _take_peer(self, pr) -> bool:
         z = pr.zab
         out = self._out
         out["election"].extend(pr.election)
+        for p in z.persist:
+            self._persist(p)
         if pr.state is not None:
+            if self.server is not None and z.commit:
+                # The ending role's last commits (a reconfig that ends the
+                # term): applied and answered by its server core, as ZooKeeper
+                # answers them before the peer leaves the role.
+                for txn in z.commit:
+                    self._commit(txn)
+                self._drain_server()
+                z = replace(z, commit=())
             self._role_ended()
             self._state = pr.state
             self._looking()
-        for p in z.persist:
-            self._persist(p)
         for txn in z.commit:
             self._commit(txn)
         if pr.state is not None and self.peer.role is not None:
