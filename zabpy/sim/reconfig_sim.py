@@ -21,7 +21,8 @@ Checks, besides replica_sim's Z1-Z7 and the client checks:
 
 R1 (Z5 by configuration) every committed txn is durable on a quorum of the
    config current when it committed, and a reconfig txn also on a quorum of
-   the config it makes (ZooKeeper commits it only with both).
+   the config it makes (ZooKeeper commits it only with both): at the moment
+   it commits, and at every periodic check after.
 R2 one committed sequence across configurations: Z1 (one established
    leader per epoch) and Z4 (one sequence, and every later leader holds all
    of it) hold while configs change, so no two quorums of different
@@ -67,6 +68,7 @@ class ReconfigChecker(ZabChecker):
         super().__init__(quorum)
         self.required: dict[int, tuple[QuorumVerifier, ...]] = {}
         self.configs: list[int] = [quorum.version]
+        self.disks: dict | None = None     # every server's disk, to check at each commit
 
     def _commit(self, zxid: int, raw: bytes, sid: int) -> None:
         if zxid in self.committed:
@@ -81,15 +83,21 @@ class ReconfigChecker(ZabChecker):
             self.quorum = new
             self.configs.append(new.version)
         self.required[zxid] = needed
+        if self.disks is not None:
+            self._durable_on(zxid, needed, "as it commits")
+
+    def _durable_on(self, zxid: int, needed: tuple[QuorumVerifier, ...], when: str) -> None:
+        holders = [sid for sid, disk in self.disks.items() if disk.contains(zxid)]
+        for q in needed:
+            if not q.contains_quorum(holders):
+                raise SimFailure(f"R1: {zxid:#x} durable only on {holders} {when}, not a "
+                                 f"quorum of config {q.version:#x} {list(q.voters)}")
 
     def check_durable(self, disks: dict) -> None:
         """R1: Z5 against the config(s) each txn committed under."""
+        self.disks = disks
         for zxid in list(self.committed)[-200:]:
-            holders = [sid for sid, disk in disks.items() if disk.contains(zxid)]
-            for q in self.required.get(zxid, (self.quorum,)):
-                if not q.contains_quorum(holders):
-                    raise SimFailure(f"R1: committed {zxid:#x} durable only on {holders}, "
-                                     f"not a quorum of config {q.version:#x} {q.voters}")
+            self._durable_on(zxid, self.required.get(zxid, (self.quorum,)), "later")
 
 
 class ReconfigSimulation(ReplicaSimulation):
@@ -116,6 +124,7 @@ class ReconfigSimulation(ReplicaSimulation):
                 {**specs, sid: _spec(sid, "participant")})
         self.config_file: dict[int, QuorumVerifier] = {}
         self.checker = ReconfigChecker(self.quorum)
+        self.checker.disks = self.disks
         self.admin_rng = random.Random(f"{seed}/reconfig")
         self.admin_cids: dict[int, None] = {}
         t, times = 0, []
