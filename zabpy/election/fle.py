@@ -119,6 +119,7 @@ class FastLeaderElection:
         self.finalize_wait_ms = finalize_wait_ms
         self.config = quorum.to_config_text().encode("utf-8")
         self.pending: QuorumVerifier | None = None
+        self.adopt_configs = False    # R10 with reconfigEnabled only, as processReconfig
         self._voters: tuple[int, ...] = quorum.voters
         self._adopted: QuorumVerifier | None = None
         self.last_zxid = last_zxid
@@ -168,7 +169,7 @@ class FastLeaderElection:
 
     def _newer_config(self, n: Notification) -> QuorumVerifier | None:
         """R10: the config a notification carries, when newer than ours."""
-        if not n.config:
+        if not n.config or not self.adopt_configs:
             return None
         tail = n.config[-40:]
         at = tail.rfind(b"version=")

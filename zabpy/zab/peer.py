@@ -108,6 +108,7 @@ class Peer:
         self.fle = FastLeaderElection(my_sid, quorum, self.log.last_zxid, self.current_epoch,
                                       rng, **fle_options)
         self.reconfig_enabled = reconfig_enabled
+        self.fle.adopt_configs = reconfig_enabled
         self.pending: QuorumVerifier | None = None
         for txn in log.entries:
             self._saw_logged(txn)
@@ -334,7 +335,10 @@ class Peer:
 
     def _activate(self, role: Leader | Learner, text: bytes, designated: int | None) -> None:
         """processReconfig: make ``text`` the current config; a learner whose
-        leader or own role it changes leaves (the peer elects again)."""
+        leader or own role it changes leaves (the peer elects again). Without
+        reconfigEnabled it does nothing, as ZooKeeper's."""
+        if not self.reconfig_enabled:
+            return
         try:
             qv = quorum_from_text(text.decode("utf-8"), self.quorum.oracle_path)
         except (ValueError, AssertionError, UnicodeDecodeError):
