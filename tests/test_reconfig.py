@@ -6,9 +6,10 @@
   form, the new config's voters, a synced quorum of them, and only then the
   ACL), /zookeeper/config (text, version, stat) and the files written
   (zoo.cfg.dynamic.<version>, the rewritten zoo.cfg, zoo.cfg.bak) must match.
-* Membership changes while a client keeps writing: a server joins, an
-  observer is swapped for a voter, the leader is removed; no acknowledged
-  write is lost and every member ends on the same config.
+* Membership changes while a client keeps writing: a server joins, moves
+  its client port, an observer is swapped for a voter, the leader is
+  removed; no acknowledged write is lost and every member ends on the same
+  config.
 * standaloneEnabled=false: a one-server ensemble grows to two.
 """
 
@@ -261,6 +262,13 @@ def test_add_swap_and_remove_the_leader_under_load():
             ens.wait_serving([5])
             text = _reconfig(ens.hosts, joining=ens.spec(5, "participant"))
             assert ens.spec(5, "participant") in text
+            writer.wait_more()
+            # 1b. move its client port: it listens on the new one
+            old_port, ens.client_ports[5] = ens.client_ports[5], free_ports(1)[0]
+            text = _reconfig(ens.hosts, joining=ens.spec(5, "participant"))
+            assert f";127.0.0.1:{ens.client_ports[5]}" in text
+            wait_for(lambda: ens.mode(5) == "follower", 30, what="server 5 on its new client port")
+            assert old_port != ens.client_ports[5]
             writer.wait_more()
             # 2. swap the observer for a voter: 4 votes, a follower becomes an observer
             leader = ens.leader()
