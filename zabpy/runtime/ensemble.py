@@ -106,7 +106,7 @@ class EnsembleRuntime(ServerRuntime):
         txn, so version -1, mzxid the config version, mtime now. Clients read
         it with getConfig (zkCli `config`); digests skip /zookeeper/."""
         node = tree.nodes[CONFIG]
-        node.data = "\n".join(self.config.membership_lines()).encode()
+        node.data = self._membership().to_config_text().encode()
         node.version = -1
         node.mzxid = self.config.config_version
         node.mtime = int(time.time() * 1000)
