@@ -230,9 +230,9 @@ class GrowingEnsemble(ZabpyEnsemble):
             c.stop()
 
 
-def _reconfig(hosts: str, **kw) -> str:
+def _reconfig(hosts: str, auth: bool = True, **kw) -> str:
     """As an operator would: retried while the new config has no synced quorum yet."""
-    su = _client(hosts, auth=True)
+    su = _client(hosts, auth=auth)
     try:
         args = dict(joining=None, leaving=None, new_members=None)
         args.update(kw)
@@ -309,16 +309,18 @@ def test_add_swap_and_remove_the_leader_under_load():
                     in f.read()
 
 
-def test_standalone_disabled_single_server_grows():
+def test_standalone_disabled_single_server_grows_and_restarts_from_its_files():
     """standaloneEnabled=false: one server is a quorum peer (leader of
-    itself) and a reconfig can add a second voter."""
-    with GrowingEnsemble(1, 1, extra=EXTRA + "\nstandaloneEnabled=false") as ens:
+    itself) and a reconfig can add a second voter; with skipACL=yes anyone
+    may ask. A restarted member reads zoo.cfg's dynamicConfigFile."""
+    extra = EXTRA + "\nstandaloneEnabled=false\nskipACL=yes"
+    with GrowingEnsemble(1, 1, extra=extra) as ens:
         assert ens.mode(1) == "leader"
         c = _client(ens.host(1))
         c.create("/before", b"1")
         ens.start_joiner(2, {1: "participant", 2: "participant"})
         ens.wait_serving([2])
-        text = _reconfig(ens.host(1), joining=ens.spec(2, "participant"))
+        text = _reconfig(ens.host(1), auth=False, joining=ens.spec(2, "participant"))
         assert ens.spec(2, "participant") in text
         c.create("/after", b"2")
         c.stop()
@@ -328,6 +330,13 @@ def test_standalone_disabled_single_server_grows():
             assert c2.exists("/before") and c2.exists("/after")
         finally:
             c2.stop()
+        wait_for(lambda: ens.config(2) == text, 20, what="member 2's config")
+        with open(ens.cfg_path(1)) as f:
+            assert "dynamicConfigFile=" in f.read()
+        ens.kill(1)
+        ens.start(1)
+        ens.wait_serving([1, 2])
+        assert ens.config(1) == text == ens.config(2)
         # back to one voter: allowed with standaloneEnabled=false
-        text = _reconfig(ens.host(1), leaving="2")
+        text = _reconfig(ens.host(1), auth=False, leaving="2")
         assert "server.2=" not in text

@@ -656,7 +656,8 @@ def parse_config(text: str, *, source: str = "zoo.cfg") -> tuple[ServerConfig, l
     if cfg.dynamic_config_file is not None and quorum["servers"] | quorum["groups"] | quorum["weights"]:
         line = min(line for part in quorum.values() for _, line in part.values())
         raise _fail(source, line, "dynamicConfigFile", "server/group/weight lines must be in the dynamic file")
-    _apply_quorum(cfg, quorum, source)
+    if cfg.dynamic_config_file is None:
+        _apply_quorum(cfg, quorum, source)   # else the dynamic file's lines, checked there
     return cfg, warnings
 
 
