@@ -305,6 +305,9 @@ class EnsembleRuntime(ServerRuntime):
         self._backpressure()
 
     def _execute(self, ready: Ready) -> None:
+        if ready.config is not None:
+            # first: a Dial below may name a server only the new config has
+            self._config_changed(ready.config)
         for write in ready.disk:
             self._disk.submit(write)
         for read in ready.reads:
@@ -324,8 +327,6 @@ class EnsembleRuntime(ServerRuntime):
             self._state_changed(ready.state)
         if ready.serving is not None:
             self._serving_changed(ready.serving)
-        if ready.config is not None:
-            self._config_changed(ready.config)
 
     # ---- dynamic reconfig: files, addresses, ports --------------------------------------
     def _config_changed(self, qv: QuorumVerifier) -> None:
@@ -374,7 +375,11 @@ class EnsembleRuntime(ServerRuntime):
         if isinstance(op, Send):
             self._quorum.send(op.server_id, op.packet)
         elif isinstance(op, Dial):
-            leader = self.config.servers[op.server_id]
+            leader = self.config.servers.get(op.server_id)
+            if leader is None:
+                log.warning("No address for leader %d in our config; not dialing", op.server_id)
+                asyncio.get_running_loop().call_soon(self._quorum_lost, op.server_id)
+                return
             self._quorum.dial(op.server_id, leader.host, leader.quorum_port)
         else:
             self._quorum.close(op.server_id)
