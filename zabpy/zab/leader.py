@@ -469,15 +469,20 @@ class Leader:
             self._on_newleader_ack(sid)
             return
         prop = self.outstanding.get(zxid)
-        if prop is None or not any(q.is_voter(sid) for q in prop.quorums):
-            return  # already committed, from an older term, or from a non-voter
+        if prop is None:
+            return  # already committed, or from an older term
+        qs = prop.quorums   # one config, or two while a reconfig is pending (L8)
+        if not (qs[0].is_voter(sid) or (len(qs) > 1 and qs[1].is_voter(sid))):
+            return  # not a voter of any config the proposal needs
         prop.acks[sid] = None
         self._commit_ready()
 
     def _commit_ready(self) -> None:
         while self.outstanding:
             zxid, prop = next(iter(self.outstanding.items()))
-            if not all(q.contains_quorum(prop.acks) for q in prop.quorums):
+            qs = prop.quorums
+            if not qs[0].contains_quorum(prop.acks) or \
+                    (len(qs) > 1 and not qs[1].contains_quorum(prop.acks)):
                 return
             del self.outstanding[zxid]
             self.history.append(prop.txn)
