@@ -106,6 +106,7 @@ class EnsembleRuntime(ServerRuntime):
                                sessions, accepted, current, random.Random(), _now_ms(),
                                timers=timers, snapshot_image=ForkedImage,
                                log_sync=c.snapshot_size_factor >= 0)
+        self.replica.changes = self.changes = self._change_log(tree)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush

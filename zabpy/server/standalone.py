@@ -269,6 +269,10 @@ class StandaloneServer:
         del self._close[:len(ready.close)]
         del self._logs[:len(ready.logs)]
 
+    # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
+    # changes (the HTTP API's watch streams and history); None: nothing kept.
+    changes = None
+
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
     OWNS_SESSIONS = True
@@ -751,6 +755,8 @@ class StandaloneServer:
                 self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
                 return
             res = self.tree.apply(item.hdr, item.txn)
+            if self.changes is not None:
+                self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
             self.pending.applied(item.hdr.zxid)
             notes = self._notifications(res.triggers)
             if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
@@ -830,6 +836,8 @@ class StandaloneServer:
             return
         self._sliced = None
         zxid = sl.item.hdr.zxid
+        if self.changes is not None:
+            self._record_change(sl.item.hdr, sl.item.txn, sl.out.triggers, sl.item.conn_id)
         if zxid > self.tree.last_processed_zxid:
             self.tree.last_processed_zxid = zxid
         self.pending.applied(zxid)
@@ -841,11 +849,14 @@ class StandaloneServer:
                 self._drain(conn)
         self._apply_logged()
 
-    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
+    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int, conn_id: int | None = None):
         """Apply a txn prepared elsewhere (another server, an earlier term):
-        the tree, the watches it fires and the session table."""
+        the tree, the watches it fires and the session table. ``conn_id``:
+        the connection here that sent it, if one did (for the change log)."""
         self.now_ms = now_ms
         res = self.tree.apply(hdr, txn)
+        if self.changes is not None:
+            self._record_change(hdr, txn, res.triggers, conn_id)
         self._fire(res.triggers)
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
@@ -920,6 +931,15 @@ class StandaloneServer:
         if hdr.type == OP.closeSession:
             entry.close_after = True
         self._drain(conn)
+
+    def _record_change(self, hdr: R.TxnHeader, txn, triggers: list, conn_id: int | None) -> None:
+        """An applied txn into the change log, with who sent it when the
+        sender is connected here (its ids and IP as of now)."""
+        conn = self.conns.get(conn_id) if conn_id is not None else None
+        who = None
+        if conn is not None:
+            who = (tuple(f"{i.scheme}:{i.id}" for i in conn.auth_ids), conn.peer_ip)
+        self.changes.record(hdr, triggers, txn, who)
 
     def _audit(self, lines: list) -> None:
         """Audit lines go out with the logs, marked for the audit logger."""
