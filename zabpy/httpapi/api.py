@@ -35,6 +35,7 @@ from .. import limits
 from ..jute import records as R
 from ..jute.codec import decode
 from ..jute.constants import ERR, OP, OpCode
+from ..tree.paths import validate_path
 from .loopback import CallError, Identity, SessionPool
 from .wire import (ApiError, acl_from_json, acl_json, create_flags, data_from_json, data_json,
                    error_body, multi_request, multi_results, stat_json)
@@ -75,10 +76,15 @@ def identity_of(request: web.Request) -> Identity:
     return Identity(ip, credentials, cert)
 
 
-def _path(request: web.Request) -> str:
+def _path(request: web.Request, sequential: bool = False) -> str:
+    """The ``path`` parameter, checked as ZooKeeper's clients check it before
+    sending (PathUtils.validatePath): the server would answer NONODE."""
     path = request.query.get("path")
     if path is None:
         raise ApiError(ERR.BADARGUMENTS, "the path query parameter is required")
+    problem = validate_path(path, sequential=sequential)
+    if problem is not None:
+        raise ApiError(ERR.BADARGUMENTS, f"invalid path {path!r}: {problem}")
     return path
 
 
@@ -180,9 +186,9 @@ class HttpApi:
                      zxid=zxid)
 
     async def create_node(self, request: web.Request) -> web.Response:
-        path = _path(request)
         body = await _body(request)
         flags, ttl = create_flags(body)
+        path = _path(request, sequential=bool(flags & 2))
         data, acl = data_from_json(body), acl_from_json(body.get("acl"))
         if ttl != -1:
             rec = R.CreateTTLRequest(path, data, acl, flags, ttl)

@@ -53,6 +53,7 @@ __all__ = ["StreamHub", "parse_zxid", "render_change"]
 log = logging.getLogger("zabpy.httpapi")
 
 KEEPALIVE_S = 15.0
+CHECK_S = 1.0     # an idle stream looks this often whether its client is still there
 
 
 def parse_zxid(text: str) -> int:
@@ -98,6 +99,7 @@ class StreamHub:
         self.changes = api.changes
         self._waiter: asyncio.Future | None = None
         self.count = 0
+        self.closing = False
         self._responses: set = set()
         self.changes.listener = self._changed
 
@@ -184,7 +186,8 @@ class StreamHub:
         try:
             await resp.prepare(request)
             await resp.write(f"retry: 1000\n: zabpy watch {prefix} from 0x{pos:x}\n\n".encode())
-            await self._pump(resp, upto, backlog, prefix, recursive, ids, skip_acl)
+            await self._pump(resp, request.transport, upto, backlog, prefix, recursive, ids,
+                             skip_acl)
         except (ConnectionResetError, asyncio.CancelledError):
             pass   # the client went away (or the server stops): nothing to answer
         finally:
@@ -192,7 +195,8 @@ class StreamHub:
             self._responses.discard(resp)
         return resp
 
-    async def _pump(self, resp, upto, backlog, prefix, recursive, ids, skip_acl) -> None:
+    async def _pump(self, resp, transport, upto, backlog, prefix, recursive, ids,
+                    skip_acl) -> None:
         """``backlog``: every change up to ``upto`` not yet sent (read in one turn)."""
         while True:
             out = []
@@ -206,11 +210,17 @@ class StreamHub:
             if out:
                 await resp.write(b"".join(out))
             pos = upto
-            if self.changes.last_zxid <= pos:
-                await self._wait_change(KEEPALIVE_S)
-                if self.changes.last_zxid <= pos:
+            idle_s = 0.0
+            while self.changes.last_zxid <= pos and not self.closing:
+                if transport is None or transport.is_closing():
+                    return   # the client went away
+                await self._wait_change(CHECK_S)
+                idle_s += CHECK_S
+                if idle_s >= KEEPALIVE_S:
                     await resp.write(b": keepalive\n\n")
-                    continue
+                    idle_s = 0.0
+            if self.closing:
+                return
             backlog = self.changes.since(pos)
             upto = self.changes.last_zxid
             if backlog is None:
@@ -220,6 +230,8 @@ class StreamHub:
                 return
 
     async def stop(self) -> None:
+        """Every stream ends (the server stops); their clients will resume elsewhere."""
+        self.closing = True
         self._changed()
 
 
