@@ -170,6 +170,9 @@ class ServerRuntime:
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
             enforce_quota=c.enforce_quota,
             send_budget_bytes=c.max_queued_bytes_per_connection,
+            ephemerals_per_session_max=c.max_ephemerals_per_session,
+            watches_per_session_max=c.max_watches_per_session,
+            request_bytes_per_connection_max=c.max_request_bytes_per_connection,
             auth=self.auth,
         )
 

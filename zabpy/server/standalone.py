@@ -49,6 +49,7 @@ from ..tree.watches import WatchManager
 from .ratelog import RateLogger
 from .. import limits
 from .settings import ServerSettings
+from .session_limits import SessionLimits, refusal
 from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
 
@@ -122,6 +123,7 @@ class Entry:
     body: bytes = b""
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
+    size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
 
 
 @dataclass
@@ -150,6 +152,10 @@ class Conn:
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
+    # per-session limits (server/session_limits.py): body bytes of the queued
+    # requests, and an upper bound of the watches this session holds
+    queued_bytes: int = 0
+    watches_asked: int = 0
     # ZooKeeper's per-connection response stats (ServerCnxn
     # updateStatsForResponse), shown by ``cons``: the op code of the last
     # answer (None: "NA"), its xid (a negative xid is not kept), the zxid
@@ -244,6 +250,9 @@ class StandaloneServer:
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
+        self.limits = SessionLimits(settings.ephemerals_per_session_max,
+                                    settings.watches_per_session_max,
+                                    settings.request_bytes_per_connection_max)
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
 
@@ -523,12 +532,28 @@ class StandaloneServer:
         entry = Entry(xid, op, req, is_write, received_ms=now_ms)
         if entry.is_write and not self.OWNS_SESSIONS:
             entry.body = bytes(body)  # a learner forwards the request as it came
+        if self.limits.on:
+            self._check_limits(conn, entry, len(body))
         conn.queue.append(entry)
         self.stats.outstanding += 1
         if entry.is_write:
             self._submit_write(conn, entry)
         else:
             self._drain(conn)
+
+    def _check_limits(self, conn: Conn, entry: Entry, size: int) -> None:
+        """Answer a request over a per-session limit with its error, in its place."""
+        out = refusal(self.limits, self, conn, entry.op, entry.req, size)
+        if self.limits.request_bytes_max:
+            entry.size = size
+            conn.queued_bytes += size
+        if out is None:
+            return
+        err, line = out
+        entry.reply = frame(entry.xid, self.tree.last_processed_zxid, err)
+        entry.is_write = False
+        if line is not None:
+            self._log(line, "warning")
 
     def _decode(self, op: int, body: memoryview):
         """The request record, ``None`` for ops without a body, ``_UNKNOWN``
@@ -948,6 +973,8 @@ class StandaloneServer:
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
+        if self.limits.logged:
+            self.limits.session_closed(sid)
         self.watches.remove_session(sid)
         owner = self.owner.pop(sid, None)
         if owner is not None and owner in self.conns:
@@ -1004,6 +1031,7 @@ class StandaloneServer:
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
             q.popleft()
+            conn.queued_bytes -= entry.size
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             self.stats.record_latency(latency, entry.is_write)
