@@ -116,9 +116,10 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
             cls = (p.get(name) or "").strip()
             if cls in _PROVIDERS:
                 schemes.add(_PROVIDERS[cls])
-    if cfg.secure_client_port:
+    if cfg.secure_client_port or (cfg.http_enabled and cfg.http_tls):
         # QuorumPeerConfig.configureSSLAuth: a secure client port registers
-        # the x509 provider (ssl.authProvider, default x509)
+        # the x509 provider (ssl.authProvider, default x509); so does zabpy's
+        # HTTP API served over TLS (its client certificates are x509 ids)
         schemes.add("x509")
     users = None
     jaas = p.get(JAAS_KEY) or _beside_cfg(cfg)
