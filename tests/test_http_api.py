@@ -310,3 +310,26 @@ def test_api_is_off_unless_enabled():
     with ZabpyServer(admin_server_port=port, admin_server_address="127.0.0.1"):
         status, _ = Api(port).get("/api/v1/node?path=/")
         assert status == 404
+
+
+def test_history_cli_from_the_api_and_from_the_data_dir(tmp_path):
+    import subprocess
+    import sys
+    zk, port = _server(data_dir=str(tmp_path))
+    with zk:
+        dave = Api(port, auth="dave:pw")
+        dave.post("/api/v1/node?path=/cli", {"data": "1"})
+        dave.put("/api/v1/node?path=/cli", {"data": "2"})
+        out = subprocess.run([sys.executable, "-m", "zabpy", "history", "/cli", "--url",
+                              f"http://127.0.0.1:{port}"], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert "setData" in lines[0] and "create" in lines[1]
+        assert f"digest:dave:{_digest('dave', 'pw')}" in lines[0] and "ip=127.0.0.1" in lines[0]
+    out = subprocess.run([sys.executable, "-m", "zabpy", "history", "/cli", "--data-dir",
+                          str(tmp_path), "--json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    import json
+    entries = json.loads(out.stdout)["entries"]
+    assert [(e["op"], e["auth_ids"]) for e in entries] == [("setData", None), ("create", None)]
