@@ -11,19 +11,21 @@ import pytest
 from zabpy.testing import ZabpyServer, free_ports, wait_for
 
 from httpclient import Api
-from test_x509 import pki  # noqa: F401  (the fixture: a CA, server, alice and bob)
+import test_x509
+
+pki = test_x509.pki   # the fixture: a CA, a server certificate, alice's and bob's
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")]
 
 
-def _ctx(pki, who):  # noqa: F811
+def _ctx(pki, who):
     ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     ctx.load_cert_chain(str(pki / f"{who}.pem"), str(pki / f"{who}.key"))
     return ctx
 
 
-def test_client_certificate_is_the_x509_identity(pki):  # noqa: F811
+def test_client_certificate_is_the_x509_identity(pki):
     http_port, = free_ports(1)
     cfg = "\n".join((
         "zabpy.http.enabled=true", f"zabpy.http.port={http_port}", "zabpy.http.address=127.0.0.1",
