@@ -305,6 +305,20 @@ def test_history_names_who_changed_a_znode(api_server):
     assert body["entries"][1]["session"] == f"0x{kz.client_id[0]:x}"
 
 
+def test_writes_need_a_json_content_type(api_server):
+    """A cross-site form post (text/plain, no CORS preflight) cannot act with
+    the browser's ip identity."""
+    import http.client
+    zk, api, kz = api_server
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    conn.request("POST", "/api/v1/node?path=/csrf", body=b'{"data": "x"}',
+                 headers={"Content-Type": "text/plain"})
+    resp = conn.getresponse()
+    assert resp.status == 415
+    conn.close()
+    assert kz.exists("/csrf") is None
+
+
 def test_api_is_off_unless_enabled():
     port, = free_ports(1)
     with ZabpyServer(admin_server_port=port, admin_server_address="127.0.0.1"):

@@ -157,6 +157,12 @@ class HttpApi:
     def _wrap(self, handler):
         async def run(request: web.Request):
             try:
+                if request.method != "GET" and request.content_type != "application/json":
+                    # a cross-site form or text/plain POST must not act with the
+                    # browser's identity (its IP): such a request is "simple" and
+                    # skips the CORS preflight; a JSON one does not
+                    raise ApiError(ERR.BADARGUMENTS, "a request that changes something "
+                                   "must be Content-Type: application/json", status=415)
                 return await handler(request)
             except ApiError as e:
                 return _json(error_body(e.code, str(e), request.query.get("path")), e.status)

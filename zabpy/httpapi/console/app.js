@@ -12,10 +12,8 @@ function join(parent, name) { return parent === "/" ? "/" + name : parent + "/" 
 
 async function call(method, url, body) {
   const opts = { method, headers: {} };
-  if (body !== undefined) {
-    opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body);
-  }
+  if (method !== "GET") opts.headers["Content-Type"] = "application/json";
+  if (body !== undefined) opts.body = JSON.stringify(body);
   const resp = await fetch(API + url, opts);
   const data = await resp.json();
   return { status: resp.status, data };
