@@ -53,6 +53,7 @@ __all__ = ["StreamHub", "parse_zxid", "render_change"]
 log = logging.getLogger("zabpy.httpapi")
 
 KEEPALIVE_S = 15.0
+RENDER_CACHE_MAX = 4096   # encoded messages kept for the streams to share
 CHECK_S = 1.0     # an idle stream looks this often whether its client is still there
 
 
@@ -72,25 +73,36 @@ def _under(path: str, prefix: str, recursive: bool) -> bool:
     return prefix == "/" or path.startswith(prefix + "/")
 
 
-def render_change(change, prefix: str, recursive: bool, ids: list, skip_acl: bool) -> bytes | None:
-    """The SSE message of one change for one reader, or None when nothing in it is theirs."""
-    events = []
-    for ev, path, acl in change.events:
-        if not _under(path, prefix, recursive):
-            continue
-        if not check_perm(acl, PERM.READ, ids, skip_acl):
-            continue
-        events.append({"type": EVENT_NAMES.get(ev, str(ev)), "path": path})
-    for path in change.quiet_paths:
-        if _under(path, prefix, recursive):
-            events.append({"type": "acl", "path": path})
-    if not events:
+def render_change(change, prefix: str, recursive: bool, ids: list, skip_acl: bool,
+                  cache: dict | None = None) -> bytes | None:
+    """The SSE message of one change for one reader, or None when nothing in it
+    is theirs. ``cache``: messages by (zxid, the events kept), shared by the
+    streams (many readers of one subtree encode each change once)."""
+    kept = []
+    for i, (ev, path, acl) in enumerate(change.events):
+        if _under(path, prefix, recursive) and check_perm(acl, PERM.READ, ids, skip_acl):
+            kept.append(i)
+    quiet = [p for p in change.quiet_paths if _under(p, prefix, recursive)]
+    if not kept and not quiet:
         return None
+    key = (change.zxid, tuple(kept), tuple(quiet))
+    if cache is not None:
+        msg = cache.get(key)
+        if msg is not None:
+            return msg
+    events = [{"type": EVENT_NAMES.get(change.events[i][0], str(change.events[i][0])),
+               "path": change.events[i][1]} for i in kept]
+    events += [{"type": "acl", "path": p} for p in quiet]
     body = {"zxid": change.zxid, "zxid_hex": f"0x{change.zxid:x}", "time": change.time_ms,
             "session": f"0x{change.session_id & 0xFFFFFFFFFFFFFFFF:x}",
             "op": OP_NAMES.get(change.op, str(change.op)), "events": events}
-    return (f"id: {change.zxid}\nevent: change\ndata: "
-            f"{json.dumps(body, separators=(',', ':'))}\n\n").encode()
+    msg = (f"id: {change.zxid}\nevent: change\ndata: "
+           f"{json.dumps(body, separators=(',', ':'))}\n\n").encode()
+    if cache is not None:
+        if len(cache) >= RENDER_CACHE_MAX:
+            cache.clear()
+        cache[key] = msg
+    return msg
 
 
 class StreamHub:
@@ -100,6 +112,7 @@ class StreamHub:
         self._waiter: asyncio.Future | None = None
         self.count = 0
         self.closing = False
+        self._rendered: dict = {}
         self._responses: set = set()
         self.changes.listener = self._changed
 
@@ -201,7 +214,7 @@ class StreamHub:
         while True:
             out = []
             for change in backlog:
-                msg = render_change(change, prefix, recursive, ids, skip_acl)
+                msg = render_change(change, prefix, recursive, ids, skip_acl, self._rendered)
                 if msg is not None:
                     out.append(msg)
                 if len(out) >= 512:

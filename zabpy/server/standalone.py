@@ -49,6 +49,7 @@ from ..tree.watches import WatchManager
 from .ratelog import RateLogger
 from .. import limits
 from .settings import ServerSettings
+from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
 from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
@@ -250,6 +251,9 @@ class StandaloneServer:
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
+        # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
+        # changes (the HTTP API's watch streams and history); None: nothing kept.
+        self.changes: ChangeLog | None = None
         self.limits = SessionLimits(settings.ephemerals_per_session_max,
                                     settings.watches_per_session_max,
                                     settings.request_bytes_per_connection_max)
@@ -277,10 +281,6 @@ class StandaloneServer:
         del self._send[:len(ready.send)]
         del self._close[:len(ready.close)]
         del self._logs[:len(ready.logs)]
-
-    # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
-    # changes (the HTTP API's watch streams and history); None: nothing kept.
-    changes = None
 
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
