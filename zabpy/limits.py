@@ -77,10 +77,9 @@ PENDING_TXNS_MAX = 10_000
 HTTP_CHANGE_LOG_SIZE_DEFAULT = 50_000
 # internal sessions the API keeps, one per identity (zabpy.http.sessionsMax)
 HTTP_SESSIONS_MAX_DEFAULT = 64
-# concurrent watch streams per server, and events one stream may have queued
-# unsent before it is cut (its client resumes with Last-Event-ID)
+# concurrent watch streams per server (a stream's writes wait for its own
+# socket; one that falls behind the change log is cut with ``event: gone``)
 HTTP_STREAMS_MAX = 1024
-HTTP_STREAM_BACKLOG_BYTES_MAX = 4 * 1024 * 1024
 # an API request body (a znode's data is at most jute.maxbuffer, base64 grows it by 4/3)
 HTTP_BODY_BYTES_MAX = 2 * JUTE_MAXBUFFER
 # entries one history answer may list

@@ -310,5 +310,8 @@ class SessionPool:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        # The server is stopping (an ensemble member's quorum may be gone
+        # already): the connections just close; the sessions expire.
         sessions, self._sessions = list(self._sessions.values()), OrderedDict()
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for s in sessions:
+            s.transport.close()
