@@ -78,3 +78,34 @@ def test_events_read_back_from_a_log_match_the_trees():
         fired = [(ev, p) for ev, p, _acl in tree.apply(hdr, txn).triggers]
         derived = [(ev, p) for ev, p, _acl in events_of_txn(op, txn, lambda _p: acl)]
         assert sorted(derived) == sorted(fired), (op, fired, derived)
+
+
+def _write_log(directory, zxids):
+    from zabpy.storage.txnlog import encode_entry, encode_file_header
+    vdir = directory / "version-2"
+    vdir.mkdir(exist_ok=True)
+    body = [encode_file_header()]
+    for z in zxids:
+        body.append(encode_entry(R.TxnHeader(7, 1, z, 1000, OP.setData),
+                                 R.SetDataTxn(f"/n{z:x}", b"", 1)))
+    (vdir / f"log.{zxids[0]:x}").write_bytes(b"".join(body) + bytes(16))
+
+
+def test_logs_are_read_back_only_where_they_hold_every_txn(tmp_path):
+    """A member given a SNAP has logs with a gap before its snapshot: a resume
+    across it must be refused (410), never served with changes missing."""
+    from zabpy.httpapi.disklog import oldest_on_disk, read_changes
+    epoch1 = 1 << 32
+    _write_log(tmp_path, [1, 2, 3, 4, 5])
+    _write_log(tmp_path, [epoch1 | 1, epoch1 | 2])        # the next epoch: no gap
+    _write_log(tmp_path, [(3 << 32) | 7, (3 << 32) | 8])  # after a SNAP: a gap
+    d = str(tmp_path)
+    acl = lambda _p: ()  # noqa: E731
+    assert oldest_on_disk(d) == 0
+    assert [c.zxid for c in read_changes(d, 0, epoch1 | 2, acl)] == [1, 2, 3, 4, 5, epoch1 | 1,
+                                                                       epoch1 | 2]
+    assert [c.zxid for c in read_changes(d, 3, 5, acl)] == [4, 5]
+    assert read_changes(d, 0, (3 << 32) | 8, acl) is None      # across the gap
+    assert read_changes(d, 2, 9, acl) is None                  # past what the logs hold
+    assert [c.zxid for c in read_changes(d, (3 << 32) | 6, (3 << 32) | 8, acl)] == [
+        (3 << 32) | 7, (3 << 32) | 8]

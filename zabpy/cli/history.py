@@ -42,14 +42,40 @@ def _from_url(url: str, path: str, limit: int, user: str | None) -> dict:
 
 
 def _from_data_dir(data_dir: str, path: str, limit: int) -> dict:
-    from ..httpapi.disklog import oldest_on_disk, read_changes
+    from ..httpapi.disklog import oldest_on_disk
     from ..httpapi.history import history_entries
     oldest = oldest_on_disk(data_dir)
     if oldest is None:
         raise SystemExit(f"zabpy history: no txn logs in {data_dir}")
-    changes = read_changes(data_dir, oldest, 2**63 - 1, lambda _p: ())
+    changes, since = _contiguous_tail(data_dir, oldest)
     return {"path": path, "entries": history_entries(reversed(changes), path, None, True, limit),
-            "complete_from_zxid": oldest}
+            "complete_from_zxid": since}
+
+
+def _contiguous_tail(data_dir: str, oldest: int):
+    """The newest run of log files without a gap (a SNAP or a purge leaves one)."""
+    from ..httpapi.disklog import read_changes
+    from ..storage.datadir import LOG_PREFIX, list_zxid_files, version_dir
+    starts = [z - 1 for z, _p in list_zxid_files(version_dir(data_dir), LOG_PREFIX)]
+    last = _last_zxid(data_dir)
+    for since in starts:
+        changes = read_changes(data_dir, since, last, lambda _p: ())
+        if changes is not None:
+            return changes, since
+    return [], last
+
+
+def _last_zxid(data_dir: str) -> int:
+    from ..storage.datadir import LOG_PREFIX, list_zxid_files, version_dir
+    from ..storage.txnlog import scan_log
+    files = list_zxid_files(version_dir(data_dir), LOG_PREFIX)
+    last = 0
+    for _z, path in files[-2:]:
+        with open(path, "rb") as f:
+            entries = scan_log(f.read()).entries
+        if entries:
+            last = max(last, entries[-1][1])
+    return last
 
 
 def _line(e: dict) -> str:

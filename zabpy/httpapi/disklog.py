@@ -13,9 +13,12 @@ removed), each tagged with the ACL ``acl_of(path)`` gives now (the txn log
 does not hold ACLs; a reader is checked against today's ACL of the node, or
 of its nearest existing ancestor). Who sent a txn is not in the log.
 
-``oldest_on_disk(log_dir)`` is the lowest zxid a reader can resume from
-there: the first log file's first zxid less one. A failed txn, or one that
-does not decode, changes nothing and is skipped, as ZooKeeper's replay does.
+``oldest_on_disk(log_dir)`` is the lowest zxid a reader may try to resume
+from there: the first log file's first zxid less one. ``read_changes``
+answers only a range the logs hold whole: each txn must follow the one
+before it (the next counter, or counter 1 of the next epoch) up to the
+upper end, else None (the caller answers 410): a member given a SNAP has
+logs with a gap before its snapshot, and that gap must not pass unseen.
 
 Runs in a worker thread: it only reads files.
 """
@@ -83,8 +86,21 @@ def events_of_txn(ttype: int, txn, acl_of) -> list:
     return out
 
 
-def read_changes(data_log_dir: str, after_zxid: int, upto_zxid: int, acl_of) -> list[Change]:
-    """The changes with after_zxid < zxid <= upto_zxid found in the txn logs, in order."""
+def _follows(last: int, zxid: int) -> bool:
+    """``zxid`` is the txn right after ``last`` with nothing between: the next
+    counter of the epoch, or the first of the next epoch. A jump (a member
+    that was given a SNAP, logs purged in between, an epoch whose txns this
+    log lacks, or one in which nothing was written) cannot be told from a gap,
+    so it is taken as one: the reader gets 410 rather than a silent miss."""
+    if zxid >> 32 == last >> 32:
+        return zxid == last + 1
+    return zxid >> 32 == (last >> 32) + 1 and zxid & 0xFFFFFFFF == 1
+
+
+def read_changes(data_log_dir: str, after_zxid: int, upto_zxid: int,
+                 acl_of) -> list[Change] | None:
+    """The changes with after_zxid < zxid <= upto_zxid from the txn logs, in
+    order; None unless the logs hold every txn of that range (no gap)."""
     out: list[Change] = []
     last = after_zxid
     for _first, path in logs_from(_log_dir(data_log_dir), after_zxid + 1):
@@ -92,14 +108,16 @@ def read_changes(data_log_dir: str, after_zxid: int, upto_zxid: int, acl_of) -> 
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            continue   # purged meanwhile
+            return None   # purged meanwhile
         for _off, zxid, payload in scan_log(data).entries:
             if zxid <= last or zxid > upto_zxid:
                 continue
+            if not _follows(last, zxid):
+                return None
             try:
                 hdr, txn, _digest = decode_payload(payload)
             except DecodeError:
-                continue
+                return None
             last = zxid
             events = events_of_txn(hdr.type, txn, acl_of)
             quiet = (txn.path,) if hdr.type == OP.setACL and txn is not None else ()
@@ -107,7 +125,7 @@ def read_changes(data_log_dir: str, after_zxid: int, upto_zxid: int, acl_of) -> 
                 out.append(Change(zxid, hdr.time, hdr.clientId, hdr.type, tuple(events), quiet))
         if last >= upto_zxid:
             break
-    return out
+    return out if last == upto_zxid else None
 
 
 def acl_lookup(tree):

@@ -69,8 +69,9 @@ async def history_answer(rt, changes, path: str, limit: int, ids) -> dict:
         if oldest is not None and oldest < complete_from:
             older = await asyncio.to_thread(read_changes, d, oldest, complete_from,
                                             acl_lookup(rt.server.tree))
-            entries += history_entries(reversed(older), path, ids, skip_acl,
-                                       limit - len(entries))
-            complete_from = oldest
+            if older is not None:   # else the logs have a gap: memory only
+                entries += history_entries(reversed(older), path, ids, skip_acl,
+                                           limit - len(entries))
+                complete_from = oldest
     return {"path": path, "entries": entries, "complete_from_zxid": complete_from,
             "sources": "memory (ids and client IP) then txn logs (zxid, time, op, session)"}

@@ -151,6 +151,8 @@ class StreamHub:
         if tree is None:
             return None
         older = await asyncio.to_thread(read_changes, d, since, upto, acl_lookup(tree))
+        if older is None:
+            return None   # the logs do not hold that range whole
         newer = self.changes.since(upto)
         if newer is None:
             return None
