@@ -48,10 +48,8 @@ class SessionLimits:
         self.request_bytes_max = request_bytes_max
         self.logged: dict[tuple[int, str], None] = {}   # (session, kind) already logged
         self.refused = 0
-
-    @property
-    def on(self) -> bool:
-        return bool(self.ephemerals_max or self.watches_max or self.request_bytes_max)
+        # a plain attribute: the server core reads it on every request
+        self.on = bool(ephemerals_max or watches_max or request_bytes_max)
 
     def session_closed(self, session_id: int) -> None:
         for kind in ("ephemerals", "watches", "request bytes"):
