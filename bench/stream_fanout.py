@@ -59,6 +59,19 @@ def _start_server(home: str, client_port: int, http_port: int) -> subprocess.Pop
     return proc
 
 
+def _wait_http(port: int, timeout_s: float = 30) -> None:
+    import socket
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP API did not open port {port}") from None
+            time.sleep(0.05)
+
+
 class Subscriber:
     def __init__(self):
         self.zxids: list[int] = []
@@ -181,7 +194,7 @@ def main(argv=None) -> int:
         client_port, http_port = free_port(), free_port()
         proc = _start_server(home, client_port, http_port)
         try:
-            time.sleep(0.5)   # the HTTP API starts beside the client port
+            _wait_http(http_port)   # the HTTP API starts beside the client port
             base = asyncio.run(_run(0, args.rate, args.duration, http_port, client_port,
                                     proc.pid))
             res = asyncio.run(_run(args.subscribers, args.rate, args.duration, http_port,
