@@ -14,6 +14,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from zabpy.testing import ZabpyServer, free_ports, wait_for
+from zabpy.testing.ensemble import ZabpyEnsemble
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -30,8 +31,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser():
     profile = tempfile.mkdtemp(prefix="zabpy-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -150,3 +151,27 @@ def _serving(port: int) -> bool:
         return ok
     except OSError:
         return False
+
+
+def test_console_shows_the_ensembles_members_and_roles(browser, tmp_path):
+    ens = ZabpyEnsemble(3)
+    ports = dict(zip(ens.sids, free_ports(len(ens.sids))))
+    for sid in ens.sids:
+        with open(ens.cfg_path(sid), "a") as f:
+            f.write(f"zabpy.http.enabled=true\nzabpy.http.port={ports[sid]}\n"
+                    "zabpy.http.address=127.0.0.1\n")
+    shots = Shots(browser, str(tmp_path / "console-artifacts"))
+    with ens:
+        leader = ens.leader()
+        follower = next(s for s in ens.sids if s != leader)
+        port = ports[follower]
+        wait_for(lambda: _serving(port), 20, what="the HTTP API")
+        browser.get(f"http://127.0.0.1:{port}/console/")
+        _wait(browser, lambda d: "mode follower" in _text(d, "server-line"), "the mode")
+        rows = _wait(browser, lambda d: [r.text for r in d.find_elements(
+            By.CSS_SELECTOR, "#members tbody tr")] if len(d.find_elements(
+                By.CSS_SELECTOR, "#members tbody tr")) == 3 else None, "three members")
+        assert f"{leader} 127.0.0.1 leader" in rows
+        assert f"{follower} (this) 127.0.0.1 follower" in rows
+        assert _text(browser, "fig-server_state") == "follower"
+        shots.take("ensemble")
