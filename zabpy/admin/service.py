@@ -78,6 +78,8 @@ class OperationsServices:
                                     c.admin_command_url, extra)
             if extra is not None and self.admin is not None:
                 self.http_port = self.admin.port
+                log.info("Started the HTTP API on the AdminServer's port %d (/api/v1, "
+                         "/watch, /console/)", self.http_port)
         elif extra is not None:
             log.error("zabpy.http.enabled without zabpy.http.port needs the AdminServer "
                       "(admin.enableServer=true); the HTTP API is not started")
