@@ -196,3 +196,7 @@ FAIL_STOP_SHUTDOWN_MS = 5_000
 
 # RFC 2831: a DIGEST-MD5 digest-response is at most 4096 bytes (auth/digest_md5.py)
 SASL_DIGEST_RESPONSE_MAX = 4096
+# A SASL token on the quorum/election ports or a GSSAPI token from a client
+# (a Kerberos AP-REQ with a PAC runs to several KiB; the JDK accepts 64 KiB)
+SASL_TOKEN_MAX = 65536
+assert SASL_TOKEN_MAX >= SASL_DIGEST_RESPONSE_MAX
