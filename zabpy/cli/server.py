@@ -150,6 +150,8 @@ def main(argv: list[str]) -> int:
         set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
+    if auth.sasl_mechanism is not None:
+        log.info("SASL (GSSAPI, Kerberos) on: the JAAS file %s", jaas_path(cfg))
     if auth.sasl_users is not None:
         log.info("SASL (DIGEST-MD5) on: %d user(s) from the JAAS file %s",
                  len(auth.sasl_users), jaas_path(cfg))
