@@ -85,8 +85,10 @@ class Ensemble:
     """Members of one ensemble, each ``zabpy`` or ``java``, with per-member
     extra zoo.cfg text and JAAS file."""
 
-    def __init__(self, kinds: dict[int, str], extra: dict[int, str], jaas_text: dict[int, str] | None = None):
+    def __init__(self, kinds: dict[int, str], extra: dict[int, str], jaas_text: dict[int, str] | None = None,
+                 java_flags: tuple[str, ...] = ()):
         self.kinds = kinds
+        self.java_flags = java_flags
         self.dir = tempfile.mkdtemp(prefix="zabpy-qsec-")
         ports = iter(free_ports(3 * len(kinds)))
         self.client = {s: next(ports) for s in kinds}
@@ -136,7 +138,7 @@ class Ensemble:
             # lists netty-handler but not netty-codec, and without it Java's election
             # listener thread dies (NoClassDefFoundError) on its first TLS connection
             cmd = ["java", "-Xmx192m", "-XX:TieredStopAtLevel=1", "-cp", ":".join(JAVA_JARS + NETTY),
-                   f"-Dlog4j.configuration=file:{log4j}", *flags, *os.environ.get("ZABPY_TEST_JAVA_FLAGS", "").split(),
+                   f"-Dlog4j.configuration=file:{log4j}", *flags, *self.java_flags,
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", self._path(sid, "zoo.cfg")]
         out = self._path(sid, "server.log" if self.kinds[sid] == "zabpy" else "stdout.log")
         with open(out, "ab") as f:
@@ -251,14 +253,59 @@ def test_port_unification_takes_plain_and_tls_peers(pki):
         e.replicate([1, 2, 3])
 
 
-def test_pkcs12_key_store(pki):
-    p12 = (f"sslQuorum=true\nssl.quorum.keyStore.location={pki}/quorum.p12\n"
-           "ssl.quorum.keyStore.password=secret\n"
-           f"ssl.quorum.trustStore.location={pki}/ca.pem\nssl.quorum.trustStore.type=PEM\n")
-    with Ensemble({1: "zabpy", 2: "zabpy"}, {1: p12, 2: tls_keys(pki)}) as e:
-        for s in (1, 2):
-            e.start(s)
-        e.wait_serving([1, 2])
+def _quorum_cfg(text: str):
+    from zabpy.runtime.config import parse_config
+    cfg, _ = parse_config("tickTime=200\ninitLimit=10\nsyncLimit=5\nclientPort=2181\n"
+                          "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n" + text)
+    return cfg
+
+
+def test_pkcs12_key_store_handshakes_with_a_pem_peer(pki):
+    """A PKCS12 key store (ZooKeeper's other portable type) read with
+    cryptography: a real TLS handshake over a socket pair, the PKCS12 side
+    accepting a PEM-configured dialer that verifies its certificate."""
+    import socket
+    import threading
+
+    from zabpy.runtime.quorum_security import load_quorum_security
+    from zabpy.runtime.security import AuthConfigError
+    p12 = _quorum_cfg(f"sslQuorum=true\nssl.quorum.keyStore.location={pki}/quorum.p12\n"
+                      "ssl.quorum.keyStore.password=secret\n"
+                      f"ssl.quorum.trustStore.location={pki}/ca.pem\n")
+    pem = _quorum_cfg(tls_keys(pki))
+    server_ctx = load_quorum_security(p12, environ={}).tls_server.get()
+    client_ctx = load_quorum_security(pem, environ={}).tls_client.get()
+    a, b = socket.socketpair()
+    seen = {}
+
+    def serve():
+        with server_ctx.wrap_socket(a, server_side=True) as s:
+            seen["client"] = s.getpeercert()["subject"]
+            s.sendall(b"ok")
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with client_ctx.wrap_socket(b, server_hostname="127.0.0.1") as c:
+        assert c.recv(2) == b"ok"
+        assert dict(x[0] for x in c.getpeercert()["subject"])["commonName"] == "quorum"
+    t.join(10)
+    assert dict(x[0] for x in seen["client"])["commonName"] == "quorum"
+    with pytest.raises(AuthConfigError, match="PKCS12"):  # the wrong password
+        load_quorum_security(_quorum_cfg(
+            f"sslQuorum=true\nssl.quorum.keyStore.location={pki}/quorum.p12\n"
+            "ssl.quorum.keyStore.password=nope\n"), environ={})
+
+
+def test_unreadable_store_types_stop_the_server(pki):
+    from zabpy.runtime.quorum_security import load_quorum_security
+    from zabpy.runtime.security import AuthConfigError
+    with pytest.raises(AuthConfigError, match="JKS"):
+        load_quorum_security(_quorum_cfg(
+            f"sslQuorum=true\nssl.quorum.keyStore.location={pki}/quorum.jks\n"), environ={})
+    with pytest.raises(AuthConfigError, match="keyStore.location"):
+        load_quorum_security(_quorum_cfg("sslQuorum=true\n"), environ={})
+    with pytest.raises(AuthConfigError, match="enableSasl"):
+        load_quorum_security(_quorum_cfg("quorum.auth.serverRequireSasl=true\n"), environ={})
 
 
 # ---- SASL -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ Pure: tokens in, packets and verdicts out; the runtime owns the sockets
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ class QuorumSaslSettings:
     learner_password: str | None = None     # QuorumLearner: password
     server_users: Mapping[str, str] = field(default_factory=dict)  # QuorumServer: user_NAME
     nonce_source: Callable[[int], bytes] | None = None
+    # Kerberos (sections with Krb5LoginModule), made by the runtime:
+    # server_mechanism() -> a GSSAPI acceptor; learner_mechanism(host) -> an
+    # initiator for quorum.auth.kerberos.servicePrincipal on that host
+    server_mechanism: Callable[[], object] | None = None
+    learner_mechanism: Callable[[str], object] | None = None
+    authz_hosts: frozenset[str] = frozenset()   # the ensemble's server hosts
 
 
 def encode_auth_packet(status: int, token: bytes | None) -> bytes:
@@ -104,15 +111,18 @@ class QuorumAuthServer:
     is kept is ``keep`` (serverRequireSasl=false keeps it)."""
 
     def __init__(self, s: QuorumSaslSettings):
-        assert s.nonce_source is not None, "the runtime injects the nonce source"
         self.s = s
-        self.mech = DigestMD5Server(lambda u: s.server_users.get(u), s.nonce_source,
-                                    realm=QUORUM_SERVER_NAME, service=QUORUM_SERVICE,
-                                    server_name=QUORUM_SERVER_NAME)
         self.tries = 0
         self.authenticated = False
         self.error: str | None = None
         self.user: str | None = None
+        if s.server_mechanism is not None:
+            self.mech = s.server_mechanism()
+            return
+        assert s.nonce_source is not None, "the runtime injects the nonce source"
+        self.mech = DigestMD5Server(lambda u: s.server_users.get(u), s.nonce_source,
+                                    realm=QUORUM_SERVER_NAME, service=QUORUM_SERVICE,
+                                    server_name=QUORUM_SERVER_NAME)
 
     @property
     def keep(self) -> bool:
@@ -133,9 +143,15 @@ class QuorumAuthServer:
             if authz is not None and authz != authc:  # the AuthorizeCallback's rule
                 self.error = f"{authc} may not act as {authz}"
                 return encode_auth_packet(STATUS.ERROR, b""), True
+            if self.s.server_mechanism is not None:
+                # Kerberos: the principal's host must be one of the ensemble's
+                parts = re.split(r"[/@]", authc or "")
+                if len(parts) != 3 or parts[1] not in self.s.authz_hosts:
+                    self.error = f"SASL authorization completed, {authc} is not authorized to connect"
+                    return encode_auth_packet(STATUS.ERROR, b""), True
             self.authenticated = True
             self.user = authc
-            return encode_auth_packet(STATUS.SUCCESS, challenge), True
+            return encode_auth_packet(STATUS.SUCCESS, challenge or None), True
         self.tries += 1
         if self.tries > MAX_RETRIES:
             self.error = f"retries={self.tries} exceeded"
@@ -149,14 +165,21 @@ class QuorumAuthLearner:
     send, or None once the exchange succeeded; it raises QuorumAuthError
     when the server refuses or answers wrongly."""
 
-    def __init__(self, s: QuorumSaslSettings):
+    def __init__(self, s: QuorumSaslSettings, host: str = ""):
+        if s.learner_mechanism is not None:
+            self.mech = s.learner_mechanism(host)
+            return
         assert s.nonce_source is not None and s.learner_user is not None
         self.mech = DigestMD5Client(s.learner_user, s.learner_password or "", s.nonce_source,
                                     service=QUORUM_SERVICE, server_name=QUORUM_SERVER_NAME)
 
-    @staticmethod
-    def first() -> bytes:
-        return encode_auth_packet(STATUS.IN_PROGRESS, b"")
+    def first(self) -> bytes:
+        """The opening packet: GSSAPI's initial token, DIGEST-MD5's empty one."""
+        initial = getattr(self.mech, "initial", None)
+        try:
+            return encode_auth_packet(STATUS.IN_PROGRESS, initial() if initial else b"")
+        except SaslError as e:
+            raise QuorumAuthError(str(e)) from None
 
     def receive(self, status: int, token: bytes | None) -> bytes | None:
         if status == STATUS.ERROR:

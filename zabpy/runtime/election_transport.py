@@ -189,7 +189,7 @@ class ElectionTransport:
                 # end decides which link survives
                 try:
                     await learner_handshake(reader, writer, self.security,
-                                            f"server {sid} at election address {host}:{port}")
+                                            f"server {sid} at election address {host}:{port}", host)
                 except QuorumAuthError:
                     writer.close()
                     return

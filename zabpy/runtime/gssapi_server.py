@@ -121,3 +121,51 @@ def gssapi_factory(principal: str, keytab: str | None):
     if isinstance(probe._stage, SaslError):
         raise GssapiUnavailable(str(probe._stage))
     return lambda: GssapiServer(principal, keytab)
+
+
+class GssapiClient:
+    """The initiator's side of the same exchange, as a quorum learner runs
+    it with a Kerberos ``QuorumLearner`` section: an initial token, the
+    server's AP-REP, then the wrapped layer offer answered with "no security
+    layer" and our principal as the authorization id. ``evaluate`` returns
+    the next token (None once nothing more is to be sent)."""
+
+    def __init__(self, principal: str, keytab: str | None, service_principal: str):
+        gssapi = _gssapi()
+        self._gssapi = gssapi
+        self.principal = principal
+        # tickets from the keytab go to this process's own memory cache, never
+        # to a shared KRB5CCNAME another server (or user) writes too
+        store = {"client_keytab": keytab, "ccache": f"MEMORY:zabpy-quorum-{principal}"} \
+            if keytab else None
+        name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+        target = gssapi.Name(service_principal, gssapi.NameType.kerberos_principal)
+        try:
+            creds = gssapi.Credentials(name=name, usage="initiate", store=store)
+            self._ctx = gssapi.SecurityContext(name=target, creds=creds, usage="initiate",
+                                               flags=gssapi.RequirementFlag.mutual_authentication)
+        except gssapi.exceptions.GSSError as e:
+            raise SaslError(f"GSSAPI: cannot log in as {principal} to {service_principal}: {e}") from None
+        self.complete = False
+
+    def initial(self) -> bytes:
+        try:
+            return self._ctx.step() or b""
+        except self._gssapi.exceptions.GSSError as e:
+            raise SaslError(f"GSSAPI: {e}") from None
+
+    def evaluate(self, challenge: bytes) -> bytes | None:
+        try:
+            if not self._ctx.complete:
+                out = self._ctx.step(challenge) or b""
+                return out
+            if self.complete:
+                raise SaslError("GSSAPI: authentication already completed")
+            offer = self._ctx.unwrap(challenge).message
+            if len(offer) != 4 or not offer[0] & _NO_SECURITY_LAYER:
+                raise SaslError("GSSAPI: the server offers no 'no security layer'")
+            choice = struct.pack(">I", (_NO_SECURITY_LAYER << 24)) + self.principal.encode("utf-8")
+            self.complete = True
+            return self._ctx.wrap(choice, False).message
+        except self._gssapi.exceptions.GSSError as e:
+            raise SaslError(f"GSSAPI: {e}") from None

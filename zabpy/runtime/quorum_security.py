@@ -36,12 +36,13 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 
+from ..auth.digest_md5 import SaslError
 from ..auth.jaas import JaasError, digest_credentials, parse_jaas
 from ..auth.quorum_auth import (HEAD_BYTES, STATUS, QuorumAuthError, QuorumAuthLearner,
                                 QuorumAuthServer, QuorumSaslSettings, encode_auth_packet,
                                 is_auth_magic, parse_auth_head)
 from .config import ServerConfig
-from .security import JAAS_KEY, AuthConfigError, _beside_cfg, _Props
+from .security import JAAS_KEY, KRB5_LOGIN_MODULE, AuthConfigError, _beside_cfg, _Props
 
 __all__ = ["QuorumSecurity", "load_quorum_security", "start_server", "open_connection",
            "learner_handshake", "server_handshake", "QuorumAuthError"]
@@ -229,11 +230,16 @@ def _quorum_sasl(cfg: ServerConfig, p: _Props) -> QuorumSaslSettings | None:
         if not sections.get(name):
             raise AuthConfigError(f"SASL-authentication failed because the specified JAAS "
                                   f"configuration section '{name}' could not be found.")
+    kerberos = {name: [m for m in sections[name] if m.class_name == KRB5_LOGIN_MODULE]
+                for name in (learner_ctx, server_ctx)}
+    if kerberos[learner_ctx] or kerberos[server_ctx]:
+        return _quorum_kerberos(cfg, kerberos, learner_ctx, server_ctx, learner_require,
+                                server_require)
     for name in (learner_ctx, server_ctx):
         for m in sections[name]:
             if m.class_name != DIGEST_LOGIN_MODULE:
                 raise AuthConfigError(f"quorum SASL: section '{name}' uses {m.class_name}; zabpy "
-                                      "authenticates servers with DIGEST-MD5 (DigestLoginModule) only")
+                                      "reads DigestLoginModule and Krb5LoginModule only")
     learner = sections[learner_ctx][0].options
     if "username" not in learner:
         raise AuthConfigError(f"quorum SASL: section '{learner_ctx}' has no username")
@@ -243,6 +249,47 @@ def _quorum_sasl(cfg: ServerConfig, p: _Props) -> QuorumSaslSettings | None:
                               learner_password=learner.get("password", ""),
                               server_users=digest_credentials(sections[server_ctx]),
                               nonce_source=secrets.token_bytes)
+
+
+def _quorum_kerberos(cfg: ServerConfig, kerberos, learner_ctx: str, server_ctx: str,
+                     learner_require: bool, server_require: bool) -> QuorumSaslSettings:
+    """Kerberos between servers: both sections log in with Krb5LoginModule
+    (keytab and principal); the learner asks for
+    quorum.auth.kerberos.servicePrincipal (``_HOST`` becomes the dialed
+    host), the server accepts principals whose host is an ensemble member's."""
+    from .gssapi_server import GssapiClient, GssapiServer, GssapiUnavailable, gssapi_factory
+
+    def login(name: str) -> tuple[str, str | None]:
+        if not kerberos[name]:
+            raise AuthConfigError(f"quorum SASL: section '{name}' must use Krb5LoginModule as "
+                                  "the other one does")
+        o = kerberos[name][0].options
+        if not o.get("principal"):
+            raise AuthConfigError(f"quorum SASL: section '{name}' has no principal")
+        keytab = o.get("keyTab") if o.get("useKeyTab", "false").lower() == "true" else None
+        return o["principal"], keytab
+
+    server_principal, server_keytab = login(server_ctx)
+    learner_principal, learner_keytab = login(learner_ctx)
+    service = cfg.raw.get("quorum.auth.kerberos.servicePrincipal") or "zkquorum/localhost"
+    realm = learner_principal.split("@", 1)[1] if "@" in learner_principal else ""
+
+    def target(host: str) -> str:
+        parts = service.split("/")
+        name = f"{parts[0]}/{host.lower()}" if len(parts) == 2 and parts[1] == "_HOST" else service
+        return name if "@" in name or not realm else f"{name}@{realm}"
+
+    try:
+        server_mechanism = gssapi_factory(server_principal, server_keytab)
+    except GssapiUnavailable as e:
+        raise AuthConfigError(f"quorum SASL: section '{server_ctx}': {e}") from None
+    assert GssapiServer is not None
+    log.info("Using Kerberos (GSSAPI) for quorum authorization")
+    return QuorumSaslSettings(
+        enabled=True, learner_require=learner_require, server_require=server_require,
+        server_mechanism=server_mechanism,
+        learner_mechanism=lambda host: GssapiClient(learner_principal, learner_keytab, target(host)),
+        authz_hosts=frozenset(s.host for s in cfg.servers.values()))
 
 
 def load_quorum_security(cfg: ServerConfig, environ=None) -> QuorumSecurity | None:
@@ -405,12 +452,13 @@ async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes | None]
 
 
 async def learner_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            sec: QuorumSecurity, what: str) -> None:
-    """Authenticate to the server we dialed; raises QuorumAuthError (logged)."""
+                            sec: QuorumSecurity, what: str, host: str = "") -> None:
+    """Authenticate to the server we dialed (at ``host``: Kerberos names its
+    service principal after it); raises QuorumAuthError (logged)."""
     if not sec.sasl_learner:
         return
-    learner = QuorumAuthLearner(sec.sasl)
     try:
+        learner = QuorumAuthLearner(sec.sasl, host)
         async with asyncio.timeout(sec.handshake_timeout_s):
             writer.write(learner.first())
             while True:
@@ -419,8 +467,8 @@ async def learner_handshake(reader: asyncio.StreamReader, writer: asyncio.Stream
                 if out is None:
                     break
                 writer.write(out)
-    except (QuorumAuthError, OSError, asyncio.IncompleteReadError, TimeoutError) as e:
-        reason = e if isinstance(e, QuorumAuthError) else f"{type(e).__name__}: {e}"
+    except (QuorumAuthError, SaslError, OSError, asyncio.IncompleteReadError, TimeoutError) as e:
+        reason = e if isinstance(e, (QuorumAuthError, SaslError)) else f"{type(e).__name__}: {e}"
         log.error("Quorum SASL authentication to %s failed: %s", what, reason)
         raise QuorumAuthError(str(reason)) from None
     log.info("Successfully completed the authentication using SASL. server addr: %s, status: SUCCESS",

@@ -231,7 +231,7 @@ class QuorumTransport:
             if self.security is not None:
                 try:
                     await learner_handshake(reader, writer, self.security,
-                                            f"leader {sid} at {host}:{port}")
+                                            f"leader {sid} at {host}:{port}", host)
                 except QuorumAuthError as e:
                     writer.close()
                     raise OSError(f"quorum SASL authentication failed: {e}") from None
