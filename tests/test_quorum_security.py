@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,8 +93,8 @@ class Ensemble:
         self.dir = tempfile.mkdtemp(prefix="zabpy-qsec-")
         ports = iter(free_ports(3 * len(kinds)))
         self.client = {s: next(ports) for s in kinds}
-        quorum = {s: next(ports) for s in kinds}
-        election = {s: next(ports) for s in kinds}
+        self.quorum = quorum = {s: next(ports) for s in kinds}
+        self.election = election = {s: next(ports) for s in kinds}
         servers = [f"server.{s}=127.0.0.1:{quorum[s]}:{election[s]}" for s in kinds]
         self.procs: dict[int, subprocess.Popen] = {}
         for s in kinds:
@@ -145,6 +146,9 @@ class Ensemble:
             self.procs[sid] = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                                                start_new_session=True, env=env)
 
+    def leader(self) -> int:
+        return next(s for s in self.kinds if self.mode(s) == "leader")
+
     def mode(self, sid: int) -> str | None:
         try:
             text = four_letter_word("127.0.0.1", self.client[sid], "srvr", 2)
@@ -177,12 +181,13 @@ class Ensemble:
         try:
             for c in clients.values():
                 c.start(timeout=20)
+            tag = os.urandom(4).hex()
             for s, c in clients.items():
-                c.create(f"/via-{s}", str(s).encode())
+                c.create(f"/via-{s}-{tag}", str(s).encode())
             for c in clients.values():
                 c.sync("/")
-                assert sorted(x for x in c.get_children("/") if x.startswith("via-")) == \
-                    sorted(f"via-{s}" for s in sids)
+                assert sorted(x for x in c.get_children("/") if x.endswith(tag)) == \
+                    sorted(f"via-{s}-{tag}" for s in sids)
         finally:
             for c in clients.values():
                 c.stop()
@@ -210,6 +215,17 @@ def test_zabpy_ensemble_forms_over_tls(pki):
         for s in e.kinds:
             e.start(s)
         e.wait_serving([1, 2, 3])
+        e.replicate([1, 2, 3])
+        # a plain-text peer on the TLS-only ports: closed, one log line each
+        for port in (e.election[1], e.quorum[e.leader()]):
+            with socket.create_connection(("127.0.0.1", port), 5) as sock:
+                sock.sendall(b"\x00\x00\x00\x00\x00\x00\x00\x01plain")
+                sock.settimeout(5)
+                try:
+                    assert sock.recv(100) == b""
+                except ConnectionResetError:
+                    pass  # closed with our bytes unread: a reset, also a close
+        e.wait_log(1, "plain text on a TLS-only port")
         e.replicate([1, 2, 3])
 
 
@@ -264,7 +280,6 @@ def test_pkcs12_key_store_handshakes_with_a_pem_peer(pki):
     """A PKCS12 key store (ZooKeeper's other portable type) read with
     cryptography: a real TLS handshake over a socket pair, the PKCS12 side
     accepting a PEM-configured dialer that verifies its certificate."""
-    import socket
     import threading
 
     from zabpy.runtime.quorum_security import load_quorum_security
