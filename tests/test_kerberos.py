@@ -198,3 +198,32 @@ def test_same_acl_results_as_java(kdc, zkrb):
         shutil.rmtree(tmp, ignore_errors=True)
     ours = _acl_outcomes(kdc, zkrb.port, f"alice@{REALM}")
     assert ours == theirs
+
+
+def test_java_client_logs_in_with_kerberos(kdc, zkrb, tmp_path):
+    """Java's own client (zkCli with a Krb5LoginModule Client section and a
+    keytab) against zabpy: GSSAPI with mutual authentication, then a read
+    of a node only alice may read."""
+    reason = java_missing()
+    if reason:
+        pytest.skip(f"Java client skipped: {reason}")
+    import subprocess
+
+    from zabpy.testing.difffuzz.servers import JAVA_JARS
+
+    path = f"/java-krb-{uuid.uuid4().hex[:8]}"
+    alice = _client(kdc, zkrb.port, "alice")
+    alice.create(path, b"hello-kerberos", acl=[make_acl("sasl", f"alice@{REALM}", all=True)])
+    alice.stop()
+    alice.close()
+    keytab = os.path.join(kdc.dir, "alice.keytab")
+    conf = tmp_path / "client.conf"
+    conf.write_text("Client {\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+                    f'  useKeyTab=true\n  keyTab="{keytab}"\n  storeKey=true\n'
+                    f'  useTicketCache=false\n  principal="alice@{REALM}";\n}};\n')
+    r = subprocess.run(["java", "-cp", ":".join(JAVA_JARS), f"-Djava.security.auth.login.config={conf}",
+                        f"-Djava.security.krb5.conf={kdc.krb5_conf}",
+                        "org.apache.zookeeper.ZooKeeperMain", "-server", f"localhost:{zkrb.port}",
+                        "get", path], capture_output=True, text=True, timeout=120)
+    assert "state:SaslAuthenticated" in r.stdout, r.stdout + r.stderr
+    assert "hello-kerberos" in r.stdout, r.stdout + r.stderr

@@ -65,7 +65,7 @@ class GssapiServer:
         self.authentication_id: str | None = None
         self.authzid: str | None = None
 
-    def evaluate(self, token: bytes) -> bytes:
+    def evaluate(self, token: bytes) -> bytes | None:
         if self.complete or self.failed:
             self.failed = True
             raise SaslError("GSSAPI: authentication already completed")
@@ -81,7 +81,7 @@ class GssapiServer:
             self.failed = True
             raise
 
-    def _evaluate(self, token: bytes) -> bytes:
+    def _evaluate(self, token: bytes) -> bytes | None:
         if isinstance(self._stage, SaslError):
             raise self._stage
         if self._stage == "context":
@@ -111,7 +111,9 @@ class GssapiServer:
         self.authentication_id = str(self._ctx.initiator_name)
         self.authzid = authzid
         self.complete = True
-        return b""
+        # no token (a null buffer on the wire), as the JDK's server answers:
+        # ZooKeeper's Java client takes only a null token as GSSAPI's last packet
+        return None
 
 
 def gssapi_factory(principal: str, keytab: str | None):
