@@ -314,6 +314,23 @@ def test_pkcs12_key_store_handshakes_with_a_pem_peer(pki):
             "ssl.quorum.keyStore.password=nope\n"), environ={})
 
 
+def test_reload_cert_files_takes_the_new_stores(pki, tmp_path):
+    """sslQuorumReloadCertFiles=true: the next connection uses the stores as
+    they are on disk now; without it the first ones stay."""
+    from zabpy.runtime.quorum_security import load_quorum_security
+    store = tmp_path / "quorum.pem"
+    store.write_text((pki / "quorum.pem").read_text())
+    text = tls_keys(pki).replace(f"{pki}/quorum.pem", str(store))
+    on = load_quorum_security(_quorum_cfg(text + "sslQuorumReloadCertFiles=true\n"), environ={})
+    off = load_quorum_security(_quorum_cfg(text), environ={})
+    first_on, first_off = on.tls_server.get(), off.tls_server.get()
+    assert on.tls_server.get() is first_on   # unchanged files: the same context
+    store.write_text((pki / "rogue.pem").read_text())
+    os.utime(store, ns=(1, 1))  # a different mtime whatever the clock's resolution
+    assert on.tls_server.get() is not first_on
+    assert off.tls_server.get() is first_off
+
+
 def test_unreadable_store_types_stop_the_server(pki):
     from zabpy.runtime.quorum_security import load_quorum_security
     from zabpy.runtime.security import AuthConfigError
