@@ -211,3 +211,7 @@ FAIL_STOP_SHUTDOWN_MS = 5_000
 SASL_DIGEST_RESPONSE_MAX = 4096
 assert HTTP_CHANGE_LOG_SIZE_DEFAULT > 0 and HTTP_SESSIONS_MAX_DEFAULT > 0
 assert HTTP_BODY_BYTES_MAX > JUTE_MAXBUFFER
+# A SASL token on the quorum/election ports or a GSSAPI token from a client
+# (a Kerberos AP-REQ with a PAC runs to several KiB; the JDK accepts 64 KiB)
+SASL_TOKEN_MAX = 65536
+assert SASL_TOKEN_MAX >= SASL_DIGEST_RESPONSE_MAX

@@ -465,8 +465,15 @@ _RAW_KEYS |= {
     "SASLAuthenticationProvider.superPassword",
     "X509AuthenticationProvider.superUser", "audit.enable", "ssl.authProvider",
 }
+# Quorum TLS and SASL, read by runtime/quorum_security.py
+_RAW_KEYS |= {
+    "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", "quorum.auth.enableSasl",
+    "quorum.auth.learnerRequireSasl", "quorum.auth.serverRequireSasl",
+    "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal",
+}
 _RAW_PREFIXES = ("jvm.pause.", "authProvider.", "superUser", "zookeeper.authProvider.",
-                 "zookeeper.superUser")
+                 "zookeeper.superUser", "ssl.quorum.", "zookeeper.ssl.quorum.")
 _PREFIX = "zookeeper."
 _SERVER_RE = re.compile(r"server\.([0-9]+)")
 _GROUP_RE = re.compile(r"group\.([0-9]+)")

@@ -34,6 +34,7 @@ from .audit import emit_log
 from .disk import DiskWriter
 from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
+from .quorum_security import load_quorum_security
 from .quorum_transport import QuorumTransport
 from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
@@ -111,9 +112,10 @@ class EnsembleRuntime(ServerRuntime):
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
-        self._election = ElectionTransport(self.server_id, peers)
+        security = load_quorum_security(c)
+        self._election = ElectionTransport(self.server_id, peers, security=security)
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
-                                       on_packets=self._quorum_packets)
+                                       on_packets=self._quorum_packets, security=security)
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
                                 self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(

@@ -504,7 +504,7 @@ class StandaloneServer:
         if op == OP.auth:
             self._auth(conn, xid, body)
             return
-        if op == OP.sasl and self.settings.auth.sasl_users is not None:
+        if op == OP.sasl and self.settings.auth.sasl_enabled:
             self._sasl(conn, xid, body)
             return
         if op == OP.sasl:
