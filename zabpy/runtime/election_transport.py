@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Callable
 
 from zabpy.election import (FastLeaderElection, FrameDecoder, LinkDecision, Notification,
@@ -41,6 +42,9 @@ from zabpy.limits import (ELECTION_ADDR_BYTES_MAX, ELECTION_CONNECT_TIMEOUT_MS,
                           ELECTION_RECV_QUEUE_MAX, ELECTION_REDIAL_MS)
 
 from .fatal import escalate
+from .quorum_security import QuorumAuthError, QuorumSecurity, learner_handshake, server_handshake
+from .quorum_security import open_connection as _open_connection
+from .quorum_security import start_server as _start_server
 
 __all__ = ["ElectionTransport", "drive_election", "serve_settled", "loop_clock_ms"]
 
@@ -70,12 +74,14 @@ class ElectionTransport:
 
     def __init__(self, my_sid: int, peers: dict[int, tuple[str, int]], *,
                  redial_ms: int = ELECTION_REDIAL_MS,
-                 connect_timeout_ms: int = ELECTION_CONNECT_TIMEOUT_MS) -> None:
+                 connect_timeout_ms: int = ELECTION_CONNECT_TIMEOUT_MS,
+                 security: QuorumSecurity | None = None) -> None:
         assert my_sid in peers, "peers must include our own election address"
         self.my_sid = my_sid
         self.peers = dict(peers)
         self.redial_ms = redial_ms
         self.connect_timeout_ms = connect_timeout_ms
+        self.security = security   # TLS / SASL around each link (runtime/quorum_security.py)
         self.inbox: asyncio.Queue[tuple[int, Notification]] = asyncio.Queue(ELECTION_RECV_QUEUE_MAX)
         self.queues = SendQueues(my_sid)
         self.links: dict[int, _Link] = {}
@@ -95,7 +101,7 @@ class ElectionTransport:
         host, port = self.peers[self.my_sid]
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            self._server = await asyncio.start_server(self._on_accept_guarded, host, port)
+            self._server = await _start_server(self._on_accept_guarded, host, port, self.security)
             self._spawn(self._redial_loop(), "election redial loop")
             self._started.set()
             await self._closing.wait()
@@ -167,13 +173,26 @@ class ElectionTransport:
             host, port = self.peers[sid]
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), self.connect_timeout_ms / 1000)
+                    _open_connection(host, port, self.security), self.connect_timeout_ms / 1000)
+            except ssl.SSLError as e:
+                log.warning("Cannot open secure channel to %d at election address %s:%d: %s",
+                            sid, host, port, e)
+                return
             except (OSError, asyncio.TimeoutError) as e:
                 # DEBUG: the redial loop tries again every ELECTION_REDIAL_MS
                 log.debug("Cannot open channel to %d at election address %s:%d: %r",
                           sid, host, port, e)
                 return
             writer.write(encode_initial_message(self.my_sid, self._my_addr))
+            if self.security is not None:
+                # as QuorumCnxManager: the dialer authenticates before either
+                # end decides which link survives
+                try:
+                    await learner_handshake(reader, writer, self.security,
+                                            f"server {sid} at election address {host}:{port}", host)
+                except QuorumAuthError:
+                    writer.close()
+                    return
             decision = decide_link(self.my_sid, sid, initiated_by_me=True)
             if decision is LinkDecision.KEEP:
                 self._attach(sid, reader, writer, b"")
@@ -217,6 +236,14 @@ class ElectionTransport:
             writer.close()
             return
         msg, used = parsed
+        leftover = bytes(buf[used:])
+        if self.security is not None:
+            try:
+                leftover = await server_handshake(reader, writer, self.security, leftover,
+                                                  f"server {msg.sid} {peer}")
+            except QuorumAuthError:
+                writer.close()
+                return
         if msg.sid not in self.peers and msg.addr and msg.sid != self.my_sid:
             # A server in no config we know (one joining by reconfig): as
             # QuorumCnxManager, take its election address from the message.
@@ -229,7 +256,7 @@ class ElectionTransport:
             writer.close()
             return
         if decision is LinkDecision.KEEP and msg.sid in self.peers:
-            self._attach(msg.sid, reader, writer, bytes(buf[used:]))
+            self._attach(msg.sid, reader, writer, leftover)
             return
         writer.close()
         if decision is LinkDecision.CLOSE_AND_DIAL:

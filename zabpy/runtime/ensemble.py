@@ -39,6 +39,7 @@ from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
 from .config import ServerSpec
 from .dynamic_config import backup_static_config, write_dynamic_config
+from .quorum_security import load_quorum_security
 from .quorum_transport import QuorumTransport
 from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
@@ -127,13 +128,15 @@ class EnsembleRuntime(ServerRuntime):
                                sessions, accepted, current, random.Random(), _now_ms(),
                                timers=timers, snapshot_image=ForkedImage,
                                log_sync=c.snapshot_size_factor >= 0)
+        self.replica.changes = self.changes = self._change_log(tree)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
-        self._election = ElectionTransport(self.server_id, peers)
+        security = load_quorum_security(c)
+        self._election = ElectionTransport(self.server_id, peers, security=security)
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
-                                       on_packets=self._quorum_packets)
+                                       on_packets=self._quorum_packets, security=security)
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
                                 self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(

@@ -151,6 +151,8 @@ class Replica:
         self.tree = tree
         self.restored_sessions = dict(sessions)
         self.on_commit = on_commit    # an observer (the simulator's checks), told each applied txn
+        # a ChangeLog (server/changes.py) every role's server core records into, or None
+        self.changes = None
         # A SNAP's image of (tree, sessions) as they are now; an executor may
         # hand back an image it produces off its loop (runtime/snap_image.py).
         self.snapshot_image = snapshot_image
@@ -408,6 +410,8 @@ class Replica:
             srv.apply_txn(hdr, body, self.now_ms)
         else:   # fast-forward before a role's server exists
             replay_txn(self.tree, self.restored_sessions, hdr, body)
+            if self.changes is not None:   # its watch triggers are not seen here
+                self.changes.reset(hdr.zxid)
 
     def _notices(self, z) -> None:
         srv = self.server
@@ -463,6 +467,7 @@ class Replica:
             return
         self.server = ReadOnlyServer(self.settings, self.now_ms, self.tree,
                                      self.restored_sessions)
+        self.server.changes = self.changes
         self._out["logs"].append(("info", "Read-only server started"))
         self._set_serving(True)
 
@@ -470,6 +475,7 @@ class Replica:
         role = self.peer.role
         cls = LeaderServer if self.peer.leader is not None else LearnerServer
         self.server = cls(self.settings, self.now_ms, self.tree, self.restored_sessions, zab=role)
+        self.server.changes = self.changes
         early, self._early = self._early, {}
         for server_id, pkt in early.items():
             if self.peer.leader is not None:
@@ -485,6 +491,8 @@ class Replica:
         self.restored_sessions = dict(loaded.sessions)
         if self.settings.reconfig_enabled:
             self._show_config(self.peer.quorum)
+        if self.changes is not None:
+            self.changes.reset(self.tree.last_processed_zxid)
         if self.server is not None:
             self._out["client_close"].extend(self.server.conns)
             self._role_started()

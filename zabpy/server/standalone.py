@@ -49,6 +49,8 @@ from ..tree.watches import WatchManager
 from .ratelog import RateLogger
 from .. import limits
 from .settings import ServerSettings
+from .changes import ChangeLog
+from .session_limits import SessionLimits, refusal
 from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
 
@@ -122,6 +124,7 @@ class Entry:
     body: bytes = b""
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
+    size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
 
 
 @dataclass
@@ -150,6 +153,10 @@ class Conn:
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
+    # per-session limits (server/session_limits.py): body bytes of the queued
+    # requests, and an upper bound of the watches this session holds
+    queued_bytes: int = 0
+    watches_asked: int = 0
     # ZooKeeper's per-connection response stats (ServerCnxn
     # updateStatsForResponse), shown by ``cons``: the op code of the last
     # answer (None: "NA"), its xid (a negative xid is not kept), the zxid
@@ -244,6 +251,12 @@ class StandaloneServer:
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
+        # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
+        # changes (the HTTP API's watch streams and history); None: nothing kept.
+        self.changes: ChangeLog | None = None
+        self.limits = SessionLimits(settings.ephemerals_per_session_max,
+                                    settings.watches_per_session_max,
+                                    settings.request_bytes_per_connection_max)
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
 
@@ -494,7 +507,7 @@ class StandaloneServer:
         if op == OP.auth:
             self._auth(conn, xid, body)
             return
-        if op == OP.sasl and self.settings.auth.sasl_users is not None:
+        if op == OP.sasl and self.settings.auth.sasl_enabled:
             self._sasl(conn, xid, body)
             return
         if op == OP.sasl:
@@ -522,12 +535,28 @@ class StandaloneServer:
         entry = Entry(xid, op, req, is_write, received_ms=now_ms)
         if entry.is_write and not self.OWNS_SESSIONS:
             entry.body = bytes(body)  # a learner forwards the request as it came
+        if self.limits.on:
+            self._check_limits(conn, entry, len(body))
         conn.queue.append(entry)
         self.stats.outstanding += 1
         if entry.is_write:
             self._submit_write(conn, entry)
         else:
             self._drain(conn)
+
+    def _check_limits(self, conn: Conn, entry: Entry, size: int) -> None:
+        """Answer a request over a per-session limit with its error, in its place."""
+        out = refusal(self.limits, self, conn, entry.op, entry.req, size)
+        if self.limits.request_bytes_max:
+            entry.size = size
+            conn.queued_bytes += size
+        if out is None:
+            return
+        err, line = out
+        entry.reply = frame(entry.xid, self.tree.last_processed_zxid, err)
+        entry.is_write = False
+        if line is not None:
+            self._log(line, "warning")
 
     def _decode(self, op: int, body: memoryview):
         """The request record, ``None`` for ops without a body, ``_UNKNOWN``
@@ -755,6 +784,8 @@ class StandaloneServer:
                 self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
                 return
             res = self.tree.apply(item.hdr, item.txn)
+            if self.changes is not None:
+                self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
             self.pending.applied(item.hdr.zxid)
             notes = self._notifications(res.triggers)
             if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
@@ -834,6 +865,8 @@ class StandaloneServer:
             return
         self._sliced = None
         zxid = sl.item.hdr.zxid
+        if self.changes is not None:
+            self._record_change(sl.item.hdr, sl.item.txn, sl.out.triggers, sl.item.conn_id)
         if zxid > self.tree.last_processed_zxid:
             self.tree.last_processed_zxid = zxid
         self.pending.applied(zxid)
@@ -845,11 +878,14 @@ class StandaloneServer:
                 self._drain(conn)
         self._apply_logged()
 
-    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
+    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int, conn_id: int | None = None):
         """Apply a txn prepared elsewhere (another server, an earlier term):
-        the tree, the watches it fires and the session table."""
+        the tree, the watches it fires and the session table. ``conn_id``:
+        the connection here that sent it, if one did (for the change log)."""
         self.now_ms = now_ms
         res = self.tree.apply(hdr, txn)
+        if self.changes is not None:
+            self._record_change(hdr, txn, res.triggers, conn_id)
         self._fire(res.triggers)
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
@@ -925,6 +961,15 @@ class StandaloneServer:
             entry.close_after = True
         self._drain(conn)
 
+    def _record_change(self, hdr: R.TxnHeader, txn, triggers: list, conn_id: int | None) -> None:
+        """An applied txn into the change log, with who sent it when the
+        sender is connected here (its ids and IP as of now)."""
+        conn = self.conns.get(conn_id) if conn_id is not None else None
+        who = None
+        if conn is not None:
+            who = (tuple(f"{i.scheme}:{i.id}" for i in conn.auth_ids), conn.peer_ip)
+        self.changes.record(hdr, triggers, txn, who)
+
     def _audit(self, lines: list) -> None:
         """Audit lines go out with the logs, marked for the audit logger."""
         for level, line in lines:
@@ -932,6 +977,8 @@ class StandaloneServer:
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
+        if self.limits.logged:
+            self.limits.session_closed(sid)
         self.watches.remove_session(sid)
         owner = self.owner.pop(sid, None)
         if owner is not None and owner in self.conns:
@@ -988,6 +1035,7 @@ class StandaloneServer:
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
             q.popleft()
+            conn.queued_bytes -= entry.size
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             self.stats.record_latency(latency, entry.is_write)
