@@ -36,6 +36,7 @@ from kazoo.security import make_digest_acl
 from conftest import RawClient, create_req
 from mixed_common import (FULL, assert_members_agree, elect, full_only, kazoo, kinds_text,
                           needs_java, report, tree_of, wait_for)
+from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.testing.mixed import JAVA, ZABPY, MixedEnsemble, sync_kind
 
@@ -129,5 +130,202 @@ def test_roles_broadcast_and_leader_crash(kinds, observers):
         tree = assert_members_agree(ens, "/w")
         missing = [p for p in acked if p.rsplit("/", 1)[1] not in tree]
         assert not missing, missing[:10]
+    finally:
+        ens.__exit__()
+
+
+# ---- sessions across kinds ----------------------------------------------------------------
+
+SESSIONS = [
+    pytest.param("jzz", id="zabpy-leader"),     # leader 3 zabpy; followers 1 Java, 2 zabpy
+    pytest.param("zjj", id="java-leader"),      # leader 3 Java; followers 1 zabpy, 2 Java
+]
+
+
+def _reconnect(raw: RawClient, port: int, watches: list[str]) -> RawClient:
+    """The same session on another member, its data watches re-set as a
+    client library does after a move (SetWatches, relative to the last zxid seen)."""
+    moved = RawClient(port, timeout_ms=20000, session_id=raw.session_id, passwd=raw.passwd,
+                      last_zxid=raw.last_zxid)
+    assert moved.connect_response.timeOut > 0, "session lost in the move"
+    moved.last_zxid = raw.last_zxid
+    assert moved.call(OpCode.setWatches, R.SetWatches(raw.last_zxid, watches, [], []),
+                      xid=-8).err == 0
+    return moved
+
+
+def _raw_call(raw: RawClient, op: int, rec=None):
+    reply = raw.call(op, rec)
+    raw.last_zxid = max(raw.last_zxid, reply.zxid)
+    return reply
+
+
+@pytest.mark.parametrize("kinds", SESSIONS)
+def test_sessions_move_between_kinds_and_expire_on_the_leader(kinds):
+    ens = MixedEnsemble(kinds, extra="maxSessionTimeout=30000")
+    try:
+        elect(ens, _leader_first(ens))
+        assert ens.leader() == 3, ens.diagnosis()
+        other = kazoo(ens.host(3))
+        other.create("/watched", b"0")
+        # A session opened on follower 2, with an ephemeral and a data watch...
+        raw = RawClient(ens.client_ports[2], timeout_ms=20000)
+        raw.last_zxid = 0
+        assert _raw_call(raw, OpCode.create, create_req("/eph", b"", flags=1)).err == 0
+        assert _raw_call(raw, OpCode.getData, R.GetDataRequest("/watched", True)).err == 0
+        session = raw.session_id
+        ens.stop(2)
+        raw.abort()
+        other.set("/watched", b"1")                  # changed while the session moves
+        # ... moves to follower 1, the other kind: the watch fires at once, since
+        # the node changed after the client's last zxid (SetWatches catch-up).
+        raw = _reconnect(raw, ens.client_ports[1], ["/watched"])
+        (ev,) = raw.wait_event(1)
+        assert (ev.type, ev.path) == (3, "/watched")   # NodeDataChanged
+        other.sync("/")
+        assert other.exists("/eph").ephemeralOwner == session
+        assert _raw_call(raw, OpCode.getData, R.GetDataRequest("/watched", True)).err == 0
+        other.set("/watched", b"2")                  # a watch set on the new kind fires live
+        assert raw.wait_event(2)[1].path == "/watched"
+        # ... and back to the first kind.
+        ens.start(2)
+        ens.wait_caught_up(2)
+        assert _raw_call(raw, OpCode.getData, R.GetDataRequest("/watched", True)).err == 0
+        ens.stop(1)
+        raw.abort()
+        raw = _reconnect(raw, ens.client_ports[2], ["/watched"])
+        other.set("/watched", b"3")
+        assert raw.wait_event(1)[0].path == "/watched"
+        assert other.exists("/eph").ephemeralOwner == session
+        ens.start(1)
+        ens.wait_caught_up(1)
+        raw.close()                                  # closeSession through a follower
+        other.sync("/")
+        assert other.exists("/eph") is None
+
+        # A session abandoned on follower 1 is expired by the leader (member 3).
+        raw = RawClient(ens.client_ports[1], timeout_ms=1000)
+        assert raw.call(OpCode.create, create_req("/abandoned", flags=1)).err == 0
+        other.sync("/")
+        assert other.exists("/abandoned").ephemeralOwner == raw.session_id
+        raw.abort()
+        for sid in ens.sids:
+            probe = kazoo(ens.host(sid))
+            wait_for(lambda: probe.exists("/abandoned") is None, 20,
+                     what=f"the expired session's ephemeral gone on member {sid}")
+            probe.stop()
+            probe.close()
+        other.stop()
+        other.close()
+    finally:
+        ens.__exit__()
+
+
+# ---- sync: DIFF, SNAP, TRUNC in both directions -----------------------------------------------
+
+SYNC = [
+    # leader 3 of one kind syncs followers of the other by DIFF and SNAP; then a new
+    # leader (1 or 2, the followers' kind) syncs the old leader by TRUNC.
+    pytest.param("zzj", id="java-leader-diff-snap-zabpy-leader-trunc"),
+    pytest.param("jjz", id="zabpy-leader-diff-snap-java-leader-trunc"),
+]
+
+
+def _bulk_create(client, prefix: str, n: int) -> None:
+    for batch in range(0, n, 100):
+        results = [client.create_async(f"{prefix}/{i:05d}", b"b") for i in
+                   range(batch, min(n, batch + 100))]
+        for r in results:
+            r.get(timeout=30)
+
+
+@pytest.mark.parametrize("kinds", SYNC)
+def test_sync_modes_in_both_directions(kinds):
+    ens = MixedEnsemble(kinds, extra=SNAP_EXTRA + "\nmaxSessionTimeout=60000")
+    try:
+        elect(ens, _leader_first(ens))
+        assert ens.leader() == 3, ens.diagnosis()
+        leader_kind, learner_kind = ens.kinds[3], ens.kinds[1]
+        c = kazoo(ens.host(3))
+        c.create("/d", b"")
+
+        # DIFF: a follower a few txns behind.
+        ens.stop(1)
+        _bulk_create(c, "/d", 20)
+        mark = ens.log_size(1)
+        ens.start(1)
+        ens.wait_caught_up(1)
+        assert sync_kind(ens.log_since(1, mark)) == ["DIFF"], ens.log_since(1, mark)[-3000:]
+        assert_members_agree(ens, "/d")
+
+        # SNAP: a follower behind the leader's committed history (commitLogCount
+        # 500), with the log read off (snapshotSizeFactor=-1). The image holds a
+        # digest ACL, a live session and its ephemeral: the learner must load all.
+        ens.stop(1)
+        c.create("/s", b"")
+        _bulk_create(c, "/s", BEHIND)
+        acl = make_digest_acl("u", "p", all=True)
+        c.create("/acl", b"secret", acl=[acl])
+        c.create("/live", b"", ephemeral=True)
+        mark = ens.log_size(1)
+        ens.start(1)
+        ens.wait_caught_up(1)
+        assert sync_kind(ens.log_since(1, mark)) == ["SNAP"], ens.log_since(1, mark)[-3000:]
+        assert len(assert_members_agree(ens, "/s")) == BEHIND
+        on1 = kazoo(ens.host(1))
+        on1.sync("/")
+        assert on1.exists("/live").ephemeralOwner == c.client_id[0]
+        on1.add_auth("digest", "u:p")
+        assert on1.get_acls("/acl")[0] == [acl]
+        assert on1.get("/acl")[0] == b"secret"
+        on1.stop()
+        on1.close()
+        # Txns after every member's newest snapshot: a Java leader's committedLog
+        # (the DIFF/TRUNC window) holds only what it replayed from its log.
+        c.create("/t", b"")
+        _bulk_create(c, "/t", 20)
+        c.stop()
+        c.close()
+        report("sync", leader=leader_kind, learner=learner_kind, modes="DIFF,SNAP")
+
+        # TRUNC: the leader logs a proposal no follower sees (both are stopped
+        # with SIGSTOP, and later killed so the bytes in their sockets die),
+        # then crashes. The followers elect 2; the old leader returns with a txn
+        # nobody committed and must truncate it.
+        # A session that outlives the test: its expiry would be a new-epoch txn.
+        raw = RawClient(ens.client_ports[3], timeout_ms=60000)
+        ens.wait_synced()
+        ens.pause(1)
+        ens.pause(2)
+        raw.submit(OpCode.create, create_req("/never"))
+        wait_for(lambda: any(getattr(txn, "path", None) == "/never"
+                             for _hdr, txn in ens.logged_txns(3)),
+                 20, what="the leader logged /never")
+        ens.kill(3)
+        raw.abort()
+        ens.kill(1)
+        ens.kill(2)
+        ens.start(1)
+        ens.start(2)
+        ens.wait_serving([1, 2])
+        new_leader = ens.leader()   # 2, unless 1 logged a txn 2 had not when paused
+        assert new_leader in (1, 2) and ens.kinds[new_leader] == learner_kind
+        # No txn in the new epoch yet (no client connects): ZooKeeper sends TRUNC
+        # only when it need not cross an epoch (LearnerHandler: "Cannot send
+        # TRUNC ... from different epoch" → SNAP), so the old leader's zxid must
+        # be above everything the new leader committed.
+        mark = ens.log_size(3)
+        ens.start(3)
+        ens.wait_caught_up(3)
+        assert sync_kind(ens.log_since(3, mark)) == ["TRUNC"], ens.log_since(3, mark)[-3000:]
+        c = kazoo(ens.host(3))
+        c.create("/after", b"")
+        for sid in ens.sids:
+            assert tree_of(ens, sid, "/").keys() >= {"after", "d", "s", "acl"}
+            assert "never" not in tree_of(ens, sid, "/")
+        assert_members_agree(ens, "/d")
+        c.stop()
+        c.close()
+        report("sync", leader=learner_kind, learner=leader_kind, modes="TRUNC")
     finally:
         ens.__exit__()

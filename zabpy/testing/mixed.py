@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from ..storage.txnlog import scan_log
+from ..storage.txnlog import decode_payload, scan_log
 from .difffuzz.servers import JAVA_JARS, java_missing
 from .server import four_letter_word, free_ports, wait_for
 
@@ -145,10 +145,13 @@ class MixedEnsemble:
 
     def _end(self, sid: int, sig: int, timeout: float) -> None:
         p = self.procs.pop(sid)
+        self._signal(p, sig)
         if sid in self.paused:
+            # After the signal: a SIGKILLed member must not run again (a paused
+            # member killed never reads what waits in its sockets); a SIGTERM
+            # is handled once it runs.
             self.paused.discard(sid)
             self._signal(p, signal.SIGCONT)
-        self._signal(p, sig)
         try:
             p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -263,17 +266,18 @@ class MixedEnsemble:
         wait_for(lambda: (self.zxid(sid) or 0) >= target, timeout, 0.02,
                  what=f"member {sid} at zxid >= {target:#x}")
 
-    def logged_zxid(self, sid: int) -> int:
-        """The largest zxid in the member's txn log files (either kind writes
-        ZooKeeper's format; Java with forceSync=no still flushes each batch)."""
-        top = 0
+    def logged_txns(self, sid: int) -> list:
+        """(TxnHeader, txn record) of every txn in the member's log files
+        (either kind writes ZooKeeper's format; Java with forceSync=no still
+        flushes each batch to the file)."""
+        out = []
         vdir = os.path.join(self.data_dir(sid), "version-2")
         for name in sorted(os.listdir(vdir)) if os.path.isdir(vdir) else ():
             if name.startswith("log."):
                 with open(os.path.join(vdir, name), "rb") as f:
                     scan = scan_log(f.read())
-                top = max([top] + [zxid for _off, zxid, _p in scan.entries])
-        return top
+                out.extend(decode_payload(p)[:2] for _off, _zxid, p in scan.entries)
+        return out
 
     def log(self, sid: int) -> str:
         path = self.log_path(sid)
