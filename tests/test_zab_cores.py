@@ -336,6 +336,34 @@ def test_leader_without_a_quorum_for_sync_limit_steps_down():
     assert r.phase == Phase.LOOKING and set(r.close) == {2, 3}
 
 
+def test_learner_syncing_has_init_limit_until_its_newleader_ack():
+    """L6 (LearnerHandler: initLimit socket timeout until the NEWLEADER ACK,
+    syncLimit after). Found in a mixed ensemble: a Java learner told to TRUNC
+    writes a snapshot before it acks NEWLEADER and took longer than syncLimit."""
+    leader = new_leader()
+    establish(leader, peers=((2, 0),))
+    drain(leader)
+    leader.step(3, info(3, 1), 0)
+    leader.step(3, P.ack_epoch(0, 1), 0)
+    assert any(p.type == T.NEWLEADER for d, p in drain(leader).send if d == 3)
+    for now in (TIMERS.sync_ms, TIMERS.init_ms - 1):
+        leader.step(2, P.ping_reply(0, {}), now)    # the quorum stays
+        leader.tick(now)
+        assert 3 not in drain(leader).close
+    leader.step(2, P.ping_reply(0, {}), TIMERS.init_ms)
+    leader.tick(TIMERS.init_ms)
+    assert 3 in drain(leader).close
+    leader.step(3, info(3, 1), TIMERS.init_ms)       # once acked: syncLimit
+    leader.step(3, P.ack_epoch(0, 1), TIMERS.init_ms)
+    drain(leader)
+    leader.step(3, P.packet(T.ACK, P.make_zxid(leader.new_epoch, 0)), TIMERS.init_ms)
+    drain(leader)
+    now = TIMERS.init_ms + TIMERS.sync_ms
+    leader.step(2, P.ping_reply(0, {}), now)
+    leader.tick(now)
+    assert 3 in drain(leader).close
+
+
 def test_learner_that_hears_nothing_leaves():
     f = Learner(2, 1, 0, 0, 0, 0, timers=TIMERS)
     f.tick(TIMERS.init_ms - 1)

@@ -41,7 +41,8 @@ L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) the leader
    waits for the fsync) and sends PROPOSAL; proposals commit strictly in zxid
    order once a quorum of voters (the leader included) acked.
 L6 liveness: PING every tick/2; a learner not heard from within syncLimit
-   ticks (initLimit before it is synced) is dropped; a leader without a
+   ticks (initLimit until its NEWLEADER ACK, ZooKeeper's LearnerHandler socket
+   timeout; a Java learner writes a snapshot before that ACK) is dropped; a leader without a
    quorum heard from within syncLimit ticks, or not established within
    initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
    would wrap.
@@ -188,7 +189,9 @@ class Leader:
             self._step_down()
             return
         for sid, learner in list(self.learners.items()):
-            limit = self.timers.sync_ms if learner.stage >= _SYNCING else self.timers.init_ms
+            # initLimit until the NEWLEADER ACK, as ZooKeeper's learner socket
+            # timeout: a learner may take long to truncate or snapshot the sync.
+            limit = self.timers.sync_ms if learner.stage >= _NEWLEADER_ACKED else self.timers.init_ms
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
         if self.phase == Phase.BROADCAST:
