@@ -167,13 +167,12 @@ def _members_present(ens: MixedEnsemble, work: Workload) -> None:
 
 def _check_step(ens: MixedEnsemble, work: Workload, sid: int) -> None:
     """What the guide tells an operator to check between steps (srvr, mntr)."""
+    ens.wait_serving()                  # srvr: every member leader or follower, one leader
     leader = ens.leader()
-    assert leader is not None
-    for s in ens.sids:
-        assert ens.srvr(s)["Mode"] in ("leader", "follower"), s
     wait_for(lambda: ens.mntr(leader).get("zk_synced_followers") == "2", 60,
              what="the leader's zk_synced_followers back to 2")
-    assert ens.mntr(sid)["zk_server_state"] in ("leader", "follower")
+    wait_for(lambda: ens.mntr(sid).get("zk_server_state") in ("leader", "follower"), 30,
+             what=f"mntr zk_server_state of member {sid}")
     work.wait_progress()
     _members_present(ens, work)
 
