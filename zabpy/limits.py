@@ -185,6 +185,13 @@ ZAB_OUTSTANDING_MAX = 20_000
 ZAB_TOUCHES_MAX = 80_000
 # Forwarded sync() requests a learner may have waiting for the leader's SYNC.
 ZAB_PENDING_SYNCS_MAX = 10_000
+# A learner whose first connection to its new leader fails tries again, as
+# ZooKeeper's Learner.connectToLeader does: at most this many attempts, this
+# far apart (zookeeper.leaderConnectDelayDuringRetryMs), all within initLimit
+# ticks. A leader decided by FLE binds its quorum port only after its own
+# finalize wait, so a learner that decided first may find it closed.
+LEARNER_CONNECT_TRIES_MAX = 5
+LEARNER_CONNECT_RETRY_MS = 100
 # The log tail a peer mirrors in memory: DIFF source for a future leader role
 # and the unapplied entries it fast-forwards; must cover every outstanding txn.
 ZAB_LOG_TAIL_MAX = ZAB_COMMITTED_LOG_MAX + ZAB_OUTSTANDING_MAX

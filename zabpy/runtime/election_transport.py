@@ -183,6 +183,10 @@ class ElectionTransport:
                 log.debug("Cannot open channel to %d at election address %s:%d: %r",
                           sid, host, port, e)
                 return
+            if writer.is_closing():
+                # Reset as it opened (a peer dying): uvloop raises on such a write.
+                log.debug("Election link to %d closed as it opened", sid)
+                return
             writer.write(encode_initial_message(self.my_sid, self._my_addr))
             if self.security is not None:
                 # as QuorumCnxManager: the dialer authenticates before either
@@ -287,6 +291,8 @@ class ElectionTransport:
             payload = self.queues.on_link_up(link.sid)
             while True:
                 if payload is not None:
+                    if link.writer.is_closing():   # uvloop raises on a closed transport
+                        raise ConnectionResetError("election link closed")
                     link.writer.write(encode_frame(payload))
                     await link.writer.drain()
                 await link.wake.wait()

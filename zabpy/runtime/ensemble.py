@@ -33,6 +33,7 @@ from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
 from ..storage.quorum import read_epochs
 from ..tree.datatree import CONFIG
 from ..zab.leader import ZabTimers
+from ..zab.packets import PacketType
 from .audit import emit_log
 from .disk import DiskWriter
 from .election_transport import ElectionTransport
@@ -47,6 +48,20 @@ from .server import ServerRuntime, _ClientProtocol, _now_ms
 __all__ = ["EnsembleRuntime", "read_oracle"]
 
 log = logging.getLogger("zabpy.server")
+
+# The sync a leader chose for a learner, logged on both sides in ZooKeeper's
+# words (LearnerHandler "Sending DIFF", Learner "Getting a diff from the
+# leader") so that an operator's grep works on a mixed ensemble.
+_SYNC_WORDS = {PacketType.DIFF: "DIFF", PacketType.TRUNC: "TRUNC", PacketType.SNAP: "SNAP"}
+_SYNC_RECEIVED = {PacketType.DIFF: "Getting a diff from the leader 0x%x",
+                  PacketType.TRUNC: "Truncating log to get in sync with the leader 0x%x",
+                  PacketType.SNAP: "Getting a snapshot from leader 0x%x"}
+
+
+def _log_sync_received(pkts: list) -> None:
+    for pkt in pkts:
+        if pkt.type in _SYNC_RECEIVED:
+            log.info(_SYNC_RECEIVED[pkt.type], pkt.zxid)
 
 
 def _server_spec(sid: int, spec: str) -> ServerSpec | None:
@@ -220,6 +235,8 @@ class EnsembleRuntime(ServerRuntime):
         self._flush()
 
     def _quorum_packets(self, sid: int, pkts: list) -> None:
+        if not self.replica.serving:
+            _log_sync_received(pkts)
         self.replica.quorum_received_many(sid, pkts, _now_ms())
         self._flush()
 
@@ -376,6 +393,9 @@ class EnsembleRuntime(ServerRuntime):
 
     def _quorum_op(self, op: Dial | Send | Close) -> None:
         if isinstance(op, Send):
+            if op.packet.type in _SYNC_WORDS:
+                log.info("Sending %s zxid=0x%x for peer sid: %d", _SYNC_WORDS[op.packet.type],
+                         op.packet.zxid, op.server_id)
             self._quorum.send(op.server_id, op.packet)
         elif isinstance(op, Dial):
             leader = self.config.servers.get(op.server_id)

@@ -41,6 +41,13 @@ F6 dynamic reconfig: NEWLEADER's data is the leader's last seen config; it
 F5 liveness: a learner that hears nothing from its leader for initLimit
    ticks (syncLimit once past NEWLEADER), loses the connection, or sees the
    leader break the protocol, leaves: LOOKING, and the peer re-elects.
+F6 (Learner.connectToLeader) a link lost before the leader said anything
+   (its quorum port not open yet: it decided after us) is dialled again,
+   ``LEARNER_CONNECT_RETRY_MS`` later, up to ``LEARNER_CONNECT_TRIES_MAX``
+   attempts within initLimit ticks; ``redial_due`` tells the peer to dial,
+   and FOLLOWERINFO / OBSERVERINFO is queued again behind the dial.
+F7 PING is answered only once NEWLEADER is acked, never ahead of that ACK
+   (``_on_ping``).
 """
 
 from __future__ import annotations
@@ -50,7 +57,8 @@ from typing import Any
 from ..jute import records as R
 from ..jute.codec import DecodeError
 from ..jute.constants import OP
-from ..limits import ZAB_PENDING_SYNCS_MAX, ZAB_TOUCHES_MAX
+from ..limits import (LEARNER_CONNECT_RETRY_MS, LEARNER_CONNECT_TRIES_MAX, ZAB_PENDING_SYNCS_MAX,
+                      ZAB_TOUCHES_MAX)
 from . import packets as P
 from .leader import ZabTimers
 from .packets import PKT as T
@@ -92,16 +100,22 @@ class Learner:
         self.touches: dict[int, int] = {}
         self.pending_syncs: list[Any] = []
         self.newleader_config: bytes | None = None   # F6: activated at UPTODATE
+        self.started_ms = now_ms
+        self.connect_tries = 1
+        self.redial_at_ms: int | None = None
+        self.redial_due = False
+        self._heard = False
         kind = T.OBSERVERINFO if observer else T.FOLLOWERINFO
+        self._info = P.learner_info(kind, my_sid, accepted_epoch, config_version)
         self._out = Outbox(phase=Phase.DISCOVERY)
-        self._out.send.append((leader_sid, P.learner_info(kind, my_sid, accepted_epoch,
-                                                          config_version)))
+        self._out.send.append((leader_sid, self._info))
 
     # ---- the verbs ------------------------------------------------------------
     def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
         if self.phase == Phase.LOOKING or sid != self.leader_sid:
             return
         self.last_heard_ms = now_ms
+        self._heard = True
         try:
             self._dispatch(pkt)
         except (DecodeError, LeaderProtocolError):
@@ -109,12 +123,27 @@ class Learner:
         self._check()
 
     def disconnected(self, now_ms: int) -> None:
-        if self.phase != Phase.LOOKING:
-            self._leave()
+        if self.phase == Phase.LOOKING:
+            return
+        if self._may_redial(now_ms):
+            self.redial_at_ms = now_ms + LEARNER_CONNECT_RETRY_MS
+            return
+        self._leave()
+
+    def _may_redial(self, now_ms: int) -> bool:
+        """F6: the leader never spoke on this link, tries and initLimit remain."""
+        return (not self._heard and self.redial_at_ms is None and not self.redial_due
+                and self.connect_tries < LEARNER_CONNECT_TRIES_MAX
+                and now_ms + LEARNER_CONNECT_RETRY_MS < self.started_ms + self.timers.init_ms)
 
     def tick(self, now_ms: int) -> None:
         if self.phase == Phase.LOOKING:
             return
+        if self.redial_at_ms is not None and now_ms >= self.redial_at_ms:
+            self.redial_at_ms = None
+            self.redial_due = True
+            self.connect_tries += 1
+            self._out.send.append((self.leader_sid, self._info))
         deadline = self.next_deadline_ms()
         if deadline is not None and now_ms >= deadline:
             self._leave()
@@ -129,6 +158,8 @@ class Learner:
         if self.phase == Phase.LOOKING:
             return None
         limit = self.timers.sync_ms if self.stage >= _NEWLEADER_ACKED else self.timers.init_ms
+        if self.redial_at_ms is not None:
+            return min(self.redial_at_ms, self.last_heard_ms + limit)
         return self.last_heard_ms + limit
 
     # ---- the server's side ----------------------------------------------------------
@@ -166,8 +197,7 @@ class Learner:
     def _dispatch(self, pkt: R.QuorumPacket) -> None:
         kind, stage = pkt.type, self.stage
         if kind == T.PING:
-            self._out.send.append((self.leader_sid, P.ping_reply(pkt.zxid, self.touches)))
-            self.touches = {}
+            self._on_ping(pkt, stage)
         elif kind == T.LEADERINFO and stage == _INFO_SENT:
             self._on_leader_info(pkt)
         elif kind in (T.DIFF, T.TRUNC, T.SNAP) and stage == _EPOCH_ACKED:
@@ -221,6 +251,20 @@ class Learner:
             self._out.revalidated.append(P.parse_revalidate_reply(pkt))
         else:
             raise LeaderProtocolError(f"{P.describe(pkt)} in stage {stage}")
+
+    def _on_ping(self, pkt: R.QuorumPacket, stage: int) -> None:
+        """F7: a PING before NEWLEADER is acked goes unanswered, as in ZooKeeper's
+        Learner.syncWithLeader: a Java leader reads the next packet after NEWLEADER
+        as its ACK and drops a learner whose reply came first. Until UPTODATE the
+        reply waits behind that ACK (a barrier); then it goes at once."""
+        if stage < _NEWLEADER_ACKED:
+            return
+        reply = (self.leader_sid, P.ping_reply(pkt.zxid, self.touches))
+        self.touches = {}
+        if stage == _SERVING:
+            self._out.send.append(reply)
+        else:
+            self._out.barrier(reply)
 
     def _on_leader_info(self, pkt: R.QuorumPacket) -> None:
         epoch = P.epoch_of(pkt.zxid)

@@ -30,8 +30,8 @@ L3 (LeaderSyncFollower) each learner that acked the epoch is synced from its
    TRUNC(largest zxid we know ≤ P) when we do not know P; P below the window
    → a ``LogRead`` of the on-disk log, and on its answer DIFF/TRUNC from the
    log and the window, or SNAP (from ``snapshot_source``). The
-   committed txns go as PROPOSAL+COMMIT pairs, then every outstanding
-   proposal (followers only), then NEWLEADER. From then on the learner gets
+   committed txns go as PROPOSAL+COMMIT pairs, then NEWLEADER, then every
+   outstanding proposal (followers only). From then on the learner gets
    every new PROPOSAL/COMMIT (observers: INFORM after commit).
 L4 (LeaderProcessACKLD) a quorum of NEWLEADER acks establishes the leader
    (phase BROADCAST); every learner whose NEWLEADER ack arrived gets
@@ -41,7 +41,8 @@ L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) the leader
    waits for the fsync) and sends PROPOSAL; proposals commit strictly in zxid
    order once a quorum of voters (the leader included) acked.
 L6 liveness: PING every tick/2; a learner not heard from within syncLimit
-   ticks (initLimit before it is synced) is dropped; a leader without a
+   ticks (initLimit until its NEWLEADER ACK, ZooKeeper's LearnerHandler socket
+   timeout; a Java learner writes a snapshot before that ACK) is dropped; a leader without a
    quorum heard from within syncLimit ticks, or not established within
    initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
    would wrap.
@@ -213,7 +214,9 @@ class Leader:
             self._step_down()
             return
         for sid, learner in list(self.learners.items()):
-            limit = self.timers.sync_ms if learner.stage >= _SYNCING else self.timers.init_ms
+            # initLimit until the NEWLEADER ACK, as ZooKeeper's learner socket
+            # timeout: a learner may take long to truncate or snapshot the sync.
+            limit = self.timers.sync_ms if learner.stage >= _NEWLEADER_ACKED else self.timers.init_ms
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
         if self.phase == Phase.BROADCAST:
@@ -407,10 +410,17 @@ class Leader:
         for txn in txns:
             out.append((sid, P.proposal(*txn)))
             out.append((sid, P.packet(T.COMMIT, txn[0].zxid)))
+        out.append((sid, P.newleader(self.new_epoch, self._newleader_config())))
         if not learner.observer:
+            # After NEWLEADER, not before it as ZooKeeper queues them: a 3.8.0
+            # learner logs and forgets what it holds uncommitted at NEWLEADER,
+            # and the COMMIT of such a proposal then fails on an empty list (a
+            # NullPointerException in Learner.syncWithLeader, fixed in later
+            # releases). Sent after it, each is logged as a broadcast
+            # proposal. Proposals are outstanding only once the leader is
+            # established, so NEWLEADER's meaning (the history up to it) stays.
             for prop in self.outstanding.values():
                 out.append((sid, P.proposal(*prop.txn)))
-        out.append((sid, P.newleader(self.new_epoch, self._newleader_config())))
         learner.stage = _SYNCING
         if not learner.observer:
             self.quorum.update_need_oracle(self._followers())   # L7

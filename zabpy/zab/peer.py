@@ -150,6 +150,9 @@ class Peer:
         self.fle.tick(now_ms)
         if self.role is not None:
             self.role.tick(now_ms)
+            if isinstance(self.role, Learner) and self.role.redial_due:
+                self.role.redial_due = False   # F6 in follower.py: dial the leader again
+                self._connect = self.role.leader_sid
         self._after(now_ms)
 
     def ready(self) -> PeerReady:
