@@ -23,6 +23,9 @@ def main(argv=None) -> int:
                    help=f"comma-separated kinds to draw from (default: all of {','.join(KINDS)})")
     p.add_argument("--json", help="also write the result as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the data and log directory")
+    p.add_argument("--disk", choices=("auto", "loop", "tmpfs", "none"), default="auto",
+                   help="each member's dataDir: its own ext4 on a loop device (auto: else "
+                        "tmpfs), or none (disk faults are then skipped)")
     # Planted client-side bugs, for the tests that show the checkers catch them.
     p.add_argument("--plant", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
     from .run import run, write_json
     try:
         result = run(a.seed, a.servers, a.duration, a.target, a.plant, kinds, a.keep,
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+                     log=lambda m: print(m, file=sys.stderr, flush=True), disk=a.disk)
     except Exception as e:
         print(f"HARNESS FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

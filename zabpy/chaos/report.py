@@ -45,6 +45,9 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
     for f, u in zip(faults, unavail):
         lines.append(f"  {f.began:7.2f}-{f.healed:7.2f}s {f.kind:<15} {f.detail:<48} "
                      f"no write answered {u:5.2f}s")
+        if f.exits:
+            lines.append(" " * 28 + "stopped by it: " + ", ".join(
+                f"{s} (exit status {c})" for s, c in sorted(f.exits.items())))
     lines.append("")
     lines.append("write unavailability by kind (s):   n   mean    max"
                  "   (longest stretch with writes failing and none answered)")

@@ -20,8 +20,9 @@ import time
 
 from .checks import check_register, check_set
 from .cluster import Cluster
+from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
 from .faults import FLAP_S, KINDS, Injector, schedule
-from .net import Network, cleanup_leftovers, enter_netns
+from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .report import render, unavailability
 from .workload import Workloads
 
@@ -35,12 +36,14 @@ def _sigterm(signum, frame):
 
 
 def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
-        plant: str | None = None, kinds=KINDS, keep: bool = False, log=print) -> dict:
-    removed = cleanup_leftovers()
+        plant: str | None = None, kinds=KINDS, keep: bool = False, log=print,
+        disk: str = "auto") -> dict:
+    removed = cleanup_leftovers() + sweep_mounts(_pid_alive)
     if removed:
         log(f"removed leftovers of earlier runs: {removed}")
     net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
-    workdir = tempfile.mkdtemp(prefix="zabpy-chaos-")
+    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+    disks = Disks(workdir, net.sids, disk)
     cluster: Cluster | None = None
     wl: Workloads | None = None
 
@@ -50,6 +53,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         if cluster is not None:
             cluster.stop_all()
         net.close()
+        disks.close()
         if keep:
             log(f"kept the servers' data and logs in {workdir}")
         else:
@@ -59,9 +63,11 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
     old = signal.signal(signal.SIGTERM, _sigterm)
     try:
         net.create()
+        disk_what = disks.setup()
         enter_netns(net.bridge_ns)
         plants = set((plant or "").split(","))
-        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None)
+        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None,
+                          disks)
         for sid in net.sids:
             cluster.start(sid)
         t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180,
@@ -70,7 +76,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
             f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
         wl = Workloads(cluster.hosts, seed, plant=plant)
         wl.setup()
-        inj = Injector(net, cluster, seed)
+        inj = Injector(net, cluster, seed, disks)
         plan = schedule(seed, duration, kinds)
         wl.start()
         for f in plan:
@@ -84,7 +90,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                     inj.tick()
             inj.heal_all()
             f.healed = wl.now()
-            dead = {s: c for s, c in cluster.exited().items()}
+            dead = inj.unexpected_exits()
             if dead:
                 raise RuntimeError(f"servers exited by themselves: {dead}")
         _sleep_until(wl, duration)
@@ -109,7 +115,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
-                f"{'yes' if net.netem else 'no (slow links by tbf)'}",
+                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}",
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         text = render(meta, plan, unavail, register, sets, verdicts, wl.errors)
