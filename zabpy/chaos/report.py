@@ -3,6 +3,7 @@ and how long writes failed after each fault."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
 from .faults import Fault
@@ -33,8 +34,8 @@ def unavailability(f: Fault, writes: list[Record], until: float) -> float:
     return longest
 
 
-def render(meta: dict, faults: list[Fault], unavail: list[float], register: list[Record],
-           sets: list[Record], verdicts: dict, errors: list[str]) -> str:
+def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[Record],
+           verdicts: dict, errors: list[str]) -> str:
     lines = [f"zabpy chaos: target {meta['target']}, {meta['servers']} servers, seed "
              f"{meta['seed']}, {meta['duration']:.0f} s of faults"
              + (f", planted bug {meta['plant']!r}" if meta.get("plant") else ""),
@@ -55,8 +56,10 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
         us = [u for f, u in zip(faults, unavail) if f.kind == k]
         lines.append(f"  {k:<30} {len(us):3d} {sum(us) / len(us):6.2f} {max(us):6.2f}")
     lines.append("")
-    c = Counter((r.kind, r.outcome) for r in register + sets)
-    lines.append("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in sorted(c.items())))
+    c = Counter((r.kind, r.outcome) for r in records)
+    lines += textwrap.wrap("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in
+                                                     sorted(c.items())), 100,
+                           subsequent_indent="  ", break_on_hyphens=False)
     lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
                  f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0

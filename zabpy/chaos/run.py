@@ -23,12 +23,17 @@ from .cluster import Cluster
 from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
 from .faults import FLAP_S, KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
+from .recipe_checks import check_ephemerals, check_lock, check_watches
+from .recipes import ephemerals_left
 from .report import render, unavailability
-from .workload import Workloads
+from .workload import SESSION_TIMEOUT_S, Workloads
 
 __all__ = ["run"]
 
 CONVERGE_S = 90.0
+# Sessions closed or abandoned at the end expire within their timeout (and
+# a leader elected meanwhile gives each a whole new timeout).
+EPHEMERALS_GONE_S = 3 * SESSION_TIMEOUT_S + 10
 
 
 def _sigterm(signum, frame):
@@ -108,8 +113,11 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         converge_s, state = cluster.wait_converged(CONVERGE_S)
         log(f"{wl.now():7.2f}s converged: {state}")
         final = wl.read_final()
+        left = ephemerals_left(cluster.hosts, EPHEMERALS_GONE_S)
         register, sets = wl.records("register"), wl.records("set")
-        verdicts = {"register": check_register(register), "set": check_set(sets, final)}
+        verdicts = {"register": check_register(register), "set": check_set(sets, final),
+                    "lock": check_lock(wl.logs), "ephemeral": check_ephemerals(wl.logs, left),
+                    "watch": check_watches(wl.logs)}
         writes = [r for r in register + sets if r.kind in ("cas", "create")]
         bounds = [f.began for f in plan[1:]] + [t_heal]
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
@@ -118,7 +126,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}",
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
-        text = render(meta, plan, unavail, register, sets, verdicts, wl.errors)
+        records = [r for log in wl.logs for r in log.records]
+        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
         return {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,

@@ -18,12 +18,15 @@ was never sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import recipes
 
 __all__ = ["Record", "Workloads", "REGISTER", "SET_PARENT", "INIT_VALUE"]
 
@@ -56,21 +59,28 @@ class ClientLog:
     workload: str
     host: str
     records: list[Record] = field(default_factory=list)
+    states: list[tuple[float, str]] = field(default_factory=list)  # kazoo's, as reported
+    gen: int = 0          # connection drops (SUSPENDED or LOST) so far
+    raw_events: list[tuple] = field(default_factory=list)  # (gen, type, watchers fired)
 
 
 class Workloads:
     def __init__(self, hosts: list[str], seed: int, register_clients: int = 3,
-                 set_clients: int = 2, plant: str | None = None):
+                 set_clients: int = 2, plant: str | None = None, lock_clients: int = 2,
+                 ephemeral_clients: int = 2, watch_clients: int = 1):
         self.hosts = hosts
         self.rng = random.Random(seed)
         self.plant = set((plant or "").split(",")) - {""}
         self.logs: list[ClientLog] = []
-        for i in range(register_clients + set_clients):
-            kind = "register" if i < register_clients else "set"
+        kinds = (["register"] * register_clients + ["set"] * set_clients + ["lock"] * lock_clients
+                 + ["ephemeral"] * ephemeral_clients + ["watch"] * watch_clients)
+        for i, kind in enumerate(kinds):
             self.logs.append(ClientLog(i + 1, kind, hosts[i % len(hosts)]))
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.errors: list[str] = []
+        self.errors_soft: list[str] = []     # worth a line, not a failed run
+        self.session_timeout_ms = int(SESSION_TIMEOUT_S * 1000)
         self.t0 = time.monotonic()
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -90,6 +100,7 @@ class Workloads:
         zk.start(timeout=30)
         try:
             zk.ensure_path(SET_PARENT)
+            zk.ensure_path(recipes.EPH_PARENT)
             if not zk.exists(REGISTER):
                 zk.create(REGISTER, INIT_VALUE.encode())
         finally:
@@ -99,7 +110,11 @@ class Workloads:
     def start(self) -> None:
         for log in self.logs:
             seed = self.rng.randrange(2 ** 32)
-            target = self._register if log.workload == "register" else self._set
+            target = {"register": self._register, "set": self._set,
+                      "lock": recipes.lock, "ephemeral": recipes.ephemeral,
+                      "watch": recipes.watch}[log.workload]
+            if log.workload not in ("register", "set"):
+                target = functools.partial(target, self)
             t = threading.Thread(target=self._run, args=(target, log, seed),
                                  name=f"chaos-client-{log.id}", daemon=True)
             self.threads.append(t)
@@ -112,6 +127,13 @@ class Workloads:
 
     def _run(self, target, log: ClientLog, seed: int) -> None:
         zk = self._client(log.host)
+
+        def on_state(state, log=log):
+            # On kazoo's connection thread, in order with what it reads.
+            log.states.append((self.now(), str(state)))
+            if state != "CONNECTED":
+                log.gen += 1
+        zk.add_listener(on_state)
         try:
             zk.start(timeout=30)
             target(zk, log, random.Random(seed))
