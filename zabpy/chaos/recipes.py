@@ -41,13 +41,27 @@ __all__ = ["LOCK_PATH", "EPH_PARENT", "lock", "ephemeral", "watch", "orphan_ephe
 LOCK_PATH = "/chaos-lock"
 EPH_PARENT = "/chaos-eph"
 LOCK_WAIT_S = 6.0
+_HOLDING: set[int] = set()    # lock clients holding now (for the planted bug only)
 EPHEMERAL_FLAG = 1
 
 
 def lock(wl: "Workloads", zk, log: "ClientLog", rng: random.Random) -> None:
     from .workload import Record
     lk = zk.Lock(LOCK_PATH, identifier=f"client-{log.id}")
+    n = 0
     while not wl.stop.is_set():
+        n += 1
+        if "double-lock" in wl.plant and n == 10 and log.id == _first(wl, "lock"):
+            # The planted bug: believe we hold the lock without taking it,
+            # while another client holds it.
+            deadline = wl.now() + 5.0
+            while not (_HOLDING - {log.id}) and wl.now() < deadline:
+                wl.stop.wait(0.005)
+            rec = Record(log.id, wl._session(zk), "lock", wl.now())
+            log.records.append(wl._finish(rec, "ok"))
+            wl.stop.wait(0.3)
+            rec.result = wl.now()
+            continue
         rec = Record(log.id, wl._session(zk), "lock", wl.now())
         log.records.append(rec)
         try:
@@ -61,13 +75,19 @@ def lock(wl: "Workloads", zk, log: "ClientLog", rng: random.Random) -> None:
             continue
         wl._finish(rec, "ok")
         rec.session = wl._session(zk)
+        _HOLDING.add(log.id)
         wl.stop.wait(rng.uniform(0.02, 0.12))
         rec.result = wl.now()               # the holder stops believing it holds
+        _HOLDING.discard(log.id)
         try:
             lk.release()
         except Exception as e:  # noqa: BLE001 - its node goes with its session
             rec.err = f"release: {type(e).__name__}"
         wl.stop.wait(rng.uniform(0.0, 0.05))
+
+
+def _first(wl: "Workloads", workload: str) -> int:
+    return min(log.id for log in wl.logs if log.workload == workload)
 
 
 def ephemeral(wl: "Workloads", zk, log: "ClientLog", rng: random.Random) -> None:

@@ -26,6 +26,7 @@ from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .recipe_checks import check_ephemerals, check_lock, check_watches
 from .recipes import ephemerals_left
 from .report import render, unavailability
+from .timeline import draw
 from .workload import SESSION_TIMEOUT_S, Workloads
 
 __all__ = ["run"]
@@ -42,7 +43,7 @@ def _sigterm(signum, frame):
 
 def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
         plant: str | None = None, kinds=KINDS, keep: bool = False, log=print,
-        disk: str = "auto") -> dict:
+        disk: str = "auto", report_dir: str | None = None) -> dict:
     removed = cleanup_leftovers() + sweep_mounts(_pid_alive)
     if removed:
         log(f"removed leftovers of earlier runs: {removed}")
@@ -128,7 +129,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         records = [r for log in wl.logs for r in log.records]
         text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
-        return {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
+        result = {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,
                                  "notes": v.notes} for k, v in verdicts.items()},
@@ -136,6 +137,19 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                            for f, u in zip(plan, unavail)],
                 "client_errors": wl.errors, "meta": meta,
                 "server_pids": cluster.started_pids, "workdir": workdir if keep else None}
+        if report_dir:
+            os.makedirs(report_dir, exist_ok=True)
+            with open(os.path.join(report_dir, "report.txt"), "w") as f:
+                f.write(text)
+            write_json(result, os.path.join(report_dir, "result.json"))
+            try:
+                draw(os.path.join(report_dir, "timeline.png"), meta, plan, wl.logs, verdicts,
+                     wl.now())
+            except ImportError as e:
+                log(f"no timeline: {e} (pip install matplotlib)")
+            if result["anomalies"]:
+                _copy_logs(cluster, report_dir)
+        return result
     except BaseException as e:
         log(f"run failed: {type(e).__name__}: {e}")
         if cluster is not None:
@@ -143,11 +157,20 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 tail = [line for line in cluster.log(sid).splitlines()
                         if "Processing srvr" not in line][-15:]
                 log(f"--- server {sid} log tail\n" + "\n".join(tail))
+            if report_dir:
+                _copy_logs(cluster, report_dir)
         raise
     finally:
         signal.signal(signal.SIGTERM, old)
         cleanup()
         atexit.unregister(cleanup)
+
+
+def _copy_logs(cluster: Cluster, report_dir: str) -> None:
+    os.makedirs(report_dir, exist_ok=True)
+    for name in sorted(os.listdir(cluster.dir)):
+        if name.startswith("server") and name.endswith((".log", ".out")):
+            shutil.copy(os.path.join(cluster.dir, name), os.path.join(report_dir, name))
 
 
 def _sleep_until(wl: Workloads, t: float) -> None:

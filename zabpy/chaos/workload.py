@@ -13,7 +13,8 @@ not happen, "info" = unknown: a timeout or a lost connection) and values.
 ``plant`` injects a client-side bug for the checkers to catch: "stale-read"
 answers a sync()+read with the register's initial value after the client's
 own CAS was acknowledged; "phantom-ack" reports a create acknowledged that
-was never sent.
+was never sent; "double-lock" (recipes.py) has a lock client believe it
+holds the lock once without taking it.
 """
 
 from __future__ import annotations
