@@ -46,6 +46,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 
 __all__ = ["Disks", "sweep_mounts", "WORKDIR_PREFIX", "drop_caches"]
 
@@ -122,20 +123,30 @@ def drop_caches() -> bool:
 
 def sweep_mounts(alive) -> list[str]:
     """Unmount file systems left under the work directory of a run whose
-    process is gone (``alive(pid)`` false); returns the mount points."""
+    process is gone (``alive(pid)`` false), and remove those directories;
+    returns what was removed."""
     out = []
     try:
         mounts = open("/proc/self/mounts").read().splitlines()
     except OSError:
-        return out
+        mounts = []
     for line in mounts:
         fields = line.split()
         if len(fields) < 2:
             continue
         m = re.search(rf"/{WORKDIR_PREFIX}(\d+)-[^/]*/data\d+$", fields[1])
         if m and not alive(int(m.group(1))):
-            if _run("umount", "-l", fields[1]).returncode == 0:
-                out.append(fields[1])
+            if _run("umount", fields[1]).returncode and _run("umount", "-l", fields[1]).returncode:
+                continue
+            out.append(fields[1])
+    tmp = tempfile.gettempdir()
+    for name in sorted(os.listdir(tmp)):
+        m = re.match(rf"{WORKDIR_PREFIX}(\d+)-", name)
+        path = os.path.join(tmp, name)
+        if m and not alive(int(m.group(1))) and not any(path in line for line in mounts
+                                                        if line.split()[1] not in out):
+            shutil.rmtree(path, ignore_errors=True)
+            out.append(path)
     return out
 
 
