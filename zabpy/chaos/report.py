@@ -60,6 +60,12 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[
     lines += textwrap.wrap("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in
                                                      sorted(c.items())), 100,
                            subsequent_indent="  ", break_on_hyphens=False)
+    errs = Counter((r.kind, r.err or "?") for r in records
+                   if r.outcome != "ok" and r.err != "BadVersion")
+    if errs:
+        lines += textwrap.wrap("failures by error: " + ", ".join(
+            f"{k} {e} {n}" for (k, e), n in sorted(errs.items())), 100,
+            subsequent_indent="  ", break_on_hyphens=False)
     lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
                  f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0
