@@ -26,7 +26,7 @@ __all__ = ["KINDS", "Fault", "schedule", "Injector"]
 
 NET_KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "slow", "loss")
 PROCESS_KINDS = ("pause", "kill", "kill-drop")
-DISK_KINDS = ("disk-full", "disk-eio", "disk-slow")
+DISK_KINDS = ("disk-full", "disk-eio", "disk-slow", "disk-full-majority")
 KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS
 WARMUP_S = 2.0
 FLAP_S = 0.7
@@ -88,6 +88,14 @@ class Injector:
             taken = disks.fill(s)
             f.detail = f"{s}'s data file system full ({taken >> 20} MiB of ballast)"
             self.may_exit.add(s)
+        elif f.kind == "disk-full-majority":
+            # No quorum can log: writes must stop being acknowledged (those
+            # that still fit in a log's last allocated block are logged).
+            sids = sorted(self.rng.sample(self.net.sids, len(self.net.sids) // 2 + 1))
+            for m in sids:
+                disks.fill(m)
+            f.targets, f.detail = sids, f"data file systems of {sids} full"
+            self.may_exit.update(sids)
         elif disks.shim is None:
             f.detail = f"skipped: {disks.shim_missing}"
         elif f.kind == "disk-eio":
