@@ -50,6 +50,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
     net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
     workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
     disks = Disks(workdir, net.sids, disk)
+    # A kept directory leaves the name the next run sweeps (the pid's).
+    kept_dir = workdir.replace(WORKDIR_PREFIX, WORKDIR_PREFIX + "kept-", 1)
     cluster: Cluster | None = None
     wl: Workloads | None = None
 
@@ -59,9 +61,13 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         if cluster is not None:
             cluster.stop_all()
         net.close()
+        if keep:
+            for d in list(disks.mounted):   # the file systems go with their mounts
+                shutil.copytree(d, d + ".kept", symlinks=True, dirs_exist_ok=True)
         disks.close()
         if keep:
-            log(f"kept the servers' data and logs in {workdir}")
+            os.rename(workdir, kept_dir)
+            log(f"kept the servers' data (data*.kept) and logs in {kept_dir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -136,7 +142,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
                            for f, u in zip(plan, unavail)],
                 "client_errors": wl.errors, "meta": meta,
-                "server_pids": cluster.started_pids, "workdir": workdir if keep else None}
+                "server_pids": cluster.started_pids, "workdir": kept_dir if keep else None}
         if report_dir:
             os.makedirs(report_dir, exist_ok=True)
             with open(os.path.join(report_dir, "report.txt"), "w") as f:
