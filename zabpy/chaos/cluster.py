@@ -89,6 +89,17 @@ class Cluster:
         path = os.path.join(self.dir, f"server{sid}.log")
         return open(path, errors="replace").read() if os.path.exists(path) else ""
 
+    def last_error(self, sid: int) -> str:
+        """The last line of ``sid``'s log and output that names an error."""
+        last = ""
+        for name in (f"server{sid}.log", f"server{sid}.out"):
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                for line in open(path, errors="replace"):
+                    if any(w in line for w in ("Exception:", "Error:", "ERROR", "CRITICAL")):
+                        last = line.strip()
+        return last
+
     # ---- processes -----------------------------------------------------------------
 
     def start(self, sid: int) -> None:

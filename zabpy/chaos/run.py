@@ -104,7 +104,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
             f.healed = wl.now()
             dead = inj.unexpected_exits()
             if dead:
-                raise RuntimeError(f"servers exited by themselves: {dead}")
+                raise RuntimeError(f"servers exited by themselves: {dead}; " + "; ".join(
+                    f"{s}: {cluster.last_error(s)}" for s in sorted(dead)))
         _sleep_until(wl, duration)
         inj.heal_all()
         # Clients keep going through recovery, then stop; then every member
