@@ -269,16 +269,18 @@ def test_disk_faults_on_zabpy_lose_no_acknowledged_write(tmp_path):
 @needs_root
 def test_java_zookeeper_under_the_same_faults(tmp_path):
     """The side-by-side subset in CI: Java ZooKeeper 3.8 in the same
-    namespaces under seed 31 (disk-eio, kill, split): no anomaly. Java does
-    not exit on a log error: its SyncThread stops, the peer goes back to
-    election and retries until the disk works again."""
+    namespaces under seed 31 (loss, kill, split): no anomaly. No disk fault
+    here: after a failed epoch-file write, Java 3.8.0 can keep a newer
+    accepted epoch in memory than on disk and then refuse to start ("The
+    accepted epoch, 11 is less than the current epoch, 12", the class of
+    ZOOKEEPER-2307), which a later kill turns into a member that never
+    comes back; the long runs (README) show it."""
     from zabpy.testing.difffuzz.servers import java_missing
     if java_missing():
         pytest.skip(java_missing())
     rc, out, result = _run_chaos(tmp_path, "--seed", "31", "--duration", "16", "--target",
-                                 "java", "--faults", "kill,split,disk-full,disk-eio,loss,pause")
+                                 "java", "--faults", "kill,split,disk-slow,loss,pause,one-way")
     assert rc == 0 and result["anomalies"] == 0, out
-    assert {"disk-eio", "kill", "split"} <= {f["kind"] for f in result["faults"]}, out
-    assert _exits(result, "disk-eio") == [], out
+    assert [f["kind"] for f in result["faults"]] == ["loss", "kill", "split"], out
     for name in ("register", "set", "lock", "ephemeral", "watch"):
         assert result["verdicts"][name]["ops_checked"] > 0, (name, out)
