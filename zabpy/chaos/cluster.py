@@ -181,13 +181,16 @@ class Cluster:
               and (len(zxids) == 1 or not same_zxid))
         return ok, state
 
-    def wait_converged(self, timeout: float, same_zxid: bool = True
+    def wait_converged(self, timeout: float, same_zxid: bool = True, on_poll=None
                        ) -> tuple[float, dict[int, tuple]]:
         """Seconds until converged (or, with ``same_zxid`` false, until all
-        serve under one leader); raises TimeoutError with each member's state."""
+        serve under one leader); raises TimeoutError with each member's state.
+        ``on_poll()`` runs before each look (restarting members, say)."""
         t0 = time.monotonic()
         state: dict = {}
         while time.monotonic() - t0 < timeout:
+            if on_poll is not None:
+                on_poll()
             ok, state = self.converged(same_zxid)
             if ok:
                 return time.monotonic() - t0, state

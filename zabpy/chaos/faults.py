@@ -64,7 +64,11 @@ class Injector:
         self.rng = random.Random(seed ^ 0x5EED)
         self.killed: list[int] = []
         self.flapping: int | None = None
-        self.may_exit: set[int] = set()   # members a disk fault may stop
+        # Members a disk fault may stop, with that fault; kept through the
+        # next fault too (a write begun on the full disk may fail just after
+        # the heal: Java exits when a snapshot taken while syncing fails).
+        self.may_exit: dict[int, Fault] = {}
+        self._grace: dict[int, Fault] = {}
         self.current: Fault | None = None
 
     def _member(self, prefer_leader: bool) -> int:
@@ -87,7 +91,7 @@ class Injector:
         elif f.kind == "disk-full":
             taken = disks.fill(s)
             f.detail = f"{s}'s data file system full ({taken >> 20} MiB of ballast)"
-            self.may_exit.add(s)
+            self.may_exit[s] = f
         elif f.kind == "disk-full-majority":
             # No quorum can log: writes must stop being acknowledged (those
             # that still fit in a log's last allocated block are logged).
@@ -95,13 +99,13 @@ class Injector:
             for m in sids:
                 disks.fill(m)
             f.targets, f.detail = sids, f"data file systems of {sids} full"
-            self.may_exit.update(sids)
+            self.may_exit.update((m, f) for m in sids)
         elif disks.shim is None:
             f.detail = f"skipped: {disks.shim_missing}"
         elif f.kind == "disk-eio":
             disks.set_fsync(s, MODE_EIO)
             f.detail = f"{s}'s fsync/fdatasync fail with EIO"
-            self.may_exit.add(s)
+            self.may_exit[s] = f
         else:
             ms = self.rng.choice((100, 300, 1000, 2000))
             disks.set_fsync(s, MODE_SLOW, ms)
@@ -112,11 +116,26 @@ class Injector:
         allowed exit is recorded on the current fault."""
         out = {}
         for s, code in self.cluster.exited().items():
-            if s in self.may_exit and self.current is not None:
-                self.current.exits.setdefault(s, code)
+            f = self.may_exit.get(s) or self._grace.get(s)
+            if f is not None:
+                f.exits.setdefault(s, code)
             else:
                 out[s] = code
         return out
+
+    def restart_exited(self, start: bool = True) -> None:
+        """Reap the members a disk fault was allowed to stop and that did;
+        start them again now, or (``start`` false) with the other killed
+        members at the heal."""
+        self.unexpected_exits()       # records the allowed exits on their fault
+        exited = self.cluster.exited()
+        for s in sorted({**self._grace, **self.may_exit}):
+            if s in exited:
+                self.cluster.reap(s)
+                if start:
+                    self.cluster.start(s)
+                else:
+                    self.killed.append(s)
 
     def _net_or_process(self, f: Fault) -> None:
         sids = list(self.net.sids)
@@ -185,12 +204,8 @@ class Injector:
             self.cluster.resume(s)
         if self.disks is not None:
             self.disks.heal()
-        self.unexpected_exits()       # records the allowed exits on the fault
-        for s in sorted(self.may_exit):
-            if s in self.cluster.exited():
-                self.cluster.reap(s)
-                self.killed.append(s)
-        self.may_exit.clear()
+        self.restart_exited(start=False)
+        self._grace, self.may_exit = self.may_exit, {}
         for s in self.killed:
             if s not in self.cluster.procs:
                 self.cluster.start(s)

@@ -112,7 +112,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         # must serve at one zxid.
         t_heal = wl.now()
         log(f"{t_heal:7.2f}s healed; waiting for every member to serve")
-        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False)[0]
+        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False,
+                                         on_poll=inj.restart_exited)[0]
         time.sleep(1.0)
         wl.finish()
         # One more write so that every member's last zxid is in this epoch
