@@ -126,8 +126,8 @@ def _watch_log(records, raw):
 def test_watch_events_once_and_before_new_data_pass():
     r1, r2 = _reg(0.0, 3), _reg(0.5, 4, events=0)
     log = _watch_log([r1, _wread(0.2, 3, r1), r2, _wread(0.7, 4, r2)],
-                     [(0, "CHANGED", 1)])
-    v = check_watches([log])
+                     [(0, "CHANGED", "/chaos-register", 1, 3)])
+    v = check_watches([log], {4: 0x105}, {})
     assert v.anomalies == [] and v.ops_checked == 4
 
 
@@ -139,12 +139,32 @@ def test_watch_event_twice_lost_or_without_change_is_caught():
         "watch: new data before its event"]
     # After a drop (gen 1) kazoo dropped the watch: no event is owed.
     assert check_watches([_watch_log([r1, _wread(0.2, 5, r1, gen=1)], [])]).anomalies == []
-    twice = _watch_log([_reg(0.0, 3)], [(0, "CHANGED", 1), (0, "CHANGED", 0)])
+    twice = _watch_log([_reg(0.0, 3)], [(0, "CHANGED", "/chaos-register", 1, 3),
+                                         (0, "CHANGED", "/chaos-register", 0, None)])
     assert [a.kind for a in check_watches([twice]).anomalies] == [
         "watch: event fired no registration"]
-    stale = _watch_log([_reg(0.0, 3), _reg(0.5, 3, events=0)], [(0, "CHANGED", 1)])
+    stale = _watch_log([_reg(0.0, 3), _reg(0.5, 3, events=0)],
+                       [(0, "CHANGED", "/chaos-register", 1, 3)])
     assert [a.kind for a in check_watches([stale]).anomalies] == [
         "watch: event without a newer version"]
+
+
+def test_watch_events_of_one_connection_come_in_zxid_order():
+    """A data watch set at v3 fires for the write of v4 (txn 0x110); a child
+    watch set at cversion 7 fires for the create numbered 7 (txn 0x108).
+    Arriving data first, child second, they went back in zxid order; on a
+    new connection (gen 1) the order starts afresh."""
+    zx, cz = {4: 0x110, 5: 0x120}, {7: 0x108, 8: 0x130}
+    ordered = [(0, "CHILD", "/chaos-set", 1, 7), (0, "CHANGED", "/chaos-register", 1, 3),
+               (0, "CHILD", "/chaos-set", 1, 8)]
+    assert check_watches([_watch_log([], ordered)], zx, cz).anomalies == []
+    back = [(0, "CHANGED", "/chaos-register", 1, 3), (0, "CHILD", "/chaos-set", 1, 7)]
+    v = check_watches([_watch_log([], back)], zx, cz)
+    assert [a.kind for a in v.anomalies] == ["watch: events out of zxid order"]
+    assert "child watch at cversion 7 (txn 0x108) fired after data watch at v3" in (
+        v.anomalies[0].message)
+    new_conn = [(0, "CHANGED", "/chaos-register", 1, 3), (1, "CHILD", "/chaos-set", 1, 7)]
+    assert check_watches([_watch_log([], new_conn)], zx, cz).anomalies == []
 
 
 # ---- the timeline ----------------------------------------------------------------------

@@ -19,7 +19,9 @@ before seeing the new data that corresponds to that znode"): every event
 fires exactly one registration; a read on the same connection that sees a
 newer version than a pending registration read comes after that
 registration's event; after an event, the next registration reads a newer
-version.
+version; and one connection's events come in the zxid order of the txns
+that triggered them (Programmer's Guide: "Watches are ordered with respect
+to other events, other watches, and asynchronous replies").
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from .checks import Anomaly, Verdict, _rec
 from .workload import ClientLog
 
-__all__ = ["check_lock", "check_ephemerals", "check_watches"]
+__all__ = ["check_lock", "check_ephemerals", "check_watches", "register_zxids"]
 
 MAX_ANOMALIES = 20
 
@@ -102,29 +104,44 @@ def check_ephemerals(logs: list[ClientLog], left: dict[str, list[str]]) -> Verdi
     return Verdict(out[:MAX_ANOMALIES], checked)
 
 
-def check_watches(logs: list[ClientLog]) -> Verdict:
+def register_zxids(records) -> dict[int, int]:
+    """The register's version -> mzxid, from every read and acknowledged CAS."""
+    out = {}
+    for r in records:
+        if r.outcome == "ok" and r.zxid is not None:
+            out[r.result if r.kind == "cas" else r.version] = r.zxid
+    return out
+
+
+def check_watches(logs: list[ClientLog], version_zxid: dict[int, int] | None = None,
+                  seq_czxid: dict[int, int] | None = None) -> Verdict:
+    """``version_zxid``: the register's version -> mzxid; ``seq_czxid``: the
+    set's sequence number -> czxid. With them, each event's triggering txn
+    is known (a data watch set at version v fires for the write of v+1; a
+    child watch set at cversion c for the create numbered c), and events of
+    one connection must come in zxid order."""
     out: list[Anomaly] = []
-    checked = 0
+    checked = ordered = 0
     for log in logs:
         if log.workload != "watch":
             continue
-        for gen, etype, fired in log.raw_events:
-            if fired != 1:
-                out.append(Anomaly("watch: event fired no registration",
-                                   f"client {log.id}: a {etype} event arrived with {fired} "
-                                   f"registrations pending (fired twice, or never set)"))
-        prev = None
+        found, n = _event_order(log, version_zxid or {}, seq_czxid or {})
+        out += found
+        ordered += n
+        prev: dict[str, object] = {}
         for r in log.records:
             if r.outcome != "ok":
                 continue
             if r.kind == "watch-reg":
                 checked += 1
-                if (prev is not None and prev.value["events"] and prev.result == r.result
-                        and r.version <= prev.version):
+                kind = r.value.get("kind", "data")
+                p = prev.get(kind)
+                if (p is not None and p.value["events"] and p.result == r.result
+                        and r.version <= p.version):
                     out.append(Anomaly("watch: event without a newer version",
-                                       f"client {log.id}: registered at v{prev.version}, "
-                                       f"fired, then read v{r.version}", [_rec(prev), _rec(r)]))
-                prev = r
+                                       f"client {log.id}: {kind} watch set at v{p.version}, "
+                                       f"fired, then read v{r.version}", [_rec(p), _rec(r)]))
+                prev[kind] = r
             elif r.kind == "watch-read":
                 checked += 1
                 v = r.value
@@ -135,4 +152,32 @@ def check_watches(logs: list[ClientLog]) -> Verdict:
                                        f"from v{v['reg_version']} (set at {v['reg_call']:.3f}s), "
                                        f"read v{r.version} on the same connection with no "
                                        f"event", [_rec(r)]))
-    return Verdict(out[:MAX_ANOMALIES], checked)
+    events = sum(len(log.raw_events) for log in logs if log.workload == "watch")
+    return Verdict(out[:MAX_ANOMALIES], checked, notes=[
+        f"{events} events, {ordered} of them with a known triggering txn checked for zxid order"])
+
+
+def _event_order(log: ClientLog, version_zxid: dict[int, int],
+                 seq_czxid: dict[int, int]) -> tuple[list[Anomaly], int]:
+    out = []
+    ordered = 0
+    last: tuple[int, int, str] | None = None      # (gen, zxid, what)
+    for gen, etype, path, fired, at in log.raw_events:
+        if fired != 1:
+            out.append(Anomaly("watch: event fired no registration",
+                               f"client {log.id}: a {etype} event on {path} arrived with "
+                               f"{fired} registrations pending (fired twice, or never set)"))
+            continue
+        if etype == "CHILD":
+            zxid, what = seq_czxid.get(at), f"child watch at cversion {at}"
+        else:
+            zxid, what = version_zxid.get(at + 1), f"data watch at v{at}"
+        if zxid is None:
+            continue
+        ordered += 1
+        if last is not None and last[0] == gen and zxid < last[1]:
+            out.append(Anomaly("watch: events out of zxid order",
+                               f"client {log.id}: {what} (txn {zxid:#x}) fired after "
+                               f"{last[2]} (txn {last[1]:#x})"))
+        last = (gen, zxid, what)
+    return out, ordered

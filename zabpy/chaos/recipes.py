@@ -17,8 +17,9 @@ event, so "while connected" means "within one ``gen``").
   ephemeral made over a raw socket (kazoo's serializers) whose connection
   is then dropped without closeSession, so only expiry removes it. After
   the run every member must hold no ephemeral at all.
-- watch: a data watch on the register, registered again after each event;
-  between events, plain reads. A hook on kazoo's connection thread
+- watch: a data watch on the register and a child watch on the set's
+  parent, on one session, each registered again after its event; between
+  events, plain reads of the register. A hook on kazoo's connection thread
   (``_read_watch_event``) sees every WATCHER_EVENT before kazoo pops its
   watchers and credits it to the registration it fires, so "fired once"
   is counted where the bytes arrive and in their order.
@@ -43,6 +44,7 @@ EPH_PARENT = "/chaos-eph"
 LOCK_WAIT_S = 6.0
 _HOLDING: set[int] = set()    # lock clients holding now (for the planted bug only)
 EPHEMERAL_FLAG = 1
+EVENT_NAMES = {1: "CREATED", 2: "DELETED", 3: "CHANGED", 4: "CHILD"}   # WatcherEvent types
 
 
 def lock(wl: "Workloads", zk, log: "ClientLog", rng: random.Random) -> None:
@@ -201,30 +203,44 @@ def _exact(s: socket.socket, n: int) -> bytes:
 
 
 def watch(wl: "Workloads", zk, log: "ClientLog", rng: random.Random) -> None:
-    from .workload import OP_TIMEOUT_S, REGISTER, Record
-    _hook_watch_events(zk, log, REGISTER)
-    current = None            # the registration waiting for its event
-    fired = threading.Event()
+    """Two chains of registrations on one session: a data watch on the
+    register and a child watch on the set's parent, each set again once it
+    fired; plain reads of the register in between."""
+    from .workload import OP_TIMEOUT_S, REGISTER, SET_PARENT, Record
+    _hook_watch_events(zk, log, {REGISTER: "data", SET_PARENT: "child"})
+    pending: dict[str, Record | None] = {"data": None, "child": None}
+    fired = {"data": threading.Event(), "child": threading.Event()}
+    any_fired = threading.Event()
     while not wl.stop.is_set():
-        if current is None or fired.is_set():
-            fired = threading.Event()
+        for kind in ("data", "child"):
+            if pending[kind] is not None and not fired[kind].is_set():
+                continue
+            fired[kind] = threading.Event()
             rec = Record(log.id, wl._session(zk), "watch-reg", wl.now())
-            rec.value = {"gen": log.gen, "events": 0, "none": 0}
+            rec.value = {"gen": log.gen, "events": 0, "none": 0, "kind": kind}
             log.records.append(rec)
+            reg = _Registration(rec, (fired[kind], any_fired))
             try:
                 # No timeout of our own: kazoo registers the watch when the
                 # reply comes, so a reply we gave up on would still register.
-                _data, stat = zk.get(REGISTER, watch=_Registration(rec, fired))
-                rec.version = stat.version
+                if kind == "data":
+                    _data, stat = zk.get(REGISTER, watch=reg)
+                    rec.version = stat.version
+                else:
+                    _children, stat = zk.get_children(SET_PARENT, watch=reg, include_data=True)
+                    rec.version = stat.cversion
                 rec.result = log.gen
                 wl._finish(rec, "ok")
-                current = rec
+                pending[kind] = rec
             except Exception as e:  # noqa: BLE001 - no watch was set
                 wl._finish(rec, "fail", type(e).__name__)
-                current = None
+                pending[kind] = None
                 wl.stop.wait(0.1)
+        any_fired.clear()
+        if any(f.is_set() for f in fired.values()) or any_fired.wait(rng.uniform(0.05, 0.3)):
             continue
-        if fired.wait(rng.uniform(0.05, 0.3)):
+        current = pending["data"]
+        if current is None:
             continue
         rd = Record(log.id, wl._session(zk), "watch-read", wl.now())
         log.records.append(rd)
@@ -245,28 +261,35 @@ class _Registration:
     """The watcher of one registration (a fresh object each time: kazoo
     keeps watchers in a set)."""
 
-    def __init__(self, rec, fired: threading.Event):
+    def __init__(self, rec, events: tuple[threading.Event, ...]):
         self.rec = rec
-        self.fired = fired
+        self.events = events
 
     def __call__(self, event) -> None:
         if event.type == "NONE":
             self.rec.value["none"] += 1
-        self.fired.set()
+        for e in self.events:
+            e.set()
 
 
-def _hook_watch_events(zk, log: "ClientLog", path: str) -> None:
-    """Credit each WATCHER_EVENT on ``path`` to the registrations kazoo is
-    about to fire, on the connection thread, before kazoo pops them."""
+def _hook_watch_events(zk, log: "ClientLog", paths: dict[str, str]) -> None:
+    """Credit each WATCHER_EVENT on ``paths`` (path -> "data" or "child") to
+    the registrations kazoo is about to fire, on the connection thread,
+    before kazoo pops them; ``log.raw_events`` gets (gen, type, path,
+    registrations fired, the version or cversion they were set at)."""
     from kazoo.protocol.serialization import Watch
     conn = zk._connection
     original = conn._read_watch_event
 
     def read_watch_event(buffer, offset):
         event, _ = Watch.deserialize(buffer, offset)
-        if event.path == path:
-            regs = [w for w in zk._data_watchers.get(path, ()) if isinstance(w, _Registration)]
-            log.raw_events.append((log.gen, event.type, len(regs)))
+        kind = paths.get(event.path)
+        if kind is not None:
+            table = zk._data_watchers if kind == "data" else zk._child_watchers
+            regs = [w for w in table.get(event.path, ()) if isinstance(w, _Registration)]
+            log.raw_events.append((log.gen, EVENT_NAMES.get(event.type, str(event.type)),
+                                   event.path, len(regs),
+                                   regs[0].rec.version if regs else None))
             for w in regs:
                 w.rec.value["events"] += 1
         return original(buffer, offset)

@@ -23,7 +23,7 @@ from .cluster import Cluster
 from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
 from .faults import FLAP_S, KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
-from .recipe_checks import check_ephemerals, check_lock, check_watches
+from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
 from .recipes import ephemerals_left
 from .report import render, unavailability
 from .timeline import draw
@@ -126,7 +126,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         register, sets = wl.records("register"), wl.records("set")
         verdicts = {"register": check_register(register), "set": check_set(sets, final),
                     "lock": check_lock(wl.logs), "ephemeral": check_ephemerals(wl.logs, left),
-                    "watch": check_watches(wl.logs)}
+                    "watch": check_watches(wl.logs, register_zxids(register),
+                                           wl.final_czxid)}
         writes = [r for r in register + sets if r.kind in ("cas", "create")]
         bounds = [f.began for f in plan[1:]] + [t_heal]
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]

@@ -52,6 +52,7 @@ class Record:
     version: int | None = None   # read: the version read; cas: expected; ok cas: new
     result: Any = None   # create: the path; cas ok: the new version
     err: str = ""
+    zxid: int | None = None   # register: the mzxid of the value read or written
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Workloads:
         self.errors: list[str] = []
         self.errors_soft: list[str] = []     # worth a line, not a failed run
         self.session_timeout_ms = int(SESSION_TIMEOUT_S * 1000)
+        self.final_czxid: dict[int, int] = {}   # the set's sequence number -> czxid
         self.t0 = time.monotonic()
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -184,14 +186,14 @@ class Workloads:
                         self._finish(rec, "fail", "BadVersion")
                         known = None
                     else:
-                        rec.result = stat.version
+                        rec.result, rec.zxid = stat.version, stat.mzxid
                         self._finish(rec, "ok")
                         known, acked = (value, stat.version), True
                 else:
                     if kind == "sync-read":
                         zk.sync_async(REGISTER).get(timeout=OP_TIMEOUT_S)
                     data, stat = zk.get_async(REGISTER).get(timeout=OP_TIMEOUT_S)
-                    rec.value, rec.version = data.decode(), stat.version
+                    rec.value, rec.version, rec.zxid = data.decode(), stat.version, stat.mzxid
                     if ("stale-read" in self.plant and kind == "sync-read" and acked
                             and not planted):
                         rec.value, rec.version, planted = INIT_VALUE, 0, True
@@ -249,8 +251,9 @@ class Workloads:
             zk.sync(SET_PARENT)
             out = {}
             for child in zk.get_children(SET_PARENT):
-                data, _ = zk.get(f"{SET_PARENT}/{child}")
+                data, stat = zk.get(f"{SET_PARENT}/{child}")
                 out[f"{SET_PARENT}/{child}"] = data.decode()
+                self.final_czxid[int(child.rsplit("-", 1)[1])] = stat.czxid
             return out
         finally:
             zk.stop()
