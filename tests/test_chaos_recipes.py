@@ -165,6 +165,13 @@ def test_watch_events_of_one_connection_come_in_zxid_order():
         v.anomalies[0].message)
     new_conn = [(0, "CHANGED", "/chaos-register", 1, 3), (1, "CHILD", "/chaos-set", 1, 7)]
     assert check_watches([_watch_log([], new_conn)], zx, cz).anomalies == []
+    # The recorder keeps the registration's record (its version is filled
+    # in by the caller's thread, possibly after the event came).
+    reg_data, reg_child = _reg(0.0, 3), _reg(0.0, 7)
+    as_records = [(0, "CHANGED", "/chaos-register", 1, reg_data),
+                  (0, "CHILD", "/chaos-set", 1, reg_child)]
+    assert [a.kind for a in check_watches([_watch_log([], as_records)], zx, cz).anomalies] == [
+        "watch: events out of zxid order"]
 
 
 # ---- the timeline ----------------------------------------------------------------------

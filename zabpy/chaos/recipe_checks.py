@@ -162,11 +162,15 @@ def _event_order(log: ClientLog, version_zxid: dict[int, int],
     out = []
     ordered = 0
     last: tuple[int, int, str] | None = None      # (gen, zxid, what)
-    for gen, etype, path, fired, at in log.raw_events:
+    for gen, etype, path, fired, reg in log.raw_events:
+        # A record (the registration fired) or, in hand-made histories, its version.
+        at = getattr(reg, "version", reg)
         if fired != 1:
             out.append(Anomaly("watch: event fired no registration",
                                f"client {log.id}: a {etype} event on {path} arrived with "
                                f"{fired} registrations pending (fired twice, or never set)"))
+            continue
+        if at is None:
             continue
         if etype == "CHILD":
             zxid, what = seq_czxid.get(at), f"child watch at cversion {at}"

@@ -276,7 +276,7 @@ def _hook_watch_events(zk, log: "ClientLog", paths: dict[str, str]) -> None:
     """Credit each WATCHER_EVENT on ``paths`` (path -> "data" or "child") to
     the registrations kazoo is about to fire, on the connection thread,
     before kazoo pops them; ``log.raw_events`` gets (gen, type, path,
-    registrations fired, the version or cversion they were set at)."""
+    registrations fired, the record of the one fired)."""
     from kazoo.protocol.serialization import Watch
     conn = zk._connection
     original = conn._read_watch_event
@@ -287,9 +287,11 @@ def _hook_watch_events(zk, log: "ClientLog", paths: dict[str, str]) -> None:
         if kind is not None:
             table = zk._data_watchers if kind == "data" else zk._child_watchers
             regs = [w for w in table.get(event.path, ()) if isinstance(w, _Registration)]
+            # The registration's record, not its version: kazoo adds the
+            # watcher on this thread before the caller's thread reads the
+            # reply, so the version may not be filled in yet.
             log.raw_events.append((log.gen, EVENT_NAMES.get(event.type, str(event.type)),
-                                   event.path, len(regs),
-                                   regs[0].rec.version if regs else None))
+                                   event.path, len(regs), regs[0].rec if regs else None))
             for w in regs:
                 w.rec.value["events"] += 1
         return original(buffer, offset)

@@ -17,6 +17,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 
 from .checks import check_register, check_set
 from .cluster import Cluster
@@ -161,6 +162,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         return result
     except BaseException as e:
         log(f"run failed: {type(e).__name__}: {e}")
+        if not isinstance(e, (RuntimeError, TimeoutError, KeyboardInterrupt, SystemExit)):
+            log(traceback.format_exc())
         if cluster is not None:
             for sid in cluster.sids:
                 tail = [line for line in cluster.log(sid).splitlines()
