@@ -307,7 +307,14 @@ def test_java_zookeeper_under_the_same_faults(tmp_path):
         pytest.skip(java_missing())
     rc, out, result = _run_chaos(tmp_path, "--seed", "31", "--duration", "16", "--target",
                                  "java", "--faults", "kill,split,disk-slow,loss,pause,one-way")
-    assert rc == 0 and result["anomalies"] == 0, out
+    # Java's sync() does not go through a quorum: across a leader change a
+    # read after it may miss an acknowledged write (docs/chaos-runs.md, seed
+    # 2101). That one known limit is tolerated here; nothing else is.
+    sync_limit = {"register: not linearizable", "register: stale read after sync"}
+    kinds = {a["kind"] for v in result["verdicts"].values() for a in v["anomalies"]}
+    assert rc in (0, 1) and kinds <= sync_limit, out
+    if kinds:
+        assert "register: stale read after sync" in kinds, out
     assert [f["kind"] for f in result["faults"]] == ["loss", "kill", "split"], out
     for name in ("register", "set", "lock", "ephemeral", "watch"):
         assert result["verdicts"][name]["ops_checked"] > 0, (name, out)
