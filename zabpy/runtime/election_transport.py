@@ -18,8 +18,10 @@ only larger sid -> smaller sid survives), the one-message send queues with
   when full, as ZooKeeper's circular receive queue). Malformed frames close
   the link; a malformed notification is dropped. Each is one log line naming
   the peer and the reason, as is every link that ends.
-* A link task that fails with anything but an IO or decode error has hit
-  our bug: ``fatal.escalate`` fail-stops the server (the other links are not
+* A write to a link whose connection the peer already closed is that
+  link's IO failure (the transport says ``is_closing()``; uvloop would
+  raise RuntimeError). A link task that fails with anything but an IO or
+  decode error has hit our bug: ``fatal.escalate`` fail-stops the server (the other links are not
   kept alive around a state that may be wrong).
 
 ``drive_election`` runs a ``FastLeaderElection`` against a transport until it
@@ -291,9 +293,7 @@ class ElectionTransport:
             payload = self.queues.on_link_up(link.sid)
             while True:
                 if payload is not None:
-                    if link.writer.is_closing():   # uvloop raises on a closed transport
-                        raise ConnectionResetError("election link closed")
-                    link.writer.write(encode_frame(payload))
+                    _write(link.writer, encode_frame(payload))
                     await link.writer.drain()
                 await link.wake.wait()
                 link.wake.clear()
@@ -331,6 +331,15 @@ class ElectionTransport:
             for sid in self.queues.peers():
                 if sid not in self.links and self.queues.pending(sid):
                     self._dial(sid)
+
+
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A write to a transport the peer already closed is that link's IO
+    failure (uvloop raises RuntimeError for it; asyncio's own loop only
+    logs): raise it as one."""
+    if writer.is_closing():
+        raise ConnectionResetError("the connection was closed before the write")
+    writer.write(data)
 
 
 def _flush(fle: FastLeaderElection, transport: ElectionTransport) -> Vote | None:
