@@ -1,10 +1,14 @@
-"""Builds zabpy's hottest pure cores as C extensions with mypyc, where it can.
+"""Optionally builds zabpy's hottest pure cores as C extensions with mypyc.
 
-Everything else about the package is in pyproject.toml. The modules compiled
-are ``zabpy._build.COMPILED``; their sources stay the plain typed Python they
-are, and remain the fallback: if mypyc refuses them (a type error) or no C
-compiler is found, the build says so and installs pure Python. Set
-ZABPY_PURE=1 to build pure Python on purpose.
+Everything else about the package is in pyproject.toml. The build is pure
+Python unless ZABPY_COMPILE=1 is set: measured with ``python -m
+bench.instr``, the compiled cores save only about a tenth of the
+instructions per request today (the records, their generated encoders and
+the data tree stay interpreted), too little for what a second build costs.
+With ZABPY_COMPILE=1 the modules ``zabpy._build.COMPILED`` are compiled;
+their sources stay the plain typed Python they are, and remain the
+fallback: if mypyc refuses them (a type error) or no C compiler is found,
+the build says so and installs pure Python.
 
 Next to the extensions the build records the sha256 of each source it
 compiled (zabpy/_compiled.json); at import, zabpy/_build.py runs the sources
@@ -28,6 +32,8 @@ def _warn(msg: str) -> None:
 
 
 def _extensions() -> list:
+    if os.environ.get("ZABPY_COMPILE", "") in ("", "0"):
+        return []   # pure Python: the default (see above)
     if os.environ.get("ZABPY_PURE", "") not in ("", "0"):
         _warn("ZABPY_PURE is set: pure-Python build")
         return []
@@ -37,7 +43,8 @@ def _extensions() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError:
-        _warn("mypyc (package mypy) is not installed: pure-Python build")
+        _warn("ZABPY_COMPILE=1 needs mypyc: `pip install mypy`, then build with "
+              "--no-build-isolation; pure-Python build")
         return []
     try:
         exts = mypycify(["--config-file", os.path.join(HERE, "pyproject.toml"), *paths],

@@ -1,7 +1,8 @@
 """Which build of the cores this process runs: compiled or pure Python.
 
 The hottest pure cores (``COMPILED``) are plain typed Python that setup.py
-also compiles with mypyc into C extensions where a C compiler is found. An
+also compiles with mypyc into C extensions when asked (``ZABPY_COMPILE=1
+pip install -e .``; pure Python is the default build). An
 extension module sits beside its ``.py`` file and Python's import prefers
 it, so a source edited after the build would be shadowed by the stale
 extension. ``zabpy/__init__`` calls ``choose()`` before any core is

@@ -19,6 +19,8 @@ below its path once the data entry was removed (checked against Java 3.8).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..jute.constants import EVENT, WatcherType
 from .paths import parent_of
 
@@ -37,21 +39,24 @@ class WatchManager:
 
     # ---- registration -------------------------------------------------------
 
+    # A path to watch is taken as the client sent it (setWatches may carry a
+    # null string): typed Any, so that the compiled build (mypyc) does not
+    # refuse what the pure one accepts.
     @staticmethod
-    def _add(table: dict[str, dict[int, int]], path: str, session: int, mode: int) -> None:
+    def _add(table: dict[str, dict[int, int]], path: Any, session: int, mode: int) -> None:
         watchers = table.get(path)
         if watchers is None:
             table[path] = {session: mode}
         else:
             watchers[session] = watchers.get(session, 0) | mode
 
-    def add_data_watch(self, path: str, session: int) -> None:
+    def add_data_watch(self, path: Any, session: int) -> None:
         self._add(self.data, path, session, STANDARD)
 
-    def add_child_watch(self, path: str, session: int) -> None:
+    def add_child_watch(self, path: Any, session: int) -> None:
         self._add(self.child, path, session, STANDARD)
 
-    def add_persistent(self, path: str, session: int, recursive: bool) -> None:
+    def add_persistent(self, path: Any, session: int, recursive: bool) -> None:
         if recursive:
             for table in (self.data, self.child):
                 before = table.get(path, {}).get(session, 0)
@@ -112,7 +117,7 @@ class WatchManager:
 
     # ---- removal and queries ------------------------------------------------
 
-    def has_watch(self, path: str, session: int, wtype: int) -> bool:
+    def has_watch(self, path: Any, session: int, wtype: int) -> bool:
         """checkWatches as ZooKeeper 3.8 answers it: Data / Children look at
         the whole data / child table, where persistent watches also live."""
         d = self.data.get(path, {}).get(session, 0)
@@ -129,7 +134,7 @@ class WatchManager:
             return bool(d & RECURSIVE)
         return False
 
-    def remove(self, path: str, session: int, wtype: int) -> list[int]:
+    def remove(self, path: Any, session: int, wtype: int) -> list[int]:
         """Remove watches of a type; returns the removal events to deliver
         (DataWatchRemoved / ChildWatchRemoved / PersistentWatchRemoved).
         As in ZooKeeper 3.8, Data / Children clear the whole data / child
@@ -149,7 +154,7 @@ class WatchManager:
                 events.append(EVENT.PersistentWatchRemoved)
         return events
 
-    def _clear(self, table: dict[str, dict[int, int]], path: str, session: int,
+    def _clear(self, table: dict[str, dict[int, int]], path: Any, session: int,
                mask: int) -> bool:
         watchers = table.get(path)
         if not watchers:
