@@ -10,7 +10,7 @@ their sources stay the plain typed Python they are, and remain the
 fallback: if mypyc refuses them (a type error) or no C compiler is found,
 the build says so and installs pure Python.
 
-Next to the extensions the build records the sha256 of each source it
+Next to the extensions the build records a fingerprint of each source it
 compiled (zabpy/_compiled.json); at import, zabpy/_build.py runs the sources
 instead of extensions that are older than them.
 """

@@ -10,7 +10,7 @@ imported; it loads the sources instead of the extensions when
 
 - ``ZABPY_PURE=1`` is set (to run or test the pure-Python build), or
 - any compiled module's source differs from the one the extensions were
-  built from (the sha256 of each is recorded in ``_compiled.json`` by the
+  built from (a fingerprint of each is recorded in ``_compiled.json`` by the
   build); this logs one warning naming the changed file. The set is all
   or nothing: compiled modules call each other directly, not through the
   import system, so a stale one cannot be replaced alone.
@@ -21,11 +21,8 @@ changes: the sources are what Python imports anyway.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
-import json
-import logging
 import os
 import sys
 
@@ -48,7 +45,7 @@ COMPILED = (
     "zabpy.tree.watches",
 )
 
-HASHES_FILE = "_compiled.json"   # beside this file: {module: sha256 of its source}
+HASHES_FILE = "_compiled.json"   # beside this file: {module: fingerprint of its source}
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_PACKAGE_DIR)
 
@@ -61,8 +58,12 @@ def source_path(module: str, root: str = _ROOT) -> str:
 
 
 def source_hash(path: str) -> str:
+    """A fingerprint of a source file: CRC-32 and length (this detects an
+    edit, not an attacker, and costs microseconds at start-up)."""
+    import zlib
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        data = f.read()
+    return f"{zlib.crc32(data):08x}-{len(data)}"
 
 
 def _has_extension(module: str, root: str) -> bool:
@@ -77,6 +78,7 @@ def stale_sources(root: str = _ROOT) -> list[str] | None:
     module has an extension beside its source."""
     if not any(_has_extension(m, root) for m in COMPILED):
         return None
+    import json
     try:
         with open(os.path.join(root, "zabpy", HASHES_FILE)) as f:
             built = json.load(f)
@@ -114,9 +116,10 @@ def choose() -> None:
             _pure, _reason = False, "no compiled modules"
         elif stale:
             _pure, _reason = True, f"stale build: {', '.join(stale)} changed since it was built"
+            import logging
             logging.getLogger("zabpy").warning(
-                "zabpy: %s; running the pure-Python cores (rebuild with `pip install -e .`, "
-                "or set ZABPY_PURE=1 to silence this)", _reason[len("stale build: "):])
+                "zabpy: %s; running the pure-Python cores (rebuild: ZABPY_COMPILE=1 pip install "
+                "--no-build-isolation -e .; or set ZABPY_PURE=1 to silence this)", _reason[len("stale build: "):])
         else:
             _pure, _reason = False, "built from these sources"
     if _pure:
