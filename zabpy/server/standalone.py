@@ -1047,7 +1047,7 @@ class StandaloneServer:
         """Re-arm a reconnecting client's watches, firing what it missed."""
         rel = sw.relativeZxid
         sid = conn.session_id
-        events: list[tuple[int, str]] = []
+        events: list[tuple[int, Any]] = []  # paths as sent: a null one too
         nodes = self.tree.nodes
         # ZooKeeper's DataTree keeps the root under "" as well as "/": a watch
         # on "" sees the root (events name the path as sent), as Java does

@@ -33,8 +33,8 @@ RECURSIVE = 4
 
 class WatchManager:
     def __init__(self) -> None:
-        self.data: dict[str, dict[int, int]] = {}
-        self.child: dict[str, dict[int, int]] = {}
+        self.data: dict[Any, dict[int, int]] = {}
+        self.child: dict[Any, dict[int, int]] = {}
         self._recursive_count = 0
 
     # ---- registration -------------------------------------------------------
@@ -43,7 +43,7 @@ class WatchManager:
     # null string): typed Any, so that the compiled build (mypyc) does not
     # refuse what the pure one accepts.
     @staticmethod
-    def _add(table: dict[str, dict[int, int]], path: Any, session: int, mode: int) -> None:
+    def _add(table: dict[Any, dict[int, int]], path: Any, session: int, mode: int) -> None:
         watchers = table.get(path)
         if watchers is None:
             table[path] = {session: mode}
@@ -84,7 +84,7 @@ class WatchManager:
         return [(s, event, path) for s in fired]
 
     @staticmethod
-    def _fire(table: dict[str, dict[int, int]], path: str, fired: dict[int, None],
+    def _fire(table: dict[Any, dict[int, int]], path: str, fired: dict[int, None],
               skip: int = 0) -> None:
         """Fire the watches on ``path``; an entry whose modes are all in
         ``skip`` stays silent."""
@@ -104,7 +104,7 @@ class WatchManager:
             del table[path]
 
     @staticmethod
-    def _fire_recursive(table: dict[str, dict[int, int]], path: str,
+    def _fire_recursive(table: dict[Any, dict[int, int]], path: str,
                         fired: dict[int, None]) -> None:
         p = path
         while p != "/":
@@ -154,7 +154,7 @@ class WatchManager:
                 events.append(EVENT.PersistentWatchRemoved)
         return events
 
-    def _clear(self, table: dict[str, dict[int, int]], path: Any, session: int,
+    def _clear(self, table: dict[Any, dict[int, int]], path: Any, session: int,
                mask: int) -> bool:
         watchers = table.get(path)
         if not watchers:
@@ -187,7 +187,7 @@ class WatchManager:
         return sum(len(w) for w in self.data.values()) + sum(len(w) for w in self.child.values())
 
     def by_session(self) -> dict[int, list[str]]:
-        out: dict[int, dict[str, None]] = {}
+        out: dict[int, dict[Any, None]] = {}
         for table in (self.data, self.child):
             for path, watchers in table.items():
                 for s in watchers:
@@ -195,7 +195,7 @@ class WatchManager:
         return {s: list(p) for s, p in sorted(out.items())}
 
     def by_path(self) -> dict[str, list[int]]:
-        out: dict[str, dict[int, None]] = {}
+        out: dict[Any, dict[int, None]] = {}
         for table in (self.data, self.child):
             for path, watchers in table.items():
                 for s in watchers:
