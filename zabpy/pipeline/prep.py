@@ -182,7 +182,7 @@ def _parent_path(path: str) -> str:
 _SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 
 
-_MODES = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
+_MODES: dict = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
 
 
 def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
@@ -219,6 +219,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
+    assert acl is not None
     # For a sequential create the client may name the parent with a trailing
     # '/', so the parent is everything before the last slash ('' is the root).
     parent = pending.get(_parent_path(path))
@@ -304,6 +305,7 @@ def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
+    assert acl is not None
     node = pending.get(path)
     if node is None:
         raise PrepError(ERR.NONODE)

@@ -32,6 +32,13 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python without mypy installed: the decorator is only for mypyc
+    def mypyc_attr(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
@@ -116,7 +123,7 @@ class Entry:
 
     xid: int
     op: int
-    req: object
+    req: Any
     is_write: bool
     reply: bytes | None = None
     close_after: bool = False
@@ -200,11 +207,15 @@ class InFlight:
     """A txn handed to the log, waiting for ``logged``."""
 
     hdr: R.TxnHeader
-    txn: object
+    txn: Any
     conn_id: int | None
     entry: Entry | None = None
 
 
+# The roles (leader, learner, read-only) are interpreted subclasses of the
+# compiled class; the class constants they override are ClassVars, read
+# from the class of the instance.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StandaloneServer:
     def __init__(self, settings: ServerSettings, now_ms: int, tree: DataTree | None = None,
                  sessions: dict[int, int] | None = None):
@@ -284,8 +295,8 @@ class StandaloneServer:
 
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
-    OWNS_SESSIONS = True
-    READ_ONLY = False   # the ConnectResponse's readOnly: this is a read-only server
+    OWNS_SESSIONS: ClassVar[bool] = True
+    READ_ONLY: ClassVar[bool] = False   # the ConnectResponse's readOnly: this is a read-only server
 
     def _is_write(self, op: int) -> bool:
         return op in _QUEUE_WRITE_OPS
@@ -482,7 +493,7 @@ class StandaloneServer:
 
     # ---- requests -------------------------------------------------------------
 
-    def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
+    def request(self, conn_id: int, xid: int, op: int, body: memoryview | bytes, now_ms: int) -> None:
         """One framed request. Raises ProtocolViolation if its body is malformed."""
         self.now_ms = now_ms
         conn = self.conns[conn_id]
@@ -558,7 +569,7 @@ class StandaloneServer:
         if line is not None:
             self._log(line, "warning")
 
-    def _decode(self, op: int, body: memoryview):
+    def _decode(self, op: int, body: memoryview | bytes):
         """The request record, ``None`` for ops without a body, ``_UNKNOWN``
         for an op ZooKeeper does not know, ``_MALFORMED`` for a body that does
         not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
@@ -585,7 +596,7 @@ class StandaloneServer:
             self._log(f"Failed to process request op {op}: {e}", "warning")
             return _MALFORMED
 
-    def _auth(self, conn: Conn, xid: int, body: memoryview) -> None:
+    def _auth(self, conn: Conn, xid: int, body: memoryview | bytes) -> None:
         try:
             pkt = R.AuthPacket.read(Reader(body))
         except DecodeError as e:
@@ -601,7 +612,7 @@ class StandaloneServer:
                 conn.auth_ids.append(i)
         self._emit(conn, frame(XID.AUTH, 0, ERR.OK))
 
-    def _sasl(self, conn: Conn, xid: int, body: memoryview) -> None:
+    def _sasl(self, conn: Conn, xid: int, body: memoryview | bytes) -> None:
         """One SASL token, answered at once as ZooKeeper's processSasl does
         (zabpy/auth/sasl.py holds the exchange)."""
         try:
@@ -766,7 +777,7 @@ class StandaloneServer:
 
     # A multi of more sub-txns than this is applied in parts (``work``). The
     # leader's core applies whole txns: ZAB's SNAP and commit order see its tree.
-    MULTI_OPS_PER_PART = limits.MULTI_APPLY_OPS_PER_PART
+    MULTI_OPS_PER_PART: ClassVar[int] = limits.MULTI_APPLY_OPS_PER_PART
 
     def logged(self, zxid: int, now_ms: int) -> None:
         """Every txn up to ``zxid`` is durable: apply them in order and answer."""
@@ -815,6 +826,7 @@ class StandaloneServer:
             self._fanout_part()
 
     def _fanout_part(self) -> None:
+        assert self._fanout is not None
         item, res, notes = self._fanout
         for _ in range(min(len(notes), limits.WATCH_EVENTS_PER_PART)):
             conn, data = notes.popleft()
@@ -834,12 +846,14 @@ class StandaloneServer:
         """Decode or prepare a part; after the last, hand the multi to the
         log and run what waited for it."""
         sp = self._prepping
+        assert sp is not None
         session = self.sessions.sessions.get(sp.ctx.session_id)
         if not sp.step(self.pending, session is not None and not session.closing):
             return
         if sp.decode_error is not None:
             self._log(f"Failed to process request op {OP.multi}: {sp.decode_error}",
                       "warning")
+        assert sp.result is not None
         ttype, txn, ops = sp.result
         sp.entry.req = ops if ops is not None else _MALFORMED
         hdr = R.TxnHeader(sp.conn.session_id, sp.entry.xid, sp.zxid, self._wall_ms(), ttype)
@@ -857,6 +871,7 @@ class StandaloneServer:
         the last, the multi's reply, the reads that waited for it, and the
         txns logged behind it."""
         sl = self._sliced
+        assert sl is not None
         if not sl.in_tree:
             sl.apply_part(self.tree)
             return
@@ -928,7 +943,7 @@ class StandaloneServer:
             # in the table its snapshots save; a log replay here takes it
             # too), and the client gets the ConnectResponse of its
             # connection, in its place in the queue.
-            conn = self.conns.get(item.conn_id)
+            conn = self.conns.get(item.conn_id)  # type: ignore[arg-type]
             if conn is not None:
                 item.entry.reply = self._connect_response(
                     conn, conn.timeout_ms, hdr.clientId, session_password(hdr.clientId))
@@ -938,7 +953,7 @@ class StandaloneServer:
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
             self.upgrading.pop(hdr.clientId, None)
-            conn = self.conns.get(item.conn_id)
+            conn = self.conns.get(item.conn_id)  # type: ignore[arg-type]
             if conn is not None and not conn.closing:
                 self._attach(conn, hdr.clientId, item.txn.timeOut)
                 self._session_created(conn, hdr.zxid)
@@ -1084,7 +1099,7 @@ class StandaloneServer:
         """Re-arm a reconnecting client's watches, firing what it missed."""
         rel = sw.relativeZxid
         sid = conn.session_id
-        events: list[tuple[int, str]] = []
+        events: list[tuple[int, Any]] = []  # paths as sent: a null one too
         nodes = self.tree.nodes
         # ZooKeeper's DataTree keeps the root under "" as well as "/": a watch
         # on "" sees the root (events name the path as sent), as Java does
