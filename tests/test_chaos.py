@@ -11,13 +11,15 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from zabpy.chaos.checks import check_register, check_set
 from zabpy.chaos.compare import summarize
 from zabpy.chaos.linearizable import INF, Op, RegisterModel, check, shrink
-from zabpy.chaos.net import PREFIX, cleanup_leftovers, why_not_runnable
+from zabpy.chaos.disk import sweep_mounts
+from zabpy.chaos.net import PREFIX, _pid_alive, cleanup_leftovers, why_not_runnable
 from zabpy.chaos.workload import INIT_VALUE, Record
 from zabpy.testing import wait_for
 
@@ -224,14 +226,18 @@ needs_root = pytest.mark.skipif(_skip_reason() is not None,
 
 @needs_root
 def test_short_seeded_schedule_against_zabpy_has_no_anomaly(tmp_path):
-    # Seed 157 draws isolate-leader, pause, one-way, kill and split in 30 s.
-    proc, result = _run_chaos(tmp_path, "--seed", "157", "--duration", "30")
+    # Seed 157 draws isolate-leader, pause, one-way, kill and split in 30 s
+    # from these kinds (in this order: the draw depends on it).
+    proc, result = _run_chaos(tmp_path, "--seed", "157", "--duration", "30", "--faults",
+                              "isolate-leader,split,bridge,one-way,flap,pause,kill,slow")
     assert result["anomalies"] == 0, proc.stdout
     assert proc.returncode == 0
     assert {f["kind"] for f in result["faults"]} >= {"kill", "split", "pause"}, proc.stdout
     assert result["verdicts"]["register"]["ops_checked"] > 50
     assert result["verdicts"]["set"]["ops_checked"] > 50
     assert result["verdicts"]["register"]["undecided"] == 0
+    for name in ("lock", "ephemeral", "watch"):
+        assert result["verdicts"][name]["ops_checked"] > 20, (name, proc.stdout)
     assert "ANOMALIES: 0" in proc.stdout
     table = summarize([str(tmp_path / "result.json")])
     assert table.splitlines()[1].split()[:2] == ["zabpy", "1"]
@@ -241,8 +247,11 @@ def test_short_seeded_schedule_against_zabpy_has_no_anomaly(tmp_path):
 @needs_root
 def test_planted_client_bugs_are_caught_end_to_end(tmp_path):
     proc, result = _run_chaos(tmp_path, "--seed", "3", "--duration", "10",
-                              "--plant", "stale-read,phantom-ack")
+                              "--plant", "stale-read,phantom-ack,double-lock")
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "replay: " in proc.stdout and "--plant stale-read,phantom-ack,double-lock" in proc.stdout
+    lock = result["verdicts"]["lock"]["anomalies"]
+    assert lock and {a["kind"] for a in lock} == {"lock: two holders"}, proc.stdout
     reg = {a["kind"] for a in result["verdicts"]["register"]["anomalies"]}
     sets = [a for a in result["verdicts"]["set"]["anomalies"]]
     assert {"register: not linearizable", "register: stale read after sync"} <= reg, proc.stdout
@@ -276,11 +285,19 @@ def test_a_harness_stopped_midway_leaves_nothing(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    workdir = f"/zabpy-chaos-{proc.pid}-"
     if sig == signal.SIGKILL:
         assert any(ns.startswith(tag) for ns in _namespaces())
         removed = cleanup_leftovers()
         assert removed and all(ns.startswith(tag) for ns in removed)
+        assert _mounts(workdir), "the killed harness's data file systems should be there"
+        # SIGKILL is sent; the servers may take a moment to go before unmounting.
+        wait_for(lambda: not [p for p in servers if _alive(p)], 10, 0.05, what="servers gone")
+        swept = sweep_mounts(_pid_alive)
+        assert swept and all(workdir in p for p in swept), swept
     assert not [ns for ns in _namespaces() if ns.startswith(tag)]
+    assert not _mounts(workdir)
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if f"/{n}-".startswith(workdir)]
     # SIGKILL is sent; the process may take a moment to go.
     wait_for(lambda: not [p for p in servers if _alive(p)], 10, 0.05, what="servers gone")
 
@@ -311,6 +328,10 @@ def _pids_in(tag: str) -> list[int]:
             r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
             out += [int(p) for p in r.stdout.split()]
     return out
+
+
+def _mounts(fragment: str) -> list[str]:
+    return [line for line in open("/proc/self/mounts") if fragment in line]
 
 
 def _alive(pid: int) -> bool:

@@ -138,3 +138,79 @@ def test_three_servers_over_real_sockets_elect_highest_zxid():
     assert {v.leader for v in votes.values()} == {1}
     assert votes[1].state == ServerState.LEADING
     assert votes[2].state == votes[3].state == ServerState.FOLLOWING
+
+
+# ---- a link whose connection is already closed (found by the fault harness) ----
+
+def _notification():
+    return Notification(ServerState.LOOKING, leader=2, zxid=5, election_epoch=1, peer_epoch=1)
+
+
+async def _send_on_a_closed_link(dial: bool):
+    """Server 2 keeps a link to server 1 (larger sid keeps) whose TCP
+    connection is reset by the peer: by the time 2 writes, the transport is
+    closed. Under uvloop (``zabpy server``'s loop) a write to a closed
+    transport raises RuntimeError, which the link task used to hand to the
+    fail-stop: a server of the seed-1010 chaos run exited (status 70) on a
+    peer's restart. It is an IO failure of one link: logged, link dropped."""
+    port1, port2 = _free_ports(2)
+    reset = asyncio.Event()
+
+    async def resetting_peer(reader, writer):
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        reset.set()
+    peer1 = await asyncio.start_server(resetting_peer, "127.0.0.1", port1)
+    broken: list = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda lp, ctx: broken.append(ctx))
+    t = ElectionTransport(2, {1: ("127.0.0.1", port1), 2: ("127.0.0.1", port2)},
+                          redial_ms=60_000)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(t.run())
+        await t.wait_started()
+        if dial:
+            # The dial's connect completes; the reset comes before its
+            # first write (the dial task is held until then).
+            original = asyncio.open_connection
+
+            async def open_then_wait_for_reset(*a, **kw):
+                pair = await original(*a, **kw)
+                await reset.wait()
+                for _ in range(50):
+                    if pair[1].is_closing():
+                        break
+                    await asyncio.sleep(0.01)
+                return pair
+            asyncio.open_connection = open_then_wait_for_reset
+            try:
+                t.send(1, _notification())
+                while 1 in t._dialing:
+                    await asyncio.sleep(0.01)
+            finally:
+                asyncio.open_connection = original
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port1)
+            await reset.wait()
+            for _ in range(50):
+                if writer.is_closing():
+                    break
+                await asyncio.sleep(0.01)
+            t._attach(1, reader, writer, b"")
+            t.send(1, _notification())
+            for _ in range(100):
+                if 1 not in t.links:
+                    break
+                await asyncio.sleep(0.01)
+        t.close()
+    peer1.close()
+    return broken, 1 in t.links
+
+
+@pytest.mark.parametrize("dial", [True, False], ids=["dial", "link"])
+def test_a_write_to_a_reset_link_is_an_io_failure_not_a_broken_invariant(dial):
+    uvloop = pytest.importorskip("uvloop")
+    broken, still_linked = uvloop.run(_send_on_a_closed_link(dial))
+    assert broken == [], [c.get("exception") for c in broken]
+    assert not still_linked

@@ -269,11 +269,56 @@ def test_ping_reply_carries_session_touches():
     pings = [(d, p) for d, p in drain(leader).send if p.type == T.PING]
     assert {d for d, _ in pings} == {2, 3}
     f = Learner(2, 1, 0, 1, 1, 0, timers=TIMERS)
+    for pkt in (P.leader_info(1), P.packet(T.DIFF, 0), P.newleader(1, b""),
+                P.packet(T.UPTODATE, -1)):
+        f.step(1, pkt, 0)
+    drain(f)
     f.touch(0xabc, 4000)
     f.step(1, pings[0][1], 0)
     (reply,) = [p for _, p in drain(f).send if p.type == T.PING]
     leader.step(2, reply, 0)
     assert drain(leader).touches == ((0xabc, 4000),)
+
+
+def test_ping_before_newleader_ack_is_unanswered_then_waits_behind_the_ack():
+    """F7 (ZooKeeper's Learner.syncWithLeader ignores PING until UPTODATE): a
+    Java leader takes the packet after NEWLEADER as its ACK, so no PING reply
+    may leave before it. Found in a mixed ensemble: a Java 3.8 leader dropped
+    a zabpy follower ("Next packet was supposed to be an ACK, but received
+    packet: PING")."""
+    ping = P.packet(T.PING, 0)
+    f = Learner(2, 1, 0, 1, 1, 0, timers=TIMERS)
+    drain(f)                                  # FOLLOWERINFO
+    f.step(1, ping, 0)                        # discovery: nothing to say
+    assert drain(f).send == ()
+    f.step(1, P.leader_info(1), 0)
+    f.step(1, P.packet(T.DIFF, 0), 0)
+    f.step(1, ping, 0)                        # syncing: still nothing
+    r = drain(f)
+    assert [p.type for _, p in r.send] == []
+    f.step(1, P.newleader(1, b""), 0)
+    f.step(1, ping, 0)                        # NEWLEADER taken, its ACK not yet durable
+    r = drain(f)
+    assert r.send == ()
+    thens = [tuple(p.type for _, p in ps.then) for ps in r.persist if ps.then]
+    assert thens[-2:] == [(T.ACK,), (T.PING,)]    # the reply only behind the ACK
+
+
+def test_outstanding_proposals_follow_newleader():
+    """A 3.8.0 Java learner forgets at NEWLEADER the proposals it holds
+    uncommitted, and a later COMMIT of one crashes its sync; so a proposal
+    outstanding while a learner syncs goes after NEWLEADER (L3)."""
+    leader = new_leader()
+    establish(leader, peers=((2, 0),))
+    drain(leader)
+    z = proposed(leader)
+    drain(leader)
+    leader.step(3, info(3, 0), 0)
+    drain(leader)
+    leader.step(3, P.ack_epoch(0, 0), 0)
+    kinds = [(p.type, p.zxid) for d, p in drain(leader).send if d == 3]
+    newleader = kinds.index((T.NEWLEADER, P.make_zxid(leader.current_epoch, 0)))
+    assert (T.PROPOSAL, z) in kinds[newleader:]
 
 
 # ---- liveness --------------------------------------------------------------------------
@@ -291,11 +336,79 @@ def test_leader_without_a_quorum_for_sync_limit_steps_down():
     assert r.phase == Phase.LOOKING and set(r.close) == {2, 3}
 
 
+def test_learner_syncing_has_init_limit_until_its_newleader_ack():
+    """L6 (LearnerHandler: initLimit socket timeout until the NEWLEADER ACK,
+    syncLimit after). Found in a mixed ensemble: a Java learner told to TRUNC
+    writes a snapshot before it acks NEWLEADER and took longer than syncLimit."""
+    leader = new_leader()
+    establish(leader, peers=((2, 0),))
+    drain(leader)
+    leader.step(3, info(3, 1), 0)
+    leader.step(3, P.ack_epoch(0, 1), 0)
+    assert any(p.type == T.NEWLEADER for d, p in drain(leader).send if d == 3)
+    for now in (TIMERS.sync_ms, TIMERS.init_ms - 1):
+        leader.step(2, P.ping_reply(0, {}), now)    # the quorum stays
+        leader.tick(now)
+        assert 3 not in drain(leader).close
+    leader.step(2, P.ping_reply(0, {}), TIMERS.init_ms)
+    leader.tick(TIMERS.init_ms)
+    assert 3 in drain(leader).close
+    leader.step(3, info(3, 1), TIMERS.init_ms)       # once acked: syncLimit
+    leader.step(3, P.ack_epoch(0, 1), TIMERS.init_ms)
+    drain(leader)
+    leader.step(3, P.packet(T.ACK, P.make_zxid(leader.new_epoch, 0)), TIMERS.init_ms)
+    drain(leader)
+    now = TIMERS.init_ms + TIMERS.sync_ms
+    leader.step(2, P.ping_reply(0, {}), now)
+    leader.tick(now)
+    assert 3 in drain(leader).close
+
+
 def test_learner_that_hears_nothing_leaves():
     f = Learner(2, 1, 0, 0, 0, 0, timers=TIMERS)
     f.tick(TIMERS.init_ms - 1)
     assert f.phase == Phase.DISCOVERY
     f.tick(TIMERS.init_ms)
+    assert drain(f).phase == Phase.LOOKING
+
+
+def test_learner_dials_a_silent_leader_again_as_zookeeper_does():
+    """F6 (Learner.connectToLeader): a Java leader binds its quorum port only
+    after FLE's finalize wait, so a learner that decided first is refused.
+    It retries every LEARNER_CONNECT_RETRY_MS, at most LEARNER_CONNECT_TRIES_MAX
+    attempts, resending its FOLLOWERINFO behind each dial; then it leaves."""
+    from zabpy.limits import LEARNER_CONNECT_RETRY_MS as RETRY, LEARNER_CONNECT_TRIES_MAX
+    f = Learner(2, 1, 0, 0, 0, 0, timers=TIMERS)
+    assert drain(f).send == ((1, info(2, 0)),)
+    now = 0
+    for attempt in range(2, LEARNER_CONNECT_TRIES_MAX + 1):
+        f.disconnected(now)
+        assert drain(f).phase is None and f.phase == Phase.DISCOVERY and not f.redial_due
+        assert f.next_deadline_ms() == now + RETRY
+        f.tick(now + RETRY - 1)
+        assert not f.redial_due
+        now += RETRY
+        f.tick(now)
+        assert f.redial_due and f.connect_tries == attempt
+        f.redial_due = False        # the peer took the dial
+        assert drain(f).send == ((1, info(2, 0)),)
+    f.disconnected(now)             # the fifth refusal ends the term
+    assert drain(f).phase == Phase.LOOKING
+
+
+def test_learner_leaves_at_once_when_a_leader_that_spoke_drops_it():
+    f = Learner(2, 1, 0, 0, 0, 0, timers=TIMERS)
+    drain(f)
+    f.step(1, P.leader_info(1), 5)
+    drain(f)
+    f.disconnected(10)
+    assert drain(f).phase == Phase.LOOKING and not f.redial_due
+
+
+def test_learner_redials_only_within_init_limit():
+    f = Learner(2, 1, 0, 0, 0, 0, timers=TIMERS)
+    drain(f)
+    f.disconnected(TIMERS.init_ms - 50)   # no time left for a retry
     assert drain(f).phase == Phase.LOOKING
 
 

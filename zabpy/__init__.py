@@ -7,3 +7,8 @@ __version__ = "0.1.0"
 ZOOKEEPER_VERSION = "3.8.0"
 
 __all__ = ["__version__", "ZOOKEEPER_VERSION"]
+
+# Compiled cores or their sources (zabpy/_build.py): decided before any is imported.
+from . import _build  # noqa: E402
+
+_build.choose()

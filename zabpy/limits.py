@@ -72,6 +72,19 @@ SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT = 10_000
 # Outstanding writes the standalone pipeline keeps before the log catches up.
 PENDING_TXNS_MAX = 10_000
 
+# ---- the HTTP/JSON API (zabpy/httpapi) ----
+# changes kept in memory for watch streams and history (zabpy.http.changeLogSize)
+HTTP_CHANGE_LOG_SIZE_DEFAULT = 50_000
+# internal sessions the API keeps, one per identity (zabpy.http.sessionsMax)
+HTTP_SESSIONS_MAX_DEFAULT = 64
+# concurrent watch streams per server (a stream's writes wait for its own
+# socket; one that falls behind the change log is cut with ``event: gone``)
+HTTP_STREAMS_MAX = 1024
+# an API request body (a znode's data is at most jute.maxbuffer, base64 grows it by 4/3)
+HTTP_BODY_BYTES_MAX = 2 * JUTE_MAXBUFFER
+# entries one history answer may list
+HTTP_HISTORY_LIMIT_MAX = 10_000
+
 assert JUTE_MAXBUFFER > 0
 assert CONNECTION_QUEUED_BYTES_MAX_DEFAULT > JUTE_MAXBUFFER
 assert CONNECTION_QUEUED_GRACE_MS_DEFAULT > 0
@@ -172,6 +185,13 @@ ZAB_OUTSTANDING_MAX = 20_000
 ZAB_TOUCHES_MAX = 80_000
 # Forwarded sync() requests a learner may have waiting for the leader's SYNC.
 ZAB_PENDING_SYNCS_MAX = 10_000
+# A learner whose first connection to its new leader fails tries again, as
+# ZooKeeper's Learner.connectToLeader does: at most this many attempts, this
+# far apart (zookeeper.leaderConnectDelayDuringRetryMs), all within initLimit
+# ticks. A leader decided by FLE binds its quorum port only after its own
+# finalize wait, so a learner that decided first may find it closed.
+LEARNER_CONNECT_TRIES_MAX = 5
+LEARNER_CONNECT_RETRY_MS = 100
 # The log tail a peer mirrors in memory: DIFF source for a future leader role
 # and the unapplied entries it fast-forwards; must cover every outstanding txn.
 ZAB_LOG_TAIL_MAX = ZAB_COMMITTED_LOG_MAX + ZAB_OUTSTANDING_MAX
@@ -196,3 +216,9 @@ FAIL_STOP_SHUTDOWN_MS = 5_000
 
 # RFC 2831: a DIGEST-MD5 digest-response is at most 4096 bytes (auth/digest_md5.py)
 SASL_DIGEST_RESPONSE_MAX = 4096
+assert HTTP_CHANGE_LOG_SIZE_DEFAULT > 0 and HTTP_SESSIONS_MAX_DEFAULT > 0
+assert HTTP_BODY_BYTES_MAX > JUTE_MAXBUFFER
+# A SASL token on the quorum/election ports or a GSSAPI token from a client
+# (a Kerberos AP-REQ with a PAC runs to several KiB; the JDK accepts 64 KiB)
+SASL_TOKEN_MAX = 65536
+assert SASL_TOKEN_MAX >= SASL_DIGEST_RESPONSE_MAX

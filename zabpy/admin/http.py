@@ -50,14 +50,15 @@ def to_jackson_json(value, level: int = 0) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-async def bind_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def bind_app(app: web.Application, host: str, port: int,
+                   ssl_context=None) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on host:port; returns the runner (for cleanup) and the bound port.
 
     Raises OSError when the address cannot be bound (the runner is cleaned up).
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:
@@ -71,8 +72,9 @@ async def bind_app(app: web.Application, host: str, port: int) -> tuple[web.AppR
 class AdminServer:
     """admin.serverAddress:admin.serverPort, commands under admin.commandURL."""
 
-    def __init__(self, runtime, command_url: str = "/commands"):
+    def __init__(self, runtime, command_url: str = "/commands", extra_routes=None):
         self.rt = runtime
+        self.extra_routes = extra_routes   # adds more routes to the app (the HTTP API)
         self.command_url = "/" + command_url.strip("/")
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -83,6 +85,8 @@ class AdminServer:
         app.router.add_get(base, self._list)
         app.router.add_get(base + "/", self._list)
         app.router.add_get(base + "/{name:.+}", self._command)
+        if self.extra_routes is not None:
+            self.extra_routes(app)
         return app
 
     async def _list(self, request: web.Request) -> web.Response:

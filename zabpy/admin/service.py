@@ -39,6 +39,9 @@ class OperationsServices:
         self.metrics = ServerMetrics()
         self.admin = None        # http.AdminServer once started
         self.prometheus = None   # metrics.MetricsServer once started
+        self.http_api = None     # httpapi.HttpApi when zabpy.http.enabled
+        self._http_runner = None  # its own app's runner, on zabpy.http.port
+        self.http_port: int | None = None
         self.pause_monitor: PauseMonitor | None = None
         self._pause_task: asyncio.Task | None = None
 
@@ -53,16 +56,33 @@ class OperationsServices:
     def preload(self) -> None:
         """Import what ``start`` will need (run in a worker thread)."""
         c = self.rt.config
-        if c.admin_enable_server:
+        if c.admin_enable_server or c.http_enabled:
             from . import http  # noqa: F401
+        if c.http_enabled:
+            from ..httpapi import api  # noqa: F401
         if c.metrics_provider_class == PROMETHEUS_PROVIDER:
             from . import metrics  # noqa: F401
 
     async def start(self) -> None:
         c = self.rt.config
+        extra = None
+        if c.http_enabled:
+            from ..httpapi.api import HttpApi
+            self.http_api = HttpApi(self.rt, self.rt.changes)
+            if c.http_port is None:
+                extra = self.http_api.add_routes
+            else:
+                await self._start_http_api(c)
         if c.admin_enable_server:
             await self._start_admin(c.admin_server_address, c.admin_server_port,
-                                    c.admin_command_url)
+                                    c.admin_command_url, extra)
+            if extra is not None and self.admin is not None:
+                self.http_port = self.admin.port
+                log.info("Started the HTTP API on the AdminServer's port %d (/api/v1, "
+                         "/watch, /console/)", self.http_port)
+        elif extra is not None:
+            log.error("zabpy.http.enabled without zabpy.http.port needs the AdminServer "
+                      "(admin.enableServer=true); the HTTP API is not started")
         if c.metrics_provider_class == PROMETHEUS_PROVIDER:
             from .metrics import MetricsServer, build_registry
             server = MetricsServer(build_registry(self.rt))
@@ -76,9 +96,24 @@ class OperationsServices:
             self.pause_monitor = PauseMonitor(settings, self.metrics)
             self._pause_task = asyncio.create_task(self.pause_monitor.run())
 
-    async def _start_admin(self, host: str, port: int, url: str) -> None:
+    async def _start_http_api(self, c) -> None:
+        """The HTTP API on its own port (zabpy.http.port), HTTPS with zabpy.http.tls."""
+        from aiohttp import web
+        from .http import bind_app
+        app = web.Application(client_max_size=2 * c.jute_maxbuffer)
+        self.http_api.add_routes(app)
+        ssl_ctx = None
+        if c.http_tls:
+            from ..runtime.tls import server_ssl_context
+            ssl_ctx = server_ssl_context(c)
+        host = c.http_address or c.admin_server_address
+        self._http_runner, self.http_port = await bind_app(app, host, c.http_port, ssl_ctx)
+        log.info("Started the HTTP API on %s:%d%s", host, self.http_port,
+                 " (TLS)" if ssl_ctx is not None else "")
+
+    async def _start_admin(self, host: str, port: int, url: str, extra=None) -> None:
         from .http import AdminServer
-        admin = AdminServer(self.rt, url)
+        admin = AdminServer(self.rt, url, extra)
         try:
             await admin.start(host, port)
         except OSError as e:
@@ -99,3 +134,6 @@ class OperationsServices:
             if server is not None:
                 await server.stop()
         self.admin = self.prometheus = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from .. import limits
 
-__all__ = ["DigestMD5Server", "SaslError", "SERVICE", "SERVER_NAME"]
+__all__ = ["DigestMD5Client", "DigestMD5Server", "SaslError", "SERVICE", "SERVER_NAME"]
 
 SERVICE = "zookeeper"
 SERVER_NAME = "zk-sasl-md5"
@@ -200,3 +200,69 @@ class DigestMD5Server:
         self.authentication_id = username
         self.authzid = authzid
         return b"rspauth=" + kd(b":" + uri)
+
+
+def _quote(value: bytes) -> bytes:
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+class DigestMD5Client:
+    """The client side of the same exchange, as the JDK's client runs it for
+    a quorum learner: no initial response, then one response to the
+    server's challenge, then the server's ``rspauth`` checked. ``evaluate``
+    returns the next token, or None once the exchange is complete; it raises
+    SaslError on a malformed challenge or a wrong ``rspauth`` (a server that
+    does not know our password)."""
+
+    def __init__(self, username: str, password: str, nonce_source: Callable[[int], bytes],
+                 service: str = SERVICE, server_name: str = SERVER_NAME):
+        self.username = username
+        self.password = password
+        self._nonce_source = nonce_source
+        self.digest_uri = f"{service}/{server_name}".encode("utf-8")
+        self._expect_rspauth: bytes | None = None
+        self.complete = False
+
+    def evaluate(self, challenge: bytes) -> bytes | None:
+        if self.complete:
+            raise SaslError("DIGEST-MD5: authentication already completed")
+        if self._expect_rspauth is None:
+            return self._respond(challenge)
+        d = _parse(challenge)
+        if not hmac.compare_digest(d.get("rspauth", b"").lower(), self._expect_rspauth):
+            raise SaslError("DIGEST-MD5: mismatched rspauth from the server")
+        self.complete = True
+        return None
+
+    def _respond(self, challenge: bytes) -> bytes:
+        if len(challenge) > limits.SASL_DIGEST_RESPONSE_MAX:
+            raise SaslError("DIGEST-MD5: challenge longer than 4096 bytes")
+        d = _parse(challenge)
+        if "nonce" not in d:
+            raise SaslError("DIGEST-MD5: digest challenge format violation: no nonce")
+        qops = [q.strip().lower() for q in d.get("qop", b"auth").split(b",")]
+        if b"auth" not in qops:
+            raise SaslError("DIGEST-MD5: the server offers no 'auth' quality of protection")
+        utf8 = d.get("charset", b"").lower() == b"utf-8"
+        realm = d.get("realm", b"").decode("utf-8" if utf8 else "latin-1")
+        nonce = d["nonce"]
+        cnonce = base64.b64encode(self._nonce_source(NONCE_BYTES))
+        nc, qop = b"00000001", b"auth"
+        key = _md5(b":".join((_to_8859_1(self.username, utf8), _to_8859_1(realm, utf8),
+                              _to_8859_1(self.password, utf8))))
+        ha1 = _hex(key + b":" + nonce + b":" + cnonce)
+
+        def kd(a2: bytes) -> bytes:
+            return _hex(b":".join((ha1, nonce, nc, cnonce, qop, _hex(a2))))
+
+        self._expect_rspauth = kd(b":" + self.digest_uri)
+        enc = "utf-8" if utf8 else "latin-1"
+        parts = [b"username=" + _quote(self.username.encode(enc))]
+        if "realm" in d:
+            parts.append(b"realm=" + _quote(realm.encode(enc)))
+        parts += [b"nonce=" + _quote(nonce), b"nc=" + nc, b"cnonce=" + _quote(cnonce),
+                  b"digest-uri=" + _quote(self.digest_uri), b"maxbuf=65536",
+                  b"response=" + kd(b"AUTHENTICATE:" + self.digest_uri), b"qop=" + qop]
+        if utf8:
+            parts.append(b"charset=utf-8")
+        return b",".join(parts)

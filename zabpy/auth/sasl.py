@@ -50,6 +50,15 @@ class AuthSettings:
     nonce_source: Callable[[int], bytes] | None = None
     audit: bool = False                        # audit.enable
     server_user: str = ""                      # the user the server runs as (audit lines)
+    # A GSSAPI (Kerberos) mechanism, made per connection by the runtime when
+    # the JAAS Server section logs in with Krb5LoginModule; ZooKeeper then
+    # offers GSSAPI instead of DIGEST-MD5. Same face as DigestMD5Server:
+    # evaluate(token) -> token, complete, authentication_id, authzid; SaslError.
+    sasl_mechanism: Callable[[], object] | None = None
+
+    @property
+    def sasl_enabled(self) -> bool:
+        return self.sasl_users is not None or self.sasl_mechanism is not None
 
     @property
     def sasl_required(self) -> bool:
@@ -105,6 +114,9 @@ class SaslExchange:
 
     def __init__(self, settings: AuthSettings):
         self.s = settings
+        if settings.sasl_mechanism is not None:
+            self.mech = settings.sasl_mechanism()
+            return
         assert settings.nonce_source is not None, "the runtime injects the nonce source"
         self.mech = DigestMD5Server(settings.sasl_password, settings.nonce_source)
 

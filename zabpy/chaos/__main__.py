@@ -1,4 +1,13 @@
 """python -m zabpy.chaos --seed N [--servers 3|5] [--duration S] [--target zabpy|java]
+                        [--faults K,...] [--report-dir DIR] [--disk auto|loop|tmpfs|none]
+
+The seed fixes the fault schedule (kinds, start times, how long each holds)
+and the clients' choices; which member a fault hits is drawn when it starts
+(the leader is whoever leads then), and timing is real, so a replay meets
+the same faults but not always the same interleaving. --report-dir gets
+report.txt, result.json, timeline.png, and the servers' logs when a checker
+found an anomaly or the harness failed. On failure the replay command is
+printed.
 
 Exit status: 0 no anomaly, 1 anomalies found, 2 the harness failed,
 77 cannot run here (not root, no iproute2): the message says why."""
@@ -6,10 +15,14 @@ Exit status: 0 no anomaly, 1 anomalies found, 2 the harness failed,
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .faults import KINDS
 from .net import why_not_runnable
+
+
+PLANTS = ("stale-read", "phantom-ack", "double-lock", "local-sync")
 
 
 def main(argv=None) -> int:
@@ -22,7 +35,11 @@ def main(argv=None) -> int:
     p.add_argument("--faults", default=",".join(KINDS),
                    help=f"comma-separated kinds to draw from (default: all of {','.join(KINDS)})")
     p.add_argument("--json", help="also write the result as JSON here")
+    p.add_argument("--report-dir", help="write report.txt, result.json, timeline.png here")
     p.add_argument("--keep", action="store_true", help="keep the data and log directory")
+    p.add_argument("--disk", choices=("auto", "loop", "tmpfs", "none"), default="auto",
+                   help="each member's dataDir: its own ext4 on a loop device (auto: else "
+                        "tmpfs), or none (disk faults are then skipped)")
     # Planted client-side bugs, for the tests that show the checkers catch them.
     p.add_argument("--plant", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -30,8 +47,8 @@ def main(argv=None) -> int:
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         p.error(f"unknown fault kinds {bad}; choose from {','.join(KINDS)}")
-    if a.plant and set(a.plant.split(",")) - {"stale-read", "phantom-ack", "local-sync"}:
-        p.error("--plant takes stale-read, phantom-ack and/or local-sync")
+    if a.plant and set(a.plant.split(",")) - set(PLANTS):
+        p.error(f"--plant takes {', '.join(PLANTS)}")
     if a.plant and "local-sync" in a.plant and a.target != "zabpy":
         p.error("--plant local-sync plants a bug in zabpy's server")
     reason = why_not_runnable()
@@ -41,14 +58,29 @@ def main(argv=None) -> int:
     from .run import run, write_json
     try:
         result = run(a.seed, a.servers, a.duration, a.target, a.plant, kinds, a.keep,
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+                     log=lambda m: print(m, file=sys.stderr, flush=True), disk=a.disk,
+                     report_dir=a.report_dir)
     except Exception as e:
         print(f"HARNESS FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"replay: {replay_command(a)}", file=sys.stderr)
         return 2
     print(result["text"], end="")
     if a.json:
         write_json(result, a.json)
+    if result["anomalies"]:
+        print(f"replay: {replay_command(a)}")
     return 1 if result["anomalies"] else 0
+
+
+def replay_command(a: argparse.Namespace) -> str:
+    cmd = [sys.executable, "-m", "zabpy.chaos", "--seed", str(a.seed), "--servers",
+           str(a.servers), "--duration", f"{a.duration:g}", "--target", a.target,
+           "--faults", a.faults, "--disk", a.disk]
+    if a.plant:
+        cmd += ["--plant", a.plant]
+    if a.report_dir:
+        cmd += ["--report-dir", a.report_dir + "-replay"]
+    return " ".join(shlex.quote(c) for c in cmd)
 
 
 if __name__ == "__main__":

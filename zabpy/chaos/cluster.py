@@ -13,6 +13,7 @@ import time
 
 from ..testing.difffuzz.servers import JAVA_JARS, java_missing
 from ..testing.server import four_letter_word
+from .disk import Disks
 from .net import Network
 
 __all__ = ["Cluster", "CLIENT_PORT", "TICK_MS"]
@@ -26,7 +27,7 @@ SERVING = ("leader", "follower", "observer", "standalone")
 
 class Cluster:
     def __init__(self, net: Network, workdir: str, target: str = "zabpy",
-                 server_bug: str | None = None):
+                 server_bug: str | None = None, disks: Disks | None = None):
         assert target in ("zabpy", "java")
         assert server_bug is None or target == "zabpy"
         self.server_bug = server_bug
@@ -35,6 +36,7 @@ class Cluster:
             if reason:
                 raise RuntimeError(f"--target java: {reason}")
         self.net = net
+        self.disks = disks
         self.dir = workdir
         self.target = target
         self.sids = net.sids
@@ -51,7 +53,8 @@ class Cluster:
         servers = [f"server.{s}={self.net.addr(s)}:{QUORUM_PORT}:{ELECTION_PORT}:participant"
                    for s in self.sids]
         for sid in self.sids:
-            data = os.path.join(self.dir, f"data{sid}")
+            data = (self.disks.data_dir(sid) if self.disks is not None
+                    else os.path.join(self.dir, f"data{sid}"))
             os.makedirs(data, exist_ok=True)
             with open(os.path.join(data, "myid"), "w") as f:
                 f.write(f"{sid}\n")
@@ -86,16 +89,28 @@ class Cluster:
         path = os.path.join(self.dir, f"server{sid}.log")
         return open(path, errors="replace").read() if os.path.exists(path) else ""
 
+    def last_error(self, sid: int) -> str:
+        """The last line of ``sid``'s log and output that names an error."""
+        last = ""
+        for name in (f"server{sid}.log", f"server{sid}.out"):
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                for line in open(path, errors="replace"):
+                    if any(w in line for w in ("Exception:", "Error:", "ERROR", "CRITICAL")):
+                        last = line.strip()
+        return last
+
     # ---- processes -----------------------------------------------------------------
 
     def start(self, sid: int) -> None:
         assert sid not in self.procs
         out = os.path.join(self.dir, f"server{sid}.{'log' if self.target == 'zabpy' else 'out'}")
+        env = dict(os.environ, **(self.disks.env(sid) if self.disks is not None else {}))
         with open(out, "ab") as log:
             self.procs[sid] = subprocess.Popen(
                 ["ip", "netns", "exec", self.net.ns(sid), *self._command(sid)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=os.getcwd())
+                cwd=os.getcwd(), env=env)
         self.started_pids.append(self.procs[sid].pid)
 
     def kill(self, sid: int) -> None:
@@ -105,6 +120,16 @@ class Cluster:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+
+    def reap(self, sid: int) -> int:
+        """Forget a member whose process ended by itself; its exit status."""
+        p = self.procs.pop(sid)
+        self.paused.discard(sid)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)   # anything it left in its group
+        except ProcessLookupError:
+            pass
+        return p.wait()
 
     def pause(self, sid: int) -> None:
         os.killpg(self.procs[sid].pid, signal.SIGSTOP)
@@ -156,13 +181,16 @@ class Cluster:
               and (len(zxids) == 1 or not same_zxid))
         return ok, state
 
-    def wait_converged(self, timeout: float, same_zxid: bool = True
+    def wait_converged(self, timeout: float, same_zxid: bool = True, on_poll=None
                        ) -> tuple[float, dict[int, tuple]]:
         """Seconds until converged (or, with ``same_zxid`` false, until all
-        serve under one leader); raises TimeoutError with each member's state."""
+        serve under one leader); raises TimeoutError with each member's state.
+        ``on_poll()`` runs before each look (restarting members, say)."""
         t0 = time.monotonic()
         state: dict = {}
         while time.monotonic() - t0 < timeout:
+            if on_poll is not None:
+                on_poll()
             ok, state = self.converged(same_zxid)
             if ok:
                 return time.monotonic() - t0, state

@@ -27,10 +27,10 @@ def summarize(paths: list[str]) -> str:
     lines.append("")
     lines.append("write unavailability, s (n / mean / max): longest stretch with writes "
                  "failing and none answered")
-    lines.append(f"{'fault':<16}" + "".join(f"{t:>24}" for t in targets))
+    lines.append(f"{'fault':<20}" + "".join(f"{t:>24}" for t in targets))
     kinds = sorted({f["kind"] for rs in runs.values() for r in rs for f in r["faults"]})
     for k in kinds:
-        row = f"{k:<16}"
+        row = f"{k:<20}"
         for t in targets:
             us = [f["unavailable_s"] for r in runs[t] for f in r["faults"] if f["kind"] == k]
             row += (f"{len(us):>8d} {sum(us) / len(us):7.2f} {max(us):7.2f}" if us

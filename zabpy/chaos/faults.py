@@ -5,6 +5,12 @@ drawn when it starts, since "the leader" is whoever leads then.
 One fault at a time, each healed before the next: a gap, the fault held
 for a few seconds, heal. ``heal_all`` undoes every kind, and the run ends
 with it whatever happened.
+
+Disk faults (disk.py) may stop their member: a server whose log write
+fails must stop acknowledging, and both ZooKeeper and zabpy exit. Such an
+exit is expected (``Injector.may_exit``) and recorded with its exit status;
+healing frees the disk and starts the member again. Any other exit fails
+the run.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import random
 from dataclasses import dataclass, field
 
 from .cluster import Cluster
+from .disk import MODE_EIO, MODE_SLOW, Disks, drop_caches
 from .net import Network
 
 __all__ = ["KINDS", "Fault", "schedule", "Injector"]
 
-KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "pause", "kill", "slow")
+NET_KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "slow", "loss")
+PROCESS_KINDS = ("pause", "kill", "kill-drop")
+DISK_KINDS = ("disk-full", "disk-eio", "disk-slow", "disk-full-majority")
+KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS
 WARMUP_S = 2.0
 FLAP_S = 0.7
 
@@ -31,6 +41,7 @@ class Fault:
     detail: str = ""
     began: float | None = None   # when it was applied
     healed: float | None = None
+    exits: dict = field(default_factory=dict)   # member -> exit status, when a fault stopped it
 
 
 def schedule(seed: int, duration: float, kinds=KINDS) -> list[Fault]:
@@ -46,18 +57,87 @@ def schedule(seed: int, duration: float, kinds=KINDS) -> list[Fault]:
 
 
 class Injector:
-    def __init__(self, net: Network, cluster: Cluster, seed: int):
+    def __init__(self, net: Network, cluster: Cluster, seed: int, disks: Disks | None = None):
         self.net = net
         self.cluster = cluster
+        self.disks = disks
         self.rng = random.Random(seed ^ 0x5EED)
         self.killed: list[int] = []
         self.flapping: int | None = None
+        # Members a disk fault may stop, with that fault; kept through the
+        # next fault too (a write begun on the full disk may fail just after
+        # the heal: Java exits when a snapshot taken while syncing fails).
+        self.may_exit: dict[int, Fault] = {}
+        self._grace: dict[int, Fault] = {}
+        self.current: Fault | None = None
 
     def _member(self, prefer_leader: bool) -> int:
         leader = self.cluster.leader() if prefer_leader else None
         return leader if leader is not None else self.rng.choice(self.net.sids)
 
     def apply(self, f: Fault) -> None:
+        self.current = f
+        if f.kind in DISK_KINDS:
+            self._disk(f)
+        else:
+            self._net_or_process(f)
+
+    def _disk(self, f: Fault) -> None:
+        disks = self.disks
+        s = self._member(self.rng.random() < 0.5)
+        f.targets = [s]
+        if disks is None or disks.kind == "none":
+            f.detail = "skipped: data dirs not on file systems of their own"
+        elif f.kind == "disk-full":
+            taken = disks.fill(s)
+            f.detail = f"{s}'s data file system full ({taken >> 20} MiB of ballast)"
+            self.may_exit[s] = f
+        elif f.kind == "disk-full-majority":
+            # No quorum can log: writes must stop being acknowledged (those
+            # that still fit in a log's last allocated block are logged).
+            sids = sorted(self.rng.sample(self.net.sids, len(self.net.sids) // 2 + 1))
+            for m in sids:
+                disks.fill(m)
+            f.targets, f.detail = sids, f"data file systems of {sids} full"
+            self.may_exit.update((m, f) for m in sids)
+        elif disks.shim is None:
+            f.detail = f"skipped: {disks.shim_missing}"
+        elif f.kind == "disk-eio":
+            disks.set_fsync(s, MODE_EIO)
+            f.detail = f"{s}'s fsync/fdatasync fail with EIO"
+            self.may_exit[s] = f
+        else:
+            ms = self.rng.choice((100, 300, 1000, 2000))
+            disks.set_fsync(s, MODE_SLOW, ms)
+            f.detail = f"{s}'s fsync/fdatasync take {ms} ms more"
+
+    def unexpected_exits(self) -> dict[int, int]:
+        """Members that exited by themselves and were not allowed to; an
+        allowed exit is recorded on the current fault."""
+        out = {}
+        for s, code in self.cluster.exited().items():
+            f = self.may_exit.get(s) or self._grace.get(s)
+            if f is not None:
+                f.exits.setdefault(s, code)
+            else:
+                out[s] = code
+        return out
+
+    def restart_exited(self, start: bool = True) -> None:
+        """Reap the members a disk fault was allowed to stop and that did;
+        start them again now, or (``start`` false) with the other killed
+        members at the heal."""
+        self.unexpected_exits()       # records the allowed exits on their fault
+        exited = self.cluster.exited()
+        for s in sorted({**self._grace, **self.may_exit}):
+            if s in exited:
+                self.cluster.reap(s)
+                if start:
+                    self.cluster.start(s)
+                else:
+                    self.killed.append(s)
+
+    def _net_or_process(self, f: Fault) -> None:
         sids = list(self.net.sids)
         if f.kind == "isolate-leader":
             s = self._member(True)
@@ -90,16 +170,24 @@ class Injector:
             s = self._member(self.rng.random() < 0.7)
             f.targets, f.detail = [s], f"SIGSTOP {s}"
             self.cluster.pause(s)
-        elif f.kind == "kill":
+        elif f.kind in ("kill", "kill-drop"):
             s = self._member(self.rng.random() < 0.7)
             f.targets, f.detail = [s], f"kill -9 {s}, restarted at heal"
             self.cluster.kill(s)
             self.killed.append(s)
+            if f.kind == "kill-drop":
+                f.detail += (", page cache dropped first" if drop_caches()
+                             else ", but the page cache could not be dropped")
         elif f.kind == "slow":
             s = self._member(self.rng.random() < 0.5)
             f.targets = [s]
             f.detail = f"{s}: " + self.net.slow(s, self.rng.choice((50, 100, 200)),
                                                self.rng.choice((5, 10, 20)))
+        elif f.kind == "loss":
+            s = self._member(self.rng.random() < 0.5)
+            pct = self.rng.choice((10, 30, 60))
+            f.targets = [s]
+            f.detail = f"{s}: " + self.net.lose(s, pct)
         else:
             raise AssertionError(f.kind)
 
@@ -114,7 +202,12 @@ class Injector:
         self.net.heal()
         for s in sorted(self.cluster.paused):
             self.cluster.resume(s)
+        if self.disks is not None:
+            self.disks.heal()
+        self.restart_exited(start=False)
+        self._grace, self.may_exit = self.may_exit, {}
         for s in self.killed:
             if s not in self.cluster.procs:
                 self.cluster.start(s)
         self.killed.clear()
+        self.current = None

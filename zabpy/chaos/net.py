@@ -7,8 +7,12 @@ nothing leaves the bridge.
 Faults are made with what this kernel offers: a link set down (a node cut
 off from everyone), blackhole routes per peer (a partition between two
 groups, or loss one way only: the route drops what one side sends), and a
-``tbf`` rate limit (a slow link). ``tc netem`` (latency, loss, reordering)
-is used when the kernel has it; ``Network.netem`` says whether it does.
+``tbf`` rate limit (a slow link), and random loss by nftables (``numgen
+random mod 100 < P drop``: on the member's input, and on the bridge's
+forward and input hooks for what the member sends). ``tc netem`` (latency,
+loss, reordering) is used for slow links when the kernel has it;
+``Network.netem`` says whether it does (this test machine's kernel has no
+netem, no sch_prio and no tc actions: no delay or reordering here).
 
 Every name starts with ``PREFIX`` and the creating process id, so that a run
 removes what it made, and the leftovers of a run that died (its pid gone)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 
@@ -33,6 +38,13 @@ CLONE_NEWNET = 0x40000000
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def _nft(ns: str, *commands: str, check: bool = True) -> None:
+    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(commands),
+                       capture_output=True, text=True)
+    if check and r.returncode:
+        raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}")
 
 
 def why_not_runnable() -> str | None:
@@ -115,6 +127,7 @@ class Network:
         self.blackholes: set[tuple[int, int]] = set()   # (from sid, to sid)
         self.down: set[int] = set()
         self.shaped: set[int] = set()
+        self.lossy: set[int] = set()
         self.netem: bool | None = None
 
     def ns(self, sid: int) -> str:
@@ -217,7 +230,28 @@ class Network:
         self.shaped.add(sid)
         return what + ", both ways"
 
+    def lose(self, sid: int, pct: int) -> str:
+        """Drop ``pct`` % of the packets to and from ``sid`` at random (nft)."""
+        if shutil.which("nft") is None:
+            return "skipped: no nft command (nftables)"
+        rule = f"numgen random mod 100 < {pct} drop"
+        _nft(self.ns(sid), f"add table inet {PREFIX}",
+             f"add chain inet {PREFIX} cin {{ type filter hook input priority 0 ; }}",
+             f"add rule inet {PREFIX} cin iifname eth0 {rule}")
+        t = f"{PREFIX}s{sid}"
+        _nft(self.bridge_ns, f"add table bridge {t}",
+             f"add chain bridge {t} cfwd {{ type filter hook forward priority 0 ; }}",
+             f"add chain bridge {t} cin {{ type filter hook input priority 0 ; }}",
+             f"add rule bridge {t} cfwd iifname p{sid} {rule}",
+             f"add rule bridge {t} cin iifname p{sid} {rule}")
+        self.lossy.add(sid)
+        return f"nft drops {pct}% of its packets, both ways"
+
     def heal(self) -> None:
+        for sid in sorted(self.lossy):
+            _nft(self.ns(sid), f"delete table inet {PREFIX}", check=False)
+            _nft(self.bridge_ns, f"delete table bridge {PREFIX}s{sid}", check=False)
+        self.lossy.clear()
         for src, dst in sorted(self.blackholes):
             _ip("-n", self.ns(src), "route", "del", "blackhole", f"{self.addr(dst)}/32",
                 check=False)

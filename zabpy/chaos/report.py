@@ -3,6 +3,7 @@ and how long writes failed after each fault."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
 from .faults import Fault
@@ -33,8 +34,8 @@ def unavailability(f: Fault, writes: list[Record], until: float) -> float:
     return longest
 
 
-def render(meta: dict, faults: list[Fault], unavail: list[float], register: list[Record],
-           sets: list[Record], verdicts: dict, errors: list[str]) -> str:
+def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[Record],
+           verdicts: dict, errors: list[str]) -> str:
     lines = [f"zabpy chaos: target {meta['target']}, {meta['servers']} servers, seed "
              f"{meta['seed']}, {meta['duration']:.0f} s of faults"
              + (f", planted bug {meta['plant']!r}" if meta.get("plant") else ""),
@@ -45,6 +46,9 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
     for f, u in zip(faults, unavail):
         lines.append(f"  {f.began:7.2f}-{f.healed:7.2f}s {f.kind:<15} {f.detail:<48} "
                      f"no write answered {u:5.2f}s")
+        if f.exits:
+            lines.append(" " * 28 + "stopped by it: " + ", ".join(
+                f"{s} (exit status {c})" for s, c in sorted(f.exits.items())))
     lines.append("")
     lines.append("write unavailability by kind (s):   n   mean    max"
                  "   (longest stretch with writes failing and none answered)")
@@ -52,8 +56,16 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], register: list
         us = [u for f, u in zip(faults, unavail) if f.kind == k]
         lines.append(f"  {k:<30} {len(us):3d} {sum(us) / len(us):6.2f} {max(us):6.2f}")
     lines.append("")
-    c = Counter((r.kind, r.outcome) for r in register + sets)
-    lines.append("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in sorted(c.items())))
+    c = Counter((r.kind, r.outcome) for r in records)
+    lines += textwrap.wrap("operations: " + ", ".join(f"{k} {o} {n}" for (k, o), n in
+                                                     sorted(c.items())), 100,
+                           subsequent_indent="  ", break_on_hyphens=False)
+    errs = Counter((r.kind, r.err or "?") for r in records
+                   if r.outcome != "ok" and r.err != "BadVersion")
+    if errs:
+        lines += textwrap.wrap("failures by error: " + ", ".join(
+            f"{k} {e} {n}" for (k, e), n in sorted(errs.items())), 100,
+            subsequent_indent="  ", break_on_hyphens=False)
     lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
                  f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0

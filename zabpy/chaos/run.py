@@ -17,17 +17,25 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 
 from .checks import check_register, check_set
 from .cluster import Cluster
+from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
 from .faults import FLAP_S, KINDS, Injector, schedule
-from .net import Network, cleanup_leftovers, enter_netns
+from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
+from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
+from .recipes import ephemerals_left
 from .report import render, unavailability
-from .workload import Workloads
+from .timeline import draw
+from .workload import SESSION_TIMEOUT_S, Workloads
 
 __all__ = ["run"]
 
 CONVERGE_S = 90.0
+# Sessions closed or abandoned at the end expire within their timeout (and
+# a leader elected meanwhile gives each a whole new timeout).
+EPHEMERALS_GONE_S = 3 * SESSION_TIMEOUT_S + 10
 
 
 def _sigterm(signum, frame):
@@ -35,12 +43,16 @@ def _sigterm(signum, frame):
 
 
 def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
-        plant: str | None = None, kinds=KINDS, keep: bool = False, log=print) -> dict:
-    removed = cleanup_leftovers()
+        plant: str | None = None, kinds=KINDS, keep: bool = False, log=print,
+        disk: str = "auto", report_dir: str | None = None) -> dict:
+    removed = cleanup_leftovers() + sweep_mounts(_pid_alive)
     if removed:
         log(f"removed leftovers of earlier runs: {removed}")
     net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
-    workdir = tempfile.mkdtemp(prefix="zabpy-chaos-")
+    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+    disks = Disks(workdir, net.sids, disk)
+    # A kept directory leaves the name the next run sweeps (the pid's).
+    kept_dir = workdir.replace(WORKDIR_PREFIX, WORKDIR_PREFIX + "kept-", 1)
     cluster: Cluster | None = None
     wl: Workloads | None = None
 
@@ -51,7 +63,12 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
             cluster.stop_all()
         net.close()
         if keep:
-            log(f"kept the servers' data and logs in {workdir}")
+            for d in list(disks.mounted):   # the file systems go with their mounts
+                shutil.copytree(d, d + ".kept", symlinks=True, dirs_exist_ok=True)
+        disks.close()
+        if keep:
+            os.rename(workdir, kept_dir)
+            log(f"kept the servers' data (data*.kept) and logs in {kept_dir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -59,9 +76,11 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
     old = signal.signal(signal.SIGTERM, _sigterm)
     try:
         net.create()
+        disk_what = disks.setup()
         enter_netns(net.bridge_ns)
         plants = set((plant or "").split(","))
-        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None)
+        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None,
+                          disks)
         for sid in net.sids:
             cluster.start(sid)
         t_start = cluster.wait_converged(CONVERGE_S if target == "zabpy" else 180,
@@ -70,7 +89,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
             f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
         wl = Workloads(cluster.hosts, seed, plant=plant)
         wl.setup()
-        inj = Injector(net, cluster, seed)
+        inj = Injector(net, cluster, seed, disks)
         plan = schedule(seed, duration, kinds)
         wl.start()
         for f in plan:
@@ -84,16 +103,18 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                     inj.tick()
             inj.heal_all()
             f.healed = wl.now()
-            dead = {s: c for s, c in cluster.exited().items()}
+            dead = inj.unexpected_exits()
             if dead:
-                raise RuntimeError(f"servers exited by themselves: {dead}")
+                raise RuntimeError(f"servers exited by themselves: {dead}; " + "; ".join(
+                    f"{s}: {cluster.last_error(s)}" for s in sorted(dead)))
         _sleep_until(wl, duration)
         inj.heal_all()
         # Clients keep going through recovery, then stop; then every member
         # must serve at one zxid.
         t_heal = wl.now()
         log(f"{t_heal:7.2f}s healed; waiting for every member to serve")
-        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False)[0]
+        serve_s = cluster.wait_converged(CONVERGE_S, same_zxid=False,
+                                         on_poll=inj.restart_exited)[0]
         time.sleep(1.0)
         wl.finish()
         # One more write so that every member's last zxid is in this epoch
@@ -102,37 +123,66 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         converge_s, state = cluster.wait_converged(CONVERGE_S)
         log(f"{wl.now():7.2f}s converged: {state}")
         final = wl.read_final()
+        left = ephemerals_left(cluster.hosts, EPHEMERALS_GONE_S)
         register, sets = wl.records("register"), wl.records("set")
-        verdicts = {"register": check_register(register), "set": check_set(sets, final)}
+        verdicts = {"register": check_register(register), "set": check_set(sets, final),
+                    "lock": check_lock(wl.logs), "ephemeral": check_ephemerals(wl.logs, left),
+                    "watch": check_watches(wl.logs, register_zxids(register),
+                                           wl.final_czxid)}
         writes = [r for r in register + sets if r.kind in ("cas", "create")]
         bounds = [f.began for f in plan[1:]] + [t_heal]
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
-                f"{'yes' if net.netem else 'no (slow links by tbf)'}",
+                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}",
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
-        text = render(meta, plan, unavail, register, sets, verdicts, wl.errors)
-        return {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
+        records = [r for log in wl.logs for r in log.records]
+        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
+        result = {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,
                                  "notes": v.notes} for k, v in verdicts.items()},
                 "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
                            for f, u in zip(plan, unavail)],
                 "client_errors": wl.errors, "meta": meta,
-                "server_pids": cluster.started_pids, "workdir": workdir if keep else None}
+                "server_pids": cluster.started_pids, "workdir": kept_dir if keep else None}
+        if report_dir:
+            os.makedirs(report_dir, exist_ok=True)
+            with open(os.path.join(report_dir, "report.txt"), "w") as f:
+                f.write(text)
+            write_json(result, os.path.join(report_dir, "result.json"))
+            try:
+                draw(os.path.join(report_dir, "timeline.png"), meta, plan, wl.logs, verdicts,
+                     wl.now())
+            except ImportError as e:
+                log(f"no timeline: {e} (pip install matplotlib)")
+            if result["anomalies"]:
+                _copy_logs(cluster, report_dir)
+        return result
     except BaseException as e:
         log(f"run failed: {type(e).__name__}: {e}")
+        if not isinstance(e, (RuntimeError, TimeoutError, KeyboardInterrupt, SystemExit)):
+            log(traceback.format_exc())
         if cluster is not None:
             for sid in cluster.sids:
                 tail = [line for line in cluster.log(sid).splitlines()
                         if "Processing srvr" not in line][-15:]
                 log(f"--- server {sid} log tail\n" + "\n".join(tail))
+            if report_dir:
+                _copy_logs(cluster, report_dir)
         raise
     finally:
         signal.signal(signal.SIGTERM, old)
         cleanup()
         atexit.unregister(cleanup)
+
+
+def _copy_logs(cluster: Cluster, report_dir: str) -> None:
+    os.makedirs(report_dir, exist_ok=True)
+    for name in sorted(os.listdir(cluster.dir)):
+        if name.startswith("server") and name.endswith((".log", ".out")):
+            shutil.copy(os.path.join(cluster.dir, name), os.path.join(report_dir, name))
 
 
 def _sleep_until(wl: Workloads, t: float) -> None:

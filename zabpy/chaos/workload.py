@@ -13,17 +13,21 @@ not happen, "info" = unknown: a timeout or a lost connection) and values.
 ``plant`` injects a client-side bug for the checkers to catch: "stale-read"
 answers a sync()+read with the register's initial value after the client's
 own CAS was acknowledged; "phantom-ack" reports a create acknowledged that
-was never sent.
+was never sent; "double-lock" (recipes.py) has a lock client believe it
+holds the lock once without taking it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import recipes
 
 __all__ = ["Record", "Workloads", "REGISTER", "SET_PARENT", "INIT_VALUE"]
 
@@ -48,6 +52,7 @@ class Record:
     version: int | None = None   # read: the version read; cas: expected; ok cas: new
     result: Any = None   # create: the path; cas ok: the new version
     err: str = ""
+    zxid: int | None = None   # register: the mzxid of the value read or written
 
 
 @dataclass
@@ -56,21 +61,29 @@ class ClientLog:
     workload: str
     host: str
     records: list[Record] = field(default_factory=list)
+    states: list[tuple[float, str]] = field(default_factory=list)  # kazoo's, as reported
+    gen: int = 0          # connection drops (SUSPENDED or LOST) so far
+    raw_events: list[tuple] = field(default_factory=list)  # (gen, type, watchers fired)
 
 
 class Workloads:
     def __init__(self, hosts: list[str], seed: int, register_clients: int = 3,
-                 set_clients: int = 2, plant: str | None = None):
+                 set_clients: int = 2, plant: str | None = None, lock_clients: int = 2,
+                 ephemeral_clients: int = 2, watch_clients: int = 1):
         self.hosts = hosts
         self.rng = random.Random(seed)
         self.plant = set((plant or "").split(",")) - {""}
         self.logs: list[ClientLog] = []
-        for i in range(register_clients + set_clients):
-            kind = "register" if i < register_clients else "set"
+        kinds = (["register"] * register_clients + ["set"] * set_clients + ["lock"] * lock_clients
+                 + ["ephemeral"] * ephemeral_clients + ["watch"] * watch_clients)
+        for i, kind in enumerate(kinds):
             self.logs.append(ClientLog(i + 1, kind, hosts[i % len(hosts)]))
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.errors: list[str] = []
+        self.errors_soft: list[str] = []     # worth a line, not a failed run
+        self.session_timeout_ms = int(SESSION_TIMEOUT_S * 1000)
+        self.final_czxid: dict[int, int] = {}   # the set's sequence number -> czxid
         self.t0 = time.monotonic()
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -90,6 +103,7 @@ class Workloads:
         zk.start(timeout=30)
         try:
             zk.ensure_path(SET_PARENT)
+            zk.ensure_path(recipes.EPH_PARENT)
             if not zk.exists(REGISTER):
                 zk.create(REGISTER, INIT_VALUE.encode())
         finally:
@@ -99,7 +113,11 @@ class Workloads:
     def start(self) -> None:
         for log in self.logs:
             seed = self.rng.randrange(2 ** 32)
-            target = self._register if log.workload == "register" else self._set
+            target = {"register": self._register, "set": self._set,
+                      "lock": recipes.lock, "ephemeral": recipes.ephemeral,
+                      "watch": recipes.watch}[log.workload]
+            if log.workload not in ("register", "set"):
+                target = functools.partial(target, self)
             t = threading.Thread(target=self._run, args=(target, log, seed),
                                  name=f"chaos-client-{log.id}", daemon=True)
             self.threads.append(t)
@@ -112,6 +130,13 @@ class Workloads:
 
     def _run(self, target, log: ClientLog, seed: int) -> None:
         zk = self._client(log.host)
+
+        def on_state(state, log=log):
+            # On kazoo's connection thread, in order with what it reads.
+            log.states.append((self.now(), str(state)))
+            if state != "CONNECTED":
+                log.gen += 1
+        zk.add_listener(on_state)
         try:
             zk.start(timeout=30)
             target(zk, log, random.Random(seed))
@@ -161,14 +186,14 @@ class Workloads:
                         self._finish(rec, "fail", "BadVersion")
                         known = None
                     else:
-                        rec.result = stat.version
+                        rec.result, rec.zxid = stat.version, stat.mzxid
                         self._finish(rec, "ok")
                         known, acked = (value, stat.version), True
                 else:
                     if kind == "sync-read":
                         zk.sync_async(REGISTER).get(timeout=OP_TIMEOUT_S)
                     data, stat = zk.get_async(REGISTER).get(timeout=OP_TIMEOUT_S)
-                    rec.value, rec.version = data.decode(), stat.version
+                    rec.value, rec.version, rec.zxid = data.decode(), stat.version, stat.mzxid
                     if ("stale-read" in self.plant and kind == "sync-read" and acked
                             and not planted):
                         rec.value, rec.version, planted = INIT_VALUE, 0, True
@@ -226,8 +251,9 @@ class Workloads:
             zk.sync(SET_PARENT)
             out = {}
             for child in zk.get_children(SET_PARENT):
-                data, _ = zk.get(f"{SET_PARENT}/{child}")
+                data, stat = zk.get(f"{SET_PARENT}/{child}")
                 out[f"{SET_PARENT}/{child}"] = data.decode()
+                self.final_czxid[int(child.rsplit("-", 1)[1])] = stat.czxid
             return out
         finally:
             zk.stop()

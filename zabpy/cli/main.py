@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "shell": ("zabpy.cli.shell", "interactive client like zkCli.sh, or one-shot commands"),
     "status": ("zabpy.cli.status", "report a server's mode like `zkServer.sh status`"),
     "purge": ("zabpy.cli.purge", "delete old snapshots and logs from a data directory"),
+    "history": ("zabpy.cli.history", "who changed a znode and when (HTTP API or txn logs)"),
 }
 
 

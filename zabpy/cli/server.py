@@ -18,6 +18,7 @@ import sys
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
+from ..runtime.quorum_security import load_quorum_security
 from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
 from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.gc_policy import GcPolicy
@@ -140,6 +141,8 @@ def main(argv: list[str]) -> int:
     try:
         cfg, warnings = build_config(args)
         auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
+        if not cfg.is_standalone():
+            load_quorum_security(cfg)   # bad quorum TLS stores or JAAS sections stop it too
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)
         return 2
@@ -147,6 +150,8 @@ def main(argv: list[str]) -> int:
         set_myid(cfg.myid)
     for w in warnings:
         log.warning("%s", w)
+    if auth.sasl_mechanism is not None:
+        log.info("SASL (GSSAPI, Kerberos) on: the JAAS file %s", jaas_path(cfg))
     if auth.sasl_users is not None:
         log.info("SASL (DIGEST-MD5) on: %d user(s) from the JAAS file %s",
                  len(auth.sasl_users), jaas_path(cfg))

@@ -61,7 +61,14 @@ R9 the two-voter oracle (``quorum.OracleMajority``, ZooKeeper 3.8's
    Notification: a recovering voter whose oracle refuses it joins the
    leader the oracle authorized).
 
-Only one configuration is tracked (no pending reconfig config yet).
+R10 dynamic reconfig: besides the current config the peer may hold a
+   *pending* one (a reconfig it logged but did not see committed); while it
+   does, notifications go to the voters of both, votes from either count,
+   and every tally needs a quorum of each (ZooKeeper's termPredicate with
+   the last seen config). A notification whose config is newer than ours is
+   adopted while LOOKING: the new config replaces ours and a new round
+   starts (ready().config hands it to the peer). A server that is in no
+   config is a non-voting participant: it proposes nobody and follows.
 """
 
 from __future__ import annotations
@@ -87,6 +94,7 @@ class ElectionReady:
 
     send: tuple[tuple[int, Notification], ...] = ()
     decided: Vote | None = None
+    config: QuorumVerifier | None = None    # R10: a newer config, adopted from a notification
 
 
 _NOTHING = ElectionReady()
@@ -110,6 +118,10 @@ class FastLeaderElection:
         self.interval_ms_max = notification_interval_ms_max
         self.finalize_wait_ms = finalize_wait_ms
         self.config = quorum.to_config_text().encode("utf-8")
+        self.pending: QuorumVerifier | None = None
+        self.adopt_configs = False    # R10 with reconfigEnabled only, as processReconfig
+        self._voters: tuple[int, ...] = quorum.voters
+        self._adopted: QuorumVerifier | None = None
         self.last_zxid = last_zxid
         self.current_epoch = current_epoch
         self.state = ServerState.LOOKING
@@ -143,10 +155,47 @@ class FastLeaderElection:
         self._send_notifications()
         self._check()
 
+    def set_quorums(self, current: QuorumVerifier, pending: QuorumVerifier | None) -> None:
+        """R10: the peer's current config, and its pending one (None: none)."""
+        if pending is not None and pending.version <= current.version:
+            pending = None
+        self.quorum, self.pending = current, pending
+        self.config = current.to_config_text().encode("utf-8")
+        voters = set(current.voters) | set(pending.voters if pending is not None else ())
+        self._voters = tuple(sorted(voters))
+
+    def _is_voter(self, sid: int) -> bool:
+        return sid in self._voters
+
+    def _newer_config(self, n: Notification) -> QuorumVerifier | None:
+        """R10: the config a notification carries, when newer than ours."""
+        if not n.config or not self.adopt_configs:
+            return None
+        tail = n.config[-40:]
+        at = tail.rfind(b"version=")
+        try:
+            version = int(tail[at + 8:], 16) if at >= 0 else -1
+        except ValueError:
+            return None
+        if version <= self.quorum.version:
+            return None
+        from .reconfig import quorum_from_text   # noqa: PLC0415 (reconfig imports quorum)
+        try:
+            qv = quorum_from_text(n.config.decode("utf-8"), self.quorum.oracle_path)
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            return None
+        return qv if qv.version == version else None
+
     def step(self, sid: int, n: Notification, now_ms: int) -> None:
         """Feed one notification received from ``sid``."""
         self.tick(now_ms)
-        if not self.quorum.is_voter(sid):
+        if self.state == ServerState.LOOKING:
+            qv = self._newer_config(n)
+            if qv is not None:
+                self.set_quorums(qv, self.pending)
+                self._adopted = qv
+                self.start(now_ms)
+        if not self._is_voter(sid):
             # R6: a non-voter gets our current view immediately, whatever our state.
             self._reply(sid)
         elif self.state == ServerState.LOOKING:
@@ -178,9 +227,9 @@ class FastLeaderElection:
                              self.proposal.peer_epoch)
 
     def ready(self) -> ElectionReady:
-        if not self._outbox and self._decided is None:
+        if not self._outbox and self._decided is None and self._adopted is None:
             return _NOTHING   # the usual case outside an election: no allocation
-        return ElectionReady(tuple(self._outbox), self._decided)
+        return ElectionReady(tuple(self._outbox), self._decided, self._adopted)
 
     def advance(self, ready: ElectionReady) -> None:
         if ready is _NOTHING:
@@ -191,6 +240,8 @@ class FastLeaderElection:
         if ready.decided is not None:
             assert ready.decided == self._decided
             self._decided = None
+        if ready.config is not None and ready.config is self._adopted:
+            self._adopted = None
 
     # ---- queries and role changes ---------------------------------------
     def next_deadline_ms(self) -> int | None:
@@ -217,7 +268,7 @@ class FastLeaderElection:
     # ---- rules ------------------------------------------------------------
     def _initial_vote(self) -> Vote:
         """R8: a voter proposes itself; a non-voter proposes nobody."""
-        if self.quorum.is_voter(self.my_sid):
+        if self.quorum.is_voter(self.my_sid):   # ZooKeeper's getInitId: the current config
             return Vote(self.my_sid, self.last_zxid, self.election_epoch, self.current_epoch)
         return Vote(LONG_MIN, LONG_MIN, self.election_epoch, LONG_MIN)
 
@@ -226,11 +277,11 @@ class FastLeaderElection:
 
     def _send_notifications(self) -> None:
         n = self._notification(self.proposal, ServerState.LOOKING, self.election_epoch)
-        for sid in self.quorum.voters:
+        for sid in self._voters:
             self._outbox.append((sid, n))
 
     def _reply(self, sid: int) -> None:
-        if not self.quorum.is_voter(self.my_sid):
+        if not self._is_voter(self.my_sid):
             # A non-voter never answers: voters ignore what non-voters say
             # (they only answer them), so an answer is useless, and it would
             # ping-pong forever with a voter that answers every non-voter.
@@ -252,7 +303,7 @@ class FastLeaderElection:
             self.finalize_deadline_ms = None
         # Each received notification restarts ZooKeeper's poll timeout (R7).
         self.poll_deadline_ms = now_ms + self.interval_ms
-        if not (self.quorum.is_voter(sid) and self.quorum.is_voter(n.leader)):
+        if not (self._is_voter(sid) and self._is_voter(n.leader)):
             return
         if n.state == ServerState.LOOKING:
             self._receive_looking(sid, n, now_ms)
@@ -302,8 +353,10 @@ class FastLeaderElection:
             self._settle(n.leader, n.zxid, n.election_epoch, n.peer_epoch)   # R9
 
     def _backed_by_quorum(self, votes: dict[int, Vote], target: Vote) -> bool:
-        return self.quorum.contains_quorum(
-            [sid for sid, v in votes.items() if votes_agree(v, target)])
+        sids = [sid for sid, v in votes.items() if votes_agree(v, target)]
+        if self.pending is not None and not self.pending.contains_quorum(sids):
+            return False
+        return self.quorum.contains_quorum(sids)
 
     def _leader_confirmed(self, votes: dict[int, Vote], leader: int, election_epoch: int) -> bool:
         """ZooKeeper's checkLeader: the leader must itself say LEADING (or be us, this round)."""
@@ -315,8 +368,8 @@ class FastLeaderElection:
     def _settle(self, leader: int, zxid: int, election_epoch: int, peer_epoch: int) -> None:
         if leader == self.my_sid:
             state = ServerState.LEADING
-        elif self.quorum.is_voter(self.my_sid):
-            state = ServerState.FOLLOWING
+        elif self.my_sid not in self.quorum.observers:
+            state = ServerState.FOLLOWING   # a voter, or a participant in no config (R10)
         else:
             state = ServerState.OBSERVING
         vote = Vote(leader, zxid, election_epoch, peer_epoch, state)
@@ -332,7 +385,7 @@ class FastLeaderElection:
         """Invariants that hold after every input."""
         assert self.interval_ms_min <= self.interval_ms <= self.interval_ms_max
         if self.state == ServerState.LOOKING:
-            assert all(self.quorum.is_voter(s) for s in self.recvset)
+            assert all(self._is_voter(s) for s in self.recvset)
             assert all(v.election_epoch == self.election_epoch or v.state != ServerState.LOOKING
                        for v in self.recvset.values())
         else:

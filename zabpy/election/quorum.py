@@ -32,7 +32,67 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 __all__ = ["QuorumVerifier", "MajorityQuorum", "HierarchicalQuorum", "OracleMajority",
-           "quorum_from_config", "role_of_spec"]
+           "quorum_from_config", "role_of_spec", "member_order", "chm_order"]
+
+
+def _java_hash(text: str) -> int:
+    h = 0
+    for unit in text.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h
+
+
+def _spread(h: int) -> int:
+    return (h ^ (h >> 16)) & 0x7FFFFFFF
+
+
+def chm_order(keys: list[str]) -> list[str]:
+    """Iteration order of a ConcurrentHashMap(8) after putting ``keys`` in order."""
+    n, threshold, count = 16, 12, 0
+    table: list[list[str]] = [[] for _ in range(n)]
+    for key in keys:
+        bin_ = table[_spread(_java_hash(key)) & (n - 1)]
+        if key in bin_:
+            continue
+        bin_.append(key)
+        count += 1
+        if count < threshold:
+            continue
+        grown: list[list[str]] = [[] for _ in range(2 * n)]
+        for i, nodes in enumerate(table):
+            if not nodes:
+                continue
+            bits = [_spread(_java_hash(k)) & n for k in nodes]
+            last_run = len(nodes) - 1          # the tail that stays together, kept in order
+            while last_run > 0 and bits[last_run - 1] == bits[-1]:
+                last_run -= 1
+            low = list(nodes[last_run:]) if bits[-1] == 0 else []
+            high = list(nodes[last_run:]) if bits[-1] else []
+            for k, bit in zip(nodes[:last_run], bits[:last_run]):
+                (high if bit else low).insert(0, k)   # the rest, prepended one by one
+            grown[i], grown[i + n] = low, high
+        table, n = grown, 2 * n
+        threshold = n - (n >> 2)
+    return [k for nodes in table for k in nodes]
+
+
+def member_order(sids: Iterable[int]) -> list[int]:
+    """The order Java lists members in (QuorumMaj.toString): a config parsed
+    from text puts its ``server.N`` keys in a ``Properties`` (a
+    ConcurrentHashMap) and then, in that map's order, into a
+    ``HashMap<Long, _>`` of 16 buckets, which it iterates. Ascending for sids
+    below 16; checked against Java for larger ones."""
+    ordered = sorted(set(sids))
+    keys = chm_order([f"server.{sid}" for sid in ordered] + ["version"])
+    position = {int(k[7:]): i for i, k in enumerate(keys) if k.startswith("server.")}
+    cap = 16
+    while len(ordered) > cap * 3 // 4:
+        cap *= 2
+
+    def bucket(sid: int) -> int:
+        h = (sid ^ (sid >> 32)) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) & (cap - 1)
+    return sorted(ordered, key=lambda s: (bucket(s), position[s]))
 
 
 def role_of_spec(spec: str) -> str:
@@ -77,9 +137,18 @@ class QuorumVerifier:
         ``OracleMajority`` cares. True when the oracle is now needed."""
         return False
 
+    def spec(self, sid: int) -> str:
+        role = "observer" if sid in self.observers else "participant"
+        return self._specs.get(sid, f"0.0.0.0:0:0:{role}")
+
+    def same_members(self, other: "QuorumVerifier") -> bool:
+        """QuorumMaj.equals: the same servers with the same addresses and roles."""
+        return (self.voters == other.voters and self.observers == other.observers
+                and all(self.spec(s) == other.spec(s) for s in self.members))
+
     def _server_lines(self) -> list[str]:
         lines = []
-        for sid in self.members:
+        for sid in member_order(self.members):
             role = "observer" if sid in self.observers else "participant"
             lines.append(f"server.{sid}={self._specs.get(sid, f'0.0.0.0:0:0:{role}')}")
         return lines

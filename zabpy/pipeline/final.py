@@ -242,6 +242,7 @@ class _MultiReadResponse:
                 R.ErrorResponse(err).write(w)
             else:
                 R.MultiHeader(op, False, 0).write(w)
+                assert rec is not None
                 rec.write(w)
         R.MultiHeader(-1, True, -1).write(w)
         return w.getvalue()
@@ -284,5 +285,11 @@ def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
     if op in (OP.create2, OP.createTTL, OP.createContainer):
         return ERR.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
     if op in (OP.setData, OP.setACL):
-        return ERR.OK, _Encoded(res.node.stat_bytes()).to_bytes()
+        node = res.node
+        assert node is not None
+        return ERR.OK, _Encoded(node.stat_bytes()).to_bytes()
+    if op == OP.reconfig:
+        # GetDataResponse of /zookeeper/config: the new config text and its stat
+        data = res.node.data or b""
+        return ERR.OK, len(data).to_bytes(4, "big") + data + res.node.stat_bytes()
     return ERR.OK, b""

@@ -17,6 +17,7 @@ zookeeper-facts.md section 1.1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
@@ -155,6 +156,9 @@ class PrepContext:
     # top namespace of each request a hard limit failed (a metric)
     quota_messages: list = field(default_factory=list)
     quota_exceeded: list = field(default_factory=list)
+    # the leader's reconfig check: (request, zxid) -> the new config text, or
+    # PrepError; None where reconfig is not served (standalone: UNIMPLEMENTED)
+    reconfig: Callable | None = None
 
 
 def _check(rec: ChangeRecord, perm: int, ctx: PrepContext) -> None:
@@ -178,7 +182,7 @@ def _parent_path(path: str) -> str:
 _SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 
 
-_MODES = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
+_MODES: dict = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
 
 
 def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
@@ -215,6 +219,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
+    assert acl is not None
     # For a sequential create the client may name the parent with a trailing
     # '/', so the parent is everything before the last slash ('' is the root).
     parent = pending.get(_parent_path(path))
@@ -300,6 +305,7 @@ def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     acl, err = fix_acl(req.acl, ctx.auth_ids, ctx.acl_schemes)
     if err:
         raise PrepError(err)
+    assert acl is not None
     node = pending.get(path)
     if node is None:
         raise PrepError(ERR.NONODE)
@@ -360,8 +366,27 @@ def _prep_one(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext
     if op == OP.check:
         return _check_version(req, zxid, pending, ctx)
     if op == OP.reconfig:
-        raise PrepError(ERR.UNIMPLEMENTED if ctx.reconfig_enabled else ERR.RECONFIGDISABLED)
+        return _reconfig(req, zxid, pending, ctx)
     raise PrepError(ERR.UNIMPLEMENTED)
+
+
+def _reconfig(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    """PrepRequestProcessor's reconfig: disabled, standalone, then the leader's
+    checks (in progress, fromConfig, the new membership, a synced quorum of
+    it), and only then WRITE on /zookeeper/config (super or skipACL). The txn
+    is a SetDataTxn of the new config text with version -1."""
+    if not ctx.reconfig_enabled:
+        raise PrepError(ERR.RECONFIGDISABLED)
+    if ctx.reconfig is None:
+        raise PrepError(ERR.UNIMPLEMENTED)
+    text = ctx.reconfig(req, zxid)
+    node = pending.get("/zookeeper/config")
+    assert node is not None, "/zookeeper/config is built in"
+    _check(node, PERM.WRITE, ctx)
+    data = text.encode("utf-8")
+    pending.add(ChangeRecord(zxid, node.path, True, -1, node.cversion, node.aversion,
+                             node.ephemeral_owner, node.child_count, node.acl, data))
+    return OP.reconfig, R.SetDataTxn(node.path, data, -1)
 
 
 def creates_ephemeral(op: int, req) -> bool:

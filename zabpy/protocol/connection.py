@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..jute.codec import DecodeError, Reader
 from ..jute.records import ConnectRequest
@@ -55,7 +56,7 @@ class Connect:
 class Request:
     xid: int
     op: int
-    body: memoryview
+    body: Any  # a memoryview (mypyc cannot yet compile a dataclass field of that type)
 
 
 FIRST, HANDSHAKE, ACTIVE, CLOSED = "FIRST", "HANDSHAKE", "ACTIVE", "CLOSED"

@@ -168,6 +168,17 @@ class ServerConfig:
     snapshot_trust_empty: bool = False
     txn_log_size_limit_kb: int = -1  # <= 0: off
     snapshot_size_factor: float = limits.SNAPSHOT_SIZE_FACTOR_DEFAULT
+    # zabpy's HTTP/JSON API, watch streams and web console (zabpy/httpapi)
+    http_enabled: bool = False
+    http_port: int | None = None        # None: on the AdminServer's port
+    http_address: str | None = None     # None: admin.serverAddress
+    http_tls: bool = False              # HTTPS with the ssl.keyStore/trustStore keys
+    http_change_log_size: int = limits.HTTP_CHANGE_LOG_SIZE_DEFAULT
+    http_sessions_max: int = limits.HTTP_SESSIONS_MAX_DEFAULT
+    # zabpy's per-session limits (0: off)
+    max_ephemerals_per_session: int = 0
+    max_watches_per_session: int = 0
+    max_request_bytes_per_connection: int = 0
     oracle_path: str | None = None      # QuorumOracleMaj's file (two-voter ensembles)
     container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_MS
     container_max_per_minute: int = limits.CONTAINER_MAX_PER_MINUTE
@@ -428,6 +439,17 @@ _KEYS: dict[str, tuple[str, Parser]] = {
     # zabpy's own (ZooKeeper has no bound on a connection's queued replies)
     "zabpy.maxQueuedBytesPerConnection": ("max_queued_bytes_per_connection", _non_negative),
     "zabpy.queuedBytesGraceMs": ("queued_bytes_grace_ms", _positive),
+    # zabpy's HTTP/JSON API (zabpy/httpapi, docs/http-api.md)
+    "zabpy.http.enabled": ("http_enabled", _bool),
+    "zabpy.http.port": ("http_port", _port),
+    "zabpy.http.address": ("http_address", _nonempty),
+    "zabpy.http.tls": ("http_tls", _bool),
+    "zabpy.http.changeLogSize": ("http_change_log_size", _positive),
+    "zabpy.http.sessionsMax": ("http_sessions_max", _positive),
+    # zabpy's per-session limits (0: off)
+    "zabpy.maxEphemeralsPerSession": ("max_ephemerals_per_session", _non_negative),
+    "zabpy.maxWatchesPerSession": ("max_watches_per_session", _non_negative),
+    "zabpy.maxRequestBytesPerConnection": ("max_request_bytes_per_connection", _non_negative),
 }
 # Keys zabpy uses but reads from ``ServerConfig.raw`` (runtime/tls.py).
 _RAW_KEYS = frozenset({
@@ -443,8 +465,15 @@ _RAW_KEYS |= {
     "SASLAuthenticationProvider.superPassword",
     "X509AuthenticationProvider.superUser", "audit.enable", "ssl.authProvider",
 }
+# Quorum TLS and SASL, read by runtime/quorum_security.py
+_RAW_KEYS |= {
+    "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", "quorum.auth.enableSasl",
+    "quorum.auth.learnerRequireSasl", "quorum.auth.serverRequireSasl",
+    "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal",
+}
 _RAW_PREFIXES = ("jvm.pause.", "authProvider.", "superUser", "zookeeper.authProvider.",
-                 "zookeeper.superUser")
+                 "zookeeper.superUser", "ssl.quorum.", "zookeeper.ssl.quorum.")
 _PREFIX = "zookeeper."
 _SERVER_RE = re.compile(r"server\.([0-9]+)")
 _GROUP_RE = re.compile(r"group\.([0-9]+)")
@@ -656,7 +685,8 @@ def parse_config(text: str, *, source: str = "zoo.cfg") -> tuple[ServerConfig, l
     if cfg.dynamic_config_file is not None and quorum["servers"] | quorum["groups"] | quorum["weights"]:
         line = min(line for part in quorum.values() for _, line in part.values())
         raise _fail(source, line, "dynamicConfigFile", "server/group/weight lines must be in the dynamic file")
-    _apply_quorum(cfg, quorum, source)
+    if cfg.dynamic_config_file is None:
+        _apply_quorum(cfg, quorum, source)   # else the dynamic file's lines, checked there
     return cfg, warnings
 
 

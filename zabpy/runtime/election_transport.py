@@ -18,8 +18,10 @@ only larger sid -> smaller sid survives), the one-message send queues with
   when full, as ZooKeeper's circular receive queue). Malformed frames close
   the link; a malformed notification is dropped. Each is one log line naming
   the peer and the reason, as is every link that ends.
-* A link task that fails with anything but an IO or decode error has hit
-  our bug: ``fatal.escalate`` fail-stops the server (the other links are not
+* A write to a link whose connection the peer already closed is that
+  link's IO failure (the transport says ``is_closing()``; uvloop would
+  raise RuntimeError). A link task that fails with anything but an IO or
+  decode error has hit our bug: ``fatal.escalate`` fail-stops the server (the other links are not
   kept alive around a state that may be wrong).
 
 ``drive_election`` runs a ``FastLeaderElection`` against a transport until it
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Callable
 
 from zabpy.election import (FastLeaderElection, FrameDecoder, LinkDecision, Notification,
@@ -41,6 +44,9 @@ from zabpy.limits import (ELECTION_ADDR_BYTES_MAX, ELECTION_CONNECT_TIMEOUT_MS,
                           ELECTION_RECV_QUEUE_MAX, ELECTION_REDIAL_MS)
 
 from .fatal import escalate
+from .quorum_security import QuorumAuthError, QuorumSecurity, learner_handshake, server_handshake
+from .quorum_security import open_connection as _open_connection
+from .quorum_security import start_server as _start_server
 
 __all__ = ["ElectionTransport", "drive_election", "serve_settled", "loop_clock_ms"]
 
@@ -70,12 +76,14 @@ class ElectionTransport:
 
     def __init__(self, my_sid: int, peers: dict[int, tuple[str, int]], *,
                  redial_ms: int = ELECTION_REDIAL_MS,
-                 connect_timeout_ms: int = ELECTION_CONNECT_TIMEOUT_MS) -> None:
+                 connect_timeout_ms: int = ELECTION_CONNECT_TIMEOUT_MS,
+                 security: QuorumSecurity | None = None) -> None:
         assert my_sid in peers, "peers must include our own election address"
         self.my_sid = my_sid
         self.peers = dict(peers)
         self.redial_ms = redial_ms
         self.connect_timeout_ms = connect_timeout_ms
+        self.security = security   # TLS / SASL around each link (runtime/quorum_security.py)
         self.inbox: asyncio.Queue[tuple[int, Notification]] = asyncio.Queue(ELECTION_RECV_QUEUE_MAX)
         self.queues = SendQueues(my_sid)
         self.links: dict[int, _Link] = {}
@@ -95,7 +103,7 @@ class ElectionTransport:
         host, port = self.peers[self.my_sid]
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            self._server = await asyncio.start_server(self._on_accept_guarded, host, port)
+            self._server = await _start_server(self._on_accept_guarded, host, port, self.security)
             self._spawn(self._redial_loop(), "election redial loop")
             self._started.set()
             await self._closing.wait()
@@ -167,13 +175,30 @@ class ElectionTransport:
             host, port = self.peers[sid]
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), self.connect_timeout_ms / 1000)
+                    _open_connection(host, port, self.security), self.connect_timeout_ms / 1000)
+            except ssl.SSLError as e:
+                log.warning("Cannot open secure channel to %d at election address %s:%d: %s",
+                            sid, host, port, e)
+                return
             except (OSError, asyncio.TimeoutError) as e:
                 # DEBUG: the redial loop tries again every ELECTION_REDIAL_MS
                 log.debug("Cannot open channel to %d at election address %s:%d: %r",
                           sid, host, port, e)
                 return
+            if writer.is_closing():
+                # Reset as it opened (a peer dying): uvloop raises on such a write.
+                log.debug("Election link to %d closed as it opened", sid)
+                return
             writer.write(encode_initial_message(self.my_sid, self._my_addr))
+            if self.security is not None:
+                # as QuorumCnxManager: the dialer authenticates before either
+                # end decides which link survives
+                try:
+                    await learner_handshake(reader, writer, self.security,
+                                            f"server {sid} at election address {host}:{port}", host)
+                except QuorumAuthError:
+                    writer.close()
+                    return
             decision = decide_link(self.my_sid, sid, initiated_by_me=True)
             if decision is LinkDecision.KEEP:
                 self._attach(sid, reader, writer, b"")
@@ -217,12 +242,27 @@ class ElectionTransport:
             writer.close()
             return
         msg, used = parsed
+        leftover = bytes(buf[used:])
+        if self.security is not None:
+            try:
+                leftover = await server_handshake(reader, writer, self.security, leftover,
+                                                  f"server {msg.sid} {peer}")
+            except QuorumAuthError:
+                writer.close()
+                return
+        if msg.sid not in self.peers and msg.addr and msg.sid != self.my_sid:
+            # A server in no config we know (one joining by reconfig): as
+            # QuorumCnxManager, take its election address from the message.
+            host, _, port = msg.addr.split("|")[0].rpartition(":")
+            self.peers[msg.sid] = (host.strip("[]"), int(port))
+            log.info("Election connection from server %d, not in our config, at %s",
+                     msg.sid, msg.addr)
         decision = decide_link(self.my_sid, msg.sid, initiated_by_me=False)
         if self._closing.is_set():
             writer.close()
             return
         if decision is LinkDecision.KEEP and msg.sid in self.peers:
-            self._attach(msg.sid, reader, writer, bytes(buf[used:]))
+            self._attach(msg.sid, reader, writer, leftover)
             return
         writer.close()
         if decision is LinkDecision.CLOSE_AND_DIAL:
@@ -253,7 +293,7 @@ class ElectionTransport:
             payload = self.queues.on_link_up(link.sid)
             while True:
                 if payload is not None:
-                    link.writer.write(encode_frame(payload))
+                    _write(link.writer, encode_frame(payload))
                     await link.writer.drain()
                 await link.wake.wait()
                 link.wake.clear()
@@ -291,6 +331,15 @@ class ElectionTransport:
             for sid in self.queues.peers():
                 if sid not in self.links and self.queues.pending(sid):
                     self._dial(sid)
+
+
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A write to a transport the peer already closed is that link's IO
+    failure (uvloop raises RuntimeError for it; asyncio's own loop only
+    logs): raise it as one."""
+    if writer.is_closing():
+        raise ConnectionResetError("the connection was closed before the write")
+    writer.write(data)
 
 
 def _flush(fle: FastLeaderElection, transport: ElectionTransport) -> Vote | None:

@@ -21,19 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 
-from ..election import ServerState, quorum_from_config
+from ..election import ServerState
+from ..election.quorum import QuorumVerifier
+from ..election.reconfig import quorum_from_text, spec_client
 from ..protocol.connection import FourLetterWord
 from ..server.replica import Close, Dial, Loaded, Ready, Replica, Send
 from ..storage.quorum import read_epochs
 from ..tree.datatree import CONFIG
 from ..zab.leader import ZabTimers
+from ..zab.packets import PacketType
 from .audit import emit_log
 from .disk import DiskWriter
 from .election_transport import ElectionTransport
 from .fatal import fail_stop_guard
+from .config import ServerSpec
+from .dynamic_config import backup_static_config, write_dynamic_config
+from .quorum_security import load_quorum_security
 from .quorum_transport import QuorumTransport
 from .snap_image import ForkedImage
 from .server import ServerRuntime, _ClientProtocol, _now_ms
@@ -41,6 +48,32 @@ from .server import ServerRuntime, _ClientProtocol, _now_ms
 __all__ = ["EnsembleRuntime", "read_oracle"]
 
 log = logging.getLogger("zabpy.server")
+
+# The sync a leader chose for a learner, logged on both sides in ZooKeeper's
+# words (LearnerHandler "Sending DIFF", Learner "Getting a diff from the
+# leader") so that an operator's grep works on a mixed ensemble.
+_SYNC_WORDS = {PacketType.DIFF: "DIFF", PacketType.TRUNC: "TRUNC", PacketType.SNAP: "SNAP"}
+_SYNC_RECEIVED = {PacketType.DIFF: "Getting a diff from the leader 0x%x",
+                  PacketType.TRUNC: "Truncating log to get in sync with the leader 0x%x",
+                  PacketType.SNAP: "Getting a snapshot from leader 0x%x"}
+
+
+def _log_sync_received(pkts: list) -> None:
+    for pkt in pkts:
+        if pkt.type in _SYNC_RECEIVED:
+            log.info(_SYNC_RECEIVED[pkt.type], pkt.zxid)
+
+
+def _server_spec(sid: int, spec: str) -> ServerSpec | None:
+    """A normalized ``server.N`` value (election.reconfig) as the runtime's ServerSpec."""
+    head = spec.split(";", 1)[0]
+    parts = head.rsplit(":", 3)
+    if len(parts) != 4:
+        return None
+    host = parts[0].strip("[]")
+    client = spec_client(spec)
+    return ServerSpec(sid, host, int(parts[1]), int(parts[2]), parts[3],
+                      client[0] if client else None, client[1] if client else None)
 
 
 def read_oracle(path: str) -> bool:
@@ -78,9 +111,10 @@ class EnsembleRuntime(ServerRuntime):
         return self.replica.peer
 
     # ---- lifecycle -------------------------------------------------------------
-    def _quorum_props(self) -> dict[str, str]:
-        return {k: v for k, v in self.config.raw.items()
-                if k.startswith(("server.", "group.", "weight."))}
+    def _membership(self) -> QuorumVerifier:
+        """The membership (zoo.cfg or its dynamic file) with its version."""
+        return quorum_from_text("\n".join(self.config.membership_lines()),
+                                self.config.oracle_path)
 
     def _init_config_node(self, tree) -> None:
         """The membership in /zookeeper/config, as ZooKeeper's QuorumPeerMain
@@ -88,7 +122,7 @@ class EnsembleRuntime(ServerRuntime):
         txn, so version -1, mzxid the config version, mtime now. Clients read
         it with getConfig (zkCli `config`); digests skip /zookeeper/."""
         node = tree.nodes[CONFIG]
-        node.data = "\n".join(self.config.membership_lines()).encode()
+        node.data = self._membership().to_config_text().encode()
         node.version = -1
         node.mzxid = self.config.config_version
         node.mtime = int(time.time() * 1000)
@@ -101,18 +135,23 @@ class EnsembleRuntime(ServerRuntime):
         self._init_config_node(tree)
         accepted, current = read_epochs(self.store, tree.last_processed_zxid)
         timers = ZabTimers(c.tick_time_ms, c.init_limit or 10, c.sync_limit or 5)
-        quorum = quorum_from_config(self._quorum_props(), c.oracle_path)
+        quorum = self._membership()
+        if c.reconfig_enabled and c.source and c.dynamic_config_file is None \
+                and os.path.isfile(c.source):
+            backup_static_config(c.source)
         self.replica = Replica(self._settings(), quorum, tree,
                                sessions, accepted, current, random.Random(), _now_ms(),
                                timers=timers, snapshot_image=ForkedImage,
                                log_sync=c.snapshot_size_factor >= 0)
+        self.replica.changes = self.changes = self._change_log(tree)
         loop = asyncio.get_running_loop()
         me = c.servers[self.server_id]
         # every transport exists before the first client can make us flush
         peers = {sid: (s.host, s.election_port) for sid, s in c.servers.items()}
-        self._election = ElectionTransport(self.server_id, peers)
+        security = load_quorum_security(c)
+        self._election = ElectionTransport(self.server_id, peers, security=security)
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
-                                       on_packets=self._quorum_packets)
+                                       on_packets=self._quorum_packets, security=security)
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
                                 self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(
@@ -122,7 +161,8 @@ class EnsembleRuntime(ServerRuntime):
         log.info("binding to port %s:%d", c.client_port_address, self.port)
         await self._start_secure_port(loop)
         self._spawn(self._election.run())
-        if me.role == "participant":
+        self._quorum_listening = me.role == "participant"
+        if self._quorum_listening:
             await self._quorum.listen(me.host, me.quorum_port)
         self._spawn(self._election_pump())
         self._spawn(self._ticker())
@@ -195,6 +235,8 @@ class EnsembleRuntime(ServerRuntime):
         self._flush()
 
     def _quorum_packets(self, sid: int, pkts: list) -> None:
+        if not self.replica.serving:
+            _log_sync_received(pkts)
         self.replica.quorum_received_many(sid, pkts, _now_ms())
         self._flush()
 
@@ -283,6 +325,9 @@ class EnsembleRuntime(ServerRuntime):
         self._backpressure()
 
     def _execute(self, ready: Ready) -> None:
+        if ready.config is not None:
+            # first: a Dial below may name a server only the new config has
+            self._config_changed(ready.config)
         for write in ready.disk:
             self._disk.submit(write)
         for read in ready.reads:
@@ -303,11 +348,61 @@ class EnsembleRuntime(ServerRuntime):
         if ready.serving is not None:
             self._serving_changed(ready.serving)
 
+    # ---- dynamic reconfig: files, addresses, ports --------------------------------------
+    def _config_changed(self, qv: QuorumVerifier) -> None:
+        """A new current config: take its addresses (peers to dial, our own
+        quorum and client ports) and write the dynamic config file."""
+        c = self.config
+        old_me = c.servers.get(self.server_id)
+        servers = {}
+        for sid in qv.members:
+            spec = _server_spec(sid, qv.spec(sid))
+            if spec is not None:
+                servers[sid] = spec
+        c.servers = servers
+        c.config_version = qv.version
+        for sid, spec in servers.items():
+            self._election.peers.setdefault(sid, (spec.host, spec.election_port))
+        me = servers.get(self.server_id)
+        if c.reconfig_enabled and c.source and os.path.isfile(c.source):
+            erase = me is not None and me.client_port is not None
+            try:
+                c.dynamic_config_file = write_dynamic_config(c.source, qv, erase_client=erase)
+            except OSError as e:
+                log.error("Cannot write the dynamic config file for version %x: %r", qv.version, e)
+        if me is None:
+            return
+        if me.role == "participant" and not self._quorum_listening:
+            self._quorum_listening = True
+            self._spawn(self._quorum.listen(me.host, me.quorum_port))
+        if me.client_port is not None and old_me is not None and \
+                (me.client_port, me.client_host) != (c.client_port, c.client_port_address):
+            self._spawn(self._move_client_port(me.client_host or "0.0.0.0", me.client_port))
+
+    async def _move_client_port(self, host: str, port: int) -> None:
+        """cnxnFactory.reconfigure: listen on the new client address, close the old."""
+        loop = asyncio.get_running_loop()
+        new = await loop.create_server(lambda: _ClientProtocol(self), host, port,
+                                       reuse_address=True)
+        old, self._tcp_server = self._tcp_server, new
+        self.config.client_port, self.config.client_port_address = port, host
+        self.port = new.sockets[0].getsockname()[1]
+        log.info("Reconfig: client address is now %s:%d", host, self.port)
+        if old is not None:
+            old.close()
+
     def _quorum_op(self, op: Dial | Send | Close) -> None:
         if isinstance(op, Send):
+            if op.packet.type in _SYNC_WORDS:
+                log.info("Sending %s zxid=0x%x for peer sid: %d", _SYNC_WORDS[op.packet.type],
+                         op.packet.zxid, op.server_id)
             self._quorum.send(op.server_id, op.packet)
         elif isinstance(op, Dial):
-            leader = self.config.servers[op.server_id]
+            leader = self.config.servers.get(op.server_id)
+            if leader is None:
+                log.warning("No address for leader %d in our config; not dialing", op.server_id)
+                asyncio.get_running_loop().call_soon(self._quorum_lost, op.server_id)
+                return
             self._quorum.dial(op.server_id, leader.host, leader.quorum_port)
         else:
             self._quorum.close(op.server_id)

@@ -50,6 +50,9 @@ from ..limits import CONNECTION_WRITE_BUFFER_HIGH
 from ..zab.packets import (PacketDecoder, PacketType, encode_packet, parse_learner_info,
                            snap_frame)
 from .fatal import escalate
+from .quorum_security import QuorumAuthError, QuorumSecurity, learner_handshake, server_handshake
+from .quorum_security import open_connection as _open_connection
+from .quorum_security import start_server as _start_server
 from .snap_image import SnapImageError
 
 __all__ = ["QuorumTransport"]
@@ -123,8 +126,10 @@ class _Image:
 class QuorumTransport:
     def __init__(self, on_packet: Callable[[int, R.QuorumPacket], None],
                  on_disconnected: Callable[[int], None], *,
-                 on_packets: Callable[[int, list[R.QuorumPacket]], None] | None = None) -> None:
+                 on_packets: Callable[[int, list[R.QuorumPacket]], None] | None = None,
+                 security: QuorumSecurity | None = None) -> None:
         self.on_packet = on_packet
+        self.security = security   # TLS / SASL around each link (runtime/quorum_security.py)
         self.on_packets = on_packets   # if given: every packet one read decoded, in one call
         self.on_disconnected = on_disconnected
         self._links: dict[int, _Link] = {}
@@ -139,7 +144,7 @@ class QuorumTransport:
     # ---- leader side ------------------------------------------------------------
     async def listen(self, host: str, port: int) -> int:
         """Accept learners on the quorum port; returns the bound port."""
-        self._server = await asyncio.start_server(self._accept_guarded, host, port)
+        self._server = await _start_server(self._accept_guarded, host, port, self.security)
         return self._server.sockets[0].getsockname()[1]
 
     async def _accept_guarded(self, reader: asyncio.StreamReader,
@@ -158,13 +163,24 @@ class QuorumTransport:
         peer = writer.get_extra_info("peername")
         failed = False
         try:
+            data = b""
+            if self.security is not None:
+                # LearnerHandler: a learner authenticates before its first packet
+                try:
+                    data = await server_handshake(reader, writer, self.security, b"",
+                                                  f"on the quorum port {peer}")
+                except QuorumAuthError:
+                    log.error("Server failed to authenticate quorum learner, addr: %s, "
+                              "closing connection", peer)
+                    return
             while True:
-                data = await reader.read(_READ_BYTES)
+                data = data or await reader.read(_READ_BYTES)
                 if not data:
                     if not link.closed:
                         log.info("Quorum link from server %s %s closed by the peer", sid, peer)
                     break
                 pkts = decoder.feed(data)
+                data = b""
                 if not pkts:
                     continue
                 if sid is None:
@@ -211,7 +227,14 @@ class QuorumTransport:
 
     async def _dial(self, sid: int, host: str, port: int) -> None:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await _open_connection(host, port, self.security)
+            if self.security is not None:
+                try:
+                    await learner_handshake(reader, writer, self.security,
+                                            f"leader {sid} at {host}:{port}", host)
+                except QuorumAuthError as e:
+                    writer.close()
+                    raise OSError(f"quorum SASL authentication failed: {e}") from None
         except OSError as e:
             log.info("Cannot open a quorum link to leader %d at %s:%d: %r", sid, host, port, e)
             self._pending.pop(sid, None)

@@ -101,6 +101,25 @@ def _beside_cfg(cfg: ServerConfig) -> str | None:
     return path if os.path.isfile(path) else None
 
 
+KRB5_LOGIN_MODULE = "com.sun.security.auth.module.Krb5LoginModule"
+
+
+def _kerberos_mechanism(module, section: str):
+    """ZooKeeper offers GSSAPI when the Server section's subject holds a
+    Kerberos principal: Krb5LoginModule with useKeyTab, keyTab, principal."""
+    from .gssapi_server import GssapiUnavailable, gssapi_factory
+    o = module.options
+    principal = o.get("principal")
+    if not principal or "/" not in principal:
+        raise AuthConfigError(f"JAAS section '{section}': Krb5LoginModule needs principal="
+                              "\"service/host@REALM\"")
+    keytab = o.get("keyTab") if o.get("useKeyTab", "false").lower() == "true" else None
+    try:
+        return gssapi_factory(principal, keytab)
+    except GssapiUnavailable as e:
+        raise AuthConfigError(f"JAAS section '{section}': {e}") from None
+
+
 def jaas_path(cfg: ServerConfig, environ=None) -> str | None:
     """The JAAS file the server reads, for its start-up log line."""
     environ = os.environ if environ is None else environ
@@ -116,11 +135,12 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
             cls = (p.get(name) or "").strip()
             if cls in _PROVIDERS:
                 schemes.add(_PROVIDERS[cls])
-    if cfg.secure_client_port:
+    if cfg.secure_client_port or (cfg.http_enabled and cfg.http_tls):
         # QuorumPeerConfig.configureSSLAuth: a secure client port registers
-        # the x509 provider (ssl.authProvider, default x509)
+        # the x509 provider (ssl.authProvider, default x509); so does zabpy's
+        # HTTP API served over TLS (its client certificates are x509 ids)
         schemes.add("x509")
-    users = None
+    users = mechanism = None
     jaas = p.get(JAAS_KEY) or _beside_cfg(cfg)
     section = p.get("zookeeper.sasl.serverconfig") or "Server"
     if jaas:
@@ -131,7 +151,11 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
             raise AuthConfigError(f"No JAAS configuration section named '{section}' was found "
                                   f"in '{jaas}': {e}") from None
         if section in sections:
-            users = digest_credentials(sections[section])
+            kerberos = [m for m in sections[section] if m.class_name == KRB5_LOGIN_MODULE]
+            if kerberos:
+                mechanism = _kerberos_mechanism(kerberos[0], section)
+            else:
+                users = digest_credentials(sections[section])
     enforce, enforce_schemes = False, ()
     if p.true("zookeeper.sessionRequireClientSASLAuth"):
         enforce, enforce_schemes = True, ("sasl",)
@@ -153,6 +177,7 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
     return AuthSettings(
         acl_schemes=frozenset(schemes),
         sasl_users=users,
+        sasl_mechanism=mechanism,
         sasl_super_password=p.get("zookeeper.SASLAuthenticationProvider.superPassword"),
         sasl_super_users=supers,
         remove_host=p.true("zookeeper.kerberos.removeHostFromPrincipal"),

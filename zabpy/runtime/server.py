@@ -145,6 +145,8 @@ class ServerRuntime:
         # AdminServer, /metrics, pause monitor; ``metrics`` is ZooKeeper's ServerMetrics.
         self.ops = OperationsServices(self)
         self.metrics = self.ops.metrics
+        # the changes the core applied, for the HTTP API's streams and history
+        self.changes = None
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -159,6 +161,7 @@ class ServerRuntime:
             session_timeout_ms_max=c.session_timeout_ms_max,
             super_digest=c.super_digest, skip_acl=c.skip_acl,
             extended_types=c.extended_types_enabled, reconfig_enabled=c.reconfig_enabled,
+            standalone_enabled=c.standalone_enabled,
             local_sessions_enabled=c.local_sessions_enabled,
             local_sessions_upgrading_enabled=c.local_sessions_upgrading_enabled,
             read_only_mode_enabled=c.read_only_mode_enabled,
@@ -168,6 +171,9 @@ class ServerRuntime:
             sessionless_cnxn_timeout_ms=c.sessionless_cnxn_timeout_ms,
             enforce_quota=c.enforce_quota,
             send_budget_bytes=c.max_queued_bytes_per_connection,
+            ephemerals_per_session_max=c.max_ephemerals_per_session,
+            watches_per_session_max=c.max_watches_per_session,
+            request_bytes_per_connection_max=c.max_request_bytes_per_connection,
             auth=self.auth,
         )
 
@@ -203,6 +209,7 @@ class ServerRuntime:
         self._install_fail_stop(loop)
         tree, sessions = self._open_store()
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
+        self.server.changes = self.changes = self._change_log(tree)
         self._appended_zxid = tree.last_processed_zxid
         host = self.config.client_port_address
         self._tcp_server = await loop.create_server(
@@ -216,6 +223,13 @@ class ServerRuntime:
         self._start_operations()
         log.info("zabpy server started (standalone, server id %d, tickTime %d ms)",
                  self.server_id, self.config.tick_time_ms)
+
+    def _change_log(self, tree: DataTree):
+        """A ChangeLog when the HTTP API is on (it serves watch streams from it)."""
+        if not self.config.http_enabled:
+            return None
+        from ..server.changes import ChangeLog
+        return ChangeLog(self.config.http_change_log_size, tree.last_processed_zxid)
 
     def _start_audit(self) -> None:
         if self.auth.audit and self.audit is None:

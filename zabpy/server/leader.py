@@ -21,7 +21,8 @@ import struct
 
 from ..jute import records as R
 from ..jute.constants import ERR, OP
-from ..pipeline.prep import PrepContext
+from ..election.reconfig import ReconfigError
+from ..pipeline.prep import PrepContext, PrepError
 from ..zab.leader import Leader
 from .standalone import _BAD_ARGUMENTS, _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
 
@@ -51,6 +52,19 @@ class LeaderServer(StandaloneServer):
             self.log_failed("the leader cannot take proposals")
             return
         self.inflight.append(item)
+
+    def reconfig_check(self, req: R.ReconfigRequest, zxid: int) -> str:
+        """Prep's reconfig hook: the new config text, checked by the ZAB leader
+        (``Leader.prepare_reconfig``); a refusal is a PrepError with its code."""
+        try:
+            qv = self.zab.prepare_reconfig(req.joiningServers, req.leavingServers, req.newMembers,
+                                           req.curConfigId, zxid,
+                                           standalone_enabled=self.settings.standalone_enabled)
+        except ReconfigError as e:
+            self._log(f"Reconfig refused: {e} (error {e.code})", "warning")
+            raise PrepError(e.code) from None
+        self._log("Reconfig proposed: " + qv.to_config_text().replace("\n", ", "))
+        return qv.to_config_text()
 
     def touch_sessions(self, touches, now_ms: int) -> None:
         for session_id, _timeout in touches:

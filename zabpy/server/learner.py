@@ -145,8 +145,9 @@ class LearnerServer(StandaloneServer):
     # ---- incoming -------------------------------------------------------------
 
     def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
-        res = self.apply_txn(hdr, txn, now_ms)
         sid = hdr.clientId
+        waiting = self._awaiting.get((sid, hdr.cxid)) if self.changes is not None else None
+        res = self.apply_txn(hdr, txn, now_ms, waiting[0] if waiting is not None else None)
         if hdr.type == OP.createSession:
             conn_id = self._awaiting.pop(("session", sid), None)
             conn = self.conns.get(conn_id) if conn_id is not None else None

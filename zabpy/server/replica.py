@@ -44,14 +44,14 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..election import OracleMajority, QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
 from ..protocol.connection import Connect
-from ..tree.datatree import DataTree, replay_txn
+from ..tree.datatree import CONFIG, DataTree, replay_txn
 from ..zab import packets as P
 from ..zab.leader import ZabTimers
 from ..zab.peer import Peer, PeerLog
@@ -126,11 +126,14 @@ class Ready:
     serving: bool | None = None                       # started / stopped serving clients
     deadline_ms: int | None = None                    # call tick() by then
     reads: tuple[LogRead, ...] = ()                   # after the disk writes above
+    # dynamic reconfig: the new current config, to write as the dynamic config
+    # file and to take addresses (peers, our client port) from
+    config: QuorumVerifier | None = None
 
     def __bool__(self) -> bool:
         return bool(self.disk or self.election or self.quorum or self.client_send
                     or self.client_close or self.logs or self.state is not None
-                    or self.serving is not None or self.reads)
+                    or self.serving is not None or self.reads or self.config is not None)
 
 
 _LISTS = ("disk", "election", "quorum", "client_send", "client_close", "logs", "reads")
@@ -148,9 +151,12 @@ class Replica:
         self.tree = tree
         self.restored_sessions = dict(sessions)
         self.on_commit = on_commit    # an observer (the simulator's checks), told each applied txn
+        # a ChangeLog (server/changes.py) every role's server core records into, or None
+        self.changes = None
         # A SNAP's image of (tree, sessions) as they are now; an executor may
         # hand back an image it produces off its loop (runtime/snap_image.py).
         self.snapshot_image = snapshot_image
+        peer_options.setdefault("reconfig_enabled", settings.reconfig_enabled)
         self.peer = Peer(self.server_id, quorum,
                          PeerLog(accepted_epoch, current_epoch, tree.last_processed_zxid), rng,
                          timers=timers, snapshot_source=self._snapshot_source, **peer_options)
@@ -161,6 +167,7 @@ class Replica:
         self._out: dict[str, list] = {name: [] for name in _LISTS}
         self._state: ServerState | None = None
         self._serving_changed: bool | None = None
+        self._config: QuorumVerifier | None = None
         self._handed: Ready | None = None
         self._next_token = 1
         self._durable_token = 0
@@ -182,7 +189,7 @@ class Replica:
         self._handed = Ready(tuple(out["disk"]), tuple(out["election"]), tuple(out["quorum"]),
                              tuple(out["client_send"]), tuple(out["client_close"]),
                              tuple(out["logs"]), self._state, self._serving_changed,
-                             self.next_deadline_ms(), tuple(out["reads"]))
+                             self.next_deadline_ms(), tuple(out["reads"]), self._config)
         return self._handed
 
     def advance(self, ready: Ready) -> None:
@@ -194,6 +201,8 @@ class Replica:
             self._state = None
         if ready.serving is not None and ready.serving == self._serving_changed:
             self._serving_changed = None
+        if ready.config is not None and ready.config is self._config:
+            self._config = None
 
     def next_deadline_ms(self) -> int | None:
         t = self.peer.next_deadline_ms()
@@ -318,32 +327,48 @@ class Replica:
             pr = self.peer.ready()
             self.peer.advance(pr)
             moved = self._take_peer(pr)
-            if self.server is not None:
-                sr = self.server.ready()
-                if sr:
-                    self.server.advance(sr)
-                    self._out["client_send"].extend(sr.send)
-                    self._out["client_close"].extend(sr.close)
-                    self._out["logs"].extend(sr.logs)
-                    assert not sr.persist, "a role's server core logs through ZAB only"
-                    moved = True
+            if self._drain_server():
+                moved = True
             if not moved:
                 return
+
+    def _drain_server(self) -> bool:
+        if self.server is None:
+            return False
+        sr = self.server.ready()
+        if not sr:
+            return False
+        self.server.advance(sr)
+        self._out["client_send"].extend(sr.send)
+        self._out["client_close"].extend(sr.close)
+        self._out["logs"].extend(sr.logs)
+        assert not sr.persist, "a role's server core logs through ZAB only"
+        return True
 
     def _take_peer(self, pr) -> bool:
         z = pr.zab
         out = self._out
         out["election"].extend(pr.election)
+        for p in z.persist:
+            self._persist(p)
         if pr.state is not None:
+            if self.server is not None and z.commit:
+                # The ending role's last commits (a reconfig that ends the
+                # term): applied and answered by its server core, as ZooKeeper
+                # answers them before the peer leaves the role.
+                for txn in z.commit:
+                    self._commit(txn)
+                self._drain_server()
+                z = replace(z, commit=())
             self._role_ended()
             self._state = pr.state
             self._looking()
-        for p in z.persist:
-            self._persist(p)
         for txn in z.commit:
             self._commit(txn)
         if pr.state is not None and self.peer.role is not None:
             self._role_started()
+        if pr.config is not None:
+            self._config_activated(pr.config)
         if pr.connect is not None:
             out["quorum"].append(Dial(pr.connect))
         for server_id, pkt in z.send:
@@ -385,6 +410,8 @@ class Replica:
             srv.apply_txn(hdr, body, self.now_ms)
         else:   # fast-forward before a role's server exists
             replay_txn(self.tree, self.restored_sessions, hdr, body)
+            if self.changes is not None:   # its watch triggers are not seen here
+                self.changes.reset(hdr.zxid)
 
     def _notices(self, z) -> None:
         srv = self.server
@@ -440,6 +467,7 @@ class Replica:
             return
         self.server = ReadOnlyServer(self.settings, self.now_ms, self.tree,
                                      self.restored_sessions)
+        self.server.changes = self.changes
         self._out["logs"].append(("info", "Read-only server started"))
         self._set_serving(True)
 
@@ -447,6 +475,7 @@ class Replica:
         role = self.peer.role
         cls = LeaderServer if self.peer.leader is not None else LearnerServer
         self.server = cls(self.settings, self.now_ms, self.tree, self.restored_sessions, zab=role)
+        self.server.changes = self.changes
         early, self._early = self._early, {}
         for server_id, pkt in early.items():
             if self.peer.leader is not None:
@@ -460,6 +489,10 @@ class Replica:
         self._reload_token = None
         self.tree = loaded.tree
         self.restored_sessions = dict(loaded.sessions)
+        if self.settings.reconfig_enabled:
+            self._show_config(self.peer.quorum)
+        if self.changes is not None:
+            self.changes.reset(self.tree.last_processed_zxid)
         if self.server is not None:
             self._out["client_close"].extend(self.server.conns)
             self._role_started()
@@ -467,6 +500,25 @@ class Replica:
         for txn in held:
             if txn[0].zxid > self.tree.last_processed_zxid:
                 self._commit(txn)
+
+    def _config_activated(self, qv: QuorumVerifier) -> None:
+        """A new current config: /zookeeper/config shows it (ZooKeeper's
+        initConfigInZKDatabase: outside any txn, version -1, mzxid the config
+        version), and the executor writes it out."""
+        self._config = qv
+        self._show_config(qv)
+        self._out["logs"].append(("info", f"Reconfig: config version {qv.version:x} is now "
+                                          f"current (voters {list(qv.voters)}, observers "
+                                          f"{list(qv.observers)})"))
+
+    def _show_config(self, qv: QuorumVerifier) -> None:
+        node = self.tree.nodes[CONFIG]
+        data = qv.to_config_text().encode("utf-8")
+        if node.data != data or node.mzxid != qv.version:
+            node.data = data
+            node.version = -1
+            node.mzxid = qv.version
+            node.mtime = self.now_ms + self.settings.wall_offset_ms
 
     def _set_serving(self, serving: bool) -> None:
         if serving != self.serving:

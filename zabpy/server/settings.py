@@ -20,6 +20,7 @@ class ServerSettings:
     skip_acl: bool = False
     extended_types: bool = False
     reconfig_enabled: bool = False
+    standalone_enabled: bool = True   # a reconfig must then leave at least two voters
     # Ensemble members only (a standalone server ignores them, as ZooKeeper's
     # SessionTrackerImpl does): new sessions local, upgraded by an ephemeral.
     local_sessions_enabled: bool = False
@@ -35,6 +36,10 @@ class ServerSettings:
     # bytes of read replies a new connection may be given before the runtime
     # grants more (``grant``); 0: no limit
     send_budget_bytes: int = limits.CONNECTION_QUEUED_BYTES_MAX_DEFAULT
+    # zabpy's per-session limits (server/session_limits.py); 0: off
+    ephemerals_per_session_max: int = 0
+    watches_per_session_max: int = 0
+    request_bytes_per_connection_max: int = 0
     # SASL, x509, auth enforcement, audit (zabpy/auth)
     auth: AuthSettings = AuthSettings()
 

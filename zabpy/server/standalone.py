@@ -32,6 +32,13 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python without mypy installed: the decorator is only for mypyc
+    def mypyc_attr(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
@@ -49,6 +56,8 @@ from ..tree.watches import WatchManager
 from .ratelog import RateLogger
 from .. import limits
 from .settings import ServerSettings
+from .changes import ChangeLog
+from .session_limits import SessionLimits, refusal
 from .sliced import SlicedApply, SlicedPrep
 from .stats import ServerStats
 
@@ -114,7 +123,7 @@ class Entry:
 
     xid: int
     op: int
-    req: object
+    req: Any
     is_write: bool
     reply: bytes | None = None
     close_after: bool = False
@@ -122,6 +131,7 @@ class Entry:
     body: bytes = b""
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
+    size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
 
 
 @dataclass
@@ -150,6 +160,10 @@ class Conn:
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
     may_watch: bool = False
+    # per-session limits (server/session_limits.py): body bytes of the queued
+    # requests, and an upper bound of the watches this session holds
+    queued_bytes: int = 0
+    watches_asked: int = 0
     # ZooKeeper's per-connection response stats (ServerCnxn
     # updateStatsForResponse), shown by ``cons``: the op code of the last
     # answer (None: "NA"), its xid (a negative xid is not kept), the zxid
@@ -193,11 +207,15 @@ class InFlight:
     """A txn handed to the log, waiting for ``logged``."""
 
     hdr: R.TxnHeader
-    txn: object
+    txn: Any
     conn_id: int | None
     entry: Entry | None = None
 
 
+# The roles (leader, learner, read-only) are interpreted subclasses of the
+# compiled class; the class constants they override are ClassVars, read
+# from the class of the instance.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StandaloneServer:
     def __init__(self, settings: ServerSettings, now_ms: int, tree: DataTree | None = None,
                  sessions: dict[int, int] | None = None):
@@ -244,6 +262,12 @@ class StandaloneServer:
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
+        # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
+        # changes (the HTTP API's watch streams and history); None: nothing kept.
+        self.changes: ChangeLog | None = None
+        self.limits = SessionLimits(settings.ephemerals_per_session_max,
+                                    settings.watches_per_session_max,
+                                    settings.request_bytes_per_connection_max)
         for sid, timeout in (sessions or {}).items():
             self.sessions.add(sid, timeout, now_ms)
 
@@ -271,8 +295,8 @@ class StandaloneServer:
 
     # Roles override these: a learner forwards writes and never expires
     # sessions or reaps containers (the leader does, through the log).
-    OWNS_SESSIONS = True
-    READ_ONLY = False   # the ConnectResponse's readOnly: this is a read-only server
+    OWNS_SESSIONS: ClassVar[bool] = True
+    READ_ONLY: ClassVar[bool] = False   # the ConnectResponse's readOnly: this is a read-only server
 
     def _is_write(self, op: int) -> bool:
         return op in _QUEUE_WRITE_OPS
@@ -358,6 +382,9 @@ class StandaloneServer:
             del self.owner[conn.session_id]
             if conn.may_watch:
                 self.watches.remove_session(conn.session_id)
+
+    # The leader's reconfig check (LeaderServer); none here: UNIMPLEMENTED.
+    reconfig_check = None
 
     def _wall_ms(self) -> int:
         return self.now_ms + self.settings.wall_offset_ms
@@ -466,7 +493,7 @@ class StandaloneServer:
 
     # ---- requests -------------------------------------------------------------
 
-    def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
+    def request(self, conn_id: int, xid: int, op: int, body: memoryview | bytes, now_ms: int) -> None:
         """One framed request. Raises ProtocolViolation if its body is malformed."""
         self.now_ms = now_ms
         conn = self.conns[conn_id]
@@ -491,7 +518,7 @@ class StandaloneServer:
         if op == OP.auth:
             self._auth(conn, xid, body)
             return
-        if op == OP.sasl and self.settings.auth.sasl_users is not None:
+        if op == OP.sasl and self.settings.auth.sasl_enabled:
             self._sasl(conn, xid, body)
             return
         if op == OP.sasl:
@@ -519,6 +546,8 @@ class StandaloneServer:
         entry = Entry(xid, op, req, is_write, received_ms=now_ms)
         if entry.is_write and not self.OWNS_SESSIONS:
             entry.body = bytes(body)  # a learner forwards the request as it came
+        if self.limits.on:
+            self._check_limits(conn, entry, len(body))
         conn.queue.append(entry)
         self.stats.outstanding += 1
         if entry.is_write:
@@ -526,7 +555,21 @@ class StandaloneServer:
         else:
             self._drain(conn)
 
-    def _decode(self, op: int, body: memoryview):
+    def _check_limits(self, conn: Conn, entry: Entry, size: int) -> None:
+        """Answer a request over a per-session limit with its error, in its place."""
+        out = refusal(self.limits, self, conn, entry.op, entry.req, size)
+        if self.limits.request_bytes_max:
+            entry.size = size
+            conn.queued_bytes += size
+        if out is None:
+            return
+        err, line = out
+        entry.reply = frame(entry.xid, self.tree.last_processed_zxid, err)
+        entry.is_write = False
+        if line is not None:
+            self._log(line, "warning")
+
+    def _decode(self, op: int, body: memoryview | bytes):
         """The request record, ``None`` for ops without a body, ``_UNKNOWN``
         for an op ZooKeeper does not know, ``_MALFORMED`` for a body that does
         not decode (answered MARSHALLINGERROR, as ZooKeeper does: the frame
@@ -553,7 +596,7 @@ class StandaloneServer:
             self._log(f"Failed to process request op {op}: {e}", "warning")
             return _MALFORMED
 
-    def _auth(self, conn: Conn, xid: int, body: memoryview) -> None:
+    def _auth(self, conn: Conn, xid: int, body: memoryview | bytes) -> None:
         try:
             pkt = R.AuthPacket.read(Reader(body))
         except DecodeError as e:
@@ -569,7 +612,7 @@ class StandaloneServer:
                 conn.auth_ids.append(i)
         self._emit(conn, frame(XID.AUTH, 0, ERR.OK))
 
-    def _sasl(self, conn: Conn, xid: int, body: memoryview) -> None:
+    def _sasl(self, conn: Conn, xid: int, body: memoryview | bytes) -> None:
         """One SASL token, answered at once as ZooKeeper's processSasl does
         (zabpy/auth/sasl.py holds the exchange)."""
         try:
@@ -671,6 +714,7 @@ class StandaloneServer:
             pass
         elif session is None or session.closing:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
+        ctx.reconfig = self.reconfig_check
         out = prepare(op, req, zxid, self.pending, ctx)
         if ctx.quota_messages:
             for msg in ctx.quota_messages:
@@ -733,7 +777,7 @@ class StandaloneServer:
 
     # A multi of more sub-txns than this is applied in parts (``work``). The
     # leader's core applies whole txns: ZAB's SNAP and commit order see its tree.
-    MULTI_OPS_PER_PART = limits.MULTI_APPLY_OPS_PER_PART
+    MULTI_OPS_PER_PART: ClassVar[int] = limits.MULTI_APPLY_OPS_PER_PART
 
     def logged(self, zxid: int, now_ms: int) -> None:
         """Every txn up to ``zxid`` is durable: apply them in order and answer."""
@@ -751,6 +795,8 @@ class StandaloneServer:
                 self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
                 return
             res = self.tree.apply(item.hdr, item.txn)
+            if self.changes is not None:
+                self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
             self.pending.applied(item.hdr.zxid)
             notes = self._notifications(res.triggers)
             if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
@@ -780,6 +826,7 @@ class StandaloneServer:
             self._fanout_part()
 
     def _fanout_part(self) -> None:
+        assert self._fanout is not None
         item, res, notes = self._fanout
         for _ in range(min(len(notes), limits.WATCH_EVENTS_PER_PART)):
             conn, data = notes.popleft()
@@ -799,12 +846,14 @@ class StandaloneServer:
         """Decode or prepare a part; after the last, hand the multi to the
         log and run what waited for it."""
         sp = self._prepping
+        assert sp is not None
         session = self.sessions.sessions.get(sp.ctx.session_id)
         if not sp.step(self.pending, session is not None and not session.closing):
             return
         if sp.decode_error is not None:
             self._log(f"Failed to process request op {OP.multi}: {sp.decode_error}",
                       "warning")
+        assert sp.result is not None
         ttype, txn, ops = sp.result
         sp.entry.req = ops if ops is not None else _MALFORMED
         hdr = R.TxnHeader(sp.conn.session_id, sp.entry.xid, sp.zxid, self._wall_ms(), ttype)
@@ -822,6 +871,7 @@ class StandaloneServer:
         the last, the multi's reply, the reads that waited for it, and the
         txns logged behind it."""
         sl = self._sliced
+        assert sl is not None
         if not sl.in_tree:
             sl.apply_part(self.tree)
             return
@@ -830,6 +880,8 @@ class StandaloneServer:
             return
         self._sliced = None
         zxid = sl.item.hdr.zxid
+        if self.changes is not None:
+            self._record_change(sl.item.hdr, sl.item.txn, sl.out.triggers, sl.item.conn_id)
         if zxid > self.tree.last_processed_zxid:
             self.tree.last_processed_zxid = zxid
         self.pending.applied(zxid)
@@ -841,11 +893,14 @@ class StandaloneServer:
                 self._drain(conn)
         self._apply_logged()
 
-    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int):
+    def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int, conn_id: int | None = None):
         """Apply a txn prepared elsewhere (another server, an earlier term):
-        the tree, the watches it fires and the session table."""
+        the tree, the watches it fires and the session table. ``conn_id``:
+        the connection here that sent it, if one did (for the change log)."""
         self.now_ms = now_ms
         res = self.tree.apply(hdr, txn)
+        if self.changes is not None:
+            self._record_change(hdr, txn, res.triggers, conn_id)
         self._fire(res.triggers)
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
@@ -888,7 +943,7 @@ class StandaloneServer:
             # in the table its snapshots save; a log replay here takes it
             # too), and the client gets the ConnectResponse of its
             # connection, in its place in the queue.
-            conn = self.conns.get(item.conn_id)
+            conn = self.conns.get(item.conn_id)  # type: ignore[arg-type]
             if conn is not None:
                 item.entry.reply = self._connect_response(
                     conn, conn.timeout_ms, hdr.clientId, session_password(hdr.clientId))
@@ -898,7 +953,7 @@ class StandaloneServer:
         if hdr.type == OP.createSession:
             self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
             self.upgrading.pop(hdr.clientId, None)
-            conn = self.conns.get(item.conn_id)
+            conn = self.conns.get(item.conn_id)  # type: ignore[arg-type]
             if conn is not None and not conn.closing:
                 self._attach(conn, hdr.clientId, item.txn.timeOut)
                 self._session_created(conn, hdr.zxid)
@@ -921,6 +976,15 @@ class StandaloneServer:
             entry.close_after = True
         self._drain(conn)
 
+    def _record_change(self, hdr: R.TxnHeader, txn, triggers: list, conn_id: int | None) -> None:
+        """An applied txn into the change log, with who sent it when the
+        sender is connected here (its ids and IP as of now)."""
+        conn = self.conns.get(conn_id) if conn_id is not None else None
+        who = None
+        if conn is not None:
+            who = (tuple(f"{i.scheme}:{i.id}" for i in conn.auth_ids), conn.peer_ip)
+        self.changes.record(hdr, triggers, txn, who)
+
     def _audit(self, lines: list) -> None:
         """Audit lines go out with the logs, marked for the audit logger."""
         for level, line in lines:
@@ -928,6 +992,8 @@ class StandaloneServer:
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
+        if self.limits.logged:
+            self.limits.session_closed(sid)
         self.watches.remove_session(sid)
         owner = self.owner.pop(sid, None)
         if owner is not None and owner in self.conns:
@@ -984,6 +1050,7 @@ class StandaloneServer:
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
             q.popleft()
+            conn.queued_bytes -= entry.size
             self.stats.outstanding -= 1
             latency = self.now_ms - entry.received_ms
             self.stats.record_latency(latency, entry.is_write)
@@ -1032,7 +1099,7 @@ class StandaloneServer:
         """Re-arm a reconnecting client's watches, firing what it missed."""
         rel = sw.relativeZxid
         sid = conn.session_id
-        events: list[tuple[int, str]] = []
+        events: list[tuple[int, Any]] = []  # paths as sent: a null one too
         nodes = self.tree.nodes
         # ZooKeeper's DataTree keeps the root under "" as well as "/": a watch
         # on "" sees the root (events name the path as sent), as Java does

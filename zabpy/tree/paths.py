@@ -25,7 +25,9 @@ def _bad_char(c: str) -> bool:
     )
 
 
-_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
+# chr(0xD800): mypyc takes no surrogate in a string literal (the same class).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f" + chr(0xD800)
+                        + "-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
 
 
 def _quick_ok(path: str) -> bool:

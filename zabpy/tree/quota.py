@@ -199,10 +199,11 @@ class QuotaIndex:
 
     def max_prefix(self, path: str) -> str | None:
         """The deepest quota'd path at or above ``path``; never '/'."""
-        node = self.root
+        node: _TrieNode | None = self.root
         deepest: list[str] | None = None
         walked: list[str] = []
         for part in _components(path):
+            assert node is not None
             node = node.children.get(part)
             if node is None:
                 break

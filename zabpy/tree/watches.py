@@ -19,6 +19,8 @@ below its path once the data entry was removed (checked against Java 3.8).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..jute.constants import EVENT, WatcherType
 from .paths import parent_of
 
@@ -31,27 +33,30 @@ RECURSIVE = 4
 
 class WatchManager:
     def __init__(self) -> None:
-        self.data: dict[str, dict[int, int]] = {}
-        self.child: dict[str, dict[int, int]] = {}
+        self.data: dict[Any, dict[int, int]] = {}
+        self.child: dict[Any, dict[int, int]] = {}
         self._recursive_count = 0
 
     # ---- registration -------------------------------------------------------
 
+    # A path to watch is taken as the client sent it (setWatches may carry a
+    # null string): typed Any, so that the compiled build (mypyc) does not
+    # refuse what the pure one accepts.
     @staticmethod
-    def _add(table: dict[str, dict[int, int]], path: str, session: int, mode: int) -> None:
+    def _add(table: dict[Any, dict[int, int]], path: Any, session: int, mode: int) -> None:
         watchers = table.get(path)
         if watchers is None:
             table[path] = {session: mode}
         else:
             watchers[session] = watchers.get(session, 0) | mode
 
-    def add_data_watch(self, path: str, session: int) -> None:
+    def add_data_watch(self, path: Any, session: int) -> None:
         self._add(self.data, path, session, STANDARD)
 
-    def add_child_watch(self, path: str, session: int) -> None:
+    def add_child_watch(self, path: Any, session: int) -> None:
         self._add(self.child, path, session, STANDARD)
 
-    def add_persistent(self, path: str, session: int, recursive: bool) -> None:
+    def add_persistent(self, path: Any, session: int, recursive: bool) -> None:
         if recursive:
             for table in (self.data, self.child):
                 before = table.get(path, {}).get(session, 0)
@@ -79,7 +84,7 @@ class WatchManager:
         return [(s, event, path) for s in fired]
 
     @staticmethod
-    def _fire(table: dict[str, dict[int, int]], path: str, fired: dict[int, None],
+    def _fire(table: dict[Any, dict[int, int]], path: str, fired: dict[int, None],
               skip: int = 0) -> None:
         """Fire the watches on ``path``; an entry whose modes are all in
         ``skip`` stays silent."""
@@ -99,7 +104,7 @@ class WatchManager:
             del table[path]
 
     @staticmethod
-    def _fire_recursive(table: dict[str, dict[int, int]], path: str,
+    def _fire_recursive(table: dict[Any, dict[int, int]], path: str,
                         fired: dict[int, None]) -> None:
         p = path
         while p != "/":
@@ -112,7 +117,7 @@ class WatchManager:
 
     # ---- removal and queries ------------------------------------------------
 
-    def has_watch(self, path: str, session: int, wtype: int) -> bool:
+    def has_watch(self, path: Any, session: int, wtype: int) -> bool:
         """checkWatches as ZooKeeper 3.8 answers it: Data / Children look at
         the whole data / child table, where persistent watches also live."""
         d = self.data.get(path, {}).get(session, 0)
@@ -129,7 +134,7 @@ class WatchManager:
             return bool(d & RECURSIVE)
         return False
 
-    def remove(self, path: str, session: int, wtype: int) -> list[int]:
+    def remove(self, path: Any, session: int, wtype: int) -> list[int]:
         """Remove watches of a type; returns the removal events to deliver
         (DataWatchRemoved / ChildWatchRemoved / PersistentWatchRemoved).
         As in ZooKeeper 3.8, Data / Children clear the whole data / child
@@ -149,7 +154,7 @@ class WatchManager:
                 events.append(EVENT.PersistentWatchRemoved)
         return events
 
-    def _clear(self, table: dict[str, dict[int, int]], path: str, session: int,
+    def _clear(self, table: dict[Any, dict[int, int]], path: Any, session: int,
                mask: int) -> bool:
         watchers = table.get(path)
         if not watchers:
@@ -182,7 +187,7 @@ class WatchManager:
         return sum(len(w) for w in self.data.values()) + sum(len(w) for w in self.child.values())
 
     def by_session(self) -> dict[int, list[str]]:
-        out: dict[int, dict[str, None]] = {}
+        out: dict[int, dict[Any, None]] = {}
         for table in (self.data, self.child):
             for path, watchers in table.items():
                 for s in watchers:
@@ -190,7 +195,7 @@ class WatchManager:
         return {s: list(p) for s, p in sorted(out.items())}
 
     def by_path(self) -> dict[str, list[int]]:
-        out: dict[str, dict[int, None]] = {}
+        out: dict[Any, dict[int, None]] = {}
         for table in (self.data, self.child):
             for path, watchers in table.items():
                 for s in watchers:

@@ -32,9 +32,22 @@ F3 (FollowerProcessUPTODATE) UPTODATE: serve clients; ACK(epoch << 32).
 F4 (FollowerProcessPROPOSAL / FollowerProcessCOMMIT) a PROPOSAL is logged and
    ACKed after its fsync; a COMMIT must name the oldest pending proposal and
    applies it. An observer logs and applies each INFORM.
+F6 dynamic reconfig: NEWLEADER's data is the leader's last seen config; it
+   is activated at UPTODATE. COMMITANDACTIVATE (data: the designated
+   leader's sid) commits the oldest pending proposal, a reconfig, and
+   activates its config; an observer's INFORMANDACTIVATE carries that sid
+   and then the txn, logged and applied as an INFORM. Activations go out in
+   ``activate``, after the commits; the peer decides whether the role ends.
 F5 liveness: a learner that hears nothing from its leader for initLimit
    ticks (syncLimit once past NEWLEADER), loses the connection, or sees the
    leader break the protocol, leaves: LOOKING, and the peer re-elects.
+F6 (Learner.connectToLeader) a link lost before the leader said anything
+   (its quorum port not open yet: it decided after us) is dialled again,
+   ``LEARNER_CONNECT_RETRY_MS`` later, up to ``LEARNER_CONNECT_TRIES_MAX``
+   attempts within initLimit ticks; ``redial_due`` tells the peer to dial,
+   and FOLLOWERINFO / OBSERVERINFO is queued again behind the dial.
+F7 PING is answered only once NEWLEADER is acked, never ahead of that ACK
+   (``_on_ping``).
 """
 
 from __future__ import annotations
@@ -44,7 +57,8 @@ from typing import Any
 from ..jute import records as R
 from ..jute.codec import DecodeError
 from ..jute.constants import OP
-from ..limits import ZAB_PENDING_SYNCS_MAX, ZAB_TOUCHES_MAX
+from ..limits import (LEARNER_CONNECT_RETRY_MS, LEARNER_CONNECT_TRIES_MAX, ZAB_PENDING_SYNCS_MAX,
+                      ZAB_TOUCHES_MAX)
 from . import packets as P
 from .leader import ZabTimers
 from .packets import PKT as T
@@ -85,16 +99,23 @@ class Learner:
         self.pending: dict[int, Txn] = {}
         self.touches: dict[int, int] = {}
         self.pending_syncs: list[Any] = []
+        self.newleader_config: bytes | None = None   # F6: activated at UPTODATE
+        self.started_ms = now_ms
+        self.connect_tries = 1
+        self.redial_at_ms: int | None = None
+        self.redial_due = False
+        self._heard = False
         kind = T.OBSERVERINFO if observer else T.FOLLOWERINFO
+        self._info = P.learner_info(kind, my_sid, accepted_epoch, config_version)
         self._out = Outbox(phase=Phase.DISCOVERY)
-        self._out.send.append((leader_sid, P.learner_info(kind, my_sid, accepted_epoch,
-                                                          config_version)))
+        self._out.send.append((leader_sid, self._info))
 
     # ---- the verbs ------------------------------------------------------------
     def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
         if self.phase == Phase.LOOKING or sid != self.leader_sid:
             return
         self.last_heard_ms = now_ms
+        self._heard = True
         try:
             self._dispatch(pkt)
         except (DecodeError, LeaderProtocolError):
@@ -102,12 +123,27 @@ class Learner:
         self._check()
 
     def disconnected(self, now_ms: int) -> None:
-        if self.phase != Phase.LOOKING:
-            self._leave()
+        if self.phase == Phase.LOOKING:
+            return
+        if self._may_redial(now_ms):
+            self.redial_at_ms = now_ms + LEARNER_CONNECT_RETRY_MS
+            return
+        self._leave()
+
+    def _may_redial(self, now_ms: int) -> bool:
+        """F6: the leader never spoke on this link, tries and initLimit remain."""
+        return (not self._heard and self.redial_at_ms is None and not self.redial_due
+                and self.connect_tries < LEARNER_CONNECT_TRIES_MAX
+                and now_ms + LEARNER_CONNECT_RETRY_MS < self.started_ms + self.timers.init_ms)
 
     def tick(self, now_ms: int) -> None:
         if self.phase == Phase.LOOKING:
             return
+        if self.redial_at_ms is not None and now_ms >= self.redial_at_ms:
+            self.redial_at_ms = None
+            self.redial_due = True
+            self.connect_tries += 1
+            self._out.send.append((self.leader_sid, self._info))
         deadline = self.next_deadline_ms()
         if deadline is not None and now_ms >= deadline:
             self._leave()
@@ -122,6 +158,8 @@ class Learner:
         if self.phase == Phase.LOOKING:
             return None
         limit = self.timers.sync_ms if self.stage >= _NEWLEADER_ACKED else self.timers.init_ms
+        if self.redial_at_ms is not None:
+            return min(self.redial_at_ms, self.last_heard_ms + limit)
         return self.last_heard_ms + limit
 
     # ---- the server's side ----------------------------------------------------------
@@ -159,8 +197,7 @@ class Learner:
     def _dispatch(self, pkt: R.QuorumPacket) -> None:
         kind, stage = pkt.type, self.stage
         if kind == T.PING:
-            self._out.send.append((self.leader_sid, P.ping_reply(pkt.zxid, self.touches)))
-            self.touches = {}
+            self._on_ping(pkt, stage)
         elif kind == T.LEADERINFO and stage == _INFO_SENT:
             self._on_leader_info(pkt)
         elif kind in (T.DIFF, T.TRUNC, T.SNAP) and stage == _EPOCH_ACKED:
@@ -187,6 +224,25 @@ class Learner:
             self._out.phase = Phase.BROADCAST
             assert self.new_epoch is not None
             self._out.send.append((self.leader_sid, P.packet(T.ACK, P.make_zxid(self.new_epoch, 0))))
+            if self.newleader_config:
+                self._out.activate.append((self.newleader_config, None))
+        elif kind == T.COMMITANDACTIVATE and stage >= _NEWLEADER_ACKED and not self.observer:
+            designated = self._designated(pkt.data, exact=True)
+            first = self.pending.get(next(iter(self.pending), None))
+            self._on_commit(pkt.zxid)
+            assert first is not None
+            if first[0].type != OP.reconfig:
+                raise LeaderProtocolError(f"COMMITANDACTIVATE of a {first[0].type} txn")
+            self._out.activate.append((first[1].data or b"", designated))
+        elif kind == T.INFORMANDACTIVATE and stage >= _NEWLEADER_ACKED and self.observer:
+            designated = self._designated(pkt.data)
+            data = pkt.data[8:]
+            txn = self._next_txn(R.QuorumPacket(T.INFORM, pkt.zxid, data, None))
+            if txn[0].type != OP.reconfig:
+                raise LeaderProtocolError(f"INFORMANDACTIVATE of a {txn[0].type} txn")
+            self._out.persist.append(Persist(records=(txn,), payloads=(data,)))
+            self._out.commit.append(txn)
+            self._out.activate.append((txn[1].data or b"", designated))
         elif kind == T.SYNC and stage == _SERVING:
             if not self.pending_syncs:
                 raise LeaderProtocolError("SYNC without a pending sync()")
@@ -195,6 +251,20 @@ class Learner:
             self._out.revalidated.append(P.parse_revalidate_reply(pkt))
         else:
             raise LeaderProtocolError(f"{P.describe(pkt)} in stage {stage}")
+
+    def _on_ping(self, pkt: R.QuorumPacket, stage: int) -> None:
+        """F7: a PING before NEWLEADER is acked goes unanswered, as in ZooKeeper's
+        Learner.syncWithLeader: a Java leader reads the next packet after NEWLEADER
+        as its ACK and drops a learner whose reply came first. Until UPTODATE the
+        reply waits behind that ACK (a barrier); then it goes at once."""
+        if stage < _NEWLEADER_ACKED:
+            return
+        reply = (self.leader_sid, P.ping_reply(pkt.zxid, self.touches))
+        self.touches = {}
+        if stage == _SERVING:
+            self._out.send.append(reply)
+        else:
+            self._out.barrier(reply)
 
     def _on_leader_info(self, pkt: R.QuorumPacket) -> None:
         epoch = P.epoch_of(pkt.zxid)
@@ -211,6 +281,12 @@ class Learner:
         self.new_epoch = epoch
         self.stage = _EPOCH_ACKED
         self.phase = self._out.phase = Phase.SYNCHRONIZATION
+
+    @staticmethod
+    def _designated(data: bytes | None, exact: bool = False) -> int:
+        if data is None or len(data) < 8 or (exact and len(data) != 8):
+            raise LeaderProtocolError("ACTIVATE without a designated leader")
+        return int.from_bytes(data[:8], "big", signed=True)
 
     def _on_sync_start(self, pkt: R.QuorumPacket) -> None:
         if pkt.type == T.TRUNC:
@@ -232,6 +308,7 @@ class Learner:
     def _on_newleader(self, pkt: R.QuorumPacket) -> None:
         if P.epoch_of(pkt.zxid) != self.new_epoch:
             raise LeaderProtocolError(f"NEWLEADER for epoch {P.epoch_of(pkt.zxid)}")
+        self.newleader_config = pkt.data or None
         committed = self._sync_txns[:self._sync_committed]
         uncommitted = self._sync_txns[self._sync_committed:]
         acks = [(self.leader_sid, P.packet(T.ACK, pkt.zxid))]
@@ -261,6 +338,11 @@ class Learner:
         if first != zxid:
             raise LeaderProtocolError(f"COMMIT {zxid:#x} but oldest pending is {first}")
         self._out.commit.append(self.pending.pop(zxid))
+
+    def leave(self) -> None:
+        """The peer ends this role (a reconfig changed the leader or our role)."""
+        if self.phase != Phase.LOOKING:
+            self._leave()
 
     def _leave(self) -> None:
         self.phase = self._out.phase = Phase.LOOKING

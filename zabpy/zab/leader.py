@@ -30,8 +30,8 @@ L3 (LeaderSyncFollower) each learner that acked the epoch is synced from its
    TRUNC(largest zxid we know ≤ P) when we do not know P; P below the window
    → a ``LogRead`` of the on-disk log, and on its answer DIFF/TRUNC from the
    log and the window, or SNAP (from ``snapshot_source``). The
-   committed txns go as PROPOSAL+COMMIT pairs, then every outstanding
-   proposal (followers only), then NEWLEADER. From then on the learner gets
+   committed txns go as PROPOSAL+COMMIT pairs, then NEWLEADER, then every
+   outstanding proposal (followers only). From then on the learner gets
    every new PROPOSAL/COMMIT (observers: INFORM after commit).
 L4 (LeaderProcessACKLD) a quorum of NEWLEADER acks establishes the leader
    (phase BROADCAST); every learner whose NEWLEADER ack arrived gets
@@ -41,10 +41,28 @@ L5 (LeaderBroadcastPropose / LeaderProcessACK / LeaderCommit) the leader
    waits for the fsync) and sends PROPOSAL; proposals commit strictly in zxid
    order once a quorum of voters (the leader included) acked.
 L6 liveness: PING every tick/2; a learner not heard from within syncLimit
-   ticks (initLimit before it is synced) is dropped; a leader without a
+   ticks (initLimit until its NEWLEADER ACK, ZooKeeper's LearnerHandler socket
+   timeout; a Java learner writes a snapshot before that ACK) is dropped; a leader without a
    quorum heard from within syncLimit ticks, or not established within
    initLimit ticks of each phase, goes LOOKING; so does a zxid counter that
    would wrap.
+L8 dynamic reconfig (ZooKeeper 3.5+). A reconfig txn (``propose`` of an
+   OP.reconfig SetDataTxn, whose data is the new config text and whose zxid
+   is its version) makes that config *pending*: from it on, every proposal
+   (the reconfig itself included) commits only once a quorum of the current
+   *and* of the pending config acked it, and no further reconfig is
+   prepared (RECONFIGINPROGRESS). Its commit *activates* the config: the
+   leader picks the designated leader (itself if it still votes with the same
+   quorum address, else the highest voter of the new config that acked),
+   sends COMMITANDACTIVATE to followers and INFORMANDACTIVATE to observers,
+   and, if it is not the designated leader, ends its term. A term that
+   starts with a pending config (one a voter logged but did not see
+   committed; or, with reconfig enabled, the initial version-0 config, which
+   ZooKeeper re-versions to the new epoch's first zxid) needs quorums of
+   both for its epoch and NEWLEADER, and activates it once established.
+   A learner that sent FOLLOWERINFO is a follower (it gets proposals) whether
+   or not it votes: that is how a joining server catches up before the
+   reconfig that adds it; only voters' ACKs count.
 L7 two voters with an oracle (``election.OracleMajority``): every quorum
    check above may be won by the oracle; the oracle counts only while the
    leader has no follower, which it records whenever a follower starts
@@ -61,9 +79,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..election.quorum import QuorumVerifier
+from ..election.reconfig import ReconfigError, next_quorum, quorum_from_text
 from ..jute import records as R
 from ..jute.codec import DecodeError, Record
-from ..jute.constants import OP
+from ..jute.constants import ERR, OP
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MAX
 from . import packets as P
 from .history import History
@@ -108,6 +127,8 @@ class _LearnerState:
 class _Proposal:
     txn: Txn
     acks: dict[int, None] = field(default_factory=dict)
+    quorums: tuple[QuorumVerifier, ...] = ()     # each must hold a quorum of acks (L8)
+    config: QuorumVerifier | None = None         # a reconfig's new config
 
 
 class Leader:
@@ -117,10 +138,15 @@ class Leader:
                  current_epoch: int, now_ms: int, *, timers: ZabTimers = ZabTimers(),
                  config: bytes = b"", snapshot_source: Callable[[], Snapshot],
                  committed_log_max: int = ZAB_COMMITTED_LOG_MAX,
-                 read_token: Callable[[], int] | None = None) -> None:
+                 read_token: Callable[[], int] | None = None,
+                 pending: QuorumVerifier | None = None, reconfig_enabled: bool = False) -> None:
         assert quorum.is_voter(my_sid), "only a voter leads"
         self.my_sid = my_sid
         self.quorum = quorum
+        # L8: the last seen config when newer than the current one (None: none)
+        self.pending = pending if pending is not None and pending.version > quorum.version \
+            else None
+        self.reconfig_enabled = reconfig_enabled
         self.timers = timers
         self.config = config
         self.snapshot_source = snapshot_source
@@ -188,7 +214,9 @@ class Leader:
             self._step_down()
             return
         for sid, learner in list(self.learners.items()):
-            limit = self.timers.sync_ms if learner.stage >= _SYNCING else self.timers.init_ms
+            # initLimit until the NEWLEADER ACK, as ZooKeeper's learner socket
+            # timeout: a learner may take long to truncate or snapshot the sync.
+            limit = self.timers.sync_ms if learner.stage >= _NEWLEADER_ACKED else self.timers.init_ms
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
         if self.phase == Phase.BROADCAST:
@@ -196,7 +224,7 @@ class Leader:
             # alive and within its first ack deadline); a silent one is dropped above.
             heard = [self.my_sid] + [s for s, l in self.learners.items()
                                      if l.stage >= _SYNCING]
-            if not self.quorum.contains_quorum(heard):
+            if not self._has_quorums(heard):
                 # L7: a two-voter oracle may let us lead alone, committing what
                 # waits for the lost follower's ack (ZooKeeper's
                 # overrideQuorumDecision, then revalidateOutstandingProp).
@@ -255,7 +283,13 @@ class Leader:
         assert hdr.zxid == zxid, f"proposal carries {hdr.zxid:#x}, the next zxid is {zxid:#x}"
         entry = (hdr, txn)
         assert not self.outstanding or zxid > next(reversed(self.outstanding)), "out of order"
-        self.outstanding[zxid] = _Proposal(entry)
+        config = None
+        if hdr.type == OP.reconfig:
+            assert self.pending is None, "a reconfig prepared while another is pending"
+            config = self.pending = quorum_from_text((txn.data or b"").decode(),
+                                                     self.quorum.oracle_path)
+            assert config.version == zxid
+        self.outstanding[zxid] = _Proposal(entry, quorums=self._quorums(), config=config)
         self.last_proposed = zxid
         self.last_logged_zxid = zxid
         pkt = P.proposal(*entry)
@@ -283,8 +317,9 @@ class Leader:
         except DecodeError:
             self._out.close.append(sid)
             return
-        observer = pkt.type == T.OBSERVERINFO or not self.quorum.is_voter(sid)
-        if info.serverid != sid or (not observer and not self.quorum.is_voter(sid)):
+        # L8: a FOLLOWERINFO makes a follower, voter or not (a server joining)
+        observer = pkt.type == T.OBSERVERINFO
+        if info.serverid != sid or sid == self.my_sid:
             self._out.close.append(sid)
             return
         accepted = P.epoch_of(pkt.zxid)
@@ -304,7 +339,7 @@ class Leader:
 
     def _decide_epoch(self) -> None:
         connected = [self.my_sid] + list(self.learners)
-        if not self.quorum.contains_quorum(connected):
+        if not self._has_quorums(connected):
             return
         epochs = [self.accepted_epoch] + [l.accepted_epoch for l in self.learners.values()]
         self.new_epoch = max(epochs) + 1
@@ -333,8 +368,13 @@ class Leader:
 
     def _maybe_epoch_acked(self) -> None:
         assert self.new_epoch is not None
-        if self.quorum.contains_quorum(self.epoch_acks):
+        if self._has_quorums(self.epoch_acks):
             self.phase = self._out.phase = Phase.SYNCHRONIZATION
+            if self.reconfig_enabled and self.quorum.version == 0 and self.pending is None:
+                # ZOOKEEPER-1783: the initial config gets the new epoch's first zxid as its version
+                self.pending = quorum_from_text(self.quorum.to_config_text(),
+                                                self.quorum.oracle_path)
+                self.pending.version = P.make_zxid(self.new_epoch, 0)
             self.phase_deadline_ms += self.timers.init_ms
             self.current_epoch = self.new_epoch
             ack = P.packet(T.ACK, P.make_zxid(self.new_epoch, 0))
@@ -370,10 +410,17 @@ class Leader:
         for txn in txns:
             out.append((sid, P.proposal(*txn)))
             out.append((sid, P.packet(T.COMMIT, txn[0].zxid)))
+        out.append((sid, P.newleader(self.new_epoch, self._newleader_config())))
         if not learner.observer:
+            # After NEWLEADER, not before it as ZooKeeper queues them: a 3.8.0
+            # learner logs and forgets what it holds uncommitted at NEWLEADER,
+            # and the COMMIT of such a proposal then fails on an empty list (a
+            # NullPointerException in Learner.syncWithLeader, fixed in later
+            # releases). Sent after it, each is logged as a broadcast
+            # proposal. Proposals are outstanding only once the leader is
+            # established, so NEWLEADER's meaning (the history up to it) stays.
             for prop in self.outstanding.values():
                 out.append((sid, P.proposal(*prop.txn)))
-        out.append((sid, P.newleader(self.new_epoch, self.config)))
         learner.stage = _SYNCING
         if not learner.observer:
             self.quorum.update_need_oracle(self._followers())   # L7
@@ -394,11 +441,14 @@ class Leader:
             if learner.observer:
                 return
         self.newleader_acks[sid] = None
-        if self.phase == Phase.SYNCHRONIZATION and self.quorum.contains_quorum(self.newleader_acks):
+        if self.phase == Phase.SYNCHRONIZATION and self._has_quorums(self.newleader_acks):
             self.phase = self._out.phase = Phase.BROADCAST
             for other, l in self.learners.items():
                 if l.stage == _NEWLEADER_ACKED:
                     self._uptodate(other, l)
+            if self.pending is not None and not self.outstanding:
+                new = self.pending
+                self._activate(new, self._designated(new, self.newleader_acks))
 
     def _uptodate(self, sid: int, learner: _LearnerState) -> None:
         learner.stage = _UPTODATE
@@ -429,19 +479,29 @@ class Leader:
             self._on_newleader_ack(sid)
             return
         prop = self.outstanding.get(zxid)
-        if prop is None or not self.quorum.is_voter(sid):
+        if prop is None:
             return  # already committed, or from an older term
+        qs = prop.quorums   # one config, or two while a reconfig is pending (L8)
+        if not (qs[0].is_voter(sid) or (len(qs) > 1 and qs[1].is_voter(sid))):
+            return  # not a voter of any config the proposal needs
         prop.acks[sid] = None
         self._commit_ready()
 
     def _commit_ready(self) -> None:
         while self.outstanding:
             zxid, prop = next(iter(self.outstanding.items()))
-            if not self.quorum.contains_quorum(prop.acks):
+            qs = prop.quorums
+            if not qs[0].contains_quorum(prop.acks) or \
+                    (len(qs) > 1 and not qs[1].contains_quorum(prop.acks)):
                 return
             del self.outstanding[zxid]
             self.history.append(prop.txn)
             self._out.commit.append(prop.txn)
+            if prop.config is not None:
+                self._commit_reconfig(zxid, prop)
+                if self.phase == Phase.LOOKING:
+                    return
+                continue
             commit, inform = P.packet(T.COMMIT, zxid), None
             for sid, learner in self.learners.items():
                 if learner.stage < _SYNCING:
@@ -470,6 +530,74 @@ class Leader:
             self._out.synced.append(token)
         elif sid in self.learners:
             self._out.send.append((sid, P.packet(T.SYNC, 0)))
+
+    # ---- dynamic reconfig (L8) ----------------------------------------------------------
+    def _quorums(self) -> tuple[QuorumVerifier, ...]:
+        return (self.quorum,) if self.pending is None else (self.quorum, self.pending)
+
+    def _has_quorums(self, sids) -> bool:
+        sids = list(sids)
+        return all(q.contains_quorum(sids) for q in self._quorums())
+
+    def _newleader_config(self) -> bytes:
+        return (self.pending or self.quorum).to_config_text().encode()
+
+    def prepare_reconfig(self, joining: str | None, leaving: str | None,
+                         new_members: str | None, from_config: int, zxid: int, *,
+                         standalone_enabled: bool = True) -> QuorumVerifier:
+        """The config a reconfig request at ``zxid`` makes, checked as ZooKeeper's
+        prep checks it; raises ``ReconfigError`` with the answer's error code."""
+        if self.pending is not None:
+            raise ReconfigError(ERR.RECONFIGINPROGRESS, "Reconfig in progress")
+        if from_config != -1 and from_config != self.quorum.version:
+            raise ReconfigError(ERR.BADVERSION, f"Reconfiguration from version {from_config} "
+                                f"failed -- last seen version is {self.quorum.version}")
+        qv = next_quorum(self.quorum, joining, leaving, new_members, zxid,
+                         standalone_enabled=standalone_enabled)
+        if not self.quorum_synced(qv):
+            raise ReconfigError(ERR.NEWCONFIGNOQUORUM, "Reconfig failed - there must be a "
+                                "connected and synced quorum in new configuration")
+        return qv
+
+    def quorum_synced(self, qv: QuorumVerifier) -> bool:
+        """Leader.isQuorumSynced: a quorum of ``qv``'s voters is us or synced followers."""
+        ids = [self.my_sid] if qv.is_voter(self.my_sid) else []
+        ids += [s for s, l in self.learners.items()
+                if not l.observer and l.stage >= _SYNCING and qv.is_voter(s)]
+        return qv.contains_quorum(ids)
+
+    def _designated(self, new: QuorumVerifier, acks) -> int:
+        """getDesignatedLeader: we stay if we vote in ``new`` at the same quorum
+        address; else the highest voter of ``new`` that acked."""
+        if new.is_voter(self.my_sid) and \
+                new.spec(self.my_sid).split(":")[:2] == self.quorum.spec(self.my_sid).split(":")[:2]:
+            return self.my_sid
+        voters = [s for s in acks if s != self.my_sid and new.is_voter(s)]
+        return max(voters) if voters else self.my_sid
+
+    def _commit_reconfig(self, zxid: int, prop: _Proposal) -> None:
+        new = prop.config
+        assert new is not None
+        designated = self._designated(new, prop.acks)
+        hdr, txn = prop.txn
+        leader_id = designated.to_bytes(8, "big", signed=True)
+        commit = P.packet(T.COMMITANDACTIVATE, zxid, leader_id)
+        inform = P.packet(T.INFORMANDACTIVATE, zxid, leader_id + P.proposal(hdr, txn).data)
+        for sid, learner in self.learners.items():
+            if learner.stage >= _SYNCING:
+                self._out.send.append((sid, inform if learner.observer else commit))
+        self._answer_syncs()
+        self._activate(new, designated)
+
+    def _activate(self, new: QuorumVerifier, designated: int) -> None:
+        self.quorum = new
+        if self.pending is not None and self.pending.version <= new.version:
+            self.pending = None
+        self._out.activate.append((new.to_config_text().encode(), designated))
+        # Proposals still outstanding keep the quorums they were proposed under.
+        if designated != self.my_sid:
+            # allowedToCommit = false: the designated leader takes over
+            self._step_down()
 
     # ---- endings ---------------------------------------------------------------------
     def _drop(self, sid: int) -> None:

@@ -28,6 +28,18 @@ Transitions (docs/zab.md has the diagram):
 
 The mirror follows every ``Persist`` the role emits (truncate, snapshot,
 append), so its ``last_zxid`` is the last *logged* zxid, what FLE votes with.
+
+Dynamic reconfig: the peer owns the current config (``quorum``) and the
+*pending* one: a reconfig txn it logged (found in what the role persists,
+or in the restored log tail) whose config is newer than the current one,
+ZooKeeper's last seen config. FLE tallies with both; a new leader term
+starts with both (``Leader`` L8). A role's ``activate`` makes a config
+current: a learner whose leader is no longer the designated one (or no
+longer votes), or whose own role (observer or participant) changed, leaves
+its role and the peer elects again, as ZooKeeper's processReconfig. A config
+adopted from an election notification, or activated, goes out once in
+``PeerReady.config`` (the replica rewrites /zookeeper/config, the executor
+the dynamic config file and its addresses).
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..election import FastLeaderElection, Notification, QuorumVerifier, ServerState, Vote
+from ..election.reconfig import quorum_from_text
+from ..jute.constants import OP
 from ..jute import records as R
 from ..jute.codec import Record
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_LOG_TAIL_MAX
@@ -65,6 +79,7 @@ class PeerReady:
     zab: ZabReady = ZabReady()
     connect: int | None = None           # dial this leader's quorum port (new learner role)
     state: ServerState | None = None     # the peer's new state, when it changed
+    config: QuorumVerifier | None = None  # a new current config (reconfig), once
 
 
 _QUIET = PeerReady()
@@ -74,7 +89,7 @@ class Peer:
     def __init__(self, my_sid: int, quorum: QuorumVerifier, log: PeerLog, rng: random.Random, *,
                  timers: ZabTimers = ZabTimers(), snapshot_source: Callable[[], Snapshot],
                  committed_log_max: int = ZAB_COMMITTED_LOG_MAX, log_sync: bool = False,
-                 **fle_options: int) -> None:
+                 reconfig_enabled: bool = False, **fle_options: int) -> None:
         self.my_sid = my_sid
         self.quorum = quorum
         self.timers = timers
@@ -92,6 +107,12 @@ class Peer:
         self.config = quorum.to_config_text().encode("utf-8")
         self.fle = FastLeaderElection(my_sid, quorum, self.log.last_zxid, self.current_epoch,
                                       rng, **fle_options)
+        self.reconfig_enabled = reconfig_enabled
+        self.fle.adopt_configs = reconfig_enabled
+        self.pending: QuorumVerifier | None = None
+        for txn in log.entries:
+            self._saw_logged(txn)
+        self._config_changed: QuorumVerifier | None = None
         self.role: Leader | Learner | None = None
         self.state = ServerState.LOOKING
         self._election: list[tuple[int, Notification]] = []
@@ -129,15 +150,19 @@ class Peer:
         self.fle.tick(now_ms)
         if self.role is not None:
             self.role.tick(now_ms)
+            if isinstance(self.role, Learner) and self.role.redial_due:
+                self.role.redial_due = False   # F6 in follower.py: dial the leader again
+                self._connect = self.role.leader_sid
         self._after(now_ms)
 
     def ready(self) -> PeerReady:
         self._drain_role()
         zab = self._zab.ready()
         if zab is EMPTY_READY and not self._election and self._connect is None \
-                and self._state_changed is None:
+                and self._state_changed is None and self._config_changed is None:
             return _QUIET   # most pumps find nothing: no allocation
-        return PeerReady(tuple(self._election), zab, self._connect, self._state_changed)
+        return PeerReady(tuple(self._election), zab, self._connect, self._state_changed,
+                         self._config_changed)
 
     def advance(self, ready: PeerReady) -> None:
         if ready is _QUIET:
@@ -150,6 +175,8 @@ class Peer:
             self._connect = None
         if ready.state is not None and ready.state == self._state_changed:
             self._state_changed = None
+        if ready.config is not None and ready.config is self._config_changed:
+            self._config_changed = None
 
     def next_deadline_ms(self) -> int | None:
         t = self.fle.next_deadline_ms()
@@ -190,6 +217,8 @@ class Peer:
         r = self.fle.ready()
         self._election.extend(r.send)
         self.fle.advance(r)
+        if r.config is not None:
+            self._set_config(r.config)
         if r.decided is not None and self.role is None:
             self._take_role(r.decided, now_ms)
         self._drain_role()
@@ -206,7 +235,8 @@ class Peer:
                                self.current_epoch, now_ms, timers=self.timers, config=self.config,
                                snapshot_source=self.snapshot_source,
                                committed_log_max=self.committed_log_max,
-                               read_token=self._read_tokens.__next__ if self.log_sync else None)
+                               read_token=self._read_tokens.__next__ if self.log_sync else None,
+                               pending=self.pending, reconfig_enabled=self.reconfig_enabled)
         else:
             self.role = Learner(self.my_sid, vote.leader, self.log.last_zxid, self.accepted_epoch,
                                 self.current_epoch, now_ms,
@@ -239,11 +269,15 @@ class Peer:
             if p.truncate_zxid is not None:
                 self.log.truncate(p.truncate_zxid)
                 self.last_applied_zxid = min(self.last_applied_zxid, p.truncate_zxid)
+                if self.pending is not None and self.pending.version > p.truncate_zxid:
+                    self._set_pending(None)
             if p.snapshot is not None:
                 self.log.reset(p.snapshot.zxid)
                 self.last_applied_zxid = p.snapshot.zxid
             for txn in p.records:
                 self.log.append(txn)
+                if txn[0].type == OP.reconfig:
+                    self._saw_logged(txn)
             if p.accepted_epoch is not None:
                 self.accepted_epoch = p.accepted_epoch
             if p.current_epoch is not None:
@@ -262,6 +296,10 @@ class Peer:
         out.revalidated.extend(r.revalidated)
         out.synced.extend(r.synced)
         out.reads.extend(r.reads)
+        for text, designated in r.activate:
+            self._activate(role, text, designated)
+        if r.activate and role.phase == Phase.LOOKING:
+            self._drain_role()   # the role a reconfig ended: its closes and phase
         if r.phase is not None:
             out.phase = r.phase
             if r.phase == Phase.BROADCAST:
@@ -272,3 +310,55 @@ class Peer:
         if vote is not None and role.new_epoch is not None:
             self.fle.set_peer_state(self.state, Vote(vote.leader, vote.zxid, vote.election_epoch,
                                                      role.new_epoch, self.state))
+
+    # ---- dynamic reconfig --------------------------------------------------------------
+    def _saw_logged(self, txn: Txn) -> None:
+        """A logged reconfig txn: its config is pending until activated."""
+        hdr, body = txn
+        if hdr.type != OP.reconfig or body is None:
+            return
+        try:
+            qv = quorum_from_text((body.data or b"").decode("utf-8"), self.quorum.oracle_path)
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            return
+        if qv.version > self.quorum.version:
+            self._set_pending(qv)
+
+    def _set_pending(self, qv: QuorumVerifier | None) -> None:
+        self.pending = qv
+        self.fle.set_quorums(self.quorum, qv)
+
+    def _set_config(self, qv: QuorumVerifier) -> None:
+        self.quorum = qv
+        self.config = qv.to_config_text().encode("utf-8")
+        if self.pending is not None and self.pending.version <= qv.version:
+            self.pending = None
+        self.fle.set_quorums(qv, self.pending)
+        self._config_changed = qv
+
+    def _activate(self, role: Leader | Learner, text: bytes, designated: int | None) -> None:
+        """processReconfig: make ``text`` the current config; a learner whose
+        leader or own role it changes leaves (the peer elects again). Without
+        reconfigEnabled it does nothing, as ZooKeeper's."""
+        if not self.reconfig_enabled:
+            return
+        try:
+            qv = quorum_from_text(text.decode("utf-8"), self.quorum.oracle_path)
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            return
+        prev = self.quorum
+        if qv.version <= prev.version:
+            return
+        self._set_config(qv)
+        if not isinstance(role, Learner) or prev.same_members(qv):
+            return
+        me = self.my_sid
+        role_change = role.observer != (me in qv.observers)
+        leader = role.leader_sid
+        if designated is not None:
+            leader_change = designated != leader
+        else:
+            leader_change = not (prev.is_voter(leader) and qv.is_voter(leader)) or \
+                prev.spec(leader).split(":")[:2] != qv.spec(leader).split(":")[:2]
+        if role_change or leader_change:
+            role.leave()

@@ -132,11 +132,15 @@ class ZabReady:
     revalidated: tuple[tuple[int, bool], ...] = ()
     synced: tuple[Any, ...] = ()
     reads: tuple[LogRead, ...] = ()
+    # dynamic reconfig: (config text, designated leader or None) to make the
+    # peer's current config, after the commits above (COMMITANDACTIVATE,
+    # INFORMANDACTIVATE, a NEWLEADER's config at UPTODATE, a leader's own)
+    activate: tuple[tuple[bytes, int | None], ...] = ()
 
     def empty(self) -> bool:
         return not (self.persist or self.commit or self.send or self.close or self.requests
                     or self.touches or self.revalidate or self.revalidated or self.synced
-                    or self.reads or self.phase is not None)
+                    or self.reads or self.activate or self.phase is not None)
 
 
 @dataclass
@@ -154,6 +158,7 @@ class Outbox:
     revalidated: list[tuple[int, bool]] = field(default_factory=list)
     synced: list[Any] = field(default_factory=list)
     reads: list[LogRead] = field(default_factory=list)
+    activate: list[tuple[bytes, int | None]] = field(default_factory=list)
 
     def barrier(self, *envelopes: Envelope) -> None:
         """Send ``envelopes`` only after everything persisted so far is durable."""
@@ -164,12 +169,12 @@ class Outbox:
         # one shared empty value instead of building ten tuples.
         if not (self.persist or self.commit or self.send or self.close or self.requests
                 or self.touches or self.revalidate or self.revalidated or self.synced
-                or self.reads or self.phase is not None):
+                or self.reads or self.activate or self.phase is not None):
             return EMPTY_READY
         return ZabReady(tuple(self.persist), tuple(self.commit), tuple(self.send),
                         tuple(self.close), self.phase, tuple(self.requests), tuple(self.touches),
                         tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced),
-                        tuple(self.reads))
+                        tuple(self.reads), tuple(self.activate))
 
     def advance(self, r: ZabReady) -> None:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
@@ -192,5 +197,5 @@ class Outbox:
 
 
 _QUEUES = ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
-           "revalidated", "synced", "reads")
+           "revalidated", "synced", "reads", "activate")
 EMPTY_READY = ZabReady()

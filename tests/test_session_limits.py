@@ -1,0 +1,112 @@
+"""Per-session limits (zabpy's own; off by default), against a real server with kazoo.
+
+Over a limit a request gets its documented error code (QUOTAEXCEEDED for
+ephemerals and watches, THROTTLEDOP for outstanding request bytes), changes
+nothing, and the server writes one log line naming the session; other
+sessions are not affected. See server/session_limits.py and docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import QuotaExceededError, ThrottledOpError
+
+from zabpy.testing import ZabpyServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _client(zk):
+    kz = KazooClient(hosts=zk.hosts)
+    kz.start()
+    return kz
+
+
+def _close(*clients):
+    for kz in clients:
+        kz.stop()
+        kz.close()
+
+
+def _limit_lines(caplog, session_id: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if f"Session 0x{session_id:x} is over its" in r.getMessage()]
+
+
+def test_ephemerals_per_session(caplog):
+    caplog.set_level(logging.INFO)
+    with ZabpyServer(max_ephemerals_per_session=3) as zk:
+        a, b = _client(zk), _client(zk)
+        try:
+            for i in range(3):
+                a.create(f"/e{i}", ephemeral=True)
+            with pytest.raises(QuotaExceededError):
+                a.create("/e3", ephemeral=True)
+            with pytest.raises(QuotaExceededError):
+                a.create("/e4", ephemeral=True)
+            assert a.exists("/e3") is None
+            a.create("/persistent")                 # not an ephemeral: not limited
+            b.create("/b0", ephemeral=True)         # another session has its own count
+            a.delete("/e0")
+            a.create("/e5", ephemeral=True)         # room again
+            lines = _limit_lines(caplog, a.client_id[0])
+            assert len(lines) == 1 and "maxEphemeralsPerSession" in lines[0]
+        finally:
+            _close(a, b)
+
+
+def test_watches_per_session(caplog):
+    caplog.set_level(logging.INFO)
+    with ZabpyServer(max_watches_per_session=2) as zk:
+        a = _client(zk)
+        try:
+            for p in ("/w0", "/w1", "/w2"):
+                a.create(p)
+            a.get("/w0", watch=lambda e: None)
+            a.exists("/w1", watch=lambda e: None)
+            with pytest.raises(QuotaExceededError):
+                a.get_children("/w2", watch=lambda e: None)
+            assert a.get("/w2")[0] == b""           # without a watch: answered
+            a.set("/w0", b"fire")                   # the watch on /w0 fires and is gone
+            a.sync("/")
+            a.get("/w2", watch=lambda e: None)      # room again
+            assert len(_limit_lines(caplog, a.client_id[0])) == 1
+        finally:
+            _close(a)
+
+
+def test_outstanding_request_bytes_per_connection(caplog, tmp_path):
+    caplog.set_level(logging.INFO)
+    with ZabpyServer(max_request_bytes_per_connection=64 * 1024, data_dir=str(tmp_path)) as zk:
+        a = _client(zk)
+        try:
+            a.create("/big")
+            # pipelined: 40 writes of 8 KiB are outstanding at once
+            pending = [a.set_async("/big", b"x" * 8192) for _ in range(40)]
+            results = []
+            for p in pending:
+                try:
+                    p.get(timeout=30)
+                    results.append("ok")
+                except ThrottledOpError:
+                    results.append("throttled")
+            assert "ok" in results and "throttled" in results
+            assert results.index("throttled") >= 7  # what fits under 64 KiB went through
+            a.set("/big", b"y" * 100_000)           # alone it is always taken
+            assert len(_limit_lines(caplog, a.client_id[0])) == 1
+        finally:
+            _close(a)
+
+
+def test_limits_are_off_by_default():
+    with ZabpyServer() as zk:
+        a = _client(zk)
+        try:
+            for i in range(50):
+                a.create(f"/e{i}", ephemeral=True)
+                a.exists(f"/e{i}", watch=lambda e: None)
+        finally:
+            _close(a)
