@@ -140,23 +140,12 @@ class ReconfigSimulation(ReplicaSimulation):
     def _settings(self, sid: int) -> ServerSettings:
         return replace(super()._settings(sid), reconfig_enabled=True, skip_acl=True)
 
-    def _start(self, sid: int, now: int) -> None:
-        self.down_since.pop(sid, None)
-        quorum = self.config_file.get(sid, self.initial_config[sid])
-        node = ReplicaNode(sid, quorum, self.disks[sid],
-                           random.Random(f"{self.opts.seed}/{sid}/{now}"), self._settings(sid),
-                           self.timers, now,
-                           lambda snap: self.snapshot_zxids[(snap.zxid, snap.data)],
-                           committed_log_max=self.committed_log_max,
-                           log_sync=self.size_factor >= 0)
-        node.replica.on_commit = lambda txn, sid=sid: self._on_commit(sid, txn)
-        source = node.peer.snapshot_source
-        node.peer.snapshot_source = lambda: self._snapshot_taken(node, source())
-        self.nodes[sid] = node
-        self.log(f"peer {sid} starts at zxid {node.last_logged():#x} with config "
-                 f"{quorum.version:#x} voters {list(quorum.voters)}")
-        node.replica.start(now)
-        self._flush(sid)
+    def _start_quorum(self, sid: int):
+        # a server restarts from the last config it activated (its config file)
+        return self.config_file.get(sid, self.initial_config[sid])
+
+    def _start_note(self, quorum) -> str:
+        return f" with config {quorum.version:#x} voters {list(quorum.voters)}"
 
     def _execute(self, sid: int, node: ReplicaNode, ready: Ready) -> None:
         super()._execute(sid, node, ready)

@@ -425,9 +425,16 @@ class ReplicaSimulation:
                 self.starts[sid] = self.now_ms
         self.log("heal everything")
 
+    def _start_quorum(self, sid: int):
+        """The membership a (re)starting replica reads from its config."""
+        return self._oracle_quorum() if self.opts.oracle else self.quorum
+
+    def _start_note(self, quorum) -> str:
+        return ""
+
     def _start(self, sid: int, now: int) -> None:
         self.down_since.pop(sid, None)
-        quorum = self._oracle_quorum() if self.opts.oracle else self.quorum
+        quorum = self._start_quorum(sid)
         node = ReplicaNode(sid, quorum, self.disks[sid],
                            random.Random(f"{self.opts.seed}/{sid}/{now}"), self._settings(sid),
                            self.timers, now,
@@ -438,7 +445,7 @@ class ReplicaSimulation:
         source = node.peer.snapshot_source
         node.peer.snapshot_source = lambda: self._snapshot_taken(node, source())
         self.nodes[sid] = node
-        self.log(f"peer {sid} starts at zxid {node.last_logged():#x}")
+        self.log(f"peer {sid} starts at zxid {node.last_logged():#x}{self._start_note(quorum)}")
         self._update_oracles()
         node.replica.start(now)
         self._flush(sid)
