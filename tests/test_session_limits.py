@@ -9,12 +9,18 @@ sessions are not affected. See server/session_limits.py and docs/http-api.md.
 from __future__ import annotations
 
 import logging
+import struct
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import QuotaExceededError, ThrottledOpError
+from kazoo.exceptions import QuotaExceededError
 
+from zabpy.jute import records as R
+from zabpy.jute.constants import Err, OpCode
 from zabpy.testing import ZabpyServer
+from rawclient import RawClient
+
+OPEN = [R.ACL(31, R.Id("world", "anyone"))]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,24 +87,32 @@ def test_watches_per_session(caplog):
 def test_outstanding_request_bytes_per_connection(caplog, tmp_path):
     caplog.set_level(logging.INFO)
     with ZabpyServer(max_request_bytes_per_connection=64 * 1024, data_dir=str(tmp_path)) as zk:
-        a = _client(zk)
+        c = RawClient(zk.port, timeout=30)
         try:
-            a.create("/big")
-            # pipelined: 40 writes of 8 KiB are outstanding at once
-            pending = [a.set_async("/big", b"x" * 8192) for _ in range(40)]
+            c.handshake()
+            assert c.call(OpCode.create, R.CreateRequest("/big", b"", OPEN, 0))[0].err == 0
+            # 100 writes of 8 KiB pipelined in one send: the server reads them
+            # while the first are still waiting for their fsync
+            frames = b""
+            for xid in range(1, 101):
+                body = (R.RequestHeader(xid, OpCode.setData).to_bytes()
+                        + R.SetDataRequest("/big", b"x" * 8192, -1).to_bytes())
+                frames += struct.pack(">i", len(body)) + body
+            c.sock.sendall(frames)
             results = []
-            for p in pending:
-                try:
-                    p.get(timeout=30)
-                    results.append("ok")
-                except ThrottledOpError:
-                    results.append("throttled")
+            for xid in range(1, 101):
+                hdr, _ = c.recv_reply()
+                assert hdr.xid == xid
+                assert hdr.err in (0, Err.THROTTLEDOP), hdr.err
+                results.append("ok" if hdr.err == 0 else "throttled")
             assert "ok" in results and "throttled" in results
             assert results.index("throttled") >= 7  # what fits under 64 KiB went through
-            a.set("/big", b"y" * 100_000)           # alone it is always taken
-            assert len(_limit_lines(caplog, a.client_id[0])) == 1
+            c.xid = 200
+            hdr, _ = c.call(OpCode.setData, R.SetDataRequest("/big", b"y" * 100_000, -1))
+            assert hdr.err == 0                     # alone it is always taken
+            assert len(_limit_lines(caplog, c.session_id)) == 1
         finally:
-            _close(a)
+            c.close()
 
 
 def test_limits_are_off_by_default():

@@ -44,17 +44,27 @@ def test_seed_keeps_every_invariant_and_converges(seed, fault_ms, read_only, loc
                        f"--local-sessions {local_sessions} --trace")
 
 
+# Seeds whose faults leave a read-only server with every txn its clients have
+# seen, so that it serves them (about one seed in seven does: a client that saw a
+# newer zxid is refused, as ZooKeeper refuses it). Several, so that a change of
+# timing elsewhere does not leave the property untested.
+READ_ONLY_SEEDS = (2, 22, 23, 28)
+
+
 def test_read_only_servers_serve_and_local_sessions_stay_local_or_upgrade():
-    sim = _sim(2, 12_000, 1, 1)
-    result = sim.run()
-    assert result.ok, result.message
-    assert any("serving as read-only" in line for line in result.trace)
-    committed = [parse_txn(raw) for raw in sim.checker.committed.values()]
-    created = {hdr.clientId for hdr, _ in committed if hdr.type == OpCode.createSession}
-    used = {r.session_id for c in sim.clients for r in c.history
-            if r.outcome == "ok" and r.err == 0}
-    assert used - created, "no session stayed local"
-    assert used & created, "no session was upgraded"
-    read_only_answers = [r for c in sim.clients for r in c.history
-                         if c.connections[r.conn].read_only and r.outcome == "ok"]
-    assert any(r.err == 0 and not r.is_write for r in read_only_answers)
+    served = []
+    for seed in READ_ONLY_SEEDS:
+        sim = _sim(seed, 12_000, 1, 1)
+        result = sim.run()
+        assert result.ok, f"seed {seed}: {result.message}"
+        assert any("serving as read-only" in line for line in result.trace), seed
+        committed = [parse_txn(raw) for raw in sim.checker.committed.values()]
+        created = {hdr.clientId for hdr, _ in committed if hdr.type == OpCode.createSession}
+        used = {r.session_id for c in sim.clients for r in c.history
+                if r.outcome == "ok" and r.err == 0}
+        assert used - created, f"seed {seed}: no session stayed local"
+        assert used & created, f"seed {seed}: no session was upgraded"
+        served += [r for c in sim.clients for r in c.history
+                   if c.connections[r.conn].read_only and r.outcome == "ok"
+                   and r.err == 0 and not r.is_write]
+    assert served, f"no read-only server answered a read in seeds {READ_ONLY_SEEDS}"
