@@ -107,3 +107,16 @@ class SseStream:
             self.resp.close()
         finally:
             self.conn.close()
+
+
+def with_http_api(ens) -> dict[int, int]:
+    """Turn the HTTP API on, on a free port of its own, for every member of a
+    not yet started ``ZabpyEnsemble``; the ports by server id."""
+    from zabpy.testing import free_ports
+
+    ports = dict(zip(ens.sids, free_ports(len(ens.sids))))
+    for sid in ens.sids:
+        with open(ens.cfg_path(sid), "a") as f:
+            f.write(f"zabpy.http.enabled=true\nzabpy.http.port={ports[sid]}\n"
+                    "zabpy.http.address=127.0.0.1\n")
+    return ports

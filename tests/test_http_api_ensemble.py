@@ -10,10 +10,10 @@ import threading
 import pytest
 from kazoo.client import KazooClient
 
-from zabpy.testing import free_ports, wait_for
+from zabpy.testing import wait_for
 from zabpy.testing.ensemble import ZabpyEnsemble
 
-from httpclient import Api
+from httpclient import Api, with_http_api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,11 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def ensemble():
     ens = ZabpyEnsemble(3)
-    ports = dict(zip(ens.sids, free_ports(len(ens.sids))))
-    for sid in ens.sids:
-        with open(ens.cfg_path(sid), "a") as f:
-            f.write(f"zabpy.http.enabled=true\nzabpy.http.port={ports[sid]}\n"
-                    "zabpy.http.address=127.0.0.1\n")
+    ports = with_http_api(ens)
     with ens:
         apis = {sid: Api(p) for sid, p in ports.items()}
         for api in apis.values():   # the API starts beside the client port

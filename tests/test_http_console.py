@@ -15,6 +15,7 @@ from kazoo.client import KazooClient
 
 from zabpy.testing import ZabpyServer, free_ports, wait_for
 from zabpy.testing.ensemble import ZabpyEnsemble
+from httpclient import with_http_api
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -155,11 +156,7 @@ def _serving(port: int) -> bool:
 
 def test_console_shows_the_ensembles_members_and_roles(browser, tmp_path):
     ens = ZabpyEnsemble(3)
-    ports = dict(zip(ens.sids, free_ports(len(ens.sids))))
-    for sid in ens.sids:
-        with open(ens.cfg_path(sid), "a") as f:
-            f.write(f"zabpy.http.enabled=true\nzabpy.http.port={ports[sid]}\n"
-                    "zabpy.http.address=127.0.0.1\n")
+    ports = with_http_api(ens)
     shots = Shots(browser, str(tmp_path / "console-artifacts"))
     with ens:
         leader = ens.leader()
