@@ -102,12 +102,20 @@ class PendingChanges:
         if i:
             del self.order[:i]
 
-    def rollback(self, zxid: int, mark: int) -> None:
-        """Undo records added since ``mark`` (a failed multi), restoring the
-        record each path had before."""
-        del self.order[mark:]
+    def rollback(self, zxid: int) -> None:
+        """Undo the records of the txn ``zxid`` (a failed multi), the last
+        ones added, restoring the record each path had before. By zxid, not
+        by position: a multi prepared in parts sees earlier txns applied
+        (``applied`` trims the front of ``order``) while it is prepared."""
+        order = self.order
+        end = len(order)
+        while end and order[end - 1].zxid == zxid:
+            end -= 1
+        if end == len(order):
+            return
+        del order[end:]
         self.by_path = {}
-        for rec in self.order:
+        for rec in order:
             self.by_path[rec.path] = rec
 
 
@@ -469,7 +477,6 @@ class MultiPrep:
 
     def __init__(self, ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
         self.ops, self.zxid, self.pending, self.ctx = ops, zxid, pending, ctx
-        self.mark = len(pending.order)
         self.txns: list[R.Txn] = []
         self.failed = False
 
@@ -484,17 +491,17 @@ class MultiPrep:
                 # ZooKeeper leaves the earlier sub-ops' change records in place
                 # until the error txn is applied (a request prepped meanwhile
                 # sees nodes that never come); they are undone here.
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 raise PrepError(ERR.MARSHALLINGERROR)
             try:
                 ttype, txn = _prep_one(op, req, self.zxid, self.pending, self.ctx)
                 self.txns.append(R.Txn(ttype, txn.to_bytes()))
             except PrepError as e:
                 self.failed = True
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 self.txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
             except PrepFailure:
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 raise
         return len(self.txns) == len(self.ops)
 

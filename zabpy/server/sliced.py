@@ -29,7 +29,7 @@ from ..jute.constants import Err, OpCode
 from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, PrepError, PrepFailure, decode_multi_part
 from ..tree.datatree import ApplyResult, DataTree
 
-__all__ = ["SlicedApply", "SlicedPrep"]
+__all__ = ["SlicedApply", "SlicedDecode", "SlicedPrep"]
 
 # Reads that are not about one node: they wait for the whole multi.
 _ALWAYS_WAIT = frozenset({
@@ -90,8 +90,11 @@ class SlicedPrep:
     tree, which the multi has not touched yet. ``result`` is set at the end:
     (txn type, txn, the decoded ops or None when the body did not decode)."""
 
-    def __init__(self, conn, entry, body: bytes, zxid: int, ctx, ops_per_part: int):
+    def __init__(self, conn, entry, session_id: int, cxid: int, body: bytes, zxid: int, ctx,
+                 ops_per_part: int):
+        # conn and entry: None for a request a learner forwarded to the leader
         self.conn, self.entry, self.zxid, self.ctx = conn, entry, zxid, ctx
+        self.session_id, self.cxid = session_id, cxid
         self.ops_per_part = ops_per_part
         self.reader = Reader(memoryview(body))
         self.ops: list = []
@@ -129,3 +132,24 @@ class SlicedPrep:
             return True
         self.result = (*self.multi.result(), self.ops)
         return True
+
+
+class SlicedDecode:
+    """A large multi body a learner forwarded whole, decoded a part at a time
+    for the reply it gives when the leader's commit comes back (the leader
+    decodes and prepares it itself). ``ops`` is the decoded list once
+    ``step`` returned True, or None when the body does not decode."""
+
+    def __init__(self, entry, body: bytes, ops_per_part: int):
+        self.entry = entry
+        self.ops_per_part = ops_per_part
+        self.reader = Reader(memoryview(body))
+        self.ops: list | None = []
+
+    def step(self) -> bool:
+        assert self.ops is not None
+        try:
+            return decode_multi_part(self.reader, MULTI_WRITE_OPS, self.ops, self.ops_per_part)
+        except DecodeError:
+            self.ops = None
+            return True
