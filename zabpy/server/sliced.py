@@ -27,7 +27,7 @@ from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
 from ..jute.constants import Err, OpCode
 from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, PrepError, PrepFailure, decode_multi_part
-from ..tree.datatree import ApplyResult, DataTree
+from ..tree.datatree import ApplyResult, DataTree, multi_failed
 
 __all__ = ["SlicedApply", "SlicedDecode", "SlicedPrep"]
 
@@ -50,6 +50,7 @@ class SlicedApply:
         self.applied = 0           # sub-txns in the tree
         self.fired = 0             # watch events handed out
         self.touched: dict[str, None] = {}
+        self.failed = multi_failed(item.txn)
 
     @property
     def in_tree(self) -> bool:
@@ -62,7 +63,7 @@ class SlicedApply:
     def apply_part(self, tree: DataTree) -> None:
         stop = min(self.applied + self.ops_per_part, len(self.item.txn.txns))
         tree.apply_multi_part(self.item.hdr, self.item.txn, self.out, self.applied, stop,
-                              self.touched)
+                              self.touched, self.failed)
         self.applied = stop
 
     def next_triggers(self) -> list:

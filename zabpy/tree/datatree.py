@@ -42,7 +42,7 @@ from .paths import basename, parent_of
 from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
                     stats_path, stats_text)
 
-__all__ = ["DataNode", "ChildNames", "pack_record", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
+__all__ = ["DataNode", "ChildNames", "pack_record", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn", "multi_failed"]
 
 _TTL_TOP = 0xFF << 56
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat in wire order (zookeeper.jute)
@@ -66,6 +66,11 @@ _PZXID_AT = 53
 _INT_MIN = 0x80000000
 _INT_MASK = 0xFFFFFFFF
 _NO_KIDS: dict[str, None] = {}
+
+
+def multi_failed(txn: R.MultiTxn) -> bool:
+    """A multi logged as failed: one of its sub-txns is an error."""
+    return any(sub.type == OP.error for sub in txn.txns)
 
 
 def ttl_owner(ttl_ms: int) -> int:
@@ -509,15 +514,19 @@ class DataTree:
         return out
 
     def apply_multi_part(self, hdr: R.TxnHeader, txn: R.MultiTxn, out: ApplyResult,
-                         start: int, stop: int, touched: dict | None = None) -> None:
+                         start: int, stop: int, touched: dict | None = None,
+                         failed: bool | None = None) -> None:
         """Apply sub-txns ``start``..``stop`` of a multi into ``out`` (a
         server cuts a large multi into such parts; it advances
         last_processed_zxid itself once the last part is in). ``touched``
         collects the paths whose nodes or child lists changed. A failed multi
         is logged with the real txns of the ops before the failure; applying
-        it changes nothing, and those ops report OK."""
+        it changes nothing, and those ops report OK. ``failed``: whether
+        one sub-txn is an error, if the caller knows (a scan per part would
+        make a large multi quadratic)."""
         subs = out.multi
-        failed = any(sub.type == OP.error for sub in txn.txns)
+        if failed is None:
+            failed = multi_failed(txn)
         for sub in txn.txns[start:stop]:
             if failed and sub.type != OP.error:
                 subs.append(ApplyResult(err=ERR.OK))
