@@ -173,3 +173,49 @@ def test_sync_after_a_big_multi_sees_it(ens):
         assert (hdr_multi.xid, hdr_multi.err, hdr_sync.xid, hdr_sync.err) == (xid, 0, xid + 1, 0)
         assert hdr_sync.zxid >= hdr_multi.zxid
     c.close()
+
+
+CHILDREN = 25_000   # > 2 x limits.CHILDREN_ENCODE_PER_PART: encoded in parts
+
+
+@pytest.mark.parametrize("where", ["follower", "leader"])
+def test_a_long_child_list_is_listed_right_while_bystanders_are_served(ens, where):
+    """The first getChildren2 after a change re-encodes a long list: it is
+    encoded a part per loop turn, then answered from the cache it leaves,
+    which holds the change (the same session's create or delete pipelined
+    before it) and is dropped by the next one."""
+    leader, f1, f2 = members(ens)
+    agg_sid = leader if where == "leader" else f1
+    root = f"/long-{where}"
+    agg = client(ens, agg_sid)
+    by = client(ens, agg_sid)   # the same member: its loop does the encoding
+    agg.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
+    for start in range(0, CHILDREN, 5000):
+        hdr, body = agg.call(OpCode.multi, multi([f"{root}/c{i:05d}" for i in
+                                                  range(start, start + 5000)], True))
+        assert hdr.err == 0
+    hdr, _ = by.call(OpCode.create, R.CreateRequest(root + "-other", b"o", ACL, 0))
+    served = 0
+    for attempt in range(6):
+        extra = f"{root}/x"
+        if attempt % 2 == 0:
+            agg.send(OpCode.create, R.CreateRequest(extra, b"", ACL, 0))
+        else:
+            agg.send(OpCode.delete, R.DeleteRequest(extra, -1))
+        xid = agg.send(OpCode.getChildren2, R.GetChildren2Request(root, False))
+        while not replied(agg):
+            hdr, _ = by.call(OpCode.getData, R.GetDataRequest(root + "-other", False))
+            assert hdr.err == 0
+            served += 1
+        hdr, _ = agg.recv_reply()
+        assert hdr.err == 0
+        hdr, body = agg.recv_reply()
+        assert hdr.xid == xid and hdr.err == 0
+        r = Reader(body)
+        names = R.GetChildren2Response.read(r)
+        want = CHILDREN + (1 if attempt % 2 == 0 else 0)
+        assert (len(names.children), names.stat.numChildren) == (want, want)
+        assert ("x" in names.children) == (attempt % 2 == 0)
+    assert served > 0
+    agg.close()
+    by.close()

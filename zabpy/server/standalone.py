@@ -58,7 +58,7 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import SlicedApply, SlicedPrep
+from .sliced import SlicedApply, SlicedChildren, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -93,6 +93,7 @@ _CLIENT_REFUSED = {OP.deleteContainer: _BAD_ARGUMENTS}
 # What a connection's queue treats as a write (answered once its txn is durable).
 _QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, OP.createSession, *_CLIENT_REFUSED}
 _BODY_INT = struct.Struct(">i")
+_LISTING_OPS = (OP.getChildren, OP.getChildren2)
 
 
 class ProtocolViolation(Exception):
@@ -132,6 +133,9 @@ class Entry:
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
     size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
+    # a getChildren of a long list: 1 while the list is encoded in parts
+    # (``SlicedChildren``), 2 once done (it is then answered as any read)
+    listing: int = 0
 
 
 @dataclass
@@ -261,6 +265,8 @@ class StandaloneServer:
         # go); the connections they go to answer nothing meanwhile
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
+        # long child lists being encoded a part per ``work`` call, in order
+        self._listing: deque[SlicedChildren] = deque()
         self._logged_zxid = self.tree.last_processed_zxid
         # A multi of more sub-txns than this is applied in parts (``work``);
         # 0: whole (ServerSettings.multi_ops_per_part).
@@ -816,7 +822,7 @@ class StandaloneServer:
     def busy(self) -> bool:
         """A large multi is part-way through: call ``work`` again (next loop turn)."""
         return (self._sliced is not None or self._prepping is not None
-                or self._fanout is not None)
+                or self._fanout is not None or bool(self._listing))
 
     @property
     def applying(self) -> bool:
@@ -834,6 +840,8 @@ class StandaloneServer:
             self._apply_part()
         if self._fanout is not None:
             self._fanout_part()
+        if self._listing:
+            self._listing_part()
 
     def _fanout_part(self) -> None:
         assert self._fanout is not None
@@ -1089,6 +1097,9 @@ class StandaloneServer:
                 if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
                     self._gated[conn.conn_id] = None
                     return
+                if entry.listing == 1 or (entry.op in _LISTING_OPS and self._start_listing(conn,
+                                                                                          entry)):
+                    return   # its child list is being encoded (``work``)
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
             q.popleft()
@@ -1106,6 +1117,36 @@ class StandaloneServer:
                 self.stats.outstanding -= len(q)
                 q.clear()
                 return
+
+    def _start_listing(self, conn: Conn, entry: Entry) -> bool:
+        """A getChildren of a node with a long list that is not cached:
+        encode it in parts first (True), so that other connections are
+        served meanwhile; the read is answered once it is done."""
+        if entry.listing or not self.multi_ops_per_part:
+            return False
+        path = getattr(entry.req, "path", None)
+        if not isinstance(path, str):
+            return False
+        node = self.tree.nodes.get("/" if path == "" else path)
+        if node is None or node.children_wire is not None \
+                or node.child_count() <= limits.CHILDREN_ENCODE_PER_PART:
+            return False
+        entry.listing = 1
+        self._listing.append(SlicedChildren(conn.conn_id, entry, node,
+                                            limits.CHILDREN_ENCODE_PER_PART))
+        return True
+
+    def _listing_part(self) -> None:
+        job = self._listing[0]
+        if not job.step():
+            return
+        self._listing.popleft()
+        path = job.entry.req.path
+        job.finish(self.tree, "/" if path == "" else path)
+        job.entry.listing = 2
+        conn = self.conns.get(job.conn_id)
+        if conn is not None:
+            self._drain(conn)
 
     def _answer_read(self, conn: Conn, entry: Entry) -> bytes:
         zxid = self.tree.last_processed_zxid
