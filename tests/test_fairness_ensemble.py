@@ -29,7 +29,9 @@ ACL = [R.ACL(31, R.Id("world", "anyone"))]
 
 @pytest.fixture(scope="module")
 def ens():
-    with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5) as e:
+    # sessions of 30 s: a client waiting for its multi on a loaded machine
+    # sends nothing meanwhile (the default maximum is 20 ticks: 4 s)
+    with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5, extra="maxSessionTimeout=30000") as e:
         yield e
 
 
@@ -89,7 +91,7 @@ def children_count(body: bytes) -> int:
 
 def client(ens: ZabpyEnsemble, sid: int) -> RawClient:
     c = RawClient(ens.client_ports[sid], timeout=60)
-    c.handshake(timeout_ms=30_000)   # clamped to 20 ticks: 4 s
+    c.handshake(timeout_ms=30_000)
     return c
 
 
