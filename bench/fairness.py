@@ -19,6 +19,8 @@ latency; meanwhile the aggressor (this process) runs one scenario in a loop:
 - ``idle``: nothing (the baseline);
 - ``multi``: a 10,000-op multi creating 10,000 nodes, then one deleting them;
 - ``children``: getChildren2 of a node with 100,000 children;
+- ``children_churn``: the same, after adding or removing a child each time
+  (the first listing after a change encodes the whole list again);
 - ``watch_storm``: 2,000 sessions watch one node; a setData every 0.5 s
   fires 2,000 events, and every session re-arms its watch.
 
@@ -44,7 +46,7 @@ MULTI_OPS = 10_000
 CHILDREN = 100_000
 WATCHERS = 2_000
 STORM_INTERVAL_S = 0.5  # one storm every half second (if the last one is over)
-SCENARIOS = ("idle", "multi", "children", "watch_storm")
+SCENARIOS = ("idle", "multi", "children", "children_churn", "watch_storm")
 
 
 class Wire:
@@ -168,6 +170,24 @@ def run_children(c: Wire, stop_at: float) -> int:
     return done
 
 
+def run_children_churn(c: Wire, stop_at: float) -> int:
+    body = R.GetChildren2Request("/fc", False).to_bytes()
+    extra = "/fc/churn"
+    done = 0
+    while time.monotonic() < stop_at:
+        if done % 2 == 0:
+            err, _ = c.call(OpCode.create, R.CreateRequest(extra, b"", ACL, 0).to_bytes())
+        else:
+            err, _ = c.call(OpCode.delete, R.DeleteRequest(extra, -1).to_bytes())
+        assert err == 0, err
+        err, _ = c.call(OpCode.getChildren2, body)
+        assert err == 0, err
+        done += 1
+    if done % 2:
+        c.call(OpCode.delete, R.DeleteRequest(extra, -1).to_bytes())
+    return done
+
+
 def setup_watchers(port: int) -> list[Wire]:
     arm = R.GetDataRequest("/fw", True).to_bytes()
     watchers = []
@@ -215,7 +235,7 @@ def run_watch_storm(watchers: list[Wire], c: Wire, stop_at: float) -> int:
 def prepare(c: Wire, scenarios) -> None:
     for path in ("/fair", "/fm", "/fw"):
         c.call(OpCode.create, R.CreateRequest(path, b"x" * 100, ACL, 0).to_bytes())
-    if "children" in scenarios:
+    if "children" in scenarios or "children_churn" in scenarios:
         setup_children(c)
 
 
@@ -235,6 +255,8 @@ def measure(port: int, scenario: str, duration_s: float, bystander_port: int | N
         done = run_multi(c, stop_at)
     elif scenario == "children":
         done = run_children(c, stop_at)
+    elif scenario == "children_churn":
+        done = run_children_churn(c, stop_at)
     elif scenario == "watch_storm":
         done = run_watch_storm(watchers, c, stop_at)
     else:
@@ -283,7 +305,7 @@ def run_ensemble(args, scenarios) -> list[dict]:
 
     rows = []
     with ZabpyEnsemble(args.ensemble, tick_time_ms=args.tick_ms, sync_limit=5,
-                       extra="maxClientCnxns=0") as ens:
+                       extra="maxClientCnxns=0\nmaxSessionTimeout=60000") as ens:
         prepare(Wire(ens.client_ports[ens.leader()]), scenarios)
         for placement in [p for p in args.placements.split(",") if p]:
             for s in scenarios:
