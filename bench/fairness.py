@@ -312,7 +312,12 @@ def run_ensemble(args, scenarios) -> list[dict]:
                 ens.wait_serving()
                 agg, by = placed(ens, placement)
                 before = leader_and_epoch(ens)
-                row = measure(ens.client_ports[agg], s, args.duration, ens.client_ports[by])
+                try:
+                    row = measure(ens.client_ports[agg], s, args.duration, ens.client_ports[by])
+                except (OSError, AssertionError):
+                    print(f"{placement} {s} failed; the members' logs end so:\n"
+                          f"{ens.diagnosis(40)}", flush=True)
+                    raise
                 after = leader_and_epoch(ens)
                 row.update(placement=placement, aggressor=agg, bystander=by,
                            kept_leader=before == after)
