@@ -39,6 +39,12 @@ REGRESSION_SEEDS = {
                  "now logs a closing session's write as ErrorTxn(SESSIONEXPIRED)",
     (94, 5_000): "the checker's committed sequence lacked the txns a new leader held only "
                  "in a SNAP image (sim bookkeeping, not a server bug)",
+    (1664022951, 12_000): "a multi prepared in parts rolled back its pending records by a "
+                          "position that txns applied meanwhile had moved, leaving a failed "
+                          "multi's records in place (issue 12, every multi sliced)",
+    (2232579458, 12_000): "the ZAB leader answered a forwarded sync() on receipt, before the "
+                          "multi forwarded ahead of it was prepared and proposed: the sync's "
+                          "zxid went back (issue 12, every multi sliced)",
 }
 # The CI set: short fault phases, many seeds.
 FAULT_MS = 5_000
