@@ -31,7 +31,8 @@ ACL = [R.ACL(31, R.Id("world", "anyone"))]
 def ens():
     # sessions of 30 s: a client waiting for its multi on a loaded machine
     # sends nothing meanwhile (the default maximum is 20 ticks: 4 s)
-    with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5, extra="maxSessionTimeout=30000") as e:
+    with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5,
+                       extra="maxSessionTimeout=30000\nmaxClientCnxns=0") as e:
         yield e
 
 
@@ -95,8 +96,9 @@ def client(ens: ZabpyEnsemble, sid: int) -> RawClient:
     return c
 
 
-def run_multis(ens, agg_sid: int, by_sid: int, root: str) -> tuple[int, dict, dict]:
-    """MULTIS big multis from a session on ``agg_sid`` (creating, then
+def run_multis(ens, agg_sid: int, by_sid: int, root: str, multis: int = MULTIS
+               ) -> tuple[int, dict, dict]:
+    """``multis`` big multis from a session on ``agg_sid`` (creating, then
     deleting, ``OPS`` children of ``root``); meanwhile a session on ``by_sid``
     reads another node, and reads ``root``'s children and two of the
     multi's nodes in one multiRead: each read sees a multi whole or not at
@@ -112,7 +114,7 @@ def run_multis(ens, agg_sid: int, by_sid: int, root: str) -> tuple[int, dict, di
     bodies = (multi(paths, True), multi(paths, False))
     pair = read_pair(paths[0], paths[-1])
     served = 0
-    for attempt in range(MULTIS):
+    for attempt in range(multis):
         create = attempt % 2 == 0
         xid = agg.send(OpCode.multi, bodies[attempt % 2])
         # the same session's next read is answered after the multi, with all of it
@@ -153,7 +155,7 @@ def test_multis_through_a_follower_keep_the_leader_and_serve_a_bystander(ens):
 
 def test_multis_on_the_leader_keep_it_and_serve_a_bystander(ens):
     leader, f1, f2 = members(ens)
-    served, before, after = run_multis(ens, leader, f2, "/on-leader")
+    served, before, after = run_multis(ens, leader, f2, "/on-leader", multis=2)
     assert after == before and before[leader][0] == "leader", (before, after, ens.diagnosis())
     assert served > 0, ens.diagnosis()
 
@@ -177,7 +179,7 @@ def test_sync_after_a_big_multi_sees_it(ens):
     c.close()
 
 
-CHILDREN = 25_000   # > 2 x limits.CHILDREN_ENCODE_PER_PART: encoded in parts
+CHILDREN = 15_000   # > limits.CHILDREN_ENCODE_PER_PART: encoded in parts
 
 
 @pytest.mark.parametrize("where", ["follower", "leader"])
@@ -221,3 +223,45 @@ def test_a_long_child_list_is_listed_right_while_bystanders_are_served(ens, wher
     assert served > 0
     agg.close()
     by.close()
+
+
+WATCHERS = 1100   # > limits.WATCH_EVENTS_PER_PART: a follower hands the events out in parts
+
+
+def test_a_watch_storm_on_a_follower_keeps_event_before_data(ens):
+    """One setData fires 1,100 watches on a follower: the events go out a
+    part per loop turn (as on a standalone server or the leader), later
+    commits wait, and each watcher gets its event exactly once, before any
+    read that shows the new data."""
+    _, f1, _ = members(ens)
+    writer = client(ens, f1)
+    writer.call(OpCode.create, R.CreateRequest("/storm", b"old", ACL, 0))
+    watchers = []
+    for _ in range(WATCHERS):
+        w = RawClient(ens.client_ports[f1], timeout=60)
+        w.handshake(timeout_ms=30_000)
+        w.send(OpCode.getData, R.GetDataRequest("/storm", True))
+        watchers.append(w)
+    for w in watchers:
+        assert w.recv_reply()[0].err == 0
+    xid = writer.send(OpCode.setData, R.SetDataRequest("/storm", b"new", -1))
+    writer.send(OpCode.create, R.CreateRequest("/storm-after", b"", ACL, 0))
+    for w in watchers:
+        w.send(OpCode.getData, R.GetDataRequest("/storm", False))
+    for w in watchers:
+        events = 0
+        while True:
+            f = w.recv_frame()
+            if struct.unpack_from(">i", f)[0] == -1:
+                events += 1
+                continue
+            data = f[16 + 4:16 + 4 + 3]
+            assert events == 1 or data == b"old", (events, data)
+            break
+        if events == 0:  # answered before the write: its event is still to come
+            assert struct.unpack_from(">i", w.recv_frame())[0] == -1
+    assert writer.recv_reply()[0].xid == xid
+    assert writer.recv_reply()[0].err == 0      # the commit after the storm is applied
+    for w in watchers:
+        w.close()
+    writer.close()

@@ -201,20 +201,21 @@ class LearnerServer(StandaloneServer):
         """A txn the leader committed, applied in zxid order: after the multi
         being applied in parts, if one is."""
         self.now_ms = now_ms
-        if self._sliced is not None:
+        if self._sliced is not None or self._fanout is not None:
             self._committed.append(("txn", hdr, txn))
             return
         self._apply_committed(hdr, txn)
 
     def _apply_next(self) -> None:
-        while self._sliced is None and self._committed:
+        while self._sliced is None and self._fanout is None and self._committed:
             kind, a, b = self._committed.popleft()
             if kind == "txn":
                 self._apply_committed(a, b)
             else:
                 self._synced(a)
 
-    def _sliced_applied(self, item: InFlight, res) -> None:
+    def _after_apply(self, item: InFlight, res) -> None:
+        # the end of a multi applied in parts or of a storm handed out in parts
         self._answer(item.hdr, item.txn, res)
 
     def _apply_committed(self, hdr: R.TxnHeader, txn) -> None:
@@ -227,7 +228,21 @@ class LearnerServer(StandaloneServer):
             self._sliced = SlicedApply(InFlight(hdr, txn, conn_id), part,
                                        limits.WATCH_EVENTS_PER_PART)
             return
-        res = self.apply_txn(hdr, txn, self.now_ms, conn_id)
+        if part and hdr.type not in (OP.createSession, OP.closeSession):
+            res = self.tree.apply(hdr, txn)
+            if self.changes is not None:
+                self._record_change(hdr, txn, res.triggers, conn_id)
+            notes = self._notifications(res.triggers)
+            if len(notes) > limits.WATCH_EVENTS_PER_PART:
+                # a watch storm: its events go out a part per ``work`` call;
+                # whoever gets one hears nothing else before it
+                self._fanout = (InFlight(hdr, txn, conn_id), res, deque(notes))
+                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
+                return
+            for conn, data in notes:
+                self._emit(conn, data)
+        else:
+            res = self.apply_txn(hdr, txn, self.now_ms, conn_id)
         self._answer(hdr, txn, res)
 
     def _answer(self, hdr: R.TxnHeader, txn, res) -> None:
@@ -264,7 +279,7 @@ class LearnerServer(StandaloneServer):
         """The leader answered the sync() identified by ``token`` = (session id, cxid):
         once every txn committed before it is applied here."""
         self.now_ms = now_ms
-        if self._sliced is not None:
+        if self._sliced is not None or self._fanout is not None:
             self._committed.append(("sync", token, None))
             return
         self._synced(token)
