@@ -18,7 +18,6 @@ import sys
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
-from ..runtime.quorum_security import load_quorum_security
 from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
 from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.gc_policy import GcPolicy
@@ -142,6 +141,7 @@ def main(argv: list[str]) -> int:
         cfg, warnings = build_config(args)
         auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
         if not cfg.is_standalone():
+            from ..runtime.quorum_security import load_quorum_security
             load_quorum_security(cfg)   # bad quorum TLS stores or JAAS sections stop it too
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)

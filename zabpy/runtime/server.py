@@ -36,9 +36,7 @@ import logging
 import os
 import time
 
-from ..admin.fourletter import FourLetterContext, render_four_letter_word
 from ..admin.service import OperationsServices
-from ..auth.x509 import CertificateError, x509_ids
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
 from ..server.settings import ServerSettings
@@ -385,6 +383,7 @@ class ServerRuntime:
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is None:
             return ()
+        from ..auth.x509 import CertificateError, x509_ids  # TLS only: off the start-up path
         try:
             return x509_ids(sslobj.getpeercert(binary_form=True), self.auth.x509_super_user)
         except (ValueError, CertificateError) as e:
@@ -442,6 +441,8 @@ class ServerRuntime:
     def _four_letter(self, p: _ClientProtocol, ev: FourLetterWord) -> None:
         whitelist = self.config.four_letter_whitelist
         if ev.word in whitelist or "*" in whitelist:
+            # the command table is imported by the first four-letter word
+            from ..admin.fourletter import FourLetterContext, render_four_letter_word
             text = render_four_letter_word(ev.word, FourLetterContext(self, p.conn_id), ev.arg)
         else:
             text = f"{ev.word} is not executed because it is not in the whitelist.\n"
