@@ -27,6 +27,8 @@ from ..runtime.server import ServerRuntime
 
 __all__ = ["main", "build_config"]
 
+GC_SETTLE_DELAY_S = 0.5  # from start() returning (listening) to the post-restore full pass
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zabpy server", description=__doc__.splitlines()[0])
@@ -81,7 +83,10 @@ async def _serve(cfg) -> int:
     await rt.start()
     loop = asyncio.get_running_loop()
     gc_policy = GcPolicy(cfg.gc_full_sweep_interval_ms / 1000)
-    gc_policy.settle()  # the restored tree is frozen out of every later pass
+    # The restored tree is frozen out of every later pass. The full pass that
+    # precedes the freeze is not needed to serve, so it runs once the server
+    # serves rather than between listening and the first request.
+    settle = loop.call_later(GC_SETTLE_DELAY_S, gc_policy.settle)
     sweeper = _every(loop, 1.0, gc_policy.tick)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,6 +96,7 @@ async def _serve(cfg) -> int:
     for t in waits:
         t.cancel()
     sweeper.cancel()
+    settle.cancel()
     if rt.broken is None:
         await rt.stop()
         return 1 if rt.fatal.is_set() else 0
