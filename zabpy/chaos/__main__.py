@@ -1,5 +1,6 @@
 """python -m zabpy.chaos --seed N [--servers 3|5] [--duration S] [--target zabpy|java]
                         [--faults K,...] [--report-dir DIR] [--disk auto|loop|tmpfs|none]
+                        [--latency MS[:JITTER_MS[:REORDER_PCT]]]
 
 The seed fixes the fault schedule (kinds, start times, how long each holds)
 and the clients' choices; which member a fault hits is drawn when it starts
@@ -8,6 +9,10 @@ the same faults but not always the same interleaving. --report-dir gets
 report.txt, result.json, timeline.png, and the servers' logs when a checker
 found an anomaly or the harness failed. On failure the replay command is
 printed.
+
+--latency delays every member's packets, both ways, for the whole run (an
+NFQUEUE verdict loop per member: zabpy/chaos/netq.py; needs iptables), and
+the scheduled faults come and go on top of it.
 
 Exit status: 0 no anomaly, 1 anomalies found, 2 the harness failed,
 77 cannot run here (not root, no iproute2): the message says why."""
@@ -40,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--disk", choices=("auto", "loop", "tmpfs", "none"), default="auto",
                    help="each member's dataDir: its own ext4 on a loop device (auto: else "
                         "tmpfs), or none (disk faults are then skipped)")
+    p.add_argument("--latency", help="every link, the whole run: MS[:JITTER_MS[:REORDER_PCT]] "
+                                     "each way (e.g. 20:10:25)")
     # Planted client-side bugs, for the tests that show the checkers catch them.
     p.add_argument("--plant", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -51,6 +58,14 @@ def main(argv=None) -> int:
         p.error(f"--plant takes {', '.join(PLANTS)}")
     if a.plant and "local-sync" in a.plant and a.target != "zabpy":
         p.error("--plant local-sync plants a bug in zabpy's server")
+    latency = None
+    if a.latency:
+        try:
+            parts = [float(x) for x in a.latency.split(":")]
+            assert 1 <= len(parts) <= 3 and all(x >= 0 for x in parts) and parts[-1] <= 100
+        except (ValueError, AssertionError):
+            p.error("--latency takes MS[:JITTER_MS[:REORDER_PCT]], e.g. 20:10:25")
+        latency = tuple(parts + [0.0] * (3 - len(parts)))
     reason = why_not_runnable()
     if reason:
         print(f"SKIPPED: {reason}", file=sys.stderr)
@@ -59,7 +74,7 @@ def main(argv=None) -> int:
     try:
         result = run(a.seed, a.servers, a.duration, a.target, a.plant, kinds, a.keep,
                      log=lambda m: print(m, file=sys.stderr, flush=True), disk=a.disk,
-                     report_dir=a.report_dir)
+                     report_dir=a.report_dir, latency=latency)
     except Exception as e:
         print(f"HARNESS FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         print(f"replay: {replay_command(a)}", file=sys.stderr)
@@ -78,6 +93,8 @@ def replay_command(a: argparse.Namespace) -> str:
            "--faults", a.faults, "--disk", a.disk]
     if a.plant:
         cmd += ["--plant", a.plant]
+    if a.latency:
+        cmd += ["--latency", a.latency]
     if a.report_dir:
         cmd += ["--report-dir", a.report_dir + "-replay"]
     return " ".join(shlex.quote(c) for c in cmd)

@@ -6,6 +6,11 @@ One fault at a time, each healed before the next: a gap, the fault held
 for a few seconds, heal. ``heal_all`` undoes every kind, and the run ends
 with it whatever happened.
 
+Latency (``delay``, ``delay-link``, ``reorder``) composes with the rest in
+two ways: as a scheduled fault like any other, and as a background delay
+on every member's link for the whole run (``--latency``), under which the
+scheduled faults come and go.
+
 Disk faults (disk.py) may stop their member: a server whose log write
 fails must stop acknowledging, and both ZooKeeper and zabpy exit. Such an
 exit is expected (``Injector.may_exit``) and recorded with its exit status;
@@ -25,9 +30,13 @@ from .net import Network
 __all__ = ["KINDS", "Fault", "schedule", "Injector"]
 
 NET_KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "slow", "loss")
+# Latency by the NFQUEUE verdict loop (net.py, netq.py); after the kinds
+# above so that the seeds drawn from those (docs/chaos-runs.md) replay with
+# ``--faults`` naming the first 14 kinds.
+DELAY_KINDS = ("delay", "delay-link", "reorder")
 PROCESS_KINDS = ("pause", "kill", "kill-drop")
 DISK_KINDS = ("disk-full", "disk-eio", "disk-slow", "disk-full-majority")
-KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS
+KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS + DELAY_KINDS
 WARMUP_S = 2.0
 FLAP_S = 0.7
 
@@ -183,6 +192,28 @@ class Injector:
             f.targets = [s]
             f.detail = f"{s}: " + self.net.slow(s, self.rng.choice((50, 100, 200)),
                                                self.rng.choice((5, 10, 20)))
+        elif f.kind == "delay":
+            s = self._member(self.rng.random() < 0.5)
+            ms = self.rng.choice((50, 100, 200, 400))
+            f.targets = [s]
+            f.detail = f"{s}: " + self.net.delay(s, ms, ms / 4, seed=self.rng.randrange(1 << 30))
+        elif f.kind == "delay-link":
+            # One link only, between the leader (when there is one) and
+            # another member: the rest of the ensemble stays fast.
+            s = self._member(True)
+            o = self.rng.choice([x for x in sids if x != s])
+            ms = self.rng.choice((50, 100, 200, 400))
+            f.targets = [s, o]
+            f.detail = f"{s}<->{o}: " + self.net.delay(s, ms, ms / 4, peer=o,
+                                                      seed=self.rng.randrange(1 << 30))
+        elif f.kind == "reorder":
+            # Every member: jitter as wide as the delay, a quarter of the
+            # packets overtaking the rest, a few duplicated.
+            ms = self.rng.choice((10, 20, 40))
+            f.targets = sids
+            what = [self.net.delay(s, ms, ms, reorder_pct=25, duplicate_pct=2,
+                                   seed=self.rng.randrange(1 << 30)) for s in sids]
+            f.detail = f"all: {what[0]}"
         elif f.kind == "loss":
             s = self._member(self.rng.random() < 0.5)
             pct = self.rng.choice((10, 30, 60))
@@ -199,7 +230,18 @@ class Injector:
 
     def heal_all(self) -> None:
         self.flapping = None
+        stopped = len(self.net.released)
         self.net.heal()
+        counts = [q.counts for q in self.net.released[stopped:] if q.counts]
+        if counts and self.current is not None:
+            # What the verdict loops did, summed over the members delayed.
+            total: dict[str, int] = {}
+            for c in counts:
+                words = c.split()
+                for k, v in zip(words[::2], words[1::2]):
+                    total[k] = total.get(k, 0) + int(v)
+            self.current.detail += " [" + ", ".join(f"{k} {v}" for k, v in total.items()
+                                                    if v) + "]"
         for s in sorted(self.cluster.paused):
             self.cluster.resume(s)
         if self.disks is not None:

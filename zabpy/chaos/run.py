@@ -44,7 +44,8 @@ def _sigterm(signum, frame):
 
 def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
         plant: str | None = None, kinds=KINDS, keep: bool = False, log=print,
-        disk: str = "auto", report_dir: str | None = None) -> dict:
+        disk: str = "auto", report_dir: str | None = None,
+        latency: tuple[float, float, float] | None = None) -> dict:
     removed = cleanup_leftovers() + sweep_mounts(_pid_alive)
     if removed:
         log(f"removed leftovers of earlier runs: {removed}")
@@ -87,6 +88,11 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                                          same_zxid=False)[0]
         log(f"{servers} {target} servers serving after {t_start:.1f}s "
             f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
+        if latency is not None:
+            # Under the whole run: every member's packets, both ways.
+            for sid in net.sids:
+                what = net.delay(sid, *latency, seed=seed + sid, background=True)
+            log(f"every member's link: {what} (for the whole run)")
         wl = Workloads(cluster.hosts, seed, plant=plant)
         wl.setup()
         inj = Injector(net, cluster, seed, disks)
@@ -134,7 +140,10 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
-                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}",
+                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}"
+                + (f"; every link delayed {latency[0]:g}+-{latency[1]:g} ms each way, "
+                   f"{latency[2]:g}% reordered, for the whole run" if latency else ""),
+                "latency": latency,
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         records = [r for log in wl.logs for r in log.records]
