@@ -20,6 +20,7 @@ from zabpy.chaos.compare import summarize
 from zabpy.chaos.linearizable import INF, Op, RegisterModel, check, shrink
 from zabpy.chaos.disk import sweep_mounts
 from zabpy.chaos.net import PREFIX, _pid_alive, cleanup_leftovers, why_not_runnable
+from zabpy.chaos.net import iptables_command as net_iptables
 from zabpy.chaos.workload import INIT_VALUE, Record
 from zabpy.testing import wait_for
 
@@ -261,6 +262,35 @@ def test_planted_client_bugs_are_caught_end_to_end(tmp_path):
     lin = [a for a in result["verdicts"]["register"]["anomalies"]
            if a["kind"] == "register: not linearizable"][0]
     assert len(lin["ops"]) <= 6, lin        # shrunk to the few operations that matter
+
+
+@needs_root
+def test_latency_and_reordering_are_injected_and_the_checkers_pass(tmp_path):
+    """Every link delayed 50 +- 10 ms each way with 20 % of packets
+    overtaking (--latency, an NFQUEUE verdict loop per member), and on top
+    of it seed 22 draws a reorder fault on every member (more jitter,
+    duplicates) and a kill -9. The delay is observed: a client operation
+    crosses its server's link at least twice (request in, reply out), so
+    most take at least 2 * (50 - 10) ms; none of the checkers finds an
+    anomaly."""
+    if net_iptables() is None:
+        pytest.skip("no iptables command (the NFQUEUE rules need it)")
+    proc, result = _run_chaos(tmp_path, "--seed", "22", "--duration", "14", "--latency",
+                              "50:10:20", "--faults", "reorder,delay-link,kill")
+    assert result["anomalies"] == 0, proc.stdout
+    assert proc.returncode == 0
+    faults = result["faults"]
+    assert [f["kind"] for f in faults] == ["reorder", "kill"], proc.stdout
+    assert "[accepted " in faults[0]["detail"] and "overtaking" in faults[0]["detail"], faults[0]
+    loops = result["meta"]["netq"]
+    assert sorted(loops) == ["1", "2", "3"], loops
+    for counts in loops.values():
+        n = dict(zip(counts.split()[::2], map(int, counts.split()[1::2])))
+        assert n["accepted"] > 100 and n["overtaking"] > 0, loops
+    op_ms = result["meta"]["op_ms"]
+    assert op_ms["n"] > 50 and op_ms["p50"] >= 2 * (50 - 10), op_ms
+    for name in ("register", "set", "lock", "ephemeral", "watch"):
+        assert result["verdicts"][name]["ops_checked"] > 10, (name, proc.stdout)
 
 
 @needs_root

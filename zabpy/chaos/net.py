@@ -285,13 +285,13 @@ class Network:
             proc.kill()
             rest = proc.communicate()[0]
             raise RuntimeError(f"netq in {ns} did not start: {line}{rest}".strip())
-        q = _Delay(sid, peer, qnum, proc, ipt, _netq_rules(qnum, self.addr(peer)
-                                                         if peer is not None else None),
-                   background)
+        q = _Delay(sid, peer, qnum, proc, ipt, _netq_rules(
+            qnum, self.addr(peer) if peer is not None else None,
+            "mangle" if background else "filter"), background)
         self.queues.append(q)
         for rule in q.rules:
-            subprocess.run(["ip", "netns", "exec", ns, ipt, "-A", *rule], check=True,
-                           capture_output=True)
+            subprocess.run(["ip", "netns", "exec", ns, ipt, *rule[:2], "-A", *rule[2:]],
+                           check=True, capture_output=True)
         what = f"netq delay {delay_ms:g}ms"
         what += f" +-{jitter_ms:g}ms" if jitter_ms else ""
         what += f" reorder {reorder_pct:g}%" if reorder_pct else ""
@@ -301,7 +301,8 @@ class Network:
 
     def _undelay(self, q: _Delay) -> None:
         for rule in q.rules:
-            subprocess.run(["ip", "netns", "exec", self.ns(q.sid), q.iptables, "-D", *rule],
+            subprocess.run(["ip", "netns", "exec", self.ns(q.sid), q.iptables, *rule[:2], "-D",
+                            *rule[2:]],
                            capture_output=True)
         if q.proc.poll() is None:
             q.proc.terminate()

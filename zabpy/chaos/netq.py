@@ -109,12 +109,17 @@ def _attrs(buf: bytes, off: int, end: int) -> dict[int, bytes]:
     return out
 
 
-def rules(queue: int, peer: str | None = None) -> list[list[str]]:
+def rules(queue: int, peer: str | None = None, table: str = "filter") -> list[list[str]]:
     """The iptables rules (arguments after ``-A``/``-D``) that send a
     member's traffic on eth0, or only its traffic with ``peer``, to
-    ``queue``; duplicates (``MARK_DUP``) pass."""
-    out = ["OUTPUT", "-o", "eth0"] + (["-d", peer] if peer else [])
-    inp = ["INPUT", "-i", "eth0"] + (["-s", peer] if peer else [])
+    ``queue``; duplicates (``MARK_DUP``) pass.
+
+    A packet accepted by a queue's verdict leaves its chain, so a second
+    queue in the same chain would never see it: two delays of one member
+    go in different tables (``mangle`` runs before ``filter``), and each
+    packet waits in both."""
+    out = ["-t", table, "OUTPUT", "-o", "eth0"] + (["-d", peer] if peer else [])
+    inp = ["-t", table, "INPUT", "-i", "eth0"] + (["-s", peer] if peer else [])
     tail = ["-m", "mark", "!", "--mark", str(MARK_DUP), "-j", "NFQUEUE", "--queue-num",
             str(queue), "--queue-bypass"]
     return [out + tail, inp + tail]

@@ -66,6 +66,11 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[
         lines += textwrap.wrap("failures by error: " + ", ".join(
             f"{k} {e} {n}" for (k, e), n in sorted(errs.items())), 100,
             subsequent_indent="  ", break_on_hyphens=False)
+    if meta.get("op_ms"):
+        lines.append("answered operations' latency (ms): " + ", ".join(
+            f"{k} {v}" for k, v in meta["op_ms"].items()))
+    for link, counts in (meta.get("netq") or {}).items():
+        lines.append(f"whole-run delay of {link}: {counts}")
     lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
                  f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0

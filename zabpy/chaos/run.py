@@ -147,6 +147,10 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         records = [r for log in wl.logs for r in log.records]
+        net.undelay_all(background=True)
+        meta["netq"] = {f"{q.sid}" + (f"<->{q.peer}" if q.peer is not None else ""): q.counts
+                        for q in net.released if q.background}
+        meta["op_ms"] = op_latency_ms(records)
         text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
         result = {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
@@ -185,6 +189,18 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         signal.signal(signal.SIGTERM, old)
         cleanup()
         atexit.unregister(cleanup)
+
+
+def op_latency_ms(records) -> dict[str, float]:
+    """Percentiles of the answered client operations' latency (call to
+    return), in ms, over the whole run."""
+    spans = sorted((r.ret - r.call) * 1000 for r in records
+                   if r.outcome in ("ok", "fail") and r.ret is not None
+                   and r.kind in ("read", "sync-read", "cas", "create"))
+    if not spans:
+        return {}
+    return {f"p{p}": round(spans[min(len(spans) - 1, len(spans) * p // 100)], 1)
+            for p in (10, 50, 90, 99)} | {"n": len(spans)}
 
 
 def _copy_logs(cluster: Cluster, report_dir: str) -> None:
