@@ -26,7 +26,7 @@ from .faults import FLAP_S, KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
 from .recipes import ephemerals_left
-from .report import render, unavailability
+from .report import render, slowest_write, unavailability
 from .timeline import draw
 from .workload import SESSION_TIMEOUT_S, Workloads
 
@@ -138,6 +138,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         writes = [r for r in register + sets if r.kind in ("cas", "create")]
         bounds = [f.began for f in plan[1:]] + [t_heal]
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
+        slowest = [slowest_write(f, writes, b) for f, b in zip(plan, bounds)]
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
                 f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}"
@@ -151,13 +152,14 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         meta["netq"] = {f"{q.sid}" + (f"<->{q.peer}" if q.peer is not None else ""): q.counts
                         for q in net.released if q.background}
         meta["op_ms"] = op_latency_ms(records)
-        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
+        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft,
+                      slowest)
         result = {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,
                                  "notes": v.notes} for k, v in verdicts.items()},
-                "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
-                           for f, u in zip(plan, unavail)],
+                "faults": [dataclasses.asdict(f) | {"unavailable_s": u, "slowest_write_s": w}
+                           for f, u, w in zip(plan, unavail, slowest)],
                 "client_errors": wl.errors, "meta": meta,
                 "server_pids": cluster.started_pids, "workdir": kept_dir if keep else None}
         if report_dir:
