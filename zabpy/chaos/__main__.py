@@ -23,11 +23,12 @@ import argparse
 import shlex
 import sys
 
-from .faults import KINDS
+from .faults import ALL_KINDS, KINDS
 from .net import why_not_runnable
 
 
-PLANTS = ("stale-read", "phantom-ack", "double-lock", "local-sync")
+PLANTS = ("stale-read", "phantom-ack", "double-lock", "local-sync", "no-fsync")
+SERVER_PLANTS = ("local-sync", "no-fsync")
 
 
 def main(argv=None) -> int:
@@ -38,7 +39,9 @@ def main(argv=None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of faults")
     p.add_argument("--target", choices=("zabpy", "java"), default="zabpy")
     p.add_argument("--faults", default=",".join(KINDS),
-                   help=f"comma-separated kinds to draw from (default: all of {','.join(KINDS)})")
+                   help=f"comma-separated kinds to draw from (default: all of {','.join(KINDS)}; "
+                        "also power-loss (kill -9 losing what was not fsynced) and "
+                        "power-loss-all (every member at once), only when named)")
     p.add_argument("--json", help="also write the result as JSON here")
     p.add_argument("--report-dir", help="write report.txt, result.json, timeline.png here")
     p.add_argument("--keep", action="store_true", help="keep the data and log directory")
@@ -51,13 +54,16 @@ def main(argv=None) -> int:
     p.add_argument("--plant", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     kinds = tuple(k for k in a.faults.split(",") if k)
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
-        p.error(f"unknown fault kinds {bad}; choose from {','.join(KINDS)}")
+        p.error(f"unknown fault kinds {bad}; choose from {','.join(ALL_KINDS)}")
     if a.plant and set(a.plant.split(",")) - set(PLANTS):
         p.error(f"--plant takes {', '.join(PLANTS)}")
-    if a.plant and "local-sync" in a.plant and a.target != "zabpy":
-        p.error("--plant local-sync plants a bug in zabpy's server")
+    planted = set((a.plant or "").split(","))
+    if planted & set(SERVER_PLANTS) and a.target != "zabpy":
+        p.error("--plant local-sync and no-fsync plant a bug in zabpy's server")
+    if len(planted & set(SERVER_PLANTS)) > 1:
+        p.error("one server bug at a time")
     latency = None
     if a.latency:
         try:

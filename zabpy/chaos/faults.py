@@ -27,7 +27,7 @@ from .cluster import Cluster
 from .disk import MODE_EIO, MODE_SLOW, Disks, drop_caches
 from .net import Network
 
-__all__ = ["KINDS", "Fault", "schedule", "Injector"]
+__all__ = ["KINDS", "POWER_KINDS", "ALL_KINDS", "Fault", "schedule", "Injector"]
 
 NET_KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "slow", "loss")
 # Latency by the NFQUEUE verdict loop (net.py, netq.py); after the kinds
@@ -37,6 +37,11 @@ DELAY_KINDS = ("delay", "delay-link", "reorder")
 PROCESS_KINDS = ("pause", "kill", "kill-drop")
 DISK_KINDS = ("disk-full", "disk-eio", "disk-slow", "disk-full-majority")
 KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS + DELAY_KINDS
+# Opt-in (``--faults``): a kill -9 that also loses what was not fsynced, of
+# one member or of every member at once. They need the shim's write
+# tracking (disk.py), which is on only in runs that may draw them.
+POWER_KINDS = ("power-loss", "power-loss-all")
+ALL_KINDS = KINDS + POWER_KINDS
 WARMUP_S = 2.0
 FLAP_S = 0.7
 
@@ -187,6 +192,19 @@ class Injector:
             if f.kind == "kill-drop":
                 f.detail += (", page cache dropped first" if drop_caches()
                              else ", but the page cache could not be dropped")
+        elif f.kind == "power-loss":
+            s = self._member(self.rng.random() < 0.5)
+            f.targets = [s]
+            self.cluster.kill(s)
+            self.killed.append(s)
+            f.detail = f"power cut on {s} (kill -9, unsynced writes lost): {self._lose(s)}"
+        elif f.kind == "power-loss-all":
+            up = [s for s in sids if s in self.cluster.procs]
+            f.targets = up
+            for s in up:
+                self.cluster.kill(s)
+                self.killed.append(s)
+            f.detail = f"power cut on {up}: " + "; ".join(f"{s}: {self._lose(s)}" for s in up)
         elif f.kind == "slow":
             s = self._member(self.rng.random() < 0.5)
             f.targets = [s]
@@ -221,6 +239,13 @@ class Injector:
             f.detail = f"{s}: " + self.net.lose(s, pct)
         else:
             raise AssertionError(f.kind)
+
+    def _lose(self, sid: int) -> str:
+        d = self.disks
+        if d is None or d.shim is None or not d.track:
+            return "nothing lost (no write tracking: " + (
+                d.shim_missing if d is not None and d.shim is None else "not enabled") + ")"
+        return d.power_loss(sid)
 
     def tick(self) -> None:
         """Called every FLAP_S while a fault holds."""

@@ -22,7 +22,7 @@ import traceback
 from .checks import check_register, check_set
 from .cluster import Cluster
 from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
-from .faults import FLAP_S, KINDS, Injector, schedule
+from .faults import FLAP_S, KINDS, POWER_KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
 from .recipes import ephemerals_left
@@ -51,7 +51,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         log(f"removed leftovers of earlier runs: {removed}")
     net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
     workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
-    disks = Disks(workdir, net.sids, disk)
+    disks = Disks(workdir, net.sids, disk, track=any(k in POWER_KINDS for k in kinds))
     # A kept directory leaves the name the next run sweeps (the pid's).
     kept_dir = workdir.replace(WORKDIR_PREFIX, WORKDIR_PREFIX + "kept-", 1)
     cluster: Cluster | None = None
@@ -80,7 +80,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         disk_what = disks.setup()
         enter_netns(net.bridge_ns)
         plants = set((plant or "").split(","))
-        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None,
+        server_bug = next((b for b in ("local-sync", "no-fsync") if b in plants), None)
+        cluster = Cluster(net, workdir, target, server_bug,
                           disks)
         for sid in net.sids:
             cluster.start(sid)
