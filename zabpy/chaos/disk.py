@@ -38,7 +38,9 @@ where loop devices are missing. Then:
   ``fdatasync`` empties it. The table outlives a ``kill -9``, so after the
   kill the harness knows what the page cache held and the device did not:
   ``power_loss`` zeroes those bytes and cuts each file back to its size at
-  its last fsync (a file never fsynced is left empty). Directory entries
+  its last fsync (a file never fsynced is left empty), unless the file's
+  last write is older than the kernel's writeback age (``writeback_age_s``,
+  35 s by default): the kernel wrote that back by itself. Directory entries
   (creates, renames) are kept: ext4's journal usually keeps them too, and
   modelling their loss needs more than a shim.
 
@@ -59,6 +61,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 
 __all__ = ["Disks", "sweep_mounts", "WORKDIR_PREFIX", "drop_caches"]
 
@@ -68,8 +71,9 @@ FILL_CHUNK = 1 << 20
 SHIM_ENV = "ZCHAOS_DISK_CTL"
 MODE_OK, MODE_EIO, MODE_SLOW = 0, 1, 2
 SLOT_MAX = 512
-# struct slot in the shim: dev, ino, lo, hi, size0, path[216] (256 bytes).
-_SLOT = struct.Struct("<QQqqq216s")
+# struct slot in the shim: dev, ino, lo, hi, size0, t_ns (CLOCK_MONOTONIC of
+# the last write), path[208] (256 bytes).
+_SLOT = struct.Struct("<QQqqqq208s")
 CTL_BYTES = 4096 + SLOT_MAX * _SLOT.size
 
 SHIM_C = r"""
@@ -94,7 +98,7 @@ SHIM_C = r"""
    successful fsync/fdatasync of the file empties it: what a power cut would
    lose is then known to the harness even after a kill -9. */
 #define SLOT_MAX 512
-struct slot { unsigned long long dev, ino; long long lo, hi, size0; char path[216]; };
+struct slot { unsigned long long dev, ino; long long lo, hi, size0, t_ns; char path[208]; };
 static volatile int *ctl;
 static struct slot *slots;
 static int track;
@@ -146,7 +150,10 @@ static int find(const struct stat *st) {
 
 static void dirty(int fd, long long off, long long n, long long size0) {
     struct stat st;
-    char link[64], path[216];
+    char link[64], path[208];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long t_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) return;
     for (int i = 0; i < 64; i++)
         if (skip_ino[i] == st.st_ino && skip_dev[i] == st.st_dev) return;
@@ -155,6 +162,7 @@ static void dirty(int fd, long long off, long long n, long long size0) {
     if (i >= 0 && slots[i].hi > slots[i].lo) {
         if (off < slots[i].lo) slots[i].lo = off;
         if (off + n > slots[i].hi) slots[i].hi = off + n;
+        slots[i].t_ns = t_ns;
         unlock();
         return;
     }
@@ -179,12 +187,14 @@ static void dirty(int fd, long long off, long long n, long long size0) {
     } else if (slots[i].ino && slots[i].hi > slots[i].lo) {
         if (off < slots[i].lo) slots[i].lo = off;
         if (off + n > slots[i].hi) slots[i].hi = off + n;
+        slots[i].t_ns = t_ns;
     } else {
         slots[i].dev = st.st_dev;
         slots[i].ino = st.st_ino;
         slots[i].lo = off;
         slots[i].hi = off + n;
         slots[i].size0 = size0;
+        slots[i].t_ns = t_ns;
         memcpy(slots[i].path, path, k + 1);
     }
     unlock();
@@ -275,6 +285,20 @@ int fdatasync(int fd) {
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+def writeback_age_s() -> float:
+    """How old a dirty page can get before the kernel writes it back
+    (vm.dirty_expire_centisecs plus one vm.dirty_writeback_centisecs
+    period): older unsynced writes survive a power cut."""
+    total = 0
+    for name, default in (("dirty_expire_centisecs", 3000), ("dirty_writeback_centisecs", 500)):
+        try:
+            with open(f"/proc/sys/vm/{name}") as f:
+                total += int(f.read())
+        except (OSError, ValueError):
+            total += default
+    return total / 100.0
 
 
 def drop_caches() -> bool:
@@ -415,17 +439,19 @@ class Disks:
             finally:
                 os.close(fd)
 
-    def unsynced(self, sid: int) -> list[tuple[str, int, int, int, int, int]]:
+    def unsynced(self, sid: int) -> list[tuple[str, int, int, int, int, int, float]]:
         """What member ``sid`` wrote and did not fsync, from the shim's table:
-        (path, device, inode, first offset, end offset, size before)."""
+        (path, device, inode, first offset, end offset, size before, seconds
+        since the last write)."""
+        now_ns = time.monotonic_ns()
         with open(self.ctl_path(sid), "rb") as f:
             table = f.read()
         out = []
         for i in range(SLOT_MAX):
-            dev, ino, lo, hi, size0, path = _SLOT.unpack_from(table, 4096 + i * _SLOT.size)
+            dev, ino, lo, hi, size0, t_ns, path = _SLOT.unpack_from(table, 4096 + i * _SLOT.size)
             if ino and hi > lo:
                 out.append((path.split(b"\0", 1)[0].decode(errors="replace"), dev, ino, lo, hi,
-                            size0))
+                            size0, (now_ns - t_ns) / 1e9))
         return out
 
     def power_loss(self, sid: int) -> str:
@@ -435,8 +461,12 @@ class Disks:
         they overwrote), and the file is cut back to its size at that
         fsync; a file never fsynced is left empty. Renames and directory
         entries are kept (not modelled). Returns what was lost."""
-        lost_files, lost_bytes, gone = 0, 0, 0
-        for path, dev, ino, lo, hi, size0 in self.unsynced(sid):
+        lost_files, lost_bytes, gone, flushed = 0, 0, 0, 0
+        writeback_s = writeback_age_s()
+        for path, dev, ino, lo, hi, size0, age_s in self.unsynced(sid):
+            if age_s > writeback_s:
+                flushed += 1    # the kernel has written it back by now
+                continue
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -464,6 +494,8 @@ class Disks:
         what = f"{lost_files} files lost {lost_bytes} unsynced bytes"
         if gone:
             what += f" ({gone} unsynced files renamed or removed since: left alone)"
+        if flushed:
+            what += f" ({flushed} last written over {writeback_s:.0f} s ago: written back, kept)"
         if overflow:
             what += f" ({overflow} writes to files past the shim's {SLOT_MAX} slots not tracked)"
         return what
