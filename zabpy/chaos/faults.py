@@ -56,6 +56,7 @@ class Fault:
     began: float | None = None   # when it was applied
     healed: float | None = None
     exits: dict = field(default_factory=dict)   # member -> exit status, when a fault stopped it
+    leader: int | None = None   # who led when it began (as srvr said)
 
 
 def schedule(seed: int, duration: float, kinds=KINDS) -> list[Fault]:
@@ -91,6 +92,7 @@ class Injector:
 
     def apply(self, f: Fault) -> None:
         self.current = f
+        f.leader = self.cluster.leader()
         if f.kind in DISK_KINDS:
             self._disk(f)
         else:

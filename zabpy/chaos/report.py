@@ -9,7 +9,7 @@ from collections import Counter
 from .faults import Fault
 from .workload import Record
 
-__all__ = ["unavailability", "slowest_write", "render"]
+__all__ = ["unavailability", "slowest_write", "slowest_record", "render"]
 
 SHOW_PER_KIND = 3
 
@@ -38,8 +38,14 @@ def slowest_write(f: Fault, writes: list[Record], until: float) -> float:
     """The longest an answered write took (call to answer) among those
     called between the fault's start and ``until``: a stall shorter than
     the clients' timeout shows here, not in ``unavailability``."""
-    return max((w.ret - w.call for w in writes if w.outcome in ("ok", "fail")
-                and w.ret is not None and f.began <= w.call < until), default=0.0)
+    w = slowest_record(f, writes, until)
+    return 0.0 if w is None else w.ret - w.call
+
+
+def slowest_record(f: Fault, writes: list[Record], until: float) -> Record | None:
+    answered = [w for w in writes if w.outcome in ("ok", "fail") and w.ret is not None
+                and f.began <= w.call < until]
+    return max(answered, key=lambda w: w.ret - w.call, default=None)
 
 
 def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[Record],

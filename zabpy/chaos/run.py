@@ -26,7 +26,7 @@ from .faults import FLAP_S, KINDS, POWER_KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
 from .recipes import ephemerals_left
-from .report import render, slowest_write, unavailability
+from .report import render, slowest_record, slowest_write, unavailability
 from .timeline import draw
 from .workload import SESSION_TIMEOUT_S, Workloads
 
@@ -149,6 +149,7 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         records = [r for log in wl.logs for r in log.records]
+        hosts = {log.id: log.host for log in wl.logs}
         net.undelay_all(background=True)
         meta["netq"] = {f"{q.sid}" + (f"<->{q.peer}" if q.peer is not None else ""): q.counts
                         for q in net.released if q.background}
@@ -159,8 +160,10 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,
                                  "notes": v.notes} for k, v in verdicts.items()},
-                "faults": [dataclasses.asdict(f) | {"unavailable_s": u, "slowest_write_s": w}
-                           for f, u, w in zip(plan, unavail, slowest)],
+                "faults": [dataclasses.asdict(f) | {"unavailable_s": u, "slowest_write_s": w,
+                                                    "slowest_write": _describe(
+                                                        slowest_record(f, writes, b), hosts)}
+                           for f, u, w, b in zip(plan, unavail, slowest, bounds)],
                 "client_errors": wl.errors, "meta": meta,
                 "server_pids": cluster.started_pids, "workdir": kept_dir if keep else None}
         if report_dir:
@@ -192,6 +195,15 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         signal.signal(signal.SIGTERM, old)
         cleanup()
         atexit.unregister(cleanup)
+
+
+def _describe(r, hosts: dict[int, str]) -> dict | None:
+    """A write record for the JSON result: who, where, when."""
+    if r is None:
+        return None
+    return {"client": r.client, "host": hosts.get(r.client), "session": f"{r.session:#x}",
+            "kind": r.kind, "call": round(r.call, 3), "ret": round(r.ret, 3),
+            "outcome": r.outcome, "zxid": r.zxid}
 
 
 def op_latency_ms(records) -> dict[str, float]:
