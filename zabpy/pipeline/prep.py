@@ -83,8 +83,10 @@ class PendingChanges:
         node = self.tree.nodes.get(path)
         if node is None:
             return None
-        return ChangeRecord(-1, path, True, node.version, node.cversion, node.aversion,
-                            node.ephemeral_owner, len(node.children), node.acl, node.data)
+        # one unpack of the node's packed stat, not one per field
+        _, _, _, _, version, cversion, aversion, owner, _ = node.stat_fields()
+        return ChangeRecord(-1, path, True, version, cversion, aversion, owner,
+                            node.child_count(), node.acl, node.data)
 
     def add(self, rec: ChangeRecord) -> None:
         self.by_path[rec.path] = rec
@@ -193,28 +195,36 @@ _SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 _MODES: dict = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
 
 
-def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
+# flags -> (is_ephemeral, is_sequential, is_container, is_ttl) as plain bools:
+# create reads them several times, and each CreateMode property is a call
+_MODE_KINDS: dict = {int(m): (m.is_ephemeral, m.is_sequential, m.is_container, m.is_ttl)
+                     for m in CreateMode}
+
+
+def _create_mode(op: int, req, ctx: PrepContext) -> tuple[bool, bool, bool, bool]:
+    """The kinds of the create mode (``_MODE_KINDS``); PrepError if refused."""
     ttl = req.ttl if op == OP.createTTL else -1
-    mode = _MODES.get(req.flags)
-    if mode is None:
+    kinds = _MODE_KINDS.get(req.flags)
+    if kinds is None:
         raise PrepError(ERR.BADARGUMENTS)
-    if mode.is_ttl and not ctx.extended_types:
+    is_ttl = kinds[3]
+    if is_ttl and not ctx.extended_types:
         raise PrepError(ERR.UNIMPLEMENTED)
-    if mode.is_ttl:
+    if is_ttl:
         if not 0 < ttl <= limits.TTL_MS_MAX:
             raise PrepError(ERR.BADARGUMENTS)
     elif ttl >= 0:
         raise PrepError(ERR.BADARGUMENTS)
-    if op == OP.createTTL and not mode.is_ttl:
+    if op == OP.createTTL and not is_ttl:
         # ZooKeeper 3.8.0 lets a createTTL with a non-TTL mode and a negative
         # ttl through and then fails applying it; a correct server refuses it.
         raise PrepError(ERR.BADARGUMENTS)
-    return mode
+    return kinds
 
 
 def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
-    mode = _create_mode(op, req, ctx)
-    if mode.is_ephemeral and ctx.ephemeral_error:
+    is_ephemeral, is_sequential, is_container, is_ttl = _create_mode(op, req, ctx)
+    if is_ephemeral and ctx.ephemeral_error:
         # ZooKeeper checks the session right after the mode (validateCreateRequest)
         raise PrepError(ctx.ephemeral_error)
     path = req.path
@@ -234,7 +244,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if parent is None:
         raise PrepError(ERR.NONODE)
     _check(parent, PERM.CREATE, ctx)
-    if mode.is_sequential:
+    if is_sequential:
         path = path + "%010d" % parent.cversion
     _valid_path(path)
     if pending.get(path) is not None:
@@ -252,13 +262,13 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     elif op == OP.createTTL:
         txn = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, req.ttl)
     else:
-        txn = R.CreateTxn(path, req.data, list(acl), mode.is_ephemeral, new_cversion)
-    if mode.is_container:
+        txn = R.CreateTxn(path, req.data, list(acl), is_ephemeral, new_cversion)
+    if is_container:
         owner = CONTAINER_EPHEMERAL_OWNER
-    elif mode.is_ttl:
+    elif is_ttl:
         owner = ttl_owner(req.ttl)
     else:
-        owner = ctx.session_id if mode.is_ephemeral else 0
+        owner = ctx.session_id if is_ephemeral else 0
     ttype = OP.create if op == OP.create else op
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
                              parent.ephemeral_owner, parent.child_count + 1, parent.acl,
