@@ -64,6 +64,36 @@ def test_ephemerals_per_session(caplog):
             _close(a, b)
 
 
+def test_ephemerals_per_session_in_a_large_multi():
+    """A multi too large to decode in one piece (kept as bytes and prepared
+    in parts) still counts its ephemeral creates against the limit."""
+    with ZabpyServer(max_ephemerals_per_session=300) as zk:
+        a = _client(zk)
+        try:
+            a.create("/big")
+            t = a.transaction()
+            for i in range(400):          # about 24 KiB: past the sliced-multi size
+                t.create(f"/big/n{i:04d}", b"x" * 20, ephemeral=True)
+            with pytest.raises(QuotaExceededError):
+                _commit_or_raise(t)
+            assert a.get_children("/big") == []
+            t = a.transaction()
+            for i in range(300):
+                t.create(f"/big/n{i:04d}", b"x" * 40, ephemeral=True)
+            _commit_or_raise(t)
+            assert len(a.get_children("/big")) == 300
+        finally:
+            _close(a)
+
+
+def _commit_or_raise(t):
+    results = t.commit()
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
+
+
 def test_watches_per_session(caplog):
     caplog.set_level(logging.INFO)
     with ZabpyServer(max_watches_per_session=2) as zk:

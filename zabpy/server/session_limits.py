@@ -34,7 +34,8 @@ Pure: called by the server core with its state.
 from __future__ import annotations
 
 from ..jute.constants import ERR, OP
-from ..pipeline.prep import creates_ephemeral, _is_ephemeral
+from ..jute.codec import DecodeError
+from ..pipeline.prep import MULTI_WRITE_OPS, creates_ephemeral, decode_multi, _is_ephemeral
 
 __all__ = ["SessionLimits", "refusal"]
 
@@ -57,9 +58,24 @@ class SessionLimits:
 
 
 def _ephemeral_creates(op: int, req) -> int:
-    if op == OP.multi and isinstance(req, list):
-        return sum(1 for sub, rec in req if sub in (OP.create, OP.create2) and _is_ephemeral(rec))
+    if op == OP.multi:
+        if isinstance(req, list):
+            return _multi_ephemerals(req)
+        if hasattr(req, "ephemerals"):
+            # a large multi kept as bytes to be decoded in parts: count it
+            # once (only with this limit on), or it would go past the limit
+            if req.ephemerals is None:
+                try:
+                    req.ephemerals = _multi_ephemerals(decode_multi(req.body, MULTI_WRITE_OPS))
+                except DecodeError:
+                    req.ephemerals = 0   # answered MARSHALLINGERROR when decoded
+            return req.ephemerals
+        return 0
     return 1 if creates_ephemeral(op, req) else 0
+
+
+def _multi_ephemerals(ops: list) -> int:
+    return sum(1 for sub, rec in ops if sub in (OP.create, OP.create2) and _is_ephemeral(rec))
 
 
 def _session_watches(watches, session_id: int) -> int:

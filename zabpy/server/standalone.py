@@ -77,10 +77,11 @@ _LOCAL_CLOSE = object()   # a local session's closeSession, answered without a t
 class _BigMulti:
     """A multi body large enough to be decoded and prepared in parts."""
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "ephemerals")
 
     def __init__(self, body: bytes):
         self.body = body
+        self.ephemerals: int | None = None  # counted once, when a session limit asks
 
 _MALFORMED = object()
 _BAD_ARGUMENTS = object()
