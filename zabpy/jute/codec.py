@@ -22,7 +22,8 @@ import struct
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["DecodeError", "Reader", "Writer", "Record", "declare_record", "encode", "decode"]
+__all__ = ["DecodeError", "Reader", "Writer", "Record", "declare_record", "encode", "decode",
+           "intern_encoding"]
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
@@ -306,6 +307,42 @@ def _materialize(cls: type) -> None:
     _compile_record(cls)
 
 
+_INTERNED: dict[int, bytes] = {}  # id(record) -> its encoding (see intern_encoding)
+_INTERNED_KEPT: list = []          # those records, kept alive so that no id is reused
+
+
+def intern_encoding(rec: Any) -> Any:
+    """Remember the encoding of ``rec``, a record that many others share (the
+    world ACL of most znodes): inside a vector it is then written as a copy
+    of those bytes instead of field by field. Records are immutable, and
+    ``rec`` is kept alive, so its id stays its own. Returns ``rec``."""
+    if id(rec) not in _INTERNED:
+        raw = rec.to_bytes()
+        _INTERNED[id(rec)] = raw
+        _INTERNED_KEPT.append(rec)
+        _INTERNED_BY_CLASS.setdefault(type(rec), []).append((raw, rec))
+    return rec
+
+
+_INTERNED_BY_CLASS: dict[type, list[tuple[bytes, Any]]] = {}
+
+
+def _read_elem(cls: type, r: Reader) -> Any:
+    """A record inside a vector: an interned record of ``cls`` when the
+    bytes are its encoding (equal values; records are immutable, so sharing
+    one is safe, and the shared ACL is then recognised by identity), else
+    decoded."""
+    known = _INTERNED_BY_CLASS.get(cls)
+    if known:
+        pos, buf = r.pos, r.buf
+        for raw, rec in known:
+            end = pos + len(raw)
+            if end <= r.end and buf[pos:end] == raw:
+                r.pos = end
+                return rec
+    return cls.read(r)
+
+
 def _fast_init(cls: type, names: list[str]) -> Any:
     """A frozen dataclass's __init__ sets each field through
     ``object.__setattr__``; setting the slots' descriptors directly is about
@@ -321,7 +358,7 @@ def _fast_init(cls: type, names: list[str]) -> Any:
 
 def _compile_record(cls: type) -> None:
     fields = cls.FIELDS
-    env: dict = {"Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring, "_INT": _INT,
+    env: dict = {"_interned": _INTERNED.get, "_read_elem": _read_elem, "Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring, "_INT": _INT,
                  "_write_value": _write_value, "_read_value": _read_value,
                  "DecodeError": DecodeError, "struct": struct}
     wlines = ["def write(self, w):", "    out = w.out"]
@@ -370,14 +407,21 @@ def _compile_record(cls: type) -> None:
             elif isinstance(elem, str):
                 witem = f"_write_value(w, _E_{name}, x)"
             else:
-                witem = "x.write(w)"
+                witem = None  # a record: its interned encoding, or its write()
             wlines.append(f"    vec = self.{name}")
             wlines.append("    if vec is None:")
             wlines.append("        out += b'\\xff\\xff\\xff\\xff'")
             wlines.append("    else:")
             wlines.append("        out += _INT.pack(len(vec))")
             wlines.append("        for x in vec:")
-            wlines.append(f"            {witem}")
+            if witem is None:
+                wlines.append("            raw = _interned(id(x))")
+                wlines.append("            if raw is None:")
+                wlines.append("                x.write(w)")
+                wlines.append("            else:")
+                wlines.append("                out += raw")
+            else:
+                wlines.append(f"            {witem}")
             # vectors: the count is checked against what is left (bounds the
             # allocation), then the elements are read in a comprehension
             if elem == "ustring":
@@ -387,7 +431,7 @@ def _compile_record(cls: type) -> None:
             elif isinstance(elem, str):
                 item = f"_read_value(r, _E_{name})"
             else:
-                item = f"_E_{name}.read(r)"
+                item = f"_read_elem(_E_{name}, r)"
             rlines.append(f"    n_{name} = r.int()")
             rlines.append(f"    if n_{name} == -1:")
             rlines.append(f"        v_{name} = None")

@@ -303,6 +303,8 @@ def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
         return ERR.OK, node.stat_bytes()
     if op == OP.reconfig:
         # GetDataResponse of /zookeeper/config: the new config text and its stat
-        data = res.node.data or b""
-        return ERR.OK, len(data).to_bytes(4, "big") + data + res.node.stat_bytes()
+        node = res.node
+        assert node is not None
+        data = node.data or b""
+        return ERR.OK, len(data).to_bytes(4, "big") + data + node.stat_bytes()
     return ERR.OK, b""

@@ -1034,6 +1034,7 @@ class StandaloneServer:
         who = None
         if conn is not None:
             who = (tuple(f"{i.scheme}:{i.id}" for i in conn.auth_ids), conn.peer_ip)
+        assert self.changes is not None  # only called when a change log is kept
         self.changes.record(hdr, triggers, txn, who)
 
     def _audit(self, lines: list) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import re
 
 from ..jute.constants import ERR, PERM
+from ..jute.codec import intern_encoding
 from ..jute.records import ACL, Id
 
 __all__ = [
@@ -22,8 +23,9 @@ __all__ = [
 ]
 
 WORLD_ANYONE = Id("world", "anyone")
-OPEN_ACL_UNSAFE = (ACL(int(PERM.ALL), WORLD_ANYONE),)
-READ_ACL_UNSAFE = (ACL(int(PERM.READ), WORLD_ANYONE),)
+# Shared by most znodes and their txns: written as interned bytes (codec.intern_encoding)
+OPEN_ACL_UNSAFE = (intern_encoding(ACL(int(PERM.ALL), WORLD_ANYONE)),)
+READ_ACL_UNSAFE = (intern_encoding(ACL(int(PERM.READ), WORLD_ANYONE)),)
 SUPER_ID = Id("super", "")
 
 
@@ -186,7 +188,7 @@ def fix_acl(acl: list[ACL] | None, auth_ids: list[Id],
     keeps both. Returns (acl, err)."""
     if not acl:
         return None, ERR.INVALIDACL
-    if len(acl) == 1 and acl[0] == OPEN_ACL_UNSAFE[0]:
+    if len(acl) == 1 and (acl[0] is OPEN_ACL_UNSAFE[0] or acl[0] == OPEN_ACL_UNSAFE[0]):
         return OPEN_ACL_UNSAFE, ERR.OK  # the common case; nodes share one tuple
     unique: dict = {}
     for a in acl:
