@@ -27,14 +27,23 @@ Z6 Serving peers agree with the committed sequence: a peer serving clients
    holds for it.
 Z7 Each peer's tree equals the replay of its (appended) log up to the last
    zxid it applied (``tree_digest`` compared).
+
+Both periodic checks are incremental, so a check costs what changed since the
+last one, not the whole history: Z7 keeps one replayed tree per peer and
+applies only the log entries added since (it replays from scratch whenever
+the peer restarted, its log was truncated or replaced by a snapshot, or its
+last applied zxid went back); a txn's bytes are encoded once per txn object.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zabpy.election import QuorumVerifier
 from zabpy.storage.snapshot import tree_digest
+from zabpy.tree.datatree import DataTree
+from zabpy.zab.ready import Snapshot, Txn
 
 from .invariants import SimFailure
 from .replica_node import replay, txn_bytes
@@ -45,6 +54,36 @@ if TYPE_CHECKING:
 __all__ = ["ZabChecker"]
 
 
+@dataclass
+class _Replayed:
+    """A peer's log replayed so far (Z7): ``log[:i]`` applied to ``tree``,
+    stopped before the first entry past ``upto``."""
+
+    node: "ReplicaNode"
+    snapshot: Snapshot | None
+    log: list[Txn]
+    i: int
+    upto: int
+    tree: DataTree
+
+    def fits(self, node: "ReplicaNode", upto: int) -> bool:
+        """Is this still a prefix of what a full replay of ``node`` to ``upto`` does?
+        (``node.log`` is only ever appended to in place; a truncate or a
+        snapshot puts a new list there.)"""
+        return (self.node is node and self.snapshot is node.snapshot and self.log is node.log
+                and upto >= self.upto and self.i <= len(node.log))
+
+    def advance(self, upto: int) -> None:
+        log, i, tree = self.log, self.i, self.tree
+        while i < len(log):
+            hdr, txn = log[i]
+            if hdr.zxid > upto:
+                break
+            tree.apply(hdr, txn)
+            i += 1
+        self.i, self.upto = i, upto
+
+
 class ZabChecker:
     def __init__(self, quorum: QuorumVerifier) -> None:
         self.quorum = quorum
@@ -52,6 +91,18 @@ class ZabChecker:
         self.txns: dict[int, bytes] = {}           # zxid -> bytes, every txn seen
         self.committed: dict[int, bytes] = {}      # zxid -> bytes, in commit order
         self.last_committed = 0
+        self._raw: dict[int, tuple[Txn, bytes]] = {}   # id(txn) -> (txn, its bytes)
+        self._replayed: dict[int, _Replayed] = {}      # sid -> its log replayed so far (Z7)
+
+    def _bytes(self, txn: Txn) -> bytes:
+        """``txn_bytes(txn)``, encoded once per txn object (the entry keeps
+        the txn alive, so its id is not reused)."""
+        hit = self._raw.get(id(txn))
+        if hit is not None and hit[0] is txn:
+            return hit[1]
+        raw = txn_bytes(txn)
+        self._raw[id(txn)] = (txn, raw)
+        return raw
 
     def on_established(self, sid: int, epoch: int, node: "ReplicaNode") -> None:
         other = self.leaders.setdefault(epoch, sid)
@@ -69,11 +120,11 @@ class ZabChecker:
             if zxid not in self.committed:
                 self._commit(zxid, self.txns[zxid], sid)
         for txn in node.log:
-            self._commit(txn[0].zxid, txn_bytes(txn), sid)
+            self._commit(txn[0].zxid, self._bytes(txn), sid)
 
     def on_logged(self, sid: int, txn, raw: bytes | None = None) -> None:
         """``raw``: the txn as encoded for the log, when the writer has it."""
-        zxid, raw = txn[0].zxid, raw if raw is not None else txn_bytes(txn)
+        zxid, raw = txn[0].zxid, raw if raw is not None else self._bytes(txn)
         seen = self.txns.setdefault(zxid, raw)
         if seen != raw:
             raise SimFailure(f"Z2: peer {sid} logged a different txn at {zxid:#x}")
@@ -84,7 +135,7 @@ class ZabChecker:
             raise SimFailure(f"Z3: peer {sid} applied {a[-1]:#x} after {a[-2]:#x}")
 
     def on_leader_commit(self, sid: int, txn) -> None:
-        self._commit(txn[0].zxid, txn_bytes(txn), sid)
+        self._commit(txn[0].zxid, self._bytes(txn), sid)
 
     def _commit(self, zxid: int, raw: bytes, sid: int) -> None:
         seen = self.committed.get(zxid)
@@ -109,7 +160,7 @@ class ZabChecker:
         """Z6: a serving peer's applied state is a prefix of the committed sequence."""
         upto = node.tree.last_processed_zxid
         base = node.snapshot.zxid if node.snapshot is not None else 0
-        mine = {t[0].zxid: txn_bytes(t) for t in node.log if base < t[0].zxid <= upto}
+        mine = {t[0].zxid: self._bytes(t) for t in node.log if base < t[0].zxid <= upto}
         want = {z: b for z, b in self.committed.items() if base < z <= upto}
         if mine != want:
             extra = sorted(set(mine) - set(want))[:3]
@@ -121,6 +172,11 @@ class ZabChecker:
     def check_replay(self, sid: int, node: "ReplicaNode") -> None:
         """Z7: the tree is the replay of the log up to the last applied zxid."""
         upto = node.tree.last_processed_zxid
-        ref = replay(node.snapshot, node.log, upto)
+        done = self._replayed.get(sid)
+        if done is None or not done.fits(node, upto):
+            done = _Replayed(node, node.snapshot, node.log, 0, 0, replay(node.snapshot, [], None))
+            self._replayed[sid] = done
+        done.advance(upto)
+        ref = done.tree
         if tree_digest(ref) != tree_digest(node.tree) or len(ref.nodes) != len(node.tree.nodes):
             raise SimFailure(f"Z7: peer {sid} tree differs from its log replayed to {upto:#x}")
