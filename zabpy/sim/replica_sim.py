@@ -195,6 +195,9 @@ class ReplicaSimulation:
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:
+        """Carry out the node's Readys until it is quiet. Every input the
+        simulator hands a replica is followed by a flush, so the deadline of
+        the last (empty) Ready is the node's deadline until its next input."""
         node = self.nodes[sid]
         while node is not None:
             ready = node.replica.ready()
@@ -206,6 +209,7 @@ class ReplicaSimulation:
             for cid in closed:
                 node.replica.client_closed(cid, self.now_ms)
             if not ready and not closed:
+                node.deadline_ms = ready.deadline_ms
                 return
 
     def _execute(self, sid: int, node: ReplicaNode, ready: Ready) -> None:
@@ -452,21 +456,29 @@ class ReplicaSimulation:
 
     # ---- the loop ----------------------------------------------------------------------
     def _next_event_ms(self) -> int:
-        times = [t for t in (self.net.next_ms(), self.conns.next_ms(), self.cnet.next_ms())
-                 if t is not None]
-        times += [t for t, _ in self.faults[:1]] + list(self.starts.values())
-        times += [self.next_check_ms] + list(self.client_next_ms.values())
+        t = min(self.next_check_ms, min(self.client_next_ms.values(), default=self.next_check_ms))
+        for n in (self.net.next_ms(), self.conns.next_ms(), self.cnet.next_ms()):
+            if n is not None and n < t:
+                t = n
+        if self.faults and self.faults[0][0] < t:
+            t = self.faults[0][0]
+        if self.starts:
+            t = min(t, min(self.starts.values()))
         if self.opts.oracle == "detector":
-            times += [t + self.detect_ms for t in self.down_since.values()
-                      if t + self.detect_ms > self.now_ms]
-        if not self.healed:
-            times.append(self.opts.fault_ms)
+            for down in self.down_since.values():
+                if self.now_ms < down + self.detect_ms < t:
+                    t = down + self.detect_ms
+        if not self.healed and self.opts.fault_ms < t:
+            t = self.opts.fault_ms
         for node in self.nodes.values():
             if node is not None:
-                for t in (node.replica.next_deadline_ms(), node.next_fsync_ms()):
-                    if t is not None:
-                        times.append(t)
-        return max(self.now_ms, min(times))
+                d = node.deadline_ms
+                if d is not None and d < t:
+                    t = d
+                for q in (node.fsync_queue, node.read_queue):
+                    if q and q[0][0] < t:
+                        t = q[0][0]
+        return max(self.now_ms, t)
 
     def _step_once(self) -> None:
         self.now_ms = now = self._next_event_ms()
@@ -481,14 +493,16 @@ class ReplicaSimulation:
         self._update_oracles()
         for sid in self.up():
             node = self.nodes[sid]
-            for token, loaded in node.fsync_due(now):
-                node.replica.durable(token, now, loaded)
-                self._flush(sid)
-            for token, txns in node.reads_due(now, self.size_factor):
-                self.log(f"peer {sid} log read {token}: "
-                         f"{'none' if txns is None else len(txns)} txns")
-                node.replica.log_read(token, txns, now)
-                self._flush(sid)
+            if node.fsync_queue and node.fsync_queue[0][0] <= now:
+                for token, loaded in node.fsync_due(now):
+                    node.replica.durable(token, now, loaded)
+                    self._flush(sid)
+            if node.read_queue and node.read_queue[0][0] <= now:
+                for token, txns in node.reads_due(now, self.size_factor):
+                    self.log(f"peer {sid} log read {token}: "
+                             f"{'none' if txns is None else len(txns)} txns")
+                    node.replica.log_read(token, txns, now)
+                    self._flush(sid)
         while (d := self.net.pop_due(now)) is not None:
             if self.nodes[d.dst] is not None:
                 self.nodes[d.dst].replica.election_received(
@@ -499,7 +513,7 @@ class ReplicaSimulation:
         while (citem := self.cnet.pop_due(now)) is not None:
             self._client_event(*citem)
         for sid in self.up():
-            t = self.nodes[sid].replica.next_deadline_ms()
+            t = self.nodes[sid].deadline_ms
             if t is not None and t <= now:
                 self.nodes[sid].replica.tick(now)
                 self._flush(sid)
