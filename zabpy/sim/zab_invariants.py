@@ -37,6 +37,7 @@ last applied zxid went back); a txn's bytes are encoded once per txn object.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,9 @@ class ZabChecker:
         self.txns: dict[int, bytes] = {}           # zxid -> bytes, every txn seen
         self.committed: dict[int, bytes] = {}      # zxid -> bytes, in commit order
         self.last_committed = 0
+        # ``committed`` as two lists in commit (= zxid) order, for Z6's slices
+        self._committed_zxids: list[int] = []
+        self._committed_raws: list[bytes] = []
         self._raw: dict[int, tuple[Txn, bytes]] = {}   # id(txn) -> (txn, its bytes)
         self._replayed: dict[int, _Replayed] = {}      # sid -> its log replayed so far (Z7)
 
@@ -146,12 +150,14 @@ class ZabChecker:
         if zxid <= self.last_committed:
             raise SimFailure(f"Z4: leader {sid} commits {zxid:#x} after {self.last_committed:#x}")
         self.committed[zxid] = raw
+        self._committed_zxids.append(zxid)
+        self._committed_raws.append(raw)
         self.last_committed = zxid
 
     # ---- periodic ---------------------------------------------------------------
     def check_durable(self, disks: dict) -> None:
         """Z5, over every peer's disk (crashed peers included)."""
-        for zxid in list(self.committed)[-200:]:
+        for zxid in self._committed_zxids[-200:]:
             holders = [sid for sid, disk in disks.items() if disk.contains(zxid)]
             if not self.quorum.contains_quorum(holders):
                 raise SimFailure(f"Z5: committed {zxid:#x} durable only on {holders}")
@@ -160,7 +166,18 @@ class ZabChecker:
         """Z6: a serving peer's applied state is a prefix of the committed sequence."""
         upto = node.tree.last_processed_zxid
         base = node.snapshot.zxid if node.snapshot is not None else 0
-        mine = {t[0].zxid: self._bytes(t) for t in node.log if base < t[0].zxid <= upto}
+        zxids, raws = [], []
+        for t in node.log:
+            if base < t[0].zxid <= upto:
+                zxids.append(t[0].zxid)
+                raws.append(self._bytes(t))
+        # committed zxids only increase, so the wanted part is one slice; the
+        # same lists in the same order are the same mapping
+        lo = bisect_right(self._committed_zxids, base)
+        hi = bisect_right(self._committed_zxids, upto)
+        if zxids == self._committed_zxids[lo:hi] and raws == self._committed_raws[lo:hi]:
+            return
+        mine = dict(zip(zxids, raws))
         want = {z: b for z, b in self.committed.items() if base < z <= upto}
         if mine != want:
             extra = sorted(set(mine) - set(want))[:3]
