@@ -55,7 +55,7 @@ from ..tree.datatree import CONFIG, DataTree, replay_txn
 from ..zab import packets as P
 from ..zab.leader import ZabTimers
 from ..zab.peer import Peer, PeerLog
-from ..zab.ready import LogRead, Phase, Snapshot, Txn
+from ..zab.ready import EMPTY_READY, LogRead, Phase, Snapshot, Txn
 from .leader import LeaderServer
 from .learner import LearnerServer
 from .readonly import ReadOnlyServer
@@ -360,6 +360,9 @@ class Replica:
 
     def _take_peer(self, pr) -> bool:
         z = pr.zab
+        if z is EMPTY_READY and not pr.election and pr.state is None and pr.connect is None \
+                and pr.config is None:
+            return False     # a quiet peer (the last pass of every pump)
         out = self._out
         out["election"].extend(pr.election)
         for p in z.persist:
@@ -387,7 +390,8 @@ class Replica:
         for server_id, pkt in z.send:
             assert server_id != self.server_id, "a packet to ourselves travels in Persist.then"
             out["quorum"].append(Send(server_id, pkt))
-        out["quorum"].extend(Close(s) for s in z.close)
+        if z.close:
+            out["quorum"].extend(Close(s) for s in z.close)
         out["reads"].extend(z.reads)
         if z.phase == Phase.BROADCAST and self.server is not None:
             assert self._reload_token is None, "a role established while its tree reloads"
