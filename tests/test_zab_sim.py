@@ -21,6 +21,7 @@ import sys
 
 import pytest
 
+from zabpy.jute.constants import OP
 from zabpy.server.replica import Replica, Send
 from zabpy.sim.invariants import SimFailure
 from zabpy.sim.replica_sim import ReplicaSimOptions, ReplicaSimulation
@@ -103,7 +104,20 @@ def test_z7_catches_a_tree_that_left_its_log():
     """Z7 replays incrementally; a tree changed behind the log's back is still caught."""
     sim, sid, node = _serving_learner_mid_run()
     path = next(p for p in sorted(node.tree.nodes) if p.startswith("/k"))
+    data = node.tree.nodes[path].data
     node.tree.nodes[path].data = b"not in any txn"
+    with pytest.raises(SimFailure, match=f"Z7: peer {sid} tree differs from its log"):
+        sim.checker.check_replay(sid, node)
+    node.tree.nodes[path].data = data
+    sim.checker.check_replay(sid, node)
+    # a log entry already replayed, replaced in place: the replay starts over
+    upto = node.tree.last_processed_zxid
+    k = next(k for k in reversed(range(len(node.log))) if node.log[k][0].zxid <= upto
+             and node.log[k][0].type == OP.setData
+             and not any(t[0].type == OP.multi or getattr(t[1], "path", None) == node.log[k][1].path
+                         for t in node.log[k + 1:] if t[0].zxid <= upto))
+    hdr, txn = node.log[k]
+    node.log[k] = (hdr, dataclasses.replace(txn, data=b"other"))
     with pytest.raises(SimFailure, match=f"Z7: peer {sid} tree differs from its log"):
         sim.checker.check_replay(sid, node)
 

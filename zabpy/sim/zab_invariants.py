@@ -31,14 +31,18 @@ Z7 Each peer's tree equals the replay of its (appended) log up to the last
 Both periodic checks are incremental, so a check costs what changed since the
 last one, not the whole history: Z7 keeps one replayed tree per peer and
 applies only the log entries added since (it replays from scratch whenever
-the peer restarted, its log was truncated or replaced by a snapshot, or its
-last applied zxid went back); a txn's bytes are encoded once per txn object.
+the peer restarted, its log was truncated or replaced by a snapshot, an entry
+it applied is no longer the same object, or its last applied zxid went back);
+Z6 keeps each peer's log as lists of zxids and encoded txns (one encoding per
+txn object), extended as the log grows and rebuilt on the same conditions,
+and compares one slice of it with one slice of the committed sequence.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import is_
 from typing import TYPE_CHECKING
 
 from zabpy.election import QuorumVerifier
@@ -66,23 +70,52 @@ class _Replayed:
     i: int
     upto: int
     tree: DataTree
+    applied: list[Txn] = field(default_factory=list)    # log[:i], the very objects
 
     def fits(self, node: "ReplicaNode", upto: int) -> bool:
         """Is this still a prefix of what a full replay of ``node`` to ``upto`` does?
-        (``node.log`` is only ever appended to in place; a truncate or a
-        snapshot puts a new list there.)"""
+        (A truncate or a snapshot puts a new list in ``node.log``; an entry
+        replaced in place is caught by identity, at C speed.)"""
         return (self.node is node and self.snapshot is node.snapshot and self.log is node.log
-                and upto >= self.upto and self.i <= len(node.log))
+                and upto >= self.upto and self.i <= len(node.log)
+                and all(map(is_, self.applied, node.log)))
 
     def advance(self, upto: int) -> None:
         log, i, tree = self.log, self.i, self.tree
         while i < len(log):
-            hdr, txn = log[i]
+            hdr, txn = entry = log[i]
             if hdr.zxid > upto:
                 break
             tree.apply(hdr, txn)
+            self.applied.append(entry)
             i += 1
         self.i, self.upto = i, upto
+
+
+@dataclass
+class _LogBytes:
+    """A peer's log as two lists (zxids, encoded txns), extended as the log grows (Z6)."""
+
+    node: "ReplicaNode"
+    log: list[Txn]
+    txns: list[Txn] = field(default_factory=list)    # the entries listed, the very objects
+    zxids: list[int] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    ascending: bool = True      # zxids strictly increase (then a range is a slice)
+
+    def fits(self, node: "ReplicaNode") -> bool:
+        return (self.node is node and self.log is node.log and len(self.txns) <= len(node.log)
+                and all(map(is_, self.txns, node.log)))
+
+    def extend(self, encode) -> None:
+        zxids, raws = self.zxids, self.raws
+        for t in self.log[len(zxids):]:
+            z = t[0].zxid
+            if zxids and z <= zxids[-1]:
+                self.ascending = False
+            self.txns.append(t)
+            zxids.append(z)
+            raws.append(encode(t))
 
 
 class ZabChecker:
@@ -97,6 +130,7 @@ class ZabChecker:
         self._committed_raws: list[bytes] = []
         self._raw: dict[int, tuple[Txn, bytes]] = {}   # id(txn) -> (txn, its bytes)
         self._replayed: dict[int, _Replayed] = {}      # sid -> its log replayed so far (Z7)
+        self._log_bytes: dict[int, _LogBytes] = {}     # sid -> its log as lists (Z6)
 
     def _bytes(self, txn: Txn) -> bytes:
         """``txn_bytes(txn)``, encoded once per txn object (the entry keeps
@@ -166,11 +200,16 @@ class ZabChecker:
         """Z6: a serving peer's applied state is a prefix of the committed sequence."""
         upto = node.tree.last_processed_zxid
         base = node.snapshot.zxid if node.snapshot is not None else 0
-        zxids, raws = [], []
-        for t in node.log:
-            if base < t[0].zxid <= upto:
-                zxids.append(t[0].zxid)
-                raws.append(self._bytes(t))
+        lb = self._log_bytes.get(sid)
+        if lb is None or not lb.fits(node):
+            lb = self._log_bytes[sid] = _LogBytes(node, node.log)
+        lb.extend(self._bytes)
+        if lb.ascending:
+            a, b = bisect_right(lb.zxids, base), bisect_right(lb.zxids, upto)
+            zxids, raws = lb.zxids[a:b], lb.raws[a:b]
+        else:
+            zxids = [z for z in lb.zxids if base < z <= upto]
+            raws = [r for z, r in zip(lb.zxids, lb.raws) if base < z <= upto]
         # committed zxids only increase, so the wanted part is one slice; the
         # same lists in the same order are the same mapping
         lo = bisect_right(self._committed_zxids, base)
