@@ -37,6 +37,7 @@ closed sessions gone everywhere, watches); any core assertion fails the run.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from zabpy.election import (MajorityQuorum, OracleMajority, decode_notification,
@@ -59,7 +60,7 @@ from .replica_node import ReplicaNode, SimDisk
 from .zab_invariants import ZabChecker
 from .zab_network import ConnNetwork
 
-__all__ = ["ReplicaSimOptions", "ReplicaSimResult", "ReplicaSimulation"]
+__all__ = ["ReplicaSimOptions", "ReplicaSimResult", "ReplicaSimulation", "Trace"]
 
 _FAULTS = ["crash", "crash", "crash-leader", "restart", "restart", "oneway", "symmetric",
            "isolate", "heal", "lossy", "reset", "move", "move"]
@@ -87,13 +88,64 @@ class ReplicaSimOptions:
     faults: list[tuple[int, str]] | None = None   # a fixed fault schedule instead of a seeded one
 
 
+class Trace(Sequence[str]):
+    """A run's trace lines. A quorum packet's line (most of them) is kept as
+    (time, from, to, packet) and worded only when read: a run that passes is
+    seldom printed. Packets are never changed once received, so the words
+    are the same whenever they are made."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines: list = []
+
+    def append(self, line: str) -> None:
+        self._lines.append(line)
+
+    def packet(self, now_ms: int, src: int, dst: int, pkt: R.QuorumPacket) -> None:
+        self._lines.append((now_ms, src, dst, pkt))
+
+    def _text(self, i: int) -> str:
+        line = self._lines[i]
+        if type(line) is tuple:
+            now_ms, src, dst, pkt = line
+            line = self._lines[i] = f"{now_ms:>8} q {src}>{dst} {describe(pkt)}"
+        return line
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._text(k) for k in range(*i.indices(len(self._lines)))]
+        if i < 0:
+            i += len(self._lines)
+        if not 0 <= i < len(self._lines):
+            raise IndexError("trace index out of range")
+        return self._text(i)
+
+    def __iter__(self) -> Iterator[str]:
+        for k in range(len(self._lines)):
+            yield self._text(k)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Trace({len(self)} lines)"
+
+
 @dataclass
 class ReplicaSimResult:
     ok: bool
     seed: int
     end_ms: int
     message: str
-    trace: list[str] = field(default_factory=list)
+    trace: Sequence[str] = field(default_factory=list)
     leader: int | None = None
     committed: int = 0
     client_ops: int = 0
@@ -144,7 +196,7 @@ class ReplicaSimulation:
                        else _schedule(self.fault_rng, opts.fault_ms))
         self.now_ms = 0
         self.next_check_ms = opts.check_every_ms
-        self.trace: list[str] = []
+        self.trace = Trace()
         self.healed = False
         self.checks = 0
         self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max} "
@@ -543,7 +595,7 @@ class ReplicaSimulation:
             self._close(ev.dst, src)   # a learner reconnected: the new link replaces the old
             self.links[ev.dst][src] = ev.cid
         for pkt in packets:
-            self.log(f"q {src}>{ev.dst} {describe(pkt)}")
+            self.trace.packet(self.now_ms, src, ev.dst, pkt)
             node.replica.quorum_received(src, pkt, self.now_ms)
             self._flush(ev.dst)
 
