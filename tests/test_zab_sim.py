@@ -191,6 +191,19 @@ def _trace(seed: int, hashseed: str) -> list[str]:
     return [re.sub(r"\(\d+\.\d+s\)", "", line) for line in out.stdout.splitlines()]
 
 
+def test_trace_words_packet_lines_when_read():
+    result = _run(6, fault_ms=2_000)
+    lines = list(result.trace)
+    assert all(isinstance(line, str) for line in lines)
+    assert sum(" q " in line for line in lines) > len(lines) // 2
+    assert result.trace[-1] == lines[-1] and result.trace[-len(lines)] == lines[0]
+    assert result.trace[10:20] == lines[10:20] and result.trace == lines
+    with pytest.raises(IndexError):
+        result.trace[len(lines)]
+    assert re.fullmatch(r" *\d+ q \d+>\d+ [A-Z]+\(.*B\)",
+                        next(line for line in lines if " q " in line))
+
+
 def test_same_seed_in_two_processes_with_different_hash_seeds_gives_one_trace():
     a, b = _trace(77, "1"), _trace(77, "4242")
     assert len(a) > 100 and a == b
