@@ -32,7 +32,8 @@ class NetworkFaults:
     delay_ms_max: int = 20
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# not frozen: one is built per message, and a plain __init__ is cheaper (heaps order by (time, seq))
+@dataclass(slots=True)
 class Delivery:
     at_ms: int
     seq: int

@@ -44,7 +44,8 @@ class Conn:
         return self.leader if sid == self.learner else self.learner
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# not frozen: one is built per message, and a plain __init__ is cheaper (heaps order by (time, seq))
+@dataclass(slots=True)
 class ConnEvent:
     at_ms: int
     seq: int
