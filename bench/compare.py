@@ -61,7 +61,8 @@ from pathlib import Path
 from . import chart
 from .client import Counters, Session
 from .loadgen import WORKLOADS, LoadConfig, run_workload
-from .servers import (DEFAULT_ZABPY_CMD, Server, ensure_java_zookeeper, free_port, java_command,
+from .servers import (DEFAULT_ZABPY_CMD, Server, ensure_java_zookeeper, ensure_zabpy_bytecode,
+                      free_port, java_command,
                       server_version, write_zoo_cfg, zabpy_command)
 from .stats import format_ratio, format_table, median, ratio
 from .workloads import children_count
@@ -482,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(a.out or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     actions = ensure_java_zookeeper() if "java" in plan.servers else []
+    if "zabpy" in plan.servers and ensure_zabpy_bytecode():
+        actions.append("compiled zabpy's modules to bytecode (as pip install does)")
     work = Path(tempfile.mkdtemp(prefix="zabpy-bench-", dir=a.workdir))
     t0 = time.monotonic()
     try:

@@ -41,7 +41,7 @@ from . import chart
 from .compare import MIB, SETTLE_S, Plan, _meta, _run_line, cpu_table, summarize, workload_table
 from .ensemble import Ensemble, command_for, measure
 from .loadgen import LoadConfig, run_workload
-from .servers import ensure_java_zookeeper, server_version
+from .servers import ensure_java_zookeeper, ensure_zabpy_bytecode, server_version
 from .stats import format_ratio, format_table, median, ratio
 
 __all__ = ["main", "run_rounds", "summarize_ensemble", "render_ensemble"]
@@ -188,6 +188,8 @@ def render_ensemble(summary: dict, servers: tuple[str, ...], members: int) -> st
 def main(plan: Plan, out_dir: Path, workdir: str | None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     actions = ensure_java_zookeeper() if "java" in plan.servers else []
+    if "zabpy" in plan.servers and ensure_zabpy_bytecode():
+        actions.append("compiled zabpy's modules to bytecode (as pip install does)")
     work = Path(tempfile.mkdtemp(prefix="zabpy-bench-ensemble-", dir=workdir))
     t0 = time.monotonic()
     runs: list[dict] = []

@@ -4,6 +4,14 @@ something big (issue 12: "no single request holds the loop").
     python -m bench.fairness                      # a fresh zabpy, every scenario
     python -m bench.fairness --port 2181          # a server already running (maxClientCnxns=0)
     python -m bench.fairness --scenarios multi --duration 10 --json out.json
+    python -m bench.fairness --ensemble 3         # a fresh 3-member ensemble, every placement
+    python -m bench.fairness --ensemble 3 --placements other --tick-ms 200
+
+With ``--ensemble N`` the bench starts N zabpy members (tickTime ``--tick-ms``,
+syncLimit 5) and runs each scenario once per placement of the two clients:
+``other`` (aggressor on one follower, bystander on another), ``same`` (both
+on one follower) and ``leader`` (aggressor on the leader, bystander on a
+follower). Each row also says whether the ensemble kept its leader and epoch.
 
 A bystander process sends one small getData at a time and records each
 latency; meanwhile the aggressor (this process) runs one scenario in a loop:
@@ -11,6 +19,8 @@ latency; meanwhile the aggressor (this process) runs one scenario in a loop:
 - ``idle``: nothing (the baseline);
 - ``multi``: a 10,000-op multi creating 10,000 nodes, then one deleting them;
 - ``children``: getChildren2 of a node with 100,000 children;
+- ``children_churn``: the same, after adding or removing a child each time
+  (the first listing after a change encodes the whole list again);
 - ``watch_storm``: 2,000 sessions watch one node; a setData every 0.5 s
   fires 2,000 events, and every session re-arms its watch.
 
@@ -36,7 +46,7 @@ MULTI_OPS = 10_000
 CHILDREN = 100_000
 WATCHERS = 2_000
 STORM_INTERVAL_S = 0.5  # one storm every half second (if the last one is over)
-SCENARIOS = ("idle", "multi", "children", "watch_storm")
+SCENARIOS = ("idle", "multi", "children", "children_churn", "watch_storm")
 
 
 class Wire:
@@ -114,6 +124,8 @@ def delete_op(path: str) -> bytes:
 
 def bystander(port: int, stop_at: float, out) -> None:
     c = Wire(port)
+    # in an ensemble its member may not have applied the create of /fair yet
+    c.call(OpCode.sync, R.SyncRequest("/fair").to_bytes())
     body = R.GetDataRequest("/fair", False).to_bytes()
     lat = []
     while time.monotonic() < stop_at:
@@ -155,6 +167,24 @@ def run_children(c: Wire, stop_at: float) -> int:
         err, _ = c.call(OpCode.getChildren2, body)
         assert err == 0, err
         done += 1
+    return done
+
+
+def run_children_churn(c: Wire, stop_at: float) -> int:
+    body = R.GetChildren2Request("/fc", False).to_bytes()
+    extra = "/fc/churn"
+    done = 0
+    while time.monotonic() < stop_at:
+        if done % 2 == 0:
+            err, _ = c.call(OpCode.create, R.CreateRequest(extra, b"", ACL, 0).to_bytes())
+        else:
+            err, _ = c.call(OpCode.delete, R.DeleteRequest(extra, -1).to_bytes())
+        assert err == 0, err
+        err, _ = c.call(OpCode.getChildren2, body)
+        assert err == 0, err
+        done += 1
+    if done % 2:
+        c.call(OpCode.delete, R.DeleteRequest(extra, -1).to_bytes())
     return done
 
 
@@ -205,16 +235,19 @@ def run_watch_storm(watchers: list[Wire], c: Wire, stop_at: float) -> int:
 def prepare(c: Wire, scenarios) -> None:
     for path in ("/fair", "/fm", "/fw"):
         c.call(OpCode.create, R.CreateRequest(path, b"x" * 100, ACL, 0).to_bytes())
-    if "children" in scenarios:
+    if "children" in scenarios or "children_churn" in scenarios:
         setup_children(c)
 
 
-def measure(port: int, scenario: str, duration_s: float) -> dict:
+def measure(port: int, scenario: str, duration_s: float, bystander_port: int | None = None
+            ) -> dict:
+    """``port``: the aggressor's server; ``bystander_port``: the bystander's
+    (default the same)."""
     watchers = setup_watchers(port) if scenario == "watch_storm" else []
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
     stop_at = time.monotonic() + duration_s
-    proc = ctx.Process(target=bystander, args=(port, stop_at, q))
+    proc = ctx.Process(target=bystander, args=(bystander_port or port, stop_at, q))
     proc.start()
     c = Wire(port)
     time.sleep(0.5)  # the bystander is connected and measuring
@@ -222,6 +255,8 @@ def measure(port: int, scenario: str, duration_s: float) -> dict:
         done = run_multi(c, stop_at)
     elif scenario == "children":
         done = run_children(c, stop_at)
+    elif scenario == "children_churn":
+        done = run_children_churn(c, stop_at)
     elif scenario == "watch_storm":
         done = run_watch_storm(watchers, c, stop_at)
     else:
@@ -238,14 +273,83 @@ def measure(port: int, scenario: str, duration_s: float) -> dict:
             "p99_ms": pct(0.99), "max_ms": lat[-1] / 1e6, "big_requests_done": done}
 
 
+PLACEMENTS = ("other", "same", "leader")
+
+
+def leader_and_epoch(ens) -> tuple[int | None, int]:
+    """The leader's id and the epoch of its last zxid (srvr)."""
+    from zabpy.testing import four_letter_word
+
+    sid = ens.leader()
+    if sid is None:
+        return None, -1
+    text = four_letter_word("127.0.0.1", ens.client_ports[sid], "srvr", 10)
+    zxid = next(line.split(": ")[1] for line in text.splitlines() if line.startswith("Zxid"))
+    return sid, int(zxid, 16) >> 32
+
+
+def placed(ens, placement: str) -> tuple[int, int]:
+    """(aggressor's member, bystander's member) for a placement."""
+    leader, _ = leader_and_epoch(ens)
+    followers = [s for s in ens.sids if s != leader]
+    if placement == "other":
+        return followers[0], followers[1 % len(followers)]
+    if placement == "same":
+        return followers[0], followers[0]
+    assert placement == "leader", placement
+    return leader, followers[0]
+
+
+def run_ensemble(args, scenarios) -> list[dict]:
+    from zabpy.testing import ZabpyEnsemble
+
+    rows = []
+    with ZabpyEnsemble(args.ensemble, tick_time_ms=args.tick_ms, sync_limit=5,
+                       extra="maxClientCnxns=0\nmaxSessionTimeout=60000") as ens:
+        prepare(Wire(ens.client_ports[ens.leader()]), scenarios)
+        for placement in [p for p in args.placements.split(",") if p]:
+            for s in scenarios:
+                ens.wait_serving()
+                agg, by = placed(ens, placement)
+                before = leader_and_epoch(ens)
+                try:
+                    row = measure(ens.client_ports[agg], s, args.duration, ens.client_ports[by])
+                except (OSError, AssertionError):
+                    print(f"{placement} {s} failed; the members' logs end so:\n"
+                          f"{ens.diagnosis(40)}", flush=True)
+                    raise
+                after = leader_and_epoch(ens)
+                row.update(placement=placement, aggressor=agg, bystander=by,
+                           kept_leader=before == after)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, help="a running server (default: start a zabpy)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per scenario")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--ensemble", type=int, help="start an ensemble of this many members")
+    ap.add_argument("--placements", default=",".join(PLACEMENTS),
+                    help="with --ensemble: where the aggressor and the bystander connect")
+    ap.add_argument("--tick-ms", type=int, default=2000, help="with --ensemble: tickTime")
     args = ap.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
+    if args.ensemble:
+        rows = run_ensemble(args, scenarios)
+        print(f"{'placement':<9} {'scenario':<12} {'bystander ops':>13} {'p50 ms':>8} "
+              f"{'p99 ms':>8} {'max ms':>8} {'big done':>9} {'kept leader':>11}")
+        for r in rows:
+            print(f"{r['placement']:<9} {r['scenario']:<12} {r['bystander_requests']:>13} "
+                  f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} "
+                  f"{r['big_requests_done']:>9} {str(r['kept_leader']):>11}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     server = None
     port = args.port
     if port is None:

@@ -50,8 +50,8 @@ from zabpy.jute import records as R
 
 from . import procfs
 from .client import Call, Counters, Session
-from .servers import (Server, ensure_java_zookeeper, free_port, java_command, write_zoo_cfg,
-                      zabpy_command, DEFAULT_ZABPY_CMD)
+from .servers import (Server, ensure_java_zookeeper, ensure_zabpy_bytecode, free_port,
+                      java_command, write_zoo_cfg, zabpy_command, DEFAULT_ZABPY_CMD)
 from .stats import format_table
 from .workloads import create_tree
 
@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = [s for s in a.servers.split(",") if s]
     if "java" in servers:
         ensure_java_zookeeper()
+    if "zabpy" in servers:
+        ensure_zabpy_bytecode()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="zabpy-scale-"))
     results = []
     try:

@@ -17,6 +17,12 @@ the command differs:
 * zabpy: ``python -m zabpy server zoo.cfg`` by default, or any command
   template containing ``{cfg}``.
 
+``ensure_zabpy_bytecode`` compiles zabpy's sources to ``__pycache__`` once, as
+``pip install`` does for an installed package: an editable install under
+``PYTHONDONTWRITEBYTECODE=1`` (our machines set it) never caches bytecode, so
+every zabpy process would compile its ~130 modules again at start-up, about
+0.15 s of CPU, while Java starts from the compiled classes in its jars.
+
 ``ensure_java_zookeeper`` installs Debian's ``zookeeper`` package (and a
 headless JRE) with apt-get when the jar or java is missing, and says so.
 
@@ -49,7 +55,8 @@ from . import procfs
 from .client import Counters, Session, SessionError, connect_request_frame
 
 __all__ = ["JAVA_JARS", "Server", "ensure_java_zookeeper", "free_port", "java_command",
-           "probe", "server_version", "write_zoo_cfg", "zabpy_command", "DEFAULT_ZABPY_CMD"]
+           "probe", "server_version", "write_zoo_cfg", "zabpy_command", "DEFAULT_ZABPY_CMD",
+           "ensure_zabpy_bytecode"]
 
 JAVA_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
              "/usr/share/java/log4j-1.2.jar")
@@ -105,6 +112,29 @@ def java_command(cfg: Path, heap_mb: int = JAVA_HEAP_MB) -> list[str]:
 
 def zabpy_command(cfg: Path, template: str = DEFAULT_ZABPY_CMD) -> list[str]:
     return [part.replace("{cfg}", str(cfg)) for part in shlex.split(template)]
+
+
+def ensure_zabpy_bytecode(log=print) -> int:
+    """Compile the importable zabpy package's sources to bytecode where the
+    cached bytecode is missing or older than its source (what ``pip install``
+    does at install time); returns how many files it wrote, and logs that."""
+    import compileall
+    import io
+    import zabpy
+    root = Path(zabpy.__file__).parent
+    quiet = io.StringIO()  # compileall prints a line per directory otherwise
+    stdout, sys.stdout = sys.stdout, quiet
+    try:
+        before = {p: p.stat().st_mtime_ns for p in root.rglob("__pycache__/*.pyc")}
+        compileall.compile_dir(str(root), quiet=1)
+        after = {p: p.stat().st_mtime_ns for p in root.rglob("__pycache__/*.pyc")}
+    finally:
+        sys.stdout = stdout
+    written = sum(1 for p, t in after.items() if before.get(p) != t)
+    if written:
+        log(f"bench: compiled {written} zabpy modules to bytecode under {root} "
+            "(as pip install does; start-up then loads them instead of compiling)")
+    return written
 
 
 def ensure_java_zookeeper(log=print, run=subprocess.run, jars=JAVA_JARS,

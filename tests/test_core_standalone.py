@@ -261,3 +261,58 @@ def test_frame_length_prefix_matches_payload():
     h.request(1, 1, OpCode.exists, R.ExistsRequest("/", False))
     (f,) = _frames(h.step(), 1)
     assert struct.unpack(">i", f[:4])[0] == len(f) - 4
+
+
+def test_a_long_child_list_is_encoded_in_parts_and_then_cached():
+    """Issue 12: the first getChildren after a change encodes the whole list;
+    a list longer than limits.CHILDREN_ENCODE_PER_PART is encoded a part
+    per ``work`` call, while another connection's read is answered; the
+    read is answered once the list is done, from the cache it leaves."""
+    from zabpy import limits
+
+    h = Harness()
+    n = 2 * limits.CHILDREN_ENCODE_PER_PART + 1
+    tree = h.srv.tree
+    tree.create_node("/big", b"", tuple(OPEN), 0, 1, 2, 0)
+    for i in range(n):
+        tree.create_node(f"/big/c{i:06d}", b"", tuple(OPEN), 0, i + 2, i + 3, 0)
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.getChildren2, R.GetChildren2Request("/big", False))
+    assert not _frames(h.step(), 1) and h.srv.busy
+    h.request(2, 1, OpCode.exists, R.ExistsRequest("/big", False))
+    assert len(_frames(h.step(), 2)) == 1          # the other connection goes on
+    parts = 0
+    while h.srv.busy:
+        h.srv.work(h.now)
+        parts += 1
+        frames = _frames(h.step(), 1)
+        assert not frames or not h.srv.busy
+    assert parts == 3
+    resp = R.GetChildren2Response.read(Reader(frames[0][4 + 16:]))
+    assert len(resp.children) == n and resp.children[-1] == f"c{n - 1:06d}"
+    assert tree.nodes["/big"].children_wire is not None
+    h.request(1, 2, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    assert len(_frames(h.step(), 1)) == 1 and not h.srv.busy   # from the cache at once
+
+
+def test_a_child_list_that_changes_while_encoded_is_answered_as_it_is_then():
+    from zabpy import limits
+
+    h = Harness()
+    n = limits.CHILDREN_ENCODE_PER_PART + 1
+    tree = h.srv.tree
+    tree.create_node("/big", b"", tuple(OPEN), 0, 1, 2, 0)
+    for i in range(n):
+        tree.create_node(f"/big/c{i:06d}", b"", tuple(OPEN), 0, i + 2, i + 3, 0)
+    h.open_session(1)
+    h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    assert h.srv.busy
+    h.srv.work(h.now)
+    # a txn applied between two parts adds a child: the parts are not cached
+    tree.create_node("/big/late", b"", tuple(OPEN), 0, n + 2, n + 3, 0)
+    while h.srv.busy:
+        h.srv.work(h.now)
+    (frame,) = _frames(h.step(), 1)
+    resp = R.GetChildrenResponse.read(Reader(frame[4 + 16:]))
+    assert len(resp.children) == n + 1 and "late" in resp.children

@@ -252,6 +252,10 @@ def test_forwarded_sync_is_answered_after_outstanding_proposals_commit():
     drain(leader)
     z = proposed(leader)
     leader.step(2, P.request(5, 1, OpCode.sync, b""), 0)
+    r = drain(leader)
+    # the pipeline hands it back in its turn (ZooKeeper's ProposalRequestProcessor)
+    assert [(q.sid, q.op) for q in r.requests] == [(2, OpCode.sync)]
+    leader.learner_sync(2)
     leader.sync("local")
     r = drain(leader)
     assert not any(pkt.type == T.SYNC for _, pkt in r.send) and not r.synced

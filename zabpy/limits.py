@@ -41,6 +41,11 @@ WATCH_EVENTS_PER_PART = 1000
 # MULTI_APPLY_OPS_PER_PART ops too (one create is about 60 bytes).
 MULTI_SLICED_BODY_BYTES = 16 * 1024
 
+# A getChildren of a node with more children than this whose encoded list
+# is not cached (the first listing after a change) encodes the list this many
+# names per loop turn before it is answered (server/sliced.py).
+CHILDREN_ENCODE_PER_PART = 10_000
+
 # Sequential-node counter is a signed 32-bit int, as in ZooKeeper.
 SEQUENCE_MAX = 2**31 - 1
 

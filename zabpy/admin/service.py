@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..runtime.pause_monitor import PauseMonitor, PauseMonitorSettings
 from .counters import PROMETHEUS_PROVIDER, ServerMetrics
 
 # aiohttp and prometheus-client are imported when a server is started, not
@@ -42,7 +41,7 @@ class OperationsServices:
         self.http_api = None     # httpapi.HttpApi when zabpy.http.enabled
         self._http_runner = None  # its own app's runner, on zabpy.http.port
         self.http_port: int | None = None
-        self.pause_monitor: PauseMonitor | None = None
+        self.pause_monitor = None  # a runtime.pause_monitor.PauseMonitor once started
         self._pause_task: asyncio.Task | None = None
 
     @property
@@ -52,6 +51,12 @@ class OperationsServices:
     @property
     def metrics_port(self) -> int | None:
         return self.prometheus.port if self.prometheus is not None else None
+
+    def needs_preload(self) -> bool:
+        """Whether ``start`` imports a large module (aiohttp, prometheus-client)."""
+        c = self.rt.config
+        return (c.admin_enable_server or c.http_enabled
+                or c.metrics_provider_class == PROMETHEUS_PROVIDER)
 
     def preload(self) -> None:
         """Import what ``start`` will need (run in a worker thread)."""
@@ -91,6 +96,7 @@ class OperationsServices:
         elif c.metrics_provider_class:
             log.warning("metricsProvider.className=%s is not supported; only %s exports metrics",
                         c.metrics_provider_class, PROMETHEUS_PROVIDER)
+        from ..runtime.pause_monitor import PauseMonitor, PauseMonitorSettings
         settings = PauseMonitorSettings.from_raw(c.raw)
         if settings.enabled:
             self.pause_monitor = PauseMonitor(settings, self.metrics)

@@ -5,6 +5,7 @@ of CAS and sync()+reads, the sequential-create set, lock, ephemerals,
 watches). Run ``python -m zabpy.chaos --seed N``; needs root.
 
     net.py           namespaces, veths, bridge; partitions, one-way loss, random loss, slow links
+    netq.py          latency, jitter, reordering, duplicates: an NFQUEUE verdict loop (netlink)
     disk.py          per-member data file systems; full disk, fsync EIO / slow (LD_PRELOAD)
     cluster.py       zabpy or Java ZooKeeper servers inside the namespaces
     faults.py        the seeded schedule and how each fault is made and healed

@@ -106,6 +106,8 @@ class Cluster:
         assert sid not in self.procs
         out = os.path.join(self.dir, f"server{sid}.{'log' if self.target == 'zabpy' else 'out'}")
         env = dict(os.environ, **(self.disks.env(sid) if self.disks is not None else {}))
+        if self.disks is not None:
+            self.disks.before_start(sid)
         with open(out, "ab") as log:
             self.procs[sid] = subprocess.Popen(
                 ["ip", "netns", "exec", self.net.ns(sid), *self._command(sid)],

@@ -6,6 +6,11 @@ One fault at a time, each healed before the next: a gap, the fault held
 for a few seconds, heal. ``heal_all`` undoes every kind, and the run ends
 with it whatever happened.
 
+Latency (``delay``, ``delay-link``, ``reorder``) composes with the rest in
+two ways: as a scheduled fault like any other, and as a background delay
+on every member's link for the whole run (``--latency``), under which the
+scheduled faults come and go.
+
 Disk faults (disk.py) may stop their member: a server whose log write
 fails must stop acknowledging, and both ZooKeeper and zabpy exit. Such an
 exit is expected (``Injector.may_exit``) and recorded with its exit status;
@@ -22,12 +27,21 @@ from .cluster import Cluster
 from .disk import MODE_EIO, MODE_SLOW, Disks, drop_caches
 from .net import Network
 
-__all__ = ["KINDS", "Fault", "schedule", "Injector"]
+__all__ = ["KINDS", "POWER_KINDS", "ALL_KINDS", "Fault", "schedule", "Injector"]
 
 NET_KINDS = ("isolate-leader", "split", "bridge", "one-way", "flap", "slow", "loss")
+# Latency by the NFQUEUE verdict loop (net.py, netq.py); after the kinds
+# above so that the seeds drawn from those (docs/chaos-runs.md) replay with
+# ``--faults`` naming the first 14 kinds.
+DELAY_KINDS = ("delay", "delay-link", "reorder")
 PROCESS_KINDS = ("pause", "kill", "kill-drop")
 DISK_KINDS = ("disk-full", "disk-eio", "disk-slow", "disk-full-majority")
-KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS
+KINDS = NET_KINDS + PROCESS_KINDS + DISK_KINDS + DELAY_KINDS
+# Opt-in (``--faults``): a kill -9 that also loses what was not fsynced, of
+# one member or of every member at once. They need the shim's write
+# tracking (disk.py), which is on only in runs that may draw them.
+POWER_KINDS = ("power-loss", "power-loss-all")
+ALL_KINDS = KINDS + POWER_KINDS
 WARMUP_S = 2.0
 FLAP_S = 0.7
 
@@ -42,6 +56,7 @@ class Fault:
     began: float | None = None   # when it was applied
     healed: float | None = None
     exits: dict = field(default_factory=dict)   # member -> exit status, when a fault stopped it
+    leader: int | None = None   # who led when it began (as srvr said)
 
 
 def schedule(seed: int, duration: float, kinds=KINDS) -> list[Fault]:
@@ -77,6 +92,7 @@ class Injector:
 
     def apply(self, f: Fault) -> None:
         self.current = f
+        f.leader = self.cluster.leader()
         if f.kind in DISK_KINDS:
             self._disk(f)
         else:
@@ -178,11 +194,46 @@ class Injector:
             if f.kind == "kill-drop":
                 f.detail += (", page cache dropped first" if drop_caches()
                              else ", but the page cache could not be dropped")
+        elif f.kind == "power-loss":
+            s = self._member(self.rng.random() < 0.5)
+            f.targets = [s]
+            self.cluster.kill(s)
+            self.killed.append(s)
+            f.detail = f"power cut on {s} (kill -9, unsynced writes lost): {self._lose(s)}"
+        elif f.kind == "power-loss-all":
+            up = [s for s in sids if s in self.cluster.procs]
+            f.targets = up
+            for s in up:
+                self.cluster.kill(s)
+                self.killed.append(s)
+            f.detail = f"power cut on {up}: " + "; ".join(f"{s}: {self._lose(s)}" for s in up)
         elif f.kind == "slow":
             s = self._member(self.rng.random() < 0.5)
             f.targets = [s]
             f.detail = f"{s}: " + self.net.slow(s, self.rng.choice((50, 100, 200)),
                                                self.rng.choice((5, 10, 20)))
+        elif f.kind == "delay":
+            s = self._member(self.rng.random() < 0.5)
+            ms = self.rng.choice((50, 100, 200, 400))
+            f.targets = [s]
+            f.detail = f"{s}: " + self.net.delay(s, ms, ms / 4, seed=self.rng.randrange(1 << 30))
+        elif f.kind == "delay-link":
+            # One link only, between the leader (when there is one) and
+            # another member: the rest of the ensemble stays fast.
+            s = self._member(True)
+            o = self.rng.choice([x for x in sids if x != s])
+            ms = self.rng.choice((50, 100, 200, 400))
+            f.targets = [s, o]
+            f.detail = f"{s}<->{o}: " + self.net.delay(s, ms, ms / 4, peer=o,
+                                                      seed=self.rng.randrange(1 << 30))
+        elif f.kind == "reorder":
+            # Every member: jitter as wide as the delay, a quarter of the
+            # packets overtaking the rest, a few duplicated.
+            ms = self.rng.choice((10, 20, 40))
+            f.targets = sids
+            what = [self.net.delay(s, ms, ms, reorder_pct=25, duplicate_pct=2,
+                                   seed=self.rng.randrange(1 << 30)) for s in sids]
+            f.detail = f"all: {what[0]}"
         elif f.kind == "loss":
             s = self._member(self.rng.random() < 0.5)
             pct = self.rng.choice((10, 30, 60))
@@ -190,6 +241,13 @@ class Injector:
             f.detail = f"{s}: " + self.net.lose(s, pct)
         else:
             raise AssertionError(f.kind)
+
+    def _lose(self, sid: int) -> str:
+        d = self.disks
+        if d is None or d.shim is None or not d.track:
+            return "nothing lost (no write tracking: " + (
+                d.shim_missing if d is not None and d.shim is None else "not enabled") + ")"
+        return d.power_loss(sid)
 
     def tick(self) -> None:
         """Called every FLAP_S while a fault holds."""
@@ -199,7 +257,18 @@ class Injector:
 
     def heal_all(self) -> None:
         self.flapping = None
+        stopped = len(self.net.released)
         self.net.heal()
+        counts = [q.counts for q in self.net.released[stopped:] if q.counts]
+        if counts and self.current is not None:
+            # What the verdict loops did, summed over the members delayed.
+            total: dict[str, int] = {}
+            for c in counts:
+                words = c.split()
+                for k, v in zip(words[::2], words[1::2]):
+                    total[k] = total.get(k, 0) + int(v)
+            self.current.detail += " [" + ", ".join(f"{k} {v}" for k, v in total.items()
+                                                    if v) + "]"
         for s in sorted(self.cluster.paused):
             self.cluster.resume(s)
         if self.disks is not None:

@@ -12,7 +12,10 @@ random mod 100 < P drop``: on the member's input, and on the bridge's
 forward and input hooks for what the member sends). ``tc netem`` (latency,
 loss, reordering) is used for slow links when the kernel has it;
 ``Network.netem`` says whether it does (this test machine's kernel has no
-netem, no sch_prio and no tc actions: no delay or reordering here).
+netem, no sch_prio and no tc actions). Latency, jitter, reordering and
+duplication come instead from a userspace verdict loop (netq.py) that
+iptables' NFQUEUE target feeds, one loop per delayed member or link:
+``Network.delay``.
 
 Every name starts with ``PREFIX`` and the creating process id, so that a run
 removes what it made, and the leftovers of a run that died (its pid gone)
@@ -27,6 +30,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+
+from .netq import rules as _netq_rules
 
 __all__ = ["Network", "PREFIX", "why_not_runnable", "cleanup_leftovers", "enter_netns"]
 
@@ -129,6 +135,11 @@ class Network:
         self.shaped: set[int] = set()
         self.lossy: set[int] = set()
         self.netem: bool | None = None
+        # Verdict loops (netq.py) holding packets: one per delayed member or
+        # link, with its rules; ``background`` ones stay through ``heal()``.
+        self.queues: list[_Delay] = []
+        self.released: list[_Delay] = []     # stopped, with what each did (for tests)
+        self._next_queue = 0
 
     def ns(self, sid: int) -> str:
         return f"{self.tag}-s{sid}"
@@ -173,6 +184,8 @@ class Network:
         return r.returncode == 0
 
     def close(self) -> None:
+        for q in list(self.queues):
+            self._undelay(q)
         for ns in reversed(self.created):
             _kill_ns_processes(ns)
             _ip("netns", "del", ns, check=False)
@@ -247,7 +260,71 @@ class Network:
         self.lossy.add(sid)
         return f"nft drops {pct}% of its packets, both ways"
 
+    def delay(self, sid: int, delay_ms: float, jitter_ms: float = 0.0, reorder_pct: float = 0,
+              duplicate_pct: float = 0, loss_pct: float = 0, peer: int | None = None,
+              seed: int = 0, background: bool = False) -> str:
+        """Hold ``sid``'s packets (both ways; only those with ``peer`` when
+        given) ``delay_ms`` +- ``jitter_ms`` each way, send ``reorder_pct`` %
+        at once (ahead of those held), ``duplicate_pct`` % twice, drop
+        ``loss_pct`` %. Returns what was applied (or why it was skipped).
+        A ``background`` delay stays until ``undelay_all`` or ``close``."""
+        ipt = iptables_command()
+        if ipt is None:
+            return "skipped: no iptables command (apt-get install iptables)"
+        self._next_queue += 1
+        qnum = self._next_queue
+        ns = self.ns(sid)
+        cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "zabpy.chaos.netq",
+               "--queue", str(qnum), "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms),
+               "--reorder", str(reorder_pct / 100), "--duplicate", str(duplicate_pct / 100),
+               "--loss", str(loss_pct / 100), "--seed", str(seed)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            rest = proc.communicate()[0]
+            raise RuntimeError(f"netq in {ns} did not start: {line}{rest}".strip())
+        q = _Delay(sid, peer, qnum, proc, ipt, _netq_rules(
+            qnum, self.addr(peer) if peer is not None else None,
+            "mangle" if background else "filter"), background)
+        self.queues.append(q)
+        for rule in q.rules:
+            subprocess.run(["ip", "netns", "exec", ns, ipt, *rule[:2], "-A", *rule[2:]],
+                           check=True, capture_output=True)
+        what = f"netq delay {delay_ms:g}ms"
+        what += f" +-{jitter_ms:g}ms" if jitter_ms else ""
+        what += f" reorder {reorder_pct:g}%" if reorder_pct else ""
+        what += f" duplicate {duplicate_pct:g}%" if duplicate_pct else ""
+        what += f" loss {loss_pct:g}%" if loss_pct else ""
+        return what + (f", link with {peer}" if peer is not None else "") + ", each way"
+
+    def _undelay(self, q: _Delay) -> None:
+        for rule in q.rules:
+            subprocess.run(["ip", "netns", "exec", self.ns(q.sid), q.iptables, *rule[:2], "-D",
+                            *rule[2:]],
+                           capture_output=True)
+        if q.proc.poll() is None:
+            q.proc.terminate()
+        try:
+            q.output = q.proc.communicate(timeout=10)[0].strip()
+        except subprocess.TimeoutExpired:
+            q.proc.kill()
+            q.output = q.proc.communicate()[0].strip()
+        last = q.output.splitlines()[-1] if q.output else ""
+        q.counts = last if last.startswith("accepted ") else ""
+        self.queues.remove(q)
+        self.released.append(q)
+
+    def undelay_all(self, background: bool = False) -> None:
+        """Stop the delays made by faults (and the background ones too when
+        ``background``)."""
+        for q in list(self.queues):
+            if background or not q.background:
+                self._undelay(q)
+
     def heal(self) -> None:
+        self.undelay_all()
         for sid in sorted(self.lossy):
             _nft(self.ns(sid), f"delete table inet {PREFIX}", check=False)
             _nft(self.bridge_ns, f"delete table bridge {PREFIX}s{sid}", check=False)
@@ -263,3 +340,24 @@ class Network:
                 subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev,
                                 "root"], capture_output=True)
         self.shaped.clear()
+
+
+class _Delay:
+    """One running verdict loop and the iptables rules that feed it."""
+
+    def __init__(self, sid, peer, queue, proc, iptables, rules, background):
+        self.sid, self.peer, self.queue, self.proc = sid, peer, queue, proc
+        self.iptables, self.rules, self.background = iptables, rules, background
+        self.counts = ""      # the loop's last line: "accepted N dropped N ..."
+        self.output = ""
+
+
+def iptables_command() -> str | None:
+    """An iptables that can add the NFQUEUE rules: the default (nft-backed,
+    through the kernel's xtables compat) or the legacy one."""
+    for name in ("iptables", "iptables-legacy"):
+        path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}")
+                                      else None)
+        if path:
+            return path
+    return None

@@ -9,7 +9,7 @@ from collections import Counter
 from .faults import Fault
 from .workload import Record
 
-__all__ = ["unavailability", "render"]
+__all__ = ["unavailability", "slowest_write", "slowest_record", "render"]
 
 SHOW_PER_KIND = 3
 
@@ -34,8 +34,22 @@ def unavailability(f: Fault, writes: list[Record], until: float) -> float:
     return longest
 
 
+def slowest_write(f: Fault, writes: list[Record], until: float) -> float:
+    """The longest an answered write took (call to answer) among those
+    called between the fault's start and ``until``: a stall shorter than
+    the clients' timeout shows here, not in ``unavailability``."""
+    w = slowest_record(f, writes, until)
+    return 0.0 if w is None else w.ret - w.call
+
+
+def slowest_record(f: Fault, writes: list[Record], until: float) -> Record | None:
+    answered = [w for w in writes if w.outcome in ("ok", "fail") and w.ret is not None
+                and f.began <= w.call < until]
+    return max(answered, key=lambda w: w.ret - w.call, default=None)
+
+
 def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[Record],
-           verdicts: dict, errors: list[str]) -> str:
+           verdicts: dict, errors: list[str], slowest: list[float] | None = None) -> str:
     lines = [f"zabpy chaos: target {meta['target']}, {meta['servers']} servers, seed "
              f"{meta['seed']}, {meta['duration']:.0f} s of faults"
              + (f", planted bug {meta['plant']!r}" if meta.get("plant") else ""),
@@ -43,9 +57,10 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[
     kinds = Counter(f.kind for f in faults)
     lines.append(f"faults: {len(faults)} (" + ", ".join(f"{k} {n}" for k, n in
                                                        sorted(kinds.items())) + ")")
-    for f, u in zip(faults, unavail):
+    for i, (f, u) in enumerate(zip(faults, unavail)):
         lines.append(f"  {f.began:7.2f}-{f.healed:7.2f}s {f.kind:<15} {f.detail:<48} "
-                     f"no write answered {u:5.2f}s")
+                     f"no write answered {u:5.2f}s"
+                     + (f", slowest write {slowest[i]:5.2f}s" if slowest else ""))
         if f.exits:
             lines.append(" " * 28 + "stopped by it: " + ", ".join(
                 f"{s} (exit status {c})" for s, c in sorted(f.exits.items())))
@@ -66,6 +81,11 @@ def render(meta: dict, faults: list[Fault], unavail: list[float], records: list[
         lines += textwrap.wrap("failures by error: " + ", ".join(
             f"{k} {e} {n}" for (k, e), n in sorted(errs.items())), 100,
             subsequent_indent="  ", break_on_hyphens=False)
+    if meta.get("op_ms"):
+        lines.append("answered operations' latency (ms): " + ", ".join(
+            f"{k} {v}" for k, v in meta["op_ms"].items()))
+    for link, counts in (meta.get("netq") or {}).items():
+        lines.append(f"whole-run delay of {link}: {counts}")
     lines.append(f"every member serving {meta['serve_s']:.2f}s after the final heal; after the "
                  f"clients stopped, all at one zxid: {meta['final_state']}")
     total = 0

@@ -22,11 +22,11 @@ import traceback
 from .checks import check_register, check_set
 from .cluster import Cluster
 from .disk import WORKDIR_PREFIX, Disks, sweep_mounts
-from .faults import FLAP_S, KINDS, Injector, schedule
+from .faults import FLAP_S, KINDS, POWER_KINDS, Injector, schedule
 from .net import Network, _pid_alive, cleanup_leftovers, enter_netns
 from .recipe_checks import check_ephemerals, check_lock, check_watches, register_zxids
 from .recipes import ephemerals_left
-from .report import render, unavailability
+from .report import render, slowest_record, slowest_write, unavailability
 from .timeline import draw
 from .workload import SESSION_TIMEOUT_S, Workloads
 
@@ -44,13 +44,14 @@ def _sigterm(signum, frame):
 
 def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabpy",
         plant: str | None = None, kinds=KINDS, keep: bool = False, log=print,
-        disk: str = "auto", report_dir: str | None = None) -> dict:
+        disk: str = "auto", report_dir: str | None = None,
+        latency: tuple[float, float, float] | None = None) -> dict:
     removed = cleanup_leftovers() + sweep_mounts(_pid_alive)
     if removed:
         log(f"removed leftovers of earlier runs: {removed}")
     net = Network(list(range(1, servers + 1)), tag=f"{target[0]}{seed % 100000}")
     workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
-    disks = Disks(workdir, net.sids, disk)
+    disks = Disks(workdir, net.sids, disk, track=any(k in POWER_KINDS for k in kinds))
     # A kept directory leaves the name the next run sweeps (the pid's).
     kept_dir = workdir.replace(WORKDIR_PREFIX, WORKDIR_PREFIX + "kept-", 1)
     cluster: Cluster | None = None
@@ -79,7 +80,8 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         disk_what = disks.setup()
         enter_netns(net.bridge_ns)
         plants = set((plant or "").split(","))
-        cluster = Cluster(net, workdir, target, "local-sync" if "local-sync" in plants else None,
+        server_bug = next((b for b in ("local-sync", "no-fsync") if b in plants), None)
+        cluster = Cluster(net, workdir, target, server_bug,
                           disks)
         for sid in net.sids:
             cluster.start(sid)
@@ -87,6 +89,11 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
                                          same_zxid=False)[0]
         log(f"{servers} {target} servers serving after {t_start:.1f}s "
             f"(netem {'available' if net.netem else 'missing: slow = tbf'})")
+        if latency is not None:
+            # Under the whole run: every member's packets, both ways.
+            for sid in net.sids:
+                what = net.delay(sid, *latency, seed=seed + sid, background=True)
+            log(f"every member's link: {what} (for the whole run)")
         wl = Workloads(cluster.hosts, seed, plant=plant)
         wl.setup()
         inj = Injector(net, cluster, seed, disks)
@@ -132,19 +139,31 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         writes = [r for r in register + sets if r.kind in ("cas", "create")]
         bounds = [f.began for f in plan[1:]] + [t_heal]
         unavail = [unavailability(f, writes, b) for f, b in zip(plan, bounds)]
+        slowest = [slowest_write(f, writes, b) for f, b in zip(plan, bounds)]
         meta = {"target": target, "servers": servers, "seed": seed, "duration": duration,
                 "plant": plant, "network": f"namespaces {net.tag}-*, 198.18.0.0/24, netem "
-                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}",
+                f"{'yes' if net.netem else 'no (slow links by tbf)'}; data dirs: {disk_what}"
+                + (f"; every link delayed {latency[0]:g}+-{latency[1]:g} ms each way, "
+                   f"{latency[2]:g}% reordered, for the whole run" if latency else ""),
+                "latency": latency,
                 "serve_s": serve_s,
                 "final_state": {s: z for s, (_m, z) in state.items()}}
         records = [r for log in wl.logs for r in log.records]
-        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft)
+        hosts = {log.id: log.host for log in wl.logs}
+        net.undelay_all(background=True)
+        meta["netq"] = {f"{q.sid}" + (f"<->{q.peer}" if q.peer is not None else ""): q.counts
+                        for q in net.released if q.background}
+        meta["op_ms"] = op_latency_ms(records)
+        text = render(meta, plan, unavail, records, verdicts, wl.errors + wl.errors_soft,
+                      slowest)
         result = {"text": text, "anomalies": sum(len(v.anomalies) for v in verdicts.values()),
                 "verdicts": {k: {"anomalies": [dataclasses.asdict(a) for a in v.anomalies],
                                  "ops_checked": v.ops_checked, "undecided": v.undecided,
                                  "notes": v.notes} for k, v in verdicts.items()},
-                "faults": [dataclasses.asdict(f) | {"unavailable_s": u}
-                           for f, u in zip(plan, unavail)],
+                "faults": [dataclasses.asdict(f) | {"unavailable_s": u, "slowest_write_s": w,
+                                                    "slowest_write": _describe(
+                                                        slowest_record(f, writes, b), hosts)}
+                           for f, u, w, b in zip(plan, unavail, slowest, bounds)],
                 "client_errors": wl.errors, "meta": meta,
                 "server_pids": cluster.started_pids, "workdir": kept_dir if keep else None}
         if report_dir:
@@ -176,6 +195,27 @@ def run(seed: int, servers: int = 3, duration: float = 30.0, target: str = "zabp
         signal.signal(signal.SIGTERM, old)
         cleanup()
         atexit.unregister(cleanup)
+
+
+def _describe(r, hosts: dict[int, str]) -> dict | None:
+    """A write record for the JSON result: who, where, when."""
+    if r is None:
+        return None
+    return {"client": r.client, "host": hosts.get(r.client), "session": f"{r.session:#x}",
+            "kind": r.kind, "call": round(r.call, 3), "ret": round(r.ret, 3),
+            "outcome": r.outcome, "zxid": r.zxid}
+
+
+def op_latency_ms(records) -> dict[str, float]:
+    """Percentiles of the answered client operations' latency (call to
+    return), in ms, over the whole run."""
+    spans = sorted((r.ret - r.call) * 1000 for r in records
+                   if r.outcome in ("ok", "fail") and r.ret is not None
+                   and r.kind in ("read", "sync-read", "cas", "create"))
+    if not spans:
+        return {}
+    return {f"p{p}": round(spans[min(len(spans) - 1, len(spans) * p // 100)], 1)
+            for p in (10, 50, 90, 99)} | {"n": len(spans)}
 
 
 def _copy_logs(cluster: Cluster, report_dir: str) -> None:

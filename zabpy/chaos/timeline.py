@@ -20,7 +20,9 @@ SPAN = re.compile(r"\[(\d+\.\d+), (\d+\.\d+|\?)\]")
 COLORS = {"isolate-leader": "#d62728", "split": "#ff7f0e", "bridge": "#bcbd22",
           "one-way": "#e377c2", "flap": "#17becf", "slow": "#8c564b", "loss": "#9467bd",
           "pause": "#7f7f7f", "kill": "#1f77b4", "kill-drop": "#aec7e8",
-          "disk-full": "#2ca02c", "disk-full-majority": "#006400", "disk-eio": "#98df8a", "disk-slow": "#c5b0d5"}
+          "disk-full": "#2ca02c", "disk-full-majority": "#006400", "disk-eio": "#98df8a",
+          "disk-slow": "#c5b0d5", "delay": "#c49c94", "delay-link": "#f7b6d2",
+          "reorder": "#dbdb8d", "power-loss": "#393b79", "power-loss-all": "#17174f"}
 
 
 def anomaly_spans(verdicts: dict) -> list[tuple[float, float]]:

@@ -245,12 +245,21 @@ class Workloads:
 
     def read_final(self) -> dict[str, str]:
         """The set's children after the run: path -> value."""
+        from kazoo.exceptions import NoNodeError
         zk = self._client(self.hosts[0])
         zk.start(timeout=30)
         try:
             zk.sync(SET_PARENT)
             out = {}
-            for child in zk.get_children(SET_PARENT):
+            try:
+                children = zk.get_children(SET_PARENT)
+            except NoNodeError:
+                # The parent itself was lost (it was created before the run's
+                # writes, so every acknowledged create is lost with it): the
+                # set checker reports each one.
+                self.errors.append(f"{SET_PARENT} is gone after the run")
+                return out
+            for child in children:
                 data, stat = zk.get(f"{SET_PARENT}/{child}")
                 out[f"{SET_PARENT}/{child}"] = data.decode()
                 self.final_czxid[int(child.rsplit("-", 1)[1])] = stat.czxid

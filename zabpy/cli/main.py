@@ -6,6 +6,7 @@ it lazily keeps `zabpy server` start-up free of the shell's dependencies.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -36,7 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"zabpy: unknown command {name!r}\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    # Importing a subcommand allocates many objects and frees almost none:
+    # the collector's passes during the imports find nothing, so they are
+    # left out (about 3% of a server's start-up).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+    finally:
+        if enabled:
+            gc.enable()
     return int(module.main(rest) or 0)
 
 

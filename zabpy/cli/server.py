@@ -18,7 +18,6 @@ import sys
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
-from ..runtime.quorum_security import load_quorum_security
 from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
 from ..runtime.fatal import FATAL_EXIT_CODE
 from ..runtime.gc_policy import GcPolicy
@@ -27,6 +26,8 @@ from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, 
 from ..runtime.server import ServerRuntime
 
 __all__ = ["main", "build_config"]
+
+GC_SETTLE_DELAY_S = 0.5  # from start() returning (listening) to the post-restore full pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +83,10 @@ async def _serve(cfg) -> int:
     await rt.start()
     loop = asyncio.get_running_loop()
     gc_policy = GcPolicy(cfg.gc_full_sweep_interval_ms / 1000)
-    gc_policy.settle()  # the restored tree is frozen out of every later pass
+    # The restored tree is frozen out of every later pass. The full pass that
+    # precedes the freeze is not needed to serve, so it runs once the server
+    # serves rather than between listening and the first request.
+    settle = loop.call_later(GC_SETTLE_DELAY_S, gc_policy.settle)
     sweeper = _every(loop, 1.0, gc_policy.tick)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,6 +96,7 @@ async def _serve(cfg) -> int:
     for t in waits:
         t.cancel()
     sweeper.cancel()
+    settle.cancel()
     if rt.broken is None:
         await rt.stop()
         return 1 if rt.fatal.is_set() else 0
@@ -142,6 +147,7 @@ def main(argv: list[str]) -> int:
         cfg, warnings = build_config(args)
         auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
         if not cfg.is_standalone():
+            from ..runtime.quorum_security import load_quorum_security
             load_quorum_security(cfg)   # bad quorum TLS stores or JAAS sections stop it too
     except ConfigError as e:
         log.error("Invalid configuration: %s", e)

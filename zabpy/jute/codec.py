@@ -19,10 +19,10 @@ whether that closes a connection or fails a file).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["DecodeError", "Reader", "Writer", "Record", "encode", "decode"]
+__all__ = ["DecodeError", "Reader", "Writer", "Record", "declare_record", "encode", "decode"]
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
@@ -184,11 +184,46 @@ def _read_value(r: Reader, typ: Any) -> Any:
     return typ.read(r)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Base of all declared records; subclasses set FIELDS."""
+class _RecordMeta(type):
+    """The metaclass of records: a declared record becomes a dataclass on
+    first use (``declare_record``), and asking a class that has not been
+    used yet for its dataclass attributes (``dataclasses.fields(cls)``,
+    ``cls.__match_args__``) makes it one first. ``__getattr__`` here runs
+    only when the normal lookup fails, so it costs nothing once a record is
+    a dataclass."""
 
+    def __getattr__(cls, name: str) -> Any:
+        if name in _DATACLASS_ATTRS and "FIELDS" in cls.__dict__ \
+                and "__dataclass_fields__" not in cls.__dict__:
+            _materialize(cls)
+            return getattr(cls, name)
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+_DATACLASS_ATTRS = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__"})
+
+
+class Record(metaclass=_RecordMeta):
+    """Base of all declared records; subclasses set FIELDS.
+
+    Every record is a frozen dataclass with slots. ``Record`` itself is not
+    a dataclass (so that a record that is not a dataclass yet does not
+    inherit an empty ``__dataclass_fields__``); it carries the pickling
+    methods that ``dataclass(slots=True)`` would add, which a frozen
+    slotted class needs."""
+
+    __slots__ = ()
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def __getstate__(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list) -> None:
+        cls = type(self)
+        if "__dataclass_fields__" not in cls.__dict__:
+            _materialize(cls)  # unpickled before any instance was made here
+        for f, value in zip(fields(self), state):
+            object.__setattr__(self, f.name, value)
 
     def write(self, w: Writer) -> None:
         for name, typ in self.FIELDS:
@@ -224,30 +259,51 @@ def _w_ustring(out: bytearray, v: str | None) -> None:
         out += b
 
 
-def compile_record(cls: type) -> type:
-    """Replace the generic write/read of ``cls`` by straight-line code derived
-    from FIELDS: runs of fixed-size fields become one ``struct`` call. The
-    wire format is still stated once, in FIELDS; this only makes the hot
-    records (Stat, request and reply bodies) cheap to encode and decode.
-    The code is generated on a record's first use, which keeps the ~70
-    compilations out of start-up."""
+def declare_record(cls: type, fields: tuple[tuple[str, Any], ...]) -> type:
+    """The record class ``cls`` declares (a ``Record`` subclass with an
+    empty body), with ``fields`` as its FIELDS and one slot per field.
+
+    It becomes a frozen dataclass, and its generic write/read are replaced
+    by straight-line code derived from FIELDS (runs of fixed-size fields
+    become one ``struct`` call), on its first use: its first construction,
+    ``read`` or ``write``, or a look-up of its dataclass attributes
+    (``_RecordMeta``). The wire format is still stated once, in FIELDS.
+    Making ~60 dataclasses and compiling their codecs at import was the
+    largest part of a server's start-up; most records are used late or
+    never (a standalone server never touches the quorum packets)."""
+    names = tuple(name for name, _ in fields)
+    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    ns.update(__slots__=names, __qualname__=cls.__qualname__, FIELDS=fields,
+              __annotations__={name: "Any" for name in names},
+              # a docstring spares dataclass() an inspect.signature() per class
+              __doc__=cls.__doc__ or f"{cls.__name__}({', '.join(names)})")
 
     def write(self, w: Writer) -> None:
-        _compile_record(cls)
-        cls.write(self, w)
+        _materialize(new)
+        new.write(self, w)
 
     def read(klass, r: Reader):
-        _compile_record(cls)
-        return cls.read(r)
+        _materialize(new)
+        return new.read(r)
 
     def __init__(self, *args, **kwargs) -> None:
-        _compile_record(cls)
-        cls.__init__(self, *args, **kwargs)
+        _materialize(new)
+        new.__init__(self, *args, **kwargs)
 
-    cls.write = write
-    cls.read = classmethod(read)
-    cls.__init__ = __init__
-    return cls
+    ns.update(write=write, read=classmethod(read), __init__=__init__)
+    new = type(cls)(cls.__name__, cls.__bases__, ns)
+    return new
+
+
+def _materialize(cls: type) -> None:
+    """Make a declared record a frozen dataclass (in place: the class object
+    stays the same) and compile its codec; once only."""
+    if "__dataclass_fields__" in cls.__dict__:
+        return
+    for name in ("write", "read", "__init__"):  # the first-use stubs
+        delattr(cls, name)
+    dataclass(frozen=True)(cls)
+    _compile_record(cls)
 
 
 def _fast_init(cls: type, names: list[str]) -> Any:

@@ -10,22 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .codec import Reader, Record, Writer, compile_record
+from .codec import Reader, Record, Writer, declare_record
 from .constants import OpCode
 
 V = "vector"
 
 
 def _rec(fields: tuple[tuple[str, Any], ...]):
-    """Class decorator: attach FIELDS and make the class a frozen dataclass."""
+    """Class decorator: a record with these FIELDS, a frozen dataclass with
+    slots (made one on first use: ``codec.declare_record``)."""
 
     def wrap(cls):
-        cls.FIELDS = fields
-        anns = {}
-        for name, _ in fields:
-            anns[name] = "Any"
-        cls.__annotations__ = anns
-        return compile_record(dataclass(frozen=True, slots=True)(cls))
+        return declare_record(cls, fields)
 
     return wrap
 

@@ -61,6 +61,13 @@ def _buffer(data: bytes | None) -> bytes:
     return b"\xff\xff\xff\xff" if data is None else _INT.pack(len(data)) + data
 
 
+def _ustring(text: str | None) -> bytes:
+    if text is None:
+        return b"\xff\xff\xff\xff"
+    raw = text.encode("utf-8")
+    return _INT.pack(len(raw)) + raw
+
+
 def _readable(ctx: ReadContext, node) -> bool:
     return check_perm(node.acl, PERM.READ, ctx.auth_ids, ctx.skip_acl)
 
@@ -280,14 +287,20 @@ def write_reply(op: int, req, res: ApplyResult) -> tuple[int, bytes]:
         return ERR.OK, multi_response(req, res)
     if res.err:
         return res.err, b""
+    # The bodies are encoded straight from the applied result (as
+    # CreateResponse, Create2Response and SetDataResponse would encode them)
+    # without building the response record: these are the hot writes.
     if op == OP.create:
-        return ERR.OK, R.CreateResponse(res.path).to_bytes()
+        return ERR.OK, _ustring(res.path)
     if op in (OP.create2, OP.createTTL, OP.createContainer):
+        stat = res.stat
+        if stat is None and res.node is not None:
+            return ERR.OK, _ustring(res.path) + res.node.stat_bytes()
         return ERR.OK, R.Create2Response(res.path, res.stat_now()).to_bytes()
     if op in (OP.setData, OP.setACL):
         node = res.node
         assert node is not None
-        return ERR.OK, _Encoded(node.stat_bytes()).to_bytes()
+        return ERR.OK, node.stat_bytes()
     if op == OP.reconfig:
         # GetDataResponse of /zookeeper/config: the new config text and its stat
         data = res.node.data or b""

@@ -83,8 +83,10 @@ class PendingChanges:
         node = self.tree.nodes.get(path)
         if node is None:
             return None
-        return ChangeRecord(-1, path, True, node.version, node.cversion, node.aversion,
-                            node.ephemeral_owner, len(node.children), node.acl, node.data)
+        # one unpack of the node's packed stat, not one per field
+        _, _, _, _, version, cversion, aversion, owner, _ = node.stat_fields()
+        return ChangeRecord(-1, path, True, version, cversion, aversion, owner,
+                            node.child_count(), node.acl, node.data)
 
     def add(self, rec: ChangeRecord) -> None:
         self.by_path[rec.path] = rec
@@ -102,12 +104,20 @@ class PendingChanges:
         if i:
             del self.order[:i]
 
-    def rollback(self, zxid: int, mark: int) -> None:
-        """Undo records added since ``mark`` (a failed multi), restoring the
-        record each path had before."""
-        del self.order[mark:]
+    def rollback(self, zxid: int) -> None:
+        """Undo the records of the txn ``zxid`` (a failed multi), the last
+        ones added, restoring the record each path had before. By zxid, not
+        by position: a multi prepared in parts sees earlier txns applied
+        (``applied`` trims the front of ``order``) while it is prepared."""
+        order = self.order
+        end = len(order)
+        while end and order[end - 1].zxid == zxid:
+            end -= 1
+        if end == len(order):
+            return
+        del order[end:]
         self.by_path = {}
-        for rec in self.order:
+        for rec in order:
             self.by_path[rec.path] = rec
 
 
@@ -185,28 +195,36 @@ _SPECIAL_PATHS = ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 _MODES: dict = {int(m): m for m in CreateMode}  # a dict lookup; the enum call is slow
 
 
-def _create_mode(op: int, req, ctx: PrepContext) -> CreateMode:
+# flags -> (is_ephemeral, is_sequential, is_container, is_ttl) as plain bools:
+# create reads them several times, and each CreateMode property is a call
+_MODE_KINDS: dict = {int(m): (m.is_ephemeral, m.is_sequential, m.is_container, m.is_ttl)
+                     for m in CreateMode}
+
+
+def _create_mode(op: int, req, ctx: PrepContext) -> tuple[bool, bool, bool, bool]:
+    """The kinds of the create mode (``_MODE_KINDS``); PrepError if refused."""
     ttl = req.ttl if op == OP.createTTL else -1
-    mode = _MODES.get(req.flags)
-    if mode is None:
+    kinds = _MODE_KINDS.get(req.flags)
+    if kinds is None:
         raise PrepError(ERR.BADARGUMENTS)
-    if mode.is_ttl and not ctx.extended_types:
+    is_ttl = kinds[3]
+    if is_ttl and not ctx.extended_types:
         raise PrepError(ERR.UNIMPLEMENTED)
-    if mode.is_ttl:
+    if is_ttl:
         if not 0 < ttl <= limits.TTL_MS_MAX:
             raise PrepError(ERR.BADARGUMENTS)
     elif ttl >= 0:
         raise PrepError(ERR.BADARGUMENTS)
-    if op == OP.createTTL and not mode.is_ttl:
+    if op == OP.createTTL and not is_ttl:
         # ZooKeeper 3.8.0 lets a createTTL with a non-TTL mode and a negative
         # ttl through and then fails applying it; a correct server refuses it.
         raise PrepError(ERR.BADARGUMENTS)
-    return mode
+    return kinds
 
 
 def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
-    mode = _create_mode(op, req, ctx)
-    if mode.is_ephemeral and ctx.ephemeral_error:
+    is_ephemeral, is_sequential, is_container, is_ttl = _create_mode(op, req, ctx)
+    if is_ephemeral and ctx.ephemeral_error:
         # ZooKeeper checks the session right after the mode (validateCreateRequest)
         raise PrepError(ctx.ephemeral_error)
     path = req.path
@@ -226,7 +244,7 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if parent is None:
         raise PrepError(ERR.NONODE)
     _check(parent, PERM.CREATE, ctx)
-    if mode.is_sequential:
+    if is_sequential:
         path = path + "%010d" % parent.cversion
     _valid_path(path)
     if pending.get(path) is not None:
@@ -244,13 +262,13 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     elif op == OP.createTTL:
         txn = R.CreateTTLTxn(path, req.data, list(acl), new_cversion, req.ttl)
     else:
-        txn = R.CreateTxn(path, req.data, list(acl), mode.is_ephemeral, new_cversion)
-    if mode.is_container:
+        txn = R.CreateTxn(path, req.data, list(acl), is_ephemeral, new_cversion)
+    if is_container:
         owner = CONTAINER_EPHEMERAL_OWNER
-    elif mode.is_ttl:
+    elif is_ttl:
         owner = ttl_owner(req.ttl)
     else:
-        owner = ctx.session_id if mode.is_ephemeral else 0
+        owner = ctx.session_id if is_ephemeral else 0
     ttype = OP.create if op == OP.create else op
     pending.add(ChangeRecord(zxid, parent.path, True, parent.version, new_cversion, parent.aversion,
                              parent.ephemeral_owner, parent.child_count + 1, parent.acl,
@@ -469,7 +487,6 @@ class MultiPrep:
 
     def __init__(self, ops: list, zxid: int, pending: PendingChanges, ctx: PrepContext):
         self.ops, self.zxid, self.pending, self.ctx = ops, zxid, pending, ctx
-        self.mark = len(pending.order)
         self.txns: list[R.Txn] = []
         self.failed = False
 
@@ -484,17 +501,17 @@ class MultiPrep:
                 # ZooKeeper leaves the earlier sub-ops' change records in place
                 # until the error txn is applied (a request prepped meanwhile
                 # sees nodes that never come); they are undone here.
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 raise PrepError(ERR.MARSHALLINGERROR)
             try:
                 ttype, txn = _prep_one(op, req, self.zxid, self.pending, self.ctx)
                 self.txns.append(R.Txn(ttype, txn.to_bytes()))
             except PrepError as e:
                 self.failed = True
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 self.txns.append(R.Txn(OP.error, R.ErrorTxn(e.code).to_bytes()))
             except PrepFailure:
-                self.pending.rollback(self.zxid, self.mark)
+                self.pending.rollback(self.zxid)
                 raise
         return len(self.txns) == len(self.ops)
 

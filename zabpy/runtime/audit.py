@@ -10,8 +10,6 @@ ones the thread writes to; without any, the root logger's (zabpy's log).
 from __future__ import annotations
 
 import logging
-import logging.handlers
-import queue
 
 from ..auth.audit import AUDIT_LOGGER, event_line
 
@@ -31,11 +29,16 @@ def emit_log(log: logging.Logger, level: str, line: str) -> None:
 class AuditWriter:
     def __init__(self, server_user: str):
         self.server_user = server_user
-        self._listener: logging.handlers.QueueListener | None = None
+        self._listener = None  # a logging.handlers.QueueListener while started
         self._moved: list[logging.Handler] = []
         self._queue_handler: logging.Handler | None = None
 
     def start(self) -> None:
+        # imported here: logging.handlers (with pickle, socket and queue) is
+        # needed only when the audit log is on
+        import logging.handlers
+        import queue
+
         self._moved = list(audit_log.handlers)
         targets = self._moved or list(logging.getLogger().handlers)
         for h in self._moved:

@@ -246,7 +246,8 @@ class EnsembleRuntime(ServerRuntime):
 
     def _durable(self, token: int, loaded: Loaded | None) -> None:
         self.replica.durable(token, _now_ms(), loaded)
-        if loaded is None and self.store.should_snapshot():
+        # never while a multi is part-way into the tree: a snapshot sees it whole or not at all
+        if loaded is None and not self.replica.busy and self.store.should_snapshot():
             self.metrics.count("snap_count")
             self.store.start_snapshot(self.replica.tree, self.replica.sessions_table())
         self._flush()
@@ -323,6 +324,17 @@ class EnsembleRuntime(ServerRuntime):
         self._quorum.flush()
         self._arm_timer(ready.deadline_ms)
         self._backpressure()
+        if replica.busy and not self._work_scheduled:
+            # the next part of a large multi, after this turn's I/O (quorum
+            # packets, pings and other clients come first)
+            self._work_scheduled = True
+            asyncio.get_running_loop().call_soon(self._work_soon)
+
+    @fail_stop_guard("call_soon work")
+    def _work_soon(self) -> None:
+        self._work_scheduled = False
+        self.replica.work(_now_ms())
+        self._flush()
 
     def _execute(self, ready: Ready) -> None:
         if ready.config is not None:

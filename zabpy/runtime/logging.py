@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from logging.handlers import RotatingFileHandler
 
 __all__ = ["setup_logging", "set_myid", "LOG_FORMAT", "LOG_MAX_BYTES_DEFAULT",
            "LOG_BACKUP_COUNT_DEFAULT"]
@@ -69,6 +68,7 @@ def setup_logging(level: str = "INFO", log_file: str | None = None, *,
         raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARN or ERROR")
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
     if log_file:
+        from logging.handlers import RotatingFileHandler  # only for a log file
         handlers.append(RotatingFileHandler(log_file, maxBytes=max_bytes,
                                             backupCount=backup_count, encoding="utf-8"))
     formatter = logging.Formatter(LOG_FORMAT)

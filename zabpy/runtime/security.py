@@ -26,7 +26,6 @@ import re
 import secrets
 import shlex
 
-from ..auth.jaas import JaasError, digest_credentials, parse_jaas
 from ..auth.sasl import SASL_PROVIDER, X509_PROVIDER, AuthSettings
 from .config import ConfigError, ServerConfig
 
@@ -144,6 +143,7 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
     jaas = p.get(JAAS_KEY) or _beside_cfg(cfg)
     section = p.get("zookeeper.sasl.serverconfig") or "Server"
     if jaas:
+        from ..auth.jaas import JaasError, digest_credentials, parse_jaas  # a JAAS file only
         try:
             with open(jaas, encoding="utf-8") as f:
                 sections = parse_jaas(f.read())

@@ -34,11 +34,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 
-from ..admin.fourletter import FourLetterContext, render_four_letter_word
 from ..admin.service import OperationsServices
-from ..auth.x509 import CertificateError, x509_ids
 from ..protocol.connection import (ClientConnection, Connect, FourLetterWord,
                                    RemoteProtocolError)
 from ..server.settings import ServerSettings
@@ -56,6 +55,36 @@ log = logging.getLogger("zabpy.server")
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket | None:
+    """A socket bound to ``host``:``port`` when ``host`` is a numeric
+    address, set up as ``create_server(host, port, reuse_address=True)``
+    would set it up; None for a name (or ""), which ``create_server``
+    resolves. For an IP literal that resolution is pure cost at start-up:
+    uvloop encodes the name with the idna codec (importing it and
+    unicodedata) and runs getaddrinfo."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as create_server: IPv6 only on a v6 address
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            # the message create_server gives (logged by `zabpy server`)
+            raise OSError(e.errno, f"error while attempting to bind on address "
+                                   f"{(host, port)!r}: {(e.strerror or str(e)).lower()}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return None
 
 
 def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
@@ -212,8 +241,12 @@ class ServerRuntime:
         self.server.changes = self.changes = self._change_log(tree)
         self._appended_zxid = tree.last_processed_zxid
         host = self.config.client_port_address
-        self._tcp_server = await loop.create_server(
-            lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)
+        sock = _bound_socket(host, self.config.client_port) if host else None
+        if sock is not None:
+            self._tcp_server = await loop.create_server(lambda: _ClientProtocol(self), sock=sock)
+        else:
+            self._tcp_server = await loop.create_server(
+                lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)
         self.port = self._tcp_server.sockets[0].getsockname()[1]
         log.info("binding to port %s:%d", host, self.port)
         await self._start_secure_port(loop)
@@ -261,7 +294,8 @@ class ServerRuntime:
 
     async def _run_operations(self) -> None:
         try:
-            await asyncio.to_thread(self.ops.preload)
+            if self.ops.needs_preload():  # no worker thread when nothing is to import
+                await asyncio.to_thread(self.ops.preload)
             await self.ops.start()
         except Exception as e:
             # as ZooKeeper, whose metrics provider failing to start is fatal
@@ -385,6 +419,7 @@ class ServerRuntime:
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is None:
             return ()
+        from ..auth.x509 import CertificateError, x509_ids  # TLS only: off the start-up path
         try:
             return x509_ids(sslobj.getpeercert(binary_form=True), self.auth.x509_super_user)
         except (ValueError, CertificateError) as e:
@@ -442,6 +477,8 @@ class ServerRuntime:
     def _four_letter(self, p: _ClientProtocol, ev: FourLetterWord) -> None:
         whitelist = self.config.four_letter_whitelist
         if ev.word in whitelist or "*" in whitelist:
+            # the command table is imported by the first four-letter word
+            from ..admin.fourletter import FourLetterContext, render_four_letter_word
             text = render_four_letter_word(ev.word, FourLetterContext(self, p.conn_id), ev.arg)
         else:
             text = f"{ev.word} is not executed because it is not in the whitelist.\n"

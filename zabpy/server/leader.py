@@ -8,7 +8,9 @@ logged it). Inputs added to the standalone core's, all from the replica:
 - ``submit_forwarded(session_id, cxid, op, body, auth_ids)``: a REQUEST a
   learner forwarded for one of its clients. It is prepared exactly like a
   local request, against the same pending changes, and gets the next zxid;
-  no reply is produced here (the learner answers its client on COMMIT).
+  no reply is produced here (the learner answers its client on COMMIT). A
+  sync() goes back to the ZAB leader (``learner_sync``) in its turn: after
+  a large multi forwarded before it is prepared and proposed.
 - ``touch_sessions(touches)``: session activity learners reported in PINGs,
   so that the leader, which alone expires sessions, keeps them alive.
 - ``revalidate(learner_id, session_id)``: a learner asks whether a
@@ -24,14 +26,14 @@ from ..jute.constants import ERR, OP
 from ..election.reconfig import ReconfigError
 from ..pipeline.prep import PrepContext, PrepError
 from ..zab.leader import Leader
-from .standalone import _BAD_ARGUMENTS, _MALFORMED, _UNKNOWN, InFlight, StandaloneServer
+from .sliced import SlicedPrep
+from .standalone import (_BAD_ARGUMENTS, _MALFORMED, _UNKNOWN, InFlight, StandaloneServer,
+                         _BigMulti)
 
 __all__ = ["LeaderServer"]
 
 
 class LeaderServer(StandaloneServer):
-    MULTI_OPS_PER_PART = 0  # whole txns: a SNAP to a learner must not see half a multi
-
     def _session_id_server_id(self) -> int:
         return self.settings.server_id
 
@@ -82,16 +84,33 @@ class LeaderServer(StandaloneServer):
         through ``logged`` (replies, watches); txns logged in an earlier term
         (committed when this leader was established) go straight to the tree."""
         if self.inflight:
-            assert self.inflight[0].hdr.zxid == hdr.zxid, \
-                f"commit {hdr.zxid:#x} but the oldest proposal is {self.inflight[0].hdr.zxid:#x}"
+            # In zxid order: the oldest proposal not yet committed. Older ones
+            # may still wait to be applied, behind a multi applied in parts.
+            assert self._logged_zxid < hdr.zxid <= self.inflight[-1].hdr.zxid, \
+                f"commit {hdr.zxid:#x} after {self._logged_zxid:#x}"
             self.logged(hdr.zxid, now_ms)
             return
+        assert not self.applying, f"commit {hdr.zxid:#x} of an earlier term after this term's"
         assert hdr.zxid > self.tree.last_processed_zxid, f"commit {hdr.zxid:#x} applied twice"
         self.apply_txn(hdr, txn, now_ms)
 
     def submit_forwarded(self, session_id: int, cxid: int, op: int, body: bytes,
-                         auth_ids, now_ms: int) -> None:
+                         auth_ids, now_ms: int, learner_id: int = 0) -> None:
         self.now_ms = now_ms
+        if op == OP.sync:
+            # answered by the ZAB leader (SYNC after the proposals before it
+            # commit), once what came before it is proposed
+            if not self._defer(self.zab.learner_sync, learner_id):
+                self.zab.learner_sync(learner_id)
+            return
+        if self._defer(self._forwarded, session_id, cxid, op, body, auth_ids):
+            # a large multi is being prepared: what takes a zxid follows it
+            self.sessions.touch(session_id, now_ms)
+            return
+        self._forwarded(session_id, cxid, op, body, auth_ids)
+
+    def _forwarded(self, session_id: int, cxid: int, op: int, body: bytes, auth_ids) -> None:
+        now_ms = self.now_ms
         if op == OP.createSession:
             if len(body) < 4:
                 return
@@ -104,8 +123,6 @@ class LeaderServer(StandaloneServer):
                               OP.createSession)
             self._hand_to_log(InFlight(hdr, R.CreateSessionTxn(timeout), None))
             return
-        if op == OP.sync:
-            return  # answered by the ZAB leader itself (SYNC after outstanding commits)
         self.sessions.touch(session_id, now_ms)
         if op == OP.closeSession:
             self._submit_close_session(session_id, None, None, cxid)
@@ -127,6 +144,11 @@ class LeaderServer(StandaloneServer):
                 # another member's local session: no ephemerals without a
                 # global session (ZooKeeper's checkGlobalSession)
                 ctx.ephemeral_error = ERR.SESSIONEXPIRED
+            if isinstance(req, _BigMulti):
+                # decoded and prepared a part per ``work`` call, as a local one
+                self._prepping = SlicedPrep(None, None, session_id, cxid, req.body, zxid, ctx,
+                                            self.multi_ops_per_part)
+                return
             ttype, txn = self._prepare(op, req, zxid, ctx)
         hdr = R.TxnHeader(session_id, cxid, zxid, self._wall_ms(), ttype)
         self._hand_to_log(InFlight(hdr, txn, None))

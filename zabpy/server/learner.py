@@ -27,18 +27,22 @@ import struct
 
 from ..auth.audit import request_lines
 from ..jute import records as R
+from collections import deque
+
+from .. import limits
+from ..jute.codec import DecodeError
 from ..jute.constants import ERR, OP
 from ..pipeline.final import write_reply
-from ..pipeline.prep import creates_ephemeral
+from ..pipeline.prep import MULTI_WRITE_OPS, creates_ephemeral, decode_multi
 from ..zab.follower import Learner
-from .standalone import Conn, Entry, StandaloneServer, frame
+from .sliced import SlicedApply, SlicedDecode
+from .standalone import _MALFORMED, Conn, Entry, InFlight, StandaloneServer, _BigMulti, frame
 
 __all__ = ["LearnerServer"]
 
 
 class LearnerServer(StandaloneServer):
     OWNS_SESSIONS = False
-    MULTI_OPS_PER_PART = 0  # writes go to the leader whole
 
     def _session_id_server_id(self) -> int:
         return self.settings.server_id
@@ -51,6 +55,12 @@ class LearnerServer(StandaloneServer):
         self.zab = zab
         # (session id, cxid) -> (conn id, entry); ("session", id) -> conn id
         self._awaiting: dict = {}
+        # What the leader committed (("txn", hdr, txn)) or answered (("sync",
+        # token)) while a multi is applied in parts: handled after it, in order.
+        self._committed: deque = deque()
+        # Large multis forwarded whole, decoded a part per ``work`` call for
+        # their replies (forwarding order).
+        self._decoding: deque[SlicedDecode] = deque()
 
     def _is_write(self, op: int) -> bool:
         return super()._is_write(op) or op == OP.sync
@@ -101,6 +111,14 @@ class LearnerServer(StandaloneServer):
 
     def _submit_write(self, conn: Conn, entry: Entry) -> None:
         sid = conn.session_id
+        if isinstance(entry.req, _BigMulti):
+            if self.sessions.is_local(sid):
+                # whether it upgrades the session depends on every op: whole
+                entry.req = self._decode_whole(entry.req.body)
+            else:
+                # forwarded as it came; its ops are needed only for the reply
+                self._decoding.append(SlicedDecode(entry, entry.req.body,
+                                                   self.multi_ops_per_part))
         if entry.op == OP.createSession:
             # Never forwarded: the leader would take it for this learner's
             # own session creation. Refused here, without a zxid.
@@ -142,12 +160,79 @@ class LearnerServer(StandaloneServer):
             entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.CONNECTIONLOSS)
             self._drain(conn)
 
+    # ---- decoding large multis -----------------------------------------------
+
+    def _decode_whole(self, body: bytes):
+        try:
+            return decode_multi(body, MULTI_WRITE_OPS)
+        except DecodeError as e:
+            self._log(f"Failed to process request op {OP.multi}: {e}", "warning")
+            return _MALFORMED
+
+    def _decode_part(self) -> None:
+        d = self._decoding[0]
+        if d.step():
+            self._decoding.popleft()
+            d.entry.req = d.ops if d.ops is not None else _MALFORMED
+
+    def _decoded(self, entry: Entry) -> None:
+        """``entry``'s ops, decoded now if they are not yet (its commit came
+        back first); the multis forwarded before it are finished too."""
+        while isinstance(entry.req, _BigMulti) and self._decoding:
+            d = self._decoding[0]
+            while not d.step():
+                pass
+            self._decoding.popleft()
+            d.entry.req = d.ops if d.ops is not None else _MALFORMED
+        assert not isinstance(entry.req, _BigMulti), "a large multi forwarded but not decoding"
+
+    @property
+    def busy(self) -> bool:
+        return super().busy or bool(self._decoding)
+
+    def work(self, now_ms: int) -> None:
+        super().work(now_ms)
+        if self._decoding:
+            self._decode_part()
+
     # ---- incoming -------------------------------------------------------------
 
     def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
+        """A txn the leader committed, applied in zxid order: after the multi
+        being applied in parts, if one is."""
+        self.now_ms = now_ms
+        if self._sliced is not None:
+            self._committed.append(("txn", hdr, txn))
+            return
+        self._apply_committed(hdr, txn)
+
+    def _apply_next(self) -> None:
+        while self._sliced is None and self._committed:
+            kind, a, b = self._committed.popleft()
+            if kind == "txn":
+                self._apply_committed(a, b)
+            else:
+                self._synced(a)
+
+    def _sliced_applied(self, item: InFlight, res) -> None:
+        self._answer(item.hdr, item.txn, res)
+
+    def _apply_committed(self, hdr: R.TxnHeader, txn) -> None:
         sid = hdr.clientId
         waiting = self._awaiting.get((sid, hdr.cxid)) if self.changes is not None else None
-        res = self.apply_txn(hdr, txn, now_ms, waiting[0] if waiting is not None else None)
+        conn_id = waiting[0] if waiting is not None else None
+        part = self.multi_ops_per_part
+        if part and hdr.type == OP.multi and len(txn.txns) > part:
+            # applied a part per ``work`` call; reads it would show in part wait
+            self._sliced = SlicedApply(InFlight(hdr, txn, conn_id), part,
+                                       limits.WATCH_EVENTS_PER_PART)
+            return
+        res = self.apply_txn(hdr, txn, self.now_ms, conn_id)
+        self._answer(hdr, txn, res)
+
+    def _answer(self, hdr: R.TxnHeader, txn, res) -> None:
+        """The local request a txn applied here came from, if any, answered."""
+        sid = hdr.clientId
         if hdr.type == OP.createSession:
             conn_id = self._awaiting.pop(("session", sid), None)
             conn = self.conns.get(conn_id) if conn_id is not None else None
@@ -162,6 +247,8 @@ class LearnerServer(StandaloneServer):
         conn = self.conns.get(conn_id)
         if conn is None:
             return
+        if isinstance(entry.req, _BigMulti):
+            self._decoded(entry)
         err, body = write_reply(entry.op, entry.req, res)
         if entry.local_error:
             err, body = entry.local_error, b""
@@ -174,8 +261,15 @@ class LearnerServer(StandaloneServer):
         self._drain(conn)
 
     def synced(self, token, now_ms: int) -> None:
-        """The leader answered the sync() identified by ``token`` = (session id, cxid)."""
+        """The leader answered the sync() identified by ``token`` = (session id, cxid):
+        once every txn committed before it is applied here."""
         self.now_ms = now_ms
+        if self._sliced is not None:
+            self._committed.append(("sync", token, None))
+            return
+        self._synced(token)
+
+    def _synced(self, token) -> None:
         waiting = self._awaiting.pop(token, None)
         if waiting is None:
             return

@@ -299,6 +299,20 @@ class Replica:
             self.server.tick(now_ms)
         self._pump()
 
+    @property
+    def busy(self) -> bool:
+        """The server core has a large multi part-way through (prepared,
+        applied or decoded a part at a time, server/sliced.py): call ``work``
+        again, once the executor has served its other inputs."""
+        return self.server is not None and self.server.busy
+
+    def work(self, now_ms: int) -> None:
+        """One more part of the large multis under way (``busy``)."""
+        if self.server is not None and self.server.busy:
+            self.now_ms = now_ms
+            self.server.work(now_ms)
+            self._pump()
+
     # ---- inputs: clients ----------------------------------------------------------------
     def client_connected(self, conn_id: int, peer_ip: str, now_ms: int, tls_ids: tuple = ()) -> None:
         assert self.serving and self.server is not None, "a client accepted while not serving"
@@ -434,7 +448,8 @@ class Replica:
         srv = self.server
         if isinstance(srv, LeaderServer):
             for r in z.requests:
-                srv.submit_forwarded(r.session_id, r.cxid, r.op, r.body, r.authinfo, self.now_ms)
+                srv.submit_forwarded(r.session_id, r.cxid, r.op, r.body, r.authinfo, self.now_ms,
+                                     r.sid)
             if z.touches:
                 srv.touch_sessions(z.touches, self.now_ms)
             for learner_id, session_id, _timeout in z.revalidate:
@@ -458,6 +473,10 @@ class Replica:
         quorum (a read-only client, a read-write member)."""
         if self.server is None:
             return
+        # What was committed is in the tree before the next role reads it
+        # (its history starts from the tree): a multi applied in parts ends.
+        self.server.settle(self.now_ms)
+        self._drain_server()
         self.restored_sessions = self._sessions()
         self._out["client_close"].extend(self.server.conns)
         self.server = None
@@ -544,6 +563,10 @@ class Replica:
             self._next_server_tick_ms = self.now_ms
 
     def _snapshot_source(self) -> Snapshot:
+        # A SNAP sees a multi whole or not at all: one applied in parts is
+        # finished first (rare: a learner far behind), with what waited for it.
+        if self.server is not None:
+            self.server.settle(self.now_ms)
         tree = self.tree
         return Snapshot(tree.last_processed_zxid, self.snapshot_image(tree, self._sessions()))
 

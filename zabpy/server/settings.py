@@ -42,9 +42,16 @@ class ServerSettings:
     request_bytes_per_connection_max: int = 0
     # SASL, x509, auth enforcement, audit (zabpy/auth)
     auth: AuthSettings = AuthSettings()
+    # A multi of more sub-txns than this is applied this many per ``work``
+    # call, and one whose body is larger than ``multi_sliced_body_bytes`` is
+    # decoded and prepared so (server/sliced.py); 0: whole. The simulator
+    # sets them small so that its three-op multis are sliced too.
+    multi_ops_per_part: int = limits.MULTI_APPLY_OPS_PER_PART
+    multi_sliced_body_bytes: int = limits.MULTI_SLICED_BODY_BYTES
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0
         assert self.sessionless_cnxn_timeout_ms > 0
         assert self.send_budget_bytes >= 0
+        assert self.multi_ops_per_part >= 0 and self.multi_sliced_body_bytes >= 0
         assert 0 < self.session_timeout_ms_min <= self.session_timeout_ms_max

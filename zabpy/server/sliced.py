@@ -23,13 +23,16 @@ no later txn. Atomicity as other sessions see it:
 
 from __future__ import annotations
 
+import struct
+
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
 from ..jute.constants import Err, OpCode
 from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, PrepError, PrepFailure, decode_multi_part
-from ..tree.datatree import ApplyResult, DataTree
+from ..tree.datatree import (ApplyResult, DataTree, child_name_at, encode_child_names,
+                             multi_failed)
 
-__all__ = ["SlicedApply", "SlicedPrep"]
+__all__ = ["SlicedApply", "SlicedChildren", "SlicedDecode", "SlicedPrep"]
 
 # Reads that are not about one node: they wait for the whole multi.
 _ALWAYS_WAIT = frozenset({
@@ -38,6 +41,7 @@ _ALWAYS_WAIT = frozenset({
     OpCode.setWatches2,
 })
 _NEVER_WAIT = frozenset({OpCode.ping, OpCode.whoAmI})
+_COUNT = struct.Struct(">i")
 
 
 class SlicedApply:
@@ -50,6 +54,7 @@ class SlicedApply:
         self.applied = 0           # sub-txns in the tree
         self.fired = 0             # watch events handed out
         self.touched: dict[str, None] = {}
+        self.failed = multi_failed(item.txn)
 
     @property
     def in_tree(self) -> bool:
@@ -62,7 +67,7 @@ class SlicedApply:
     def apply_part(self, tree: DataTree) -> None:
         stop = min(self.applied + self.ops_per_part, len(self.item.txn.txns))
         tree.apply_multi_part(self.item.hdr, self.item.txn, self.out, self.applied, stop,
-                              self.touched)
+                              self.touched, self.failed)
         self.applied = stop
 
     def next_triggers(self) -> list:
@@ -90,8 +95,11 @@ class SlicedPrep:
     tree, which the multi has not touched yet. ``result`` is set at the end:
     (txn type, txn, the decoded ops or None when the body did not decode)."""
 
-    def __init__(self, conn, entry, body: bytes, zxid: int, ctx, ops_per_part: int):
+    def __init__(self, conn, entry, session_id: int, cxid: int, body: bytes, zxid: int, ctx,
+                 ops_per_part: int):
+        # conn and entry: None for a request a learner forwarded to the leader
         self.conn, self.entry, self.zxid, self.ctx = conn, entry, zxid, ctx
+        self.session_id, self.cxid = session_id, cxid
         self.ops_per_part = ops_per_part
         self.reader = Reader(memoryview(body))
         self.ops: list = []
@@ -129,3 +137,57 @@ class SlicedPrep:
             return True
         self.result = (*self.multi.result(), self.ops)
         return True
+
+
+class SlicedDecode:
+    """A large multi body a learner forwarded whole, decoded a part at a time
+    for the reply it gives when the leader's commit comes back (the leader
+    decodes and prepares it itself). ``ops`` is the decoded list once
+    ``step`` returned True, or None when the body does not decode."""
+
+    def __init__(self, entry, body: bytes, ops_per_part: int):
+        self.entry = entry
+        self.ops_per_part = ops_per_part
+        self.reader = Reader(memoryview(body))
+        self.ops: list | None = []
+
+    def step(self) -> bool:
+        assert self.ops is not None
+        try:
+            return decode_multi_part(self.reader, MULTI_WRITE_OPS, self.ops, self.ops_per_part)
+        except DecodeError:
+            self.ops = None
+            return True
+
+
+class SlicedChildren:
+    """The child list of a node with many children, encoded a part per
+    ``work`` call for a getChildren at the head of its connection's queue
+    (the first listing after a change re-encodes the whole list). The names
+    are taken at the start; once all are encoded, the list becomes the
+    node's cached one if no child came or went meanwhile, and the read is
+    answered as any read, at that moment, from the cache (or, if the list
+    changed, encoded then in one piece)."""
+
+    def __init__(self, conn_id: int, entry, node, names_per_part: int):
+        self.conn_id, self.entry, self.node = conn_id, entry, node
+        self.names_per_part = names_per_part
+        self.signature = node.children_signature()
+        self.paths = list(node.child_paths())
+        self.cut = child_name_at(self.paths)
+        self.parts: list[bytes] = []
+        self.encoded = 0
+
+    def step(self) -> bool:
+        """One more part; True once every name is encoded."""
+        stop = min(self.encoded + self.names_per_part, len(self.paths))
+        self.parts.append(encode_child_names(self.paths[self.encoded:stop], self.cut))
+        self.encoded = stop
+        return stop == len(self.paths)
+
+    def finish(self, tree: DataTree, path: str) -> None:
+        """Cache the list on the node if it is still the tree's and unchanged."""
+        node = self.node
+        if tree.nodes.get(path) is node and node.children_wire is None \
+                and node.children_signature() == self.signature:
+            node.children_wire = _COUNT.pack(len(self.paths)) + b"".join(self.parts)

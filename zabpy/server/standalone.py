@@ -58,7 +58,7 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import SlicedApply, SlicedPrep
+from .sliced import SlicedApply, SlicedChildren, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -93,6 +93,7 @@ _CLIENT_REFUSED = {OP.deleteContainer: _BAD_ARGUMENTS}
 # What a connection's queue treats as a write (answered once its txn is durable).
 _QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, OP.createSession, *_CLIENT_REFUSED}
 _BODY_INT = struct.Struct(">i")
+_LISTING_OPS = (OP.getChildren, OP.getChildren2)
 
 
 class ProtocolViolation(Exception):
@@ -132,6 +133,9 @@ class Entry:
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
     size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
+    # a getChildren of a long list: 1 while the list is encoded in parts
+    # (``SlicedChildren``), 2 once done (it is then answered as any read)
+    listing: int = 0
 
 
 @dataclass
@@ -261,7 +265,12 @@ class StandaloneServer:
         # go); the connections they go to answer nothing meanwhile
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
+        # long child lists being encoded a part per ``work`` call, in order
+        self._listing: deque[SlicedChildren] = deque()
         self._logged_zxid = self.tree.last_processed_zxid
+        # A multi of more sub-txns than this is applied in parts (``work``);
+        # 0: whole (ServerSettings.multi_ops_per_part).
+        self.multi_ops_per_part = settings.multi_ops_per_part
         # A ChangeLog (server/changes.py) a runtime hands in to keep the applied
         # changes (the HTTP API's watch streams and history); None: nothing kept.
         self.changes: ChangeLog | None = None
@@ -584,7 +593,7 @@ class StandaloneServer:
             return _CLIENT_REFUSED.get(op, _UNKNOWN)
         try:
             if op == OP.multi:
-                if self.MULTI_OPS_PER_PART and len(body) > limits.MULTI_SLICED_BODY_BYTES:
+                if self.multi_ops_per_part and len(body) > self.settings.multi_sliced_body_bytes:
                     return _BigMulti(bytes(body))
                 return decode_multi(body, MULTI_WRITE_OPS)
             if op == OP.multiRead:
@@ -686,8 +695,8 @@ class StandaloneServer:
                     acl_schemes=self.settings.auth.acl_schemes)
             ctx.ephemeral_error = ephemeral_error
             if isinstance(req, _BigMulti):
-                self._prepping = SlicedPrep(conn, entry, req.body, zxid, ctx,
-                                            self.MULTI_OPS_PER_PART)
+                self._prepping = SlicedPrep(conn, entry, conn.session_id, entry.xid, req.body,
+                                            zxid, ctx, self.multi_ops_per_part)
                 return
             ttype, txn = self._prepare(entry.op, req, zxid, ctx)
         hdr = R.TxnHeader(conn.session_id, entry.xid, zxid, self._wall_ms(), ttype)
@@ -716,6 +725,11 @@ class StandaloneServer:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
         ctx.reconfig = self.reconfig_check
         out = prepare(op, req, zxid, self.pending, ctx)
+        self._quota_logs(ctx)
+        return out
+
+    def _quota_logs(self, ctx: PrepContext) -> None:
+        """The quota lines and counts a prep left in ``ctx``."""
         if ctx.quota_messages:
             for msg in ctx.quota_messages:
                 for line in self._quota_log.log(msg, self.now_ms):
@@ -725,7 +739,6 @@ class StandaloneServer:
                 exceeded = self.stats.quota_exceeded
                 exceeded[ns] = exceeded.get(ns, 0) + 1
             ctx.quota_exceeded.clear()
-        return out
 
     def _foreign_local(self, session_id: int) -> bool:
         """A session unknown here that may be another member's local one (or
@@ -775,10 +788,6 @@ class StandaloneServer:
 
     # ---- durable: apply and answer ---------------------------------------------
 
-    # A multi of more sub-txns than this is applied in parts (``work``). The
-    # leader's core applies whole txns: ZAB's SNAP and commit order see its tree.
-    MULTI_OPS_PER_PART: ClassVar[int] = limits.MULTI_APPLY_OPS_PER_PART
-
     def logged(self, zxid: int, now_ms: int) -> None:
         """Every txn up to ``zxid`` is durable: apply them in order and answer."""
         self.now_ms = now_ms
@@ -787,7 +796,7 @@ class StandaloneServer:
         self._apply_logged()
 
     def _apply_logged(self) -> None:
-        part = self.MULTI_OPS_PER_PART
+        part = self.multi_ops_per_part
         while self._sliced is None and self._fanout is None and self.inflight \
                 and self.inflight[0].hdr.zxid <= self._logged_zxid:
             item = self.inflight.popleft()
@@ -813,7 +822,14 @@ class StandaloneServer:
     def busy(self) -> bool:
         """A large multi is part-way through: call ``work`` again (next loop turn)."""
         return (self._sliced is not None or self._prepping is not None
-                or self._fanout is not None)
+                or self._fanout is not None or bool(self._listing))
+
+    @property
+    def applying(self) -> bool:
+        """The tree is not yet the state of every txn durable (committed):
+        a multi is part-way in, or txns wait behind it or behind a storm."""
+        return (self._sliced is not None or self._fanout is not None
+                or bool(self.inflight and self.inflight[0].hdr.zxid <= self._logged_zxid))
 
     def work(self, now_ms: int) -> None:
         """One more part of each large multi under way."""
@@ -824,6 +840,8 @@ class StandaloneServer:
             self._apply_part()
         if self._fanout is not None:
             self._fanout_part()
+        if self._listing:
+            self._listing_part()
 
     def _fanout_part(self) -> None:
         assert self._fanout is not None
@@ -840,26 +858,36 @@ class StandaloneServer:
             conn = self.conns.get(conn_id)
             if conn is not None:
                 self._drain(conn)
-        self._apply_logged()
+        self._apply_next()
 
     def _prep_part(self) -> None:
         """Decode or prepare a part; after the last, hand the multi to the
         log and run what waited for it."""
         sp = self._prepping
         assert sp is not None
-        session = self.sessions.sessions.get(sp.ctx.session_id)
-        if not sp.step(self.pending, session is not None and not session.closing):
+        if not sp.step(self.pending, self._session_alive(sp.session_id)):
             return
         if sp.decode_error is not None:
             self._log(f"Failed to process request op {OP.multi}: {sp.decode_error}",
                       "warning")
+        self._quota_logs(sp.ctx)
         assert sp.result is not None
         ttype, txn, ops = sp.result
-        sp.entry.req = ops if ops is not None else _MALFORMED
-        hdr = R.TxnHeader(sp.conn.session_id, sp.entry.xid, sp.zxid, self._wall_ms(), ttype)
+        if sp.entry is not None:
+            sp.entry.req = ops if ops is not None else _MALFORMED
+        hdr = R.TxnHeader(sp.session_id, sp.cxid, sp.zxid, self._wall_ms(), ttype)
         self._prepping = None
-        self._hand_to_log(InFlight(hdr, txn, sp.conn.conn_id, sp.entry))
+        self._hand_to_log(InFlight(hdr, txn, sp.conn.conn_id if sp.conn is not None else None,
+                                   sp.entry))
         self._run_deferred()
+
+    def _session_alive(self, session_id: int) -> bool:
+        """What ``_prepare`` asks before it prepares a write: the session is
+        here and not closing, or may be another member's local one."""
+        session = self.sessions.sessions.get(session_id)
+        if session is None:
+            return self._foreign_local(session_id)
+        return not session.closing
 
     def _run_deferred(self) -> None:
         while self._deferred and self._prepping is None:
@@ -885,13 +913,35 @@ class StandaloneServer:
         if zxid > self.tree.last_processed_zxid:
             self.tree.last_processed_zxid = zxid
         self.pending.applied(zxid)
-        self._after_apply(sl.item, sl.out)
+        self._sliced_applied(sl.item, sl.out)
         gated, self._gated = self._gated, {}
         for conn_id in gated:
             conn = self.conns.get(conn_id)
             if conn is not None:
                 self._drain(conn)
+        self._apply_next()
+
+    def _sliced_applied(self, item: InFlight, res) -> None:
+        """A multi applied in parts is whole in the tree: its reply (a
+        learner overrides this: it answers what the leader committed)."""
+        self._after_apply(item, res)
+
+    def _apply_next(self) -> None:
+        """Go on with the txns that waited behind a sliced multi or a storm."""
         self._apply_logged()
+
+    def settle(self, now_ms: int) -> None:
+        """Apply, whole and now, every txn already durable (or committed):
+        the multi under way included. The replica calls it before anything
+        reads the tree as a state of the log (a SNAP, the end of a role); a
+        multi being prepared is left as it is."""
+        self.now_ms = now_ms
+        while self._sliced is not None or self._fanout is not None:
+            if self._sliced is not None:
+                self._apply_part()
+            else:
+                self._fanout_part()
+        assert not self.applying, "settled with txns still to apply"
 
     def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int, conn_id: int | None = None):
         """Apply a txn prepared elsewhere (another server, an earlier term):
@@ -919,7 +969,7 @@ class StandaloneServer:
                       "refusing writes", "error")
         self.can_write = False
         sp, self._prepping = self._prepping, None
-        if sp is not None and sp.conn.conn_id in self.conns:
+        if sp is not None and sp.conn is not None and sp.conn.conn_id in self.conns:
             sp.entry.reply = frame(sp.entry.xid, self.tree.last_processed_zxid, ERR.SYSTEMERROR)
             self._drain(sp.conn)
         while self.inflight:
@@ -1047,6 +1097,9 @@ class StandaloneServer:
                 if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
                     self._gated[conn.conn_id] = None
                     return
+                if entry.listing == 1 or (entry.op in _LISTING_OPS and self._start_listing(conn,
+                                                                                          entry)):
+                    return   # its child list is being encoded (``work``)
                 entry.reply = self._answer_read(conn, entry)
                 conn.send_budget -= len(entry.reply)
             q.popleft()
@@ -1064,6 +1117,36 @@ class StandaloneServer:
                 self.stats.outstanding -= len(q)
                 q.clear()
                 return
+
+    def _start_listing(self, conn: Conn, entry: Entry) -> bool:
+        """A getChildren of a node with a long list that is not cached:
+        encode it in parts first (True), so that other connections are
+        served meanwhile; the read is answered once it is done."""
+        if entry.listing or not self.multi_ops_per_part:
+            return False
+        path = getattr(entry.req, "path", None)
+        if not isinstance(path, str):
+            return False
+        node = self.tree.nodes.get("/" if path == "" else path)
+        if node is None or node.children_wire is not None \
+                or node.child_count() <= limits.CHILDREN_ENCODE_PER_PART:
+            return False
+        entry.listing = 1
+        self._listing.append(SlicedChildren(conn.conn_id, entry, node,
+                                            limits.CHILDREN_ENCODE_PER_PART))
+        return True
+
+    def _listing_part(self) -> None:
+        job = self._listing[0]
+        if not job.step():
+            return
+        self._listing.popleft()
+        path = job.entry.req.path
+        job.finish(self.tree, "/" if path == "" else path)
+        job.entry.listing = 2
+        conn = self.conns.get(job.conn_id)
+        if conn is not None:
+            self._drain(conn)
 
     def _answer_read(self, conn: Conn, entry: Entry) -> bytes:
         zxid = self.tree.last_processed_zxid

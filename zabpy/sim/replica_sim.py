@@ -86,6 +86,9 @@ class ReplicaSimOptions:
     snapshot_size_factor: float | None = None   # < 0: never DIFF from the log; seeded if None
     oracle: str | None = None          # two voters with QuorumOracleMaj: "detector" or "both"
     faults: list[tuple[int, str]] | None = None   # a fixed fault schedule instead of a seeded one
+    # multis (three ops here) applied this many sub-txns per work() call, and
+    # decoded / prepared in parts too (0: whole); seeded (1 or 2) when None
+    multi_ops_per_part: int | None = None
 
 
 class Trace(Sequence[str]):
@@ -194,13 +197,16 @@ class ReplicaSimulation:
         self.detect_ms = 0
         self.faults = (list(opts.faults) if opts.faults is not None
                        else _schedule(self.fault_rng, opts.fault_ms))
+        self.multi_ops_per_part = (opts.multi_ops_per_part if opts.multi_ops_per_part is not None
+                                   else random.Random(f"{seed}/slices").choice([1, 2]))
         self.now_ms = 0
         self.next_check_ms = opts.check_every_ms
         self.trace = Trace()
         self.healed = False
         self.checks = 0
         self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max} "
-                 f"clients={n_clients} snapshotSizeFactor={self.size_factor}")
+                 f"clients={n_clients} snapshotSizeFactor={self.size_factor} "
+                 f"multi_ops_per_part={self.multi_ops_per_part}")
 
     def log(self, line: str) -> None:
         self.trace.append(f"{self.now_ms:>8} {line}")
@@ -243,7 +249,9 @@ class ReplicaSimulation:
                               session_timeout_ms_max=20 * t, wall_offset_ms=1_000_000,
                               read_only_mode_enabled=bool(o.read_only),
                               local_sessions_enabled=o.local_sessions > 0,
-                              local_sessions_upgrading_enabled=o.local_sessions > 0)
+                              local_sessions_upgrading_enabled=o.local_sessions > 0,
+                              multi_ops_per_part=self.multi_ops_per_part,
+                              multi_sliced_body_bytes=0)
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:
@@ -530,6 +538,8 @@ class ReplicaSimulation:
                 for q in (node.fsync_queue, node.read_queue):
                     if q and q[0][0] < t:
                         t = q[0][0]
+                if node.replica.busy and self.now_ms + 1 < t:
+                    t = self.now_ms + 1   # one part per virtual millisecond
         return max(self.now_ms, t)
 
     def _step_once(self) -> None:
@@ -569,6 +579,11 @@ class ReplicaSimulation:
             if t is not None and t <= now:
                 self.nodes[sid].replica.tick(now)
                 self._flush(sid)
+        for sid in self.up():
+            # a large multi's next part, after this step's packets and clients
+            if self.nodes[sid].replica.busy:
+                self.nodes[sid].replica.work(now)
+                self._flush(sid)
         self._client_actions()
         if now >= self.next_check_ms:
             self.next_check_ms = now + self.opts.check_every_ms
@@ -607,8 +622,8 @@ class ReplicaSimulation:
             return
         for sid in self.up():
             node = self.nodes[sid]
-            if node.reloading():
-                continue
+            if node.reloading() or node.replica.busy:
+                continue   # a multi part-way into the tree: checked when it is whole
             self.checker.check_replay(sid, node)
             if node.replica.serving and node.replica.mode != "read-only":
                 self.checker.check_serving(sid, node)
@@ -628,7 +643,7 @@ class ReplicaSimulation:
             if sid != leaders[0] and (not node.replica.serving or learner is None
                                       or learner.leader_sid != leaders[0]):
                 return None
-            if node.tree.last_processed_zxid != leader.history.last_zxid:
+            if node.tree.last_processed_zxid != leader.history.last_zxid or node.replica.busy:
                 return None
             digests.add(tree_digest(node.tree))
         return leaders[0] if len(digests) == 1 else None

@@ -34,8 +34,6 @@ from __future__ import annotations
 import struct
 import zlib
 
-import cramjam
-
 from ..limits import SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX
 from .snapshot import SnapshotError
 
@@ -114,6 +112,7 @@ class SnapshotEncoder:
         return head + self._snappy_blocks(final=True)
 
     def _snappy_blocks(self, final: bool) -> bytes:
+        import cramjam  # snappy only: imported on first use, off the start-up path
         out = []
         data, pos, n = self._pending, 0, len(self._pending)
         while n - pos >= SNAPPY_BLOCK_BYTES or (final and pos < n):
@@ -160,6 +159,7 @@ def _snappy_header(view: memoryview, pos: int) -> int:
 
 
 def _decode_snappy(data: bytes) -> bytes:
+    import cramjam  # snappy only: imported on first use, off the start-up path
     view = memoryview(data)
     pos, end, out = _snappy_header(view, 0), len(view), []
     while pos < end:

@@ -42,7 +42,8 @@ from .paths import basename, parent_of
 from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
                     stats_path, stats_text)
 
-__all__ = ["DataNode", "ChildNames", "pack_record", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn"]
+__all__ = ["DataNode", "ChildNames", "pack_record", "DataTree", "ApplyResult", "ttl_owner", "is_ttl_owner", "ttl_of", "replay_txn", "multi_failed",
+           "encode_child_names", "child_name_at"]
 
 _TTL_TOP = 0xFF << 56
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat in wire order (zookeeper.jute)
@@ -66,6 +67,33 @@ _PZXID_AT = 53
 _INT_MIN = 0x80000000
 _INT_MASK = 0xFFFFFFFF
 _NO_KIDS: dict[str, None] = {}
+
+
+def child_name_at(paths: Iterable[str]) -> int:
+    """Where a child's name starts in its path (all children share a parent)."""
+    for p in paths:
+        return p.rfind("/") + 1
+    return 0
+
+
+def encode_child_names(paths: Iterable[str], cut: int) -> bytes:
+    """The names (each path from ``cut`` on) as jute ustrings, one after
+    another: a getChildren list without its count. Names of one length in
+    ASCII (the common case: sequential or generated names) are joined in
+    one step, without a Python step per child."""
+    names = [p[cut:] for p in paths]
+    lengths = set(map(len, names))
+    if len(lengths) == 1:
+        sep = _INT.pack(lengths.pop()).decode("latin-1")
+        text = sep + sep.join(names)
+        if text.isascii():
+            return text.encode("ascii")
+    return b"".join(_INT.pack(len(b)) + b for b in (n.encode("utf-8") for n in names))
+
+
+def multi_failed(txn: R.MultiTxn) -> bool:
+    """A multi logged as failed: one of its sub-txns is an error."""
+    return any(sub.type == OP.error for sub in txn.txns)
 
 
 def ttl_owner(ttl_ms: int) -> int:
@@ -178,23 +206,14 @@ class DataNode:
         if not kids:
             wire = b"\x00\x00\x00\x00"
         else:
-            cut = 0
-            for p in kids:
-                cut = p.rfind("/") + 1
-                break
-            names = [p[cut:] for p in kids]
-            count = _INT.pack(len(names))
-            lengths = set(map(len, names))
-            if len(lengths) == 1:
-                sep = _INT.pack(lengths.pop()).decode("latin-1")
-                text = sep + sep.join(names)
-                if text.isascii():
-                    wire = count + text.encode("ascii")
-            if wire is None:
-                wire = count + b"".join(_INT.pack(len(b)) + b
-                                        for b in (n.encode("utf-8") for n in names))
+            wire = _INT.pack(len(kids)) + encode_child_names(kids, child_name_at(kids))
         self.children_wire = wire
         return wire
+
+    def children_signature(self) -> tuple[int, int, int]:
+        """(children, cversion, pzxid): changes whenever a txn adds or
+        removes a child (a create raises cversion, a delete sets pzxid)."""
+        return self.child_count(), self.child_version(), self.child_zxid()
 
     def add_child(self, path: str) -> None:
         """List a child by its full path (the tree's key for it)."""
@@ -509,15 +528,19 @@ class DataTree:
         return out
 
     def apply_multi_part(self, hdr: R.TxnHeader, txn: R.MultiTxn, out: ApplyResult,
-                         start: int, stop: int, touched: dict | None = None) -> None:
+                         start: int, stop: int, touched: dict | None = None,
+                         failed: bool | None = None) -> None:
         """Apply sub-txns ``start``..``stop`` of a multi into ``out`` (a
         server cuts a large multi into such parts; it advances
         last_processed_zxid itself once the last part is in). ``touched``
         collects the paths whose nodes or child lists changed. A failed multi
         is logged with the real txns of the ops before the failure; applying
-        it changes nothing, and those ops report OK."""
+        it changes nothing, and those ops report OK. ``failed``: whether
+        one sub-txn is an error, if the caller knows (a scan per part would
+        make a large multi quadratic)."""
         subs = out.multi
-        failed = any(sub.type == OP.error for sub in txn.txns)
+        if failed is None:
+            failed = multi_failed(txn)
         for sub in txn.txns[start:stop]:
             if failed and sub.type != OP.error:
                 subs.append(ApplyResult(err=ERR.OK))

@@ -8,7 +8,7 @@ outstanding proposals with their ACK sets, and the timers.
 Inputs: ``step(sid, packet, now_ms)`` (a packet from a learner, or the
 leader's own ACK looped back: see ``ready``), ``disconnected(sid, now_ms)``,
 ``tick(now_ms)``; from the server pipeline ``next_zxid()`` and ``propose(hdr, txn)``,
-``sync(token)``, ``revalidate_reply(sid, session_id, valid)``. Outputs:
+``sync(token)``, ``learner_sync(sid)``, ``revalidate_reply(sid, session_id, valid)``. Outputs:
 ``ready() -> ZabReady`` / ``advance(ready)`` (see ``ready.py``).
 
 Rules, with their Zab.tla action names:
@@ -306,6 +306,12 @@ class Leader:
         txn proposed so far is committed."""
         self._sync(None, token)
 
+    def learner_sync(self, sid: int) -> None:
+        """A sync() learner ``sid`` forwarded, reached in the pipeline: SYNC
+        goes back once every txn proposed so far is committed."""
+        if self.phase == Phase.BROADCAST:
+            self._sync(sid, None)
+
     def revalidate_reply(self, sid: int, session_id: int, valid: bool) -> None:
         if sid in self.learners:
             self._out.send.append((sid, P.revalidate_reply(session_id, valid)))
@@ -466,8 +472,9 @@ class Leader:
             self._out.touches.extend(P.parse_ping_reply(pkt))
         elif kind == T.REQUEST and learner.stage == _UPTODATE and self.phase == Phase.BROADCAST:
             session_id, cxid, op, body = P.parse_request(pkt)
-            if op == OP.sync:
-                self._sync(sid, None)
+            # a sync() too: the pipeline hands it back (``learner_sync``) in
+            # its place among the requests before it, which may not be
+            # proposed yet (ZooKeeper's ProposalRequestProcessor)
             self._out.requests.append(ForwardedRequest(sid, session_id, cxid, op, body,
                                                        tuple(pkt.authinfo or ())))
         elif kind == T.REVALIDATE:

@@ -1,0 +1,223 @@
+"""Fairness in an ensemble (issue 12): a 10,000-op multi is prepared and
+applied in parts on the leader and applied (and decoded) in parts on the
+learners (zabpy/server/sliced.py), so that quorum traffic and other sessions
+are served between the parts. With test ticks (tickTime 200 ms, syncLimit 5:
+a learner not heard from for a second is dropped) the leader keeps its
+quorum, a bystander on another member is served while the multis are in
+flight, and the multis stay atomic as a follower's readers see them (Zab
+paper 3.2 "primary order": a txn is delivered whole, in zxid order).
+Asserted on what clients see and on who leads, never on timings
+(``python -m bench.fairness --ensemble 3`` measures the latency)."""
+
+from __future__ import annotations
+
+import select
+import struct
+
+import pytest
+
+from rawclient import RawClient
+from zabpy.jute import records as R
+from zabpy.jute.codec import Reader
+from zabpy.jute.constants import OpCode
+from zabpy.testing import ZabpyEnsemble, four_letter_word
+
+OPS = 10_000
+MULTIS = 4
+ACL = [R.ACL(31, R.Id("world", "anyone"))]
+
+
+@pytest.fixture(scope="module")
+def ens():
+    # sessions of 30 s: a client waiting for its multi on a loaded machine
+    # sends nothing meanwhile (the default maximum is 20 ticks: 4 s)
+    with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5, extra="maxSessionTimeout=30000") as e:
+        yield e
+
+
+def multi(paths: list[str], create: bool) -> bytes:
+    out = []
+    for p in paths:
+        if create:
+            out.append(R.MultiHeader(OpCode.create, False, -1).to_bytes()
+                       + R.CreateRequest(p, b"", ACL, 0).to_bytes())
+        else:
+            out.append(R.MultiHeader(OpCode.delete, False, -1).to_bytes()
+                       + R.DeleteRequest(p, -1).to_bytes())
+    return b"".join(out) + R.MultiHeader(-1, True, -1).to_bytes()
+
+
+def read_pair(first: str, last: str) -> bytes:
+    """A multiRead of two paths: one read of both, answered at one point."""
+    return b"".join(R.MultiHeader(OpCode.getData, False, -1).to_bytes()
+                    + R.GetDataRequest(p, False).to_bytes() for p in (first, last)) \
+        + R.MultiHeader(-1, True, -1).to_bytes()
+
+
+def pair_errors(body: bytes) -> tuple[int, int]:
+    r = Reader(body)
+    errs = []
+    for _ in range(2):
+        h = R.MultiHeader.read(r)
+        if h.type == OpCode.error:
+            errs.append(R.ErrorResponse.read(r).err)
+        else:
+            R.GetDataResponse.read(r)
+            errs.append(0)
+    return errs[0], errs[1]
+
+
+def srvr(ens: ZabpyEnsemble, sid: int) -> dict[str, str]:
+    text = four_letter_word("127.0.0.1", ens.client_ports[sid], "srvr", 10)
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def roles(ens: ZabpyEnsemble) -> dict[int, tuple[str, int]]:
+    """Each member's mode and the epoch of its last zxid."""
+    out = {}
+    for sid in ens.sids:
+        s = srvr(ens, sid)
+        out[sid] = (s["Mode"], int(s["Zxid"], 16) >> 32)
+    return out
+
+
+def replied(c: RawClient) -> bool:
+    return bool(select.select([c.sock], [], [], 0)[0])
+
+
+def children_count(body: bytes) -> int:
+    return struct.unpack_from(">i", body)[0]
+
+
+def client(ens: ZabpyEnsemble, sid: int) -> RawClient:
+    c = RawClient(ens.client_ports[sid], timeout=60)
+    c.handshake(timeout_ms=30_000)
+    return c
+
+
+def run_multis(ens, agg_sid: int, by_sid: int, root: str) -> tuple[int, dict, dict]:
+    """MULTIS big multis from a session on ``agg_sid`` (creating, then
+    deleting, ``OPS`` children of ``root``); meanwhile a session on ``by_sid``
+    reads another node, and reads ``root``'s children and two of the
+    multi's nodes in one multiRead: each read sees a multi whole or not at
+    all. Returns how many bystander reads were answered while a multi was
+    in flight, and each member's mode and epoch before and after."""
+    agg = client(ens, agg_sid)
+    by = client(ens, by_sid)
+    agg.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
+    hdr, _ = by.call(OpCode.create, R.CreateRequest(root + "-other", b"o", ACL, 0))
+    assert hdr.err == 0
+    before = roles(ens)   # after a write: the zxids carry the current epoch
+    paths = [f"{root}/n{i:05d}" for i in range(OPS)]
+    bodies = (multi(paths, True), multi(paths, False))
+    pair = read_pair(paths[0], paths[-1])
+    served = 0
+    for attempt in range(MULTIS):
+        create = attempt % 2 == 0
+        xid = agg.send(OpCode.multi, bodies[attempt % 2])
+        # the same session's next read is answered after the multi, with all of it
+        agg.send(OpCode.getChildren, R.GetChildrenRequest(root, False))
+        while not replied(agg):
+            hdr, body = by.call(OpCode.getData, R.GetDataRequest(root + "-other", False))
+            assert hdr.err == 0 and body[4:5] == b"o"
+            if not replied(agg):
+                served += 1
+            hdr, body = by.call(OpCode.getChildren, R.GetChildrenRequest(root, False))
+            assert hdr.err == 0 and children_count(body) in (0, OPS), children_count(body)
+            hdr, body = by.call(OpCode.multiRead, pair)
+            first, last = pair_errors(body)
+            assert first == last, (first, last)   # both nodes, or neither
+        hdr, _ = agg.recv_reply()
+        assert (hdr.xid, hdr.err) == (xid, 0)
+        hdr, body = agg.recv_reply()
+        assert (hdr.xid, children_count(body)) == (xid + 1, OPS if create else 0)
+    agg.close()
+    by.close()
+    return served, before, roles(ens)
+
+
+def members(ens: ZabpyEnsemble) -> tuple[int, int, int]:
+    leader = ens.leader()
+    assert leader is not None
+    f1, f2 = [s for s in ens.sids if s != leader]
+    return leader, f1, f2
+
+
+def test_multis_through_a_follower_keep_the_leader_and_serve_a_bystander(ens):
+    leader, f1, f2 = members(ens)
+    served, before, after = run_multis(ens, f1, f2, "/via-follower")
+    # Zab 3.1: no member went LOOKING and no new epoch began
+    assert after == before and before[leader][0] == "leader", (before, after, ens.diagnosis())
+    assert served > 0, ens.diagnosis()
+
+
+def test_multis_on_the_leader_keep_it_and_serve_a_bystander(ens):
+    leader, f1, f2 = members(ens)
+    served, before, after = run_multis(ens, leader, f2, "/on-leader")
+    assert after == before and before[leader][0] == "leader", (before, after, ens.diagnosis())
+    assert served > 0, ens.diagnosis()
+
+
+def test_sync_after_a_big_multi_sees_it(ens):
+    """A sync() pipelined behind a multi the leader prepares in parts is
+    answered after it, with a zxid at least the multi's: the leader hands a
+    forwarded sync to ZAB in its place among the requests before it
+    (ZooKeeper's ProposalRequestProcessor), not on receipt."""
+    _, f1, _ = members(ens)
+    c = client(ens, f1)
+    c.call(OpCode.create, R.CreateRequest("/sync-after", b"", ACL, 0))
+    paths = [f"/sync-after/n{i:04d}" for i in range(2000)]
+    for create in (True, False):
+        xid = c.send(OpCode.multi, multi(paths, create))
+        c.send(OpCode.sync, R.SyncRequest("/sync-after"))
+        hdr_multi, _ = c.recv_reply()
+        hdr_sync, _ = c.recv_reply()
+        assert (hdr_multi.xid, hdr_multi.err, hdr_sync.xid, hdr_sync.err) == (xid, 0, xid + 1, 0)
+        assert hdr_sync.zxid >= hdr_multi.zxid
+    c.close()
+
+
+CHILDREN = 25_000   # > 2 x limits.CHILDREN_ENCODE_PER_PART: encoded in parts
+
+
+@pytest.mark.parametrize("where", ["follower", "leader"])
+def test_a_long_child_list_is_listed_right_while_bystanders_are_served(ens, where):
+    """The first getChildren2 after a change re-encodes a long list: it is
+    encoded a part per loop turn, then answered from the cache it leaves,
+    which holds the change (the same session's create or delete pipelined
+    before it) and is dropped by the next one."""
+    leader, f1, f2 = members(ens)
+    agg_sid = leader if where == "leader" else f1
+    root = f"/long-{where}"
+    agg = client(ens, agg_sid)
+    by = client(ens, agg_sid)   # the same member: its loop does the encoding
+    agg.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
+    for start in range(0, CHILDREN, 5000):
+        hdr, body = agg.call(OpCode.multi, multi([f"{root}/c{i:05d}" for i in
+                                                  range(start, start + 5000)], True))
+        assert hdr.err == 0
+    hdr, _ = by.call(OpCode.create, R.CreateRequest(root + "-other", b"o", ACL, 0))
+    served = 0
+    for attempt in range(6):
+        extra = f"{root}/x"
+        if attempt % 2 == 0:
+            agg.send(OpCode.create, R.CreateRequest(extra, b"", ACL, 0))
+        else:
+            agg.send(OpCode.delete, R.DeleteRequest(extra, -1))
+        xid = agg.send(OpCode.getChildren2, R.GetChildren2Request(root, False))
+        while not replied(agg):
+            hdr, _ = by.call(OpCode.getData, R.GetDataRequest(root + "-other", False))
+            assert hdr.err == 0
+            served += 1
+        hdr, _ = agg.recv_reply()
+        assert hdr.err == 0
+        hdr, body = agg.recv_reply()
+        assert hdr.xid == xid and hdr.err == 0
+        r = Reader(body)
+        names = R.GetChildren2Response.read(r)
+        want = CHILDREN + (1 if attempt % 2 == 0 else 0)
+        assert (len(names.children), names.stat.numChildren) == (want, want)
+        assert ("x" in names.children) == (attempt % 2 == 0)
+    assert served > 0
+    agg.close()
+    by.close()
