@@ -257,7 +257,8 @@ class ReplicaSimulation:
     def _flush(self, sid: int) -> None:
         """Carry out the node's Readys until it is quiet. Every input the
         simulator hands a replica is followed by a flush, so the deadline of
-        the last (empty) Ready is the node's deadline until its next input."""
+        the last (empty) Ready, and whether a multi is part-way, hold for the
+        node until its next input."""
         node = self.nodes[sid]
         while node is not None:
             ready = node.replica.ready()
@@ -269,7 +270,7 @@ class ReplicaSimulation:
             for cid in closed:
                 node.replica.client_closed(cid, self.now_ms)
             if not ready and not closed:
-                node.deadline_ms = ready.deadline_ms
+                node.deadline_ms, node.busy = ready.deadline_ms, node.replica.busy
                 return
 
     def _execute(self, sid: int, node: ReplicaNode, ready: Ready) -> None:
@@ -538,7 +539,7 @@ class ReplicaSimulation:
                 for q in (node.fsync_queue, node.read_queue):
                     if q and q[0][0] < t:
                         t = q[0][0]
-                if node.replica.busy and self.now_ms + 1 < t:
+                if node.busy and self.now_ms + 1 < t:
                     t = self.now_ms + 1   # one part per virtual millisecond
         return max(self.now_ms, t)
 
@@ -581,7 +582,7 @@ class ReplicaSimulation:
                 self._flush(sid)
         for sid in self.up():
             # a large multi's next part, after this step's packets and clients
-            if self.nodes[sid].replica.busy:
+            if self.nodes[sid].busy:
                 self.nodes[sid].replica.work(now)
                 self._flush(sid)
         self._client_actions()
