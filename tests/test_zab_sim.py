@@ -21,7 +21,9 @@ import sys
 
 import pytest
 
+from zabpy.jute.constants import OP
 from zabpy.server.replica import Replica, Send
+from zabpy.sim.invariants import SimFailure
 from zabpy.sim.replica_sim import ReplicaSimOptions, ReplicaSimulation
 from zabpy.sim.zab import main
 from zabpy.zab import packets as P
@@ -92,6 +94,55 @@ def test_diff_from_the_log_is_exercised():
     assert sum("PROPOSAL(" in line for line in after) > 10
 
 
+def _serving_learner_mid_run(seed: int = 4):
+    """A run stepped past a few periodic checks, and one of its serving learners."""
+    sim = ReplicaSimulation(ReplicaSimOptions(seed=seed, fault_ms=3_000))
+    while True:
+        sim._step_once()
+        serving = [s for s in sim.up() if sim.nodes[s].peer.learner is not None
+                   and sim.nodes[s].replica.serving and not sim.nodes[s].reloading()]
+        if sim.now_ms > 6_000 and serving and len(sim.nodes[serving[0]].log) > 50:
+            sim.check_periodic(replay=True)   # passes, and Z7's replayed tree is warm
+            return sim, serving[0], sim.nodes[serving[0]]
+
+
+def test_z7_catches_a_tree_that_left_its_log():
+    """Z7 replays incrementally; a tree changed behind the log's back is still caught."""
+    sim, sid, node = _serving_learner_mid_run()
+    path = next(p for p in sorted(node.tree.nodes) if p.startswith("/k"))
+    data = node.tree.nodes[path].data
+    node.tree.nodes[path].data = b"not in any txn"
+    with pytest.raises(SimFailure, match=f"Z7: peer {sid} tree differs from its log"):
+        sim.checker.check_replay(sid, node)
+    node.tree.nodes[path].data = data
+    sim.checker.check_replay(sid, node)
+    # a log entry already replayed, replaced in place (a create of another
+    # path, which no later txn touches): the replay starts over and sees it
+    upto = node.tree.last_processed_zxid
+    k = next(k for k in range(len(node.log)) if node.log[k][0].zxid <= upto
+             and node.log[k][0].type in (OP.create, OP.create2))
+    hdr, txn = node.log[k]
+    node.log[k] = (hdr, dataclasses.replace(txn, path="/planted-by-the-test"))
+    with pytest.raises(SimFailure, match=f"Z7: peer {sid} tree differs from its log"):
+        sim.checker.check_replay(sid, node)
+
+
+def test_z6_catches_a_serving_log_that_differs_from_the_committed_sequence():
+    sim, sid, node = _serving_learner_mid_run()
+    upto = node.tree.last_processed_zxid
+    i = max(k for k, t in enumerate(node.log) if t[0].zxid <= upto)
+    hdr, txn = node.log[i]
+    node.log[i] = (dataclasses.replace(hdr, cxid=hdr.cxid + 1000), txn)   # other bytes
+    with pytest.raises(SimFailure, match=f"Z6: serving peer {sid} differs .*extra \\[\\], "
+                                         f"missing \\[\\]"):
+        sim.checker.check_serving(sid, node)
+    node.log[i] = (hdr, txn)
+    sim.checker.check_serving(sid, node)
+    node.log = node.log[:i] + node.log[i + 1:]      # a committed txn the peer lacks
+    with pytest.raises(SimFailure, match=f"missing \\['{hex(hdr.zxid)}'\\]"):
+        sim.checker.check_serving(sid, node)
+
+
 # ---- the two-voter oracle (QuorumOracleMaj) -------------------------------------------
 
 @pytest.mark.parametrize("seed", range(1, 13))
@@ -143,6 +194,19 @@ def _trace(seed: int, hashseed: str) -> list[str]:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     # the last line holds the wall-clock time of the run: drop it
     return [re.sub(r"\(\d+\.\d+s\)", "", line) for line in out.stdout.splitlines()]
+
+
+def test_trace_words_packet_lines_when_read():
+    result = _run(6, fault_ms=2_000)
+    lines = list(result.trace)
+    assert all(isinstance(line, str) for line in lines)
+    assert sum(" q " in line for line in lines) > len(lines) // 2
+    assert result.trace[-1] == lines[-1] and result.trace[-len(lines)] == lines[0]
+    assert result.trace[10:20] == lines[10:20] and result.trace == lines
+    with pytest.raises(IndexError):
+        result.trace[len(lines)]
+    assert re.fullmatch(r" *\d+ q \d+>\d+ [A-Z]+\(.*B\)",
+                        next(line for line in lines if " q " in line))
 
 
 def test_same_seed_in_two_processes_with_different_hash_seeds_gives_one_trace():

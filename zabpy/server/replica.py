@@ -55,7 +55,7 @@ from ..tree.datatree import CONFIG, DataTree, replay_txn
 from ..zab import packets as P
 from ..zab.leader import ZabTimers
 from ..zab.peer import Peer, PeerLog
-from ..zab.ready import LogRead, Phase, Snapshot, Txn
+from ..zab.ready import EMPTY_READY, LogRead, Phase, Snapshot, Txn
 from .leader import LeaderServer
 from .learner import LearnerServer
 from .readonly import ReadOnlyServer
@@ -169,6 +169,7 @@ class Replica:
         self._serving_changed: bool | None = None
         self._config: QuorumVerifier | None = None
         self._handed: Ready | None = None
+        self._empty: Ready | None = None     # the last empty Ready handed out
         self._next_token = 1
         self._durable_token = 0
         self._then: deque[tuple[int, tuple]] = deque()   # (token, envelopes) in token order
@@ -186,15 +187,27 @@ class Replica:
 
     def ready(self) -> Ready:
         out = self._out
+        deadline = self.next_deadline_ms()
+        if self._state is None and self._serving_changed is None and self._config is None \
+                and not any(out.values()):
+            # Most calls (the last of every pump) have nothing to hand out:
+            # the same empty Ready serves while the deadline stays put.
+            empty = self._empty
+            if empty is None or empty.deadline_ms != deadline:
+                empty = self._empty = Ready(deadline_ms=deadline)
+            self._handed = empty
+            return empty
         self._handed = Ready(tuple(out["disk"]), tuple(out["election"]), tuple(out["quorum"]),
                              tuple(out["client_send"]), tuple(out["client_close"]),
                              tuple(out["logs"]), self._state, self._serving_changed,
-                             self.next_deadline_ms(), tuple(out["reads"]), self._config)
+                             deadline, tuple(out["reads"]), self._config)
         return self._handed
 
     def advance(self, ready: Ready) -> None:
         assert ready is self._handed, "advance() with a Ready this replica did not hand out"
         self._handed = None
+        if ready is self._empty:
+            return
         for name in _LISTS:
             del self._out[name][:len(getattr(ready, name))]
         if ready.state is not None and ready.state == self._state:
@@ -361,6 +374,9 @@ class Replica:
 
     def _take_peer(self, pr) -> bool:
         z = pr.zab
+        if z is EMPTY_READY and not pr.election and pr.state is None and pr.connect is None \
+                and pr.config is None:
+            return False     # a quiet peer (the last pass of every pump)
         out = self._out
         out["election"].extend(pr.election)
         for p in z.persist:
@@ -388,7 +404,8 @@ class Replica:
         for server_id, pkt in z.send:
             assert server_id != self.server_id, "a packet to ourselves travels in Persist.then"
             out["quorum"].append(Send(server_id, pkt))
-        out["quorum"].extend(Close(s) for s in z.close)
+        if z.close:
+            out["quorum"].extend(Close(s) for s in z.close)
         out["reads"].extend(z.reads)
         if z.phase == Phase.BROADCAST and self.server is not None:
             assert self._reload_token is None, "a role established while its tree reloads"

@@ -30,6 +30,7 @@ f ``check_watches`` — one-shot, and delivered to a connected client
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from ..jute import records as R
@@ -490,16 +491,21 @@ def check_sync_reads(clients) -> None:
     done = sorted(((r.complete_ms, r.zxid, r) for c in clients for r in c.history
                    if r.is_write and r.outcome == "ok" and r.err not in NO_TXN_ERRS),
                   key=lambda t: t[:2])
+    times = [t for t, _, _ in done]
+    # top[i]: the write with the highest zxid among done[:i + 1] (the first such)
+    top: list[tuple[int, OpRecord]] = []
+    for _, z, w in done:
+        top.append((z, w) if not top or z > top[-1][0] else top[-1])
     for c in clients:
         syncs = {(r.session_id, r.xid): r for r in c.history if r.op == OpCode.sync}
         for rec in c.history:
             if rec.after_sync is None or rec.outcome != "ok":
                 continue
             sync = syncs[(rec.session_id, rec.after_sync)]
-            before = [(z, w) for t, z, w in done if t < sync.invoke_ms]
-            if not before:
+            n = bisect_left(times, sync.invoke_ms)     # writes completed before the sync
+            if not n:
                 continue
-            z, w = max(before, key=lambda t: t[0])
+            z, w = top[n - 1]
             if rec.zxid < z:
                 raise SimFailure(f"d: {_who(rec)} after sync xid {sync.xid} (invoked "
                                  f"{sync.invoke_ms} ms) read at zxid 0x{rec.zxid:x}, but "

@@ -36,7 +36,8 @@ class ClientLink:
     last_at: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# not frozen: one is built per message, and a plain __init__ is cheaper (heaps order by (time, seq))
+@dataclass(slots=True)
 class ClientEvent:
     at_ms: int
     seq: int
@@ -50,7 +51,8 @@ class ClientNet:
         self.rng = rng
         self.delay_ms_max = delay_ms_max
         self.links: dict[int, ClientLink] = {}
-        self._heap: list[ClientEvent] = []
+        # (at_ms, seq, event): seq is unique, so the event itself is never compared
+        self._heap: list[tuple[int, int, ClientEvent]] = []
         self._seq = 0
         self._next_cid = 0
 
@@ -58,7 +60,8 @@ class ClientNet:
         at = max(link.last_at.get(way, 0), now_ms + self.rng.randint(1, self.delay_ms_max))
         link.last_at[way] = at
         self._seq += 1
-        heapq.heappush(self._heap, ClientEvent(at, self._seq, link.cid, kind, data))
+        heapq.heappush(self._heap, (at, self._seq, ClientEvent(at, self._seq, link.cid, kind,
+                                                               data)))
 
     def open(self, now_ms: int, client_id: int, server_id: int, handshake: bytes) -> ClientLink:
         self._next_cid += 1
@@ -95,12 +98,12 @@ class ClientNet:
                 self._push(now_ms + 2 * self.delay_ms_max, link, "s2c", "close_to_client")
 
     def next_ms(self) -> int | None:
-        return self._heap[0].at_ms if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now_ms: int) -> tuple[ClientEvent, ClientLink] | None:
         """The next event due; the harness ignores what reaches an end already closed."""
-        if self._heap and self._heap[0].at_ms <= now_ms:
-            ev = heapq.heappop(self._heap)
+        if self._heap and self._heap[0][0] <= now_ms:
+            ev = heapq.heappop(self._heap)[2]
             return ev, self.links[ev.cid]
         return None
 

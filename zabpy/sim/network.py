@@ -32,7 +32,8 @@ class NetworkFaults:
     delay_ms_max: int = 20
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# not frozen: one is built per message, and a plain __init__ is cheaper (heaps order by (time, seq))
+@dataclass(slots=True)
 class Delivery:
     at_ms: int
     seq: int
@@ -45,7 +46,8 @@ class Network:
     def __init__(self, rng: random.Random, faults: NetworkFaults | None = None) -> None:
         self.rng = rng
         self.faults = faults or NetworkFaults()
-        self._heap: list[Delivery] = []
+        # (at_ms, seq, event): seq is unique, so the event itself is never compared
+        self._heap: list[tuple[int, int, Delivery]] = []
         self._seq = 0
         self._blocked: dict[tuple[int, int], None] = {}
         self.sent = 0
@@ -67,7 +69,8 @@ class Network:
 
     def _push(self, at_ms: int, src: int, dst: int, payload: bytes) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, Delivery(at_ms, self._seq, src, dst, payload))
+        heapq.heappush(self._heap, (at_ms, self._seq,
+                                    Delivery(at_ms, self._seq, src, dst, payload)))
 
     def send(self, now_ms: int, src: int, dst: int, payload: bytes) -> None:
         self.sent += 1
@@ -83,12 +86,12 @@ class Network:
             self._push(now_ms + self.rng.randint(f.delay_ms_min, f.delay_ms_max), src, dst, payload)
 
     def next_ms(self) -> int | None:
-        return self._heap[0].at_ms if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now_ms: int) -> Delivery | None:
         """The next delivery due by ``now_ms`` that no partition swallowed."""
-        while self._heap and self._heap[0].at_ms <= now_ms:
-            d = heapq.heappop(self._heap)
+        while self._heap and self._heap[0][0] <= now_ms:
+            d = heapq.heappop(self._heap)[2]
             if d.src != d.dst and self.blocked(d.src, d.dst):
                 self.lost += 1
                 continue

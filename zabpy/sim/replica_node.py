@@ -145,6 +145,9 @@ class ReplicaNode:
                                timers=timers, **peer_options)
         self.fsync_queue: list[tuple[int, DiskWrite, tuple[int, ...]]] = []
         self.read_queue: list[tuple[int, LogRead]] = []
+        # the replica's next deadline and ``busy``, as of the last Ready the simulator took
+        self.deadline_ms: int | None = None
+        self.busy = False
 
     @property
     def tree(self) -> DataTree:

@@ -37,6 +37,7 @@ closed sessions gone everywhere, watches); any core assertion fails the run.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from zabpy.election import (MajorityQuorum, OracleMajority, decode_notification,
@@ -59,7 +60,7 @@ from .replica_node import ReplicaNode, SimDisk
 from .zab_invariants import ZabChecker
 from .zab_network import ConnNetwork
 
-__all__ = ["ReplicaSimOptions", "ReplicaSimResult", "ReplicaSimulation"]
+__all__ = ["ReplicaSimOptions", "ReplicaSimResult", "ReplicaSimulation", "Trace"]
 
 _FAULTS = ["crash", "crash", "crash-leader", "restart", "restart", "oneway", "symmetric",
            "isolate", "heal", "lossy", "reset", "move", "move"]
@@ -90,13 +91,64 @@ class ReplicaSimOptions:
     multi_ops_per_part: int | None = None
 
 
+class Trace(Sequence[str]):
+    """A run's trace lines. A quorum packet's line (most of them) is kept as
+    (time, from, to, packet) and worded only when read: a run that passes is
+    seldom printed. Packets are never changed once received, so the words
+    are the same whenever they are made."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines: list = []
+
+    def append(self, line: str) -> None:
+        self._lines.append(line)
+
+    def packet(self, now_ms: int, src: int, dst: int, pkt: R.QuorumPacket) -> None:
+        self._lines.append((now_ms, src, dst, pkt))
+
+    def _text(self, i: int) -> str:
+        line = self._lines[i]
+        if type(line) is tuple:
+            now_ms, src, dst, pkt = line
+            line = self._lines[i] = f"{now_ms:>8} q {src}>{dst} {describe(pkt)}"
+        return line
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._text(k) for k in range(*i.indices(len(self._lines)))]
+        if i < 0:
+            i += len(self._lines)
+        if not 0 <= i < len(self._lines):
+            raise IndexError("trace index out of range")
+        return self._text(i)
+
+    def __iter__(self) -> Iterator[str]:
+        for k in range(len(self._lines)):
+            yield self._text(k)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Trace({len(self)} lines)"
+
+
 @dataclass
 class ReplicaSimResult:
     ok: bool
     seed: int
     end_ms: int
     message: str
-    trace: list[str] = field(default_factory=list)
+    trace: Sequence[str] = field(default_factory=list)
     leader: int | None = None
     committed: int = 0
     client_ops: int = 0
@@ -149,7 +201,7 @@ class ReplicaSimulation:
                                    else random.Random(f"{seed}/slices").choice([1, 2]))
         self.now_ms = 0
         self.next_check_ms = opts.check_every_ms
-        self.trace: list[str] = []
+        self.trace = Trace()
         self.healed = False
         self.checks = 0
         self.log(f"quorum {self.quorum!r} committed_log_max={self.committed_log_max} "
@@ -203,6 +255,10 @@ class ReplicaSimulation:
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:
+        """Carry out the node's Readys until it is quiet. Every input the
+        simulator hands a replica is followed by a flush, so the deadline of
+        the last (empty) Ready, and whether a multi is part-way, hold for the
+        node until its next input."""
         node = self.nodes[sid]
         while node is not None:
             ready = node.replica.ready()
@@ -214,6 +270,7 @@ class ReplicaSimulation:
             for cid in closed:
                 node.replica.client_closed(cid, self.now_ms)
             if not ready and not closed:
+                node.deadline_ms, node.busy = ready.deadline_ms, node.replica.busy
                 return
 
     def _execute(self, sid: int, node: ReplicaNode, ready: Ready) -> None:
@@ -460,23 +517,31 @@ class ReplicaSimulation:
 
     # ---- the loop ----------------------------------------------------------------------
     def _next_event_ms(self) -> int:
-        times = [t for t in (self.net.next_ms(), self.conns.next_ms(), self.cnet.next_ms())
-                 if t is not None]
-        times += [t for t, _ in self.faults[:1]] + list(self.starts.values())
-        times += [self.next_check_ms] + list(self.client_next_ms.values())
+        t = min(self.next_check_ms, min(self.client_next_ms.values(), default=self.next_check_ms))
+        for n in (self.net.next_ms(), self.conns.next_ms(), self.cnet.next_ms()):
+            if n is not None and n < t:
+                t = n
+        if self.faults and self.faults[0][0] < t:
+            t = self.faults[0][0]
+        if self.starts:
+            t = min(t, min(self.starts.values()))
         if self.opts.oracle == "detector":
-            times += [t + self.detect_ms for t in self.down_since.values()
-                      if t + self.detect_ms > self.now_ms]
-        if not self.healed:
-            times.append(self.opts.fault_ms)
+            for down in self.down_since.values():
+                if self.now_ms < down + self.detect_ms < t:
+                    t = down + self.detect_ms
+        if not self.healed and self.opts.fault_ms < t:
+            t = self.opts.fault_ms
         for node in self.nodes.values():
             if node is not None:
-                for t in (node.replica.next_deadline_ms(), node.next_fsync_ms()):
-                    if t is not None:
-                        times.append(t)
-                if node.replica.busy:
-                    times.append(self.now_ms + 1)   # one part per virtual millisecond
-        return max(self.now_ms, min(times))
+                d = node.deadline_ms
+                if d is not None and d < t:
+                    t = d
+                for q in (node.fsync_queue, node.read_queue):
+                    if q and q[0][0] < t:
+                        t = q[0][0]
+                if node.busy and self.now_ms + 1 < t:
+                    t = self.now_ms + 1   # one part per virtual millisecond
+        return max(self.now_ms, t)
 
     def _step_once(self) -> None:
         self.now_ms = now = self._next_event_ms()
@@ -491,14 +556,16 @@ class ReplicaSimulation:
         self._update_oracles()
         for sid in self.up():
             node = self.nodes[sid]
-            for token, loaded in node.fsync_due(now):
-                node.replica.durable(token, now, loaded)
-                self._flush(sid)
-            for token, txns in node.reads_due(now, self.size_factor):
-                self.log(f"peer {sid} log read {token}: "
-                         f"{'none' if txns is None else len(txns)} txns")
-                node.replica.log_read(token, txns, now)
-                self._flush(sid)
+            if node.fsync_queue and node.fsync_queue[0][0] <= now:
+                for token, loaded in node.fsync_due(now):
+                    node.replica.durable(token, now, loaded)
+                    self._flush(sid)
+            if node.read_queue and node.read_queue[0][0] <= now:
+                for token, txns in node.reads_due(now, self.size_factor):
+                    self.log(f"peer {sid} log read {token}: "
+                             f"{'none' if txns is None else len(txns)} txns")
+                    node.replica.log_read(token, txns, now)
+                    self._flush(sid)
         while (d := self.net.pop_due(now)) is not None:
             if self.nodes[d.dst] is not None:
                 self.nodes[d.dst].replica.election_received(
@@ -509,13 +576,13 @@ class ReplicaSimulation:
         while (citem := self.cnet.pop_due(now)) is not None:
             self._client_event(*citem)
         for sid in self.up():
-            t = self.nodes[sid].replica.next_deadline_ms()
+            t = self.nodes[sid].deadline_ms
             if t is not None and t <= now:
                 self.nodes[sid].replica.tick(now)
                 self._flush(sid)
         for sid in self.up():
             # a large multi's next part, after this step's packets and clients
-            if self.nodes[sid].replica.busy:
+            if self.nodes[sid].busy:
                 self.nodes[sid].replica.work(now)
                 self._flush(sid)
         self._client_actions()
@@ -544,7 +611,7 @@ class ReplicaSimulation:
             self._close(ev.dst, src)   # a learner reconnected: the new link replaces the old
             self.links[ev.dst][src] = ev.cid
         for pkt in packets:
-            self.log(f"q {src}>{ev.dst} {describe(pkt)}")
+            self.trace.packet(self.now_ms, src, ev.dst, pkt)
             node.replica.quorum_received(src, pkt, self.now_ms)
             self._flush(ev.dst)
 

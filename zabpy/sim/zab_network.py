@@ -44,7 +44,8 @@ class Conn:
         return self.leader if sid == self.learner else self.learner
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# not frozen: one is built per message, and a plain __init__ is cheaper (heaps order by (time, seq))
+@dataclass(slots=True)
 class ConnEvent:
     at_ms: int
     seq: int
@@ -59,13 +60,15 @@ class ConnNetwork:
         self.rng = rng
         self.delay_ms_max = delay_ms_max
         self.conns: dict[int, Conn] = {}
-        self._heap: list[ConnEvent] = []
+        # (at_ms, seq, event): seq is unique, so the event itself is never compared
+        self._heap: list[tuple[int, int, ConnEvent]] = []
         self._seq = 0
         self._next_cid = 0
 
     def _push(self, at_ms: int, cid: int, dst: int, kind: str, data: bytes = b"") -> None:
         self._seq += 1
-        heapq.heappush(self._heap, ConnEvent(at_ms, self._seq, cid, dst, kind, data))
+        heapq.heappush(self._heap, (at_ms, self._seq,
+                                    ConnEvent(at_ms, self._seq, cid, dst, kind, data)))
 
     def dial(self, now_ms: int, learner: int, leader: int, reachable: bool) -> Conn:
         self._next_cid += 1
@@ -108,12 +111,12 @@ class ConnNetwork:
             del self.conns[cid]
 
     def next_ms(self) -> int | None:
-        return self._heap[0].at_ms if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now_ms: int) -> tuple[ConnEvent, list[R.QuorumPacket]] | None:
         """The next event due, with the packets it completes (for data events)."""
-        while self._heap and self._heap[0].at_ms <= now_ms:
-            ev = heapq.heappop(self._heap)
+        while self._heap and self._heap[0][0] <= now_ms:
+            ev = heapq.heappop(self._heap)[2]
             conn = self.conns.get(ev.cid)
             if ev.kind == "closed":
                 return ev, []

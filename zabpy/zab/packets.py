@@ -406,12 +406,14 @@ class PacketDecoder:
         return R.QuorumPacket(kind, zxid, data, auth), s.pos
 
 
+_NAMES = {t.value: t.name for t in PacketType}
+
+
 def describe(pkt: R.QuorumPacket) -> str:
-    """A short human-readable form for traces and logs."""
-    try:
-        name = PacketType(pkt.type).name
-    except ValueError:
-        name = f"type{pkt.type}"
+    """A short human-readable form for traces and logs (the simulator's trace
+    has a line per packet: no enum lookup on this path)."""
+    name = _NAMES.get(pkt.type) or f"type{pkt.type}"
     size = 0 if pkt.data is None else len(pkt.data)
-    return f"{name}({epoch_of(pkt.zxid)}:{counter_of(pkt.zxid)} {size}B)" if pkt.zxid >= 0 \
+    zxid = pkt.zxid
+    return f"{name}({zxid >> 32}:{zxid & 0xFFFFFFFF} {size}B)" if zxid >= 0 \
         else f"{name}({size}B)"

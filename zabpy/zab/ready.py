@@ -180,22 +180,45 @@ class Outbox:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
         if r is EMPTY_READY:
             return
-        for name in _QUEUES:
-            taken = getattr(r, name)
-            if not taken:
-                continue
-            queue: list = getattr(self, name)
-            n = len(taken)
-            # The ready is a prefix of the queue: its ends are the very same
-            # objects (identity, O(1); comparing values would cost a deep
-            # dataclass __eq__ per element on every packet).
-            assert len(queue) >= n and queue[0] is taken[0] and queue[n - 1] is taken[-1], \
-                f"advance() with a stale ready ({name})"
-            del queue[:n]
+        # one test per queue (every packet passes here: no getattr loop)
+        if r.persist:
+            _drop(self.persist, r.persist, "persist")
+        if r.commit:
+            _drop(self.commit, r.commit, "commit")
+        if r.send:
+            _drop(self.send, r.send, "send")
+        if r.close:
+            _drop(self.close, r.close, "close")
+        if r.requests:
+            _drop(self.requests, r.requests, "requests")
+        if r.touches:
+            _drop(self.touches, r.touches, "touches")
+        if r.revalidate:
+            _drop(self.revalidate, r.revalidate, "revalidate")
+        if r.revalidated:
+            _drop(self.revalidated, r.revalidated, "revalidated")
+        if r.synced:
+            _drop(self.synced, r.synced, "synced")
+        if r.reads:
+            _drop(self.reads, r.reads, "reads")
+        if r.activate:
+            _drop(self.activate, r.activate, "activate")
         if r.phase is not None and self.phase == r.phase:
             self.phase = None
 
 
+def _drop(queue: list, taken: tuple, name: str) -> None:
+    n = len(taken)
+    # The ready is a prefix of the queue: its ends are the very same objects
+    # (identity, O(1); comparing values would cost a deep dataclass __eq__ per
+    # element on every packet).
+    assert len(queue) >= n and queue[0] is taken[0] and queue[n - 1] is taken[-1], \
+        f"advance() with a stale ready ({name})"
+    del queue[:n]
+
+
 _QUEUES = ("persist", "commit", "send", "close", "requests", "touches", "revalidate",
            "revalidated", "synced", "reads", "activate")
+assert _QUEUES == tuple(f for f in ZabReady.__dataclass_fields__ if f != "phase"), \
+    "Outbox.advance drops each queue of ZabReady by name"
 EMPTY_READY = ZabReady()
