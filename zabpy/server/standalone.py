@@ -58,7 +58,7 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import SlicedApply, SlicedPrep
+from .sliced import SlicedApply, SlicedClose, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -794,6 +794,10 @@ class StandaloneServer:
             if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
                 self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
                 return
+            if part and item.hdr.type == OP.closeSession and self._large_close(item):
+                self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
+                                           limits.WATCH_EVENTS_PER_PART)
+                return
             res = self.tree.apply(item.hdr, item.txn)
             if self.changes is not None:
                 self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
@@ -808,6 +812,12 @@ class StandaloneServer:
             for conn, data in notes:
                 self._emit(conn, data)
             self._after_apply(item, res)
+
+    def _large_close(self, item: InFlight) -> bool:
+        """A closeSession with more deletes than one part takes."""
+        owned = len(self.tree.ephemerals.get(item.hdr.clientId, ()))
+        listed = len(item.txn.paths2Delete or ()) if item.txn is not None else 0
+        return max(owned, listed) > limits.CLOSE_SESSION_DELETES_PER_PART
 
     @property
     def busy(self) -> bool:
