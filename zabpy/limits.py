@@ -149,6 +149,9 @@ SNAP_RETAIN_COUNT_MIN = 3
 # Sessions and ACL lists a snapshot may declare before we call it corrupt.
 SNAPSHOT_SESSIONS_MAX = 10_000_000
 SNAPSHOT_ACL_LISTS_MAX = 10_000_000
+# Distinct ACL lists the data tree keeps to share one tuple among the nodes
+# created with an equal ACL (DataTree.shared_acl); more get a tuple each.
+TREE_SHARED_ACLS_MAX = 4096
 # One snappy block of a .snappy snapshot may inflate to this much: snappy-java
 # writes 32 KiB blocks; a bigger claim is corruption, not an allocation to make.
 SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX = 64 * 1024 * 1024

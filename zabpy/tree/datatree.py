@@ -38,6 +38,7 @@ from typing import Iterable, Iterator
 from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, EVENT, OP
 from ..jute.codec import decode
 from ..jute import records as R
+from ..limits import TREE_SHARED_ACLS_MAX
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .paths import basename, parent_of
 from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
@@ -454,6 +455,8 @@ class DataTree:
         self.ttls: dict[str, None] = {}
         self.quotas = QuotaIndex()
         self.last_processed_zxid = 0
+        self._acls: dict[tuple, tuple] = {OPEN_ACL_UNSAFE: OPEN_ACL_UNSAFE,
+                                          READ_ACL_UNSAFE: READ_ACL_UNSAFE}
         self._add_builtins()
 
     def _add_builtins(self) -> None:
@@ -466,6 +469,21 @@ class DataTree:
         cfg = self.nodes[CONFIG]
         cfg.acl = READ_ACL_UNSAFE
         cfg.aversion = -1
+
+    def shared_acl(self, acl) -> tuple:
+        """The node ACL tuple for a txn's ACL list: one tuple shared by every
+        node with an equal ACL, as a snapshot load shares them (a tuple and
+        its decoded records per node would cost about 200 bytes each, and
+        the snapshot writer hashes a node's ACL only when it differs from
+        the last node's). At most limits.TREE_SHARED_ACLS_MAX distinct ACLs
+        are kept for sharing; past that, a new one is the node's own."""
+        t = tuple(acl or ())
+        shared = self._acls.get(t)
+        if shared is not None:
+            return shared
+        if len(self._acls) < TREE_SHARED_ACLS_MAX:
+            self._acls[t] = t
+        return t
 
     # ---- reads -------------------------------------------------------------
 
@@ -538,13 +556,13 @@ class DataTree:
         zxid, time = hdr.zxid, hdr.time
         if t in (OP.create, OP.create2):
             owner = hdr.clientId if txn.ephemeral else 0
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), owner,
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl), owner,
                                     txn.parentCVersion, zxid, time)
         if t == OP.createContainer:
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()),
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl),
                                     CONTAINER_EPHEMERAL_OWNER, txn.parentCVersion, zxid, time)
         if t == OP.createTTL:
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), ttl_owner(txn.ttl),
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl), ttl_owner(txn.ttl),
                                     txn.parentCVersion, zxid, time)
         if t in (OP.delete, OP.deleteContainer):
             return self.delete_node(txn.path, zxid)
@@ -636,7 +654,7 @@ class DataTree:
         node = self.nodes.get(txn.path)
         if node is None:
             return ApplyResult(err=ERR.NONODE)
-        node.acl = tuple(txn.acl or ())
+        node.acl = self.shared_acl(txn.acl)
         node.aversion = txn.version
         return ApplyResult(node=node)
 
