@@ -61,9 +61,8 @@ _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
 _INT_LONG = struct.Struct(">iq")
 _SEAL_TAIL = _INT.pack(1) + b"/"
-_PERSISTED = struct.Struct(">qqqqiiiqq")  # StatPersisted in jute order, 60 bytes
+_KEY_PERSISTED = struct.Struct(">qqqqqiiiqq")  # ACL key, then StatPersisted in jute order
 _NO_DATA = _INT.pack(-1)
-_OPEN_KEY = _LONG.pack(OPEN_ACL_KEY)
 _ACL_OF = operator.attrgetter("acl")
 
 
@@ -138,25 +137,20 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
     keys, cache = _acl_keys(tree)
     out += cache.out
     pack_int, pack_long, crc32 = _INT.pack, _LONG.pack, zlib.crc32
-    pack_fresh, unpack_fresh = _PERSISTED.pack, _FRESH.unpack_from
+    unpack_fresh, pack_key_fresh, pack_digest = _FRESH.unpack_from, _KEY_PERSISTED.pack, \
+        _DIGEST_STAT.pack
     last_acl: tuple | None = None
     last_key = 0
     total = 0  # the tree digest, summed in the same walk (see tree_digest)
-    # The loop reads each node's record bytes directly (one flag test, one
-    # slice or one pack), as the forked writer runs it for every znode: a
-    # node's StatPersisted is its record's bytes 1..61, or, for a node
-    # never changed, packed from czxid, ctime and ephemeralOwner.
+    # The loop reads each node's record bytes directly, as the forked writer
+    # runs it for every znode: a node's StatPersisted is its record's bytes
+    # 1..61, or, for a node never changed (most leaves), follows from czxid,
+    # ctime and ephemeralOwner, packed with the ACL key in one step.
     for path, node in tree.walk():
         raw = b"" if path == "/" else path.encode("utf-8")
         rec = node._rec
         flags = rec[0]
-        if flags & _FULL_BIT:
-            persisted = rec[1:_FULL_SIZE]
-            data = rec[_FULL_SIZE:]
-        else:
-            _, czxid, ctime, owner = unpack_fresh(rec)
-            persisted = pack_fresh(czxid, czxid, ctime, ctime, 0, 0, 0, owner, czxid)
-            data = rec[_FRESH_SIZE:]
+        data = rec[_FULL_SIZE:] if flags & _FULL_BIT else rec[_FRESH_SIZE:]
         out += pack_int(len(raw))
         out += raw
         if flags & _NODATA_BIT:
@@ -166,20 +160,27 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
             out += data
         acl = node.acl
         if path in _BUILTIN_OPEN and acl == OPEN_ACL_UNSAFE:
-            out += _OPEN_KEY
+            key = OPEN_ACL_KEY
         else:
             if acl is not last_acl:
                 last_acl, last_key = acl, keys[id(acl)]
-            out += pack_long(last_key)
-        out += persisted
-        if digest and not path.startswith(_DIGEST_SKIP):
-            # DigestCalculator's field order: czxid, mzxid, pzxid, ctime,
-            # mtime, version, cversion, aversion, ephemeralOwner (widths as
-            # in StatPersisted, so the bytes are moved, not repacked)
-            crc = crc32(raw)
-            if data:
-                crc = crc32(data, crc)
-            total += crc32(persisted[16:52], crc32(persisted[52:], crc32(persisted[:16], crc)))
+            key = last_key
+        if flags & _FULL_BIT:
+            persisted = rec[1:_FULL_SIZE]
+            out += pack_long(key)
+            out += persisted
+            if digest and not path.startswith(_DIGEST_SKIP):
+                # DigestCalculator's order (czxid, mzxid, pzxid, ctime, mtime,
+                # version, cversion, aversion, ephemeralOwner) has the
+                # StatPersisted widths: the bytes are moved, not repacked
+                total += crc32(persisted[16:52], crc32(persisted[52:], crc32(
+                    persisted[:16], crc32(data, crc32(raw)))))
+        else:
+            _, czxid, ctime, owner = unpack_fresh(rec)
+            out += pack_key_fresh(key, czxid, czxid, ctime, ctime, 0, 0, 0, owner, czxid)
+            if digest and not path.startswith(_DIGEST_SKIP):
+                total += crc32(pack_digest(czxid, czxid, czxid, ctime, ctime, 0, 0, 0, owner),
+                               crc32(data, crc32(raw)))
         if len(out) >= _CHUNK_BYTES:
             adler = zlib.adler32(out, adler)
             yield bytes(out)
