@@ -60,7 +60,8 @@ _FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
 _FRESH_SIZE = _FRESH.size  # 25
 _FULL_SIZE = _FULL.size  # 61
 _INT = struct.Struct(">i")
-_SLASHES = operator.methodcaller("count", "/")  # a path's depth, for sort keys
+_SLASHES = operator.methodcaller("count", "/")
+_ALL_PERMS = 31  # READ | WRITE | CREATE | DELETE | ADMIN  # a path's depth, for sort keys
 _LONG = struct.Struct(">q")
 # offsets in a full record (flag byte, then StatPersisted)
 _CVERSION_AT = 37
@@ -477,6 +478,10 @@ class DataTree:
         the snapshot writer hashes a node's ACL only when it differs from
         the last node's). At most limits.TREE_SHARED_ACLS_MAX distinct ACLs
         are kept for sharing; past that, a new one is the node's own."""
+        if acl and len(acl) == 1:  # most nodes: world:anyone, all perms, without hashing
+            a = acl[0]
+            if a.perms == _ALL_PERMS and a.id.id == "anyone" and a.id.scheme == "world":
+                return OPEN_ACL_UNSAFE
         t = tuple(acl or ())
         shared = self._acls.get(t)
         if shared is not None:
