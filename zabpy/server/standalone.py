@@ -1027,8 +1027,13 @@ class StandaloneServer:
         out = []
         skip_acl = self.settings.skip_acl
         encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
+        watches = self.watches
+        data_watched, child_watched = watches.data, watches.child
+        anywhere = watches.has_recursive
         for ev, path, acl in triggers:
-            for sid, etype, p in self.watches.trigger(ev, path):
+            if not anywhere and path not in data_watched and path not in child_watched:
+                continue  # no watch on the path: most triggers (a closeSession has 2 per node)
+            for sid, etype, p in watches.trigger(ev, path):
                 cid = self.owner.get(sid)
                 if cid is None:
                     continue
