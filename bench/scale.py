@@ -293,10 +293,11 @@ def render(results: list[dict]) -> str:
                      _cell(r, "restart_log_s", 1, "{:.1f}"), _cell(r, "restart_snap_s", 1, "{:.1f}"),
                      _cell(r, "snapshot_s", 1, "{:.1f}"),
                      _cell(r, "p99_quiet_ms", 1, "{:.1f}"), _cell(r, "p99_snapshot_ms", 1, "{:.1f}"),
-                     _cell(r, "peak_rss_bytes", MIB, "{:.0f}")])
+                     _cell(r, "peak_rss_bytes", MIB, "{:.0f}"),
+                     _cell(r, "peak_pss_bytes", MIB, "{:.0f}")])
     head = ["server", "znodes", "idle MiB", "loaded MiB", "B/znode", "restarted MiB",
             "restart log s", "restart snap s", "snapshot s", "p99 quiet ms", "p99 snap ms",
-            "peak RSS MiB"]
+            "peak RSS MiB", "peak PSS MiB"]
     return format_table(head, rows)
 
 
