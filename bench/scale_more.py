@@ -166,7 +166,7 @@ def run_fanout(name: str, wide: int, work: Path, server_for, log=print) -> dict:
         out.update(got, **act)
         out["s_per_call"] = got["action_s"] / act["calls"] if act["calls"] else None
         log(f"  {name} getChildren of {wide:,}: {act['calls']} calls, "
-            f"{out['s_per_call'] or 0:.2f} s each; bystander p99 {got['p99_quiet_ms'] or 0:.1f} -> "
+            f"{(out['s_per_call'] or 0) * 1000:.1f} ms each; bystander p99 {got['p99_quiet_ms'] or 0:.1f} -> "
             f"{got['p99_during_ms'] or 0:.1f} ms (max {got['max_during_ms'] or 0:.0f} ms)")
     except (RuntimeError, OSError, AssertionError) as e:
         out.setdefault("problems", []).append(repr(e))
