@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["descendants", "rss_bytes", "cpu_seconds", "cpu_seconds_total"]
+__all__ = ["descendants", "rss_bytes", "pss_bytes", "cpu_seconds", "cpu_seconds_total"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -57,6 +57,24 @@ def _rss_one(pid: int) -> int:
 
 def rss_bytes(pid: int) -> int:
     return sum(_rss_one(p) for p in descendants(pid))
+
+
+def _pss_one(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of the tree: a page shared by k processes counts
+    1/k in each, so a forked child's copy-on-write pages still shared with
+    its parent are counted once (RSS counts them in both)."""
+    return sum(_pss_one(p) for p in descendants(pid))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -66,8 +66,10 @@ SNAP_COUNT_NONE = 1_000_000_000  # no snapshot while populating
 READ_RATE = 200  # bystander reads per second
 WRITE_RATE = 1000  # setData per second while waiting for a snapshot
 POLL_S = 0.02
+PSS_POLL_S = 0.5
 VALUE = b"v" * 100
 SNAP_TAIL = struct.pack(">i", 1) + b"/"
+JAVA_ZNODES_MAX = 2_000_000  # above this Java needs more heap than this machine should give
 
 
 def _cfg(home: Path, port: int, snap_count: int) -> Path:
@@ -163,7 +165,7 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
     writer = await Session.open("127.0.0.1", server.port, counters)
     before = _snap_files(server)
     samples: list[tuple[float, float]] = []  # (send time, latency ms)
-    state = {"start": None, "end": None, "peak": 0}
+    state = {"start": None, "end": None, "peak": 0, "peak_pss": 0, "pss_at": 0.0}
     loop = asyncio.get_running_loop()
     read_body = R.GetDataRequest(_leaf(0), False).to_bytes()
 
@@ -203,6 +205,9 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
                 state["start"] = now
             if state["start"] is not None:
                 state["peak"] = max(state["peak"], procfs.rss_bytes(server.pid))
+                if now - state["pss_at"] >= PSS_POLL_S:  # smaps_rollup walks the page tables
+                    state["pss_at"] = now
+                    state["peak_pss"] = max(state["peak_pss"], procfs.pss_bytes(server.pid))
                 if any(_complete(server, n) for n in new) and not kids:
                     state["end"] = now
                     return
@@ -220,7 +225,8 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
     return {"snapshot_s": (end - start) if start is not None and not state.get("timeout")
             else None, "p99_quiet_ms": _p99(quiet), "p99_snapshot_ms": _p99(during),
             "max_snapshot_ms": max(during) if during else None, "reads_during": len(during),
-            "peak_rss_bytes": state["peak"] or None, "timed_out": bool(state.get("timeout"))}
+            "peak_rss_bytes": state["peak"] or None, "peak_pss_bytes": state["peak_pss"] or None,
+            "timed_out": bool(state.get("timeout"))}
 
 
 def run_one(name: str, n: int, work: Path, zabpy_cmd: str = DEFAULT_ZABPY_CMD,
@@ -287,11 +293,38 @@ def render(results: list[dict]) -> str:
                      _cell(r, "restart_log_s", 1, "{:.1f}"), _cell(r, "restart_snap_s", 1, "{:.1f}"),
                      _cell(r, "snapshot_s", 1, "{:.1f}"),
                      _cell(r, "p99_quiet_ms", 1, "{:.1f}"), _cell(r, "p99_snapshot_ms", 1, "{:.1f}"),
-                     _cell(r, "peak_rss_bytes", MIB, "{:.0f}")])
+                     _cell(r, "peak_rss_bytes", MIB, "{:.0f}"),
+                     _cell(r, "peak_pss_bytes", MIB, "{:.0f}")])
     head = ["server", "znodes", "idle MiB", "loaded MiB", "B/znode", "restarted MiB",
             "restart log s", "restart snap s", "snapshot s", "p99 quiet ms", "p99 snap ms",
-            "peak RSS MiB"]
+            "peak RSS MiB", "peak PSS MiB"]
     return format_table(head, rows)
+
+
+def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
+    from .scale_more import run_fanout, run_prebuilt, run_snap_sync
+
+    def server_for(name: str):
+        return lambda home, port: _server(name, home, port, SNAP_COUNT, a.zabpy_cmd)
+
+    results = []
+    for name in servers:
+        if a.fanout:
+            results.append(run_fanout(name, a.fanout, work, server_for(name)))
+        if a.snap_sync:
+            results.append(run_snap_sync(name, a.snap_sync, work, a.zabpy_cmd))
+    if a.fanout or a.snap_sync:
+        return results
+    for n in sizes:
+        for name in servers:
+            if name == "java" and n > JAVA_ZNODES_MAX:
+                print(f"  java {n:,}: not run (its heap would need about {n * 3200 >> 30} GiB)")
+                continue
+            if a.prebuilt:
+                results.append(run_prebuilt(name, n, work, server_for(name), snapshot_under_load))
+            else:
+                results.append(run_one(name, n, work, a.zabpy_cmd))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zabpy-cmd", default=DEFAULT_ZABPY_CMD)
     p.add_argument("--workdir", help="where the data directories go (default: a temp dir)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scale.json"))
+    p.add_argument("--prebuilt", action="store_true",
+                   help="start from a snapshot file written directly (bench.scale_data) instead "
+                        "of creating the znodes over the wire; restart and snapshot only")
+    p.add_argument("--fanout", type=int, metavar="N",
+                   help="only: getChildren of a node with N children, bystander p99")
+    p.add_argument("--snap-sync", type=int, metavar="N",
+                   help="only: a learner's SNAP of N znodes in a 3-member ensemble, "
+                        "bystander p99 on the leader")
     a = p.parse_args(argv)
     sizes = a.znodes or [100_000, 1_000_000]
     if a.huge:
@@ -315,13 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(a.workdir or tempfile.mkdtemp(prefix="zabpy-scale-"))
     results = []
     try:
-        for n in sizes:
-            for name in servers:
-                results.append(run_one(name, n, work, a.zabpy_cmd))
+        results = _run(a, sizes, servers, work)
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print(render(results))
+    if not (a.fanout or a.snap_sync):
+        print(render(results))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))
     return 0

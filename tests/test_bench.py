@@ -445,3 +445,33 @@ def test_compare_ensemble_end_to_end(tmp_path, capsys):
     res = result["summary"]["resources"][name]
     assert res["cold_start_s"] > 0 and res["failover_s"] > 0
     assert "kill -9 leader to next write (s)" in printed
+
+
+def test_scale_data_writes_the_tree_a_server_loads(tmp_path):
+    """bench.scale_data writes bench.scale's tree as one snapshot file: a
+    zabpy server starts from it and serves it (stats as creates would have
+    left them), and its digest is the one the tree's nodes give."""
+    from bench.scale_data import VALUE, build_datadir, leaf_path
+    from zabpy.storage import deserialize_snapshot, tree_digest
+    from zabpy.testing import ZabpyServer
+    from zabpy.tree.datatree import DataTree
+
+    zxid, _ = build_datadir(tmp_path / "data", 2500, wide=30)
+    tree = DataTree()
+    snap = tmp_path / "data" / "version-2" / f"snapshot.{zxid:x}"
+    contents = deserialize_snapshot(snap.read_bytes(), tree)
+    assert contents.digest == tree_digest(tree) and contents.digest_zxid == zxid
+    assert tree.nodes[leaf_path(2499)].data == VALUE and len(tree.nodes["/wide"].children) == 30
+    with ZabpyServer(data_dir=str(tmp_path / "data")) as zk:
+        from kazoo.client import KazooClient
+        c = KazooClient(hosts=zk.hosts)
+        c.start(timeout=10)
+        try:
+            assert len(c.get_children("/scale/b2")) == 500
+            data, stat = c.get("/scale/b1")
+            assert (stat.cversion, stat.numChildren, stat.pzxid) == \
+                (1000, 1000, c.exists(leaf_path(1999)).czxid)
+            assert c.exists("/wide").pzxid == zxid
+        finally:
+            c.stop()
+            c.close()

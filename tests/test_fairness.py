@@ -200,3 +200,56 @@ def test_a_watch_storm_in_parts_keeps_event_before_data():
         for w in watchers:
             w.close()
         writer.close()
+
+
+EPHEMERALS = 20_000  # 40 parts of limits.CLOSE_SESSION_DELETES_PER_PART
+
+
+def create_ephemerals(c: RawClient, parent: str, n: int) -> None:
+    """``n`` ephemerals under ``parent``, 1,000 requests in flight at a time."""
+    for start in range(0, n, 1000):
+        stop = min(n, start + 1000)
+        for i in range(start, stop):
+            c.send(OpCode.create, R.CreateRequest(f"{parent}/e{i:06d}", b"", ACL, 1))
+        for _ in range(start, stop):
+            assert c.recv_reply()[0].err == 0
+
+
+def test_bystanders_are_served_while_a_session_with_many_ephemerals_closes(server):
+    """Issue 19: the closeSession of a session owning 20,000 ephemerals is
+    applied a part per loop turn (sliced.SlicedClose) and stays one txn to
+    readers. A read of the parent sent while it is under way waits for all
+    of it (and sees no child) while other reads are answered meanwhile,
+    which can only happen when the close is applied in parts; a read of the
+    parent answered at once sees all children or none."""
+    owner = RawClient(server.port, timeout=60)
+    owner.handshake()
+    watcher = RawClient(server.port, timeout=60)   # reads the parent
+    watcher.handshake()
+    by = RawClient(server.port, timeout=60)        # reads elsewhere
+    by.handshake()
+    by.call(OpCode.create, R.CreateRequest("/o19", b"o", ACL, 0))
+    by.call(OpCode.create, R.CreateRequest("/eph", b"", ACL, 0))
+    create_ephemerals(owner, "/eph", EPHEMERALS)
+    xid = owner.send(OpCode.closeSession)
+    served_while_gated = 0
+    while not replied(owner):
+        watcher.send(OpCode.getChildren, R.GetChildrenRequest("/eph", False))
+        waited = False
+        for _ in range(2):  # two round trips: the parent's read was taken before these
+            hdr, body = by.call(OpCode.getData, R.GetDataRequest("/o19", False))
+            assert hdr.err == 0 and body[4:5] == b"o"
+            if not replied(watcher):
+                waited = True
+                served_while_gated += 1
+        hdr, body = watcher.recv_reply()
+        assert hdr.err == 0
+        assert children_count(body) == (0 if waited else children_count(body))
+        assert children_count(body) in (0, EPHEMERALS)
+    hdr, _ = owner.recv_reply()
+    assert (hdr.xid, hdr.err) == (xid, 0)
+    hdr, body = watcher.call(OpCode.getChildren, R.GetChildrenRequest("/eph", False))
+    assert children_count(body) == 0
+    assert served_while_gated > 0, server.read_log()[-3000:]
+    for c in (owner, watcher, by):
+        c.close()

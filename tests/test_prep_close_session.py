@@ -37,3 +37,28 @@ def test_own_ephemerals_applied_and_outstanding_are_closed():
     create = R.CreateRequest("/f", b"", ACL, int(CreateMode.EPHEMERAL))
     assert prepare(OpCode.create, create, 2, pending, PrepContext(A, []))[0] == OpCode.create
     assert prepare_close_session(A, 3, pending) == ["/e", "/f"]
+
+
+def test_closing_session_hides_its_tree_ephemerals_from_later_txns():
+    """Issue 19: the ephemerals a prepared close deletes from the tree get no
+    record each; the session is marked closing until the close is applied.
+    Later txns see them gone (as ZooKeeper's outstanding deletes make them)
+    and the parent with fewer children."""
+    tree = DataTree()
+    tree.apply(R.TxnHeader(A, 1, 1, 0, OpCode.create), R.CreateTxn("/p", b"", ACL, False, 1))
+    for i, zxid in enumerate((2, 3)):
+        tree.apply(R.TxnHeader(A, zxid, zxid, 0, OpCode.create),
+                   R.CreateTxn(f"/p/e{i}", b"", ACL, True, i + 2))
+    pending = PendingChanges(tree)
+    assert prepare_close_session(A, 4, pending) == ["/p/e0", "/p/e1"]
+    assert len(pending.by_path) == 1 and pending.get("/p").child_count == 0
+    ctx_b = PrepContext(B, [])
+    assert prepare(OpCode.delete, R.DeleteRequest("/p/e0", -1), 5, pending, ctx_b) == \
+        (OpCode.error, R.ErrorTxn(-101))  # NONODE
+    create = R.CreateRequest("/p/e1", b"", ACL, int(CreateMode.EPHEMERAL))
+    assert prepare(OpCode.create, create, 6, pending, ctx_b)[0] == OpCode.create
+    assert prepare(OpCode.delete, R.DeleteRequest("/p", -1), 7, pending, ctx_b)[0] == OpCode.error
+    tree.apply(R.TxnHeader(A, 0, 4, 0, OpCode.closeSession), R.CloseSessionTxn(["/p/e0", "/p/e1"]))
+    pending.applied(4)
+    assert pending.closing == {} and pending.get("/p/e0") is None
+    assert pending.get("/p/e1").ephemeral_owner == B  # B's create, still pending

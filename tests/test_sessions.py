@@ -225,3 +225,45 @@ def test_session_ids_seeded_from_wall_time(java_zk):
     c.close()
     assert c.session_id >> 56 == 1
     assert _id_clock_ms(c.session_id) <= int(time.monotonic() * 1000)
+
+
+MANY_EPHEMERALS = 1_200  # more than limits.CLOSE_SESSION_DELETES_PER_PART: closed in parts
+
+
+def test_close_of_a_session_with_many_ephemerals_matches_java(pair, name):
+    """Issue 19: a closeSession deleting more ephemerals than one part is
+    applied in parts by zabpy; what a watcher and a reader see is Java's:
+    the same events (Java fires them in hash-set order, so as sets), every
+    ephemeral gone, the parents' cversion and numChildren, and the close's
+    zxid as the parents' pzxid."""
+    close_zxid = {}
+    for c in (pair.z, pair.j):
+        c.call(OpCode.create, create_req(name))
+        c.call(OpCode.create, create_req(f"{name}/p"))
+        owner = RawClient(c.port)
+        for start in range(0, MANY_EPHEMERALS, 400):
+            xids = [owner.submit(OpCode.create, create_req(f"{name}/e{i:05d}", b"", 1))
+                    for i in range(start, start + 400)]
+            assert all(owner.read_reply(x).err == Err.OK for x in xids)
+        owner.call(OpCode.create, create_req(f"{name}/p/x", b"", 1))
+        c.call(OpCode.getChildren, R.GetChildrenRequest(name, True))
+        c.call(OpCode.exists, R.ExistsRequest(f"{name}/e00007", True))
+        c.call(OpCode.getData, R.GetDataRequest(f"{name}/p/x", True))
+        closed = owner.call(OpCode.closeSession)
+        assert closed.err == Err.OK
+        close_zxid[c] = closed.zxid
+        owner.abort()
+        c.wait_event(3)
+        c.drain_events()
+    seen = [sorted((e.type, e.path) for e in c.events) for c in (pair.z, pair.j)]
+    assert seen[0] == seen[1] == sorted([(4, name), (2, f"{name}/e00007"),
+                                         (2, f"{name}/p/x")])
+    # name: 1,200 ephemerals created and deleted, and /p; name/p: x created and deleted
+    for path, left, cversion in ((name, ["p"], 2 * MANY_EPHEMERALS + 1), (f"{name}/p", [], 2)):
+        stats = []
+        for c in (pair.z, pair.j):
+            got = c.call(OpCode.getChildren2, R.GetChildren2Request(path, False)).decode()
+            assert got.children == left
+            assert got.stat.pzxid == close_zxid[c]
+            stats.append((got.stat.cversion, got.stat.numChildren))
+        assert stats[0] == stats[1] == (cversion, len(left))

@@ -135,3 +135,25 @@ def test_encoded_children_is_the_jute_vector_for_any_names():
         assert R.GetChildrenResponse.read(Reader(wire)).children == names
         assert R.GetChildrenResponse(names).to_bytes() == wire
     assert DataNode(b"", OPEN_ACL_UNSAFE).encoded_children() == b"\x00\x00\x00\x00"
+
+
+def test_nodes_created_with_equal_acls_share_one_tuple_and_snapshot_as_one_entry():
+    """A txn's ACL list becomes the tree's shared tuple (DataTree.shared_acl),
+    as a snapshot load shares the ACL cache's: one tuple per distinct ACL,
+    and the snapshot's ACL cache holds each once, however the nodes came."""
+    digest = [R.ACL(31, R.Id("digest", "u:x"))]
+    tree = DataTree()
+    for i in range(4):
+        # freshly decoded records each time, as every txn brings its own
+        acl = [R.ACL(a.perms, R.Id(a.id.scheme, a.id.id)) for a in (ACL if i % 2 else digest)]
+        tree.apply(R.TxnHeader(1, i, 10 + i, NOW, OpCode.create),
+                   R.CreateTxn(f"/n{i}", b"", acl, False, i + 1))
+    assert tree.nodes["/n1"].acl is tree.nodes["/n3"].acl is OPEN_ACL_UNSAFE
+    assert tree.nodes["/n0"].acl is tree.nodes["/n2"].acl
+    tree.apply(R.TxnHeader(1, 9, 20, NOW, OpCode.setACL), R.SetACLTxn("/n1", list(digest), 1))
+    assert tree.nodes["/n1"].acl is tree.nodes["/n0"].acl
+    loaded = DataTree()
+    deserialize_snapshot(b"".join(serialize_snapshot(tree, {}, 20)), loaded)
+    assert len({id(n.acl) for n in loaded.nodes.values()}) == 3  # open, digest, /zookeeper/config
+    assert loaded.nodes["/n2"].acl == tree.nodes["/n2"].acl
+    assert loaded.nodes["/n2"].acl is loaded.nodes["/n1"].acl

@@ -37,6 +37,9 @@ CONNECTION_QUEUED_GRACE_MS_DEFAULT = 30_000
 # a few ms.
 MULTI_APPLY_OPS_PER_PART = 250
 WATCH_EVENTS_PER_PART = 1000
+# A closeSession deleting more ephemerals than this deletes them this many per
+# loop turn (server/sliced.py, SlicedClose); a delete costs a few microseconds.
+CLOSE_SESSION_DELETES_PER_PART = 500
 # A multi request body larger than this is decoded and prepared in parts of
 # MULTI_APPLY_OPS_PER_PART ops too (one create is about 60 bytes).
 MULTI_SLICED_BODY_BYTES = 16 * 1024
@@ -94,6 +97,7 @@ assert JUTE_MAXBUFFER > 0
 assert CONNECTION_QUEUED_BYTES_MAX_DEFAULT > JUTE_MAXBUFFER
 assert CONNECTION_QUEUED_GRACE_MS_DEFAULT > 0
 assert MULTI_APPLY_OPS_PER_PART >= 1 and WATCH_EVENTS_PER_PART >= 1
+assert CLOSE_SESSION_DELETES_PER_PART >= 1
 assert CONNECTION_OUTSTANDING_MAX >= 1
 assert SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT > 0
 assert PATH_BYTES_MAX <= JUTE_MAXBUFFER
@@ -150,6 +154,9 @@ SNAP_RETAIN_COUNT_MIN = 3
 # Sessions and ACL lists a snapshot may declare before we call it corrupt.
 SNAPSHOT_SESSIONS_MAX = 10_000_000
 SNAPSHOT_ACL_LISTS_MAX = 10_000_000
+# Distinct ACL lists the data tree keeps to share one tuple among the nodes
+# created with an equal ACL (DataTree.shared_acl); more get a tuple each.
+TREE_SHARED_ACLS_MAX = 4096
 # One snappy block of a .snappy snapshot may inflate to this much: snappy-java
 # writes 32 KiB blocks; a bigger claim is corruption, not an allocation to make.
 SNAPSHOT_SNAPPY_BLOCK_BYTES_MAX = 64 * 1024 * 1024

@@ -16,6 +16,7 @@ zookeeper-facts.md section 1.1.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -25,7 +26,7 @@ from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, OP, PERM, CreateMod
 from .. import limits
 from ..tree.acl import check_perm, fix_acl
 from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
-from ..tree.paths import parent_of, validate_path
+from ..tree.paths import validate_path
 from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 
 __all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
@@ -71,10 +72,19 @@ class ChangeRecord:
 
 
 class PendingChanges:
+    """ZooKeeper's outstanding changes: the last record of each path written
+    by a txn prepared but not yet applied (``by_path``, with ``order`` for
+    forgetting them), and the sessions whose closeSession is prepared but not
+    yet applied (``closing``: session id -> the close's zxid). A node of the
+    tree owned by a closing session and with no record of its own is gone as
+    far as prep is concerned: a session with 100k ephemerals costs one entry
+    here, not 100k records."""
+
     def __init__(self, tree: DataTree):
         self.tree = tree
         self.by_path: dict[str, ChangeRecord] = {}
         self.order: list[ChangeRecord] = []
+        self.closing: dict[int, int] = {}
 
     def get(self, path: str) -> ChangeRecord | None:
         rec = self.by_path.get(path)
@@ -85,6 +95,8 @@ class PendingChanges:
             return None
         # one unpack of the node's packed stat, not one per field
         _, _, _, _, version, cversion, aversion, owner, _ = node.stat_fields()
+        if owner and self.closing and owner in self.closing:
+            return None
         return ChangeRecord(-1, path, True, version, cversion, aversion, owner,
                             node.child_count(), node.acl, node.data)
 
@@ -103,6 +115,9 @@ class PendingChanges:
             i += 1
         if i:
             del self.order[:i]
+        if self.closing:
+            for sid in [s for s, z in self.closing.items() if z <= zxid]:
+                del self.closing[sid]
 
     def rollback(self, zxid: int) -> None:
         """Undo the records of the txn ``zxid`` (a failed multi), the last
@@ -128,22 +143,39 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
     plus those it is creating in txns not yet applied, minus those already
     being deleted; each parent loses a child in its pending record, so a
     later request sees the tree as it will be once the close is applied.
+    Those only in the tree are hidden by marking the session closing (see
+    ``PendingChanges``); those with a pending record get a delete record.
     """
-    paths = dict.fromkeys(pending.tree.ephemerals.get(session_id, {}))
+    owned = pending.tree.ephemerals.get(session_id, {})
+    recorded = []
+    gone = []
     for path, rec in pending.by_path.items():
         # Only the latest record of a path is kept: one of another owner means
         # the session's node was deleted and made again by someone else
         # (ZooKeeper walks every outstanding change: the delete drops it).
         if rec.exists and rec.ephemeral_owner == session_id:
-            paths[path] = None
-        else:
-            paths.pop(path, None)
-    out = sorted(paths)
-    for path in out:
-        parent = pending.get(parent_of(path))
+            recorded.append(path)
+        elif path in owned:
+            gone.append(path)
+    if recorded or gone:
+        paths = dict.fromkeys(owned)
+        paths.update(dict.fromkeys(recorded))
+        for path in gone:
+            del paths[path]
+        out = sorted(paths)
+    else:
+        out = sorted(owned)
+    # One record per parent with all its lost children (a session's
+    # ephemerals mostly share a few parents).
+    lost = Counter([path.rpartition("/")[0] or "/" for path in out])
+    for parent_path, count in lost.items():
+        parent = pending.get(parent_path)
         if parent is not None:
-            pending.add(replace(parent, zxid=zxid, child_count=max(0, parent.child_count - 1)))
+            pending.add(replace(parent, zxid=zxid,
+                                child_count=max(0, parent.child_count - count)))
+    for path in recorded:
         pending.add(ChangeRecord(zxid, path, False))
+    pending.closing[session_id] = zxid
     return out
 
 

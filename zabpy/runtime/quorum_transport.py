@@ -71,6 +71,7 @@ class _Link:
         self.queued: list = []
         self.waiting: _Image | None = None
         self.bulk = 0   # bytes of a SNAP image written: allowed above the high-water mark
+        self.bulk_next = 0  # an image's size, allowed once the write carrying it is made
 
     def flush(self) -> "_Image | None":
         """Write the queued bytes up to the first image not ready yet; return that image."""
@@ -91,20 +92,25 @@ class _Link:
         assert self.waiting is not None and self.queued[0] is self.waiting
         self.queued[0] = data
         self.waiting = None
-        self.bulk = len(data)
+        self.bulk_next = len(data)
 
     def write(self, data: bytes) -> bool:
         if self.closed or self.writer.is_closing():
             return False
         buffered = self.writer.transport.get_write_buffer_size()
         if buffered <= CONNECTION_WRITE_BUFFER_HIGH:
-            self.bulk = 0
-        elif buffered > CONNECTION_WRITE_BUFFER_HIGH + self.bulk:
+            self.bulk = 0  # an earlier image has drained
+        elif buffered > CONNECTION_WRITE_BUFFER_HIGH + self.bulk + self.bulk_next:
             log.warning("Closing quorum link to %s: more than %d bytes wait to be sent",
                         self.writer.get_extra_info("peername"), CONNECTION_WRITE_BUFFER_HIGH)
             self.close()
             return False
         self.writer.write(data)
+        # The image's allowance starts with the write that carries it (set
+        # before, the drained-buffer reset above would drop it, and the next
+        # packet behind a large image would close the link).
+        self.bulk += self.bulk_next
+        self.bulk_next = 0
         return True
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ import traceback
 
 from ..limits import QUORUM_SNAP_BYTES_MAX
 from ..tree.datatree import DataTree
+from ..storage.files import SNAPSHOT_WRITER_NICE
 from ..zab import packets as P
 
 __all__ = ["ForkedImage", "SnapImageError"]
@@ -64,6 +65,7 @@ class ForkedImage:
             try:
                 os.close(r)
                 gc.disable()
+                os.nice(SNAPSHOT_WRITER_NICE)  # the leader's loop (its clients) comes first
                 view = memoryview(P.snapshot_bytes(tree, sessions))
                 while view:
                     view = view[os.write(w, view):]

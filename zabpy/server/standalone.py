@@ -58,7 +58,7 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import SlicedApply, SlicedChildren, SlicedPrep
+from .sliced import SlicedApply, SlicedChildren, SlicedClose, SlicedPrep
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -804,6 +804,10 @@ class StandaloneServer:
             if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
                 self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
                 return
+            if part and item.hdr.type == OP.closeSession and self._large_close(item):
+                self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
+                                           limits.WATCH_EVENTS_PER_PART)
+                return
             res = self.tree.apply(item.hdr, item.txn)
             if self.changes is not None:
                 self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
@@ -818,6 +822,12 @@ class StandaloneServer:
             for conn, data in notes:
                 self._emit(conn, data)
             self._after_apply(item, res)
+
+    def _large_close(self, item: InFlight) -> bool:
+        """A closeSession with more deletes than one part takes."""
+        owned = len(self.tree.ephemerals.get(item.hdr.clientId, ()))
+        listed = len(item.txn.paths2Delete or ()) if item.txn is not None else 0
+        return max(owned, listed) > limits.CLOSE_SESSION_DELETES_PER_PART
 
     @property
     def busy(self) -> bool:
@@ -1069,8 +1079,13 @@ class StandaloneServer:
         out = []
         skip_acl = self.settings.skip_acl
         encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
+        watches = self.watches
+        data_watched, child_watched = watches.data, watches.child
+        anywhere = watches.has_recursive
         for ev, path, acl in triggers:
-            for sid, etype, p in self.watches.trigger(ev, path):
+            if not anywhere and path not in data_watched and path not in child_watched:
+                continue  # no watch on the path: most triggers (a closeSession has 2 per node)
+            for sid, etype, p in watches.trigger(ev, path):
                 cid = self.owner.get(sid)
                 if cid is None:
                     continue

@@ -30,6 +30,7 @@ root's path as "".
 
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from ..jute import records as R
 from ..jute.codec import DecodeError, Reader, Writer
 from ..limits import SNAPSHOT_ACL_LISTS_MAX, SNAPSHOT_SESSIONS_MAX
 from ..tree.acl import OPEN_ACL_UNSAFE
-from ..tree.datatree import _FRESH, _FULL, _FULL_BIT, _NODATA_BIT, DataNode, DataTree
+from ..tree.datatree import (_FRESH, _FRESH_SIZE, _FULL, _FULL_BIT, _FULL_SIZE, _NODATA_BIT,
+                             DataNode, DataTree)
 
 __all__ = ["SNAP_MAGIC", "SNAP_VERSION", "DIGEST_VERSION", "SnapshotError", "SnapshotContents",
            "serialize_snapshot", "deserialize_snapshot", "has_valid_tail", "tree_digest",
@@ -59,6 +61,9 @@ _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
 _INT_LONG = struct.Struct(">iq")
 _SEAL_TAIL = _INT.pack(1) + b"/"
+_KEY_PERSISTED = struct.Struct(">qqqqqiiiqq")  # ACL key, then StatPersisted in jute order
+_NO_DATA = _INT.pack(-1)
+_ACL_OF = operator.attrgetter("acl")
 
 
 class SnapshotError(ValueError):
@@ -90,17 +95,23 @@ def tree_digest(tree: DataTree) -> int:
     return total - (1 << 64) if total >= 1 << 63 else total
 
 
-def _acl_keys(tree: DataTree) -> tuple[dict[tuple, int], Writer]:
-    """Number the distinct ACL lists 1..n in walk order and encode the cache."""
+def _acl_keys(tree: DataTree) -> tuple[dict[int, int], Writer]:
+    """Number the distinct ACL lists 1..n in the order of ``tree.nodes`` and
+    encode the cache. The result maps each node ACL tuple's id() to its key:
+    nodes share their ACL tuples (DataTree.shared_acl, a snapshot load), so
+    the scan is two C-level passes with no hashing of ACL records per node,
+    and the writer's lookup is an int. ids are lookup keys only: the numbers
+    follow the nodes' order, so the bytes are deterministic."""
+    acls = list(map(_ACL_OF, tree.nodes.values()))
+    by_id = dict(zip(map(id, acls), acls))  # one entry per tuple object, first seen first
+    del acls
     keys: dict[tuple, int] = {}
-    last: tuple | None = None
-    for _, node in tree.walk():
-        acl = node.acl
-        if acl is last:
-            continue  # neighbours share one tuple: skip hashing its records again
-        last = acl
-        if acl not in keys:
-            keys[acl] = len(keys) + 1
+    key_of_id: dict[int, int] = {}
+    for ident, acl in by_id.items():
+        key = keys.get(acl)
+        if key is None:
+            key = keys[acl] = len(keys) + 1
+        key_of_id[ident] = key
     w = Writer()
     w.int(len(keys))
     for acl, key in keys.items():
@@ -108,7 +119,7 @@ def _acl_keys(tree: DataTree) -> tuple[dict[tuple, int], Writer]:
         w.int(len(acl))
         for entry in acl:
             entry.write(w)
-    return keys, w
+    return key_of_id, w
 
 
 def _seal(adler: int) -> bytes:
@@ -125,36 +136,51 @@ def serialize_snapshot(tree: DataTree, sessions: dict[int, int], zxid: int,
         out += struct.pack(">qi", sid, sessions[sid])
     keys, cache = _acl_keys(tree)
     out += cache.out
-    pack_int, pack_long, pack_digest, crc32 = _INT.pack, _LONG.pack, _DIGEST_STAT.pack, zlib.crc32
+    pack_int, pack_long, crc32 = _INT.pack, _LONG.pack, zlib.crc32
+    unpack_fresh, pack_key_fresh, pack_digest = _FRESH.unpack_from, _KEY_PERSISTED.pack, \
+        _DIGEST_STAT.pack
     last_acl: tuple | None = None
     last_key = 0
     total = 0  # the tree digest, summed in the same walk (see tree_digest)
+    # The loop reads each node's record bytes directly, as the forked writer
+    # runs it for every znode: a node's StatPersisted is its record's bytes
+    # 1..61, or, for a node never changed (most leaves), follows from czxid,
+    # ctime and ephemeralOwner, packed with the ACL key in one step.
     for path, node in tree.walk():
         raw = b"" if path == "/" else path.encode("utf-8")
+        rec = node._rec
+        flags = rec[0]
+        data = rec[_FULL_SIZE:] if flags & _FULL_BIT else rec[_FRESH_SIZE:]
         out += pack_int(len(raw))
         out += raw
-        data = node.data
-        if data is None:
-            out += pack_int(-1)
+        if flags & _NODATA_BIT:
+            out += _NO_DATA
         else:
             out += pack_int(len(data))
             out += data
         acl = node.acl
         if path in _BUILTIN_OPEN and acl == OPEN_ACL_UNSAFE:
-            out += pack_long(OPEN_ACL_KEY)
+            key = OPEN_ACL_KEY
         else:
             if acl is not last_acl:
-                last_acl, last_key = acl, keys[acl]
-            out += pack_long(last_key)
-        out += node.persisted_bytes()
-        if digest and not path.startswith(_DIGEST_SKIP):
-            crc = crc32(raw)
-            if data:
-                crc = crc32(data, crc)
-            czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = \
-                node.stat_fields()
-            total += crc32(pack_digest(czxid, mzxid, pzxid, ctime, mtime, version, cversion,
-                                       aversion, owner), crc)
+                last_acl, last_key = acl, keys[id(acl)]
+            key = last_key
+        if flags & _FULL_BIT:
+            persisted = rec[1:_FULL_SIZE]
+            out += pack_long(key)
+            out += persisted
+            if digest and not path.startswith(_DIGEST_SKIP):
+                # DigestCalculator's order (czxid, mzxid, pzxid, ctime, mtime,
+                # version, cversion, aversion, ephemeralOwner) has the
+                # StatPersisted widths: the bytes are moved, not repacked
+                total += crc32(persisted[16:52], crc32(persisted[52:], crc32(
+                    persisted[:16], crc32(data, crc32(raw)))))
+        else:
+            _, czxid, ctime, owner = unpack_fresh(rec)
+            out += pack_key_fresh(key, czxid, czxid, ctime, ctime, 0, 0, 0, owner, czxid)
+            if digest and not path.startswith(_DIGEST_SKIP):
+                total += crc32(pack_digest(czxid, czxid, czxid, ctime, ctime, 0, 0, 0, owner),
+                               crc32(data, crc32(raw)))
         if len(out) >= _CHUNK_BYTES:
             adler = zlib.adler32(out, adler)
             yield bytes(out)
@@ -294,7 +320,8 @@ def deserialize_snapshot(data: bytes | bytearray | memoryview, tree: DataTree,
         if magic != SNAP_MAGIC or version != SNAP_VERSION:
             raise SnapshotError(f"bad magic {magic:#x} or version {version}")
         sessions = _read_sessions(r)
-        _read_nodes(r, tree, _read_acl_cache(r))
+        # the tree's shared tuples, so nodes created later share them too
+        _read_nodes(r, tree, {k: tree.shared_acl(acl) for k, acl in _read_acl_cache(r).items()})
         if "/" not in tree.nodes:
             raise SnapshotError("no root node")
         tree.setup_quota()  # as DataTree.deserialize ends: quotas found and recounted

@@ -30,6 +30,7 @@ that parent's children; an ephemeral node is listed under its owner in
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -37,6 +38,7 @@ from typing import Iterable, Iterator
 from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, ERR, EVENT, OP
 from ..jute.codec import decode
 from ..jute import records as R
+from ..limits import TREE_SHARED_ACLS_MAX
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .paths import basename, parent_of
 from .quota import (QUOTA_ROOT, QuotaIndex, limit_leaf_quota_path, quota_stats_data,
@@ -59,6 +61,8 @@ _FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
 _FRESH_SIZE = _FRESH.size  # 25
 _FULL_SIZE = _FULL.size  # 61
 _INT = struct.Struct(">i")
+_SLASHES = operator.methodcaller("count", "/")
+_ALL_PERMS = 31  # READ | WRITE | CREATE | DELETE | ADMIN  # a path's depth, for sort keys
 _LONG = struct.Struct(">q")
 # offsets in a full record (flag byte, then StatPersisted)
 _CVERSION_AT = 37
@@ -471,6 +475,8 @@ class DataTree:
         self.ttls: dict[str, None] = {}
         self.quotas = QuotaIndex()
         self.last_processed_zxid = 0
+        self._acls: dict[tuple, tuple] = {OPEN_ACL_UNSAFE: OPEN_ACL_UNSAFE,
+                                          READ_ACL_UNSAFE: READ_ACL_UNSAFE}
         self._add_builtins()
 
     def _add_builtins(self) -> None:
@@ -483,6 +489,25 @@ class DataTree:
         cfg = self.nodes[CONFIG]
         cfg.acl = READ_ACL_UNSAFE
         cfg.aversion = -1
+
+    def shared_acl(self, acl) -> tuple:
+        """The node ACL tuple for a txn's ACL list: one tuple shared by every
+        node with an equal ACL, as a snapshot load shares them (a tuple and
+        its decoded records per node would cost about 200 bytes each, and
+        the snapshot writer hashes a node's ACL only when it differs from
+        the last node's). At most limits.TREE_SHARED_ACLS_MAX distinct ACLs
+        are kept for sharing; past that, a new one is the node's own."""
+        if acl and len(acl) == 1:  # most nodes: world:anyone, all perms, without hashing
+            a = acl[0]
+            if a.perms == _ALL_PERMS and a.id.id == "anyone" and a.id.scheme == "world":
+                return OPEN_ACL_UNSAFE
+        t = tuple(acl or ())
+        shared = self._acls.get(t)
+        if shared is not None:
+            return shared
+        if len(self._acls) < TREE_SHARED_ACLS_MAX:
+            self._acls[t] = t
+        return t
 
     # ---- reads -------------------------------------------------------------
 
@@ -559,13 +584,13 @@ class DataTree:
         zxid, time = hdr.zxid, hdr.time
         if t in (OP.create, OP.create2):
             owner = hdr.clientId if txn.ephemeral else 0
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), owner,
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl), owner,
                                     txn.parentCVersion, zxid, time)
         if t == OP.createContainer:
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()),
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl),
                                     CONTAINER_EPHEMERAL_OWNER, txn.parentCVersion, zxid, time)
         if t == OP.createTTL:
-            return self.create_node(txn.path, txn.data, tuple(txn.acl or ()), ttl_owner(txn.ttl),
+            return self.create_node(txn.path, txn.data, self.shared_acl(txn.acl), ttl_owner(txn.ttl),
                                     txn.parentCVersion, zxid, time)
         if t in (OP.delete, OP.deleteContainer):
             return self.delete_node(txn.path, zxid)
@@ -614,6 +639,13 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None or path == ROOT:
             return ApplyResult(err=ERR.NONODE)
+        out = ApplyResult()
+        self._delete(path, node, zxid, out.triggers)
+        return out
+
+    def _delete(self, path: str, node: DataNode, zxid: int, triggers: list) -> None:
+        """Remove ``node`` (at ``path``, not '/') and append its two watch
+        triggers (NodeDeleted, then the parent's NodeChildrenChanged)."""
         parent_path = parent_of(path)
         parent = self.nodes[parent_path]
         del self.nodes[path]
@@ -634,8 +666,8 @@ class DataTree:
         if self.quotas.top:
             self.quotas.node_removed(parent_path, basename(path))
             self._quota_update(path, -1, -node.data_length())
-        return ApplyResult(triggers=[(EVENT.NodeDeleted, path, node.acl),
-                                     (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
+        triggers.append((EVENT.NodeDeleted, path, node.acl))
+        triggers.append((EVENT.NodeChildrenChanged, parent_path, parent.acl))
 
     def _set_data(self, txn: R.SetDataTxn, zxid: int, time: int) -> ApplyResult:
         node = self.nodes.get(txn.path)
@@ -650,7 +682,7 @@ class DataTree:
         node = self.nodes.get(txn.path)
         if node is None:
             return ApplyResult(err=ERR.NONODE)
-        node.acl = tuple(txn.acl or ())
+        node.acl = self.shared_acl(txn.acl)
         node.aversion = txn.version
         return ApplyResult(node=node)
 
@@ -715,16 +747,35 @@ class DataTree:
 
     def kill_session(self, session_id: int, zxid: int, paths: list[str] | None) -> ApplyResult:
         """Delete a closed or expired session's ephemerals, deepest first."""
-        owned = dict(self.ephemerals.get(session_id, {}))
-        for p in paths or ():
-            owned.setdefault(p, None)
         out = ApplyResult()
-        for p in sorted(owned, key=lambda s: (-s.count("/"), s)):
-            node = self.nodes.get(p)
-            if node is not None and node.ephemeral_owner == session_id:
-                out.triggers.extend(self.delete_node(p, zxid).triggers)
+        self.kill_session_part(session_id, zxid, self.kill_order(session_id, paths), out.triggers)
         self.ephemerals.pop(session_id, None)
         return out
+
+    def kill_order(self, session_id: int, paths: list[str] | None) -> list[str]:
+        """The paths a closeSession deletes, in the order it deletes them:
+        the session's ephemerals in the tree and the txn's ``paths``
+        (paths2Delete), deepest first, then by path. Two C-level sorts (the
+        second is stable), so a session with 100k ephemerals costs no
+        Python call per path."""
+        owned = dict.fromkeys(self.ephemerals.get(session_id, ()))
+        if paths:
+            owned.update(dict.fromkeys(paths))
+        order = sorted(owned)
+        order.sort(key=_SLASHES, reverse=True)
+        return order
+
+    def kill_session_part(self, session_id: int, zxid: int, paths: Iterable[str],
+                          triggers: list) -> None:
+        """Delete those of ``paths`` that are ``session_id``'s ephemerals
+        (a server cuts a large closeSession into such parts; the caller
+        drops the session's entry in ``ephemerals`` once all are in)."""
+        nodes = self.nodes
+        delete = self._delete
+        for p in paths:
+            node = nodes.get(p)
+            if node is not None and node.ephemeral_owner == session_id:
+                delete(p, node, zxid, triggers)
 
     # ---- snapshot support ------------------------------------------------------
 

@@ -69,6 +69,11 @@ class WatchManager:
 
     # ---- firing ---------------------------------------------------------------
 
+    @property
+    def has_recursive(self) -> bool:
+        """Some persistent recursive watch exists (a trigger anywhere may fire it)."""
+        return self._recursive_count > 0
+
     def trigger(self, event: int, path: str) -> list[tuple[int, int, str]]:
         fired: dict[int, None] = {}
         if event == EVENT.NodeChildrenChanged:
