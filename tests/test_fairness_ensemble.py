@@ -265,3 +265,47 @@ def test_a_watch_storm_on_a_follower_keeps_event_before_data(ens):
     for w in watchers:
         w.close()
     writer.close()
+
+
+@pytest.mark.parametrize("where", ["leader", "follower"])
+def test_closing_a_session_with_many_ephemerals_is_whole_on_every_member(ens, where):
+    """A closeSession that deletes more ephemerals than one part takes is
+    applied in parts on the leader (sliced.SlicedClose) and whole on the
+    learners: a reader on the leader sees all of them or none while the
+    session on ``where`` closes, the leader keeps its quorum, and every
+    member ends with none."""
+    leader, f1, f2 = members(ens)
+    owner_sid, by_sid = (leader, leader) if where == "leader" else (f1, leader)
+    root = f"/closing-{where}"
+    n = 2_000
+    owner = client(ens, owner_sid)
+    by = client(ens, by_sid)
+    hdr, _ = owner.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
+    assert hdr.err == 0
+    body = b"".join(R.MultiHeader(OpCode.create, False, -1).to_bytes()
+                    + R.CreateRequest(f"{root}/e{i:05d}", b"", ACL, 1).to_bytes()
+                    for i in range(n)) + R.MultiHeader(-1, True, -1).to_bytes()
+    hdr, _ = owner.call(OpCode.multi, body)
+    assert hdr.err == 0
+    before = roles(ens)
+    xid = owner.send(OpCode.closeSession)
+    seen = set()
+    while not replied(owner):
+        hdr, reply = by.call(OpCode.getChildren, R.GetChildrenRequest(root, False))
+        assert hdr.err == 0
+        seen.add(children_count(reply))
+    hdr, _ = owner.recv_reply()
+    assert (hdr.xid, hdr.err) == (xid, 0)
+    owner.close()
+    assert seen <= {0, n}, seen
+    by.call(OpCode.sync, R.SyncRequest(root))
+    hdr, reply = by.call(OpCode.getChildren, R.GetChildrenRequest(root, False))
+    assert children_count(reply) == 0
+    for sid in ens.sids:
+        c = client(ens, sid)
+        c.call(OpCode.sync, R.SyncRequest(root))
+        hdr, reply = c.call(OpCode.getChildren, R.GetChildrenRequest(root, False))
+        assert children_count(reply) == 0, sid
+        c.close()
+    by.close()
+    assert roles(ens) == before, (before, ens.diagnosis())
