@@ -97,13 +97,14 @@ def test_diff_from_the_log_is_exercised():
 def _serving_learner_mid_run(seed: int = 4):
     """A run stepped past a few periodic checks, and one of its serving learners."""
     sim = ReplicaSimulation(ReplicaSimOptions(seed=seed, fault_ms=3_000))
-    while True:
+    while sim.now_ms < 60_000:
         sim._step_once()
         serving = [s for s in sim.up() if sim.nodes[s].peer.learner is not None
                    and sim.nodes[s].replica.serving and not sim.nodes[s].reloading()]
         if sim.now_ms > 6_000 and serving and len(sim.nodes[serving[0]].log) > 50:
             sim.check_periodic(replay=True)   # passes, and Z7's replayed tree is warm
             return sim, serving[0], sim.nodes[serving[0]]
+    raise AssertionError(f"seed {seed}: no serving learner with a log of 50 txns in 60 s")
 
 
 def test_z7_catches_a_tree_that_left_its_log():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,7 @@ PREFIX = "zchaos"
 SUBNET = "198.18.0"
 CLIENT_HOST = 100          # the bridge namespace's address: 198.18.0.100
 CLONE_NEWNET = 0x40000000
+NETQ_START_TIMEOUT_S = 10   # a verdict loop binds its queue in milliseconds
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -280,7 +282,9 @@ class Network:
                "--loss", str(loss_pct / 100), "--seed", str(seed)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
-        line = proc.stdout.readline()
+        # a loop stuck waiting for the kernel's ack must fail the run, not hang it
+        ready, _, _ = select.select([proc.stdout], [], [], NETQ_START_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else "(no answer in time)\n"
         if line.strip() != "ready":
             proc.kill()
             rest = proc.communicate()[0]

@@ -243,7 +243,12 @@ class ServerRuntime:
         host = self.config.client_port_address
         sock = _bound_socket(host, self.config.client_port) if host else None
         if sock is not None:
-            self._tcp_server = await loop.create_server(lambda: _ClientProtocol(self), sock=sock)
+            try:
+                self._tcp_server = await loop.create_server(lambda: _ClientProtocol(self),
+                                                            sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         else:
             self._tcp_server = await loop.create_server(
                 lambda: _ClientProtocol(self), host, self.config.client_port, reuse_address=True)

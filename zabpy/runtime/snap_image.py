@@ -28,7 +28,7 @@ import traceback
 
 from ..limits import QUORUM_SNAP_BYTES_MAX
 from ..tree.datatree import DataTree
-from ..storage.files import SNAPSHOT_WRITER_NICE
+from ..storage.files import lower_priority
 from ..zab import packets as P
 
 __all__ = ["ForkedImage", "SnapImageError"]
@@ -65,7 +65,7 @@ class ForkedImage:
             try:
                 os.close(r)
                 gc.disable()
-                os.nice(SNAPSHOT_WRITER_NICE)  # the leader's loop (its clients) comes first
+                lower_priority()  # the leader's loop (its clients) comes first
                 view = memoryview(P.snapshot_bytes(tree, sessions))
                 while view:
                     view = view[os.write(w, view):]

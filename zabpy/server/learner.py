@@ -155,6 +155,9 @@ class LearnerServer(StandaloneServer):
                 self._close_conn(self.conns[conn_id])
             return
         conn_id, entry = waiting
+        if self._decoding:
+            # its reply is decided here: a decode of it would only keep us busy
+            self._decoding = deque(d for d in self._decoding if d.entry is not entry)
         conn = self.conns.get(conn_id)
         if conn is not None:
             entry.reply = frame(entry.xid, self.tree.last_processed_zxid, ERR.CONNECTIONLOSS)

@@ -924,18 +924,13 @@ class StandaloneServer:
         if zxid > self.tree.last_processed_zxid:
             self.tree.last_processed_zxid = zxid
         self.pending.applied(zxid)
-        self._sliced_applied(sl.item, sl.out)
+        self._after_apply(sl.item, sl.out)
         gated, self._gated = self._gated, {}
         for conn_id in gated:
             conn = self.conns.get(conn_id)
             if conn is not None:
                 self._drain(conn)
         self._apply_next()
-
-    def _sliced_applied(self, item: InFlight, res) -> None:
-        """A multi applied in parts is whole in the tree: its reply (a
-        learner overrides this: it answers what the leader committed)."""
-        self._after_apply(item, res)
 
     def _apply_next(self) -> None:
         """Go on with the txns that waited behind a sliced multi or a storm."""

@@ -104,7 +104,7 @@ def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int],
 SNAPSHOT_WRITER_NICE = 10
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     """In a forked writer: yield the CPU to the server. Raising one's own
     niceness is always permitted, so this cannot fail."""
     os.nice(SNAPSHOT_WRITER_NICE)
@@ -359,7 +359,7 @@ class TxnStore:
             code = 1
             try:
                 gc.disable()
-                _lower_priority()
+                lower_priority()
                 self._write_snapshot(tree, sessions, zxid)
                 code = 0
             except BaseException:

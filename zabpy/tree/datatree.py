@@ -61,8 +61,8 @@ _FULL = struct.Struct(">Bqqqqiiiqq")  # flags, StatPersisted in its jute order
 _FRESH_SIZE = _FRESH.size  # 25
 _FULL_SIZE = _FULL.size  # 61
 _INT = struct.Struct(">i")
-_SLASHES = operator.methodcaller("count", "/")
-_ALL_PERMS = 31  # READ | WRITE | CREATE | DELETE | ADMIN  # a path's depth, for sort keys
+_SLASHES = operator.methodcaller("count", "/")  # a path's depth, for sort keys
+_ALL_PERMS = 31  # READ | WRITE | CREATE | DELETE | ADMIN
 _LONG = struct.Struct(">q")
 # offsets in a full record (flag byte, then StatPersisted)
 _CVERSION_AT = 37

@@ -82,7 +82,7 @@ class PeerReady:
     config: QuorumVerifier | None = None  # a new current config (reconfig), once
 
 
-_QUIET = PeerReady()
+_QUIET = PeerReady(zab=EMPTY_READY)  # the very object _take_peer tests for
 
 
 class Peer:
