@@ -623,8 +623,10 @@ class ReplicaSimulation:
             return
         for sid in self.up():
             node = self.nodes[sid]
-            if node.reloading() or node.replica.busy:
+            srv = node.replica.server
+            if node.reloading() or (srv is not None and srv.applying):
                 continue   # a multi part-way into the tree: checked when it is whole
+                # (one being prepared or decoded in parts leaves the tree whole)
             self.checker.check_replay(sid, node)
             if node.replica.serving and node.replica.mode != "read-only":
                 self.checker.check_serving(sid, node)
