@@ -75,3 +75,21 @@ class RawClient:
     def call(self, op: int, record: R.Record | bytes | None = None) -> tuple[R.ReplyHeader, bytes]:
         self.send(op, record)
         return self.recv_reply()
+
+
+def expect_event_before_new_data(w: RawClient, old: bytes = b"old") -> None:
+    """``w`` watched a node's data, then asked for it again right after a
+    setData: its watch event comes once, and before any reply showing the
+    new data (a reply sent ahead of the write still shows ``old``, and then
+    the event follows)."""
+    events = 0
+    while True:
+        f = w.recv_frame()
+        if struct.unpack_from(">i", f)[0] == -1:
+            events += 1
+            continue
+        data = f[16 + 4:16 + 4 + len(old)]
+        assert events == 1 or data == old, (events, data)
+        break
+    if events == 0:  # answered before the write: its event is still to come
+        assert struct.unpack_from(">i", w.recv_frame())[0] == -1

@@ -16,7 +16,7 @@ import struct
 
 import pytest
 
-from rawclient import RawClient
+from rawclient import RawClient, expect_event_before_new_data
 from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
 from zabpy.jute.constants import OpCode
@@ -249,17 +249,7 @@ def test_a_watch_storm_on_a_follower_keeps_event_before_data(ens):
     for w in watchers:
         w.send(OpCode.getData, R.GetDataRequest("/storm", False))
     for w in watchers:
-        events = 0
-        while True:
-            f = w.recv_frame()
-            if struct.unpack_from(">i", f)[0] == -1:
-                events += 1
-                continue
-            data = f[16 + 4:16 + 4 + 3]
-            assert events == 1 or data == b"old", (events, data)
-            break
-        if events == 0:  # answered before the write: its event is still to come
-            assert struct.unpack_from(">i", w.recv_frame())[0] == -1
+        expect_event_before_new_data(w)
     assert writer.recv_reply()[0].xid == xid
     assert writer.recv_reply()[0].err == 0      # the commit after the storm is applied
     for w in watchers:
