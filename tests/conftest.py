@@ -245,17 +245,39 @@ class RawClient:
 
 # ---- normalisation and comparison ------------------------------------------
 
+# A write's reply carries its own txn's zxid; any other reply carries the last
+# zxid the server applied, which may belong to another test (a session of
+# theirs expiring on the shared server).
+WRITE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL,
+                       OpCode.delete, OpCode.deleteContainer, OpCode.setData, OpCode.setACL,
+                       OpCode.check, OpCode.multi, OpCode.reconfig, OpCode.closeSession})
+
+
 class Norm:
-    """Replace the values that differ legitimately between two servers."""
+    """Replace the values that differ legitimately between two servers.
+
+    A zxid after the pair opened is named by the order in which it first
+    appeared ("+1", "+2", ...), not by its distance from the base: the two
+    servers are shared with other tests, whose txns (a session expiring) would
+    shift a distance on one server only. A write that takes a zxid on one
+    server and not on the other still shows: its reply names a new zxid on one
+    side and an old one on the other."""
 
     def __init__(self, base_zxid: int, session_id: int):
         self.base = base_zxid
         self.session_id = session_id
+        self.labels: dict[int, int] = {}
 
-    def zxid(self, z: int):
-        if z > self.base:
-            return f"+{z - self.base}"
-        return z if z <= 0 else "old"
+    def zxid(self, z: int, read: bool = False):
+        if z <= self.base:
+            return z if z <= 0 else "old"
+        label = self.labels.get(z)
+        if label is None:
+            if read:   # the latest txn of ours it has seen, others' skipped
+                ours = [k for k in self.labels if k <= z]
+                return f"+{self.labels[max(ours)]}" if ours else "old"
+            label = self.labels[z] = len(self.labels) + 1
+        return f"+{label}"
 
     def value(self, v):
         if isinstance(v, R.Stat):
@@ -277,7 +299,8 @@ class Norm:
         return v
 
     def reply(self, rep: Reply):
-        return (rep.err, self.zxid(rep.zxid), self.value(rep.decode()))
+        return (rep.err, self.zxid(rep.zxid, read=rep.op not in WRITE_OPS),
+                self.value(rep.decode()))
 
 
 class Pair:

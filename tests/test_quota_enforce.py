@@ -247,7 +247,7 @@ def test_quotas_survive_restarts(servers, pair, name):
                                                b"count=3,bytes=50", -1))
     pair.call(OpCode.create, create_req(f"{name}/b", b"z"))
     assert stats(pair, name) == b"count=4,bytes=51"
-    bases = pair.zn.base, pair.jn.base
+    zn, jn = pair.zn, pair.jn
     snaps = _snapshots(zabpy)
     for round_ in (1, 2):
         pair.close()
@@ -255,7 +255,8 @@ def test_quotas_survive_restarts(servers, pair, name):
         java.stop()
         java.start()
         pair.__init__(zabpy.port, java.port)
-        pair.zn.base, pair.jn.base = bases
+        pair.zn.base, pair.zn.labels = zn.base, zn.labels
+        pair.jn.base, pair.jn.labels = jn.base, jn.labels
         # the first restart replays the hand-written stats; the second recounts
         assert stats(pair, name) == (b"count=4,bytes=51" if round_ == 1 else b"count=3,bytes=4")
         if round_ == 1:   # zabpy snapshots after a replay, in the background
