@@ -1,7 +1,14 @@
-"""A data directory with N znodes, written directly as a snapshot file.
+"""A data directory with N znodes, written directly as a snapshot file (or a log).
 
     python -m bench.scale_data /tmp/d 10000000          # /tmp/d/version-2/snapshot.<zxid>
     python -m bench.scale_data /tmp/d 0 --wide 1000000  # one node with a million children
+    python -m bench.scale_data /tmp/d 1000000 --log     # snapshot.0 + log.1 of the creates
+
+With ``--log`` (``build_logdir``) the same tree (without /wide) is in the
+transaction log instead: an empty snapshot.0, then one session's
+createSession, a create per znode in the order above and its closeSession,
+as a server with snapshots turned off would have logged them. A restart then
+replays every create (bench.scale_log).
 
 Creating ten million znodes over the wire takes hours; writing the snapshot
 ZooKeeper would have after creating them takes about a minute. The file is
@@ -28,11 +35,13 @@ import sys
 import time
 from pathlib import Path
 
-from zabpy.storage import write_snapshot_file
+from zabpy.jute import OpCode
+from zabpy.jute import records as R
+from zabpy.storage import TxnStore, write_snapshot_file
 from zabpy.tree.acl import OPEN_ACL_UNSAFE
 from zabpy.tree.datatree import DataNode, DataTree, pack_record
 
-__all__ = ["build_datadir", "leaf_path", "FAN", "VALUE"]
+__all__ = ["build_datadir", "build_logdir", "leaf_path", "FAN", "VALUE"]
 
 FAN = 1000  # children per parent
 VALUE = b"v" * 100
@@ -108,16 +117,66 @@ def build_datadir(data_dir: Path, n: int, wide: int = 0) -> tuple[int, float]:
     return last, time.monotonic() - t0
 
 
+SESSION_ID = 0x0100_0000_0000_0001
+SESSION_TIMEOUT_MS = 30_000
+
+
+def _logged_txns(n: int):
+    """(TxnHeader, txn) of bench.scale's tree made over the wire, in zxid order."""
+    acl = list(OPEN_ACL_UNSAFE)
+    zxid = 0
+    cxid = 0
+
+    def hdr(op: int) -> R.TxnHeader:
+        nonlocal zxid, cxid
+        zxid += 1
+        cxid += 1
+        return R.TxnHeader(SESSION_ID, cxid, zxid, CTIME_MS + zxid, op)
+
+    yield hdr(OpCode.createSession), R.CreateSessionTxn(SESSION_TIMEOUT_MS)
+    parents = (n + FAN - 1) // FAN
+    yield hdr(OpCode.create), R.CreateTxn("/scale", b"", acl, False, 1)
+    yield hdr(OpCode.create), R.CreateTxn("/scale/w", VALUE, acl, False, 1)
+    for b in range(parents):
+        yield hdr(OpCode.create), R.CreateTxn(f"/scale/b{b}", b"", acl, False, b + 2)
+    for i in range(n):
+        yield hdr(OpCode.create), R.CreateTxn(leaf_path(i), VALUE, acl, False, i % FAN + 1)
+    yield hdr(OpCode.closeSession), R.CloseSessionTxn([])
+
+
+def build_logdir(data_dir: Path, n: int) -> tuple[int, float]:
+    """``data_dir/version-2``: snapshot.0 and one log of the creates; returns
+    (last zxid, seconds). The log is written by the server's own TxnStore."""
+    t0 = time.monotonic()
+    store = TxnStore(str(data_dir), force_sync=False)
+    store.restore(DataTree())  # a fresh directory: writes snapshot.0
+    last = 0
+    for k, (hdr, txn) in enumerate(_logged_txns(n)):
+        store.append(hdr, txn)
+        last = hdr.zxid
+        if k % 10_000 == 9_999:
+            store.flush_and_sync()
+    store.flush_and_sync()
+    store.close()
+    return last, time.monotonic() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data_dir")
     p.add_argument("znodes", type=int)
     p.add_argument("--wide", type=int, default=0, help="children of /wide")
+    p.add_argument("--log", action="store_true",
+                   help="the creates in the transaction log over an empty snapshot.0")
     a = p.parse_args(argv)
     if os.path.exists(os.path.join(a.data_dir, "version-2")) and \
             os.listdir(os.path.join(a.data_dir, "version-2")):
         print(f"{a.data_dir}/version-2 is not empty", file=sys.stderr)
         return 1
+    if a.log:
+        zxid, secs = build_logdir(Path(a.data_dir), a.znodes)
+        print(f"snapshot.0 + log.1 up to zxid {zxid:#x}: {a.znodes:,} znodes in {secs:.1f} s")
+        return 0
     zxid, secs = build_datadir(Path(a.data_dir), a.znodes, a.wide)
     print(f"snapshot.{zxid:x}: {a.znodes:,} znodes + {a.wide:,} wide in {secs:.1f} s")
     return 0

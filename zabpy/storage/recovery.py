@@ -57,7 +57,8 @@ from ..limits import SNAPSHOT_CANDIDATES_MAX
 from ..tree.datatree import DataTree, replay_txn
 from . import datadir as D
 from .snapshot import DIGEST_VERSION, SnapshotError, deserialize_snapshot, tree_digest
-from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, scan_log
+from .replay import UNHANDLED, FastApplier
+from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, iter_records, payload_zxid
 
 __all__ = ["StorageError", "RestoreResult", "restore"]
 
@@ -178,47 +179,62 @@ def _check_tail(path: str, scan: LogScan, is_last: bool, out: RestoreResult) -> 
         return False
     log.warning("%s: torn tail (%s); truncating to %d bytes", path, scan.detail, scan.good_end)
     out.truncated.append(path)
-    return not scan.entries
+    return scan.count == 0
 
 
-def _replay_file(path: str, data: bytes, tree: DataTree, out: RestoreResult) -> LogScan:
-    scan = scan_log(data)
+def _replay_file(path: str, data, tree: DataTree, out: RestoreResult,
+                 fast: FastApplier | None) -> LogScan:
+    """Apply the txns of one log file image after ``out.last_zxid``; the
+    common ones through ``fast`` (storage/replay.py), the rest (or all,
+    without it) through decode_payload and replay_txn."""
+    scan = LogScan()
+    sessions = out.sessions
+    apply_fast = fast.apply if fast is not None else None
+    last = out.last_zxid
+    replayed = out.replayed
+    try:
+        for offset, payload in iter_records(data, scan):
+            zxid = payload_zxid(payload)
+            if zxid <= last:
+                continue
+            if (zxid >> 32) == (last >> 32) and zxid != last + 1 or (zxid >> 32) < (last >> 32):
+                raise StorageError(f"{path}: txn {zxid:#x} at offset {offset} follows {last:#x}: "
+                                   f"transactions are missing (gap in the logs)")
+            digest = apply_fast(payload) if apply_fast is not None else UNHANDLED
+            if digest is UNHANDLED:
+                try:
+                    hdr, txn, d = decode_payload(payload)
+                except DecodeError as e:
+                    raise StorageError(f"{path}: undecodable txn at offset {offset}: {e}") from None
+                replay_txn(tree, sessions, hdr, txn)
+                digest = None if d is None else (d.version, d.treeDigest)
+            last = zxid
+            replayed += 1
+            if out.pending_digest is None:
+                out.last_txn_digest = (zxid, digest[1]) if digest is not None and \
+                    digest[0] == DIGEST_VERSION else None
+            else:
+                _track_pending_digest(tree, zxid, out)
+    finally:
+        out.last_zxid = last
+        out.replayed = replayed
     if scan.stop == HEADER and len(data) >= FILE_HEADER_LEN:
         raise StorageError(f"{path}: not a ZooKeeper transaction log ({scan.detail})")
-    sessions = out.sessions
-    for offset, zxid, payload in scan.entries:
-        last = out.last_zxid
-        if zxid <= last:
-            continue
-        if (zxid >> 32) == (last >> 32) and zxid != last + 1 or (zxid >> 32) < (last >> 32):
-            raise StorageError(f"{path}: txn {zxid:#x} at offset {offset} follows {last:#x}: "
-                               f"transactions are missing (gap in the logs)")
-        try:
-            hdr, txn, digest = decode_payload(payload)
-        except DecodeError as e:
-            raise StorageError(f"{path}: undecodable txn at offset {offset}: {e}") from None
-        replay_txn(tree, sessions, hdr, txn)
-        out.last_zxid = zxid
-        out.replayed += 1
-        _track_digest(tree, zxid, digest, out)
     return scan
 
 
-def _track_digest(tree: DataTree, zxid: int, digest, out: RestoreResult) -> None:
-    """After replaying ``zxid``: the fuzzy snapshot's digest, or the logged one."""
-    pending = out.pending_digest
-    if pending is not None:
-        out.last_txn_digest = None
-        if zxid == pending[0]:
-            out.pending_digest = None
-            _compare_digest(tree, zxid, pending[1], "the snapshot's digest", out)
-        return
-    ok = digest is not None and digest.version == DIGEST_VERSION
-    out.last_txn_digest = (zxid, digest.treeDigest) if ok else None
+def _track_pending_digest(tree: DataTree, zxid: int, out: RestoreResult) -> None:
+    """After replaying ``zxid`` while the fuzzy snapshot's digest waits for its zxid."""
+    out.last_txn_digest = None
+    if zxid == out.pending_digest[0]:
+        expected = out.pending_digest[1]
+        out.pending_digest = None
+        _compare_digest(tree, zxid, expected, "the snapshot's digest", out)
 
 
-def _replay_logs(log_dir: str, tree: DataTree, out: RestoreResult) -> None:
+def _replay_logs(log_dir: str, tree: DataTree, out: RestoreResult, fast_replay: bool) -> None:
     files = D.logs_from(log_dir, out.snapshot_zxid)
+    fast = FastApplier(tree, out.sessions) if fast_replay else None
     for i, (_, path) in enumerate(files):
         is_last = i == len(files) - 1
         data = _map_log(path)
@@ -226,7 +242,7 @@ def _replay_logs(log_dir: str, tree: DataTree, out: RestoreResult) -> None:
         # is unmapped when they go. Otherwise drop the scan's payload views
         # and unmap now: close() raises BufferError if anything still holds
         # one (a txn keeping a view of a file that may be truncated next).
-        scan = _replay_file(path, data, tree, out)
+        scan = _replay_file(path, data, tree, out, fast)
         remove = _check_tail(path, scan, is_last, out)
         good_end = scan.good_end
         scan = None
@@ -253,13 +269,15 @@ def _map_log(path: str) -> "mmap.mmap | bytes":
 
 
 def restore(snap_dir: str, log_dir: str, tree: DataTree, *, trust_empty_snapshot: bool = False,
-            digest_enabled: bool = True) -> RestoreResult:
-    """Load the newest valid snapshot and replay the logs after it into ``tree``."""
+            digest_enabled: bool = True, fast_replay: bool = True) -> RestoreResult:
+    """Load the newest valid snapshot and replay the logs after it into ``tree``
+    (``fast_replay``: the common txns through storage/replay.py; False runs
+    every txn through the general path, as the tests compare)."""
     out = RestoreResult()
     _remove_stale_tmp(snap_dir)
     _load_snapshot(snap_dir, log_dir, tree, out, trust_empty_snapshot, digest_enabled)
     out.last_zxid = out.snapshot_zxid
-    _replay_logs(log_dir, tree, out)
+    _replay_logs(log_dir, tree, out, fast_replay)
     if tree.last_processed_zxid < out.last_zxid:
         tree.last_processed_zxid = out.last_zxid
     if out.pending_digest is not None:

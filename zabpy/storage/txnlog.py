@@ -31,6 +31,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader, Record, Writer
@@ -41,7 +42,7 @@ __all__ = [
     "LOG_MAGIC", "LOG_VERSION", "FILE_HEADER_LEN", "END", "PARTIAL", "CRC", "HEADER",
     "encode_file_header", "encode_payload", "encode_entry", "encode_entry_payload",
     "decode_payload", "payload_zxid",
-    "scan_log", "LogScan", "padded_size",
+    "scan_log", "iter_records", "LogScan", "padded_size",
 ]
 
 LOG_MAGIC = 0x5A4B4C47  # "ZKLG"
@@ -126,6 +127,7 @@ class LogScan:
     """
 
     entries: list[tuple[int, int, memoryview]] = field(default_factory=list)
+    count: int = 0  # good records (``iter_records`` leaves ``entries`` empty)
     good_end: int = 0
     stop: str = END
     detail: str = ""
@@ -217,6 +219,14 @@ def scan_log(data: bytes | bytearray | memoryview) -> LogScan:
         payload = buf[pos + _HEAD.size : end - 1]
         out.entries.append((pos, payload_zxid(payload), payload))
         pos = end
+    out.count = len(out.entries)
+    _finish(out, buf, pos, kind, end, size)
+    return out
+
+
+def _finish(out: LogScan, buf: memoryview, pos: int, kind: str, end: int, size: int) -> None:
+    """Where and why the good records stop (``pos``; ``kind`` and ``end`` as
+    ``_record_at`` classified the record there)."""
     out.good_end = pos
     out.stop = kind
     if kind == END:
@@ -227,7 +237,48 @@ def scan_log(data: bytes | bytearray | memoryview) -> LogScan:
         out.nonzero_after = _any_nonzero(buf, end, size) if kind == CRC else _any_nonzero(buf, pos, size)
     if out.nonzero_after or kind == CRC:
         out.valid_after = _find_valid(buf, pos, size)
-    return out
+
+
+def iter_records(data, out: LogScan) -> Iterator[tuple[int, bytes]]:
+    """``scan_log`` for log replay: yields (offset, payload) of each good
+    record as it is reached, the payload a bytes copy (when ``data`` is an
+    mmap or bytes), so nothing holds a view of the file once a record is
+    used. When exhausted, ``out`` holds what ``scan_log`` reports, except
+    that ``entries`` stays empty (``count`` says how many there were).
+    The loop below is ``_record_at``'s "ok" case inlined; anything else is
+    classified by ``_record_at`` itself."""
+    size = len(data)
+    if size < FILE_HEADER_LEN or _FILE_HEADER.unpack_from(data, 0)[:2] != (LOG_MAGIC, LOG_VERSION):
+        with memoryview(data) as buf:
+            head = scan_log(buf)
+            out.stop, out.detail, out.nonzero_after = head.stop, head.detail, head.nonzero_after
+            assert head.stop == HEADER, head.stop
+        return
+    unpack_head = _HEAD.unpack_from
+    adler32 = zlib.adler32
+    hsize = _HEAD.size
+    entry_max = TXN_LOG_ENTRY_BYTES_MAX
+    smallest = _ZXID_AT + 8
+    pos = FILE_HEADER_LEN
+    count = 0
+    while pos + hsize <= size:
+        crc, n = unpack_head(data, pos)
+        if n < smallest or n > entry_max:
+            break
+        end = pos + hsize + n + 1
+        if end > size or data[end - 1] != EOR:
+            break
+        payload = data[pos + hsize : end - 1]
+        if adler32(payload) != crc & 0xFFFFFFFF:
+            break
+        count += 1
+        yield pos, payload
+        pos = end
+    out.count = count
+    with memoryview(data) as buf:
+        kind, end = _record_at(buf, pos, size)
+        assert kind != "ok", pos
+        _finish(out, buf, pos, kind, end, size)
 
 
 def padded_size(position: int, current_size: int, prealloc_bytes: int) -> int:

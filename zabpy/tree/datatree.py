@@ -609,11 +609,23 @@ class DataTree:
     def create_node(self, path: str, data: bytes | None, acl: tuple, owner: int,
                     parent_cversion: int, zxid: int, time: int) -> ApplyResult:
         parent_path = parent_of(path)
+        node = self.insert_node(path, parent_path, data, acl, owner, parent_cversion, zxid, time)
+        if isinstance(node, int):
+            return ApplyResult(err=node)
+        return ApplyResult(path=path, node=node,
+                           triggers=[(EVENT.NodeCreated, path, acl),
+                                     (EVENT.NodeChildrenChanged, parent_path,
+                                      self.nodes[parent_path].acl)])
+
+    def insert_node(self, path: str, parent_path: str, data: bytes | None, acl: tuple,
+                    owner: int, parent_cversion: int, zxid: int, time: int) -> "DataNode | int":
+        """create's change to the tree (``parent_path`` is ``parent_of(path)``):
+        the new node, or NONODE / NODEEXISTS. Log replay calls it directly."""
         parent = self.nodes.get(parent_path)
         if parent is None:
-            return ApplyResult(err=ERR.NONODE)
+            return ERR.NONODE
         if path in self.nodes:
-            return ApplyResult(err=ERR.NODEEXISTS)
+            return ERR.NODEEXISTS
         cversion = parent.child_version()
         if parent_cversion == -1:
             parent_cversion = cversion + 1
@@ -631,17 +643,22 @@ class DataTree:
             self.ephemerals.setdefault(owner, {})[path] = None
         if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, basename(path), data)
-        return ApplyResult(path=path, node=node,
-                           triggers=[(EVENT.NodeCreated, path, acl),
-                                     (EVENT.NodeChildrenChanged, parent_path, parent.acl)])
+        return node
 
     def delete_node(self, path: str, zxid: int) -> ApplyResult:
+        out = ApplyResult()
+        if not self.remove_node(path, zxid, out.triggers):
+            out.err = ERR.NONODE
+        return out
+
+    def remove_node(self, path: str, zxid: int, triggers: list) -> bool:
+        """delete's change to the tree, its watch triggers appended to
+        ``triggers``; False when there is no such node (NONODE)."""
         node = self.nodes.get(path)
         if node is None or path == ROOT:
-            return ApplyResult(err=ERR.NONODE)
-        out = ApplyResult()
-        self._delete(path, node, zxid, out.triggers)
-        return out
+            return False
+        self._delete(path, node, zxid, triggers)
+        return True
 
     def _delete(self, path: str, node: DataNode, zxid: int, triggers: list) -> None:
         """Remove ``node`` (at ``path``, not '/') and append its two watch
@@ -670,13 +687,21 @@ class DataTree:
         triggers.append((EVENT.NodeChildrenChanged, parent_path, parent.acl))
 
     def _set_data(self, txn: R.SetDataTxn, zxid: int, time: int) -> ApplyResult:
-        node = self.nodes.get(txn.path)
+        node = self.write_data(txn.path, txn.data, txn.version, zxid, time)
         if node is None:
             return ApplyResult(err=ERR.NONODE)
-        if self.quotas.top:
-            self._quota_update(txn.path, 0, len(txn.data or b"") - node.data_length())
-        node.set_data(txn.data, txn.version, zxid, time)
         return ApplyResult(node=node, triggers=[(EVENT.NodeDataChanged, txn.path, node.acl)])
+
+    def write_data(self, path: str, data: bytes | None, version: int, zxid: int,
+                   time: int) -> "DataNode | None":
+        """setData's change to the tree: the node written, or None (NONODE)."""
+        node = self.nodes.get(path)
+        if node is None:
+            return None
+        if self.quotas.top:
+            self._quota_update(path, 0, len(data or b"") - node.data_length())
+        node.set_data(data, version, zxid, time)
+        return node
 
     def _set_acl(self, txn: R.SetACLTxn) -> ApplyResult:
         node = self.nodes.get(txn.path)
