@@ -13,6 +13,19 @@ served, so it includes a few milliseconds of whatever the server does next.
 
     python -m bench.startup --reps 21
     python -m bench.startup --reps 21 --servers zabpy --zabpy-cmd 'python -m zabpy server {cfg}'
+
+Restart with a log to replay: ``--log-znodes N`` starts every run from a copy
+of one data directory holding an empty snapshot.0 and a log of N creates
+(bench.scale_data's ``--log`` form, built once; the copy is made before the
+clock starts), so the time is the restore's: the log replayed, then (Java
+before it serves, zabpy in a forked child whose CPU is not counted) a
+snapshot. ``--baseline-cmd`` adds a third server, ``zabpy-base``, started by
+that command (another checkout, e.g. ``env PYTHONPATH=/work/main python -m
+zabpy server {cfg}``), so a change is measured before and after in the same
+interleaved runs. The load average (1 min) before each run is reported.
+
+    python -m bench.startup --reps 3 --log-znodes 1000000 \
+        --baseline-cmd 'env PYTHONPATH=/work/main python -m zabpy server {cfg}'
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -29,6 +43,9 @@ from .servers import (DEFAULT_ZABPY_CMD, Server, ensure_java_zookeeper, ensure_z
                       zabpy_command)
 
 __all__ = ["cpu_ns", "main", "measure_once"]
+
+READY_TIMEOUT_S = 60.0
+RESTORE_TIMEOUT_S = 1800.0
 
 
 def cpu_ns(pid: int) -> int:
@@ -47,18 +64,24 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def measure_once(name: str, home: Path, zabpy_cmd: str) -> tuple[float, float]:
-    """(seconds from spawn to the first served request, CPU seconds by then)."""
+def measure_once(name: str, home: Path, zabpy_cmd: str,
+                 data: Path | None = None) -> tuple[float, float]:
+    """(seconds from spawn to the first served request, CPU seconds by then);
+    ``data``: a data directory to start from (copied first)."""
     port = free_port()
     cfg = write_zoo_cfg(home, port)
+    if data is not None:
+        shutil.copytree(data / "version-2", home / "data" / "version-2")
     cmd = java_command(cfg) if name == "java" else zabpy_command(cfg, zabpy_cmd)
     srv = Server(name, home, port, cmd)
     srv.start()
     try:
-        wall = srv.wait_ready()
+        wall = srv.wait_ready(timeout_s=READY_TIMEOUT_S if data is None else RESTORE_TIMEOUT_S)
         cpu = cpu_ns(srv.pid) / 1e9
     finally:
         srv.stop()
+        if data is not None:
+            shutil.rmtree(home, ignore_errors=True)  # a 1M-znode copy is hundreds of MB
     return wall, cpu
 
 
@@ -72,27 +95,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", default="java,zabpy")
     ap.add_argument("--zabpy-cmd", default=DEFAULT_ZABPY_CMD)
     ap.add_argument("--json", help="also write the samples here")
+    ap.add_argument("--log-znodes", type=int, default=0, metavar="N",
+                    help="start from a log of N creates (see above)")
+    ap.add_argument("--baseline-cmd", help="also run this zabpy command as 'zabpy-base'")
     args = ap.parse_args(argv)
     names = [s for s in args.servers.split(",") if s]
+    if args.baseline_cmd:
+        names.append("zabpy-base")
     if "java" in names:
         ensure_java_zookeeper()
     if "zabpy" in names:
         ensure_zabpy_bytecode()
-    samples: dict[str, dict[str, list[float]]] = {n: {"wall_s": [], "cpu_s": []} for n in names}
+    samples: dict[str, dict[str, list[float]]] = {
+        n: {"wall_s": [], "cpu_s": [], "load_1m": []} for n in names}
     with tempfile.TemporaryDirectory(prefix="zabpy-startup-") as tmp:
+        data = None
+        if args.log_znodes:
+            from .scale_data import build_logdir
+            data = Path(tmp) / "template"
+            build_logdir(data, args.log_znodes)
         for rep in range(args.reps):
-            order = names if rep % 2 == 0 else names[::-1]
+            order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
-                wall, cpu = measure_once(name, Path(tmp) / f"{rep}-{name}", args.zabpy_cmd)
+                cmd = args.baseline_cmd if name == "zabpy-base" else args.zabpy_cmd
+                load = os.getloadavg()[0]
+                wall, cpu = measure_once("zabpy" if name == "zabpy-base" else name,
+                                         Path(tmp) / f"{rep}-{name}", cmd, data)
                 samples[name]["wall_s"].append(wall)
                 samples[name]["cpu_s"].append(cpu)
+                samples[name]["load_1m"].append(load)
+                if data is not None:
+                    print(f"  run {rep + 1} {name}: {wall:.2f} s wall, {cpu:.2f} s CPU, "
+                          f"load {load:.1f}", flush=True)
     out = {n: {k: _summary(v) for k, v in s.items()} for n, s in samples.items()}
-    print(f"{'server':8} {'wall median s':>14} {'min':>7} {'max':>7} {'cpu median s':>13} "
-          f"{'min':>7} {'max':>7}  (n={args.reps})")
+    print(f"{'server':10} {'wall median s':>14} {'min':>7} {'max':>7} {'cpu median s':>13} "
+          f"{'min':>7} {'max':>7} {'load median':>12}  (n={args.reps}"
+          f"{f', log of {args.log_znodes:,} creates' if args.log_znodes else ''})")
     for n, s in out.items():
         w, c = s["wall_s"], s["cpu_s"]
-        print(f"{n:8} {w['median']:14.3f} {w['min']:7.3f} {w['max']:7.3f} {c['median']:13.3f} "
-              f"{c['min']:7.3f} {c['max']:7.3f}")
+        print(f"{n:10} {w['median']:14.3f} {w['min']:7.3f} {w['max']:7.3f} {c['median']:13.3f} "
+              f"{c['min']:7.3f} {c['max']:7.3f} {s['load_1m']['median']:12.1f}")
     if "java" in out and "zabpy" in out:
         for k in ("wall_s", "cpu_s"):
             print(f"ratio zabpy/java, {k}: "

@@ -36,7 +36,6 @@ from ..jute.codec import Reader, _read_elem
 from ..jute.constants import CONTAINER_EPHEMERAL_OWNER, OP
 from ..tree.acl import OPEN_ACL_UNSAFE
 from ..tree.datatree import DataTree, ttl_owner
-from ..tree.paths import parent_of
 
 __all__ = ["FastApplier", "UNHANDLED"]
 
@@ -106,8 +105,6 @@ class FastApplier:
     # ---- parsing: bytes -> an op tuple, or _Fallback ------------------------------
 
     def _acl(self, p: bytes, o: int, end: int) -> tuple[tuple, int]:
-        if p.startswith(_OPEN_ACL_BYTES, o) and o + _OPEN_ACL_LEN <= end:
-            return OPEN_ACL_UNSAFE, o + _OPEN_ACL_LEN  # most znodes: world:anyone, all perms
         acl_end = _acl_bytes_end(p, o, end)
         raw = p[o:acl_end]
         shared = self._acls.get(raw)
@@ -141,7 +138,11 @@ class FastApplier:
             else:
                 data = p[o:o + n]
                 o += n
-            acl, o = self._acl(p, o, end)
+            if p.startswith(_OPEN_ACL_BYTES, o) and o + _OPEN_ACL_LEN <= end:
+                acl = OPEN_ACL_UNSAFE  # most znodes: world:anyone, all perms
+                o += _OPEN_ACL_LEN
+            else:
+                acl, o = self._acl(p, o, end)
             if t == OP.createTTL:
                 if o + 12 > end:
                     raise _FALLBACK
@@ -232,7 +233,8 @@ class FastApplier:
         tree = self.tree
         if kind == _CREATE:
             _, path, data, acl, owner, pcv = op
-            tree.insert_node(path, parent_of(path), data, acl, owner, pcv, zxid, time)
+            i = path.rfind("/")  # parent_of, inlined: once per replayed create
+            tree.insert_node(path, "/" if i <= 0 else path[:i], data, acl, owner, pcv, zxid, time)
         elif kind == _DELETE:
             triggers = self._triggers
             tree.remove_node(op[1], zxid, triggers)
