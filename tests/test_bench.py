@@ -475,3 +475,23 @@ def test_scale_data_writes_the_tree_a_server_loads(tmp_path):
         finally:
             c.stop()
             c.close()
+
+
+def test_scale_data_log_form_replays_to_the_tree(tmp_path):
+    """bench.scale_data --log: an empty snapshot.0 and a log of one session's
+    creates of bench.scale's tree; a restore replays it into that tree, with
+    the stats creates leave and the session closed again."""
+    from bench.scale_data import VALUE, build_logdir, leaf_path
+    from zabpy.storage import TxnStore
+    from zabpy.tree.datatree import DataTree
+
+    last, _ = build_logdir(tmp_path / "data", 2500)
+    tree = DataTree()
+    store = TxnStore(str(tmp_path / "data"))
+    sessions = store.restore(tree)
+    store.close()
+    assert store.last_restore.replayed == last and sessions == {}
+    assert len(tree.nodes) == 4 + 2 + 3 + 2500 and tree.nodes[leaf_path(2499)].data == VALUE
+    b1 = tree.nodes["/scale/b1"]
+    assert (b1.cversion, b1.child_count(), b1.pzxid) == \
+        (1000, 1000, tree.nodes[leaf_path(1999)].czxid)
