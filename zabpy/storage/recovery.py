@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 from dataclasses import dataclass, field
 
 from ..jute.codec import DecodeError
@@ -58,11 +59,13 @@ from ..tree.datatree import DataTree, replay_txn
 from . import datadir as D
 from .snapshot import DIGEST_VERSION, SnapshotError, deserialize_snapshot, tree_digest
 from .replay import UNHANDLED, FastApplier
-from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, iter_records, payload_zxid
+from .txnlog import FILE_HEADER_LEN, HEADER, LogScan, decode_payload, iter_records
 
 __all__ = ["StorageError", "RestoreResult", "restore"]
 
 log = logging.getLogger("zabpy.storage")
+
+_LONG = struct.Struct(">q")  # a TxnHeader's zxid, at offset 12 of a payload
 
 
 class StorageError(Exception):
@@ -190,11 +193,12 @@ def _replay_file(path: str, data, tree: DataTree, out: RestoreResult,
     scan = LogScan()
     sessions = out.sessions
     apply_fast = fast.apply if fast is not None else None
+    zxid_at = _LONG.unpack_from
     last = out.last_zxid
     replayed = out.replayed
     try:
         for offset, payload in iter_records(data, scan):
-            zxid = payload_zxid(payload)
+            zxid = zxid_at(payload, 12)[0]  # payload_zxid, inlined
             if zxid <= last:
                 continue
             if (zxid >> 32) == (last >> 32) and zxid != last + 1 or (zxid >> 32) < (last >> 32):

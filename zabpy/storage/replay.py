@@ -266,11 +266,16 @@ class FastApplier:
             digest = _INT_LONG.unpack_from(p, end)
         else:
             return UNHANDLED  # trailing bytes, or a record longer than the payload
+        tree = self.tree
         if t == OP.createSession:
             self.sessions[client_id] = _INT.unpack_from(p, _HDR_SIZE)[0]
-        for op in ops:
-            self._do(op, zxid, time)
-        tree = self.tree
+        elif len(ops) == 1 and ops[0][0] == _CREATE:  # _do, inlined for the commonest txn
+            _, path, data, acl, owner, pcv = ops[0]
+            i = path.rfind("/")
+            tree.insert_node(path, "/" if i <= 0 else path[:i], data, acl, owner, pcv, zxid, time)
+        else:
+            for op in ops:
+                self._do(op, zxid, time)
         if zxid > tree.last_processed_zxid:
             tree.last_processed_zxid = zxid
         return digest

@@ -621,10 +621,11 @@ class DataTree:
                     owner: int, parent_cversion: int, zxid: int, time: int) -> "DataNode | int":
         """create's change to the tree (``parent_path`` is ``parent_of(path)``):
         the new node, or NONODE / NODEEXISTS. Log replay calls it directly."""
-        parent = self.nodes.get(parent_path)
+        nodes = self.nodes
+        parent = nodes.get(parent_path)
         if parent is None:
             return ERR.NONODE
-        if path in self.nodes:
+        if path in nodes:
             return ERR.NODEEXISTS
         cversion = parent.child_version()
         if parent_cversion == -1:
@@ -634,13 +635,14 @@ class DataTree:
             parent.set_child_stat(parent_cversion, zxid)
         node = DataNode(data, acl, zxid, time, owner)
         parent.add_child(path)
-        self.nodes[path] = node
-        if owner == CONTAINER_EPHEMERAL_OWNER:
-            self.containers[path] = None
-        elif is_ttl_owner(owner):
-            self.ttls[path] = None
-        elif owner != 0:
-            self.ephemerals.setdefault(owner, {})[path] = None
+        nodes[path] = node
+        if owner != 0:
+            if owner == CONTAINER_EPHEMERAL_OWNER:
+                self.containers[path] = None
+            elif is_ttl_owner(owner):
+                self.ttls[path] = None
+            else:
+                self.ephemerals.setdefault(owner, {})[path] = None
         if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, basename(path), data)
         return node
