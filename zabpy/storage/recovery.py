@@ -16,7 +16,14 @@ tree as of the last durable txn, the sessions {id: timeout_ms}, and a
    skipped (their checksums are still verified). Every txn after it must
    continue the sequence: zxid + 1 in the same epoch, or a later epoch.
    A gap means a missing or damaged file: ``StorageError`` naming it.
-4. Where a log file stops early (``txnlog.scan_log``), the question is
+   Each file is walked record by record (``txnlog.iter_records``: a payload
+   is applied as soon as its checksum is verified, no list of the file's
+   records is built). The common txns go straight from their bytes into the
+   tree (``storage/replay.py``, ``FastApplier``); every other txn, and any
+   the fast path does not take, goes through ``decode_payload`` and
+   ``replay_txn`` (``fast_replay=False`` sends all of them there; the tests
+   compare the two).
+4. Where a log file stops early (``txnlog.iter_records``, as ``scan_log``), the question is
    whether what follows could hold an acknowledged write. If a complete,
    checksum-valid record follows the bad spot, it is corruption in the middle:
    ``StorageError`` with the file and offset. Otherwise it is a torn tail: in
