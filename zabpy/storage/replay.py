@@ -4,8 +4,8 @@ A restart that replays a million creates spends most of its time per txn,
 and about half of that went into decoding the payload into records (a
 TxnHeader, a CreateTxn, its ACL list) that the tree took apart again at once.
 ``FastApplier.apply(payload)`` reads the common txns — create, create2,
-createContainer, createTTL, delete, deleteContainer, setData, reconfig,
-createSession, error, and a multi made of those (and check) — with
+createContainer, createTTL, delete, deleteContainer, setData, reconfig, check,
+createSession, error, and a multi made of those — with
 ``struct`` at their offsets and calls the tree's mutators (``insert_node``,
 ``write_data``, ``remove_node``, the same code ``DataTree.apply`` runs) with
 plain values: no record objects, no ApplyResult, no watch triggers (nobody
@@ -13,7 +13,7 @@ watches during a restart).
 
 The general path stays the reference: ``decode_payload`` + ``replay_txn``.
 Whatever the fast path does not take — another txn type (closeSession,
-setACL, a top-level check), a malformed or unusual encoding (a null path or
+setACL), a malformed or unusual encoding (a null path or
 ACL list, trailing bytes, a short payload, a multi holding anything else or
 a sub-txn whose bytes do not decode exactly) — it returns ``UNHANDLED``
 having changed nothing, and the caller runs the general path, which applies
@@ -92,6 +92,44 @@ def _acl_bytes_end(p: bytes, o: int, end: int) -> int:
     return o
 
 
+def _parse_other(t: int, p: bytes, o: int, end: int) -> tuple[tuple, int]:
+    """(op, where it ends) of a DeleteTxn, CheckVersionTxn or SetDataTxn at ``o``."""
+    if t in _DELETES or t == OP.check:
+        if o + 4 > end:
+            raise _FALLBACK
+        (n,) = _INT.unpack_from(p, o)
+        o += 4
+        if n < 0 or o + n > end:
+            raise _FALLBACK
+        if t == OP.check:
+            if o + n + 4 > end:
+                raise _FALLBACK
+            return (_NOTHING,), o + n + 4
+        return (_DELETE, p[o:o + n].decode("utf-8", "replace")), o + n
+    if t in _SETS:
+        if o + 4 > end:
+            raise _FALLBACK
+        (n,) = _INT.unpack_from(p, o)
+        o += 4
+        if n < 0 or o + n + 4 > end:
+            raise _FALLBACK
+        path = p[o:o + n].decode("utf-8", "replace")
+        o += n
+        (n,) = _INT.unpack_from(p, o)
+        o += 4
+        if n == -1:
+            data = None
+        elif n < -1 or o + n > end:
+            raise _FALLBACK
+        else:
+            data = p[o:o + n]
+            o += n
+        if o + 4 > end:
+            raise _FALLBACK
+        return (_SET, path, data, _INT.unpack_from(p, o)[0]), o + 4
+    raise _FALLBACK
+
+
 class FastApplier:
     """Applies logged txns to ``tree`` and ``sessions`` (id -> timeout_ms)
     as ``replay_txn(decode_payload(...))`` does; see the module docstring."""
@@ -121,76 +159,49 @@ class FastApplier:
         """(op, where it ends) of a txn record of type ``t`` at ``o``, read
         within p[:end] as the codec reads it (its own lengths decide its end)."""
         if t in _CREATES:
-            if o + 4 > end:
-                raise _FALLBACK
-            (n,) = _INT.unpack_from(p, o)
-            o += 4
-            if n < 0 or o + n + 4 > end:
-                raise _FALLBACK
-            path = p[o:o + n].decode("utf-8", "replace")
+            return self._parse_create(t, p, o, end, client_id)
+        return _parse_other(t, p, o, end)
+
+    def _parse_create(self, t: int, p: bytes, o: int, end: int,
+                      client_id: int) -> tuple[tuple, int]:
+        """CreateTxn, CreateContainerTxn or CreateTTLTxn: path, data, ACL list,
+        then ephemeral + parentCVersion, parentCVersion, or parentCVersion + ttl."""
+        if o + 4 > end:
+            raise _FALLBACK
+        (n,) = _INT.unpack_from(p, o)
+        o += 4
+        if n < 0 or o + n + 4 > end:
+            raise _FALLBACK
+        path = p[o:o + n].decode("utf-8", "replace")
+        o += n
+        (n,) = _INT.unpack_from(p, o)
+        o += 4
+        if n == -1:
+            data = None
+        elif n < -1 or o + n > end:
+            raise _FALLBACK
+        else:
+            data = p[o:o + n]
             o += n
-            (n,) = _INT.unpack_from(p, o)
-            o += 4
-            if n == -1:
-                data = None
-            elif n < -1 or o + n > end:
+        if p.startswith(_OPEN_ACL_BYTES, o) and o + _OPEN_ACL_LEN <= end:
+            acl = OPEN_ACL_UNSAFE  # most znodes: world:anyone, all perms
+            o += _OPEN_ACL_LEN
+        else:
+            acl, o = self._acl(p, o, end)
+        if t == OP.createTTL:
+            if o + 12 > end:
                 raise _FALLBACK
-            else:
-                data = p[o:o + n]
-                o += n
-            if p.startswith(_OPEN_ACL_BYTES, o) and o + _OPEN_ACL_LEN <= end:
-                acl = OPEN_ACL_UNSAFE  # most znodes: world:anyone, all perms
-                o += _OPEN_ACL_LEN
-            else:
-                acl, o = self._acl(p, o, end)
-            if t == OP.createTTL:
-                if o + 12 > end:
-                    raise _FALLBACK
-                pcv, ttl = _INT_LONG.unpack_from(p, o)
-                return (_CREATE, path, data, acl, ttl_owner(ttl), pcv), o + 12
-            if t == OP.createContainer:
-                if o + 4 > end:
-                    raise _FALLBACK
-                (pcv,) = _INT.unpack_from(p, o)
-                return (_CREATE, path, data, acl, CONTAINER_EPHEMERAL_OWNER, pcv), o + 4
-            if o + 5 > end:
-                raise _FALLBACK
-            (pcv,) = _INT.unpack_from(p, o + 1)
-            return (_CREATE, path, data, acl, client_id if p[o] else 0, pcv), o + 5
-        if t in _DELETES or t == OP.check:
+            pcv, ttl = _INT_LONG.unpack_from(p, o)
+            return (_CREATE, path, data, acl, ttl_owner(ttl), pcv), o + 12
+        if t == OP.createContainer:
             if o + 4 > end:
                 raise _FALLBACK
-            (n,) = _INT.unpack_from(p, o)
-            o += 4
-            if n < 0 or o + n > end:
-                raise _FALLBACK
-            if t == OP.check:
-                if o + n + 4 > end:
-                    raise _FALLBACK
-                return (_NOTHING,), o + n + 4
-            return (_DELETE, p[o:o + n].decode("utf-8", "replace")), o + n
-        if t in _SETS:
-            if o + 4 > end:
-                raise _FALLBACK
-            (n,) = _INT.unpack_from(p, o)
-            o += 4
-            if n < 0 or o + n + 4 > end:
-                raise _FALLBACK
-            path = p[o:o + n].decode("utf-8", "replace")
-            o += n
-            (n,) = _INT.unpack_from(p, o)
-            o += 4
-            if n == -1:
-                data = None
-            elif n < -1 or o + n > end:
-                raise _FALLBACK
-            else:
-                data = p[o:o + n]
-                o += n
-            if o + 4 > end:
-                raise _FALLBACK
-            return (_SET, path, data, _INT.unpack_from(p, o)[0]), o + 4
-        raise _FALLBACK
+            (pcv,) = _INT.unpack_from(p, o)
+            return (_CREATE, path, data, acl, CONTAINER_EPHEMERAL_OWNER, pcv), o + 4
+        if o + 5 > end:
+            raise _FALLBACK
+        (pcv,) = _INT.unpack_from(p, o + 1)
+        return (_CREATE, path, data, acl, client_id if p[o] else 0, pcv), o + 5
 
     def _multi(self, p: bytes, o: int, end: int, client_id: int) -> tuple[list[tuple], int]:
         """(the ops of the MultiTxn at ``o``, where it ends): no ops for a
@@ -256,7 +267,8 @@ class FastApplier:
             elif t == OP.createSession or t == OP.error:
                 ops, end = (), _HDR_SIZE + 4
             else:
-                op, end = self._parse(t, p, _HDR_SIZE, size, client_id)
+                op, end = self._parse_create(t, p, _HDR_SIZE, size, client_id) \
+                    if t in _CREATES else _parse_other(t, p, _HDR_SIZE, size)
                 ops = (op,)
         except _Fallback:
             return UNHANDLED
