@@ -246,6 +246,10 @@ class Leader:
     def advance(self, ready: ZabReady) -> None:
         self._out.advance(ready)
 
+    def drain(self) -> Outbox | None:
+        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
+        return self._out.drain()
+
     def next_deadline_ms(self) -> int | None:
         if self.phase == Phase.LOOKING:
             return None

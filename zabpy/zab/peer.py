@@ -261,10 +261,9 @@ class Peer:
         role = self.role
         if role is None:
             return
-        r = role.ready()
-        if r is EMPTY_READY:
+        r = role.drain()
+        if r is None:
             return
-        role.advance(r)
         for p in r.persist:
             if p.truncate_zxid is not None:
                 self.log.truncate(p.truncate_zxid)
@@ -286,16 +285,27 @@ class Peer:
             assert txn[0].zxid > self.last_applied_zxid, "commit out of order"
             self.last_applied_zxid = txn[0].zxid
         out = self._zab
-        out.persist.extend(r.persist)
-        out.commit.extend(r.commit)
-        out.send.extend(r.send)
-        out.close.extend(r.close)
-        out.requests.extend(r.requests)
-        out.touches.extend(r.touches)
-        out.revalidate.extend(r.revalidate)
-        out.revalidated.extend(r.revalidated)
-        out.synced.extend(r.synced)
-        out.reads.extend(r.reads)
+        # one test per queue: most drains carry a packet or two of one kind
+        if r.persist:
+            out.persist.extend(r.persist)
+        if r.commit:
+            out.commit.extend(r.commit)
+        if r.send:
+            out.send.extend(r.send)
+        if r.close:
+            out.close.extend(r.close)
+        if r.requests:
+            out.requests.extend(r.requests)
+        if r.touches:
+            out.touches.extend(r.touches)
+        if r.revalidate:
+            out.revalidate.extend(r.revalidate)
+        if r.revalidated:
+            out.revalidated.extend(r.revalidated)
+        if r.synced:
+            out.synced.extend(r.synced)
+        if r.reads:
+            out.reads.extend(r.reads)
         for text, designated in r.activate:
             self._activate(role, text, designated)
         if r.activate and role.phase == Phase.LOOKING:

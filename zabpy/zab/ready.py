@@ -176,6 +176,24 @@ class Outbox:
                         tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced),
                         tuple(self.reads), tuple(self.activate))
 
+    def drain(self) -> "Outbox | None":
+        """Hand everything queued over as an Outbox of its own and start empty
+        (None when nothing is queued): what ``ready`` then ``advance`` do, for
+        the peer that takes a role's output after every packet, without
+        building a frozen ZabReady and checking it back each time."""
+        if not (self.persist or self.commit or self.send or self.close or self.requests
+                or self.touches or self.revalidate or self.revalidated or self.synced
+                or self.reads or self.activate or self.phase is not None):
+            return None
+        taken = Outbox(self.persist, self.commit, self.send, self.close, self.phase,
+                       self.requests, self.touches, self.revalidate, self.revalidated,
+                       self.synced, self.reads, self.activate)
+        self.persist, self.commit, self.send, self.close = [], [], [], []
+        self.requests, self.touches, self.revalidate, self.revalidated = [], [], [], []
+        self.synced, self.reads, self.activate = [], [], []
+        self.phase = None
+        return taken
+
     def advance(self, r: ZabReady) -> None:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
         if r is EMPTY_READY:
