@@ -50,6 +50,7 @@ from typing import Callable
 from ..election import OracleMajority, QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
+from ..jute.codec import fast_frozen_init
 from ..protocol.connection import Connect
 from ..tree.datatree import CONFIG, DataTree, replay_txn
 from ..zab import packets as P
@@ -64,6 +65,7 @@ from .settings import ServerSettings
 __all__ = ["Replica", "Ready", "DiskWrite", "LogRead", "Dial", "Send", "Close", "Loaded"]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DiskWrite:
     """One ordered write: truncate the log after ``truncate_zxid`` (and reload
@@ -103,6 +105,7 @@ class Dial:
     server_id: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Send:
     server_id: int
@@ -114,6 +117,7 @@ class Close:
     server_id: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Ready:
     disk: tuple[DiskWrite, ...] = ()

@@ -53,7 +53,7 @@ from ..election import FastLeaderElection, Notification, QuorumVerifier, ServerS
 from ..election.reconfig import quorum_from_text
 from ..jute.constants import OP
 from ..jute import records as R
-from ..jute.codec import Record
+from ..jute.codec import Record, fast_frozen_init
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_LOG_TAIL_MAX
 from .follower import Learner
 from .history import History
@@ -73,6 +73,7 @@ class PeerLog:
     entries: tuple[Txn, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PeerReady:
     election: tuple[tuple[int, Notification], ...] = ()

@@ -45,7 +45,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..jute import records as R
-from ..jute.codec import Record
+from ..jute.codec import Record, fast_frozen_init
 
 __all__ = ["Phase", "Snapshot", "Persist", "LogRead", "ForwardedRequest", "ZabReady", "Outbox",
            "Txn", "Envelope", "EMPTY_READY"]
@@ -63,6 +63,7 @@ class Phase(IntEnum):
     BROADCAST = 3     # leader: established (quorum of NEWLEADER acks); learner: UPTODATE seen
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A sessions + tree image (SNAP payload) reflecting every txn up to ``zxid``.
@@ -75,6 +76,7 @@ class Snapshot:
     data: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Persist:
     truncate_zxid: int | None = None
@@ -90,6 +92,7 @@ class Persist:
             "payloads: none, or one per record"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LogRead:
     """Read committed txns from the on-disk log, for a learner the in-memory
@@ -107,6 +110,7 @@ class LogRead:
     upto_zxid: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ForwardedRequest:
     """A REQUEST from learner ``sid``: the leader's pipeline prepares it."""
@@ -119,6 +123,7 @@ class ForwardedRequest:
     authinfo: tuple
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ZabReady:
     persist: tuple[Persist, ...] = ()
