@@ -154,6 +154,11 @@ class Learner:
     def advance(self, ready: ZabReady) -> None:
         self._out.advance(ready)
 
+    def output_changes_peer(self) -> bool:
+        """Whether the output queued so far moves the peer (a new phase, a
+        config to activate), so that it must be taken before the next input."""
+        return self._out.phase is not None or bool(self._out.activate)
+
     def drain(self) -> Outbox | None:
         """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
         return self._out.drain()

@@ -135,6 +135,33 @@ class Peer:
             self.role.step(sid, pkt, now_ms)
         self._after(now_ms)
 
+    def step_many(self, sid: int, pkts: list[R.QuorumPacket],
+                  now_ms: int) -> list[R.QuorumPacket]:
+        """``step`` each of ``pkts`` (from one peer, in order). While the role
+        broadcasts, its output is taken once after the last packet rather than
+        after each: the queues keep their order, and nothing between two
+        packets reads what taking it does (the log mirror, the election).
+        A packet after which the role leaves broadcast, or activates a
+        config, has its output taken at once, as ``step`` does. Returns the
+        packets not stepped because there is no role (any, once a step
+        ended it)."""
+        deferred = False
+        for i, pkt in enumerate(pkts):
+            role = self.role
+            if role is None:
+                if deferred:
+                    self._after(now_ms)
+                return pkts[i:]
+            role.step(sid, pkt, now_ms)
+            if role.phase == Phase.BROADCAST and not role.output_changes_peer():
+                deferred = True
+            else:
+                self._after(now_ms)
+                deferred = False
+        if deferred:
+            self._after(now_ms)
+        return []
+
     def disconnected(self, sid: int, now_ms: int) -> None:
         if isinstance(self.role, Leader):
             self.role.disconnected(sid, now_ms)
