@@ -60,6 +60,10 @@ from .history import History
 from .leader import Leader, ZabTimers
 from .ready import EMPTY_READY, Outbox, Phase, Snapshot, Txn, ZabReady
 
+# Phase members as module constants: compared on every packet, where a class
+# attribute look-up on the enum costs more than the comparison.
+_BROADCAST, _LOOKING = Phase.BROADCAST, Phase.LOOKING
+
 __all__ = ["Peer", "PeerReady", "PeerLog"]
 
 
@@ -153,7 +157,7 @@ class Peer:
                     self._after(now_ms)
                 return pkts[i:]
             role.step(sid, pkt, now_ms)
-            if role.phase == Phase.BROADCAST and not role.output_changes_peer():
+            if role.phase == _BROADCAST and not role.output_changes_peer():
                 deferred = True
             else:
                 self._after(now_ms)
@@ -250,7 +254,7 @@ class Peer:
         if r.decided is not None and self.role is None:
             self._take_role(r.decided, now_ms)
         self._drain_role()
-        if self.role is not None and self.role.phase == Phase.LOOKING:
+        if self.role is not None and self.role.phase == _LOOKING:
             self.role = None
             self._set_state(ServerState.LOOKING)
             self.fle.start(now_ms, last_zxid=self.log.last_zxid, current_epoch=self.current_epoch)
@@ -336,11 +340,11 @@ class Peer:
             out.reads.extend(r.reads)
         for text, designated in r.activate:
             self._activate(role, text, designated)
-        if r.activate and role.phase == Phase.LOOKING:
+        if r.activate and role.phase == _LOOKING:
             self._drain_role()   # the role a reconfig ended: its closes and phase
         if r.phase is not None:
             out.phase = r.phase
-            if r.phase == Phase.BROADCAST:
+            if r.phase == _BROADCAST:
                 self._update_vote(role)
 
     def _update_vote(self, role: Leader | Learner) -> None:
