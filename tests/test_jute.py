@@ -42,3 +42,34 @@ def test_truncated_or_negative_lengths_raise(data):
 def test_vector_count_larger_than_input_raises():
     with pytest.raises(DecodeError):
         decode(R.GetChildrenResponse, b"\x7f\xff\xff\xff")
+
+
+def test_fast_frozen_init_keeps_the_dataclass_contract():
+    """codec.fast_frozen_init stores fields through the slots' descriptors: the
+    same fields, defaults, __post_init__, equality, hashing and immutability."""
+    import dataclasses
+
+    from zabpy.jute.codec import fast_frozen_init
+    from zabpy.zab.ready import Persist
+
+    assert Persist.__init__.__code__.co_filename == "<string>"   # the fast one is installed
+    p = Persist(records=((R.TxnHeader(1, 2, 3, 4, 5), None),), payloads=(b"x",))
+    assert (p.truncate_zxid, p.then, p.payloads) == (None, (), (b"x",))
+    assert p == Persist(records=p.records, payloads=(b"x",)) and hash(p) == hash(
+        Persist(records=p.records, payloads=(b"x",)))
+    with pytest.raises(AssertionError):        # __post_init__ still runs
+        Persist(records=p.records, payloads=(b"x", b"y"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.then = ()
+    pkt = R.QuorumPacket(2, 7, b"d", None)       # records get it when they materialize
+    assert pkt.__init__.__code__.co_filename == "<string>"
+    assert (pkt.type, pkt.zxid, pkt.data, pkt.authinfo) == (2, 7, b"d", None)
+    with pytest.raises(TypeError):
+        R.QuorumPacket(2, 7)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithFactory:
+        xs: list = dataclasses.field(default_factory=list)
+    generated = WithFactory.__init__
+    assert fast_frozen_init(WithFactory).__init__ is generated   # left as dataclass made it
+    assert WithFactory().xs == []

@@ -19,11 +19,11 @@ whether that closes a connection or fails a file).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 __all__ = ["DecodeError", "Reader", "Writer", "Record", "declare_record", "encode", "decode",
-           "intern_encoding"]
+           "intern_encoding", "fast_frozen_init"]
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
@@ -304,7 +304,46 @@ def _materialize(cls: type) -> None:
     for name in ("write", "read", "__init__"):  # the first-use stubs
         delattr(cls, name)
     dataclass(frozen=True)(cls)
+    fast_frozen_init(cls)
     _compile_record(cls)
+
+
+def fast_frozen_init(cls: type) -> type:
+    """Give the frozen, slotted dataclass ``cls`` an ``__init__`` that stores
+    each field through its slot's descriptor; returns ``cls``.
+
+    A frozen dataclass's own ``__init__`` stores each field with
+    ``object.__setattr__(self, name, value)``, which looks the slot up by
+    name on every call: about half the cost of making the small immutable
+    values (packets, txn headers, a Persist or a Send) that every write
+    creates several of on every member. The fields, their order and
+    defaults, ``__post_init__``, equality, hashing and immutability stay
+    the dataclass's. A class with a field this cannot take (no slot, a
+    default factory, keyword-only, init=False) is returned unchanged."""
+    params = cls.__dataclass_params__
+    assert params.frozen, f"{cls.__name__} is not a frozen dataclass"
+    env: dict = {}
+    args, body = [], []
+    for f in fields(cls):
+        slot = cls.__dict__.get(f.name)
+        if not f.init or f.kw_only or f.default_factory is not MISSING \
+                or type(slot).__name__ != "member_descriptor":
+            return cls
+        env[f"_set_{f.name}"] = slot.__set__
+        if f.default is MISSING:
+            args.append(f.name)
+        else:
+            env[f"_dflt_{f.name}"] = f.default
+            args.append(f"{f.name}=_dflt_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    src = f"def __init__(self, {', '.join(args)}):\n" + "\n".join(body or ["    pass"])
+    exec(src, env)   # noqa: S102 - generated from the dataclass's own fields, as dataclass() does
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init
+    return cls
 
 
 _INTERNED: dict[int, bytes] = {}  # id(record) -> its encoding (see intern_encoding)

@@ -50,6 +50,7 @@ from typing import Callable
 from ..election import OracleMajority, QuorumVerifier, ServerState
 from ..election.fle import Notification
 from ..jute import records as R
+from ..jute.codec import fast_frozen_init
 from ..protocol.connection import Connect
 from ..tree.datatree import CONFIG, DataTree, replay_txn
 from ..zab import packets as P
@@ -64,6 +65,7 @@ from .settings import ServerSettings
 __all__ = ["Replica", "Ready", "DiskWrite", "LogRead", "Dial", "Send", "Close", "Loaded"]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DiskWrite:
     """One ordered write: truncate the log after ``truncate_zxid`` (and reload
@@ -103,6 +105,7 @@ class Dial:
     server_id: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Send:
     server_id: int
@@ -114,6 +117,7 @@ class Close:
     server_id: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Ready:
     disk: tuple[DiskWrite, ...] = ()
@@ -239,13 +243,15 @@ class Replica:
         """Packets from one peer, in order (what one read decoded), with one
         pump at the end (the per-event cost of a pump dominates a small packet)."""
         self.now_ms = now_ms
-        for pkt in pkts:
+        rest = pkts
+        while rest:
             if self.peer.role is None:
                 # A learner that decided before we did: its FOLLOWERINFO waits for
                 # our role (one per server, so this is bounded by the ensemble).
-                self._early[server_id] = pkt
+                self._early[server_id] = rest[0]
+                rest = rest[1:]
             else:
-                self.peer.step(server_id, pkt, now_ms)
+                rest = self.peer.step_many(server_id, rest, now_ms)
         self._pump()
 
     def quorum_disconnected(self, server_id: int, now_ms: int) -> None:
@@ -273,8 +279,8 @@ class Replica:
                     loopback.append(pkt)
                 else:
                     self._out["quorum"].append(Send(server_id, pkt))
-        for pkt in loopback:
-            self.peer.step(self.server_id, pkt, now_ms)
+        for pkt in self.peer.step_many(self.server_id, loopback, now_ms) if loopback else ():
+            self.peer.step(self.server_id, pkt, now_ms)   # no role: as step did
         self._pump()
 
     def log_read(self, token: int, txns: tuple[Txn, ...] | None, now_ms: int) -> None:

@@ -64,6 +64,10 @@ from .leader import ZabTimers
 from .packets import PKT as T
 from .ready import Outbox, Persist, Phase, Snapshot, Txn, ZabReady
 
+# Phase members as module constants: compared on every packet, where a class
+# attribute look-up on the enum costs more than the comparison.
+_BROADCAST, _LOOKING = Phase.BROADCAST, Phase.LOOKING
+
 __all__ = ["Learner"]
 
 # Stages, in order.
@@ -112,7 +116,7 @@ class Learner:
 
     # ---- the verbs ------------------------------------------------------------
     def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
-        if self.phase == Phase.LOOKING or sid != self.leader_sid:
+        if self.phase == _LOOKING or sid != self.leader_sid:
             return
         self.last_heard_ms = now_ms
         self._heard = True
@@ -123,7 +127,7 @@ class Learner:
         self._check()
 
     def disconnected(self, now_ms: int) -> None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return
         if self._may_redial(now_ms):
             self.redial_at_ms = now_ms + LEARNER_CONNECT_RETRY_MS
@@ -137,7 +141,7 @@ class Learner:
                 and now_ms + LEARNER_CONNECT_RETRY_MS < self.started_ms + self.timers.init_ms)
 
     def tick(self, now_ms: int) -> None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return
         if self.redial_at_ms is not None and now_ms >= self.redial_at_ms:
             self.redial_at_ms = None
@@ -154,8 +158,17 @@ class Learner:
     def advance(self, ready: ZabReady) -> None:
         self._out.advance(ready)
 
+    def output_changes_peer(self) -> bool:
+        """Whether the output queued so far moves the peer (a new phase, a
+        config to activate), so that it must be taken before the next input."""
+        return self._out.phase is not None or bool(self._out.activate)
+
+    def drain(self) -> Outbox | None:
+        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
+        return self._out.drain()
+
     def next_deadline_ms(self) -> int | None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return None
         limit = self.timers.sync_ms if self.stage >= _NEWLEADER_ACKED else self.timers.init_ms
         if self.redial_at_ms is not None:
@@ -165,7 +178,7 @@ class Learner:
     # ---- the server's side ----------------------------------------------------------
     @property
     def serving(self) -> bool:
-        return self.phase == Phase.BROADCAST
+        return self.phase == _BROADCAST
 
     def forward(self, session_id: int, cxid: int, op: int, body: bytes,
                 authinfo: list | None = None, token: Any = None) -> bool:
@@ -174,7 +187,7 @@ class Learner:
         For a sync() ``token`` comes back in ``synced`` when the leader's SYNC
         arrives. Returns False when not serving (the server refuses the request).
         """
-        if self.phase != Phase.BROADCAST:
+        if self.phase != _BROADCAST:
             return False
         if op == OP.sync:
             if len(self.pending_syncs) >= ZAB_PENDING_SYNCS_MAX:
@@ -190,7 +203,7 @@ class Learner:
 
     def revalidate(self, session_id: int, timeout_ms: int) -> None:
         """Ask the leader whether a reconnecting client's session is still valid."""
-        if self.phase == Phase.BROADCAST:
+        if self.phase == _BROADCAST:
             self._out.send.append((self.leader_sid, P.revalidate(session_id, timeout_ms)))
 
     # ---- packets ------------------------------------------------------------------
@@ -341,7 +354,7 @@ class Learner:
 
     def leave(self) -> None:
         """The peer ends this role (a reconfig changed the leader or our role)."""
-        if self.phase != Phase.LOOKING:
+        if self.phase != _LOOKING:
             self._leave()
 
     def _leave(self) -> None:
@@ -354,4 +367,4 @@ class Learner:
         if self.pending:
             assert next(iter(self.pending)) <= next(reversed(self.pending)) \
                 <= self.last_logged_zxid
-        assert self.accepted_epoch >= self.current_epoch or self.phase == Phase.LOOKING
+        assert self.accepted_epoch >= self.current_epoch or self.phase == _LOOKING

@@ -47,18 +47,23 @@ class History:
         return tuple(self._entries[self._start:])
 
     def append(self, txn: Txn) -> None:
+        # every txn passes here (the leader's history and each peer's log
+        # mirror): ``last_zxid`` and ``len`` are spelled out inline
         zxid = txn[0].zxid
-        assert zxid > self.last_zxid, f"history append {zxid:#x} after {self.last_zxid:#x}"
+        zxids = self._zxids
+        start = self._start
+        assert zxid > (zxids[-1] if len(zxids) > start else self.base_zxid), \
+            f"history append {zxid:#x} after {self.last_zxid:#x}"
         self._entries.append(txn)
-        self._zxids.append(zxid)
-        if len(self) > self.limit:
-            self.base_zxid = self._zxids[self._start]
-            self._start += 1
-            if self._start >= self.limit:
-                del self._entries[:self._start]
-                del self._zxids[:self._start]
-                self._start = 0
-        assert len(self) <= self.limit and self.base_zxid < self._zxids[self._start]
+        zxids.append(zxid)
+        if len(zxids) - start > self.limit:
+            self.base_zxid = zxids[start]
+            start = self._start = start + 1
+            if start >= self.limit:
+                del self._entries[:start]
+                del zxids[:start]
+                start = self._start = 0
+        assert len(zxids) - start <= self.limit and self.base_zxid < zxids[start]
 
     def truncate(self, zxid: int) -> None:
         """Drop every txn above ``zxid`` (a TRUNC)."""

@@ -92,6 +92,10 @@ from .sync import NOT_READ, READ, SNAP, TRUNC, plan_sync
 
 __all__ = ["Leader", "ZabTimers"]
 
+# Phase members as module constants: compared on every packet, where a class
+# attribute look-up on the enum costs more than the comparison.
+_BROADCAST, _LOOKING = Phase.BROADCAST, Phase.LOOKING
+
 # Learner stages, in order (_READING: its sync waits for a LogRead).
 _INFO, _EPOCH_ACKED, _READING, _SYNCING, _NEWLEADER_ACKED, _UPTODATE = range(6)
 
@@ -174,7 +178,7 @@ class Leader:
 
     # ---- the verbs ------------------------------------------------------------
     def step(self, sid: int, pkt: R.QuorumPacket, now_ms: int) -> None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return
         if sid == self.my_sid:
             if pkt.type == T.ACK:
@@ -198,7 +202,7 @@ class Leader:
 
     def log_read(self, token: int, txns: tuple[Txn, ...] | None) -> None:
         """The answer to a ``LogRead`` (None: no usable log): finish that learner's sync."""
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return
         for sid, learner in self.learners.items():
             if learner.stage == _READING and learner.read_token == token:
@@ -208,9 +212,9 @@ class Leader:
         self._check()
 
     def tick(self, now_ms: int) -> None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return
-        if self.phase != Phase.BROADCAST and now_ms >= self.phase_deadline_ms:
+        if self.phase != _BROADCAST and now_ms >= self.phase_deadline_ms:
             self._step_down()
             return
         for sid, learner in list(self.learners.items()):
@@ -219,7 +223,7 @@ class Leader:
             limit = self.timers.sync_ms if learner.stage >= _NEWLEADER_ACKED else self.timers.init_ms
             if now_ms - learner.last_heard_ms >= limit:
                 self._drop(sid)
-        if self.phase == Phase.BROADCAST:
+        if self.phase == _BROADCAST:
             # A learner being synced counts, as in ZooKeeper (LearnerHandler.synced():
             # alive and within its first ack deadline); a silent one is dropped above.
             heard = [self.my_sid] + [s for s, l in self.learners.items()
@@ -246,26 +250,37 @@ class Leader:
     def advance(self, ready: ZabReady) -> None:
         self._out.advance(ready)
 
+    def output_changes_peer(self) -> bool:
+        """Whether the output queued so far moves the peer (a new phase, a
+        config to activate), so that it must be taken before the next input."""
+        return self._out.phase is not None or bool(self._out.activate)
+
+    def drain(self) -> Outbox | None:
+        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
+        return self._out.drain()
+
     def next_deadline_ms(self) -> int | None:
-        if self.phase == Phase.LOOKING:
+        if self.phase == _LOOKING:
             return None
         times = [self.next_ping_ms]
-        if self.phase != Phase.BROADCAST:
+        if self.phase != _BROADCAST:
             times.append(self.phase_deadline_ms)
         return min(times)
 
     # ---- the server pipeline's side --------------------------------------------
     @property
     def established(self) -> bool:
-        return self.phase == Phase.BROADCAST
+        return self.phase == _BROADCAST
 
     def next_zxid(self) -> int:
         """The zxid the next proposal must carry: the leader alone allocates
         zxids (epoch << 32 | counter), and the server's prep asks it here."""
-        assert self.new_epoch is not None
+        epoch = self.new_epoch
+        assert epoch is not None
         last = self.last_proposed
-        counter = P.counter_of(last) + 1 if P.epoch_of(last) == self.new_epoch else 1
-        return P.make_zxid(self.new_epoch, counter)
+        # epoch_of / counter_of inline: prep and propose ask this for every write
+        counter = (last & 0xFFFFFFFF) + 1 if last >> 32 == epoch else 1
+        return P.make_zxid(epoch, counter)
 
     def propose(self, hdr: R.TxnHeader, txn: Record | None) -> int | None:
         """Log and broadcast a prepared txn (L5); ``hdr.zxid`` must be ``next_zxid()``.
@@ -274,7 +289,7 @@ class Leader:
         (not established, too many outstanding, or the counter would wrap,
         which also ends the term).
         """
-        if self.phase != Phase.BROADCAST or len(self.outstanding) >= ZAB_OUTSTANDING_MAX:
+        if self.phase != _BROADCAST or len(self.outstanding) >= ZAB_OUTSTANDING_MAX:
             return None
         zxid = self.next_zxid()
         if P.counter_of(zxid) >= ZXID_COUNTER_MAX:
@@ -309,7 +324,7 @@ class Leader:
     def learner_sync(self, sid: int) -> None:
         """A sync() learner ``sid`` forwarded, reached in the pipeline: SYNC
         goes back once every txn proposed so far is committed."""
-        if self.phase == Phase.BROADCAST:
+        if self.phase == _BROADCAST:
             self._sync(sid, None)
 
     def revalidate_reply(self, sid: int, session_id: int, valid: bool) -> None:
@@ -441,7 +456,7 @@ class Leader:
             if learner.stage != _SYNCING:
                 return  # the ACK a learner sends after UPTODATE
             learner.stage = _NEWLEADER_ACKED
-            if self.phase == Phase.BROADCAST:
+            if self.phase == _BROADCAST:
                 self._uptodate(sid, learner)
                 return
             if learner.observer:
@@ -470,7 +485,7 @@ class Leader:
                 self._on_ack(sid, pkt.zxid)
         elif kind == T.PING:
             self._out.touches.extend(P.parse_ping_reply(pkt))
-        elif kind == T.REQUEST and learner.stage == _UPTODATE and self.phase == Phase.BROADCAST:
+        elif kind == T.REQUEST and learner.stage == _UPTODATE and self.phase == _BROADCAST:
             session_id, cxid, op, body = P.parse_request(pkt)
             # a sync() too: the pipeline hands it back (``learner_sync``) in
             # its place among the requests before it, which may not be
@@ -482,7 +497,8 @@ class Leader:
             self._out.revalidate.append((sid, session_id, timeout))
 
     def _on_ack(self, sid: int, zxid: int) -> None:
-        if self.new_epoch is not None and zxid == P.make_zxid(self.new_epoch, 0):
+        epoch = self.new_epoch
+        if epoch is not None and zxid == epoch << 32:   # make_zxid(epoch, 0): NEWLEADER's
             self._on_newleader_ack(sid)
             return
         prop = self.outstanding.get(zxid)
@@ -506,7 +522,7 @@ class Leader:
             self._out.commit.append(prop.txn)
             if prop.config is not None:
                 self._commit_reconfig(zxid, prop)
-                if self.phase == Phase.LOOKING:
+                if self.phase == _LOOKING:
                     return
                 continue
             commit, inform = P.packet(T.COMMIT, zxid), None
@@ -518,7 +534,8 @@ class Leader:
                     self._out.send.append((sid, inform))
                 else:
                     self._out.send.append((sid, commit))
-            self._answer_syncs()
+            if self.pending_syncs:
+                self._answer_syncs()
 
     def _sync(self, sid: int | None, token: Any) -> None:
         if self.outstanding:
@@ -626,5 +643,5 @@ class Leader:
             assert next(iter(self.outstanding)) > self.history.last_zxid
             assert next(reversed(self.outstanding)) <= self.last_proposed
         assert self.last_proposed >= self.history.last_zxid
-        if self.phase == Phase.BROADCAST:
+        if self.phase == _BROADCAST:
             assert self.new_epoch is not None and self.current_epoch == self.new_epoch

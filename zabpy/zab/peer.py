@@ -53,12 +53,16 @@ from ..election import FastLeaderElection, Notification, QuorumVerifier, ServerS
 from ..election.reconfig import quorum_from_text
 from ..jute.constants import OP
 from ..jute import records as R
-from ..jute.codec import Record
+from ..jute.codec import Record, fast_frozen_init
 from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_LOG_TAIL_MAX
 from .follower import Learner
 from .history import History
 from .leader import Leader, ZabTimers
 from .ready import EMPTY_READY, Outbox, Phase, Snapshot, Txn, ZabReady
+
+# Phase members as module constants: compared on every packet, where a class
+# attribute look-up on the enum costs more than the comparison.
+_BROADCAST, _LOOKING = Phase.BROADCAST, Phase.LOOKING
 
 __all__ = ["Peer", "PeerReady", "PeerLog"]
 
@@ -73,6 +77,7 @@ class PeerLog:
     entries: tuple[Txn, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PeerReady:
     election: tuple[tuple[int, Notification], ...] = ()
@@ -133,6 +138,33 @@ class Peer:
         if self.role is not None:
             self.role.step(sid, pkt, now_ms)
         self._after(now_ms)
+
+    def step_many(self, sid: int, pkts: list[R.QuorumPacket],
+                  now_ms: int) -> list[R.QuorumPacket]:
+        """``step`` each of ``pkts`` (from one peer, in order). While the role
+        broadcasts, its output is taken once after the last packet rather than
+        after each: the queues keep their order, and nothing between two
+        packets reads what taking it does (the log mirror, the election).
+        A packet after which the role leaves broadcast, or activates a
+        config, has its output taken at once, as ``step`` does. Returns the
+        packets not stepped because there is no role (any, once a step
+        ended it)."""
+        deferred = False
+        for i, pkt in enumerate(pkts):
+            role = self.role
+            if role is None:
+                if deferred:
+                    self._after(now_ms)
+                return pkts[i:]
+            role.step(sid, pkt, now_ms)
+            if role.phase == _BROADCAST and not role.output_changes_peer():
+                deferred = True
+            else:
+                self._after(now_ms)
+                deferred = False
+        if deferred:
+            self._after(now_ms)
+        return []
 
     def disconnected(self, sid: int, now_ms: int) -> None:
         if isinstance(self.role, Leader):
@@ -222,7 +254,7 @@ class Peer:
         if r.decided is not None and self.role is None:
             self._take_role(r.decided, now_ms)
         self._drain_role()
-        if self.role is not None and self.role.phase == Phase.LOOKING:
+        if self.role is not None and self.role.phase == _LOOKING:
             self.role = None
             self._set_state(ServerState.LOOKING)
             self.fle.start(now_ms, last_zxid=self.log.last_zxid, current_epoch=self.current_epoch)
@@ -261,10 +293,9 @@ class Peer:
         role = self.role
         if role is None:
             return
-        r = role.ready()
-        if r is EMPTY_READY:
+        r = role.drain()
+        if r is None:
             return
-        role.advance(r)
         for p in r.persist:
             if p.truncate_zxid is not None:
                 self.log.truncate(p.truncate_zxid)
@@ -286,23 +317,34 @@ class Peer:
             assert txn[0].zxid > self.last_applied_zxid, "commit out of order"
             self.last_applied_zxid = txn[0].zxid
         out = self._zab
-        out.persist.extend(r.persist)
-        out.commit.extend(r.commit)
-        out.send.extend(r.send)
-        out.close.extend(r.close)
-        out.requests.extend(r.requests)
-        out.touches.extend(r.touches)
-        out.revalidate.extend(r.revalidate)
-        out.revalidated.extend(r.revalidated)
-        out.synced.extend(r.synced)
-        out.reads.extend(r.reads)
+        # one test per queue: most drains carry a packet or two of one kind
+        if r.persist:
+            out.persist.extend(r.persist)
+        if r.commit:
+            out.commit.extend(r.commit)
+        if r.send:
+            out.send.extend(r.send)
+        if r.close:
+            out.close.extend(r.close)
+        if r.requests:
+            out.requests.extend(r.requests)
+        if r.touches:
+            out.touches.extend(r.touches)
+        if r.revalidate:
+            out.revalidate.extend(r.revalidate)
+        if r.revalidated:
+            out.revalidated.extend(r.revalidated)
+        if r.synced:
+            out.synced.extend(r.synced)
+        if r.reads:
+            out.reads.extend(r.reads)
         for text, designated in r.activate:
             self._activate(role, text, designated)
-        if r.activate and role.phase == Phase.LOOKING:
+        if r.activate and role.phase == _LOOKING:
             self._drain_role()   # the role a reconfig ended: its closes and phase
         if r.phase is not None:
             out.phase = r.phase
-            if r.phase == Phase.BROADCAST:
+            if r.phase == _BROADCAST:
                 self._update_vote(role)
 
     def _update_vote(self, role: Leader | Learner) -> None:

@@ -45,7 +45,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..jute import records as R
-from ..jute.codec import Record
+from ..jute.codec import Record, fast_frozen_init
 
 __all__ = ["Phase", "Snapshot", "Persist", "LogRead", "ForwardedRequest", "ZabReady", "Outbox",
            "Txn", "Envelope", "EMPTY_READY"]
@@ -63,6 +63,7 @@ class Phase(IntEnum):
     BROADCAST = 3     # leader: established (quorum of NEWLEADER acks); learner: UPTODATE seen
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A sessions + tree image (SNAP payload) reflecting every txn up to ``zxid``.
@@ -75,6 +76,7 @@ class Snapshot:
     data: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Persist:
     truncate_zxid: int | None = None
@@ -90,6 +92,7 @@ class Persist:
             "payloads: none, or one per record"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LogRead:
     """Read committed txns from the on-disk log, for a learner the in-memory
@@ -107,6 +110,7 @@ class LogRead:
     upto_zxid: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ForwardedRequest:
     """A REQUEST from learner ``sid``: the leader's pipeline prepares it."""
@@ -119,6 +123,7 @@ class ForwardedRequest:
     authinfo: tuple
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ZabReady:
     persist: tuple[Persist, ...] = ()
@@ -175,6 +180,24 @@ class Outbox:
                         tuple(self.close), self.phase, tuple(self.requests), tuple(self.touches),
                         tuple(self.revalidate), tuple(self.revalidated), tuple(self.synced),
                         tuple(self.reads), tuple(self.activate))
+
+    def drain(self) -> "Outbox | None":
+        """Hand everything queued over as an Outbox of its own and start empty
+        (None when nothing is queued): what ``ready`` then ``advance`` do, for
+        the peer that takes a role's output after every packet, without
+        building a frozen ZabReady and checking it back each time."""
+        if not (self.persist or self.commit or self.send or self.close or self.requests
+                or self.touches or self.revalidate or self.revalidated or self.synced
+                or self.reads or self.activate or self.phase is not None):
+            return None
+        taken = Outbox(self.persist, self.commit, self.send, self.close, self.phase,
+                       self.requests, self.touches, self.revalidate, self.revalidated,
+                       self.synced, self.reads, self.activate)
+        self.persist, self.commit, self.send, self.close = [], [], [], []
+        self.requests, self.touches, self.revalidate, self.revalidated = [], [], [], []
+        self.synced, self.reads, self.activate = [], [], []
+        self.phase = None
+        return taken
 
     def advance(self, r: ZabReady) -> None:
         """Drop what ``r`` carried; anything added since stays for the next ready."""
