@@ -797,31 +797,40 @@ class StandaloneServer:
         self._apply_logged()
 
     def _apply_logged(self) -> None:
-        part = self.multi_ops_per_part
         while self._sliced is None and self._fanout is None and self.inflight \
                 and self.inflight[0].hdr.zxid <= self._logged_zxid:
-            item = self.inflight.popleft()
-            if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
-                self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
-                return
-            if part and item.hdr.type == OP.closeSession and self._large_close(item):
-                self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
-                                           limits.WATCH_EVENTS_PER_PART)
-                return
-            res = self.tree.apply(item.hdr, item.txn)
-            if self.changes is not None:
-                self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
-            self.pending.applied(item.hdr.zxid)
-            notes = self._notifications(res.triggers)
-            if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
-                # A watch storm: its events go out in parts; whoever gets one
-                # hears nothing else before it (no reply, no later event).
-                self._fanout = (item, res, deque(notes))
-                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
-                return
-            for conn, data in notes:
-                self._emit(conn, data)
-            self._after_apply(item, res)
+            self._apply_one(self.inflight.popleft())
+
+    def _apply_one(self, item: InFlight) -> None:
+        """Apply the next txn in order, its watch events and its answer
+        (``_after_apply``): whole, or, when it is large, started in parts
+        (``_sliced``: a large multi or a closeSession of many ephemerals; or
+        ``_fanout``: a watch storm), which ``work`` goes on with and ends with
+        ``_after_apply`` and ``_apply_next``. The caller applies no later txn
+        while ``_sliced`` or ``_fanout`` is set. Standalone, leader and
+        learners all apply through here."""
+        part = self.multi_ops_per_part
+        if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
+            self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
+            return
+        if part and item.hdr.type == OP.closeSession and self._large_close(item):
+            self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
+                                       limits.WATCH_EVENTS_PER_PART)
+            return
+        res = self.tree.apply(item.hdr, item.txn)
+        if self.changes is not None:
+            self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
+        self.pending.applied(item.hdr.zxid)
+        notes = self._notifications(res.triggers)
+        if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
+            # A watch storm: its events go out in parts; whoever gets one
+            # hears nothing else before it (no reply, no later event).
+            self._fanout = (item, res, deque(notes))
+            self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
+            return
+        for conn, data in notes:
+            self._emit(conn, data)
+        self._after_apply(item, res)
 
     def _large_close(self, item: InFlight) -> bool:
         """A closeSession with more deletes than one part takes."""
