@@ -400,3 +400,31 @@ def test_a_long_reply_waits_for_its_send_budget():
         h.srv.work(h.now)
         sent += sum(map(len, _frames(h.step(), 1)))
     assert sent == 4 + 16 + 4 + 100_000 * 11
+
+
+def test_a_connection_closes_only_after_its_long_reply_is_out():
+    """The session expires while a long reply to it goes out in parts: the
+    connection is closed after the last part, never before (the bytes
+    already promised to the client are not cut off mid-frame)."""
+    h = Harness()
+    _wide(h, 100_000)
+    h.srv.tree.nodes["/big"].encoded_children()
+    h.open_session(1)
+    h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    sent = _frames(h.step(), 1)
+    assert h.srv.busy
+    h.now += 10_000
+    h.srv.tick(h.now)                    # the session expires: closeSession
+    closed_at = None
+    for turn in range(100):
+        ready = h.step()
+        sent += _frames(ready, 1)
+        if ready.persist:
+            h.srv.logged(ready.persist[-1][0].zxid, h.now)
+        if 1 in ready.close:
+            closed_at = turn
+            break
+        h.srv.work(h.now)
+    assert closed_at is not None and not h.srv.busy
+    (reply,) = _split_frames(b"".join(sent))
+    assert _reply(reply).xid == 1 and len(reply) == 4 + 16 + 4 + 100_000 * 11
