@@ -428,3 +428,33 @@ def test_a_connection_closes_only_after_its_long_reply_is_out():
     assert closed_at is not None and not h.srv.busy
     (reply,) = _split_frames(b"".join(sent))
     assert _reply(reply).xid == 1 and len(reply) == 4 + 16 + 4 + 100_000 * 11
+
+
+def test_long_replies_to_many_connections_take_turns():
+    """Eight connections read the same long list at once: a ``work`` call
+    hands out about limits.REPLY_BYTES_PER_TURN in all, the connections
+    taking turns, and each gets its whole reply."""
+    from zabpy import limits
+    from zabpy.server.standalone import frame
+
+    h = Harness()
+    _wide(h, 100_000)
+    node = h.srv.tree.nodes["/big"]
+    want_body = node.encoded_children()
+    conns = range(1, 9)
+    for c in conns:
+        h.open_session(c)
+    zxid = h.srv.tree.last_processed_zxid
+    for c in conns:
+        h.request(c, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    first = h.step()
+    got = {c: _frames(first, c) for c in conns}
+    while h.srv.busy:
+        h.srv.work(h.now)
+        ready = h.step()
+        assert sum(len(d) for _, d in ready.send) <= (limits.REPLY_BYTES_PER_TURN
+                                                      + limits.REPLY_BYTES_PER_PART)
+        for c in conns:
+            got[c] += _frames(ready, c)
+    for c in conns:
+        assert b"".join(got[c]) == frame(1, zxid, 0, want_body)

@@ -69,7 +69,8 @@ _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
 _UNLIMITED = 1 << 62
-_REPLY_PART = limits.REPLY_BYTES_PER_PART  # a send budget that never runs out (send_budget_bytes 0)
+_REPLY_PART = limits.REPLY_BYTES_PER_PART
+_REPLY_TURN = limits.REPLY_BYTES_PER_TURN  # a send budget that never runs out (send_budget_bytes 0)
 
 _UNKNOWN = object()
 _LOCAL_CLOSE = object()   # a local session's closeSession, answered without a txn
@@ -469,11 +470,11 @@ class StandaloneServer:
                 view = memoryview(piece)
                 held.extend(view[i:i + _REPLY_PART] for i in range(0, len(piece), _REPLY_PART))
 
-    def _stream_part(self, conn: Conn) -> None:
+    def _stream_part(self, conn: Conn) -> int:
         """About ``_REPLY_PART`` more bytes of what ``conn`` holds, as one
         bytes; once all is out, what waited behind it is answered (or the
         connection closed). While its send budget is spent, the rest waits
-        for the runtime's next ``grant``."""
+        for the runtime's next ``grant``. Returns the bytes handed out."""
         held = conn.held
         assert held is not None
         out, size = [], 0
@@ -486,23 +487,28 @@ class StandaloneServer:
         conn.send_budget -= size
         if held and conn.send_budget > 0:
             self._streams[conn.conn_id] = None
-            return
+            return size
         self._streams.pop(conn.conn_id, None)
         if held:
-            return   # until ``grant``
+            return size   # the rest after ``grant``
         conn.held = None
         if conn.close_when_sent:
             self._close.append(conn.conn_id)
         else:
             self._drain(conn)
+        return size
 
     def _stream_parts(self) -> None:
+        """A part for each connection in line, up to ``_REPLY_TURN``
+        bytes in all; a connection served goes to the back of the line."""
+        left = _REPLY_TURN
         for conn_id in list(self._streams):
+            if left <= 0:
+                return
             conn = self.conns.get(conn_id)
-            if conn is None or conn.held is None:
-                self._streams.pop(conn_id, None)
-            elif conn_id in self._streams:
-                self._stream_part(conn)
+            self._streams.pop(conn_id, None)
+            if conn is not None and conn.held is not None:
+                left -= self._stream_part(conn)
 
     # ---- handshake ------------------------------------------------------------
 
