@@ -316,3 +316,145 @@ def test_a_child_list_that_changes_while_encoded_is_answered_as_it_is_then():
     (frame,) = _frames(h.step(), 1)
     resp = R.GetChildrenResponse.read(Reader(frame[4 + 16:]))
     assert len(resp.children) == n + 1 and "late" in resp.children
+
+
+def _split_frames(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        (n,) = struct.unpack_from(">i", data, pos)
+        out.append(data[pos:pos + 4 + n])
+        pos += 4 + n
+    return out
+
+
+def _wide(h: Harness, n: int) -> None:
+    tree = h.srv.tree
+    tree.create_node("/big", b"", tuple(OPEN), 0, 1, 2, 0)
+    for i in range(n):
+        tree.create_node(f"/big/c{i:06d}", b"", tuple(OPEN), 0, i + 2, i + 3, 0)
+    tree.last_processed_zxid = n + 2
+
+
+def test_a_long_reply_goes_out_a_part_per_turn_and_what_follows_it_waits():
+    """Issue 19: a getChildren2 reply of 1.1 MB (100,000 names) is sent
+    limits.REPLY_BYTES_PER_PART a ``work`` call, straight from the node's
+    cached list, as of the read's place in the order: a child created
+    while it goes out is not in it; the child watch it set fires, and the
+    event follows the reply, then the same session's next reply (which
+    shows the child), never in between. Another session is served at once."""
+    from zabpy import limits
+    from zabpy.server.standalone import frame
+
+    h = Harness()
+    n = 100_000
+    _wide(h, n)
+    node = h.srv.tree.nodes["/big"]
+    wire = node.encoded_children()   # cached, as after a first listing
+    for sid in (1, 2, 3):
+        h.open_session(sid)
+    want = frame(1, h.srv.tree.last_processed_zxid, 0, wire + node.stat_bytes())
+    h.request(1, 1, OpCode.getChildren2, R.GetChildren2Request("/big", True))
+    h.request(1, 2, OpCode.exists, R.ExistsRequest("/big", False))
+    got = _frames(h.step(), 1)
+    assert len(got) == 1 and len(got[0]) <= 2 * limits.REPLY_BYTES_PER_PART and h.srv.busy
+    h.request(2, 1, OpCode.exists, R.ExistsRequest("/big", False))
+    assert len(_frames(h.step(), 2)) == 1            # the other connection goes on
+    h.request(3, 1, OpCode.create, R.CreateRequest("/big/late", b"", OPEN, 0))
+    before, after = h.durable()
+    got += _frames(after, 1)
+    assert len(_frames(after, 3)) == 1               # the create is answered
+    turns = 0
+    while h.srv.busy:
+        h.srv.work(h.now)
+        got += _frames(h.step(), 1)
+        turns += 1
+    assert turns >= len(want) // (2 * limits.REPLY_BYTES_PER_PART)
+    reply, event, exists = _split_frames(b"".join(got))
+    assert reply == want                              # byte for byte, without /big/late
+    assert _reply(event).xid == -1
+    ev = R.WatcherEvent.read(Reader(event[4 + 16:]))
+    assert (ev.type, ev.path) == (EventType.NodeChildrenChanged, "/big")
+    assert _reply(exists).xid == 2
+    assert R.ExistsResponse.read(Reader(exists[4 + 16:])).stat.numChildren == n + 1
+
+
+def test_a_long_reply_waits_for_its_send_budget():
+    """The parts of a long reply go out while the connection's send budget
+    lasts (zabpy.maxQueuedBytesPerConnection less what its client has not
+    read); then the core waits, not busy, for the runtime's grant."""
+    from zabpy import limits
+
+    h = Harness(send_budget_bytes=3 * limits.REPLY_BYTES_PER_PART)
+    _wide(h, 100_000)
+    h.srv.tree.nodes["/big"].encoded_children()
+    h.open_session(1)
+    h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    sent = sum(map(len, _frames(h.step(), 1)))
+    while h.srv.busy:
+        h.srv.work(h.now)
+        sent += sum(map(len, _frames(h.step(), 1)))
+    assert 3 * limits.REPLY_BYTES_PER_PART <= sent < 100_000 * 11
+    h.srv.grant(1, 10 * limits.REPLY_BYTES_PER_PART, h.now)
+    assert h.srv.busy
+    while h.srv.busy:
+        h.srv.work(h.now)
+        sent += sum(map(len, _frames(h.step(), 1)))
+    assert sent == 4 + 16 + 4 + 100_000 * 11
+
+
+def test_a_connection_closes_only_after_its_long_reply_is_out():
+    """The session expires while a long reply to it goes out in parts: the
+    connection is closed after the last part, never before (the bytes
+    already promised to the client are not cut off mid-frame)."""
+    h = Harness()
+    _wide(h, 100_000)
+    h.srv.tree.nodes["/big"].encoded_children()
+    h.open_session(1)
+    h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    sent = _frames(h.step(), 1)
+    assert h.srv.busy
+    h.now += 10_000
+    h.srv.tick(h.now)                    # the session expires: closeSession
+    closed_at = None
+    for turn in range(100):
+        ready = h.step()
+        sent += _frames(ready, 1)
+        if ready.persist:
+            h.srv.logged(ready.persist[-1][0].zxid, h.now)
+        if 1 in ready.close:
+            closed_at = turn
+            break
+        h.srv.work(h.now)
+    assert closed_at is not None and not h.srv.busy
+    (reply,) = _split_frames(b"".join(sent))
+    assert _reply(reply).xid == 1 and len(reply) == 4 + 16 + 4 + 100_000 * 11
+
+
+def test_long_replies_to_many_connections_take_turns():
+    """Eight connections read the same long list at once: a ``work`` call
+    hands out about limits.REPLY_BYTES_PER_TURN in all, the connections
+    taking turns, and each gets its whole reply."""
+    from zabpy import limits
+    from zabpy.server.standalone import frame
+
+    h = Harness()
+    _wide(h, 100_000)
+    node = h.srv.tree.nodes["/big"]
+    want_body = node.encoded_children()
+    conns = range(1, 9)
+    for c in conns:
+        h.open_session(c)
+    zxid = h.srv.tree.last_processed_zxid
+    for c in conns:
+        h.request(c, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    first = h.step()
+    got = {c: _frames(first, c) for c in conns}
+    while h.srv.busy:
+        h.srv.work(h.now)
+        ready = h.step()
+        assert sum(len(d) for _, d in ready.send) <= (limits.REPLY_BYTES_PER_TURN
+                                                      + limits.REPLY_BYTES_PER_PART)
+        for c in conns:
+            got[c] += _frames(ready, c)
+    for c in conns:
+        assert b"".join(got[c]) == frame(1, zxid, 0, want_body)

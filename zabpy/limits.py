@@ -48,6 +48,16 @@ MULTI_SLICED_BODY_BYTES = 16 * 1024
 # is not cached (the first listing after a change) encodes the list this many
 # names per loop turn before it is answered (server/sliced.py).
 CHILDREN_ENCODE_PER_PART = 10_000
+# A reply frame longer than this (a long child list: 12 bytes a name) goes to
+# its connection this many bytes per loop turn, and while the send budget
+# (CONNECTION_QUEUED_BYTES_MAX_DEFAULT) allows, so that one reply neither holds
+# the loop nor piles megabytes on a client that does not read; whatever else
+# that connection is sent meanwhile (replies, watch events) follows it
+# (server/standalone.py, ``_stream``).
+REPLY_BYTES_PER_PART = 256 * 1024
+# ... and the parts of all connections together, per loop turn, at most about
+# this many bytes (the connections take turns).
+REPLY_BYTES_PER_TURN = 1024 * 1024
 
 # Sequential-node counter is a signed 32-bit int, as in ZooKeeper.
 SEQUENCE_MAX = 2**31 - 1
@@ -98,6 +108,8 @@ assert CONNECTION_QUEUED_BYTES_MAX_DEFAULT > JUTE_MAXBUFFER
 assert CONNECTION_QUEUED_GRACE_MS_DEFAULT > 0
 assert MULTI_APPLY_OPS_PER_PART >= 1 and WATCH_EVENTS_PER_PART >= 1
 assert CLOSE_SESSION_DELETES_PER_PART >= 1
+assert 16 < REPLY_BYTES_PER_PART < CONNECTION_QUEUED_BYTES_MAX_DEFAULT
+assert REPLY_BYTES_PER_TURN >= REPLY_BYTES_PER_PART
 assert CONNECTION_OUTSTANDING_MAX >= 1
 assert SESSIONLESS_CNXN_TIMEOUT_MS_DEFAULT > 0
 assert PATH_BYTES_MAX <= JUTE_MAXBUFFER

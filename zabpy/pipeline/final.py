@@ -24,7 +24,7 @@ from ..tree.acl import check_perm, java_set_order
 from ..tree.datatree import ApplyResult, DataTree
 from ..tree.watches import WatchManager
 
-__all__ = ["ReadContext", "read", "write_reply", "multi_response"]
+__all__ = ["Encoded", "ReadContext", "read", "write_reply", "multi_response"]
 
 
 class ReadContext:
@@ -42,19 +42,25 @@ class ReadContext:
 _INT = struct.Struct(">i")
 
 
-class _Encoded:
-    """A response already in wire form: the hot reads skip building records."""
+class Encoded:
+    """A response already in wire form: the hot reads skip building records.
+    ``tail`` follows ``data`` (getChildren2's stat after the child list), so
+    that a long cached list is not copied to build a response: the server
+    sends a reply over ``limits.REPLY_BYTES_PER_PART`` in pieces
+    (server/standalone.py, ``Pieces``) straight from ``data`` and ``tail``."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "tail")
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, tail: bytes = b""):
         self.data = data
+        self.tail = tail
 
     def to_bytes(self) -> bytes:
-        return self.data
+        return self.data + self.tail if self.tail else self.data
 
     def write(self, w) -> None:
         w.out += self.data
+        w.out += self.tail
 
 
 def _buffer(data: bytes | None) -> bytes:
@@ -88,7 +94,7 @@ def _get_data(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
         return ERR.NOAUTH, None
     if req.watch:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
-    return ERR.OK, _Encoded(_buffer(node.data) + node.stat_bytes())
+    return ERR.OK, Encoded(_buffer(node.data) + node.stat_bytes())
 
 
 def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record | None]:
@@ -103,8 +109,8 @@ def _get_children(ctx: ReadContext, req, with_stat: bool) -> tuple[int, R.Record
         ctx.watches.add_child_watch(req.path, ctx.session_id)
     wire = node.encoded_children()
     if with_stat:
-        return ERR.OK, _Encoded(wire + node.stat_bytes())
-    return ERR.OK, _Encoded(wire)
+        return ERR.OK, Encoded(wire, node.stat_bytes())
+    return ERR.OK, Encoded(wire)
 
 
 def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
@@ -118,7 +124,7 @@ def _exists(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
         ctx.watches.add_data_watch(req.path, ctx.session_id)
     if node is None:
         return ERR.NONODE, None
-    return ERR.OK, _Encoded(node.stat_bytes())
+    return ERR.OK, Encoded(node.stat_bytes())
 
 
 def _get_acl(ctx: ReadContext, req) -> tuple[int, R.Record | None]:

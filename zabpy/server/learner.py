@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import struct
 
-from ..auth.audit import request_lines
+from ..auth.audit import ephemeral_lines, request_lines
 from ..jute import records as R
 from collections import deque
 
-from .. import limits
 from ..jute.codec import DecodeError
 from ..jute.constants import ERR, OP
 from ..pipeline.final import write_reply
 from ..pipeline.prep import MULTI_WRITE_OPS, creates_ephemeral, decode_multi
 from ..zab.follower import Learner
-from .sliced import SlicedApply, SlicedDecode
+from .sliced import SlicedDecode
 from .standalone import _MALFORMED, Conn, Entry, InFlight, StandaloneServer, _BigMulti, frame
 
 __all__ = ["LearnerServer"]
@@ -218,35 +217,28 @@ class LearnerServer(StandaloneServer):
                 self._synced(a)
 
     def _after_apply(self, item: InFlight, res) -> None:
-        # the end of a multi applied in parts or of a storm handed out in parts
-        self._answer(item.hdr, item.txn, res)
+        # a committed txn is in the tree and its watch events are out (at
+        # once, or at the end of a multi, a closeSession or a storm handed
+        # out in parts): the session table, then the local request answered
+        hdr = item.hdr
+        if hdr.type == OP.createSession:
+            self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
+            self.upgrading.pop(hdr.clientId, None)
+        elif hdr.type == OP.closeSession:
+            self._session_closed(hdr.clientId)
+            if self.settings.auth.audit:
+                self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId,
+                                            res.triggers))
+        self._answer(hdr, item.txn, res)
 
     def _apply_committed(self, hdr: R.TxnHeader, txn) -> None:
-        sid = hdr.clientId
-        waiting = self._awaiting.get((sid, hdr.cxid)) if self.changes is not None else None
-        conn_id = waiting[0] if waiting is not None else None
-        part = self.multi_ops_per_part
-        if part and hdr.type == OP.multi and len(txn.txns) > part:
-            # applied a part per ``work`` call; reads it would show in part wait
-            self._sliced = SlicedApply(InFlight(hdr, txn, conn_id), part,
-                                       limits.WATCH_EVENTS_PER_PART)
-            return
-        if part and hdr.type not in (OP.createSession, OP.closeSession):
-            res = self.tree.apply(hdr, txn)
-            if self.changes is not None:
-                self._record_change(hdr, txn, res.triggers, conn_id)
-            notes = self._notifications(res.triggers)
-            if len(notes) > limits.WATCH_EVENTS_PER_PART:
-                # a watch storm: its events go out a part per ``work`` call;
-                # whoever gets one hears nothing else before it
-                self._fanout = (InFlight(hdr, txn, conn_id), res, deque(notes))
-                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
-                return
-            for conn, data in notes:
-                self._emit(conn, data)
-        else:
-            res = self.apply_txn(hdr, txn, self.now_ms, conn_id)
-        self._answer(hdr, txn, res)
+        """Applied as the standalone server applies a logged txn
+        (``_apply_one``): a large multi or a closeSession of many ephemerals
+        in parts, a watch storm's events in parts; meanwhile what the leader
+        commits next waits in ``_committed``."""
+        waiting = self._awaiting.get((hdr.clientId, hdr.cxid)) if self.changes is not None \
+            else None
+        self._apply_one(InFlight(hdr, txn, waiting[0] if waiting is not None else None))
 
     def _answer(self, hdr: R.TxnHeader, txn, res) -> None:
         """The local request a txn applied here came from, if any, answered."""

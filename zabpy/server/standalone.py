@@ -43,7 +43,7 @@ except ImportError:  # pure Python without mypy installed: the decorator is only
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
 from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
-from ..pipeline.final import ReadContext, read, write_reply
+from ..pipeline.final import Encoded, ReadContext, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
                              PendingChanges, PrepContext, creates_ephemeral, decode_multi,
                              prepare, prepare_close_session)
@@ -68,7 +68,9 @@ _NOTIFY_PREFIX = struct.Struct(">iiqi")
 _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 
 
-_UNLIMITED = 1 << 62  # a send budget that never runs out (send_budget_bytes 0)
+_UNLIMITED = 1 << 62
+_REPLY_PART = limits.REPLY_BYTES_PER_PART
+_REPLY_TURN = limits.REPLY_BYTES_PER_TURN  # a send budget that never runs out (send_budget_bytes 0)
 
 _UNKNOWN = object()
 _LOCAL_CLOSE = object()   # a local session's closeSession, answered without a txn
@@ -119,6 +121,25 @@ def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
     return _REPLY.pack(16 + len(body), xid, zxid, err) + body
 
 
+class Pieces:
+    """A reply frame left in pieces rather than joined into one bytes: its
+    header, then the body's parts (a long child list is the node's cached
+    encoding itself, by reference, and getChildren2's stat follows it). It
+    is never joined: it goes out ``limits.REPLY_BYTES_PER_PART`` at a time
+    (``StandaloneServer._stream``). The cached list is immutable bytes (a
+    change to the children drops the node's reference to it, never alters
+    it), so holding it keeps the answer as of the read's place in the order."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: tuple):
+        self.parts = parts
+        self.size = sum(map(len, parts))
+
+    def __len__(self) -> int:
+        return self.size
+
+
 @dataclass(slots=True)
 class Entry:
     """One request in a connection's queue."""
@@ -127,7 +148,7 @@ class Entry:
     op: int
     req: Any
     is_write: bool
-    reply: bytes | None = None
+    reply: bytes | Pieces | None = None
     close_after: bool = False
     received_ms: int = 0
     body: bytes = b""
@@ -161,6 +182,11 @@ class Conn:
     # head of the queue waits while it is spent, until the runtime ``grant``s
     # more (its client drained what was queued)
     send_budget: int = 0
+    # a long reply going out a part per ``work`` call (``_stream``), and
+    # whatever this connection was sent after it, in order (None: nothing
+    # held); close_when_sent: closed once all of it is out
+    held: deque | None = None
+    close_when_sent: bool = False
     sasl: SaslExchange | None = None  # this connection's SASL exchange, once begun
     # set by any read but a ping: this connection may have armed watches
     # (so that a lost connection that never read skips the watch-table scan)
@@ -268,6 +294,10 @@ class StandaloneServer:
         self._fanout_wait: dict[int, None] = {}
         # long child lists being encoded a part per ``work`` call, in order
         self._listing: deque[SlicedChildren] = deque()
+        # connections whose held output (``Conn.held``) goes on at the next
+        # ``work`` call; one waiting for its send budget is out of it until
+        # the runtime ``grant``s more
+        self._streams: dict[int, None] = {}
         self._logged_zxid = self.tree.last_processed_zxid
         # A multi of more sub-txns than this is applied in parts (``work``);
         # 0: whole (ServerSettings.multi_ops_per_part).
@@ -372,6 +402,8 @@ class StandaloneServer:
         if conn is None:
             return
         conn.send_budget = budget_bytes if self.settings.send_budget_bytes else _UNLIMITED
+        if conn.held is not None and budget_bytes > 0:
+            self._streams[conn_id] = None
         if conn.queue and budget_bytes > 0:
             self.now_ms = now_ms
             self._drain(conn)
@@ -383,6 +415,7 @@ class StandaloneServer:
         session re-arms them with setWatches."""
         conn = self.conns.pop(conn_id, None)
         self._handshaking.pop(conn_id, None)
+        self._streams.pop(conn_id, None)
         if conn is not None:
             # its unanswered requests leave the accounting with it (a write
             # still in flight is applied, unanswered)
@@ -406,12 +439,76 @@ class StandaloneServer:
     def _close_conn(self, conn: Conn) -> None:
         if not conn.closing:
             conn.closing = True
-            self._close.append(conn.conn_id)
+            if conn.held is not None:
+                conn.close_when_sent = True   # after the reply going out in parts
+            else:
+                self._close.append(conn.conn_id)
 
-    def _emit(self, conn: Conn, data: bytes) -> None:
+    def _emit(self, conn: Conn, data: bytes | Pieces) -> None:
         conn.packets_sent += 1
         self.stats.packets_sent += 1
-        self._send.append((conn.conn_id, data))
+        if conn.held is not None:
+            self._hold(conn, data)   # behind a long reply still going out
+        elif len(data) > _REPLY_PART and self.multi_ops_per_part:
+            conn.held = deque()
+            self._hold(conn, data)
+            self._stream_part(conn)
+        else:
+            self._send.append((conn.conn_id, data))
+
+    # ---- long replies: a part per loop turn --------------------------------------
+
+    def _hold(self, conn: Conn, data: bytes | Pieces) -> None:
+        """``data`` after what ``conn`` holds, cut in parts of at most
+        ``_REPLY_PART`` bytes (views: nothing is copied here)."""
+        held = conn.held
+        assert held is not None
+        for piece in (data.parts if type(data) is Pieces else (data,)):
+            if len(piece) <= _REPLY_PART:
+                held.append(piece)
+            else:
+                view = memoryview(piece)
+                held.extend(view[i:i + _REPLY_PART] for i in range(0, len(piece), _REPLY_PART))
+
+    def _stream_part(self, conn: Conn) -> int:
+        """About ``_REPLY_PART`` more bytes of what ``conn`` holds, as one
+        bytes; once all is out, what waited behind it is answered (or the
+        connection closed). While its send budget is spent, the rest waits
+        for the runtime's next ``grant``. Returns the bytes handed out."""
+        held = conn.held
+        assert held is not None
+        out, size = [], 0
+        while held and size < _REPLY_PART:
+            piece = held.popleft()
+            out.append(piece)
+            size += len(piece)
+        self._send.append((conn.conn_id, out[0] if len(out) == 1 and type(out[0]) is bytes
+                           else b"".join(out)))
+        conn.send_budget -= size
+        if held and conn.send_budget > 0:
+            self._streams[conn.conn_id] = None
+            return size
+        self._streams.pop(conn.conn_id, None)
+        if held:
+            return size   # the rest after ``grant``
+        conn.held = None
+        if conn.close_when_sent:
+            self._close.append(conn.conn_id)
+        else:
+            self._drain(conn)
+        return size
+
+    def _stream_parts(self) -> None:
+        """A part for each connection in line, up to ``_REPLY_TURN``
+        bytes in all; a connection served goes to the back of the line."""
+        left = _REPLY_TURN
+        for conn_id in list(self._streams):
+            if left <= 0:
+                return
+            conn = self.conns.get(conn_id)
+            self._streams.pop(conn_id, None)
+            if conn is not None and conn.held is not None:
+                left -= self._stream_part(conn)
 
     # ---- handshake ------------------------------------------------------------
 
@@ -797,31 +894,40 @@ class StandaloneServer:
         self._apply_logged()
 
     def _apply_logged(self) -> None:
-        part = self.multi_ops_per_part
         while self._sliced is None and self._fanout is None and self.inflight \
                 and self.inflight[0].hdr.zxid <= self._logged_zxid:
-            item = self.inflight.popleft()
-            if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
-                self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
-                return
-            if part and item.hdr.type == OP.closeSession and self._large_close(item):
-                self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
-                                           limits.WATCH_EVENTS_PER_PART)
-                return
-            res = self.tree.apply(item.hdr, item.txn)
-            if self.changes is not None:
-                self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
-            self.pending.applied(item.hdr.zxid)
-            notes = self._notifications(res.triggers)
-            if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
-                # A watch storm: its events go out in parts; whoever gets one
-                # hears nothing else before it (no reply, no later event).
-                self._fanout = (item, res, deque(notes))
-                self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
-                return
-            for conn, data in notes:
-                self._emit(conn, data)
-            self._after_apply(item, res)
+            self._apply_one(self.inflight.popleft())
+
+    def _apply_one(self, item: InFlight) -> None:
+        """Apply the next txn in order, its watch events and its answer
+        (``_after_apply``): whole, or, when it is large, started in parts
+        (``_sliced``: a large multi or a closeSession of many ephemerals; or
+        ``_fanout``: a watch storm), which ``work`` goes on with and ends with
+        ``_after_apply`` and ``_apply_next``. The caller applies no later txn
+        while ``_sliced`` or ``_fanout`` is set. Standalone, leader and
+        learners all apply through here."""
+        part = self.multi_ops_per_part
+        if part and item.hdr.type == OP.multi and len(item.txn.txns) > part:
+            self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
+            return
+        if part and item.hdr.type == OP.closeSession and self._large_close(item):
+            self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
+                                       limits.WATCH_EVENTS_PER_PART)
+            return
+        res = self.tree.apply(item.hdr, item.txn)
+        if self.changes is not None:
+            self._record_change(item.hdr, item.txn, res.triggers, item.conn_id)
+        self.pending.applied(item.hdr.zxid)
+        notes = self._notifications(res.triggers)
+        if part and len(notes) > limits.WATCH_EVENTS_PER_PART:
+            # A watch storm: its events go out in parts; whoever gets one
+            # hears nothing else before it (no reply, no later event).
+            self._fanout = (item, res, deque(notes))
+            self._fanout_wait = dict.fromkeys(conn.conn_id for conn, _ in notes)
+            return
+        for conn, data in notes:
+            self._emit(conn, data)
+        self._after_apply(item, res)
 
     def _large_close(self, item: InFlight) -> bool:
         """A closeSession with more deletes than one part takes."""
@@ -833,7 +939,7 @@ class StandaloneServer:
     def busy(self) -> bool:
         """A large multi is part-way through: call ``work`` again (next loop turn)."""
         return (self._sliced is not None or self._prepping is not None
-                or self._fanout is not None or bool(self._listing))
+                or self._fanout is not None or bool(self._listing) or bool(self._streams))
 
     @property
     def applying(self) -> bool:
@@ -853,6 +959,8 @@ class StandaloneServer:
             self._fanout_part()
         if self._listing:
             self._listing_part()
+        if self._streams:
+            self._stream_parts()
 
     def _fanout_part(self) -> None:
         assert self._fanout is not None
@@ -1100,6 +1208,8 @@ class StandaloneServer:
         reads as they reach the head."""
         if self._fanout_wait and conn.conn_id in self._fanout_wait:
             return  # a watch event of a storm is still to come first
+        if conn.held is not None:
+            return  # a long reply is going out in parts: the rest follow it
         q = conn.queue
         while q:
             entry = q[0]
@@ -1113,7 +1223,9 @@ class StandaloneServer:
                                                                                           entry)):
                     return   # its child list is being encoded (``work``)
                 entry.reply = self._answer_read(conn, entry)
-                conn.send_budget -= len(entry.reply)
+                size = len(entry.reply)
+                if size <= _REPLY_PART:   # a longer one counts as its parts go out
+                    conn.send_budget -= size
             q.popleft()
             conn.queued_bytes -= entry.size
             self.stats.outstanding -= 1
@@ -1129,6 +1241,8 @@ class StandaloneServer:
                 self.stats.outstanding -= len(q)
                 q.clear()
                 return
+            if conn.held is not None:
+                return   # the rest after the long reply (``_stream_part``)
 
     def _start_listing(self, conn: Conn, entry: Entry) -> bool:
         """A getChildren of a node with a long list that is not cached:
@@ -1160,7 +1274,7 @@ class StandaloneServer:
         if conn is not None:
             self._drain(conn)
 
-    def _answer_read(self, conn: Conn, entry: Entry) -> bytes:
+    def _answer_read(self, conn: Conn, entry: Entry) -> bytes | Pieces:
         zxid = self.tree.last_processed_zxid
         op = entry.op
         if op == OP.ping:
@@ -1186,6 +1300,11 @@ class StandaloneServer:
         ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
                           self.settings.skip_acl)
         err, rec = read(ctx, op, entry.req)
+        if type(rec) is Encoded and len(rec.data) > _REPLY_PART and self.multi_ops_per_part:
+            # a long child list: sent from the node's cached encoding, unjoined
+            entry.reply_zxid = zxid
+            return Pieces((_REPLY.pack(16 + len(rec.data) + len(rec.tail), entry.xid, zxid, err),
+                           rec.data, rec.tail))
         # An error has no body, but for a multiRead of writes (pipeline.final).
         body = rec.to_bytes() if rec is not None and (not err or op == OP.multiRead) else b""
         return frame(entry.xid, zxid, err, body)
