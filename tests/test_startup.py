@@ -1,0 +1,220 @@
+"""Start-up: zabpy's dataclass methods come compiled from a cache
+(zabpy/_codecache.py), and a server answers its first client without the
+modules only optional services need.
+
+The cache may change how fast a class is made, never what it is: these
+tests run fresh interpreters with and without a cache file and compare what
+their dataclasses do, check that a cache another interpreter wrote (or a torn
+one) is not used, and that only texts run in zabpy's modules are cached."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import zabpy._codecache as cc
+from zabpy.testing import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(code: str, cache: Path | None, *, write: bool = False) -> str:
+    """Run ``code`` in a new interpreter using ``cache`` as the code cache file
+    (``write``: bytecode may be written, so the cache is saved at exit)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env["ZABPY_CODE_CACHE"] = str(cache) if cache is not None else os.devnull
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONHASHSEED"] = "0"  # reprs holding sets of str are compared
+    args = [sys.executable] + ([] if write else ["-B"]) + ["-c", code]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+# What the start-up dataclasses do: repr, equality, frozenness, defaults.
+_PROBE = textwrap.dedent("""
+    import dataclasses
+    import zabpy.cli.server
+    from zabpy import _codecache as cc
+    from zabpy.runtime.config import default_config, ServerConfig
+    from zabpy.server.settings import ServerSettings
+    c = default_config()
+    s = ServerSettings(server_id=3, tick_ms=2000)
+    try:
+        s.tick_ms = 1
+        frozen = False
+    except dataclasses.FrozenInstanceError:
+        frozen = True
+    print(repr(c), c == default_config(), c == dataclasses.replace(c, client_port=1),
+          repr(s), frozen, hash(s) == hash(ServerSettings(server_id=3, tick_ms=2000)))
+    print("hits", cc.DEFAULT.hits, "misses", cc.DEFAULT.misses)
+""")
+
+
+def _split(out: str) -> tuple[str, int, int]:
+    body, _, counts = out.rpartition("\n")
+    _, hits, _, misses = counts.split()
+    return body, int(hits), int(misses)
+
+
+def test_a_cached_start_makes_the_same_classes_without_compiling_them(tmp_path):
+    cache = tmp_path / "dc.bin"
+    cold, hits0, misses0 = _split(_run(_PROBE, cache, write=True))
+    assert cache.exists() and misses0 > 20 and hits0 == 0
+    warm, hits1, misses1 = _split(_run(_PROBE, cache))
+    assert warm == cold
+    assert misses1 == 0 and hits1 == misses0
+    none, hits2, misses2 = _split(_run(_PROBE, None))  # no cache at all
+    assert none == cold and hits2 == 0 and misses2 == misses0
+
+
+def test_warm_writes_what_a_server_imports_even_without_bytecode_writing(tmp_path):
+    cache = tmp_path / "dc.bin"
+    out = _run("import zabpy._codecache as c; print(c.warm())", cache)  # -B: no bytecode
+    assert int(out) > 20 and cache.exists()
+    _, hits, misses = _split(_run(_PROBE, cache))
+    assert misses == 0 and hits > 20
+
+
+def test_a_cache_from_another_interpreter_or_torn_is_not_used(tmp_path):
+    cache = tmp_path / "dc.bin"
+    _run(_PROBE, cache, write=True)
+    good = cache.read_bytes()
+    for bad in (b"\0\0\0\0" + good[4:], good[: len(good) // 2], b""):
+        cache.write_bytes(bad)
+        body, hits, misses = _split(_run(_PROBE, cache))
+        assert hits == 0 and misses > 20
+        assert body == _split(_run(_PROBE, None))[0]
+
+
+def test_only_texts_run_in_zabpy_modules_are_cached(tmp_path):
+    cache = cc.CodeCache(str(tmp_path / "dc.bin"))
+    text = "def f(x):\n return x + 1\n"
+    ours: dict = {"__name__": "zabpy.example"}
+    theirs: dict = {"__name__": "example"}
+    cache.exec(text, ours, ours)
+    cache.exec(text, theirs, theirs)
+    assert ours["f"](1) == theirs["f"](1) == 2
+    assert (cache.hits, cache.misses) == (0, 1)
+    cache.exec(text, ours, ours)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.code(text) == compile(text, "<string>", "exec", dont_inherit=True)
+
+
+def test_save_follows_dont_write_bytecode_and_keeps_a_bounded_file(tmp_path, monkeypatch):
+    path = tmp_path / "dc.bin"
+    cache = cc.CodeCache(str(path))
+    g: dict = {"__name__": "zabpy.example"}
+    for i in range(5):
+        cache.exec(f"v{i} = {i}\n", g, g)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert not cache.save() and not path.exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert cache.save() and path.exists()
+    assert not cache.save()  # nothing new since
+    # a later process that used only one text, over the bound: keeps just that one
+    monkeypatch.setattr(cc, "CODE_CACHE_ENTRIES_MAX", 3)
+    later = cc.CodeCache(str(path))
+    later.exec("v9 = 9\n", g, g)
+    assert later.save()
+    again = cc.CodeCache(str(path))
+    again.exec("v9 = 9\n", g, g)
+    again.exec("v0 = 0\n", g, g)
+    assert (again.hits, again.misses) == (1, 1)
+
+
+def test_dataclasses_made_in_this_process_go_through_the_installed_cache():
+    import zabpy  # installs it
+    assert zabpy._codecache is cc
+    assert dataclasses.exec == cc.DEFAULT.exec  # type: ignore[attr-defined]
+
+
+# ---- what a server imports before its first client is served -----------------
+
+_OPTIONAL = ("aiohttp", "prometheus_client", "zabpy.admin.http", "zabpy.admin.metrics",
+             "zabpy.httpapi", "zabpy.runtime.ensemble", "zabpy.server.leader",
+             "zabpy.election", "zabpy.zab", "zabpy.runtime.tls", "zabpy.auth.jaas",
+             "zabpy.runtime.gssapi_server", "zabpy.cli.shell", "gssapi", "snappy")
+
+_SERVE_ONCE = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    sys.argv = ["zabpy", "server", "--port", "{port}", "--data-dir", {data!r}]
+    from kazoo.client import KazooClient  # imported before the server, and never by it
+    loaded_by_client = set(sys.modules)
+    def first_client():
+        while True:
+            c = KazooClient(hosts="127.0.0.1:{port}")
+            try:
+                c.start(timeout=2)
+                break
+            except Exception:
+                time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while not set({wait!r}) <= set(sys.modules) and time.monotonic() < deadline:
+            time.sleep(0.05)  # an enabled service loads beside the serving loop
+        seen = sorted(m for m in sys.modules if m not in loaded_by_client
+                      and m.split(".")[0] in ("aiohttp", "prometheus_client", "zabpy",
+                                               "gssapi", "snappy"))
+        c.stop()
+        c.close()
+        print("\\n".join(seen), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=first_client, daemon=True).start()
+    import runpy
+    runpy.run_module("zabpy", run_name="__main__")
+""")
+
+
+def _modules_when_first_served(tmp_path, cfg_lines: list[str] | None = None,
+                               wait: tuple[str, ...] = ()) -> set[str]:
+    port = free_port()
+    code = _SERVE_ONCE.format(port=port, data=str(tmp_path / "data"), wait=list(wait))
+    if cfg_lines is not None:
+        cfg = tmp_path / "zoo.cfg"
+        cfg.write_text("\n".join([f"clientPort={port}", f"dataDir={tmp_path / 'data'}",
+                                  "clientPortAddress=127.0.0.1", *cfg_lines, ""]))
+        code = code.replace('"server", "--port"', f'"server", {str(cfg)!r}, "--port"')
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 0, err[-3000:]
+    return set(out.split())
+
+
+def _optional_in(modules: set[str]) -> set[str]:
+    return {m for m in modules for o in _OPTIONAL if m == o or m.startswith(o + ".")}
+
+
+def test_the_first_client_is_served_without_the_optional_services_modules(tmp_path):
+    mods = _modules_when_first_served(tmp_path, ["admin.enableServer=false"])
+    assert "zabpy.runtime.server" in mods and "zabpy.storage.files" in mods
+    assert _optional_in(mods) == set()
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("admin.enableServer=true", {"aiohttp", "zabpy.admin.http"}),
+    ("metricsProvider.className=org.apache.zookeeper.metrics.prometheus."
+     "PrometheusMetricsProvider", {"prometheus_client", "zabpy.admin.metrics"}),
+])
+def test_an_enabled_service_does_load_its_modules(tmp_path, line, expected):
+    # the check above can fail: with the service on, its modules are there
+    # once the server has served (they load beside the serving loop)
+    port_lines = [f"admin.serverPort={free_port()}", "admin.serverAddress=127.0.0.1",
+                  f"metricsProvider.httpPort={free_port()}", "metricsProvider.httpHost=127.0.0.1"]
+    if line.startswith("metrics"):
+        port_lines.append("admin.enableServer=false")
+    mods = _modules_when_first_served(tmp_path, [line, *port_lines], wait=tuple(expected))
+    assert expected <= _optional_in(mods)
