@@ -218,3 +218,22 @@ def test_an_enabled_service_does_load_its_modules(tmp_path, line, expected):
         port_lines.append("admin.enableServer=false")
     mods = _modules_when_first_served(tmp_path, [line, *port_lines], wait=tuple(expected))
     assert expected <= _optional_in(mods)
+
+
+# ---- path characters: ASCII checked without compiling the wide class ----------
+
+def test_the_quick_path_check_refuses_exactly_the_characters_zookeeper_refuses():
+    from zabpy.tree.paths import _bad_char, _no_bad_char, validate_path
+    points = list(range(0x10000)) + [0x10000, 0x1F600, 0xE0001, 0x10FFFF]
+    assert [hex(o) for o in points if _no_bad_char("/a" + chr(o)) == _bad_char(chr(o))] == []
+    assert validate_path("/a\x7fb") == "invalid character @2"
+    assert validate_path("/caf\u00e9/x") is None and validate_path("/\U0001F600") is not None
+
+
+def test_ascii_paths_are_checked_without_the_wide_character_class():
+    out = _run("from zabpy.tree import paths as p\n"
+               "assert p.validate_path('/a/b-c_d.e') is None\n"
+               "print(p._BAD_CHARS is None)\n"
+               "p.validate_path('/caf\\u00e9')\n"
+               "print(p._BAD_CHARS is None)\n", None)
+    assert out.split() == ["True", "False"]
