@@ -237,3 +237,70 @@ def test_ascii_paths_are_checked_without_the_wide_character_class():
                "p.validate_path('/caf\\u00e9')\n"
                "print(p._BAD_CHARS is None)\n", None)
     assert out.split() == ["True", "False"]
+
+
+# ---- a fresh directory's snapshot.0: durable before any txn, not before listening ----
+
+def _fresh_store(d: Path, **kw):
+    from zabpy.storage import TxnStore
+    from zabpy.tree.datatree import DataTree
+    store = TxnStore(str(d), pre_alloc_size=4096, **kw)
+    store.restore(DataTree())
+    return store
+
+
+def _create_txn(zxid: int):
+    from zabpy.jute import records as R
+    from zabpy.jute.constants import OpCode
+    return (R.TxnHeader(0x1234, 1, zxid, 1_700_000_000_000, OpCode.create),
+            R.CreateTxn("/a", b"x", [R.ACL(31, R.Id("world", "anyone"))], False, 1))
+
+
+def test_the_empty_base_snapshot_is_synced_by_sync_base_or_the_first_flush(tmp_path):
+    from zabpy.storage import datadir as D
+    store = _fresh_store(tmp_path / "a")
+    snap = store.unsynced_base
+    assert snap is not None and D.is_valid_snapshot(snap)  # written, not yet synced
+    store.sync_base()
+    assert store.unsynced_base is None
+    store.sync_base()  # once only
+    store.close()
+    store = _fresh_store(tmp_path / "b")
+    assert store.unsynced_base is not None
+    store.append(*_create_txn(1))
+    store.flush_and_sync()
+    assert store.unsynced_base is None and os.path.getsize(store.log_path) > 16
+    store.close()
+    # forceSync=no: written durably at once, as before (no flush would sync it)
+    store = _fresh_store(tmp_path / "c", force_sync=False)
+    assert store.unsynced_base is None
+    store.close()
+
+
+def test_no_txn_is_logged_when_its_base_snapshot_cannot_be_made_durable(tmp_path):
+    from zabpy.storage import TxnStore
+    from zabpy.tree.datatree import DataTree
+    store = _fresh_store(tmp_path)
+    os.unlink(store.unsynced_base)  # the base is gone: it cannot be synced
+    store.append(*_create_txn(1))
+    with pytest.raises(OSError):
+        store.flush_and_sync()
+    assert store.failed is not None and store.log_path is None  # no log file was begun
+    assert not any(n.startswith("log.") for n in os.listdir(store.log_dir))
+    store.close()
+    again = TxnStore(str(tmp_path), pre_alloc_size=4096)
+    assert again.restore(DataTree()) == {} and again.unsynced_base is not None  # fresh again
+    again.close()
+
+
+def test_a_base_purged_after_a_durable_snapshot_superseded_it_does_not_stop_the_log(tmp_path):
+    from zabpy.storage.files import write_snapshot_file
+    from zabpy.tree.datatree import DataTree
+    store = _fresh_store(tmp_path)
+    base = store.unsynced_base
+    write_snapshot_file(store.snap_dir, DataTree(), {}, 0x10)  # durable, newer
+    os.unlink(base)  # what purge would do once newer snapshots are kept
+    store.append(*_create_txn(0x11))
+    store.flush_and_sync()
+    assert store.failed is None and store.unsynced_base is None
+    store.close()
