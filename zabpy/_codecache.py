@@ -149,10 +149,43 @@ def install(cache: CodeCache = DEFAULT) -> None:
 
 
 def warm() -> int:
-    """Import what ``zabpy server`` imports before it serves and write the cache;
-    returns how many texts it holds."""
+    """Import what ``zabpy server`` imports before it serves, serve one
+    session (a ConnectRequest, then closeSession) on a server of this process
+    with a temporary data directory, and write the cache; returns how many
+    texts it holds. The session makes the records a first client uses
+    (dataclasses made on first use) part of the cache too."""
+    import asyncio
     import importlib
+    import tempfile
     for module in ("zabpy.cli.main", "zabpy.cli.server", "zabpy.runtime.pause_monitor"):
         importlib.import_module(module)
+    with tempfile.TemporaryDirectory(prefix="zabpy-warm-") as data:
+        asyncio.run(_serve_one_session(data))
     DEFAULT.save(force=True)
     return len(DEFAULT._codes or {})
+
+
+async def _serve_one_session(data_dir: str) -> None:
+    import asyncio
+    import struct
+
+    from .jute import records as R
+    from .runtime.config import default_config
+    from .runtime.server import ServerRuntime
+
+    cfg = default_config(client_port=0, data_dir=data_dir, data_log_dir=data_dir,
+                         admin_enable_server=False)
+    rt = ServerRuntime(cfg)
+    await rt.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", rt.port)
+        connect = R.ConnectRequest(protocolVersion=0, lastZxidSeen=0, timeOut=30_000,
+                                   sessionId=0, passwd=bytes(16), readOnly=False).to_bytes()
+        close = struct.pack(">ii", 1, -11)  # RequestHeader(xid 1, closeSession)
+        for body in (connect, close):
+            writer.write(struct.pack(">i", len(body)) + body)
+            (n,) = struct.unpack(">i", await reader.readexactly(4))
+            await reader.readexactly(n)
+        writer.close()
+    finally:
+        await rt.stop()
