@@ -130,6 +130,22 @@ def test_save_follows_dont_write_bytecode_and_keeps_a_bounded_file(tmp_path, mon
     assert (again.hits, again.misses) == (1, 1)
 
 
+def test_a_dataclass_outside_zabpy_is_made_as_without_the_cache():
+    import zabpy  # installs it
+    assert zabpy._codecache is cc
+
+    @dataclasses.dataclass(frozen=True)
+    class Point:  # declared with stringified annotations (this module's future import)
+        x: int
+        y: str = "a"
+
+    # __init__'s annotations are the field types, not the names in its source
+    # text (which the text compiled with zabpy's future flags would give)
+    assert Point.__init__.__annotations__ == {"x": "int", "y": "str", "return": None}
+    assert Point(1) == Point(1, "a") and repr(Point(2)) == "test_a_dataclass_outside_zabpy" \
+        "_is_made_as_without_the_cache.<locals>.Point(x=2, y='a')"
+
+
 def test_dataclasses_made_in_this_process_go_through_the_installed_cache():
     import zabpy  # installs it
     assert zabpy._codecache is cc

@@ -130,10 +130,17 @@ class CodeCache:
         return True
 
     def exec(self, source, globals=None, locals=None, /, **kwargs):
-        """``builtins.exec``, with zabpy's source texts compiled from the cache."""
-        if (type(source) is str and type(globals) is dict
-                and str(globals.get("__name__", "")).startswith(_OUR_PREFIX)):
-            source = self.code(source)
+        """``builtins.exec`` as ``dataclasses`` calls it, with zabpy's source
+        texts compiled from the cache. Any other text is compiled here too,
+        without this module's future flags (``exec`` of a string would take
+        them from its caller, which is now this function: ``annotations``
+        would turn a class's ``__init__`` annotations into strings)."""
+        if type(source) is str:
+            if (type(globals) is dict
+                    and str(globals.get("__name__", "")).startswith(_OUR_PREFIX)):
+                source = self.code(source)
+            else:
+                source = compile(source, "<string>", "exec", dont_inherit=True)
         return builtins.exec(source, globals, locals, **kwargs)
 
 
