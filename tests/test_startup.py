@@ -53,7 +53,9 @@ _PROBE = textwrap.dedent("""
     except dataclasses.FrozenInstanceError:
         frozen = True
     print(repr(c), c == default_config(), c == dataclasses.replace(c, client_port=1),
-          repr(s), frozen, hash(s) == hash(ServerSettings(server_id=3, tick_ms=2000)))
+          repr(s), frozen, hash(s) == hash(ServerSettings(server_id=3, tick_ms=2000)),
+          ServerConfig.__init__.__annotations__, ServerSettings.__init__.__annotations__,
+          ServerConfig.__init__.__defaults__ == ServerConfig().__init__.__defaults__)
     print("hits", cc.DEFAULT.hits, "misses", cc.DEFAULT.misses)
 """)
 
@@ -73,6 +75,10 @@ def test_a_cached_start_makes_the_same_classes_without_compiling_them(tmp_path):
     assert misses1 == 0 and hits1 == misses0
     none, hits2, misses2 = _split(_run(_PROBE, None))  # no cache at all
     assert none == cold and hits2 == 0 and misses2 == misses0
+    # and as dataclasses makes them with the builtin exec (the cache not installed)
+    plain = "import builtins, dataclasses\ndataclasses.exec = builtins.exec\n"
+    builtin, hits3, misses3 = _split(_run(plain + _PROBE, None))
+    assert builtin == cold and hits3 == misses3 == 0
 
 
 def test_warm_writes_what_a_server_imports_even_without_bytecode_writing(tmp_path):
