@@ -21,7 +21,10 @@ the command differs:
 ``pip install`` does for an installed package: an editable install under
 ``PYTHONDONTWRITEBYTECODE=1`` (our machines set it) never caches bytecode, so
 every zabpy process would compile its ~130 modules again at start-up, about
-0.15 s of CPU, while Java starts from the compiled classes in its jars.
+0.15 s of CPU, while Java starts from the compiled classes in its jars. For
+the same reason it writes zabpy's cache of compiled dataclass methods
+(``zabpy/_codecache.py``, ``warm()``), which a server would otherwise write
+at its first exit.
 
 ``ensure_java_zookeeper`` installs Debian's ``zookeeper`` package (and a
 headless JRE) with apt-get when the jar or java is missing, and says so.
@@ -134,6 +137,11 @@ def ensure_zabpy_bytecode(log=print) -> int:
     if written:
         log(f"bench: compiled {written} zabpy modules to bytecode under {root} "
             "(as pip install does; start-up then loads them instead of compiling)")
+    # zabpy's dataclass methods, cached as bytecode is (zabpy/_codecache.py), by
+    # a fresh interpreter that imports what the server does (with this one's path)
+    path = os.pathsep.join(p for p in (str(root.parent), os.environ.get("PYTHONPATH")) if p)
+    subprocess.run([sys.executable, "-c", "import zabpy._codecache as c; c.warm()"],
+                   check=True, env=dict(os.environ, PYTHONPATH=path))
     return written
 
 

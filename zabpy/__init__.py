@@ -12,3 +12,9 @@ __all__ = ["__version__", "ZOOKEEPER_VERSION"]
 from . import _build  # noqa: E402
 
 _build.choose()
+
+# zabpy's dataclass methods come compiled from a cache, as bytecode does
+# (zabpy/_codecache.py): installed before any of them is made.
+from . import _codecache  # noqa: E402
+
+_codecache.install()

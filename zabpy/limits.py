@@ -246,3 +246,8 @@ assert HTTP_BODY_BYTES_MAX > JUTE_MAXBUFFER
 # (a Kerberos AP-REQ with a PAC runs to several KiB; the JDK accepts 64 KiB)
 SASL_TOKEN_MAX = 65536
 assert SASL_TOKEN_MAX >= SASL_DIGEST_RESPONSE_MAX
+
+# Compiled dataclass methods kept in zabpy's code cache (_codecache.py); past
+# this, a save keeps only the entries its own process used.
+CODE_CACHE_ENTRIES_MAX = 4096
+assert CODE_CACHE_ENTRIES_MAX >= 1

@@ -237,6 +237,10 @@ class ServerRuntime:
         self._start_audit()
         self._install_fail_stop(loop)
         tree, sessions = self._open_store()
+        if self.store is not None and self.store.unsynced_base is not None:
+            # a fresh directory's empty snapshot.0 becomes durable while the
+            # port opens (the first flush waits for it if it is not yet)
+            self._spawn(self._sync_base())
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
         self.server.changes = self.changes = self._change_log(tree)
         self._appended_zxid = tree.last_processed_zxid
@@ -389,6 +393,12 @@ class ServerRuntime:
             if self.store is not None:
                 self.store.poll_snapshot()
             self._flush()
+
+    async def _sync_base(self) -> None:
+        try:
+            await asyncio.to_thread(self.store.sync_base)
+        except OSError as e:  # the first flush tries again, and fails the log if it fails too
+            log.warning("could not sync %s yet: %s", self.store.unsynced_base, e)
 
     async def _purger(self) -> None:
         while True:

@@ -8,7 +8,11 @@ snapshot writer.
 Threads and call order (the runtime's contract):
 
 * ``restore(tree)`` once, before anything else (writes ``snapshot.0`` into a
-  fresh directory, as ZooKeeper does).
+  fresh directory, as ZooKeeper does). With forceSync that empty snapshot is
+  made durable (file, then directory) by ``sync_base()``, which the runtime
+  runs in its worker thread while it starts listening, and which the first
+  flush runs before it writes a txn if it has not run yet: no logged txn is
+  ever durable without its base. ZooKeeper writes it with no fsync at all.
 * ``append(hdr, txn, digest)`` on the event loop for each txn, in zxid order:
   it only encodes the entry and puts it on the pending list (under
   ``_lock``), so it is cheap and never blocks on disk.
@@ -67,17 +71,18 @@ from ..jute.codec import DecodeError
 from .txnlog import (FILE_HEADER_LEN, decode_payload, encode_entry, encode_entry_payload,
                      encode_file_header, padded_size, payload_zxid, scan_log)
 
-__all__ = ["TxnStore", "StorageError", "write_snapshot_file"]
+__all__ = ["TxnStore", "StorageError", "write_snapshot_file", "sync_snapshot_file"]
 
 log = logging.getLogger("zabpy.storage")
 
 
 def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int], zxid: int,
                         pwrite=os.pwrite, method: str = snapstream.PLAIN,
-                        digest: bool = True) -> str:
+                        digest: bool = True, sync: bool = True) -> str:
     """Write ``snapshot.<zxid hex>[.gz|.snappy]`` durably (temp file, fsync,
     rename, fsync dir), compressed by ``method``, with the digest section
-    unless ``digest`` is false (digest.enabled=false)."""
+    unless ``digest`` is false (digest.enabled=false). ``sync=False`` leaves
+    out both fsyncs: the caller makes it durable later (``sync_snapshot_file``)."""
     final = os.path.join(snap_dir, D.snapshot_name(zxid, method))
     tmp = os.path.join(snap_dir, f"{D.SNAP_TMP_PREFIX}{zxid:x}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -87,15 +92,28 @@ def write_snapshot_file(snap_dir: str, tree: DataTree, sessions: dict[int, int],
         for chunk in serialize_snapshot(tree, sessions, zxid, digest=digest):
             pos = _write_all(pwrite, fd, encoder.feed(chunk), pos)
         pos = _write_all(pwrite, fd, encoder.finish(), pos)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     os.rename(tmp, final)
-    D.fsync_dir(snap_dir)
+    if sync:
+        D.fsync_dir(snap_dir)
     return final
+
+
+def sync_snapshot_file(path: str) -> None:
+    """Make a snapshot written with ``sync=False`` durable: its data, then its
+    directory entry."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    D.fsync_dir(os.path.dirname(path))
 
 
 # The forked snapshot writer runs at this niceness above the server's, so that
@@ -183,6 +201,8 @@ class TxnStore:
         self._reroll()
         self._snap_child: tuple[int, int] | None = None  # (pid, zxid)
         self.last_restore: RestoreResult | None = None
+        # the fresh directory's snapshot.0 until it is durable (sync_base)
+        self.unsynced_base: str | None = None
         self.last_snapshot_zxid: int | None = None
 
     # ---- restore -------------------------------------------------------------
@@ -199,7 +219,12 @@ class TxnStore:
         if result.snapshot_path is None and result.replayed == 0:
             # A fresh directory gets snapshot.0, so logs always have a base
             # (ZooKeeper does the same, and refuses logs without a snapshot).
-            self._write_snapshot(tree, {}, tree.last_processed_zxid)
+            # With forceSync it becomes durable before any txn does
+            # (sync_base), not before the server may listen.
+            path = write_snapshot_file(self.snap_dir, tree, {}, tree.last_processed_zxid,
+                                       method=self.snapshot_method, digest=self.digest_enabled,
+                                       sync=not self.force_sync)
+            self.unsynced_base = path if self.force_sync else None
             self.last_snapshot_zxid = tree.last_processed_zxid
         elif result.snapshot_path is None:
             # Logs replayed over a trusted empty snapshot: no base on disk
@@ -238,11 +263,34 @@ class TxnStore:
         with self._lock:
             return bool(self._pending) or self._roll_pending
 
+    def sync_base(self) -> None:
+        """Make the fresh directory's snapshot.0 durable, once (any thread;
+        raises OSError, and the next call tries again)."""
+        with self._flush_lock:
+            self._sync_base_locked()
+
+    def _sync_base_locked(self) -> None:
+        if self.unsynced_base is None:
+            return
+        try:
+            sync_snapshot_file(self.unsynced_base)
+        except FileNotFoundError:
+            # purged after later snapshots (each written durably) superseded
+            # it: one of those is the base now; with none, the error stands
+            if not [p for _, p in D.find_valid_snapshots(self.snap_dir, 1)]:
+                raise
+        self.unsynced_base = None
+
     def flush_and_sync(self) -> None:
         """Write every queued txn and fsync it (forceSync); raises OSError on IO error."""
         with self._flush_lock:
             if self.failed is not None:
                 raise OSError(errno.EIO, f"transaction log failed earlier: {self.failed}")
+            try:
+                self._sync_base_locked()  # the base before anything it is the base of
+            except OSError as e:
+                self._fail(e)
+                raise
             with self._lock:
                 batch, self._pending = self._pending, []
                 first_zxid, self._pending_first_zxid = self._pending_first_zxid, None
