@@ -1069,13 +1069,13 @@ class StandaloneServer:
         CVE-2024-23944 (ZOOKEEPER-4799), an event reaches only a session with
         READ on the node (the parent for NodeChildrenChanged) by the ACL of
         that moment; the fired one-shot watch is consumed either way."""
-        if not triggers:
-            return []
+        watches = self.watches
+        data_watched, child_watched = watches.data, watches.child
+        if not triggers or not (data_watched or child_watched):
+            return []  # no watch anywhere (a recursive one is in these tables too)
         out = []
         skip_acl = self.settings.skip_acl
         encoded: dict[tuple[int, str], bytes] = {}  # a storm sends one frame to many
-        watches = self.watches
-        data_watched, child_watched = watches.data, watches.child
         anywhere = watches.has_recursive
         for ev, path, acl in triggers:
             if not anywhere and path not in data_watched and path not in child_watched:
