@@ -55,7 +55,6 @@ CRC = "crc"
 HEADER = "header"
 
 _HEAD = struct.Struct(">qi")  # checksum, length
-_NO_HEAD = bytes(_HEAD.size)  # its place, before the payload is written
 _ZXID_AT = 12  # TxnHeader: clientId long, cxid int, then zxid long
 _LONG = struct.Struct(">q")
 _FILE_HEADER = struct.Struct(">iiq")
@@ -77,23 +76,19 @@ def encode_payload(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | N
 
 
 def encode_entry(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> bytes:
-    """``encode_entry_payload(encode_payload(hdr, txn, digest))`` in one
-    buffer: the payload is written after room for its checksum and length,
-    which are filled in once it is there (one copy of the record, not three)."""
+    """``encode_entry_payload(encode_payload(hdr, txn, digest))`` with one
+    copy of the record instead of two: the checksum is taken of the
+    writer's buffer itself, and the entry joined from it."""
     w = Writer()
-    out = w.out
-    out += _NO_HEAD
     hdr.write(w)
     if txn is not None:
         txn.write(w)
     if digest is not None:
         digest.write(w)
-    size = len(out) - _HEAD.size
+    payload = w.out
+    size = len(payload)
     assert 0 < size <= TXN_LOG_ENTRY_BYTES_MAX, size
-    out += b"B"
-    with memoryview(out) as view:
-        _HEAD.pack_into(out, 0, zlib.adler32(view[_HEAD.size:-1]), size)
-    return bytes(out)
+    return b"".join((_HEAD.pack(zlib.adler32(payload), size), payload, b"B"))
 
 
 def encode_entry_payload(payload: bytes) -> bytes:
