@@ -30,12 +30,6 @@ _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f" + chr(0xD800)
                         + "-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
 
 
-def _quick_ok(path: str) -> bool:
-    """The common case in one pass of C code; anything odd takes the slow path."""
-    return (len(path) > 1 and path[0] == "/" and path[-1] != "/" and "//" not in path
-            and "/." not in path and _BAD_CHARS.search(path) is None)
-
-
 def validate_path(path: str | None, *, sequential: bool = False) -> str | None:
     """Return None if valid, else a reason. ``sequential`` validates the path
     the client sent before the suffix is appended (a trailing '/' is then
@@ -44,7 +38,9 @@ def validate_path(path: str | None, *, sequential: bool = False) -> str | None:
         return "path is null"
     if sequential:
         path = path + "1"
-    if _quick_ok(path):
+    # The common case in one pass of C code; anything odd takes the slow path.
+    if (len(path) > 1 and path[0] == "/" and path[-1] != "/" and "//" not in path
+            and "/." not in path and _BAD_CHARS.search(path) is None):
         return None
     if not path:
         return "path length must be > 0"
