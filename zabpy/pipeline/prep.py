@@ -285,7 +285,8 @@ def _create(op: int, req, zxid: int, pending: PendingChanges, ctx: PrepContext):
             and not is_ttl_owner(parent.ephemeral_owner):
         raise PrepError(ERR.NOCHILDRENFOREPHEMERALS)
     new_cversion = parent.cversion + 1
-    _check_quota(path, None, req.data, 1, pending.tree, ctx)
+    if ctx.enforce_quota:
+        _check_quota(path, None, req.data, 1, pending.tree, ctx)
     # The txn follows the op code and the pending record the mode, as in
     # ZooKeeper: createContainer always makes a container, and a plain create
     # with the CONTAINER flag makes a persistent node.
@@ -341,7 +342,8 @@ def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     if node is None:
         raise PrepError(ERR.NONODE)
     _check(node, PERM.WRITE, ctx)
-    _check_quota(path, node.data, req.data, 0, pending.tree, ctx)
+    if ctx.enforce_quota:
+        _check_quota(path, node.data, req.data, 0, pending.tree, ctx)
     if req.version != -1 and req.version != node.version:
         raise PrepError(ERR.BADVERSION)
     new_version = node.version + 1
