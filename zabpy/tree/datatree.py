@@ -623,11 +623,13 @@ class DataTree:
         node = DataNode(data, acl, zxid, time, owner)
         parent.add_child(path)
         self.nodes[path] = node
-        if owner == CONTAINER_EPHEMERAL_OWNER:
+        if owner == 0:
+            pass  # persistent
+        elif owner == CONTAINER_EPHEMERAL_OWNER:
             self.containers[path] = None
         elif is_ttl_owner(owner):
             self.ttls[path] = None
-        elif owner != 0:
+        else:
             self.ephemerals.setdefault(owner, {})[path] = None
         if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, basename(path), data)
