@@ -444,7 +444,8 @@ def _compile_record(cls: type) -> None:
             wlines.append(f"    out += {sname}.pack({', '.join('self.' + g for g in group)})")
             rlines.append(f"    if pos + {st.size} > end:")
             rlines.append(f"        _read_failed(r, pos, '{st.size}')")
-            rlines.append(f"    {', '.join('v_' + g for g in group)}, = {sname}.unpack_from(buf, pos)")
+            targets = ", ".join("v_" + g for g in group)
+            rlines.append(f"    {targets}, = {sname}.unpack_from(buf, pos)")
             rlines.append(f"    pos += {st.size}")
             names.extend(group)
             i = j

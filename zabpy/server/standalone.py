@@ -71,6 +71,7 @@ _REPLY_ZXID = struct.Struct(">q")  # at offset 8 of a reply frame
 _UNLIMITED = 1 << 62  # a send budget that never runs out (send_budget_bytes 0)
 
 _UNKNOWN = object()
+_NO_BODY = memoryview(b"")
 _LOCAL_CLOSE = object()   # a local session's closeSession, answered without a txn
 
 
@@ -243,6 +244,7 @@ class StandaloneServer:
         self.next_zxid = self.tree.last_processed_zxid + 1
         self.now_ms = now_ms
         self._persist: list = []
+        self._reader = Reader(_NO_BODY)  # decodes each request body (_decode)
         self._send: list = []
         self._close: list = []
         self._logs: list = []
@@ -601,7 +603,15 @@ class StandaloneServer:
                 return decode_multi(body, MULTI_READ_OPS)
             if cls is None:
                 return None
-            return cls.read(Reader(body))
+            # one Reader for every request (an object less per request), let go
+            # of the body once read
+            r = self._reader
+            r.buf = body if isinstance(body, memoryview) else memoryview(body)
+            r.pos, r.end = 0, len(body)
+            try:
+                return cls.read(r)
+            finally:
+                r.buf = _NO_BODY
         except DecodeError as e:
             self._log(f"Failed to process request op {op}: {e}", "warning")
             return _MALFORMED
@@ -1032,7 +1042,8 @@ class StandaloneServer:
         if audit:
             self._audit(request_lines(entry.op, entry.req, hdr.type == OP.error, err, res, item.txn,
                                       conn.session_id, conn.peer_ip, conn.auth_ids))
-        entry.reply = _REPLY.pack(16 + len(body), entry.xid, hdr.zxid, err) + body  # frame(), inlined
+        # frame(), inlined
+        entry.reply = _REPLY.pack(16 + len(body), entry.xid, hdr.zxid, err) + body
         entry.reply_zxid = hdr.zxid  # spares _drain reading it back from the frame
         if hdr.type == OP.closeSession:
             entry.close_after = True
