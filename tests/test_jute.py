@@ -73,3 +73,52 @@ def test_fast_frozen_init_keeps_the_dataclass_contract():
     generated = WithFactory.__init__
     assert fast_frozen_init(WithFactory).__init__ is generated   # left as dataclass made it
     assert WithFactory().xs == []
+
+
+
+def _reader_reference(cls, data):
+    """``cls`` read field by field through the Reader's own primitives (what
+    the generated readers inline): the value and where it stopped, or an error."""
+    from zabpy.jute.codec import Reader, _read_value
+    r = Reader(data)
+    try:
+        return cls(*[_read_value(r, typ) for _, typ in cls.FIELDS]), r.pos
+    except DecodeError:
+        return "error", None
+
+
+@pytest.mark.parametrize("cls", [R.CreateRequest, R.SetDataRequest, R.CreateTxn, R.SetDataTxn,
+                                 R.TxnHeader, R.GetDataResponse, R.SetACLRequest, R.WatcherEvent,
+                                 R.MultiHeader, R.CheckVersionRequest])
+def test_generated_reader_agrees_with_the_reader_primitives(cls):
+    """The generated readers inline buffer, string and vector reads and keep
+    the offset in a local: on every prefix of a valid encoding, with a null
+    buffer or string, and with a string that is not UTF-8, they read what the
+    Reader's own primitives read, stop where they stop, and fail where they fail."""
+    from zabpy.jute.codec import Reader
+    marker = "\x01\x02\x03\x04"  # a string field's bytes, replaced by bad UTF-8 below
+    first = {"int": 7, "long": 1 << 40, "bool": True, "buffer": b"data", "ustring": "/a/\u00e9"}
+    values = []
+    for _, typ in cls.FIELDS:
+        if isinstance(typ, tuple):
+            values.append([R.ACL(31, R.Id("world", "anyone"))] if typ[1] is R.ACL else None)
+        elif isinstance(typ, str):
+            values.append(first[typ])
+        else:
+            values.append(R.Stat(*range(11)))
+    encodings = [cls(*values).to_bytes()]
+    for i, (_, typ) in enumerate(cls.FIELDS):
+        if typ in ("buffer", "ustring"):
+            encodings.append(cls(*values[:i], None, *values[i + 1:]).to_bytes())
+        if typ == "ustring":
+            enc = cls(*values[:i], marker, *values[i + 1:]).to_bytes()
+            encodings.append(enc.replace(marker.encode(), b"\xff\xfe/x"))
+    for enc in encodings:
+        for cut in range(len(enc) + 1):
+            data = enc[:cut]
+            r = Reader(data)
+            try:
+                got = cls.read(r), r.pos
+            except DecodeError:
+                got = "error", None
+            assert got == _reader_reference(cls, data), (cls.__name__, data)

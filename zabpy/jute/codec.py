@@ -395,13 +395,75 @@ def _fast_init(cls: type, names: list[str]) -> Any:
     return env["__init__"]
 
 
+def _read_failed(r: Reader, pos: int, kind: str) -> None:
+    """Raise the DecodeError ``Reader`` itself would raise for a ``kind``
+    field (``int``, ``buffer`` or a fixed-size run of ``kind`` bytes) at
+    ``pos``: the inlined reads below check the same bounds, and on failure
+    hand over to the Reader so that the message is the same."""
+    r.pos = pos
+    if kind == "int":
+        r.int()
+    elif kind == "buffer":
+        r.buffer()
+    else:
+        r._need(int(kind))
+    raise AssertionError(f"inlined {kind} read at {pos} failed, Reader did not")
+
+
+def _read_lines(name: str, typ: str) -> list[str]:
+    """Straight-line code reading a buffer or ustring field into ``v_name``
+    at the local ``pos`` (Reader.buffer / Reader.ustring, inlined: these are
+    most fields of the hot records, and a method call each was a large part
+    of decoding a request)."""
+    if typ == "ustring":
+        # str() of the view decodes without first copying to bytes
+        value = "str(buf[pos:pos + n], 'utf-8', 'replace')"
+    else:
+        value = "bytes(buf[pos:pos + n])"
+    return [
+        "    if pos + 4 > end:",
+        "        _read_failed(r, pos, 'buffer')",
+        "    n, = _INT_unpack_from(buf, pos)",
+        "    if n == -1:",
+        f"        v_{name} = None",
+        "        pos += 4",
+        "    else:",
+        "        if n < -1 or pos + 4 + n > end:",
+        "            _read_failed(r, pos, 'buffer')",
+        "        pos += 4",
+        f"        v_{name} = {value}",
+        "        pos += n",
+    ]
+
+
+def _write_lines(name: str, typ: str) -> list[str]:
+    """Straight-line code writing a buffer or ustring field (``_w_buffer`` /
+    ``_w_ustring``, inlined)."""
+    raw = f"self.{name}.encode('utf-8')" if typ == "ustring" else f"self.{name}"
+    return [
+        f"    if self.{name} is None:",
+        "        out += b'\\xff\\xff\\xff\\xff'",
+        "    else:",
+        f"        raw = {raw}",
+        "        out += _INT_pack(len(raw))",
+        "        out += raw",
+    ]
+
+
 def _compile_record(cls: type) -> None:
+    """Straight-line write and read for ``cls`` from its FIELDS. The reader
+    keeps the offset in a local (``pos``) and stores it back into the Reader
+    before anything that reads through it (a nested record, a vector's
+    elements) and at the end; every bound is checked as Reader checks it."""
     fields = cls.FIELDS
-    env: dict = {"_interned": _INTERNED.get, "_read_elem": _read_elem, "Writer": Writer, "_w_buffer": _w_buffer, "_w_ustring": _w_ustring, "_INT": _INT,
+    env: dict = {"_interned": _INTERNED.get, "_read_elem": _read_elem, "Writer": Writer,
+                 "_w_buffer": _w_buffer, "_w_ustring": _w_ustring, "_INT": _INT,
+                 "_INT_pack": _INT.pack, "_INT_unpack_from": _INT.unpack_from,
+                 "_read_failed": _read_failed,
                  "_write_value": _write_value, "_read_value": _read_value,
                  "DecodeError": DecodeError, "struct": struct}
     wlines = ["def write(self, w):", "    out = w.out"]
-    rlines = ["def read(cls, r):", "    buf = r.buf"]
+    rlines = ["def read(cls, r):", "    buf = r.buf", "    pos = r.pos", "    end = r.end"]
     names: list[str] = []
     i = 0
     n_struct = 0
@@ -416,22 +478,22 @@ def _compile_record(cls: type) -> None:
             group = [f[0] for f in fields[i:j]]
             sname = f"_S{n_struct}"
             n_struct += 1
-            env[sname] = struct.Struct(fmt)
+            st = struct.Struct(fmt)
+            env[sname] = st
             wlines.append(f"    out += {sname}.pack({', '.join('self.' + g for g in group)})")
-            rlines.append(f"    r._need({sname}.size)")
-            rlines.append(f"    {', '.join('v_' + g for g in group)}, = {sname}.unpack_from(buf, r.pos)")
-            rlines.append(f"    r.pos += {sname}.size")
+            rlines.append(f"    if pos + {st.size} > end:")
+            rlines.append(f"        _read_failed(r, pos, '{st.size}')")
+            targets = ", ".join("v_" + g for g in group)
+            rlines.append(f"    {targets}, = {sname}.unpack_from(buf, pos)")
+            rlines.append(f"    pos += {st.size}")
             names.extend(group)
             i = j
             continue
         tname = f"_T_{name}"
         env[tname] = typ
-        if typ == "buffer":
-            wlines.append(f"    _w_buffer(out, self.{name})")
-            rlines.append(f"    v_{name} = r.buffer()")
-        elif typ == "ustring":
-            wlines.append(f"    _w_ustring(out, self.{name})")
-            rlines.append(f"    v_{name} = r.ustring()")
+        if typ in ("buffer", "ustring"):
+            wlines.extend(_write_lines(name, typ))
+            rlines.extend(_read_lines(name, typ))
         elif isinstance(typ, tuple):
             elem = typ[1]
             env[f"_E_{name}"] = elem
@@ -463,6 +525,7 @@ def _compile_record(cls: type) -> None:
                 wlines.append(f"            {witem}")
             # vectors: the count is checked against what is left (bounds the
             # allocation), then the elements are read in a comprehension
+            # through the Reader (its offset stored back first)
             if elem == "ustring":
                 item = "r.ustring()"
             elif elem in ("int", "long", "bool", "buffer"):
@@ -471,18 +534,27 @@ def _compile_record(cls: type) -> None:
                 item = f"_read_value(r, _E_{name})"
             else:
                 item = f"_read_elem(_E_{name}, r)"
-            rlines.append(f"    n_{name} = r.int()")
+            rlines.append("    if pos + 4 > end:")
+            rlines.append("        _read_failed(r, pos, 'int')")
+            rlines.append(f"    n_{name}, = _INT_unpack_from(buf, pos)")
+            rlines.append("    pos += 4")
             rlines.append(f"    if n_{name} == -1:")
             rlines.append(f"        v_{name} = None")
             rlines.append("    else:")
-            rlines.append(f"        if n_{name} < -1 or n_{name} > r.end - r.pos:")
+            rlines.append(f"        if n_{name} < -1 or n_{name} > end - pos:")
+            rlines.append("            r.pos = pos")
             rlines.append(f"            raise DecodeError('bad vector length %d' % n_{name})")
+            rlines.append("        r.pos = pos")
             rlines.append(f"        v_{name} = [{item} for _ in range(n_{name})]")
+            rlines.append("        pos = r.pos")
         else:
             wlines.append(f"    self.{name}.write(w)")
+            rlines.append("    r.pos = pos")
             rlines.append(f"    v_{name} = {tname}.read(r)")
+            rlines.append("    pos = r.pos")
         names.append(name)
         i += 1
+    rlines.append("    r.pos = pos")
     rlines.append(f"    return cls({', '.join('v_' + n for n in names)})")
     exec("\n".join(wlines), env)
     exec("\n".join(rlines), env)

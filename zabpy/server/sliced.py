@@ -232,6 +232,8 @@ class SlicedChildren:
     def finish(self, tree: DataTree, path: str) -> None:
         """Cache the list on the node if it is still the tree's and unchanged."""
         node = self.node
-        if tree.nodes.get(path) is node and node.children_wire is None \
+        # ``is self.node``, not ``is node``: mypy would narrow the local to
+        # Optional by it (and mypyc refuse the module)
+        if tree.nodes.get(path) is self.node and node.children_wire is None \
                 and node.children_signature() == self.signature:
             node.children_wire = _COUNT.pack(len(self.paths)) + b"".join(self.parts)

@@ -77,7 +77,19 @@ def encode_payload(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | N
 
 
 def encode_entry(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> bytes:
-    return encode_entry_payload(encode_payload(hdr, txn, digest))
+    """``encode_entry_payload(encode_payload(hdr, txn, digest))`` with one
+    copy of the record instead of two: the checksum is taken of the
+    writer's buffer itself, and the entry joined from it."""
+    w = Writer()
+    hdr.write(w)
+    if txn is not None:
+        txn.write(w)
+    if digest is not None:
+        digest.write(w)
+    payload = w.out
+    size = len(payload)
+    assert 0 < size <= TXN_LOG_ENTRY_BYTES_MAX, size
+    return b"".join((_HEAD.pack(zlib.adler32(payload), size), payload, b"B"))
 
 
 def encode_entry_payload(payload: bytes) -> bytes:

@@ -48,12 +48,6 @@ def _no_bad_char(path: str) -> bool:
     return _bad_chars().search(path) is None
 
 
-def _quick_ok(path: str) -> bool:
-    """The common case in one pass of C code; anything odd takes the slow path."""
-    return (len(path) > 1 and path[0] == "/" and path[-1] != "/" and "//" not in path
-            and "/." not in path and _no_bad_char(path))
-
-
 def validate_path(path: str | None, *, sequential: bool = False) -> str | None:
     """Return None if valid, else a reason. ``sequential`` validates the path
     the client sent before the suffix is appended (a trailing '/' is then
@@ -62,7 +56,9 @@ def validate_path(path: str | None, *, sequential: bool = False) -> str | None:
         return "path is null"
     if sequential:
         path = path + "1"
-    if _quick_ok(path):
+    # The common case in one pass of C code; anything odd takes the slow path.
+    if (len(path) > 1 and path[0] == "/" and path[-1] != "/" and "//" not in path
+            and "/." not in path and _no_bad_char(path)):
         return None
     if not path:
         return "path length must be > 0"
