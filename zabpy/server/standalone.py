@@ -1252,10 +1252,14 @@ class StandaloneServer:
             if zxid is None:
                 zxid = _REPLY_ZXID.unpack_from(entry.reply, 8)[0]
             conn.responded(entry.op, entry.xid, zxid, latency, self.now_ms)
-            # _emit, inlined: a call per reply
-            conn.packets_sent += 1
-            self.stats.packets_sent += 1
-            self._send.append((conn.conn_id, entry.reply))
+            reply = entry.reply
+            if conn.held is None and type(reply) is bytes and len(reply) <= _REPLY_PART:
+                # _emit's common case, inlined: a call per reply
+                conn.packets_sent += 1
+                self.stats.packets_sent += 1
+                self._send.append((conn.conn_id, reply))
+            else:
+                self._emit(conn, reply)
             if entry.close_after:
                 self._close_conn(conn)
                 self.stats.outstanding -= len(q)
