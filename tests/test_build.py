@@ -119,3 +119,15 @@ def test_the_instruction_harness_serves_every_workload():
     from bench import instr
     for workload in instr.WORKLOADS:
         assert instr.run(workload, 40, 80) == 40
+
+
+def test_the_compiled_cores_type_check(tmp_path):
+    """mypyc refuses a module mypy does not accept, and setup.py then installs
+    pure Python with only a warning: a type error in a compiled core would
+    turn the compiled build off unnoticed. The same check, with the same
+    configuration, here."""
+    paths = [_build.source_path(m, str(ROOT)) for m in _build.COMPILED]
+    r = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+                        "--cache-dir", str(tmp_path / "mypy-cache"), *paths],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
