@@ -82,6 +82,7 @@ def test_stream_decoder_many_packets_per_read_split_anywhere():
     pkts = [P.packet(T.PROPOSAL, 5, b"x" * 40), P.packet(T.ACK, 5), P.packet(T.COMMIT, 5),
             P.packet(T.PING, 0, b""), P.request(1, 2, OpCode.create, b"z", []),
             P.request(1, 3, OpCode.setData, b"y", [R.Id("digest", "u:p")]),
+            P.request(1, 4, OpCode.delete, b"w", [R.Id("ip", "127.0.0.1"), R.Id("sasl", "\u00fc")]),
             P.packet(T.SNAP, 2, image), P.packet(T.UPTODATE, 0)] * 3
     stream = b"".join(P.encode_packet(p) for p in pkts)
     for first in range(len(stream)):

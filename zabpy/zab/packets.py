@@ -340,6 +340,22 @@ def _scan_snapshot_image(s: _Scan) -> None:
         s.take(8 + 60)  # ACL key and StatPersisted
 
 
+def _id_field(buf: bytearray, at: int, size: int) -> tuple[str | None, int]:
+    """One string of an authinfo Id at ``at`` (as ``_Scan.buffer`` then
+    decode) and the offset after it; ``_Short`` if it is not whole."""
+    if at + 4 > size:
+        raise _Short
+    n = _INT.unpack_from(buf, at)[0]
+    at += 4
+    if n == -1:
+        return None, at
+    if n < -1 or n > QUORUM_PACKET_DATA_BYTES_MAX:
+        raise DecodeError(f"buffer length {n} (limit {QUORUM_PACKET_DATA_BYTES_MAX})")
+    if at + n > size:
+        raise _Short
+    return buf[at:at + n].decode("utf-8", "replace"), at + n
+
+
 class PacketDecoder:
     """Incremental decoder for the quorum stream: ``feed(bytes) -> [packets]``.
 
@@ -403,10 +419,20 @@ class PacketDecoder:
                 if end + 4 > size:
                     raise _Short   # what the slow path would find, without scanning
                 count = _INT.unpack_from(buf, end)[0]
-                if count == -1 or count == 0:   # null or empty authinfo (a REQUEST's)
+                if count == -1 or count == 0:   # null or empty authinfo
                     data = None if n == -1 else bytes(buf[start:end])
                     return (R.QuorumPacket(kind, zxid, data, None if count else []),
                             end + 4)
+                if 0 < count <= QUORUM_PACKET_AUTH_IDS_MAX:
+                    # a forwarded REQUEST: the session's ids (at least its ip)
+                    auth = []
+                    at = end + 4
+                    for _ in range(count):
+                        scheme, at = _id_field(buf, at, size)
+                        ident, at = _id_field(buf, at, size)
+                        auth.append(R.Id(scheme, ident))
+                    data = None if n == -1 else bytes(buf[start:end])
+                    return R.QuorumPacket(kind, zxid, data, auth), at
         return PacketDecoder._one_slow(buf, pos)
 
     @staticmethod
