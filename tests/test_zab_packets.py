@@ -75,6 +75,24 @@ def test_stream_decoder_byte_by_byte_including_snap():
     assert got == pkts
 
 
+def test_stream_decoder_many_packets_per_read_split_anywhere():
+    """Reads that carry many packets and end part-way into one (the common
+    case under load) give every packet once, in order, wherever they split."""
+    image = P.snapshot_bytes(sample_tree(), {})
+    pkts = [P.packet(T.PROPOSAL, 5, b"x" * 40), P.packet(T.ACK, 5), P.packet(T.COMMIT, 5),
+            P.packet(T.PING, 0, b""), P.request(1, 2, OpCode.create, b"z", []),
+            P.request(1, 3, OpCode.setData, b"y", [R.Id("digest", "u:p")]),
+            P.request(1, 4, OpCode.delete, b"w", [R.Id("ip", "127.0.0.1"), R.Id("sasl", "\u00fc")]),
+            P.packet(T.SNAP, 2, image), P.packet(T.UPTODATE, 0)] * 3
+    stream = b"".join(P.encode_packet(p) for p in pkts)
+    for first in range(len(stream)):
+        dec = P.PacketDecoder()
+        got = dec.feed(stream[:first])
+        for i in range(first, len(stream), 97):
+            got += dec.feed(stream[i:i + 97])
+        assert got == pkts, first
+
+
 def test_stream_decoder_rejects_bad_lengths_and_signature():
     with pytest.raises(DecodeError):
         P.PacketDecoder().feed(b"\x00\x00\x00\x05" + b"\x00" * 8 + b"\xff\xff\xff\xfe")

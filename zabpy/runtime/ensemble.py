@@ -129,7 +129,8 @@ class EnsembleRuntime(ServerRuntime):
 
     async def start(self) -> None:
         c = self.config
-        self._install_fail_stop(asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        self._install_fail_stop(self._loop)
         self._start_audit()
         tree, sessions = self._open_store()
         self._init_config_node(tree)
@@ -151,7 +152,8 @@ class EnsembleRuntime(ServerRuntime):
         security = load_quorum_security(c)
         self._election = ElectionTransport(self.server_id, peers, security=security)
         self._quorum = QuorumTransport(self._quorum_packet, self._quorum_lost,
-                                       on_packets=self._quorum_packets, security=security)
+                                       on_packets=self._quorum_packets, security=security,
+                                       host_flushes=True)   # _flush ends with its flush()
         self._disk = DiskWriter(self.store, loop, self._durable, self._fsync_took,
                                 self._disk_failed, self._log_read, c.snapshot_size_factor)
         self._tcp_server = await loop.create_server(
@@ -328,7 +330,7 @@ class EnsembleRuntime(ServerRuntime):
             # the next part of a large multi, after this turn's I/O (quorum
             # packets, pings and other clients come first)
             self._work_scheduled = True
-            asyncio.get_running_loop().call_soon(self._work_soon)
+            self._loop.call_soon(self._work_soon)
 
     @fail_stop_guard("call_soon work")
     def _work_soon(self) -> None:
@@ -427,7 +429,7 @@ class EnsembleRuntime(ServerRuntime):
         self._timer, self._timer_ms = None, deadline_ms
         if deadline_ms is not None:
             delay = max(0.0, (deadline_ms - _now_ms()) / 1000)
-            self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
+            self._timer = self._loop.call_later(delay, self._deadline)
 
     def _state_changed(self, state: ServerState) -> None:
         now = _now_ms()

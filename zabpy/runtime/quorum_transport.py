@@ -18,7 +18,7 @@ which is closed without an ``on_disconnected`` (the new FOLLOWERINFO resets
 the learner in the core). ``send`` to a sid without a connection is dropped:
 ZAB's timers handle a missing peer. Packets sent to one link during a loop
 turn leave in one write (``flush``; the host calls it after each Ready, and
-a ``call_soon`` does otherwise), so a burst of PROPOSALs and COMMITs costs one
+unless it says it always does (``host_flushes``) a ``call_soon`` does otherwise), so a burst of PROPOSALs and COMMITs costs one
 syscall per learner. With ``on_packets`` every packet one read decoded is
 handed over in one call. A SNAP whose image is still being made off the
 loop (``snap_image.ForkedImage``) gets its header written at once; the image
@@ -133,8 +133,12 @@ class QuorumTransport:
     def __init__(self, on_packet: Callable[[int, R.QuorumPacket], None],
                  on_disconnected: Callable[[int], None], *,
                  on_packets: Callable[[int, list[R.QuorumPacket]], None] | None = None,
-                 security: QuorumSecurity | None = None) -> None:
+                 security: QuorumSecurity | None = None, host_flushes: bool = False) -> None:
         self.on_packet = on_packet
+        # The host calls ``flush`` after every run of ``send``s (the ensemble
+        # runtime does after each Ready): no ``call_soon`` fallback per turn.
+        self.host_flushes = host_flushes
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.security = security   # TLS / SASL around each link (runtime/quorum_security.py)
         self.on_packets = on_packets   # if given: every packet one read decoded, in one call
         self.on_disconnected = on_disconnected
@@ -318,10 +322,17 @@ class QuorumTransport:
     def _queue(self, link: _Link, data: bytes) -> None:
         if not link.queued:
             self._dirty.append(link)
-            if not self._flush_scheduled:
+            if not self._flush_scheduled and not self.host_flushes:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
+                self._running_loop().call_soon(self.flush)
         link.queued.append(data)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio.get_running_loop() costs a getpid() syscall on every call
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def flush(self) -> None:
         """Write what ``send`` queued, one write per link."""
@@ -367,7 +378,7 @@ class QuorumTransport:
             self.close(sid)
 
     def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self._running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

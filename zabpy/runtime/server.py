@@ -154,6 +154,9 @@ class ServerRuntime:
         self._next_conn_id = 1
         self._flush_scheduled = False
         self._work_scheduled = False
+        # the loop ``start`` runs on: asyncio.get_running_loop() costs a
+        # getpid() syscall per call, and these calls are per client read
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._paused = False  # client reads paused (too many requests in flight)
         # connections over zabpy.maxQueuedBytesPerConnection (reading paused)
         self._over: dict[int, _ClientProtocol] = {}
@@ -233,7 +236,7 @@ class ServerRuntime:
         return tree, sessions
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._start_audit()
         self._install_fail_stop(loop)
         tree, sessions = self._open_store()
@@ -505,7 +508,7 @@ class ServerRuntime:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+            self._loop.call_soon(self._flush_soon)
 
     @fail_stop_guard("call_soon flush")
     def _flush_soon(self) -> None:
@@ -530,7 +533,7 @@ class ServerRuntime:
                 if srv.busy and not self._work_scheduled:
                     # the rest of a large multi, after this turn's I/O
                     self._work_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._work_soon)
+                    self._loop.call_soon(self._work_soon)
                 return
             srv.advance(ready)
             for level, line in ready.logs:

@@ -340,6 +340,22 @@ def _scan_snapshot_image(s: _Scan) -> None:
         s.take(8 + 60)  # ACL key and StatPersisted
 
 
+def _id_field(buf: bytearray, at: int, size: int) -> tuple[str | None, int]:
+    """One string of an authinfo Id at ``at`` (as ``_Scan.buffer`` then
+    decode) and the offset after it; ``_Short`` if it is not whole."""
+    if at + 4 > size:
+        raise _Short
+    n = _INT.unpack_from(buf, at)[0]
+    at += 4
+    if n == -1:
+        return None, at
+    if n < -1 or n > QUORUM_PACKET_DATA_BYTES_MAX:
+        raise DecodeError(f"buffer length {n} (limit {QUORUM_PACKET_DATA_BYTES_MAX})")
+    if at + n > size:
+        raise _Short
+    return buf[at:at + n].decode("utf-8", "replace"), at + n
+
+
 class PacketDecoder:
     """Incremental decoder for the quorum stream: ``feed(bytes) -> [packets]``.
 
@@ -359,45 +375,69 @@ class PacketDecoder:
         self._snap_short = False
 
     def feed(self, data: bytes) -> list[R.QuorumPacket]:
-        self._buf += data
+        buf = self._buf
+        buf += data
         out: list[R.QuorumPacket] = []
         if self._snap_short:
-            if len(self._buf) > QUORUM_SNAP_BYTES_MAX:
+            if len(buf) > QUORUM_SNAP_BYTES_MAX:
                 raise DecodeError("SNAP stream too large")
-            since = len(self._buf) - len(data) - len(_SIGNATURE_BYTES)
-            if self._buf.find(_SIGNATURE_BYTES, max(0, since)) < 0:
+            since = len(buf) - len(data) - len(_SIGNATURE_BYTES)
+            if buf.find(_SIGNATURE_BYTES, max(0, since)) < 0:
                 return out
-        while self._buf:
-            try:
-                pkt, used = self._one()
-            except _Short:
-                if len(self._buf) > QUORUM_SNAP_BYTES_MAX:
-                    raise DecodeError("SNAP stream too large") from None
-                self._snap_short = len(self._buf) >= 4 and _INT.unpack_from(self._buf)[0] == PKT.SNAP
-                break
+        # Packets are read at a moving offset and the consumed bytes dropped
+        # once per feed (dropping them per packet moved the rest of a 64 KiB
+        # read once for every packet in it).
+        pos, size = 0, len(buf)
+        one = self._one
+        try:
+            while pos < size:
+                pkt, pos = one(buf, pos, size)
+                out.append(pkt)
+        except _Short:
+            rest = size - pos
+            if rest > QUORUM_SNAP_BYTES_MAX:
+                raise DecodeError("SNAP stream too large") from None
+            self._snap_short = rest >= 4 and _INT.unpack_from(buf, pos)[0] == PKT.SNAP
+        else:
             self._snap_short = False
-            del self._buf[:used]
-            out.append(pkt)
+        if pos:
+            del buf[:pos]
         return out
 
-    def _one(self) -> tuple[R.QuorumPacket, int]:
-        buf = self._buf
-        size = len(buf)
-        # Fast path: a whole packet without auth ids (PROPOSAL, ACK, COMMIT, PING, REQUEST...).
-        if size >= _BARE.size:
-            kind, zxid, n = _HEAD.unpack_from(buf)
+    @staticmethod
+    def _one(buf: bytearray, pos: int, size: int) -> tuple[R.QuorumPacket, int]:
+        """The packet at ``pos`` and the offset after it; ``_Short`` if it is not whole."""
+        # Fast path: a packet without auth ids (PROPOSAL, ACK, COMMIT, PING, REQUEST...).
+        if size - pos < _BARE.size:
+            if size - pos < _HEAD.size:
+                raise _Short
+        else:
+            kind, zxid, n = _HEAD.unpack_from(buf, pos)
             if kind != PKT.SNAP and -1 <= n <= QUORUM_PACKET_DATA_BYTES_MAX:
-                end = _HEAD.size + max(n, 0)
-                if end + 4 <= size:
-                    count = _INT.unpack_from(buf, end)[0]
-                    if count == -1 or count == 0:   # null or empty authinfo (a REQUEST's)
-                        data = None if n == -1 else bytes(buf[_HEAD.size:end])
-                        return (R.QuorumPacket(kind, zxid, data, None if count else []),
-                                end + 4)
-        return self._one_slow()
+                start = pos + _HEAD.size
+                end = start + n if n > 0 else start
+                if end + 4 > size:
+                    raise _Short   # what the slow path would find, without scanning
+                count = _INT.unpack_from(buf, end)[0]
+                if count == -1 or count == 0:   # null or empty authinfo
+                    data = None if n == -1 else bytes(buf[start:end])
+                    return (R.QuorumPacket(kind, zxid, data, None if count else []),
+                            end + 4)
+                if 0 < count <= QUORUM_PACKET_AUTH_IDS_MAX:
+                    # a forwarded REQUEST: the session's ids (at least its ip)
+                    auth = []
+                    at = end + 4
+                    for _ in range(count):
+                        scheme, at = _id_field(buf, at, size)
+                        ident, at = _id_field(buf, at, size)
+                        auth.append(R.Id(scheme, ident))
+                    data = None if n == -1 else bytes(buf[start:end])
+                    return R.QuorumPacket(kind, zxid, data, auth), at
+        return PacketDecoder._one_slow(buf, pos)
 
-    def _one_slow(self) -> tuple[R.QuorumPacket, int]:
-        s = _Scan(self._buf)
+    @staticmethod
+    def _one_slow(buf: bytearray, pos: int) -> tuple[R.QuorumPacket, int]:
+        s = _Scan(buf, pos)
         kind, zxid = s.int(), s.long()
         data = s.buffer(QUORUM_PACKET_DATA_BYTES_MAX)
         count = s.int()
@@ -414,7 +454,7 @@ class PacketDecoder:
         if kind == PKT.SNAP:
             start = s.pos
             _scan_snapshot_image(s)
-            data = bytes(self._buf[start:s.pos])
+            data = bytes(buf[start:s.pos])
             signature = s.buffer(64)
             if signature != SNAP_SIGNATURE.encode():
                 raise DecodeError(f"SNAP signature {signature!r}")
