@@ -136,6 +136,20 @@ def test_save_follows_dont_write_bytecode_and_keeps_a_bounded_file(tmp_path, mon
     assert (again.hits, again.misses) == (1, 1)
 
 
+def test_a_cache_that_cannot_be_written_is_left_unwritten_and_the_text_still_runs(tmp_path):
+    """A package directory that cannot be written (here: its __pycache__ is a
+    file, which stops root too): save reports False, leaves no temporary
+    file, and what was compiled runs all the same."""
+    blocker = tmp_path / "__pycache__"
+    blocker.write_bytes(b"")
+    cache = cc.CodeCache(str(blocker / "dc.bin"))
+    g: dict = {"__name__": "zabpy.example"}
+    cache.exec("v = 1\n", g, g)
+    assert g["v"] == 1 and cache.misses == 1
+    assert not cache.save()
+    assert os.listdir(tmp_path) == ["__pycache__"] and blocker.read_bytes() == b""
+
+
 def test_a_dataclass_outside_zabpy_is_made_as_without_the_cache():
     import zabpy  # installs it
     assert zabpy._codecache is cc

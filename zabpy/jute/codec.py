@@ -303,8 +303,7 @@ def _materialize(cls: type) -> None:
         return
     for name in ("write", "read", "__init__"):  # the first-use stubs
         delattr(cls, name)
-    dataclass(frozen=True)(cls)
-    fast_frozen_init(cls)
+    fast_frozen_init(dataclass(frozen=True)(cls))
     _compile_record(cls)
 
 
@@ -319,9 +318,14 @@ def fast_frozen_init(cls: type) -> type:
     creates several of on every member. The fields, their order and
     defaults, ``__post_init__``, equality, hashing and immutability stay
     the dataclass's. A class with a field this cannot take (no slot, a
-    default factory, keyword-only, init=False) is returned unchanged."""
+    default factory, keyword-only, init=False), or whose ``__init__``
+    takes what is not a field (an InitVar), is returned unchanged."""
     params = cls.__dataclass_params__
     assert params.frozen, f"{cls.__name__} is not a frozen dataclass"
+    code = cls.__init__.__code__
+    if code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount] != \
+            tuple(f.name for f in fields(cls)):
+        return cls   # an InitVar is a parameter fields() does not list
     env: dict = {}
     args, body = [], []
     for f in fields(cls):
@@ -380,19 +384,6 @@ def _read_elem(cls: type, r: Reader) -> Any:
                 r.pos = end
                 return rec
     return cls.read(r)
-
-
-def _fast_init(cls: type, names: list[str]) -> Any:
-    """A frozen dataclass's __init__ sets each field through
-    ``object.__setattr__``; setting the slots' descriptors directly is about
-    twice as fast and keeps the instances frozen."""
-    env = {f"_set_{n}": next(k.__dict__[n] for k in cls.__mro__ if n in k.__dict__).__set__
-           for n in names}
-    src = (f"def __init__(self, {', '.join(names)}):\n"
-           + "".join(f"    _set_{n}(self, {n})\n" for n in names)) if names else \
-        "def __init__(self):\n    pass\n"
-    exec(src, env)
-    return env["__init__"]
 
 
 def _read_failed(r: Reader, pos: int, kind: str) -> None:
@@ -560,7 +551,6 @@ def _compile_record(cls: type) -> None:
     exec("\n".join(rlines), env)
     cls.write = env["write"]
     cls.read = classmethod(env["read"])
-    cls.__init__ = _fast_init(cls, [f[0] for f in fields])
 
 
 def encode(record: Record) -> bytes:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 
-from ..auth.audit import ephemeral_lines, request_lines
+from ..auth.audit import request_lines
 from ..jute import records as R
 from collections import deque
 
@@ -220,16 +220,8 @@ class LearnerServer(StandaloneServer):
         # a committed txn is in the tree and its watch events are out (at
         # once, or at the end of a multi, a closeSession or a storm handed
         # out in parts): the session table, then the local request answered
-        hdr = item.hdr
-        if hdr.type == OP.createSession:
-            self.sessions.add(hdr.clientId, item.txn.timeOut, self.now_ms)
-            self.upgrading.pop(hdr.clientId, None)
-        elif hdr.type == OP.closeSession:
-            self._session_closed(hdr.clientId)
-            if self.settings.auth.audit:
-                self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId,
-                                            res.triggers))
-        self._answer(hdr, item.txn, res)
+        self._sessions_follow(item.hdr, item.txn, res)
+        self._answer(item.hdr, item.txn, res)
 
     def _apply_committed(self, hdr: R.TxnHeader, txn) -> None:
         """Applied as the standalone server applies a logged txn

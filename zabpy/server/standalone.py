@@ -1081,15 +1081,21 @@ class StandaloneServer:
         if self.changes is not None:
             self._record_change(hdr, txn, res.triggers, conn_id)
         self._fire(res.triggers)
+        self._sessions_follow(hdr, txn, res)
+        return res
+
+    def _sessions_follow(self, hdr: R.TxnHeader, txn, res) -> None:
+        """The session table after a txn not prepared here is applied (its
+        watch events out): a created session is added, a closed one dropped
+        and its ephemerals audited."""
         if hdr.type == OP.createSession:
-            self.sessions.add(hdr.clientId, txn.timeOut, now_ms)
+            self.sessions.add(hdr.clientId, txn.timeOut, self.now_ms)
             self.upgrading.pop(hdr.clientId, None)
         elif hdr.type == OP.closeSession:
             self._session_closed(hdr.clientId)
             if self.settings.auth.audit:
                 self._audit(ephemeral_lines(self.settings.auth.server_user, hdr.clientId,
                                             res.triggers))
-        return res
 
     def log_failed(self, reason: str) -> None:
         """The log could not be written: stop acknowledging writes (reads go on)."""

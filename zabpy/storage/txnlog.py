@@ -67,26 +67,24 @@ def encode_file_header(dbid: int = 0) -> bytes:
 
 def encode_payload(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> bytes:
     """TxnHeader ‖ txn ‖ digest, as Util.marshallTxnEntry lays them out."""
+    return _payload_writer(hdr, txn, digest).getvalue()
+
+
+def _payload_writer(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None) -> Writer:
     w = Writer()
     hdr.write(w)
     if txn is not None:
         txn.write(w)
     if digest is not None:
         digest.write(w)
-    return w.getvalue()
+    return w
 
 
 def encode_entry(hdr: R.TxnHeader, txn: Record | None, digest: R.TxnDigest | None = None) -> bytes:
     """``encode_entry_payload(encode_payload(hdr, txn, digest))`` with one
     copy of the record instead of two: the checksum is taken of the
     writer's buffer itself, and the entry joined from it."""
-    w = Writer()
-    hdr.write(w)
-    if txn is not None:
-        txn.write(w)
-    if digest is not None:
-        digest.write(w)
-    payload = w.out
+    payload = _payload_writer(hdr, txn, digest).out
     size = len(payload)
     assert 0 < size <= TXN_LOG_ENTRY_BYTES_MAX, size
     return b"".join((_HEAD.pack(zlib.adler32(payload), size), payload, b"B"))

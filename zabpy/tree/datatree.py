@@ -637,12 +637,7 @@ class DataTree:
         parent.add_child(path)
         nodes[path] = node
         if owner != 0:
-            if owner == CONTAINER_EPHEMERAL_OWNER:
-                self.containers[path] = None
-            elif is_ttl_owner(owner):
-                self.ttls[path] = None
-            else:
-                self.ephemerals.setdefault(owner, {})[path] = None
+            self.index_owner(path, owner)
         if self.quotas.top or parent_path.startswith(QUOTA):
             self._quota_created(path, parent_path, basename(path), data)
         return node
