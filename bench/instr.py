@@ -161,9 +161,14 @@ def _callgrind(workload: str, n: int, total: int, pure: bool) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     if pure:
         env["ZABPY_PURE"] = "1"
+    return callgrind_count("bench.instr", ["--run", workload, str(n), str(total)], env)
+
+
+def callgrind_count(module: str, args: list[str], env: dict) -> int:
+    """Instructions callgrind counts for ``python -m module args``."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-               sys.executable, "-m", "bench.instr", "--run", workload, str(n), str(total)]
+               sys.executable, "-m", module, *args]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")

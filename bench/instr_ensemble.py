@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
-import subprocess
 import sys
-import tempfile
 
-from .instr import build_kind
+from .instr import build_kind, callgrind_count
 
 WORKLOADS = ("setData", "create")
 SESSIONS = 12
@@ -205,18 +202,8 @@ def _replies(out: dict[int, list[bytes]]) -> tuple[int, list[int]]:
 
 def _callgrind(workload: str, n: int, total: int) -> int:
     import os
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-               sys.executable, "-m", "bench.instr_ensemble", "--run", workload, str(n),
-               str(total)]
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
-        m = re.search(r"Collected : (\d+)", p.stderr)
-        if m is None:
-            raise SystemExit(f"no instruction count in callgrind's output:\n{p.stderr[-2000:]}")
-        return int(m.group(1))
+    return callgrind_count("bench.instr_ensemble", ["--run", workload, str(n), str(total)],
+                           dict(os.environ, PYTHONHASHSEED="0"))
 
 
 def main(argv: list[str] | None = None) -> int:
