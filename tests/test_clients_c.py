@@ -68,8 +68,18 @@ def run_cli_mt(port: int, cmd: str) -> str:
     return done.stdout + done.stderr
 
 
+# cli_mt prints these from its watcher thread while the main thread prints the
+# command's output, so they may land anywhere, even inside another line: they
+# are cut out wherever they are, and counted instead.
+SESSION_NOTICES = (r"Watcher SESSION_EVENT state = CONNECTED_STATE",
+                   r"Got a new session id: 0x[0-9a-f]+")
+
+
 def normalise_cli_mt(text: str) -> list[str]:
     out = []
+    for notice in SESSION_NOTICES:
+        text, n = re.subn(notice, "", text)
+        out.append(f"{notice}: {n} times")
     for line in text.splitlines():
         if "ZOO_INFO" in line or "ZOO_DEBUG" in line or not line.strip():
             continue  # the library's own log lines: times, thread ids, session ids

@@ -14,23 +14,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 
 import pytest
+from zabpy.testing.server import free_port
 
 kazoo_client = pytest.importorskip("kazoo.client")
 
 ROUNDS = 6
 WRITERS = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Ledger:
@@ -110,7 +104,7 @@ def test_sigkill_rounds_keep_acknowledged_writes(tmp_path):
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     seed_note = f"seed {rng.random()}"
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "zoo.cfg"
     cfg.write_text(f"tickTime=2000\ndataDir={data_dir}\nclientPort={port}\n"
                    "clientPortAddress=127.0.0.1\nsnapCount=300\npreAllocSize=64\n"

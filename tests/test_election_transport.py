@@ -13,6 +13,7 @@ from zabpy.election import (FastLeaderElection, FrameDecoder, LinkDecision, Majo
 from zabpy.jute import DecodeError
 from zabpy.limits import ELECTION_PACKET_BYTES_MAX
 from zabpy.runtime.election_transport import ElectionTransport, drive_election
+from zabpy.testing.server import free_ports
 
 
 # ---- initial message (facts 3.1: protocolVersion, sid, addr length 1..2048, addr) ----
@@ -95,20 +96,9 @@ def test_frame_decoder_rejects_bad_length(length):
 
 # ---- real sockets: three FLE instances over the asyncio transport ----
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 async def _elect(histories):
     sids = sorted(histories)
-    ports = _free_ports(len(sids))
+    ports = free_ports(len(sids))
     peers = {sid: ("127.0.0.1", port) for sid, port in zip(sids, ports)}
     quorum = MajorityQuorum(sids)
     transports = {sid: ElectionTransport(sid, peers, redial_ms=20) for sid in sids}
@@ -153,7 +143,7 @@ async def _send_on_a_closed_link(dial: bool):
     transport raises RuntimeError, which the link task used to hand to the
     fail-stop: a server of the seed-1010 chaos run exited (status 70) on a
     peer's restart. It is an IO failure of one link: logged, link dropped."""
-    port1, port2 = _free_ports(2)
+    port1, port2 = free_ports(2)
     reset = asyncio.Event()
 
     async def resetting_peer(reader, writer):

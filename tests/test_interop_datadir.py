@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from test_storage_helpers import Workload  # noqa: E402
 from zabpy.jute import records as R  # noqa: E402
 from zabpy.storage import TxnStore, deserialize_snapshot, tree_digest  # noqa: E402
 from zabpy.storage import datadir as D  # noqa: E402
+from zabpy.testing.server import free_port  # noqa: E402
 from zabpy.storage import snapstream as S  # noqa: E402
 from zabpy.testing import ZabpyServer, four_letter_word  # noqa: E402
 from zabpy.tree.datatree import DataTree  # noqa: E402
@@ -40,12 +40,6 @@ JAVA = shutil.which("java")
 pytestmark = pytest.mark.skipif(JAVA is None or not os.path.exists(JAR),
                                 reason="java or Debian's zookeeper package is not installed")
 kazoo = pytest.importorskip("kazoo.client")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 COMPRESSIONS = ["", "gz", "snappy"]
@@ -60,7 +54,7 @@ class JavaServer:
     JVM system properties (-Dzookeeper.*)."""
 
     def __init__(self, data_dir: str, tmp: str, props: tuple[str, ...] = ()):
-        self.port = _free_port()
+        self.port = free_port()
         self.cfg = os.path.join(tmp, f"zoo-{self.port}.cfg")
         with open(self.cfg, "w") as f:
             f.write(f"tickTime=2000\ndataDir={data_dir}\nclientPort={self.port}\n"

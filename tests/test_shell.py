@@ -33,6 +33,7 @@ from zabpy.cli.shell_text import (UsageError, format_acls, format_children, form
                                   validate_path)
 from zabpy.jute.constants import Err
 from zabpy.jute.records import Stat
+from zabpy.testing.server import free_port
 
 JAVA_JARS = ["/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
              "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"]
@@ -50,12 +51,6 @@ class RunningServer:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers_srvr(port: int) -> bool:
@@ -105,7 +100,7 @@ def _zabpy_server():
 def _java_server(workdir):
     if shutil.which("java") is None or not all(os.path.exists(j) for j in JAVA_JARS):
         pytest.skip("no zabpy.testing.ZabpyServer and no java + Debian zookeeper jars")
-    port = _free_port()
+    port = free_port()
     data = workdir / "data"
     data.mkdir()
     cfg = workdir / "zoo.cfg"
@@ -314,7 +309,7 @@ def test_one_shot_usage_errors_exit_2(zk_server):
 
 def test_one_shot_unreachable_server_exits_1():
     r = subprocess.run([sys.executable, "-m", "zabpy.cli.main", "shell", "-server",
-                        f"127.0.0.1:{_free_port()}", "-timeout", "500", "ls", "/"],
+                        f"127.0.0.1:{free_port()}", "-timeout", "500", "ls", "/"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Unable to connect" in r.stderr
 

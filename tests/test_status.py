@@ -18,11 +18,12 @@ import threading
 import pytest
 
 from zabpy.cli import status
+from zabpy.testing.server import free_port
 
 try:  # the shared module-scoped server fixture (zabpy's, else Java's)
-    from test_shell import _free_port, zk_server  # noqa: F401
+    from test_shell import zk_server  # noqa: F401
 except ImportError:  # tests/ became a package
-    from tests.test_shell import _free_port, zk_server  # noqa: F401
+    from tests.test_shell import zk_server  # noqa: F401
 
 
 class FakeFourLetterServer:
@@ -86,9 +87,9 @@ def test_port_from_server_line_and_myid(tmp_path, capsys):
         (data / "myid").write_text("2\n")
         cfg = tmp_path / "zoo.cfg"
         cfg.write_text(f"tickTime=2000\ninitLimit=5\nsyncLimit=2\ndataDir={data}\n"
-                       f"server.1=127.0.0.1:{_free_port()}:{_free_port()};127.0.0.1:1\n"
-                       f"server.2=127.0.0.1:{_free_port()}:{_free_port()};127.0.0.1:{fake.port}\n"
-                       f"server.3=127.0.0.1:{_free_port()}:{_free_port()};127.0.0.1:3\n")
+                       f"server.1=127.0.0.1:{free_port()}:{free_port()};127.0.0.1:1\n"
+                       f"server.2=127.0.0.1:{free_port()}:{free_port()};127.0.0.1:{fake.port}\n"
+                       f"server.3=127.0.0.1:{free_port()}:{free_port()};127.0.0.1:3\n")
         assert status.main([str(cfg)]) == 0
     out = capsys.readouterr().out
     assert f"Client port found: {fake.port}. Client address: 127.0.0.1." in out
@@ -96,7 +97,7 @@ def test_port_from_server_line_and_myid(tmp_path, capsys):
 
 
 def test_unreachable_server_exits_1(capsys):
-    assert status.main(["--server", f"127.0.0.1:{_free_port()}"]) == 1
+    assert status.main(["--server", f"127.0.0.1:{free_port()}"]) == 1
     assert "It is probably not running" in capsys.readouterr().err
 
 

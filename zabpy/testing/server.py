@@ -32,15 +32,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+# Ports handed out by this process. A port is free only until someone binds
+# it, and a test may pick ports now and start the server later: without this
+# record a later pick could hand out the same port again (the kernel reuses a
+# released port), and two servers of one test would then collide.
+_handed_out: set[tuple[str, int]] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct free ports. The sockets stay bound until all are
-    chosen: ports taken one at a time can repeat, as the kernel may hand a
-    just-released port out again."""
-    socks = [socket.socket() for _ in range(n)]
+    """``n`` distinct free ports, none of them handed out before by this
+    process. The sockets stay bound until all are chosen."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for s in socks:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
+        with _handed_out_lock:
+            while len(ports) < n:
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+                if (host, port) not in _handed_out:
+                    ports.append(port)
+            _handed_out.update((host, p) for p in ports)
+        return ports
     finally:
         for s in socks:
             s.close()
