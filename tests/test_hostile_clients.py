@@ -24,8 +24,8 @@ import socket
 
 import pytest
 
-from conftest import (OPEN_ACL, Pair, RawBody, RawClient, four_letter_word, wait_for,
-                      zabpy_server)
+from conftest import (OPEN_ACL, Pair, RawBody, RawClient, ServerClosed, four_letter_word,
+                      wait_for, zabpy_server)
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
 
@@ -203,6 +203,46 @@ def test_sessionless_connections_are_closed_ensemble():
         follower = next(s for s in ens.sids if s != leader)
         for sid in (leader, follower):
             check_sessionless_connections_are_closed(ens.client_ports[sid], 6, 5, limit=6)
+
+
+def _refused(port: int) -> bool:
+    """A new connection from this IP is closed by the server at once (a
+    refused one gets no handshake answer)."""
+    try:
+        RawClient(port).close()
+    except (ServerClosed, OSError):
+        return True
+    return False
+
+
+def test_a_slot_is_freed_as_soon_as_its_connection_goes():
+    """Issue 12: maxClientCnxns counts connections per IP and frees a slot
+    as soon as a connection goes, whether the client closes its session, drops
+    the TCP connection, or the server closes it; no timeout (session or
+    sessionless, both 30 s here) has to pass first."""
+    with zabpy_server(max_client_cnxns=3, sessionless_cnxn_timeout_ms=30_000,
+                      session_timeout_ms_max=30_000) as zk:
+        clients = [RawClient(zk.port, timeout_ms=30_000) for _ in range(3)]
+        try:
+            assert _refused(zk.port)
+            clients.pop().close()                      # closeSession, then the close
+            clients.append(wait_for(lambda: _try_client(zk.port), 5, 0.02,
+                                    what="a slot after a closed session"))
+            assert _refused(zk.port)
+            clients.pop(0).abort()                     # a TCP drop: the session lives on
+            clients.append(wait_for(lambda: _try_client(zk.port), 5, 0.02,
+                                    what="a slot after a dropped connection"))
+            assert _refused(zk.port)
+        finally:
+            for c in clients:
+                c.close()
+
+
+def _try_client(port: int):
+    try:
+        return RawClient(port, timeout_ms=30_000)
+    except (ServerClosed, OSError):
+        return None
 
 
 def test_a_member_not_serving_closes_a_silent_connection():
