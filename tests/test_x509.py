@@ -258,3 +258,63 @@ def test_plain_text_client_on_the_tls_port_gets_one_log_line(pki):
         alice.close()
         wait_for(lambda: zk.read_log().count("Unsuccessful TLS handshake") == 1, what="one log line")
         assert "Authenticated Id" in zk.read_log()
+
+
+def _expired_certificate(pki, d) -> tuple[str, str]:
+    """A client certificate signed by the test CA whose validity ended
+    yesterday (openssl 3.0's ``x509 -req`` cannot back-date one)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=10))
+            .not_valid_after(now - datetime.timedelta(days=1))
+            .sign(ca_key, hashes.SHA256()))
+    keyfile, certfile = d / "expired.key", d / "expired.pem"
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(keyfile), str(certfile)
+
+
+def test_expired_certificate_is_refused_with_one_log_line(pki, tmp_path):
+    """Issue 13, bad input: a client certificate past its validity fails the
+    handshake (as with Java's X509 trust manager), the server logs it once,
+    and a client with a valid certificate is served meanwhile."""
+    import socket
+    import ssl
+
+    keyfile, certfile = _expired_certificate(pki, tmp_path)
+    port = free_port()
+    with _zabpy(pki, port, subprocess=True) as zk:
+        alice = _client(pki, port, "alice")
+        try:
+            ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            ctx.load_cert_chain(certfile, keyfile)
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                     server_hostname="127.0.0.1") as s:
+                    # TLS 1.3: the server's verdict on the client's certificate
+                    # arrives after the client's side of the handshake
+                    s.sendall(b"\x00\x00\x00\x2c" + bytes(44))
+                    while s.recv(100):
+                        pass
+                    raise ConnectionError("closed without an alert")
+            assert alice.create("/after-expired", b"") == "/after-expired"
+        finally:
+            alice.stop()
+            alice.close()
+        wait_for(lambda: zk.read_log().count("Unsuccessful TLS handshake") == 1, what="one log line")
+        assert "expired" in zk.read_log()
