@@ -154,3 +154,48 @@ def test_limits_are_off_by_default():
                 a.exists(f"/e{i}", watch=lambda e: None)
         finally:
             _close(a)
+
+
+def test_limits_on_ensemble_members():
+    """Every member checks the limits of the sessions connected to it, a
+    follower as the leader: over a limit, the documented code and one log
+    line naming the session in that member's log; the refused create took no
+    zxid anywhere (every member has the same tree)."""
+    from zabpy.testing import ZabpyEnsemble, wait_for
+
+    with ZabpyEnsemble(3, extra="zabpy.maxEphemeralsPerSession=2\n"
+                                "zabpy.maxWatchesPerSession=1") as ens:
+        leader = ens.leader()
+        for sid in (next(s for s in ens.sids if s != leader), leader):
+            kz = KazooClient(hosts=ens.host(sid))
+            kz.start()
+            try:
+                base = f"/m{sid}"
+                kz.create(base)
+                kz.create(f"{base}/e0", ephemeral=True)
+                kz.create(f"{base}/e1", ephemeral=True)
+                with pytest.raises(QuotaExceededError):
+                    kz.create(f"{base}/e2", ephemeral=True)
+                kz.get(f"{base}/e0", watch=lambda e: None)
+                with pytest.raises(QuotaExceededError):
+                    kz.get(f"{base}/e1", watch=lambda e: None)
+                session = kz.client_id[0]
+
+                def lines():
+                    return [line for line in ens.log(sid).splitlines()
+                            if f"Session 0x{session:x} is over its" in line]
+                wait_for(lambda: len(lines()) >= 2, 10, what="a log line per limit")
+                assert len(lines()) == 2, lines()
+                kz.sync("/")
+                for other in ens.sids:
+                    c = KazooClient(hosts=ens.host(other))
+                    c.start()
+                    try:
+                        c.sync("/")
+                        assert sorted(c.get_children(base)) == ["e0", "e1"], other
+                    finally:
+                        c.stop()
+                        c.close()
+            finally:
+                kz.stop()
+                kz.close()
