@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_storage_helpers import Workload  # noqa: E402
 
 from zabpy.jute import records as R  # noqa: E402
-from zabpy.storage import TxnStore, deserialize_snapshot, tree_digest  # noqa: E402
+from zabpy.storage import TxnStore, deserialize_snapshot  # noqa: E402
 from zabpy.storage import datadir as D  # noqa: E402
 from zabpy.testing.server import free_port  # noqa: E402
 from zabpy.storage import snapstream as S  # noqa: E402
@@ -71,8 +71,8 @@ class JavaServer:
         text = four_letter_word("127.0.0.1", self.port, "mntr", 10)
         return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
-    def client(self):
-        c = kazoo.KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=30)
+    def client(self, timeout_s: float = 30):
+        c = kazoo.KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=timeout_s)
         c.start(timeout=60)
         c.add_auth("digest", "bob:pw")  # reads the digest-protected nodes
         return c
@@ -144,9 +144,13 @@ def test_java_datadir_loads_into_zabpy(tmp_path, method):
     data_dir = str(tmp_path / "data")
     os.makedirs(data_dir)
     # Run 1 writes and is killed with its session (and ephemeral) still open.
+    # That session gets the longest timeout (maxSessionTimeout): run 2 gives
+    # it its whole timeout again from its start, and were it to expire before
+    # run 2 is killed (a slow JVM start under load), the closeSession would
+    # land in the log after the tree below was read.
     zk = JavaServer(data_dir, str(tmp_path), _props(method))
     try:
-        c1 = zk.client()
+        c1 = zk.client(timeout_s=60)
         _java_writes(c1, "one")
     finally:
         zk.kill()
