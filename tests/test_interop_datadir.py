@@ -31,7 +31,7 @@ from zabpy.storage import TxnStore, deserialize_snapshot  # noqa: E402
 from zabpy.storage import datadir as D  # noqa: E402
 from zabpy.testing.server import free_port  # noqa: E402
 from zabpy.storage import snapstream as S  # noqa: E402
-from zabpy.testing import ZabpyServer, four_letter_word  # noqa: E402
+from zabpy.testing import ZabpyServer, four_letter_word, wait_for  # noqa: E402
 from zabpy.tree.datatree import DataTree  # noqa: E402
 
 JAR = "/usr/share/java/zookeeper.jar"
@@ -71,7 +71,17 @@ class JavaServer:
         text = four_letter_word("127.0.0.1", self.port, "mntr", 10)
         return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
+    def serving(self) -> bool:
+        try:
+            return "Mode: standalone" in four_letter_word("127.0.0.1", self.port, "srvr", 5)
+        except OSError:
+            return False
+
     def client(self, timeout_s: float = 30):
+        # A ConnectRequest sent while the JVM is still starting can go
+        # unanswered: kazoo then waits its whole session timeout before it
+        # tries again. Connect once the server serves.
+        wait_for(self.serving, 60, 0.05, what=f"Java ZooKeeper serving on port {self.port}")
         c = kazoo.KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=timeout_s)
         c.start(timeout=60)
         c.add_auth("digest", "bob:pw")  # reads the digest-protected nodes
