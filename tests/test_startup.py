@@ -340,3 +340,50 @@ def test_a_base_purged_after_a_durable_snapshot_superseded_it_does_not_stop_the_
     store.flush_and_sync()
     assert store.failed is None and store.unsynced_base is None
     store.close()
+
+
+# ---- the command line: parsed without argparse when argparse would agree ----
+
+def _argv_corpus():
+    import itertools
+    import random
+    pieces = ["zoo.cfg", "/etc/z.cfg", "", "a=b", "--port", "2182", "--port=2182", "--port=",
+              "--port", "x", "--host", "127.0.0.1", "--host=", "--data-dir", "/d", "--data-dir=/e",
+              "--tick-time", "100", "--tick-time=-5", "--jaas", "j.conf", "--log-level", "DEBUG",
+              "--log-level=WARN", "--log-file", "f.log", "--log-max-bytes", "10", "--log-backups",
+              "1_0", "--log-backups= 3 ", "--po", "5", "-h", "--help", "--", "-", "-1", "--port",
+              "--bogus", "1", "--host", "--log-file=-x", "--data-dir", "-d", " 7"]
+    rng = random.Random(7)
+    yield []
+    for n in (1, 2, 3):
+        yield from ([p] for p in pieces) if n == 1 else itertools.islice(
+            itertools.product(pieces, repeat=n), 0, None, 7)
+    for _ in range(3000):
+        yield [rng.choice(pieces) for _ in range(rng.randint(1, 8))]
+
+
+def test_the_plain_parse_agrees_with_argparse_wherever_it_answers(capsys):
+    from zabpy.cli import server as S
+    answered = 0
+    for argv in _argv_corpus():
+        plain = S._parse_plain(list(argv))
+        if plain is None:
+            continue
+        answered += 1
+        try:
+            full = vars(S._parser().parse_args(list(argv)))
+        except SystemExit:
+            full = "argparse refused it"
+        assert vars(plain) == full, argv
+    assert answered > 1000
+
+
+def test_the_usual_command_lines_need_no_argparse():
+    out = _run("import sys\n"
+               "from zabpy.cli import server as S\n"
+               "a = S.parse_args(['/c/zoo.cfg'])\n"
+               "b = S.parse_args(['--port', '2182', '--data-dir=/d', '--log-level', 'WARN'])\n"
+               "print(a.config, b.port, b.data_dir, b.log_level, b.config, 'argparse' in sys.modules)\n"
+               "S.parse_args(['--port=2', '--po', '3'])\n"   # an abbreviation: argparse's
+               "print('argparse' in sys.modules)\n", None)
+    assert out.split() == ["/c/zoo.cfg", "2182", "/d", "WARN", "None", "False", "True"]

@@ -10,11 +10,12 @@ with 70 (``FATAL_EXIT_CODE``, sysexits' EX_SOFTWARE).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
@@ -25,12 +26,16 @@ from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, 
                                setup_logging)
 from ..runtime.server import ServerRuntime
 
-__all__ = ["main", "build_config"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["main", "build_config", "parse_args"]
 
 GC_SETTLE_DELAY_S = 0.5  # from start() returning (listening) to the post-restore full pass
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
     p = argparse.ArgumentParser(prog="zabpy server", description=__doc__.splitlines()[0])
     p.add_argument("config", nargs="?", help="zoo.cfg (ZooKeeper's format); optional")
     p.add_argument("--port", type=int, help="client port (overrides clientPort)")
@@ -46,6 +51,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-backups", type=int, default=LOG_BACKUP_COUNT_DEFAULT,
                    help="rotated log files to keep (default 5)")
     return p
+
+
+# What _parser() declares, for the common command lines that need no argparse:
+# option -> (attribute, converter), and every attribute's default.
+_OPTIONS = {"--port": ("port", int), "--host": ("host", str), "--data-dir": ("data_dir", str),
+            "--tick-time": ("tick_time", int), "--jaas": ("jaas", str),
+            "--log-level": ("log_level", str), "--log-file": ("log_file", str),
+            "--log-max-bytes": ("log_max_bytes", int), "--log-backups": ("log_backups", int)}
+_DEFAULTS = {"config": None, "port": None, "host": None, "data_dir": None, "tick_time": None,
+             "jaas": None, "log_level": "INFO", "log_file": None,
+             "log_max_bytes": LOG_MAX_BYTES_DEFAULT, "log_backups": LOG_BACKUP_COUNT_DEFAULT}
+
+
+def _parse_plain(argv: list[str]) -> SimpleNamespace | None:
+    """``argv`` as argparse would parse it with ``_parser()``, when it is at
+    most one config path and options spelled out in full (``--port 2182``,
+    ``--port=2182``); None for anything else (help, abbreviations, a value
+    that starts with '-', a bad number, a second path), which argparse then
+    parses, with its messages. Importing argparse (and gettext, and shutil
+    for the help width) is about 2% of a server's start-up."""
+    values = dict(_DEFAULTS)
+    positional = 0
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            positional += 1
+            values["config"] = arg
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in _OPTIONS:
+            return None
+        if not eq:
+            if i == len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if value.startswith("-"):
+            return None
+        attr, convert = _OPTIONS[name]
+        try:
+            values[attr] = convert(value)
+        except ValueError:
+            return None
+    if positional > 1:
+        return None
+    return SimpleNamespace(**values)
+
+
+def parse_args(argv: list[str]):
+    """The parsed command line (argparse only when ``_parse_plain`` declines)."""
+    args = _parse_plain(argv)
+    return args if args is not None else _parser().parse_args(argv)
 
 
 def build_config(args: argparse.Namespace):
@@ -135,7 +194,7 @@ def _run(coro) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         setup_logging(args.log_level, args.log_file, max_bytes=args.log_max_bytes,
                       backup_count=args.log_backups)
