@@ -387,3 +387,50 @@ def test_the_usual_command_lines_need_no_argparse():
                "S.parse_args(['--port=2', '--po', '3'])\n"   # an abbreviation: argparse's
                "print('argparse' in sys.modules)\n", None)
     assert out.split() == ["/c/zoo.cfg", "2182", "/d", "WARN", "None", "False", "True"]
+
+
+# ---- the client port listens before the rest of the server is imported -------
+
+def test_the_client_port_listens_before_the_runtime_is_imported():
+    """As ZooKeeper binds its client port before it loads its database: a
+    client that connects while the server starts is accepted by the kernel
+    and served when the server is, not refused (runtime/listen.py)."""
+    port = free_port()
+    out = _run(textwrap.dedent(f"""
+        import socket, sys
+        from zabpy.cli import server as S
+        def rest(cfg, warnings, log, listening, bind_error):
+            c = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+            c.close()
+            print("connected", listening.getsockname()[1], bind_error,
+                  "zabpy.runtime.server" in sys.modules, "uvloop" in sys.modules)
+            return 0
+        S._configured = rest
+        print("exit", S.main(["--port", "{port}", "--host", "127.0.0.1"]))
+    """), None)
+    assert out.split() == ["connected", str(port), "None", "False", "False", "exit", "0"]
+
+
+def _server(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zabpy", "server", *args], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_a_busy_client_port_stops_the_server_after_the_config_checks(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        p = _server(tmp_path, "--port", port, "--host", "127.0.0.1")
+        assert p.returncode == 1
+        out = p.stdout + p.stderr
+        assert "Unable to start the server: [Errno 98] error while attempting to bind on " \
+               f"address ('127.0.0.1', {port}): address already in use" in out
+        # a config error is still reported as one (exit 2), port or no port
+        cfg = tmp_path / "zoo.cfg"
+        cfg.write_text(f"clientPort={port}\nclientPortAddress=127.0.0.1\n"
+                       f"java.security.auth.login.config={tmp_path / 'missing.jaas'}\n")
+        p = _server(tmp_path, str(cfg))
+        assert p.returncode == 2 and "Invalid configuration" in p.stdout + p.stderr
