@@ -434,3 +434,15 @@ def test_a_busy_client_port_stops_the_server_after_the_config_checks(tmp_path):
                        f"java.security.auth.login.config={tmp_path / 'missing.jaas'}\n")
         p = _server(tmp_path, str(cfg))
         assert p.returncode == 2 and "Invalid configuration" in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("env", [{}, {"USER": "alice"}, {"LOGNAME": "bob", "USER": "alice"},
+                                 {"USERNAME": "carol"}, {"LNAME": "dave", "USER": ""}])
+def test_the_audit_user_is_what_getpass_answers(monkeypatch, env):
+    import getpass
+    from zabpy.runtime.security import _server_user
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _server_user() == getpass.getuser()

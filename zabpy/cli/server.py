@@ -130,7 +130,7 @@ def build_config(args: argparse.Namespace):
     return cfg, warnings
 
 
-async def _serve(cfg, listening: socket.socket | None = None) -> int:
+async def _serve(cfg, listening: socket.socket | None = None, auth=None) -> int:
     import asyncio
     import signal
 
@@ -138,7 +138,7 @@ async def _serve(cfg, listening: socket.socket | None = None) -> int:
     from ..runtime.gc_policy import GcPolicy
     if cfg.is_standalone():
         from ..runtime.server import ServerRuntime
-        rt = ServerRuntime(cfg, listening=listening)
+        rt = ServerRuntime(cfg, listening=listening, auth=auth)
     else:
         # QuorumPeerMain's choice: more than one server line means an ensemble.
         from ..runtime.ensemble import EnsembleRuntime
@@ -273,7 +273,7 @@ def _configured(cfg, warnings: list[str], log: logging.Logger,
         log.error("Unable to start the server: %s", bind_error)
         return 1
     try:
-        return _run(_serve(cfg, listening))
+        return _run(_serve(cfg, listening, auth))
     except OSError as e:
         log.error("Unable to start the server: %s", e)
         return 1

@@ -76,11 +76,17 @@ class _Props:
 
 
 def _server_user() -> str:
-    """ZooKeeper's audit user for its own actions: the user.name of the JVM."""
-    import getpass
+    """ZooKeeper's audit user for its own actions: the user.name of the JVM.
+    What ``getpass.getuser()`` answers, without importing getpass (and
+    termios) at every start."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        import pwd
+        return pwd.getpwuid(os.getuid())[0]
+    except (ImportError, KeyError, OSError):
         return str(os.getuid())
 
 

@@ -48,6 +48,7 @@ from .audit import AuditWriter, emit_log
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
 from .listen import bound_socket as _bound_socket
 from .security import load_auth_settings
+from ..auth.sasl import AuthSettings
 
 __all__ = ["ServerRuntime"]
 
@@ -114,13 +115,14 @@ class _ClientProtocol(asyncio.Protocol):
 
 class ServerRuntime:
     def __init__(self, config: ServerConfig, *, server_id: int | None = None,
-                 listening: socket.socket | None = None):
+                 listening: socket.socket | None = None, auth: AuthSettings | None = None):
         self.config = config
         # the client port's socket when the caller made it (runtime/listen.py):
         # served from ``start``, closed by the runtime from then on
         self._listening = listening
         self.server_id = server_id if server_id is not None else (config.myid or 0)
-        self.auth = load_auth_settings(config)  # SASL, x509, enforcement, audit
+        # SASL, x509, enforcement, audit (``auth``: what `zabpy server` already read)
+        self.auth = auth if auth is not None else load_auth_settings(config)
         self.audit: AuditWriter | None = None
         self.store = None
         self.server: StandaloneServer | None = None
