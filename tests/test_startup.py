@@ -256,6 +256,58 @@ def test_an_enabled_service_does_load_its_modules(tmp_path, line, expected):
     assert expected <= _optional_in(mods)
 
 
+# Standard modules a server imported before it served and no longer does
+# (each where it is used): checked in an interpreter without site's .pth
+# hooks (python -S, site-packages on the path), whose imports would hide them.
+_DEFERRED_STDLIB = ("argparse", "gettext", "shutil", "hashlib", "_hashlib", "hmac", "shlex",
+                    "secrets", "getpass", "termios", "random")
+
+_SERVE_ONCE_BARE = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{repo!r}]
+    sys.path += {site!r}
+    import os, signal, socket, struct, threading, time
+    sys.argv = ["zabpy", "server", {cfg!r}, "--port", "{port}", "--host", "127.0.0.1",
+                "--data-dir", {data!r}]
+    loaded_before = set(sys.modules)
+    def first_client():  # a ConnectRequest by hand: the client imports nothing
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", {port}), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.02)
+        body = struct.pack(">iqiqi16s?", 0, 0, 10000, 0, 16, bytes(16), False)
+        c.sendall(struct.pack(">i", len(body)) + body)
+        reply = c.recv(4)
+        c.close()
+        seen = sorted(m for m in sys.modules if m not in loaded_before)
+        print(len(reply), "\\n".join(seen), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=first_client, daemon=True).start()
+    import runpy
+    runpy.run_module("zabpy", run_name="__main__")
+""")
+
+
+def test_the_first_client_is_served_without_the_deferred_standard_modules(tmp_path):
+    import site
+    port = free_port()
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text("admin.enableServer=false\n")
+    code = _SERVE_ONCE_BARE.format(repo=str(REPO), site=site.getsitepackages(), port=port,
+                                   data=str(tmp_path / "data"), cfg=str(cfg))
+    p = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       timeout=120, start_new_session=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    answered, *mods = p.stdout.split()
+    assert answered == "4"  # the reply's length prefix came: the client was served
+    assert "zabpy.runtime.server" in mods and "uvloop" in mods
+    # random: the txn store's jitter needs it (imported where the store is made)
+    assert sorted(set(mods) & set(_DEFERRED_STDLIB)) == ["random"]
+    assert _optional_in(set(mods)) == set()
+
+
 # ---- path characters: ASCII checked without compiling the wide class ----------
 
 def test_the_quick_path_check_refuses_exactly_the_characters_zookeeper_refuses():
