@@ -26,13 +26,24 @@ interleaved runs. The load average (1 min) before each run is reported.
 
     python -m bench.startup --reps 3 --log-znodes 1000000 \
         --baseline-cmd 'env PYTHONPATH=/work/main python -m zabpy server {cfg}'
+
+Deterministically: ``--callgrind`` runs the zabpy command (and the baseline's)
+once under valgrind's callgrind and counts the instructions from exec to the
+server's first ``listen()`` on a socket and to its first ``accept4()`` (the
+first client accepted: everything before serving it), with callgrind dumps
+before those calls. A load-independent measure; it needs ``valgrind``.
+
+    python -m bench.startup --callgrind \
+        --baseline-cmd 'env PYTHONPATH=/work/main python -m zabpy server {cfg}'
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -42,7 +53,7 @@ from .servers import (DEFAULT_ZABPY_CMD, Server, ensure_java_zookeeper, ensure_z
                       free_port, java_command, write_zoo_cfg,
                       zabpy_command)
 
-__all__ = ["cpu_ns", "main", "measure_once"]
+__all__ = ["callgrind_startup", "cpu_ns", "main", "measure_once"]
 
 READY_TIMEOUT_S = 60.0
 RESTORE_TIMEOUT_S = 1800.0
@@ -85,6 +96,42 @@ def measure_once(name: str, home: Path, zabpy_cmd: str,
     return wall, cpu
 
 
+def callgrind_startup(home: Path, zabpy_cmd: str) -> tuple[int, int]:
+    """(instructions from exec to the first listen(), to the first accept4())
+    of ``zabpy_cmd`` on a fresh data directory under ``home``."""
+    port = free_port()
+    cfg = write_zoo_cfg(home, port)
+    out = home / "callgrind.out"
+    cmd = zabpy_command(cfg, zabpy_cmd)
+    # valgrind goes after an ``env NAME=value ...`` prefix, on the interpreter itself
+    at = 0
+    if cmd[0] == "env":
+        at = 1
+        while at < len(cmd) and "=" in cmd[at]:
+            at += 1
+    cmd[at:at] = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                  "--dump-before=listen", "--dump-before=accept4"]
+    srv = Server("zabpy", home, port, cmd)
+    srv.start()
+    try:
+        srv.wait_ready(timeout_s=RESTORE_TIMEOUT_S)
+    finally:
+        srv.stop()
+    parts = sorted(glob.glob(f"{out}.*"), key=lambda f: int(f.rsplit(".", 1)[1].split("-")[0]))
+    total, to_listen, to_accept = 0, None, None
+    for part in parts:  # each dump holds what ran since the one before
+        text = Path(part).read_text()
+        total += int(re.search(r"^totals: (\d+)", text, re.M).group(1))
+        trigger = re.search(r"^desc: Trigger: (.*)$", text, re.M).group(1)
+        if to_listen is None and "listen" in trigger:
+            to_listen = total
+        if to_accept is None and "accept4" in trigger:
+            to_accept = total
+    if to_listen is None or to_accept is None:
+        raise SystemExit(f"callgrind dumps without a listen or an accept4 in {home}")
+    return to_listen, to_accept
+
+
 def _summary(xs: list[float]) -> dict:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
@@ -98,7 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-znodes", type=int, default=0, metavar="N",
                     help="start from a log of N creates (see above)")
     ap.add_argument("--baseline-cmd", help="also run this zabpy command as 'zabpy-base'")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count instructions to the first listen and accept instead (see above)")
     args = ap.parse_args(argv)
+    if args.callgrind:
+        ensure_zabpy_bytecode()
+        cmds = {"zabpy": args.zabpy_cmd}
+        if args.baseline_cmd:
+            cmds["zabpy-base"] = args.baseline_cmd
+        print(f"{'server':10} {'to listen() M':>14} {'to accept() M':>14}")
+        with tempfile.TemporaryDirectory(prefix="zabpy-startup-") as tmp:
+            for name, cmd in cmds.items():
+                to_listen, to_accept = callgrind_startup(Path(tmp) / name, cmd)
+                print(f"{name:10} {to_listen / 1e6:14.1f} {to_accept / 1e6:14.1f}", flush=True)
+        return 0
     names = [s for s in args.servers.split(",") if s]
     if args.baseline_cmd:
         names.append("zabpy-base")

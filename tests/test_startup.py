@@ -256,6 +256,58 @@ def test_an_enabled_service_does_load_its_modules(tmp_path, line, expected):
     assert expected <= _optional_in(mods)
 
 
+# Standard modules a server imported before it served and no longer does
+# (each where it is used): checked in an interpreter without site's .pth
+# hooks (python -S, site-packages on the path), whose imports would hide them.
+_DEFERRED_STDLIB = ("argparse", "gettext", "shutil", "hashlib", "_hashlib", "hmac", "shlex",
+                    "secrets", "getpass", "termios", "random")
+
+_SERVE_ONCE_BARE = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{repo!r}]
+    sys.path += {site!r}
+    import os, signal, socket, struct, threading, time
+    sys.argv = ["zabpy", "server", {cfg!r}, "--port", "{port}", "--host", "127.0.0.1",
+                "--data-dir", {data!r}]
+    loaded_before = set(sys.modules)
+    def first_client():  # a ConnectRequest by hand: the client imports nothing
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", {port}), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.02)
+        body = struct.pack(">iqiqi16s?", 0, 0, 10000, 0, 16, bytes(16), False)
+        c.sendall(struct.pack(">i", len(body)) + body)
+        reply = c.recv(4)
+        c.close()
+        seen = sorted(m for m in sys.modules if m not in loaded_before)
+        print(len(reply), "\\n".join(seen), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=first_client, daemon=True).start()
+    import runpy
+    runpy.run_module("zabpy", run_name="__main__")
+""")
+
+
+def test_the_first_client_is_served_without_the_deferred_standard_modules(tmp_path):
+    import site
+    port = free_port()
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text("admin.enableServer=false\n")
+    code = _SERVE_ONCE_BARE.format(repo=str(REPO), site=site.getsitepackages(), port=port,
+                                   data=str(tmp_path / "data"), cfg=str(cfg))
+    p = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       timeout=120, start_new_session=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    answered, *mods = p.stdout.split()
+    assert answered == "4"  # the reply's length prefix came: the client was served
+    assert "zabpy.runtime.server" in mods and "uvloop" in mods
+    # random: the txn store's jitter needs it (imported where the store is made)
+    assert sorted(set(mods) & set(_DEFERRED_STDLIB)) == ["random"]
+    assert _optional_in(set(mods)) == set()
+
+
 # ---- path characters: ASCII checked without compiling the wide class ----------
 
 def test_the_quick_path_check_refuses_exactly_the_characters_zookeeper_refuses():
@@ -340,3 +392,109 @@ def test_a_base_purged_after_a_durable_snapshot_superseded_it_does_not_stop_the_
     store.flush_and_sync()
     assert store.failed is None and store.unsynced_base is None
     store.close()
+
+
+# ---- the command line: parsed without argparse when argparse would agree ----
+
+def _argv_corpus():
+    import itertools
+    import random
+    pieces = ["zoo.cfg", "/etc/z.cfg", "", "a=b", "--port", "2182", "--port=2182", "--port=",
+              "--port", "x", "--host", "127.0.0.1", "--host=", "--data-dir", "/d", "--data-dir=/e",
+              "--tick-time", "100", "--tick-time=-5", "--jaas", "j.conf", "--log-level", "DEBUG",
+              "--log-level=WARN", "--log-file", "f.log", "--log-max-bytes", "10", "--log-backups",
+              "1_0", "--log-backups= 3 ", "--po", "5", "-h", "--help", "--", "-", "-1", "--port",
+              "--bogus", "1", "--host", "--log-file=-x", "--data-dir", "-d", " 7"]
+    rng = random.Random(7)
+    yield []
+    for n in (1, 2, 3):
+        yield from ([p] for p in pieces) if n == 1 else itertools.islice(
+            itertools.product(pieces, repeat=n), 0, None, 7)
+    for _ in range(3000):
+        yield [rng.choice(pieces) for _ in range(rng.randint(1, 8))]
+
+
+def test_the_plain_parse_agrees_with_argparse_wherever_it_answers(capsys):
+    from zabpy.cli import server as S
+    answered = 0
+    for argv in _argv_corpus():
+        plain = S._parse_plain(list(argv))
+        if plain is None:
+            continue
+        answered += 1
+        try:
+            full = vars(S._parser().parse_args(list(argv)))
+        except SystemExit:
+            full = "argparse refused it"
+        assert vars(plain) == full, argv
+    assert answered > 1000
+
+
+def test_the_usual_command_lines_need_no_argparse():
+    out = _run("import sys\n"
+               "from zabpy.cli import server as S\n"
+               "a = S.parse_args(['/c/zoo.cfg'])\n"
+               "b = S.parse_args(['--port', '2182', '--data-dir=/d', '--log-level', 'WARN'])\n"
+               "print(a.config, b.port, b.data_dir, b.log_level, b.config, 'argparse' in sys.modules)\n"
+               "S.parse_args(['--port=2', '--po', '3'])\n"   # an abbreviation: argparse's
+               "print('argparse' in sys.modules)\n", None)
+    assert out.split() == ["/c/zoo.cfg", "2182", "/d", "WARN", "None", "False", "True"]
+
+
+# ---- the client port listens before the rest of the server is imported -------
+
+def test_the_client_port_listens_before_the_runtime_is_imported():
+    """As ZooKeeper binds its client port before it loads its database: a
+    client that connects while the server starts is accepted by the kernel
+    and served when the server is, not refused (runtime/listen.py)."""
+    port = free_port()
+    out = _run(textwrap.dedent(f"""
+        import socket, sys
+        from zabpy.cli import server as S
+        def rest(cfg, warnings, log, listening, bind_error):
+            c = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+            c.close()
+            print("connected", listening.getsockname()[1], bind_error,
+                  "zabpy.runtime.server" in sys.modules, "uvloop" in sys.modules)
+            return 0
+        S._configured = rest
+        print("exit", S.main(["--port", "{port}", "--host", "127.0.0.1"]))
+    """), None)
+    assert out.split() == ["connected", str(port), "None", "False", "False", "exit", "0"]
+
+
+def _server(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zabpy", "server", *args], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_a_busy_client_port_stops_the_server_after_the_config_checks(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        p = _server(tmp_path, "--port", port, "--host", "127.0.0.1")
+        assert p.returncode == 1
+        out = p.stdout + p.stderr
+        assert "Unable to start the server: [Errno 98] error while attempting to bind on " \
+               f"address ('127.0.0.1', {port}): address already in use" in out
+        # a config error is still reported as one (exit 2), port or no port
+        cfg = tmp_path / "zoo.cfg"
+        cfg.write_text(f"clientPort={port}\nclientPortAddress=127.0.0.1\n"
+                       f"java.security.auth.login.config={tmp_path / 'missing.jaas'}\n")
+        p = _server(tmp_path, str(cfg))
+        assert p.returncode == 2 and "Invalid configuration" in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("env", [{}, {"USER": "alice"}, {"LOGNAME": "bob", "USER": "alice"},
+                                 {"USERNAME": "carol"}, {"LNAME": "dave", "USER": ""}])
+def test_the_audit_user_is_what_getpass_answers(monkeypatch, env):
+    import getpass
+    from zabpy.runtime.security import _server_user
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _server_user() == getpass.getuser()

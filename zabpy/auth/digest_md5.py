@@ -12,8 +12,6 @@ Pure: the nonce comes from an injected source; no clock, no socket.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from collections.abc import Callable
 
 from .. import limits
@@ -29,12 +27,23 @@ class SaslError(Exception):
     """The exchange failed: wrong password, unknown user, malformed token."""
 
 
+# hashlib and hmac are imported by the first exchange, not by every server
+# start (with OpenSSL's digests they cost ~5 M instructions to import).
+
 def _md5(data: bytes) -> bytes:
+    import hashlib
     return hashlib.md5(data).digest()
 
 
 def _hex(data: bytes) -> bytes:
+    import hashlib
     return hashlib.md5(data).hexdigest().encode("ascii")
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison (``hmac.compare_digest``)."""
+    import hmac
+    return hmac.compare_digest(a, b)
 
 
 def _parse(token: bytes) -> dict[str, bytes]:
@@ -162,7 +171,7 @@ class DigestMD5Server:
         realm = text(d["realm"]) if "realm" in d else ""
         if "realm" in d and realm != self.realm:
             raise SaslError(f"DIGEST-MD5: digest response format violation. Nonexistent realm: {realm}")
-        if not hmac.compare_digest(d["nonce"], self._nonce):
+        if not _same(d["nonce"], self._nonce):
             raise SaslError("DIGEST-MD5: digest response format violation. Mismatched nonce.")
         nc = d.get("nc", b"")
         try:
@@ -194,7 +203,7 @@ class DigestMD5Server:
         def kd(a2: bytes) -> bytes:
             return _hex(b":".join((ha1, d["nonce"], nc, d["cnonce"], qop, _hex(a2))))
 
-        if not hmac.compare_digest(kd(b"AUTHENTICATE:" + uri), d["response"].lower()):
+        if not _same(kd(b"AUTHENTICATE:" + uri), d["response"].lower()):
             raise SaslError("DIGEST-MD5: digest response format violation. Mismatched response.")
         self.complete = True
         self.authentication_id = username
@@ -229,7 +238,7 @@ class DigestMD5Client:
         if self._expect_rspauth is None:
             return self._respond(challenge)
         d = _parse(challenge)
-        if not hmac.compare_digest(d.get("rspauth", b"").lower(), self._expect_rspauth):
+        if not _same(d.get("rspauth", b"").lower(), self._expect_rspauth):
             raise SaslError("DIGEST-MD5: mismatched rspauth from the server")
         self.complete = True
         return None

@@ -10,27 +10,29 @@ with 70 (``FATAL_EXIT_CODE``, sysexits' EX_SOFTWARE).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import signal
 import sys
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from ..limits import FAIL_STOP_SHUTDOWN_MS
 from ..runtime.config import ConfigError, default_config, load_config
-from ..runtime.security import JAAS_KEY, jaas_path, load_auth_settings
-from ..runtime.fatal import FATAL_EXIT_CODE
-from ..runtime.gc_policy import GcPolicy
 from ..runtime.logging import (LOG_BACKUP_COUNT_DEFAULT, LOG_MAX_BYTES_DEFAULT, set_myid,
                                setup_logging)
-from ..runtime.server import ServerRuntime
 
-__all__ = ["main", "build_config"]
+# The rest of the server (asyncio, uvloop, the runtime and the cores: about
+# half of the start-up) is imported by ``main`` once the client port listens.
+if TYPE_CHECKING:
+    import argparse
+    import socket
+
+__all__ = ["main", "build_config", "parse_args"]
 
 GC_SETTLE_DELAY_S = 0.5  # from start() returning (listening) to the post-restore full pass
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
     p = argparse.ArgumentParser(prog="zabpy server", description=__doc__.splitlines()[0])
     p.add_argument("config", nargs="?", help="zoo.cfg (ZooKeeper's format); optional")
     p.add_argument("--port", type=int, help="client port (overrides clientPort)")
@@ -46,6 +48,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-backups", type=int, default=LOG_BACKUP_COUNT_DEFAULT,
                    help="rotated log files to keep (default 5)")
     return p
+
+
+# What _parser() declares, for the common command lines that need no argparse:
+# option -> (attribute, converter), and every attribute's default.
+_OPTIONS = {"--port": ("port", int), "--host": ("host", str), "--data-dir": ("data_dir", str),
+            "--tick-time": ("tick_time", int), "--jaas": ("jaas", str),
+            "--log-level": ("log_level", str), "--log-file": ("log_file", str),
+            "--log-max-bytes": ("log_max_bytes", int), "--log-backups": ("log_backups", int)}
+_DEFAULTS = {"config": None, "port": None, "host": None, "data_dir": None, "tick_time": None,
+             "jaas": None, "log_level": "INFO", "log_file": None,
+             "log_max_bytes": LOG_MAX_BYTES_DEFAULT, "log_backups": LOG_BACKUP_COUNT_DEFAULT}
+
+
+def _parse_plain(argv: list[str]) -> SimpleNamespace | None:
+    """``argv`` as argparse would parse it with ``_parser()``, when it is at
+    most one config path and options spelled out in full (``--port 2182``,
+    ``--port=2182``); None for anything else (help, abbreviations, a value
+    that starts with '-', a bad number, a second path), which argparse then
+    parses, with its messages. Importing argparse (and gettext, and shutil
+    for the help width) is about 2% of a server's start-up."""
+    values = dict(_DEFAULTS)
+    positional = 0
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            positional += 1
+            values["config"] = arg
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in _OPTIONS:
+            return None
+        if not eq:
+            if i == len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if value.startswith("-"):
+            return None
+        attr, convert = _OPTIONS[name]
+        try:
+            values[attr] = convert(value)
+        except ValueError:
+            return None
+    if positional > 1:
+        return None
+    return SimpleNamespace(**values)
+
+
+def parse_args(argv: list[str]):
+    """The parsed command line (argparse only when ``_parse_plain`` declines)."""
+    args = _parse_plain(argv)
+    return args if args is not None else _parser().parse_args(argv)
 
 
 def build_config(args: argparse.Namespace):
@@ -66,6 +122,7 @@ def build_config(args: argparse.Namespace):
     if args.tick_time:
         overrides["tick_time_ms"] = args.tick_time
     if getattr(args, "jaas", None):
+        from ..runtime.security import JAAS_KEY
         overrides["raw"] = {**cfg.raw, JAAS_KEY: args.jaas}
     if overrides:
         import dataclasses
@@ -73,9 +130,15 @@ def build_config(args: argparse.Namespace):
     return cfg, warnings
 
 
-async def _serve(cfg) -> int:
+async def _serve(cfg, listening: socket.socket | None = None, auth=None) -> int:
+    import asyncio
+    import signal
+
+    from ..runtime.fatal import FATAL_EXIT_CODE
+    from ..runtime.gc_policy import GcPolicy
     if cfg.is_standalone():
-        rt = ServerRuntime(cfg)
+        from ..runtime.server import ServerRuntime
+        rt = ServerRuntime(cfg, listening=listening, auth=auth)
     else:
         # QuorumPeerMain's choice: more than one server line means an ensemble.
         from ..runtime.ensemble import EnsembleRuntime
@@ -130,12 +193,13 @@ def _run(coro) -> int:
     try:
         import uvloop
     except ImportError:
+        import asyncio
         return asyncio.run(coro)
     return uvloop.run(coro)
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         setup_logging(args.log_level, args.log_file, max_bytes=args.log_max_bytes,
                       backup_count=args.log_backups)
@@ -145,6 +209,50 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("zabpy.server")
     try:
         cfg, warnings = build_config(args)
+    except ConfigError as e:
+        log.error("Invalid configuration: %s", e)
+        return 2
+    # A standalone server listens now (runtime/listen.py); a bind error is
+    # reported where it was before, after the config's own errors.
+    listening, bind_error = None, None
+    if cfg.is_standalone() and cfg.client_port_address:
+        from ..runtime.listen import listening_socket
+        try:
+            listening = listening_socket(cfg.client_port_address, cfg.client_port)
+        except OSError as e:
+            bind_error = e
+    try:
+        return _configured(cfg, warnings, log, listening, bind_error)
+    finally:
+        if listening is not None:
+            listening.close()  # unless the runtime served it, and closed it then
+
+
+def _import_server(standalone: bool) -> None:
+    """Import what serving needs, with the collector off meanwhile (these
+    imports free almost nothing: see cli/main.py)."""
+    import gc
+    import importlib
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        importlib.import_module("asyncio")
+        try:
+            importlib.import_module("uvloop")
+        except ImportError:
+            pass
+        if standalone:
+            importlib.import_module("zabpy.runtime.server")
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _configured(cfg, warnings: list[str], log: logging.Logger,
+                listening: socket.socket | None, bind_error: OSError | None) -> int:
+    _import_server(cfg.is_standalone())
+    from ..runtime.security import jaas_path, load_auth_settings
+    try:
         auth = load_auth_settings(cfg)  # a bad JAAS file stops the server, as in ZooKeeper
         if not cfg.is_standalone():
             from ..runtime.quorum_security import load_quorum_security
@@ -161,8 +269,11 @@ def main(argv: list[str]) -> int:
     if auth.sasl_users is not None:
         log.info("SASL (DIGEST-MD5) on: %d user(s) from the JAAS file %s",
                  len(auth.sasl_users), jaas_path(cfg))
+    if bind_error is not None:
+        log.error("Unable to start the server: %s", bind_error)
+        return 1
     try:
-        return _run(_serve(cfg))
+        return _run(_serve(cfg, listening, auth))
     except OSError as e:
         log.error("Unable to start the server: %s", e)
         return 1

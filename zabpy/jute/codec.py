@@ -191,7 +191,21 @@ class _RecordMeta(type):
     used yet for its dataclass attributes (``dataclasses.fields(cls)``,
     ``cls.__match_args__``) makes it one first. ``__getattr__`` here runs
     only when the normal lookup fails, so it costs nothing once a record is
-    a dataclass."""
+    a dataclass.
+
+    ``class X(Record, fields=(...)): pass`` declares a record in one class
+    creation (``declare_record`` on a finished class makes a second one, its
+    slots being fixed at creation: about 75,000 instructions per record at
+    every start)."""
+
+    def __new__(mcls, name: str, bases: tuple, ns: dict, fields: Any = None):
+        if fields is None:
+            return super().__new__(mcls, name, bases, ns)
+        new = super().__new__(mcls, name, bases, _declared(name, ns, fields, lambda: new))
+        return new
+
+    def __init__(cls, name: str, bases: tuple, ns: dict, fields: Any = None):
+        super().__init__(name, bases, ns)
 
     def __getattr__(cls, name: str) -> Any:
         if name in _DATACLASS_ATTRS and "FIELDS" in cls.__dict__ \
@@ -272,28 +286,39 @@ def declare_record(cls: type, fields: tuple[tuple[str, Any], ...]) -> type:
     Making ~60 dataclasses and compiling their codecs at import was the
     largest part of a server's start-up; most records are used late or
     never (a standalone server never touches the quorum packets)."""
-    names = tuple(name for name, _ in fields)
     ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-    ns.update(__slots__=names, __qualname__=cls.__qualname__, FIELDS=fields,
-              __annotations__={name: "Any" for name in names},
+    ns["__qualname__"] = cls.__qualname__
+    new = type(cls)(cls.__name__, cls.__bases__, _declared(cls.__name__, ns, fields, lambda: new))
+    return new
+
+
+def _declared(name: str, ns: dict, fields: tuple[tuple[str, Any], ...], made) -> dict:
+    """The namespace of a declared record class: ``ns`` (its body) with one
+    slot per field, FIELDS, and first-use stubs that make it a dataclass
+    (``made()`` is the class, once created)."""
+    names = tuple(n for n, _ in fields)
+    ns.update(__slots__=names, FIELDS=fields,
+              __annotations__={n: "Any" for n in names},
               # a docstring spares dataclass() an inspect.signature() per class
-              __doc__=cls.__doc__ or f"{cls.__name__}({', '.join(names)})")
+              __doc__=ns.get("__doc__") or f"{name}({', '.join(names)})")
 
     def write(self, w: Writer) -> None:
+        new = made()
         _materialize(new)
         new.write(self, w)
 
     def read(klass, r: Reader):
+        new = made()
         _materialize(new)
         return new.read(r)
 
     def __init__(self, *args, **kwargs) -> None:
+        new = made()
         _materialize(new)
         new.__init__(self, *args, **kwargs)
 
     ns.update(write=write, read=classmethod(read), __init__=__init__)
-    new = type(cls)(cls.__name__, cls.__bases__, ns)
-    return new
+    return ns
 
 
 def _materialize(cls: type) -> None:

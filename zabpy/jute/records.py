@@ -1,40 +1,29 @@
 """ZooKeeper 3.8 wire and txn records, declared once (zookeeper.jute order).
 
-Every class here is a frozen dataclass with ``FIELDS`` naming the wire order;
-encode/decode come from ``codec.Record``. Tables at the bottom map op codes to
+Every class here is a frozen dataclass with ``FIELDS`` naming the wire order
+(``class X(Record, fields=...)``: a dataclass from its first use, see
+``codec.declare_record``); encode/decode come from ``codec.Record``. Tables at the bottom map op codes to
 the request record a client sends and txn types to the txn record logged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from .codec import Reader, Record, Writer, declare_record
+from .codec import Reader, Record, Writer
 from .constants import OpCode
 
 V = "vector"
 
 
-def _rec(fields: tuple[tuple[str, Any], ...]):
-    """Class decorator: a record with these FIELDS, a frozen dataclass with
-    slots (made one on first use: ``codec.declare_record``)."""
-
-    def wrap(cls):
-        return declare_record(cls, fields)
-
-    return wrap
-
-
 # ---- data -----------------------------------------------------------------
 
-@_rec((("scheme", "ustring"), ("id", "ustring")))
-class Id(Record):
+class Id(Record, fields=(("scheme", "ustring"), ("id", "ustring"))):
     pass
 
 
-@_rec((("perms", "int"), ("id", Id)))
-class ACL(Record):
+class ACL(Record, fields=(("perms", "int"), ("id", Id))):
     pass
 
 
@@ -46,25 +35,21 @@ STAT_FIELDS = (
 )
 
 
-@_rec(STAT_FIELDS)
-class Stat(Record):
+class Stat(Record, fields=STAT_FIELDS):
     pass
 
 
-@_rec(tuple(f for f in STAT_FIELDS if f[0] not in ("dataLength", "numChildren")))
-class StatPersisted(Record):
+class StatPersisted(Record, fields=tuple(f for f in STAT_FIELDS if f[0] not in ("dataLength", "numChildren"))):
     pass
 
 
 # ---- framing and session --------------------------------------------------
 
-@_rec((("xid", "int"), ("type", "int")))
-class RequestHeader(Record):
+class RequestHeader(Record, fields=(("xid", "int"), ("type", "int"))):
     pass
 
 
-@_rec((("xid", "int"), ("zxid", "long"), ("err", "int")))
-class ReplyHeader(Record):
+class ReplyHeader(Record, fields=(("xid", "int"), ("zxid", "long"), ("err", "int"))):
     pass
 
 
@@ -126,298 +111,242 @@ class ConnectResponse(Record):
 
 # ---- requests ---------------------------------------------------------------
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("flags", "int")))
-class CreateRequest(Record):
+class CreateRequest(Record, fields=(("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("flags", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("flags", "int"), ("ttl", "long")))
-class CreateTTLRequest(Record):
+class CreateTTLRequest(Record, fields=(("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("flags", "int"), ("ttl", "long"))):
     pass
 
 
-@_rec((("path", "ustring"), ("version", "int")))
-class DeleteRequest(Record):
+class DeleteRequest(Record, fields=(("path", "ustring"), ("version", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("watch", "bool")))
-class ExistsRequest(Record):
+class ExistsRequest(Record, fields=(("path", "ustring"), ("watch", "bool"))):
     pass
 
 
-@_rec((("path", "ustring"), ("watch", "bool")))
-class GetDataRequest(Record):
+class GetDataRequest(Record, fields=(("path", "ustring"), ("watch", "bool"))):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("version", "int")))
-class SetDataRequest(Record):
+class SetDataRequest(Record, fields=(("path", "ustring"), ("data", "buffer"), ("version", "int"))):
     pass
 
 
-@_rec((("path", "ustring"),))
-class GetACLRequest(Record):
+class GetACLRequest(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("acl", (V, ACL)), ("version", "int")))
-class SetACLRequest(Record):
+class SetACLRequest(Record, fields=(("path", "ustring"), ("acl", (V, ACL)), ("version", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("watch", "bool")))
-class GetChildrenRequest(Record):
+class GetChildrenRequest(Record, fields=(("path", "ustring"), ("watch", "bool"))):
     pass
 
 
-@_rec((("path", "ustring"), ("watch", "bool")))
-class GetChildren2Request(Record):
+class GetChildren2Request(Record, fields=(("path", "ustring"), ("watch", "bool"))):
     pass
 
 
-@_rec((("path", "ustring"),))
-class SyncRequest(Record):
+class SyncRequest(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("version", "int")))
-class CheckVersionRequest(Record):
+class CheckVersionRequest(Record, fields=(("path", "ustring"), ("version", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("type", "int")))
-class CheckWatchesRequest(Record):
+class CheckWatchesRequest(Record, fields=(("path", "ustring"), ("type", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("type", "int")))
-class RemoveWatchesRequest(Record):
+class RemoveWatchesRequest(Record, fields=(("path", "ustring"), ("type", "int"))):
     pass
 
 
-@_rec((("prefixPath", "ustring"),))
-class GetEphemeralsRequest(Record):
+class GetEphemeralsRequest(Record, fields=(("prefixPath", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"),))
-class GetAllChildrenNumberRequest(Record):
+class GetAllChildrenNumberRequest(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("mode", "int")))
-class AddWatchRequest(Record):
+class AddWatchRequest(Record, fields=(("path", "ustring"), ("mode", "int"))):
     pass
 
 
-@_rec((("type", "int"), ("scheme", "ustring"), ("auth", "buffer")))
-class AuthPacket(Record):
+class AuthPacket(Record, fields=(("type", "int"), ("scheme", "ustring"), ("auth", "buffer"))):
     pass
 
 
-@_rec((("relativeZxid", "long"), ("dataWatches", (V, "ustring")), ("existWatches", (V, "ustring")),
-       ("childWatches", (V, "ustring"))))
-class SetWatches(Record):
+class SetWatches(Record, fields=(("relativeZxid", "long"), ("dataWatches", (V, "ustring")), ("existWatches", (V, "ustring")),
+       ("childWatches", (V, "ustring")))):
     pass
 
 
-@_rec((("relativeZxid", "long"), ("dataWatches", (V, "ustring")), ("existWatches", (V, "ustring")),
+class SetWatches2(Record, fields=(("relativeZxid", "long"), ("dataWatches", (V, "ustring")), ("existWatches", (V, "ustring")),
        ("childWatches", (V, "ustring")), ("persistentWatches", (V, "ustring")),
-       ("persistentRecursiveWatches", (V, "ustring"))))
-class SetWatches2(Record):
+       ("persistentRecursiveWatches", (V, "ustring")))):
     pass
 
 
-@_rec((("token", "buffer"),))
-class GetSASLRequest(Record):
+class GetSASLRequest(Record, fields=(("token", "buffer"),)):
     pass
 
 
-@_rec((("joiningServers", "ustring"), ("leavingServers", "ustring"), ("newMembers", "ustring"),
-       ("curConfigId", "long")))
-class ReconfigRequest(Record):
+class ReconfigRequest(Record, fields=(("joiningServers", "ustring"), ("leavingServers", "ustring"), ("newMembers", "ustring"),
+       ("curConfigId", "long"))):
     pass
 
 
-@_rec((("type", "int"), ("done", "bool"), ("err", "int")))
-class MultiHeader(Record):
+class MultiHeader(Record, fields=(("type", "int"), ("done", "bool"), ("err", "int"))):
     pass
 
 
 # ---- responses ----------------------------------------------------------------
 
-@_rec((("path", "ustring"),))
-class CreateResponse(Record):
+class CreateResponse(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("stat", Stat)))
-class Create2Response(Record):
+class Create2Response(Record, fields=(("path", "ustring"), ("stat", Stat))):
     pass
 
 
-@_rec((("stat", Stat),))
-class SetDataResponse(Record):
+class SetDataResponse(Record, fields=(("stat", Stat),)):
     pass
 
 
 ExistsResponse = SetDataResponse
 
 
-@_rec((("data", "buffer"), ("stat", Stat)))
-class GetDataResponse(Record):
+class GetDataResponse(Record, fields=(("data", "buffer"), ("stat", Stat))):
     pass
 
 
-@_rec((("acl", (V, ACL)), ("stat", Stat)))
-class GetACLResponse(Record):
+class GetACLResponse(Record, fields=(("acl", (V, ACL)), ("stat", Stat))):
     pass
 
 
-@_rec((("stat", Stat),))
-class SetACLResponse(Record):
+class SetACLResponse(Record, fields=(("stat", Stat),)):
     pass
 
 
-@_rec((("children", (V, "ustring")),))
-class GetChildrenResponse(Record):
+class GetChildrenResponse(Record, fields=(("children", (V, "ustring")),)):
     pass
 
 
-@_rec((("children", (V, "ustring")), ("stat", Stat)))
-class GetChildren2Response(Record):
+class GetChildren2Response(Record, fields=(("children", (V, "ustring")), ("stat", Stat))):
     pass
 
 
-@_rec((("path", "ustring"),))
-class SyncResponse(Record):
+class SyncResponse(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("err", "int"),))
-class ErrorResponse(Record):
+class ErrorResponse(Record, fields=(("err", "int"),)):
     pass
 
 
-@_rec((("ephemerals", (V, "ustring")),))
-class GetEphemeralsResponse(Record):
+class GetEphemeralsResponse(Record, fields=(("ephemerals", (V, "ustring")),)):
     pass
 
 
-@_rec((("totalNumber", "int"),))
-class GetAllChildrenNumberResponse(Record):
+class GetAllChildrenNumberResponse(Record, fields=(("totalNumber", "int"),)):
     pass
 
 
-@_rec((("authScheme", "ustring"), ("user", "ustring")))
-class ClientInfo(Record):
+class ClientInfo(Record, fields=(("authScheme", "ustring"), ("user", "ustring"))):
     pass
 
 
-@_rec((("clientInfo", (V, ClientInfo)),))
-class WhoAmIResponse(Record):
+class WhoAmIResponse(Record, fields=(("clientInfo", (V, ClientInfo)),)):
     pass
 
 
-@_rec((("token", "buffer"),))
-class SetSASLResponse(Record):
+class SetSASLResponse(Record, fields=(("token", "buffer"),)):
     pass
 
 
-@_rec((("type", "int"), ("state", "int"), ("path", "ustring")))
-class WatcherEvent(Record):
+class WatcherEvent(Record, fields=(("type", "int"), ("state", "int"), ("path", "ustring"))):
     pass
 
 
 # ---- txns (the same record is logged, proposed and applied) ---------------
 
-@_rec((("clientId", "long"), ("cxid", "int"), ("zxid", "long"), ("time", "long"), ("type", "int")))
-class TxnHeader(Record):
+class TxnHeader(Record, fields=(("clientId", "long"), ("cxid", "int"), ("zxid", "long"), ("time", "long"), ("type", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("ephemeral", "bool"),
-       ("parentCVersion", "int")))
-class CreateTxn(Record):
+class CreateTxn(Record, fields=(("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("ephemeral", "bool"),
+       ("parentCVersion", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("parentCVersion", "int")))
-class CreateContainerTxn(Record):
+class CreateContainerTxn(Record, fields=(("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("parentCVersion", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("parentCVersion", "int"),
-       ("ttl", "long")))
-class CreateTTLTxn(Record):
+class CreateTTLTxn(Record, fields=(("path", "ustring"), ("data", "buffer"), ("acl", (V, ACL)), ("parentCVersion", "int"),
+       ("ttl", "long"))):
     pass
 
 
-@_rec((("path", "ustring"),))
-class DeleteTxn(Record):
+class DeleteTxn(Record, fields=(("path", "ustring"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("data", "buffer"), ("version", "int")))
-class SetDataTxn(Record):
+class SetDataTxn(Record, fields=(("path", "ustring"), ("data", "buffer"), ("version", "int"))):
     pass
 
 
-@_rec((("path", "ustring"), ("acl", (V, ACL)), ("version", "int")))
-class SetACLTxn(Record):
+class SetACLTxn(Record, fields=(("path", "ustring"), ("acl", (V, ACL)), ("version", "int"))):
     pass
 
 
-@_rec((("timeOut", "int"),))
-class CreateSessionTxn(Record):
+class CreateSessionTxn(Record, fields=(("timeOut", "int"),)):
     pass
 
 
-@_rec((("paths2Delete", (V, "ustring")),))
-class CloseSessionTxn(Record):
+class CloseSessionTxn(Record, fields=(("paths2Delete", (V, "ustring")),)):
     pass
 
 
-@_rec((("err", "int"),))
-class ErrorTxn(Record):
+class ErrorTxn(Record, fields=(("err", "int"),)):
     pass
 
 
-@_rec((("path", "ustring"), ("version", "int")))
-class CheckVersionTxn(Record):
+class CheckVersionTxn(Record, fields=(("path", "ustring"), ("version", "int"))):
     pass
 
 
-@_rec((("type", "int"), ("data", "buffer")))
-class Txn(Record):
+class Txn(Record, fields=(("type", "int"), ("data", "buffer"))):
     pass
 
 
-@_rec((("txns", (V, Txn)),))
-class MultiTxn(Record):
+class MultiTxn(Record, fields=(("txns", (V, Txn)),)):
     pass
 
 
-@_rec((("version", "int"), ("treeDigest", "long")))
-class TxnDigest(Record):
+class TxnDigest(Record, fields=(("version", "int"), ("treeDigest", "long"))):
     pass
 
 
 # ---- files and quorum -------------------------------------------------------
 
-@_rec((("magic", "int"), ("version", "int"), ("dbid", "long")))
-class FileHeader(Record):
+class FileHeader(Record, fields=(("magic", "int"), ("version", "int"), ("dbid", "long"))):
     pass
 
 
-@_rec((("type", "int"), ("zxid", "long"), ("data", "buffer"), ("authinfo", (V, Id))))
-class QuorumPacket(Record):
+class QuorumPacket(Record, fields=(("type", "int"), ("zxid", "long"), ("data", "buffer"), ("authinfo", (V, Id)))):
     pass
 
 
-@_rec((("serverid", "long"), ("protocolVersion", "int"), ("configVersion", "long")))
-class LearnerInfo(Record):
+class LearnerInfo(Record, fields=(("serverid", "long"), ("protocolVersion", "int"), ("configVersion", "long"))):
     pass
 
 

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zabpy import limits
-from zabpy.storage import snapstream
 
 __all__ = [
     "ConfigError",
@@ -328,7 +327,10 @@ def _jvm_bool(source: str, line: int, key: str, value: str) -> bool:
 
 def _compression(source: str, line: int, key: str, value: str) -> str:
     # gz or snappy in any case; anything else (empty, unknown) means
-    # uncompressed, as ZooKeeper falls back.
+    # uncompressed, as ZooKeeper falls back. (Imported here: the storage
+    # package is not needed to read a config, and `zabpy server` listens on
+    # its client port before it imports the rest of the server.)
+    from zabpy.storage import snapstream
     return snapstream.parse_method(value)
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shlex
 
 from ..auth.sasl import SASL_PROVIDER, X509_PROVIDER, AuthSettings
 from .config import ConfigError, ServerConfig
@@ -42,7 +40,11 @@ class AuthConfigError(ConfigError):
 def jvm_flags(environ) -> dict[str, str]:
     out: dict[str, str] = {}
     for var in ("JVMFLAGS", "SERVER_JVMFLAGS"):  # the server's own flags win
-        for word in shlex.split(environ.get(var, "")):
+        text = environ.get(var, "")
+        if not text:
+            continue
+        import shlex  # only when there are flags: it is not needed otherwise at start-up
+        for word in shlex.split(text):
             if word.startswith("-D"):
                 name, _, value = word[2:].partition("=")
                 out[name] = value
@@ -74,11 +76,17 @@ class _Props:
 
 
 def _server_user() -> str:
-    """ZooKeeper's audit user for its own actions: the user.name of the JVM."""
-    import getpass
+    """ZooKeeper's audit user for its own actions: the user.name of the JVM.
+    What ``getpass.getuser()`` answers, without importing getpass (and
+    termios) at every start."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        import pwd
+        return pwd.getpwuid(os.getuid())[0]
+    except (ImportError, KeyError, OSError):
         return str(os.getuid())
 
 
@@ -187,7 +195,7 @@ def load_auth_settings(cfg: ServerConfig, environ=None) -> AuthSettings:
         enforce_enabled=enforce,
         enforce_schemes=enforce_schemes,
         x509_super_user=p.get("zookeeper.X509AuthenticationProvider.superUser"),
-        nonce_source=secrets.token_bytes,
+        nonce_source=os.urandom,  # what secrets.token_bytes returns
         audit=p.true("zookeeper.audit.enable"),
         server_user=_server_user(),
     )

@@ -46,7 +46,9 @@ from ..tree.datatree import DataTree
 from .config import ServerConfig
 from .audit import AuditWriter, emit_log
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
+from .listen import bound_socket as _bound_socket
 from .security import load_auth_settings
+from ..auth.sasl import AuthSettings
 
 __all__ = ["ServerRuntime"]
 
@@ -55,36 +57,6 @@ log = logging.getLogger("zabpy.server")
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
-
-
-def _bound_socket(host: str, port: int) -> socket.socket | None:
-    """A socket bound to ``host``:``port`` when ``host`` is a numeric
-    address, set up as ``create_server(host, port, reuse_address=True)``
-    would set it up; None for a name (or ""), which ``create_server``
-    resolves. For an IP literal that resolution is pure cost at start-up:
-    uvloop encodes the name with the idna codec (importing it and
-    unicodedata) and runs getaddrinfo."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            continue
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # as create_server: IPv6 only on a v6 address
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, port))
-        except OSError as e:
-            sock.close()
-            # the message create_server gives (logged by `zabpy server`)
-            raise OSError(e.errno, f"error while attempting to bind on address "
-                                   f"{(host, port)!r}: {(e.strerror or str(e)).lower()}") from None
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    return None
 
 
 def _runtime_of(p: "_ClientProtocol") -> "ServerRuntime":
@@ -142,10 +114,15 @@ class _ClientProtocol(asyncio.Protocol):
 
 
 class ServerRuntime:
-    def __init__(self, config: ServerConfig, *, server_id: int | None = None):
+    def __init__(self, config: ServerConfig, *, server_id: int | None = None,
+                 listening: socket.socket | None = None, auth: AuthSettings | None = None):
         self.config = config
+        # the client port's socket when the caller made it (runtime/listen.py):
+        # served from ``start``, closed by the runtime from then on
+        self._listening = listening
         self.server_id = server_id if server_id is not None else (config.myid or 0)
-        self.auth = load_auth_settings(config)  # SASL, x509, enforcement, audit
+        # SASL, x509, enforcement, audit (``auth``: what `zabpy server` already read)
+        self.auth = auth if auth is not None else load_auth_settings(config)
         self.audit: AuditWriter | None = None
         self.store = None
         self.server: StandaloneServer | None = None
@@ -248,7 +225,9 @@ class ServerRuntime:
         self.server.changes = self.changes = self._change_log(tree)
         self._appended_zxid = tree.last_processed_zxid
         host = self.config.client_port_address
-        sock = _bound_socket(host, self.config.client_port) if host else None
+        sock, self._listening = self._listening, None
+        if sock is None and host:
+            sock = _bound_socket(host, self.config.client_port)
         if sock is not None:
             try:
                 self._tcp_server = await loop.create_server(lambda: _ClientProtocol(self),

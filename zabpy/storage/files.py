@@ -53,10 +53,10 @@ import errno
 import gc
 import logging
 import os
-import random
 import threading
 import time
 import traceback
+from typing import TYPE_CHECKING
 
 from ..jute import records as R
 from ..jute.codec import Record
@@ -70,6 +70,9 @@ from .snapshot import serialize_snapshot
 from ..jute.codec import DecodeError
 from .txnlog import (FILE_HEADER_LEN, decode_payload, encode_entry, encode_entry_payload,
                      encode_file_header, padded_size, payload_zxid, scan_log)
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["TxnStore", "StorageError", "write_snapshot_file", "sync_snapshot_file"]
 
@@ -183,7 +186,10 @@ class TxnStore:
             log.warning("autopurge.snapRetainCount %d is below %d; using %d", snap_retain_count,
                         SNAP_RETAIN_COUNT_MIN, SNAP_RETAIN_COUNT_MIN)
         self.snap_retain_count = max(SNAP_RETAIN_COUNT_MIN, snap_retain_count)
-        self._rng = rng or random.Random()
+        if rng is None:
+            import random  # here: the first store of a process pays for it, not every import
+            rng = random.Random()
+        self._rng = rng
         self._lock = threading.Lock()        # pending list, roll flag, counters
         self._flush_lock = threading.Lock()  # one flush (and file roll) at a time
         self._pending: list[bytes] = []
