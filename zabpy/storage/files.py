@@ -281,8 +281,10 @@ class TxnStore:
                 raise
         self.unsynced_base = None
 
-    def flush_and_sync(self) -> None:
-        """Write every queued txn and fsync it (forceSync); raises OSError on IO error."""
+    def flush_and_sync(self) -> int | None:
+        """Write every queued txn and fsync it (forceSync); raises OSError on IO
+        error. Returns the zxid of the last txn it made durable (None: none was
+        queued), which no txn appended meanwhile is below (zxids increase)."""
         with self._flush_lock:
             if self.failed is not None:
                 raise OSError(errno.EIO, f"transaction log failed earlier: {self.failed}")
@@ -295,6 +297,7 @@ class TxnStore:
                 batch, self._pending = self._pending, []
                 first_zxid, self._pending_first_zxid = self._pending_first_zxid, None
                 roll, self._roll_pending = self._roll_pending, False
+                last_zxid = self._last_appended_zxid
             try:
                 if roll:
                     self._close_log()
@@ -304,6 +307,7 @@ class TxnStore:
             except OSError as e:
                 self._fail(e)
                 raise
+            return last_zxid if batch else None
 
     def _write_batch(self, first_zxid: int, batch: list[bytes]) -> None:
         created = self._fd is None
