@@ -1,52 +1,55 @@
-"""Group commit for the standalone server: one thread that writes and fsyncs
-the txn log back to back, and tells the loop how far the log is durable.
+"""Group commit for the standalone server: the txn log's writes and fsyncs,
+in one thread of their own, one flush at a time.
 
 State: the ``TxnStore`` (its pending list is filled on the loop by
-``append``), a thread, ``durable_zxid`` (written by the thread only: every
-txn up to it is on disk), and two flags that keep the hand-offs to one each
-way per round.
+``append``), a thread, ``in_flight`` (a flush was handed to the thread and
+its result has not come back) and ``durable_zxid`` (every txn up to it is on
+disk). Both are the loop's: the thread never writes them.
 
-The loop appends txns to the store and calls ``kick()``. The thread flushes
-(writes and fsyncs) everything appended so far, records how far that made
-the log durable, asks the loop to hear of it (``on_durable``, through
-``call_soon_threadsafe``), and at once flushes again if more was appended
-while it wrote: the next batch's write and fsync overlap the loop's apply
-and answer of the batch before, instead of waiting for them as a flush
-started from the loop after each ``logged`` would. The loop may also look
-at ``durable_zxid`` between two reads of client data (``poll``): a batch
-that became durable while the loop was busy is answered at the first such
-point rather than after the rest of the loop's turn.
+The loop appends txns to the store and, when no flush is in flight, calls
+``start()``; the thread writes and fsyncs everything appended until then
+and hands back, with ``call_soon_threadsafe``, the zxid of the last txn it
+made durable; the loop hears it (``on_durable``), applies and answers up to
+it, and starts the next flush of whatever was appended meanwhile. One
+flush at a time keeps the group commit wide: every txn prepared while an
+fsync runs (and while its batch is applied) joins the next one, so the
+loop's cost per commit (applying, one write per connection, the hand-offs)
+is shared by many txns. A thread that flushed again at once, back to back,
+was measured (bench/README.md): its batches were a quarter as large, the
+thread asked for the GIL three times per flush while the loop was busy,
+and the loop's CPU per operation grew by a fifth.
 
-Invariants: a zxid becomes ``durable_zxid`` only after the fsync that wrote
-it returned (``TxnStore.flush_and_sync`` returns the last zxid its batch
-held; txns appended later have higher zxids), and ``durable_zxid`` only
-grows; so a reply the loop sends once ``logged`` covers its zxid follows the
-fsync of its txn, and replies keep zxid order (the core applies in order).
+The thread is a plain one fed by a ``SimpleQueue``: a flush reaches fsync
+and its result the loop with one hand-off each way, where
+``asyncio.to_thread`` adds an executor's work item, two futures and a
+task's wake-up, all holding the GIL.
 
-Wake-ups are never lost: the thread clears ``_kicked`` before it looks for
-pending txns, and the loop sets it after appending, so a txn appended after
-the thread's last look finds ``_kicked`` clear and wakes it. The loop
-clears ``_notified`` before it reads ``durable_zxid``, and the thread sets
-``durable_zxid`` before it tests ``_notified``, so no advance goes unheard.
+Invariants: ``durable_zxid`` is the zxid ``TxnStore.flush_and_sync``
+returned, the last txn its batch held, set only after the fsync returned;
+txns appended later have higher zxids; so a reply the loop sends once
+``logged`` covers its zxid follows the fsync of its txn. It only grows.
 
 A flush that raises ``OSError`` (disk full, EIO) ends the thread; the loop
 hears ``on_failed(error)`` and stops acknowledging writes (the store's
 failure is sticky). Any other exception is handed to the loop's exception
-handler, which fail-stops the server.
+handler, which fail-stops the server. ``close()`` flushes what is still
+appended and ends the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
-from collections import deque
 from typing import Callable
 
 from ..storage.files import TxnStore
 
 __all__ = ["LogSyncer"]
+
+log = logging.getLogger("zabpy.server")
 
 
 class LogSyncer:
@@ -58,11 +61,9 @@ class LogSyncer:
         self.loop = loop
         self.on_durable = on_durable
         self.on_failed = on_failed
-        self.durable_zxid = 0       # the thread's: every txn up to it is durable
-        # milliseconds per flush, appended by the thread, taken by the loop
-        self.flush_ms: deque[float] = deque()
-        self._kicked = False        # a wake-up is queued for the thread
-        self._notified = False      # on_durable is scheduled on the loop
+        self.in_flight = False
+        self.durable_zxid = 0
+        self.flush_ms: list[float] = []  # each flush's time, for the loop to take
         self._closed = False
         self._wake: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="zabpy-log-sync", daemon=True)
@@ -70,47 +71,49 @@ class LogSyncer:
 
     # ---- the loop's side -------------------------------------------------------
 
-    def kick(self) -> None:
-        """Txns were appended to the store: have them flushed."""
-        if not self._kicked:
-            self._kicked = True
-            self._wake.put(True)
-
-    def take_durable(self) -> int:
-        """The zxid up to which the log is durable now (on the loop)."""
-        self._notified = False
-        return self.durable_zxid
+    def start(self) -> None:
+        """Flush everything appended until now (no flush may be in flight)."""
+        assert not self.in_flight, "one flush at a time"
+        self.in_flight = True
+        self._wake.put(True)
 
     def close(self) -> None:
-        """Stop the thread once the flush in hand is done (blocking: call it
-        off the loop, or from a loop that no longer appends)."""
+        """Flush what is still appended, then end the thread (blocking: call it
+        off the loop)."""
         if not self._closed:
             self._closed = True
             self._wake.put(False)
         self._thread.join()
 
+    def _done(self, zxid: int | None, ms: float) -> None:
+        self.in_flight = False
+        self.flush_ms.append(ms)
+        if zxid is not None:
+            assert zxid > self.durable_zxid, (zxid, self.durable_zxid)
+            self.durable_zxid = zxid
+        self.on_durable()
+
     # ---- the thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        store, wake = self.store, self._wake
-        while wake.get():
-            self._kicked = False
+        store, wake, call = self.store, self._wake, self.loop.call_soon_threadsafe
+        while True:
+            flush = wake.get()
             try:
-                while True:
-                    t0 = time.monotonic()
-                    zxid = store.flush_and_sync()
-                    if zxid is None:
-                        break
-                    self.flush_ms.append((time.monotonic() - t0) * 1000)
-                    self.durable_zxid = zxid
-                    if not self._notified:
-                        self._notified = True
-                        self.loop.call_soon_threadsafe(self.on_durable)
+                t0 = time.monotonic()
+                zxid = store.flush_and_sync()
+                ms = (time.monotonic() - t0) * 1000
             except OSError as e:
-                self.loop.call_soon_threadsafe(self.on_failed, e)
+                if flush:
+                    call(self.on_failed, e)
+                else:
+                    log.error("closing: the last flush of the transaction log failed: %s", e)
                 return
             except BaseException as e:  # noqa: BLE001 - our bug: the loop fail-stops
-                self.loop.call_soon_threadsafe(self.loop.call_exception_handler, {
+                call(self.loop.call_exception_handler, {
                     "message": "invariant broken in the log sync thread", "exception": e,
                     "zabpy_where": "log sync thread"})
                 return
+            if not flush:
+                return
+            call(self._done, zxid, ms)

@@ -9,10 +9,9 @@ connections. A loop turn's frames for one connection go out in one write.
 
 Group commit (``logsync.LogSyncer``): while one fsync runs in the log
 thread, newly prepared txns are appended to the log buffer; when it ends,
-the thread starts the next fsync, of all of them, at once, and the loop
-hears that the first is durable. Only then does the core hear
-``logged(zxid)`` and answer. Without a data directory the log is memory
-only and ``logged`` follows at once.
+the core hears ``logged(zxid)`` and answers, and the next fsync covers all
+of them. Without a data directory the log is memory only and ``logged``
+follows at once.
 
 Bounded replies per connection: each client transport's write buffer has
 its high-water mark at ``zabpy.maxQueuedBytesPerConnection``. The core
@@ -497,11 +496,6 @@ class ServerRuntime:
         except (RemoteProtocolError, ProtocolViolation) as e:
             log.warning("Closing connection from %s: %s", p.peer_ip, e)
             p.transport.abort()
-        s = self._syncer
-        if s is not None and s.durable_zxid > self._logged_zxid:
-            # a batch became durable while this turn read clients: answer it
-            # now, not after the rest of the turn's reads
-            self._log_durable()
         self._schedule_flush()
 
     def _four_letter(self, p: _ClientProtocol, ev: FourLetterWord) -> None:
@@ -663,30 +657,33 @@ class ServerRuntime:
         self._appended_zxid = records[-1][0].zxid
         if self._syncer is None:
             self._syncer = LogSyncer(self.store, self._loop, self._log_durable, self._log_failed)
-        self._syncer.kick()
+        if not self._syncer.in_flight:
+            self._syncer.start()
 
     @fail_stop_guard("log durable")
     def _log_durable(self) -> None:
-        """The log thread made more of the log durable: the core applies and
-        answers it (group commit: one ``logged`` covers a whole flush)."""
-        srv = self.server
-        zxid = self._syncer.take_durable()
+        """A flush is done: the core applies and answers what it made durable
+        (one ``logged`` covers the whole batch), then the next flush takes
+        whatever was appended meanwhile."""
+        srv, syncer = self.server, self._syncer
         self._fsync_times()
-        if zxid <= self._logged_zxid:
-            return  # heard already (``_data`` looks between reads)
-        self._logged_zxid = zxid
-        srv.logged(zxid, _now_ms())
-        if not srv.busy and self.store.should_snapshot():
-            self.metrics.count("snap_count")
-            self.store.start_snapshot(srv.tree, {s.session_id: s.timeout_ms for s in
-                                                 srv.sessions.sessions.values()})
-        self._flush()
+        zxid = syncer.durable_zxid
+        if zxid > self._logged_zxid:
+            self._logged_zxid = zxid
+            srv.logged(zxid, _now_ms())
+            if not srv.busy and self.store.should_snapshot():
+                self.metrics.count("snap_count")
+                self.store.start_snapshot(srv.tree, {s.session_id: s.timeout_ms for s in
+                                                     srv.sessions.sessions.values()})
+            self._flush()
+        if self._appended_zxid > self._logged_zxid and not syncer.in_flight \
+                and self._log_error is None:
+            syncer.start()
 
     def _fsync_times(self) -> None:
         times = self._syncer.flush_ms
         stats = self.server.stats
-        while times:
-            ms = times.popleft()
+        for ms in times:
             stats.fsync_count += 1
             stats.fsync_total_ms += ms
             self.metrics.observe("fsynctime", ms)
@@ -694,13 +691,13 @@ class ServerRuntime:
                 self.metrics.fsync_threshold_exceeded += 1
                 log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
                             "effect operation latency", ms)
+        times.clear()
 
     @fail_stop_guard("log failed")
     def _log_failed(self, e: OSError) -> None:
         """A flush failed (the store stays failed): what was durable before
         it is answered, everything after it refused."""
         log.error("fsync of the transaction log failed: %s", e)
-        self._log_durable()
         self._log_error = e
         self.server.log_failed(str(e))
         self._flush()
