@@ -649,8 +649,7 @@ class ServerRuntime:
             self.server.log_failed(str(self._log_error))
             return
         try:
-            for hdr, txn in records:
-                self.store.append(hdr, txn)
+            self.store.append_many(records)
         except OSError as e:
             self.server.log_failed(str(e))
             return

@@ -242,6 +242,25 @@ class TxnStore:
         """Queue one txn for the next flush (cheap; no IO)."""
         self._queue(hdr.zxid, encode_entry(hdr, txn, digest))
 
+    def append_many(self, records) -> None:
+        """``append(hdr, txn)`` of each (TxnHeader, txn) in ``records``, in
+        order, under one take of the lock (a group commit's worth at once)."""
+        entries = [(hdr.zxid, encode_entry(hdr, txn)) for hdr, txn in records]
+        with self._lock:
+            last = self._last_appended_zxid
+            pending = self._pending
+            if not pending and entries:
+                self._pending_first_zxid = entries[0][0]
+            size = 0
+            for zxid, entry in entries:
+                assert zxid > last, (zxid, last)
+                last = zxid
+                pending.append(entry)
+                size += len(entry)
+            self._last_appended_zxid = last
+            self._txns_since_snap += len(entries)
+            self._bytes_since_snap += size
+
     def append_payload(self, zxid: int, payload: bytes) -> None:
         """``append`` of a txn already encoded (TxnHeader ‖ txn ‖ digest, as a
         PROPOSAL carries it): the same log bytes, without encoding it again."""
