@@ -172,6 +172,9 @@ class Conn:
     closing: bool = False
     read_only_flag: bool = True
     timeout_ms: int = 0
+    # what a read of this connection is answered with (its session, its
+    # auth ids: the live list above), made at its first read
+    read_ctx: ReadContext | None = None
     packets_received: int = 0
     packets_sent: int = 0
     connected_ms: int = 0
@@ -1327,8 +1330,10 @@ class StandaloneServer:
             return frame(entry.xid, zxid, 0)
         if entry.req is None and op not in (OP.whoAmI,):
             return frame(entry.xid, zxid, ERR.UNIMPLEMENTED)
-        ctx = ReadContext(self.tree, self.watches, conn.session_id, conn.auth_ids,
-                          self.settings.skip_acl)
+        ctx = conn.read_ctx
+        if ctx is None or ctx.session_id != conn.session_id or ctx.tree is not self.tree:
+            ctx = conn.read_ctx = ReadContext(self.tree, self.watches, conn.session_id,
+                                              conn.auth_ids, self.settings.skip_acl)
         err, rec = read(ctx, op, entry.req)
         if type(rec) is Encoded and len(rec.data) > _REPLY_PART and self.multi_ops_per_part:
             # a long child list: sent from the node's cached encoding, unjoined
