@@ -15,7 +15,9 @@ server's CPU per op, the 1-minute load average and, from
 were on a CPU and how much they were runnable but waiting for one (the
 machine's other work had the cores): a server whose loop thread is busy or
 waiting nearly all the time is bounded by CPU, one that is idle is bounded
-by its pipeline. The end prints medians over the rounds and ratios to Java.
+by its pipeline; and the operations per fsync of the txn log (``mntr``'s
+``zk_cnt_fsynctime`` before and after the run: the group commit's width).
+The end prints medians over the rounds and ratios to Java.
 Like ``bench.ab_ensemble``, for ensembles.
 """
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -43,6 +46,24 @@ def _command(name: str, tree: str | None, cfg: Path) -> list[str]:
     if tree is None:
         return java_command(cfg, 0)
     return ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "zabpy", "server", str(cfg)]
+
+
+def _fsyncs(port: int) -> int | None:
+    """fsyncs of the txn log so far: ``zk_cnt_fsynctime`` of ``mntr`` (both
+    servers count one per fsync of the log)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"mntr")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return None
+    for line in b"".join(chunks).decode(errors="replace").splitlines():
+        key, _, value = line.partition("\t")
+        if key == "zk_cnt_fsynctime":
+            return int(float(value))
+    return None
 
 
 def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
@@ -83,6 +104,8 @@ def _round(rnd: int, contenders: dict, workloads: list[str], duration_s: float, 
             home = work / f"r{rnd}" / name
             port = free_ports(1)[0]
             cfg = write_zoo_cfg(home, port)
+            with open(cfg, "a") as f:  # for zk_cnt_fsynctime, the same for every server
+                f.write("4lw.commands.whitelist=mntr\n")
             srv = Server(name, home, port, _command(name, contenders[name], cfg))
             servers[name] = srv
             srv.start()
@@ -95,18 +118,24 @@ def _round(rnd: int, contenders: dict, workloads: list[str], duration_s: float, 
             for name in order:
                 srv = servers[name]
                 load = os.getloadavg()[0]
+                f0 = _fsyncs(srv.port)
                 s0, t0 = _schedstat(srv.pid), time.monotonic_ns()
                 r = run_workload(wl, LoadConfig(port=srv.port, duration_s=duration_s), srv.pid)
                 s1, t1 = _schedstat(srv.pid), time.monotonic_ns()
+                f1 = _fsyncs(srv.port)
                 sh = _shares(srv.pid, s0, s1, t1 - t0)
+                # ops per fsync: the run's, its set-up and checks included
+                fs = f1 - f0 if f0 is not None and f1 is not None else None
                 row = {"ops_s": r["throughput"], "p99_ms": r.get("p99_ms"),
                        "cpu_us_op": r["server_cpu_us_per_op"], "ok": r["ok"], "load": load,
-                       "client_cpu_max": max(r.get("client_cpu") or [0]), **sh}
+                       "client_cpu_max": max(r.get("client_cpu") or [0]),
+                       "ops_per_fsync": r["ops"] / fs if fs else None, **sh}
                 results.setdefault(wl, {}).setdefault(name, []).append(row)
                 print(f"round {rnd} {wl:8s} {name:6s} {row['ops_s'] or 0:8.0f}/s "
                       f"p99 {row['p99_ms'] or 0:7.1f} ms  cpu {row['cpu_us_op'] or 0:5.1f} us/op  "
                       f"cores {sh['cores']:.2f} (main thread on cpu {sh['main_on_cpu']:.2f}, "
-                      f"waiting {sh['main_waiting']:.2f})  load {load:.1f}"
+                      f"waiting {sh['main_waiting']:.2f})  ops/fsync "
+                      f"{row['ops_per_fsync'] or 0:.0f}  load {load:.1f}"
                       + ("" if row["ok"] else f"  FAILED: {r['problems']}"), flush=True)
     finally:
         for srv in servers.values():
@@ -114,7 +143,8 @@ def _round(rnd: int, contenders: dict, workloads: list[str], duration_s: float, 
         shutil.rmtree(work / f"r{rnd}", ignore_errors=True)
 
 
-KEYS = ("ops_s", "p99_ms", "cpu_us_op", "cores", "main_on_cpu", "main_waiting", "load")
+KEYS = ("ops_s", "p99_ms", "cpu_us_op", "cores", "main_on_cpu", "main_waiting", "ops_per_fsync",
+        "load")
 
 
 def medians(results: dict) -> list[str]:
@@ -132,7 +162,8 @@ def medians(results: dict) -> list[str]:
             lines.append(f"{wl:8s} {n:6s} {m['ops_s']:8.0f}/s p99 {m['p99_ms']:7.1f} ms  "
                          f"cpu {m['cpu_us_op']:5.1f} us/op  cores {m['cores']:.2f} "
                          f"(main {m['main_on_cpu']:.2f} + waiting {m['main_waiting']:.2f})  "
-                         f"load {m['load']:.1f}  ({len(per[n])} runs){rel}")
+                         f"ops/fsync {m['ops_per_fsync']:.0f}  load {m['load']:.1f}  "
+                         f"({len(per[n])} runs){rel}")
     return lines
 
 

@@ -79,18 +79,6 @@ def _serve(cfg: str, out: str, switch_us: int = 0) -> int:
         return orig_to_thread(fn, *args, **kw)
     asyncio.to_thread = to_thread
 
-    try:  # a tree with the log thread (runtime/logsync.py): a flush handed to it
-        from zabpy.runtime.logsync import LogSyncer
-    except ImportError:
-        LogSyncer = None
-    if LogSyncer is not None:
-        orig_start = LogSyncer.start
-
-        def start(self):
-            add(("dispatch", ns(), 0, cpu(), 0, 0))
-            orig_start(self)
-        LogSyncer.start = start
-
     orig_flush = F.TxnStore.flush_and_sync
     orig_fsync = F.TxnStore._fsync
     marks: dict = {}

@@ -7,11 +7,10 @@ input event of the core; everything the core returns (``Ready``) is carried
 out here, in this order: append the txns to the log, write the frames, close
 connections. A loop turn's frames for one connection go out in one write.
 
-Group commit (``logsync.LogSyncer``): while one fsync runs in the log
-thread, newly prepared txns are appended to the log buffer; when it ends,
-the core hears ``logged(zxid)`` and answers, and the next fsync covers all
-of them. Without a data directory the log is memory only and ``logged``
-follows at once.
+Group commit: while one fsync runs in the worker thread, newly prepared txns
+are appended to the log buffer; when it ends, the next fsync covers all of
+them. Only then does the core hear ``logged(zxid)`` and answer. Without a
+data directory the log is memory only and ``logged`` follows at once.
 
 Bounded replies per connection: each client transport's write buffer has
 its high-water mark at ``zabpy.maxQueuedBytesPerConnection``. The core
@@ -47,7 +46,6 @@ from ..tree.datatree import DataTree
 from .config import ServerConfig
 from .audit import AuditWriter, emit_log
 from .fatal import fail_stop_guard, guard_task, install_fail_stop_handler
-from .logsync import LogSyncer
 from .security import load_auth_settings
 
 __all__ = ["ServerRuntime"]
@@ -169,11 +167,7 @@ class ServerRuntime:
         self.broken: str | None = None
         self._restore_exception_handler = None
         self.read_pauses = 0
-        # the log thread (made at the first write), how far the core has heard
-        # the log is durable, and a log failure once the thread met one
-        self._syncer: LogSyncer | None = None
-        self._logged_zxid = 0
-        self._log_error: OSError | None = None
+        self._fsync_running = False
         self._appended_zxid = 0
         self._tasks: list[asyncio.Task] = []
         self._tcp_server: asyncio.base_events.Server | None = None
@@ -252,7 +246,7 @@ class ServerRuntime:
             self._spawn(self._sync_base())
         self.server = StandaloneServer(self._settings(), _now_ms(), tree, sessions)
         self.server.changes = self.changes = self._change_log(tree)
-        self._appended_zxid = self._logged_zxid = tree.last_processed_zxid
+        self._appended_zxid = tree.last_processed_zxid
         host = self.config.client_port_address
         sock = _bound_socket(host, self.config.client_port) if host else None
         if sock is not None:
@@ -381,8 +375,8 @@ class ServerRuntime:
             if p.transport is not None:
                 p.transport.abort()
         if self.store is not None:
-            if self._syncer is not None:
-                await asyncio.to_thread(self._syncer.close)  # after the flush in hand
+            while self._fsync_running:
+                await asyncio.sleep(0.001)
             self.store.close()
         if self._restore_exception_handler is not None:
             self._restore_exception_handler()
@@ -642,11 +636,8 @@ class ServerRuntime:
 
     def _persist(self, records: tuple) -> None:
         if self.store is None:
-            self._appended_zxid = self._logged_zxid = records[-1][0].zxid
+            self._appended_zxid = records[-1][0].zxid
             self.server.logged(self._appended_zxid, _now_ms())
-            return
-        if self._log_error is not None:  # the store refuses every flush now
-            self.server.log_failed(str(self._log_error))
             return
         try:
             self.store.append_many(records)
@@ -654,52 +645,46 @@ class ServerRuntime:
             self.server.log_failed(str(e))
             return
         self._appended_zxid = records[-1][0].zxid
-        if self._syncer is None:
-            self._syncer = LogSyncer(self.store, self._loop, self._log_durable, self._log_failed)
-        if not self._syncer.in_flight:
-            self._syncer.start()
+        if not self._fsync_running:
+            self._fsync_running = True
+            task = asyncio.get_running_loop().create_task(
+                guard_task(self, self._sync_loop(), "task _sync_loop"))
+            task.add_done_callback(self._task_done)
 
-    @fail_stop_guard("log durable")
-    def _log_durable(self) -> None:
-        """A flush is done: the core applies and answers what it made durable
-        (one ``logged`` covers the whole batch), then the next flush takes
-        whatever was appended meanwhile."""
-        srv, syncer = self.server, self._syncer
-        self._fsync_times()
-        zxid = syncer.durable_zxid
-        if zxid > self._logged_zxid:
-            self._logged_zxid = zxid
-            srv.logged(zxid, _now_ms())
-            if not srv.busy and self.store.should_snapshot():
-                self.metrics.count("snap_count")
-                self.store.start_snapshot(srv.tree, {s.session_id: s.timeout_ms for s in
-                                                     srv.sessions.sessions.values()})
-            self._flush()
-        if self._appended_zxid > self._logged_zxid and not syncer.in_flight \
-                and self._log_error is None:
-            syncer.start()
-
-    def _fsync_times(self) -> None:
-        times = self._syncer.flush_ms
-        stats = self.server.stats
-        for ms in times:
-            stats.fsync_count += 1
-            stats.fsync_total_ms += ms
-            self.metrics.observe("fsynctime", ms)
-            if ms > self.config.fsync_warning_threshold_ms:
-                self.metrics.fsync_threshold_exceeded += 1
-                log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
-                            "effect operation latency", ms)
-        times.clear()
-
-    @fail_stop_guard("log failed")
-    def _log_failed(self, e: OSError) -> None:
-        """A flush failed (the store stays failed): what was durable before
-        it is answered, everything after it refused."""
-        log.error("fsync of the transaction log failed: %s", e)
-        self._log_error = e
-        self.server.log_failed(str(e))
-        self._flush()
+    async def _sync_loop(self) -> None:
+        """Group commit: one fsync covers everything appended before it began."""
+        try:
+            while True:
+                target = self._appended_zxid
+                t0 = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.store.flush_and_sync)
+                except OSError as e:
+                    log.error("fsync of the transaction log failed: %s", e)
+                    self.server.log_failed(str(e))
+                    self._flush()
+                    return
+                if self.broken is not None:
+                    return  # halted while the fsync ran (not cancelled: stop() waits for it)
+                ms = (time.monotonic() - t0) * 1000
+                self.server.stats.fsync_count += 1
+                self.server.stats.fsync_total_ms += ms
+                self.metrics.observe("fsynctime", ms)
+                if ms > self.config.fsync_warning_threshold_ms:
+                    self.metrics.fsync_threshold_exceeded += 1
+                    log.warning("fsync-ing the write ahead log took %.0fms which will adversely "
+                                "effect operation latency", ms)
+                self.server.logged(target, _now_ms())
+                if not self.server.busy and self.store.should_snapshot():
+                    self.metrics.count("snap_count")
+                    self.store.start_snapshot(self.server.tree,
+                                              {s.session_id: s.timeout_ms for s in
+                                               self.server.sessions.sessions.values()})
+                self._flush()
+                if self._appended_zxid == target:
+                    return
+        finally:
+            self._fsync_running = False
 
     # ---- helpers for 4lw / admin ------------------------------------------------
 

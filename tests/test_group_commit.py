@@ -1,7 +1,8 @@
-"""The standalone runtime's group commit (runtime/logsync.py), through real
-sockets: a write is answered only after the fsync that covers it returned,
-many writes share one fsync, replies keep their order, and a failed fsync
-stops acknowledging without losing what was acknowledged.
+"""The standalone runtime's group commit (runtime/server.py, ``_persist`` and
+``_sync_loop``), through real sockets: a write is answered only after the
+fsync that covers it returned, many writes share one fsync, replies keep
+their order, and a failed fsync stops acknowledging without losing what was
+acknowledged.
 
 The store's fsync is replaced, on the running server's store, by a fake
 that calls the real one (or fails) when the test says so.
