@@ -321,11 +321,11 @@ def fast_frozen_init(cls: type) -> type:
     default factory, keyword-only, init=False), whose ``__init__`` takes
     what is not a field (an InitVar), or one compiled by mypyc, is returned
     unchanged."""
-    params = cls.__dataclass_params__
-    assert params.frozen, f"{cls.__name__} is not a frozen dataclass"
     code = getattr(cls.__init__, "__code__", None)
     if code is None:
         return cls   # compiled (mypyc): its __init__ is native already
+    params = cls.__dataclass_params__
+    assert params.frozen, f"{cls.__name__} is not a frozen dataclass"
     if code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount] != \
             tuple(f.name for f in fields(cls)):
         return cls   # an InitVar is a parameter fields() does not list
