@@ -359,3 +359,35 @@ def test_torn_multi_is_all_or_nothing(tmp_path):
         f.truncate((start + end) // 2)
     tree, _, _ = restored(tmp_path)
     assert {p: (n.data, n.version) for p, n in tree.nodes.items()} == before
+
+
+def test_append_many_writes_what_append_writes_and_flush_returns_the_last_zxid(tmp_path):
+    """The runtime appends a group commit's txns with one ``append_many``:
+    the log must hold byte for byte what one ``append`` per txn writes, and
+    ``flush_and_sync`` reports the last zxid it made durable (the runtime
+    answers up to it), None when nothing was queued."""
+    one, many = tmp_path / "one", tmp_path / "many"
+    stores = []
+    for d in (one, many):
+        store = TxnStore(str(d), pre_alloc_size=PREALLOC)
+        store.restore(DataTree())
+        stores.append(store)
+    w = Workload(seed=41)
+    batches = [[w.step() for _ in range(k)] for k in (1, 7, 30, 2)]
+    for batch in batches:
+        for hdr, txn in batch:
+            stores[0].append(hdr, txn)
+        stores[1].append_many(batch)
+        for store in stores:
+            assert store.flush_and_sync() == batch[-1][0].zxid
+    for store in stores:
+        assert store.flush_and_sync() is None
+        store.close()
+    logs = [files(d, "log") for d in (one, many)]
+    assert logs[0] == logs[1] and len(logs[0]) == 1
+    with open(os.path.join(vdir(one), logs[0][0]), "rb") as a, \
+            open(os.path.join(vdir(many), logs[1][0]), "rb") as b:
+        assert a.read() == b.read()
+    tree, sessions, _ = restored(many)
+    assert_same_tree(w.tree, tree)
+    assert sessions == w.sessions

@@ -343,11 +343,14 @@ def fast_frozen_init(cls: type) -> type:
     creates several of on every member. The fields, their order and
     defaults, ``__post_init__``, equality, hashing and immutability stay
     the dataclass's. A class with a field this cannot take (no slot, a
-    default factory, keyword-only, init=False), or whose ``__init__``
-    takes what is not a field (an InitVar), is returned unchanged."""
+    default factory, keyword-only, init=False), whose ``__init__`` takes
+    what is not a field (an InitVar), or one compiled by mypyc, is returned
+    unchanged."""
+    code = getattr(cls.__init__, "__code__", None)
+    if code is None:
+        return cls   # compiled (mypyc): its __init__ is native already
     params = cls.__dataclass_params__
     assert params.frozen, f"{cls.__name__} is not a frozen dataclass"
-    code = cls.__init__.__code__
     if code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount] != \
             tuple(f.name for f in fields(cls)):
         return cls   # an InitVar is a parameter fields() does not list

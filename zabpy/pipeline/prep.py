@@ -341,6 +341,8 @@ def _delete(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
 
 def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     path = _valid_path(req.path)
+    if path not in pending.by_path and not ctx.enforce_quota:
+        return _set_data_applied(req, path, zxid, pending, ctx)
     node = pending.get(path)
     if node is None:
         raise PrepError(ERR.NONODE)
@@ -354,6 +356,28 @@ def _set_data(req, zxid: int, pending: PendingChanges, ctx: PrepContext):
     pending.add(ChangeRecord(zxid, path, True, new_version, node.cversion, node.aversion,
                              node.ephemeral_owner, node.child_count, node.acl, req.data))
     return OP.setData, R.SetDataTxn(path, req.data, new_version)
+
+
+def _set_data_applied(req, path: str, zxid: int, pending: PendingChanges, ctx: PrepContext):
+    """``_set_data`` of a node no prepared txn has changed, without quotas
+    (the common case): the checks and the outcome are the same, read from
+    the tree's node itself rather than from the ChangeRecord ``pending.get``
+    would make of it first (an object and a copy of the data less)."""
+    node = pending.tree.nodes.get(path)
+    if node is None:
+        raise PrepError(ERR.NONODE)
+    _, _, _, _, version, cversion, aversion, owner, _ = node.stat_fields()
+    if owner and pending.closing and owner in pending.closing:
+        raise PrepError(ERR.NONODE)   # as pending.get: its session is closing
+    acl = node.acl
+    if acl is not OPEN_ACL_UNSAFE and not check_perm(acl, PERM.WRITE, ctx.auth_ids,
+                                                     ctx.skip_acl):
+        raise PrepError(ERR.NOAUTH)
+    if req.version != -1 and req.version != version:
+        raise PrepError(ERR.BADVERSION)
+    pending.add(ChangeRecord(zxid, path, True, version + 1, cversion, aversion, owner,
+                             node.child_count(), acl, req.data))
+    return OP.setData, R.SetDataTxn(path, req.data, version + 1)
 
 
 def _set_acl(req, zxid: int, pending: PendingChanges, ctx: PrepContext):

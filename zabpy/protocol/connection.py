@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from ..jute.codec import DecodeError, Reader
+from ..jute.codec import DecodeError, Reader, fast_frozen_init
 from ..jute.records import ConnectRequest
 from .. import limits
 
@@ -57,6 +57,11 @@ class Request:
     xid: int
     op: int
     body: Any  # a memoryview (mypyc cannot yet compile a dataclass field of that type)
+
+
+# one per request: its fields stored through the slots (pure Python; a
+# compiled build's class is left as mypyc made it)
+fast_frozen_init(Request)
 
 
 FIRST, HANDSHAKE, ACTIVE, CLOSED = "FIRST", "HANDSHAKE", "ACTIVE", "CLOSED"

@@ -619,8 +619,7 @@ class ServerRuntime:
             self.server.logged(self._appended_zxid, _now_ms())
             return
         try:
-            for hdr, txn in records:
-                self.store.append(hdr, txn)
+            self.store.append_many(records)
         except OSError as e:
             self.server.log_failed(str(e))
             return

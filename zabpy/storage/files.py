@@ -248,6 +248,25 @@ class TxnStore:
         """Queue one txn for the next flush (cheap; no IO)."""
         self._queue(hdr.zxid, encode_entry(hdr, txn, digest))
 
+    def append_many(self, records) -> None:
+        """``append(hdr, txn)`` of each (TxnHeader, txn) in ``records``, in
+        order, under one take of the lock (a group commit's worth at once)."""
+        entries = [(hdr.zxid, encode_entry(hdr, txn)) for hdr, txn in records]
+        with self._lock:
+            last = self._last_appended_zxid
+            pending = self._pending
+            if not pending and entries:
+                self._pending_first_zxid = entries[0][0]
+            size = 0
+            for zxid, entry in entries:
+                assert zxid > last, (zxid, last)
+                last = zxid
+                pending.append(entry)
+                size += len(entry)
+            self._last_appended_zxid = last
+            self._txns_since_snap += len(entries)
+            self._bytes_since_snap += size
+
     def append_payload(self, zxid: int, payload: bytes) -> None:
         """``append`` of a txn already encoded (TxnHeader ‖ txn ‖ digest, as a
         PROPOSAL carries it): the same log bytes, without encoding it again."""
@@ -287,8 +306,10 @@ class TxnStore:
                 raise
         self.unsynced_base = None
 
-    def flush_and_sync(self) -> None:
-        """Write every queued txn and fsync it (forceSync); raises OSError on IO error."""
+    def flush_and_sync(self) -> int | None:
+        """Write every queued txn and fsync it (forceSync); raises OSError on IO
+        error. Returns the zxid of the last txn it made durable (None: none was
+        queued), which no txn appended meanwhile is below (zxids increase)."""
         with self._flush_lock:
             if self.failed is not None:
                 raise OSError(errno.EIO, f"transaction log failed earlier: {self.failed}")
@@ -301,6 +322,7 @@ class TxnStore:
                 batch, self._pending = self._pending, []
                 first_zxid, self._pending_first_zxid = self._pending_first_zxid, None
                 roll, self._roll_pending = self._roll_pending, False
+                last_zxid = self._last_appended_zxid
             try:
                 if roll:
                     self._close_log()
@@ -310,6 +332,7 @@ class TxnStore:
             except OSError as e:
                 self._fail(e)
                 raise
+            return last_zxid if batch else None
 
     def _write_batch(self, first_zxid: int, batch: list[bytes]) -> None:
         created = self._fd is None
