@@ -218,13 +218,17 @@ class LearnerServer(StandaloneServer):
     def _apply_next(self) -> None:
         while self._sliced is None and self._fanout is None and self._committed:
             kind, a, b = self._committed[0]
-            if kind == "txn" and self._scans and self._scan_waits(a, b):
+            if self._scans and (self._scan_waits(a, b) if kind == "txn"
+                                else self._sync_waits(a)):
                 return
+            held = self._scan_held
             self._committed.popleft()
             if kind == "txn":
                 self._apply_committed(a, b)
             else:
                 self._synced(a)
+            if held:
+                self._scan_unheld()
 
     def _after_apply(self, item: InFlight, res) -> None:
         # a committed txn is in the tree and its watch events are out (at
@@ -276,10 +280,21 @@ class LearnerServer(StandaloneServer):
         """The leader answered the sync() identified by ``token`` = (session id, cxid):
         once every txn committed before it is applied here."""
         self.now_ms = now_ms
-        if self._sliced is not None or self._fanout is not None or self._committed:
+        if self._sliced is not None or self._fanout is not None or self._committed \
+                or (self._scans and self._sync_waits(token)):
             self._committed.append(("sync", token, None))
             return
         self._synced(token)
+
+    def _sync_waits(self, token) -> bool:
+        """A sync() of a session with a read being computed in parts is
+        answered after it (its zxid must not be below that read's)."""
+        session_id = token[0]
+        if any(session_id in job.sessions for job in self._scans):
+            self._scan_held = True
+            self._held_session = session_id
+            return True
+        return False
 
     def _synced(self, token) -> None:
         waiting = self._awaiting.pop(token, None)

@@ -219,21 +219,30 @@ class SlicedScan:
     Consistency: the answer is the one of the moment it is finished, as any
     read's. While a scan is under way the server applies no txn that would
     change its answer (``waits_for``; such a txn, and every txn after it,
-    waits in order until the scans it waits for are done), and starts no new
-    scan while a txn waits so (the scan's read waits instead), so writes are
-    never starved. A txn that does not change the answer is applied as
-    usual, and its watch events go out: they do not contradict the answer
-    that follows them. This is what ZooKeeper does, more finely: its
-    CommitProcessor applies no committed write while any read is being
-    processed.
+    waits in order until the scans it waits for are done), nor a txn of a
+    session whose read it is (as ZooKeeper, which applies no write of a
+    session before that session's earlier reads are answered: the zxids a
+    session is answered with never go back), and starts no new scan while a
+    txn waits so (the scan's read waits instead), so writes are never
+    starved. Any other txn is applied as usual, and its watch events go
+    out: they do not contradict the answer that follows them. This is what
+    ZooKeeper does, more finely: its CommitProcessor applies no committed
+    write while any read is being processed.
 
     ``waiters``: the (connection id, entry) of the reads answered by this
-    scan (several getChildren of one node share the encoding)."""
+    scan (several getChildren of one node share the encoding), ``sessions``
+    their session ids."""
 
-    def __init__(self, conn_id: int, entry) -> None:
+    def __init__(self, conn_id: int, session_id: int, entry) -> None:
         self.waiters: list = [(conn_id, entry)]
+        self.sessions: dict[int, None] = {session_id: None}
         self._hdr = None          # the txn last judged by ``waits_for``, and the verdict
         self._verdict = False
+
+    def join(self, conn_id: int, session_id: int, entry) -> None:
+        """Another read answered by this scan."""
+        self.waiters.append((conn_id, entry))
+        self.sessions[session_id] = None
 
     def step(self, tree: DataTree) -> bool:
         """One more part; True once the answer is complete."""
@@ -253,7 +262,7 @@ class SlicedScan:
         apply order is asked again on every try until it may go)."""
         if hdr is not self._hdr:
             self._hdr = hdr
-            self._verdict = self.changed_by(hdr, txn, tree)
+            self._verdict = hdr.clientId in self.sessions or self.changed_by(hdr, txn, tree)
         return self._verdict
 
 
@@ -297,8 +306,9 @@ class SlicedChildren(SlicedScan):
     is still the node's when it is done: it becomes the node's cached one
     and the reads waiting for it are answered as any read, from the cache."""
 
-    def __init__(self, conn_id: int, entry, path: str, node, names_per_part: int):
-        super().__init__(conn_id, entry)
+    def __init__(self, conn_id: int, session_id: int, entry, path: str, node,
+                 names_per_part: int):
+        super().__init__(conn_id, session_id, entry)
         self.path, self.node = path, node
         self.prefix = path if path == "/" else path + "/"
         self.names_per_part = names_per_part
@@ -343,8 +353,9 @@ class SlicedCount(SlicedScan):
     ``nodes_per_part`` nodes per ``work`` call (``DataTree.count_part``).
     The creates and deletes below the node wait meanwhile."""
 
-    def __init__(self, conn_id: int, entry, path: str, tree: DataTree, nodes_per_part: int):
-        super().__init__(conn_id, entry)
+    def __init__(self, conn_id: int, session_id: int, entry, path: str, tree: DataTree,
+                 nodes_per_part: int):
+        super().__init__(conn_id, session_id, entry)
         self.prefix = path + "/"
         self.nodes_per_part = nodes_per_part
         self.pending = tree.descendants_start(path)
@@ -382,9 +393,9 @@ class SlicedEphemerals(SlicedScan):
     session's ephemeral creates, the deletes of its ephemerals and its
     close wait meanwhile."""
 
-    def __init__(self, conn_id: int, entry, session_id: int, owned: dict, prefix: str | None,
+    def __init__(self, conn_id: int, session_id: int, entry, owned: dict, prefix: str | None,
                  paths_per_part: int):
-        super().__init__(conn_id, entry)
+        super().__init__(conn_id, session_id, entry)
         self.session_id = session_id
         self.owned = owned
         self.paths = list(owned)

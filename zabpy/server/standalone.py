@@ -304,6 +304,7 @@ class StandaloneServer:
         # waits (``_scan_held``) no new scan starts
         self._scans: deque[SlicedScan] = deque()
         self._scan_held = False
+        self._held_session = 0   # the session of the txn that waits so
         # connections whose held output (``Conn.held``) goes on at the next
         # ``work`` call; one waiting for its send budget is out of it until
         # the runtime ``grant``s more
@@ -920,15 +921,20 @@ class StandaloneServer:
                 item = self.inflight[0]
                 if self._scan_waits(item.hdr, item.txn):
                     return
+            held = self._scan_held
             self._apply_one(self.inflight.popleft())
+            if held:
+                self._scan_unheld()
 
     def _scan_waits(self, hdr: R.TxnHeader, txn) -> bool:
         """The next txn in order would change the answer of a scan under
-        way: it (and all after it) waits, and so do new scans."""
+        way: it (and all after it) waits, and so do the reads that would
+        start a scan (``_scan_held``), until it is applied."""
         tree = self.tree
         for job in self._scans:
             if job.waits_for(hdr, txn, tree):
                 self._scan_held = True
+                self._held_session = hdr.clientId
                 return True
         return False
 
@@ -1144,6 +1150,8 @@ class StandaloneServer:
                 self._close_conn(conn)
         self.pending = PendingChanges(self.tree)
         self.next_zxid = self.tree.last_processed_zxid + 1
+        if self._scan_held:   # the txn it waited for is gone
+            self._scan_unheld()
         self._run_deferred()  # refused now, in order
 
     def _after_apply(self, item: InFlight, res) -> None:
@@ -1316,16 +1324,18 @@ class StandaloneServer:
         if type(job) is SlicedCount and job.step(self.tree):
             self._scan_reply(entry, job)   # small after all: one part
             return False
-        if self._scan_held or self._sliced is not None:
+        if (self._scan_held and self._held_session != conn.session_id) \
+                or self._sliced is not None:
+            # (a read of the session whose txn waits goes first: that txn
+            # came after it; it then waits for this scan too)
             self._gated[conn.conn_id] = None
             return True
+        entry.listing = 1
         if type(job) is SlicedChildren:
             for other in self._scans:   # the same list being encoded: share it
                 if type(other) is SlicedChildren and other.node is job.node:
-                    other.waiters.append((conn.conn_id, entry))
-                    entry.listing = 1
+                    other.join(conn.conn_id, conn.session_id, entry)
                     return True
-        entry.listing = 1
         self._scans.append(job)
         return True
 
@@ -1339,7 +1349,7 @@ class StandaloneServer:
             owned = self.tree.ephemerals.get(conn.session_id)
             if owned is None or len(owned) <= settings.ephemerals_per_part or req is None:
                 return None
-            return SlicedEphemerals(conn.conn_id, entry, conn.session_id, owned,
+            return SlicedEphemerals(conn.conn_id, conn.session_id, entry, owned,
                                     ephemerals_prefix(req.prefixPath),
                                     settings.ephemerals_per_part)
         if not isinstance(path, str) or (path in ("", "/") and entry.op == OP.getAllChildrenNumber):
@@ -1352,10 +1362,12 @@ class StandaloneServer:
             if node.child_count() == 0 or not check_perm(node.acl, PERM.READ, conn.auth_ids,
                                                          settings.skip_acl):
                 return None
-            return SlicedCount(conn.conn_id, entry, key, self.tree, settings.count_nodes_per_part)
+            return SlicedCount(conn.conn_id, conn.session_id, entry, key, self.tree,
+                               settings.count_nodes_per_part)
         if node.children_wire is not None or node.child_count() <= settings.children_per_part:
             return None
-        return SlicedChildren(conn.conn_id, entry, key, node, settings.children_per_part)
+        return SlicedChildren(conn.conn_id, conn.session_id, entry, key, node,
+                              settings.children_per_part)
 
     def _scan_part(self) -> None:
         job = self._scans[0]
@@ -1390,22 +1402,26 @@ class StandaloneServer:
         parts = job.body_parts(self.tree)
         if parts is None:
             return
-        zxid = self.tree.last_processed_zxid
+        zxid = entry.reply_zxid = self.tree.last_processed_zxid
         size = sum(map(len, parts))
         head = _REPLY.pack(16 + size, entry.xid, zxid, ERR.OK)
-        entry.reply_zxid = zxid
         if size > _REPLY_PART:
             entry.reply = Pieces((head, *parts))
         else:
             entry.reply = head + b"".join(parts)
 
     def _scan_ended(self) -> None:
-        """Txns held back by a scan go on, and once none waits for one the
-        reads that waited to start theirs (while no multi is applied in
-        parts: that one drains them at its end)."""
-        self._scan_held = False
+        """A scan is over: the txns it held back go on."""
         self._apply_next()
-        if not self._scan_held and self._sliced is None and self._gated:
+
+    def _scan_unheld(self) -> None:
+        """The txn that waited for scans is applied: the reads that waited
+        to start theirs start now, before the next txn is applied (so each
+        sees the state it would have had, and the zxids a session is
+        answered with never go back), unless a multi is being applied in
+        parts (that one answers them at its end)."""
+        self._scan_held = False
+        if self._sliced is None and self._gated:
             gated, self._gated = self._gated, {}
             for conn_id in gated:
                 conn = self.conns.get(conn_id)
