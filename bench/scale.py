@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -128,6 +129,17 @@ def _snap_files(server: Server) -> dict[str, int]:
     return out
 
 
+def fork_ms(server: Server) -> float | None:
+    """How long zabpy's fork of its snapshot writer held the server (the
+    last "fork N ms" of its log), or None (Java, or no snapshot)."""
+    try:
+        text = (server.home / "server.log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"; fork ([0-9.]+) ms\)", text)
+    return float(found[-1]) if found else None
+
+
 def _complete(server: Server, name: str) -> bool:
     if not name.startswith("snapshot."):
         return False
@@ -205,9 +217,13 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
                 state["start"] = now
             if state["start"] is not None:
                 state["peak"] = max(state["peak"], procfs.rss_bytes(server.pid))
-                if now - state["pss_at"] >= PSS_POLL_S:  # smaps_rollup walks the page tables
+                if now - state["pss_at"] >= PSS_POLL_S:
+                    # smaps_rollup walks the page tables (tens of ms for a 1M-znode
+                    # server and its writer): in a thread, the kernel's walk does not
+                    # hold up this loop, which times the bystander's reads
                     state["pss_at"] = now
-                    state["peak_pss"] = max(state["peak_pss"], procfs.pss_bytes(server.pid))
+                    pss = await asyncio.to_thread(procfs.pss_bytes, server.pid)
+                    state["peak_pss"] = max(state["peak_pss"], pss)
                 if any(_complete(server, n) for n in new) and not kids:
                     state["end"] = now
                     return
@@ -222,7 +238,8 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
     start, end = state["start"], state["end"]
     quiet = [lat for t, lat in samples if start is None or t < start]
     during = [lat for t, lat in samples if start is not None and start <= t <= end]
-    return {"snapshot_s": (end - start) if start is not None and not state.get("timeout")
+    return {"fork_ms": fork_ms(server), "load_avg_1m": os.getloadavg()[0],
+            "snapshot_s": (end - start) if start is not None and not state.get("timeout")
             else None, "p99_quiet_ms": _p99(quiet), "p99_snapshot_ms": _p99(during),
             "max_snapshot_ms": max(during) if during else None, "reads_during": len(during),
             "peak_rss_bytes": state["peak"] or None, "peak_pss_bytes": state["peak_pss"] or None,

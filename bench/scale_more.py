@@ -126,9 +126,11 @@ def run_prebuilt(name: str, n: int, work: Path, server_for, snapshot_under_load,
             f"{out['restarted_rss_bytes'] / 2**20:.0f} MiB")
         out.update(asyncio.run(snapshot_under_load(server, timeout_s=1800)))
         log(f"  {name} {n:,}: snapshot {out['snapshot_s'] or 0:.1f} s, p99 "
-            f"{out['p99_quiet_ms'] or 0:.1f} -> {out['p99_snapshot_ms'] or 0:.1f} ms, peak RSS "
+            f"{out['p99_quiet_ms'] or 0:.1f} -> {out['p99_snapshot_ms'] or 0:.1f} ms (max "
+            f"{out['max_snapshot_ms'] or 0:.0f} ms, {out['reads_during']} reads), peak RSS "
             f"{(out['peak_rss_bytes'] or 0) / 2**20:.0f} MiB, peak PSS "
-            f"{(out['peak_pss_bytes'] or 0) / 2**20:.0f} MiB")
+            f"{(out['peak_pss_bytes'] or 0) / 2**20:.0f} MiB, fork {out['fork_ms'] or 0:.1f} ms, "
+            f"load {out['load_avg_1m']:.1f}")
     except (RuntimeError, OSError) as e:
         out.setdefault("problems", []).append(str(e))
         log(f"  {name} {n:,}: {e}")
