@@ -319,7 +319,7 @@ def render(results: list[dict]) -> str:
 
 
 def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
-    from .scale_more import run_fanout, run_prebuilt, run_snap_sync
+    from .scale_more import run_count, run_fanout, run_prebuilt, run_snap_sync
 
     def server_for(name: str):
         return lambda home, port: _server(name, home, port, SNAP_COUNT, a.zabpy_cmd)
@@ -330,7 +330,9 @@ def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
             results.append(run_fanout(name, a.fanout, work, server_for(name)))
         if a.snap_sync:
             results.append(run_snap_sync(name, a.snap_sync, work, a.zabpy_cmd))
-    if a.fanout or a.snap_sync:
+        if a.count:
+            results.append(run_count(name, a.count, work, server_for(name)))
+    if a.fanout or a.snap_sync or a.count:
         return results
     for n in sizes:
         for name in servers:
@@ -361,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snap-sync", type=int, metavar="N",
                    help="only: a learner's SNAP of N znodes in a 3-member ensemble, "
                         "bystander p99 on the leader")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="only: getAllChildrenNumber of N znodes back to back, bystander p99")
     a = p.parse_args(argv)
     sizes = a.znodes or [100_000, 1_000_000]
     if a.huge:
@@ -377,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    if not (a.fanout or a.snap_sync):
+    if not (a.fanout or a.snap_sync or a.count):
         print(render(results))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))

@@ -49,11 +49,11 @@ MULTI_SLICED_BODY_BYTES = 16 * 1024
 # names per loop turn before it is answered (server/sliced.py).
 CHILDREN_ENCODE_PER_PART = 10_000
 # A getAllChildrenNumber of a node with more nodes below it than this counts
-# them this many per loop turn, and a getEphemerals of a session owning more
-# than this many ephemerals lists them so (server/sliced.py). A node costs
-# some 0.4 us to count (a lookup in a dict of a million: cache misses), a
-# path about as much to list.
-COUNT_NODES_PER_PART = 10_000
+# them this many per loop turn (a node costs some 0.4 us to count, a lookup in
+# a dict of a million paths: cache misses; about 2 ms a part), and a
+# getEphemerals of a session owning more than EPHEMERALS_PER_PART ephemerals
+# filters and encodes them that many per turn (server/sliced.py).
+COUNT_NODES_PER_PART = 5_000
 EPHEMERALS_PER_PART = 10_000
 # A reply frame longer than this (a long child list: 12 bytes a name) goes to
 # its connection this many bytes per loop turn, and while the send budget

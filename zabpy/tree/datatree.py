@@ -535,29 +535,38 @@ class DataTree:
             total += self.count_part(pending, len(self.nodes))
         return total
 
-    def descendants_start(self, path: str) -> list[list[str]]:
+    def descendants_start(self, path: str) -> list:
         """The work list of a count of ``path``'s descendants (``count_part``)."""
         kids = self.nodes[path]._kids
-        return [list(kids)] if kids else []
+        return [kids] if kids else []
 
-    def count_part(self, pending: list[list[str]], budget: int) -> int:
+    def count_part(self, pending: list, budget: int) -> int:
         """A part of a count of descendants: takes about ``budget`` paths off
-        ``pending`` (lists of paths still to count), counts them and adds
-        the child lists of those that have children. Returns how many it
-        counted; the count is done when ``pending`` is empty. Each list is
-        looked at in C (map, filter), not a Python step per node, so a
-        million nodes take tens of milliseconds. A caller that spreads the
-        parts over time keeps the nodes below unchanged meanwhile."""
+        ``pending`` (nodes' child dicts, or (list, start) for the rest of a
+        long one), counts them and adds the child dicts of those that have
+        children (the dicts themselves, not copies: a caller that spreads the
+        parts over time keeps the nodes below unchanged meanwhile). Returns
+        how many it counted; the count is done when ``pending`` is empty.
+        Each run of paths is looked at in C (map, filter), not a Python step
+        per node: about 0.4 us a node in a tree of a million (cache misses)."""
         get = self.nodes.__getitem__
         counted = 0
         while pending and counted < budget:
-            paths = pending.pop()
+            item = pending.pop()
             room = budget - counted
-            if len(paths) > room:
-                pending.append(paths[room:])
-                paths = paths[:room]
+            if type(item) is tuple:
+                seq, start = item
+                paths = seq[start:start + room]
+                if start + room < len(seq):
+                    pending.append((seq, start + room))
+            elif len(item) > room:
+                seq = list(item)
+                paths = seq[:room]
+                pending.append((seq, room))
+            else:
+                paths = item
             counted += len(paths)
-            pending.extend(map(list, filter(None, map(_KIDS_OF, map(get, paths)))))
+            pending.extend(filter(None, map(_KIDS_OF, map(get, paths))))
         return counted
 
     # ---- the mutator ---------------------------------------------------------
