@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -128,6 +129,17 @@ def _snap_files(server: Server) -> dict[str, int]:
     return out
 
 
+def fork_ms(server: Server) -> float | None:
+    """How long zabpy's fork of its snapshot writer held the server (the
+    last "fork N ms" of its log), or None (Java, or no snapshot)."""
+    try:
+        text = (server.home / "server.log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"; fork ([0-9.]+) ms\)", text)
+    return float(found[-1]) if found else None
+
+
 def _complete(server: Server, name: str) -> bool:
     if not name.startswith("snapshot."):
         return False
@@ -205,9 +217,13 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
                 state["start"] = now
             if state["start"] is not None:
                 state["peak"] = max(state["peak"], procfs.rss_bytes(server.pid))
-                if now - state["pss_at"] >= PSS_POLL_S:  # smaps_rollup walks the page tables
+                if now - state["pss_at"] >= PSS_POLL_S:
+                    # smaps_rollup walks the page tables (tens of ms for a 1M-znode
+                    # server and its writer): in a thread, the kernel's walk does not
+                    # hold up this loop, which times the bystander's reads
                     state["pss_at"] = now
-                    state["peak_pss"] = max(state["peak_pss"], procfs.pss_bytes(server.pid))
+                    pss = await asyncio.to_thread(procfs.pss_bytes, server.pid)
+                    state["peak_pss"] = max(state["peak_pss"], pss)
                 if any(_complete(server, n) for n in new) and not kids:
                     state["end"] = now
                     return
@@ -222,7 +238,8 @@ async def snapshot_under_load(server: Server, timeout_s: float) -> dict:
     start, end = state["start"], state["end"]
     quiet = [lat for t, lat in samples if start is None or t < start]
     during = [lat for t, lat in samples if start is not None and start <= t <= end]
-    return {"snapshot_s": (end - start) if start is not None and not state.get("timeout")
+    return {"fork_ms": fork_ms(server), "load_avg_1m": os.getloadavg()[0],
+            "snapshot_s": (end - start) if start is not None and not state.get("timeout")
             else None, "p99_quiet_ms": _p99(quiet), "p99_snapshot_ms": _p99(during),
             "max_snapshot_ms": max(during) if during else None, "reads_during": len(during),
             "peak_rss_bytes": state["peak"] or None, "peak_pss_bytes": state["peak_pss"] or None,
@@ -302,7 +319,7 @@ def render(results: list[dict]) -> str:
 
 
 def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
-    from .scale_more import run_fanout, run_prebuilt, run_snap_sync
+    from .scale_more import run_count, run_fanout, run_prebuilt, run_snap_sync
 
     def server_for(name: str):
         return lambda home, port: _server(name, home, port, SNAP_COUNT, a.zabpy_cmd)
@@ -313,7 +330,9 @@ def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
             results.append(run_fanout(name, a.fanout, work, server_for(name)))
         if a.snap_sync:
             results.append(run_snap_sync(name, a.snap_sync, work, a.zabpy_cmd))
-    if a.fanout or a.snap_sync:
+        if a.count:
+            results.append(run_count(name, a.count, work, server_for(name)))
+    if a.fanout or a.snap_sync or a.count:
         return results
     for n in sizes:
         for name in servers:
@@ -344,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snap-sync", type=int, metavar="N",
                    help="only: a learner's SNAP of N znodes in a 3-member ensemble, "
                         "bystander p99 on the leader")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="only: getAllChildrenNumber of N znodes back to back, bystander p99")
     a = p.parse_args(argv)
     sizes = a.znodes or [100_000, 1_000_000]
     if a.huge:
@@ -360,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    if not (a.fanout or a.snap_sync):
+    if not (a.fanout or a.snap_sync or a.count):
         print(render(results))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))

@@ -31,6 +31,7 @@ The machine is shared: times are indicative.
 from __future__ import annotations
 
 import asyncio
+import os
 import multiprocessing
 import shutil
 import time
@@ -126,9 +127,11 @@ def run_prebuilt(name: str, n: int, work: Path, server_for, snapshot_under_load,
             f"{out['restarted_rss_bytes'] / 2**20:.0f} MiB")
         out.update(asyncio.run(snapshot_under_load(server, timeout_s=1800)))
         log(f"  {name} {n:,}: snapshot {out['snapshot_s'] or 0:.1f} s, p99 "
-            f"{out['p99_quiet_ms'] or 0:.1f} -> {out['p99_snapshot_ms'] or 0:.1f} ms, peak RSS "
+            f"{out['p99_quiet_ms'] or 0:.1f} -> {out['p99_snapshot_ms'] or 0:.1f} ms (max "
+            f"{out['max_snapshot_ms'] or 0:.0f} ms, {out['reads_during']} reads), peak RSS "
             f"{(out['peak_rss_bytes'] or 0) / 2**20:.0f} MiB, peak PSS "
-            f"{(out['peak_pss_bytes'] or 0) / 2**20:.0f} MiB")
+            f"{(out['peak_pss_bytes'] or 0) / 2**20:.0f} MiB, fork {out['fork_ms'] or 0:.1f} ms, "
+            f"load {out['load_avg_1m']:.1f}")
     except (RuntimeError, OSError) as e:
         out.setdefault("problems", []).append(str(e))
         log(f"  {name} {n:,}: {e}")
@@ -172,6 +175,63 @@ def run_fanout(name: str, wide: int, work: Path, server_for, log=print) -> dict:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
     return out
+
+
+def run_count(name: str, n: int, work: Path, server_for, log=print) -> dict:
+    """getAllChildrenNumber(/scale) of a tree of ``n`` znodes back to back for
+    FANOUT_S from one session, a bystander reading meanwhile (issue 19: zabpy
+    counts a part per loop turn)."""
+    from .servers import free_port
+
+    home = work / f"{name}-count-{n}"
+    shutil.rmtree(home, ignore_errors=True)
+    out: dict = {"server": name, "counted": n}
+    build_datadir(home / "data", n)
+    port = free_port()
+    server = server_for(home, port)
+    try:
+        server.start()
+        server.wait_ready(timeout_s=1800)
+        time.sleep(SETTLE_S)
+
+        async def calls() -> dict:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                return await asyncio.get_running_loop().run_in_executor(pool, _count_calls, port)
+
+        got = asyncio.run(bystander_during(port, calls))
+        act = got.pop("action")
+        out.update(got, **act, load_avg_1m=os.getloadavg()[0])
+        out["s_per_call"] = got["action_s"] / act["calls"] if act["calls"] else None
+        log(f"  {name} getAllChildrenNumber of {act['count']:,}: {act['calls']} calls, "
+            f"{(out['s_per_call'] or 0) * 1000:.1f} ms each; bystander p99 "
+            f"{got['p99_quiet_ms'] or 0:.1f} -> {got['p99_during_ms'] or 0:.1f} ms (max "
+            f"{got['max_during_ms'] or 0:.0f} ms); load {out['load_avg_1m']:.1f}")
+    except (RuntimeError, OSError, AssertionError) as e:
+        out.setdefault("problems", []).append(repr(e))
+        log(f"  {name} count: {e!r}")
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def _count_calls(port: int) -> dict:
+    """getAllChildrenNumber(/scale) back to back for FANOUT_S (a process of its own)."""
+
+    async def calls() -> dict:
+        sess = await Session.open("127.0.0.1", port, Counters())
+        body = R.GetAllChildrenNumberRequest("/scale").to_bytes()
+        done, t_end, count = 0, time.monotonic() + FANOUT_S, 0
+        while time.monotonic() < t_end:
+            err, reply = await sess.call(OpCode.getAllChildrenNumber, body, timeout_s=120)
+            assert err == 0, err
+            count = int.from_bytes(reply[:4], "big")
+            done += 1
+        await sess.close()
+        return {"calls": done, "count": count}
+
+    return asyncio.run(calls())
 
 
 def _fanout_calls(port: int, wide: int) -> dict:

@@ -296,26 +296,53 @@ def test_a_long_child_list_is_encoded_in_parts_and_then_cached():
     assert len(_frames(h.step(), 1)) == 1 and not h.srv.busy   # from the cache at once
 
 
-def test_a_child_list_that_changes_while_encoded_is_answered_as_it_is_then():
+def test_a_create_under_a_list_being_encoded_waits_for_it():
+    """Issue 19: while a long child list is encoded in parts, a create
+    under that node waits (its txn is durable, not applied): the list is
+    answered as of the moment it is done, without the new child, and no
+    whole re-encode follows; the create is applied and answered after it,
+    and the next listing shows it. A create elsewhere is applied at once."""
     from zabpy import limits
 
     h = Harness()
     n = limits.CHILDREN_ENCODE_PER_PART + 1
-    tree = h.srv.tree
-    tree.create_node("/big", b"", tuple(OPEN), 0, 1, 2, 0)
-    for i in range(n):
-        tree.create_node(f"/big/c{i:06d}", b"", tuple(OPEN), 0, i + 2, i + 3, 0)
+    _wide(h, n)
+    h.srv.tree.create_node("/other", b"", tuple(OPEN), 0, 1, 2, 0)
     h.open_session(1)
+    h.open_session(2)
     h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
     assert h.srv.busy
-    h.srv.work(h.now)
-    # a txn applied between two parts adds a child: the parts are not cached
-    tree.create_node("/big/late", b"", tuple(OPEN), 0, n + 2, n + 3, 0)
+    h.request(2, 1, OpCode.create, R.CreateRequest("/big/late", b"", OPEN, 0))
+    h.request(2, 2, OpCode.create, R.CreateRequest("/other/x", b"", OPEN, 0))
+    before, after = h.durable()
+    assert len(before.persist) == 2
+    assert not _frames(after, 2) and "/big/late" not in h.srv.tree.nodes
+    assert "/other/x" not in h.srv.tree.nodes   # in order: behind the held create
     while h.srv.busy:
         h.srv.work(h.now)
-    (frame,) = _frames(h.step(), 1)
-    resp = R.GetChildrenResponse.read(Reader(frame[4 + 16:]))
-    assert len(resp.children) == n + 1 and "late" in resp.children
+    ready = h.step()
+    (listing,) = _frames(ready, 1)
+    resp = R.GetChildrenResponse.read(Reader(listing[4 + 16:]))
+    assert len(resp.children) == n and "late" not in resp.children
+    assert [_reply(f).err for f in _frames(ready, 2)] == [Err.OK, Err.OK]
+    h.request(1, 2, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    while h.srv.busy:
+        h.srv.work(h.now)
+    (listing,) = _frames(h.step(), 1)
+    assert "late" in R.GetChildrenResponse.read(Reader(listing[4 + 16:])).children
+
+
+def test_a_create_elsewhere_is_applied_while_a_list_is_encoded():
+    from zabpy import limits
+
+    h = Harness()
+    _wide(h, limits.CHILDREN_ENCODE_PER_PART + 1)
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.getChildren, R.GetChildrenRequest("/big", False))
+    h.request(2, 1, OpCode.create, R.CreateRequest("/elsewhere", b"", OPEN, 0))
+    _, after = h.durable()
+    assert [_reply(f).err for f in _frames(after, 2)] == [Err.OK] and h.srv.busy
 
 
 def _split_frames(data: bytes) -> list[bytes]:

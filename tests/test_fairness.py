@@ -304,3 +304,91 @@ def test_a_long_child_list_goes_out_in_its_place_in_the_order(server):
     assert (resp.children[-1] == "late") == late
     for cl in (c, by):
         cl.close()
+
+
+COUNT_PARENTS, COUNT_LEAVES = 200, 1000   # 200,200 nodes below /cnt
+
+
+def _count_of(c: RawClient, path: str) -> int:
+    hdr, body = c.call(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(path))
+    assert hdr.err == 0
+    return struct.unpack(">i", body)[0]
+
+
+def test_a_count_of_200k_nodes_serves_bystanders_and_is_one_state(server):
+    """Issue 19: getAllChildrenNumber of 200,200 nodes is counted a part per
+    loop turn (sliced.SlicedCount): another session's reads are answered
+    while it is under way (which can only happen between parts), and the
+    count is the tree's at one point of the txn order: deletes in the part
+    it counts first, then creates in the part it counts last, sent while it
+    runs, can never make it count more nodes than ever existed (they wait
+    while they would change it). Asserted on what clients see, never on
+    timings."""
+    c = RawClient(server.port, timeout=60)
+    c.handshake(timeout_ms=40_000)
+    assert c.call(OpCode.create, R.CreateRequest("/cnt", b"", ACL, 0))[0].err == 0
+    parents = [f"/cnt/b{i:03d}" for i in range(COUNT_PARENTS)]
+    c.send(OpCode.multi, multi(parents, True))
+    leaves = [f"{p}/n{j:04d}" for p in parents for j in range(COUNT_LEAVES)]
+    for start in range(0, len(leaves), 5000):   # pipelined
+        c.send(OpCode.multi, multi(leaves[start:start + 5000], True))
+    for _ in range(1 + len(leaves) // 5000):
+        assert c.recv_reply()[0].err == 0
+    n = COUNT_PARENTS * (COUNT_LEAVES + 1)
+    by = RawClient(server.port, timeout=60)
+    by.handshake(timeout_ms=40_000)
+    served_meanwhile = 0
+    for _ in range(5):
+        c.send(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest("/cnt"))
+        for _ in range(2):
+            assert by.call(OpCode.exists, R.ExistsRequest("/cnt", False))[0].err == 0
+        served_meanwhile += not replied(c)
+        hdr, body = c.recv_reply()
+        assert hdr.err == 0 and struct.unpack(">i", body)[0] == n
+    assert served_meanwhile > 0, server.read_log()[-3000:]
+    # the part counted first is the last parent's (a stack), the last the first's
+    w = RawClient(server.port, timeout=60)
+    w.handshake(timeout_ms=40_000)
+    moved = 100
+    xid = c.send(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest("/cnt"))
+    for j in range(moved):
+        w.send(OpCode.delete, R.DeleteRequest(f"{parents[-1]}/n{j:04d}", -1))
+    for j in range(moved):
+        w.send(OpCode.create, R.CreateRequest(f"{parents[0]}/new{j:03d}", b"", ACL, 0))
+    hdr, body = c.recv_reply()
+    assert hdr.xid == xid and hdr.err == 0
+    assert n - moved <= struct.unpack(">i", body)[0] <= n
+    for _ in range(2 * moved):
+        assert w.recv_reply()[0].err == 0
+    assert _count_of(by, "/cnt") == n
+    for cl in (c, by, w):
+        cl.close()
+
+
+def test_ephemerals_of_a_session_owning_25k_are_listed_whole(server):
+    """Issue 19: getEphemerals of a session owning 25,000 ephemerals is
+    filtered and encoded a part per loop turn (sliced.SlicedEphemerals);
+    the list is the session's, whole, for every prefix."""
+    owner = RawClient(server.port, timeout=60)
+    owner.handshake(timeout_ms=40_000)
+    owner.call(OpCode.create, R.CreateRequest("/eph25", b"", ACL, 0))
+    owner.call(OpCode.create, R.CreateRequest("/eph25/a", b"", ACL, 0))
+    owner.call(OpCode.create, R.CreateRequest("/eph25/b", b"", ACL, 0))
+    want = {f"/eph25/{'ab'[i % 2]}/e{i:05d}" for i in range(25_000)}
+    create_list(owner, sorted(want))
+    for prefix, expect in ((None, want), ("/", want), ("/eph25/a", {p for p in want if
+                                                                    p.startswith("/eph25/a")}),
+                           ("/nothing", set())):
+        hdr, body = owner.call(OpCode.getEphemerals, R.GetEphemeralsRequest(prefix))
+        got = R.GetEphemeralsResponse.read(Reader(body)).ephemerals
+        assert hdr.err == 0 and len(got) == len(expect) and set(got) == expect
+    owner.close()
+
+
+def create_list(c: RawClient, paths: list[str]) -> None:
+    for start in range(0, len(paths), 1000):
+        chunk = paths[start:start + 1000]
+        for p in chunk:
+            c.send(OpCode.create, R.CreateRequest(p, b"", ACL, 1))
+        for _ in chunk:
+            assert c.recv_reply()[0].err == 0

@@ -359,3 +359,44 @@ def test_a_follower_applies_a_big_close_in_parts_and_serves_meanwhile(ens):
     watcher.close()
     by.close()
     assert roles(ens) == before, (before, ens.diagnosis())
+
+
+SCANNED = 25_000   # > limits.COUNT_NODES_PER_PART and EPHEMERALS_PER_PART: in parts
+
+
+@pytest.mark.parametrize("where", ["follower", "leader"])
+def test_counts_and_ephemerals_in_parts_are_one_state_on_every_role(ens, where):
+    """Issue 19: getAllChildrenNumber of 25,000 nodes and getEphemerals of
+    a session owning them are computed in parts on a follower and on the
+    leader (server/sliced.py, SlicedCount / SlicedEphemerals). A multi
+    deleting ten of them, sent from another member while they run, is
+    applied before or after each, never in the middle: the count is 25,000
+    or 24,990, the list all of them or all but those ten (a read sees one
+    state)."""
+    leader, f1, f2 = members(ens)
+    sid = leader if where == "leader" else f1
+    root = f"/scan-{where}"
+    c = client(ens, sid)
+    other = client(ens, f2)
+    c.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
+    paths = [f"{root}/e{i:05d}" for i in range(SCANNED)]
+    for start in range(0, SCANNED, 1000):
+        chunk = paths[start:start + 1000]
+        for p in chunk:
+            c.send(OpCode.create, R.CreateRequest(p, b"", ACL, 1))
+        for _ in chunk:
+            assert c.recv_reply()[0].err == 0
+    gone = paths[-10:]
+    c.send(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(root))
+    c.send(OpCode.getEphemerals, R.GetEphemeralsRequest(root))
+    other.send(OpCode.multi, multi(gone, False))   # one txn: all ten or none
+    hdr, body = c.recv_reply()
+    assert hdr.err == 0 and struct.unpack(">i", body)[0] in (SCANNED, SCANNED - 10)
+    hdr, body = c.recv_reply()
+    listed = R.GetEphemeralsResponse.read(Reader(body)).ephemerals
+    assert hdr.err == 0 and set(listed) in (set(paths), set(paths[:-10]))
+    assert other.recv_reply()[0].err == 0
+    hdr, body = c.call(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(root))
+    assert struct.unpack(">i", body)[0] == SCANNED - 10
+    c.close()
+    other.close()

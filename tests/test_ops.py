@@ -416,3 +416,27 @@ def test_sasl_without_sasl_configured_fails_fast(raw):
     reply = c.call(OpCode.sasl, R.GetSASLRequest(b"token"))
     assert (reply.err, reply.zxid) == (Err.AUTHFAILED, 0)
     assert c.expect_closed()
+
+
+def test_counts_and_ephemerals_computed_in_parts_answer_as_java(pair, name):
+    """Issue 19: a getAllChildrenNumber and a getEphemerals larger than one
+    part (limits.COUNT_NODES_PER_PART, EPHEMERALS_PER_PART) are computed in
+    parts on zabpy (server/sliced.py); the replies are Java's (the order of
+    getEphemerals, a Java hash set's, is compared sorted)."""
+    from zabpy import limits
+
+    n = max(limits.COUNT_NODES_PER_PART, limits.EPHEMERALS_PER_PART) + 50
+    pair.call(OpCode.create, create_req(name))
+    pair.call(OpCode.create, create_req(f"{name}/a"))
+    pair.call(OpCode.create, create_req(f"{name}/b"))
+    paths = [f"{name}/{'ab'[i % 2]}/e{i:05d}" for i in range(n)]
+    for c in (pair.z, pair.j):
+        for start in range(0, n, 1000):
+            xids = [c.submit(OpCode.create, create_req(p, b"", 1))
+                    for p in paths[start:start + 1000]]
+            for x in xids:
+                assert c.read_reply(x).err == 0
+    pair.call(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(name))
+    pair.call(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(f"{name}/a"))
+    for prefix in (None, "", "/", " / ", name, f"{name}/a", f"{name}/b/e0001", "/nothing"):
+        pair.call(OpCode.getEphemerals, R.GetEphemeralsRequest(prefix))

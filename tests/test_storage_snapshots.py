@@ -480,3 +480,38 @@ def test_server_rolls_logs_by_size(tmp_path):
         c.close()
     finally:
         again.stop()
+
+
+def _in_child(fn) -> int:
+    """Run ``fn`` in a forked child; its return value (a small int) back."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE here")
+def test_the_snapshot_writer_is_an_idle_task_until_its_deadline(tmp_path):
+    """Issue 19: the forked snapshot writer runs as SCHED_IDLE at niceness
+    +10 (a waking server preempts it at once), and the first chunk it writes
+    after its deadline puts it back under SCHED_OTHER, still nice."""
+    from zabpy.storage import files
+
+    def child() -> int:
+        if not files.idle_priority() or os.sched_getscheduler(0) != os.SCHED_IDLE:
+            return 1
+        if os.nice(0) < files.SNAPSHOT_WRITER_NICE:
+            return 2
+        fd = os.open(tmp_path / "x", os.O_WRONLY | os.O_CREAT)
+        files.idle_until(3600)(fd, b"a", 0)
+        if os.sched_getscheduler(0) != os.SCHED_IDLE:
+            return 3
+        files.idle_until(0)(fd, b"b", 1)
+        return 0 if os.sched_getscheduler(0) == os.SCHED_OTHER else 4
+
+    assert _in_child(child) == 0
+    assert (tmp_path / "x").read_bytes() == b"ab"

@@ -24,7 +24,8 @@ from ..tree.acl import check_perm, java_set_order
 from ..tree.datatree import ApplyResult, DataTree
 from ..tree.watches import WatchManager
 
-__all__ = ["Encoded", "ReadContext", "read", "write_reply", "multi_response"]
+__all__ = ["Encoded", "ReadContext", "ephemerals_prefix", "read", "write_reply",
+           "multi_response"]
 
 
 class ReadContext:
@@ -157,9 +158,25 @@ def _all_children_number(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
     return ERR.OK, R.GetAllChildrenNumberResponse(ctx.tree.count_descendants(req.path))
 
 
+# What Java's String.trim() takes off: every char up to U+0020.
+_JAVA_TRIM = "".join(map(chr, range(33)))
+
+
+def ephemerals_prefix(prefix: str | None) -> str | None:
+    """getEphemerals' prefix as ZooKeeper's FinalRequestProcessor takes it:
+    None (every ephemeral of the session) when it is null, or blank or "/"
+    once trimmed as Java trims; otherwise the prefix itself, untrimmed."""
+    if prefix is None:
+        return None
+    trimmed = prefix.strip(_JAVA_TRIM)
+    return None if trimmed in ("", "/") else prefix
+
+
 def _ephemerals(ctx: ReadContext, req) -> tuple[int, R.Record | None]:
-    prefix = req.prefixPath or "/"
+    prefix = ephemerals_prefix(req.prefixPath)
     owned = ctx.tree.ephemerals.get(ctx.session_id, {})
+    if prefix is None:
+        return ERR.OK, R.GetEphemeralsResponse(list(owned))
     return ERR.OK, R.GetEphemeralsResponse([p for p in owned if p.startswith(prefix)])
 
 

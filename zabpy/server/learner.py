@@ -55,7 +55,8 @@ class LearnerServer(StandaloneServer):
         # (session id, cxid) -> (conn id, entry); ("session", id) -> conn id
         self._awaiting: dict = {}
         # What the leader committed (("txn", hdr, txn)) or answered (("sync",
-        # token)) while a multi is applied in parts: handled after it, in order.
+        # token)) while a multi is applied in parts, or held back by a scan:
+        # handled after it, in order.
         self._committed: deque = deque()
         # Large multis forwarded whole, decoded a part per ``work`` call for
         # their replies (forwarding order).
@@ -192,6 +193,10 @@ class LearnerServer(StandaloneServer):
     def busy(self) -> bool:
         return super().busy or bool(self._decoding)
 
+    @property
+    def applying(self) -> bool:
+        return super().applying or bool(self._committed)
+
     def work(self, now_ms: int) -> None:
         super().work(now_ms)
         if self._decoding:
@@ -201,20 +206,29 @@ class LearnerServer(StandaloneServer):
 
     def apply_committed(self, hdr: R.TxnHeader, txn, now_ms: int) -> None:
         """A txn the leader committed, applied in zxid order: after the multi
-        being applied in parts, if one is."""
+        being applied in parts, if one is, and after the scans whose answer
+        it would change (``_scan_waits``)."""
         self.now_ms = now_ms
-        if self._sliced is not None or self._fanout is not None:
+        if self._sliced is not None or self._fanout is not None or self._committed \
+                or (self._scans and self._scan_waits(hdr, txn)):
             self._committed.append(("txn", hdr, txn))
             return
         self._apply_committed(hdr, txn)
 
     def _apply_next(self) -> None:
         while self._sliced is None and self._fanout is None and self._committed:
-            kind, a, b = self._committed.popleft()
+            kind, a, b = self._committed[0]
+            if self._scans and (self._scan_waits(a, b) if kind == "txn"
+                                else self._sync_waits(a)):
+                return
+            held = self._scan_held
+            self._committed.popleft()
             if kind == "txn":
                 self._apply_committed(a, b)
             else:
                 self._synced(a)
+            if held:
+                self._scan_unheld()
 
     def _after_apply(self, item: InFlight, res) -> None:
         # a committed txn is in the tree and its watch events are out (at
@@ -266,10 +280,21 @@ class LearnerServer(StandaloneServer):
         """The leader answered the sync() identified by ``token`` = (session id, cxid):
         once every txn committed before it is applied here."""
         self.now_ms = now_ms
-        if self._sliced is not None or self._fanout is not None:
+        if self._sliced is not None or self._fanout is not None or self._committed \
+                or (self._scans and self._sync_waits(token)):
             self._committed.append(("sync", token, None))
             return
         self._synced(token)
+
+    def _sync_waits(self, token) -> bool:
+        """A sync() of a session with a read being computed in parts is
+        answered after it (its zxid must not be below that read's)."""
+        session_id = token[0]
+        if any(session_id in job.sessions for job in self._scans):
+            self._scan_held = True
+            self._held_session = session_id
+            return True
+        return False
 
     def _synced(self, token) -> None:
         waiting = self._awaiting.pop(token, None)

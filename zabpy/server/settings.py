@@ -48,10 +48,19 @@ class ServerSettings:
     # sets them small so that its three-op multis are sliced too.
     multi_ops_per_part: int = limits.MULTI_APPLY_OPS_PER_PART
     multi_sliced_body_bytes: int = limits.MULTI_SLICED_BODY_BYTES
+    # Reads answered from many nodes are computed this many per ``work`` call
+    # while ``multi_ops_per_part`` is on (server/sliced.py, SlicedScan): the
+    # names of a child list that is not cached, the nodes of a
+    # getAllChildrenNumber, the paths of a getEphemerals.
+    children_per_part: int = limits.CHILDREN_ENCODE_PER_PART
+    count_nodes_per_part: int = limits.COUNT_NODES_PER_PART
+    ephemerals_per_part: int = limits.EPHEMERALS_PER_PART
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0
         assert self.sessionless_cnxn_timeout_ms > 0
         assert self.send_budget_bytes >= 0
         assert self.multi_ops_per_part >= 0 and self.multi_sliced_body_bytes >= 0
+        assert min(self.children_per_part, self.count_nodes_per_part,
+                   self.ephemerals_per_part) >= 1
         assert 0 < self.session_timeout_ms_min <= self.session_timeout_ms_max

@@ -28,7 +28,9 @@ no later txn. Atomicity as other sessions see it (for a closeSession read
 
 from __future__ import annotations
 
+import operator
 import struct
+from itertools import chain, repeat
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
@@ -38,7 +40,8 @@ from ..tree.datatree import (ApplyResult, DataTree, child_name_at, encode_child_
                              multi_failed)
 from ..tree.paths import parent_of
 
-__all__ = ["SlicedApply", "SlicedChildren", "SlicedClose", "SlicedDecode", "SlicedPrep"]
+__all__ = ["SlicedApply", "SlicedChildren", "SlicedClose", "SlicedCount", "SlicedDecode",
+           "SlicedEphemerals", "SlicedPrep", "SlicedScan", "encode_paths"]
 
 # Reads that are not about one node: they wait for the whole multi.
 _ALWAYS_WAIT = frozenset({
@@ -48,6 +51,9 @@ _ALWAYS_WAIT = frozenset({
 })
 _NEVER_WAIT = frozenset({OpCode.ping, OpCode.whoAmI})
 _COUNT = struct.Struct(">i")
+_INT = _COUNT
+_CREATES = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL})
+_DELETES = frozenset({OpCode.delete, OpCode.deleteContainer})
 
 
 class SlicedApply:
@@ -204,17 +210,107 @@ class SlicedDecode:
             return True
 
 
-class SlicedChildren:
+class SlicedScan:
+    """A read answered from many nodes, computed a part per ``work`` call
+    (issue 19): a long child list that is not cached (``SlicedChildren``),
+    getAllChildrenNumber of a large subtree (``SlicedCount``), getEphemerals
+    of a session owning many ephemerals (``SlicedEphemerals``).
+
+    Consistency: the answer is the one of the moment it is finished, as any
+    read's. While a scan is under way the server applies no txn that would
+    change its answer (``waits_for``; such a txn, and every txn after it,
+    waits in order until the scans it waits for are done), nor a txn of a
+    session whose read it is (as ZooKeeper, which applies no write of a
+    session before that session's earlier reads are answered: the zxids a
+    session is answered with never go back), and starts no new scan while a
+    txn waits so (the scan's read waits instead), so writes are never
+    starved. Any other txn is applied as usual, and its watch events go
+    out: they do not contradict the answer that follows them. This is what
+    ZooKeeper does, more finely: its CommitProcessor applies no committed
+    write while any read is being processed.
+
+    ``waiters``: the (connection id, entry) of the reads answered by this
+    scan (several getChildren of one node share the encoding), ``sessions``
+    their session ids."""
+
+    def __init__(self, conn_id: int, session_id: int, entry) -> None:
+        self.waiters: list = [(conn_id, entry)]
+        self.sessions: dict[int, None] = {session_id: None}
+        self._hdr = None          # the txn last judged by ``waits_for``, and the verdict
+        self._verdict = False
+
+    def join(self, conn_id: int, session_id: int, entry) -> None:
+        """Another read answered by this scan."""
+        self.waiters.append((conn_id, entry))
+        self.sessions[session_id] = None
+
+    def step(self, tree: DataTree) -> bool:
+        """One more part; True once the answer is complete."""
+        raise NotImplementedError
+
+    def changed_by(self, hdr, txn, tree: DataTree) -> bool:
+        """Whether applying this txn could change the answer."""
+        raise NotImplementedError
+
+    def body_parts(self, tree: DataTree) -> list | None:
+        """The reply body in parts once complete, or None: answered as any
+        read (a child list, from the cache the scan filled)."""
+        raise NotImplementedError
+
+    def waits_for(self, hdr, txn, tree: DataTree) -> bool:
+        """``changed_by``, judged once per txn (the txn at the head of the
+        apply order is asked again on every try until it may go)."""
+        if hdr is not self._hdr:
+            self._hdr = hdr
+            self._verdict = hdr.clientId in self.sessions or self.changed_by(hdr, txn, tree)
+        return self._verdict
+
+
+def _first_path(data: bytes | None) -> str | None:
+    """The path of an encoded create or delete txn (its first field)."""
+    if not data or len(data) < 4:
+        return None
+    (n,) = _INT.unpack_from(data)
+    if n < 0 or 4 + n > len(data):
+        return None
+    return bytes(data[4:4 + n]).decode("utf-8", "replace")
+
+
+def _multi_changes(txn) -> list:
+    """(txn type, path) of each create and delete a multi makes; none when
+    it failed (it then changes nothing)."""
+    if txn is None or multi_failed(txn):
+        return []
+    return [(sub.type, _first_path(sub.data)) for sub in txn.txns
+            if sub.type in _CREATES or sub.type in _DELETES]
+
+
+def _closed_paths(hdr, txn, tree: DataTree):
+    """What a closeSession may delete: the session's ephemerals and the
+    txn's paths2Delete."""
+    owned = tree.ephemerals.get(hdr.clientId, ())
+    listed = txn.paths2Delete if txn is not None and txn.paths2Delete else ()
+    return chain(owned, listed)
+
+
+def _under(paths, prefix: str) -> bool:
+    """Any of ``paths`` starts with ``prefix`` (in C: no Python step per path)."""
+    return any(map(str.startswith, paths, repeat(prefix)))
+
+
+class SlicedChildren(SlicedScan):
     """The child list of a node with many children, encoded a part per
     ``work`` call for a getChildren at the head of its connection's queue
-    (the first listing after a change re-encodes the whole list). The names
-    are taken at the start; once all are encoded, the list becomes the
-    node's cached one if no child came or went meanwhile, and the read is
-    answered as any read, at that moment, from the cache (or, if the list
-    changed, encoded then in one piece)."""
+    (the first listing after a change encodes the whole list). The txns
+    that would add or remove one of its children wait meanwhile, so the list
+    is still the node's when it is done: it becomes the node's cached one
+    and the reads waiting for it are answered as any read, from the cache."""
 
-    def __init__(self, conn_id: int, entry, node, names_per_part: int):
-        self.conn_id, self.entry, self.node = conn_id, entry, node
+    def __init__(self, conn_id: int, session_id: int, entry, path: str, node,
+                 names_per_part: int):
+        super().__init__(conn_id, session_id, entry)
+        self.path, self.node = path, node
+        self.prefix = path if path == "/" else path + "/"
         self.names_per_part = names_per_part
         self.signature = node.children_signature()
         self.paths = list(node.child_paths())
@@ -222,18 +318,114 @@ class SlicedChildren:
         self.parts: list[bytes] = []
         self.encoded = 0
 
-    def step(self) -> bool:
-        """One more part; True once every name is encoded."""
+    def step(self, tree: DataTree) -> bool:
         stop = min(self.encoded + self.names_per_part, len(self.paths))
         self.parts.append(encode_child_names(self.paths[self.encoded:stop], self.cut))
         self.encoded = stop
         return stop == len(self.paths)
 
-    def finish(self, tree: DataTree, path: str) -> None:
-        """Cache the list on the node if it is still the tree's and unchanged."""
+    def changed_by(self, hdr, txn, tree: DataTree) -> bool:
+        t = hdr.type
+        if t in _CREATES or t in _DELETES:
+            return parent_of(txn.path) == self.path
+        if t == OpCode.multi:
+            return any(p is not None and parent_of(p) == self.path
+                       for _, p in _multi_changes(txn))
+        if t == OpCode.closeSession:   # grandchildren too: said in C, and rare
+            return _under(_closed_paths(hdr, txn, tree), self.prefix)
+        return False
+
+    def body_parts(self, tree: DataTree) -> list | None:
+        """Caches the list on the node (the reads are then answered from it)."""
         node = self.node
         # ``is self.node``, not ``is node``: mypy would narrow the local to
         # Optional by it (and mypyc refuse the module)
-        if tree.nodes.get(path) is self.node and node.children_wire is None \
-                and node.children_signature() == self.signature:
+        assert tree.nodes.get(self.path) is self.node \
+            and node.children_signature() == self.signature, \
+            f"the child list of {self.path} changed while it was encoded in parts"
+        if node.children_wire is None:
             node.children_wire = _COUNT.pack(len(self.paths)) + b"".join(self.parts)
+        return None
+
+
+class SlicedCount(SlicedScan):
+    """getAllChildrenNumber of a node with many nodes below it: counted
+    ``nodes_per_part`` nodes per ``work`` call (``DataTree.count_part``).
+    The creates and deletes below the node wait meanwhile."""
+
+    def __init__(self, conn_id: int, session_id: int, entry, path: str, tree: DataTree,
+                 nodes_per_part: int):
+        super().__init__(conn_id, session_id, entry)
+        self.prefix = path + "/"
+        self.nodes_per_part = nodes_per_part
+        self.pending = tree.descendants_start(path)
+        self.total = 0
+
+    def step(self, tree: DataTree) -> bool:
+        self.total += tree.count_part(self.pending, self.nodes_per_part)
+        return not self.pending
+
+    def changed_by(self, hdr, txn, tree: DataTree) -> bool:
+        t = hdr.type
+        if t in _CREATES or t in _DELETES:
+            return txn.path.startswith(self.prefix)
+        if t == OpCode.multi:
+            return any(p is not None and p.startswith(self.prefix)
+                       for _, p in _multi_changes(txn))
+        if t == OpCode.closeSession:
+            return _under(_closed_paths(hdr, txn, tree), self.prefix)
+        return False
+
+    def body_parts(self, tree: DataTree) -> list | None:
+        return [_COUNT.pack(self.total)]
+
+
+def encode_paths(paths: list) -> bytes:
+    """Paths as jute ustrings, one after another (a vector without its
+    count), in C: no Python step per path."""
+    raw = list(map(str.encode, paths))
+    return b"".join(map(bytes.__add__, map(_INT.pack, map(len, raw)), raw))
+
+
+class SlicedEphemerals(SlicedScan):
+    """getEphemerals of a session owning many ephemerals: filtered by the
+    prefix and encoded ``paths_per_part`` paths per ``work`` call. The
+    session's ephemeral creates, the deletes of its ephemerals and its
+    close wait meanwhile."""
+
+    def __init__(self, conn_id: int, session_id: int, entry, owned: dict, prefix: str | None,
+                 paths_per_part: int):
+        super().__init__(conn_id, session_id, entry)
+        self.session_id = session_id
+        self.owned = owned
+        self.paths = list(owned)
+        self.prefix = prefix
+        self.paths_per_part = paths_per_part
+        self.parts: list[bytes] = []
+        self.done = 0
+        self.count = 0
+
+    def step(self, tree: DataTree) -> bool:
+        stop = min(self.done + self.paths_per_part, len(self.paths))
+        part = self.paths[self.done:stop]
+        if self.prefix is not None:
+            part = list(filter(operator.methodcaller("startswith", self.prefix), part))
+        self.count += len(part)
+        self.parts.append(encode_paths(part))
+        self.done = stop
+        return stop == len(self.paths)
+
+    def changed_by(self, hdr, txn, tree: DataTree) -> bool:
+        t = hdr.type
+        mine = hdr.clientId == self.session_id
+        if t in (OpCode.create, OpCode.create2):
+            return mine and bool(txn.ephemeral)
+        if t in _DELETES:
+            return txn.path in self.owned
+        if t == OpCode.multi:
+            return any((mine and op in _CREATES) or (op in _DELETES and p in self.owned)
+                       for op, p in _multi_changes(txn))
+        return t == OpCode.closeSession and mine
+
+    def body_parts(self, tree: DataTree) -> list | None:
+        return [_COUNT.pack(self.count), *self.parts]

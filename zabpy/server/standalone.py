@@ -43,7 +43,7 @@ except ImportError:  # pure Python without mypy installed: the decorator is only
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
 from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
-from ..pipeline.final import Encoded, ReadContext, read, write_reply
+from ..pipeline.final import Encoded, ReadContext, ephemerals_prefix, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
                              PendingChanges, PrepContext, creates_ephemeral, decode_multi,
                              prepare, prepare_close_session)
@@ -58,7 +58,8 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import SlicedApply, SlicedChildren, SlicedClose, SlicedPrep
+from .sliced import (SlicedApply, SlicedChildren, SlicedClose, SlicedCount, SlicedEphemerals,
+                     SlicedPrep, SlicedScan)
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -98,6 +99,8 @@ _CLIENT_REFUSED = {OP.deleteContainer: _BAD_ARGUMENTS}
 _QUEUE_WRITE_OPS = WRITE_OPS | {OP.closeSession, OP.createSession, *_CLIENT_REFUSED}
 _BODY_INT = struct.Struct(">i")
 _LISTING_OPS = (OP.getChildren, OP.getChildren2)
+# reads that may be computed in parts (``_start_scan``)
+_SCAN_OPS = frozenset({OP.getChildren, OP.getChildren2, OP.getAllChildrenNumber, OP.getEphemerals})
 
 
 class ProtocolViolation(Exception):
@@ -156,8 +159,9 @@ class Entry:
     local_error: int = 0   # a learner answers this instead of the leader's error
     reply_zxid: int | None = None  # for a reply that is not a reply header
     size: int = 0          # body bytes, counted while zabpy.maxRequestBytesPerConnection is on
-    # a getChildren of a long list: 1 while the list is encoded in parts
-    # (``SlicedChildren``), 2 once done (it is then answered as any read)
+    # a read computed in parts (``SlicedScan``: a long child list, a count,
+    # ephemerals): 1 meanwhile, 2 once done (a child list is then answered
+    # as any read, the others have their reply)
     listing: int = 0
 
 
@@ -297,8 +301,13 @@ class StandaloneServer:
         # go); the connections they go to answer nothing meanwhile
         self._fanout: tuple | None = None
         self._fanout_wait: dict[int, None] = {}
-        # long child lists being encoded a part per ``work`` call, in order
-        self._listing: deque[SlicedChildren] = deque()
+        # reads computed a part per ``work`` call (long child lists, counts,
+        # ephemerals), in order; while one is under way the txns that would
+        # change its answer wait (``_scan_waits``), and while such a txn
+        # waits (``_scan_held``) no new scan starts
+        self._scans: deque[SlicedScan] = deque()
+        self._scan_held = False
+        self._held_session = 0   # the session of the txn that waits so
         # connections whose held output (``Conn.held``) goes on at the next
         # ``work`` call; one waiting for its send budget is out of it until
         # the runtime ``grant``s more
@@ -911,7 +920,26 @@ class StandaloneServer:
     def _apply_logged(self) -> None:
         while self._sliced is None and self._fanout is None and self.inflight \
                 and self.inflight[0].hdr.zxid <= self._logged_zxid:
+            if self._scans:
+                item = self.inflight[0]
+                if self._scan_waits(item.hdr, item.txn):
+                    return
+            held = self._scan_held
             self._apply_one(self.inflight.popleft())
+            if held:
+                self._scan_unheld()
+
+    def _scan_waits(self, hdr: R.TxnHeader, txn) -> bool:
+        """The next txn in order would change the answer of a scan under
+        way: it (and all after it) waits, and so do the reads that would
+        start a scan (``_scan_held``), until it is applied."""
+        tree = self.tree
+        for job in self._scans:
+            if job.waits_for(hdr, txn, tree):
+                self._scan_held = True
+                self._held_session = hdr.clientId
+                return True
+        return False
 
     def _apply_one(self, item: InFlight) -> None:
         """Apply the next txn in order, its watch events and its answer
@@ -957,7 +985,7 @@ class StandaloneServer:
     def busy(self) -> bool:
         """A large multi is part-way through: call ``work`` again (next loop turn)."""
         return (self._sliced is not None or self._prepping is not None
-                or self._fanout is not None or bool(self._listing) or bool(self._streams))
+                or self._fanout is not None or bool(self._scans) or bool(self._streams))
 
     @property
     def applying(self) -> bool:
@@ -975,8 +1003,8 @@ class StandaloneServer:
             self._apply_part()
         if self._fanout is not None:
             self._fanout_part()
-        if self._listing:
-            self._listing_part()
+        if self._scans:
+            self._scan_part()
         if self._streams:
             self._stream_parts()
 
@@ -1068,11 +1096,13 @@ class StandaloneServer:
         reads the tree as a state of the log (a SNAP, the end of a role); a
         multi being prepared is left as it is."""
         self.now_ms = now_ms
-        while self._sliced is not None or self._fanout is not None:
+        while self._sliced is not None or self._fanout is not None or self._scans:
             if self._sliced is not None:
                 self._apply_part()
-            else:
+            elif self._fanout is not None:
                 self._fanout_part()
+            else:   # the txns they hold back follow
+                self._finish_scan()
         assert not self.applying, "settled with txns still to apply"
 
     def apply_txn(self, hdr: R.TxnHeader, txn, now_ms: int, conn_id: int | None = None):
@@ -1080,6 +1110,8 @@ class StandaloneServer:
         the tree, the watches it fires and the session table. ``conn_id``:
         the connection here that sent it, if one did (for the change log)."""
         self.now_ms = now_ms
+        while self._scans:   # they see the tree as it was before it
+            self._finish_scan()
         res = self.tree.apply(hdr, txn)
         if self.changes is not None:
             self._record_change(hdr, txn, res.triggers, conn_id)
@@ -1121,6 +1153,8 @@ class StandaloneServer:
                 self._close_conn(conn)
         self.pending = PendingChanges(self.tree)
         self.next_zxid = self.tree.last_processed_zxid + 1
+        if self._scan_held:   # the txn it waited for is gone
+            self._scan_unheld()
         self._run_deferred()  # refused now, in order
 
     def _after_apply(self, item: InFlight, res) -> None:
@@ -1249,10 +1283,10 @@ class StandaloneServer:
                 if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
                     self._gated[conn.conn_id] = None
                     return
-                if entry.listing == 1 or (entry.op in _LISTING_OPS and self._start_listing(conn,
-                                                                                          entry)):
-                    return   # its child list is being encoded (``work``)
-                entry.reply = self._answer_read(conn, entry)
+                if entry.listing == 1 or (entry.op in _SCAN_OPS and self._start_scan(conn, entry)):
+                    return   # computed in parts (``work``), or waits to start
+                if entry.reply is None:   # else a scan done in one part answered it
+                    entry.reply = self._answer_read(conn, entry)
                 size = len(entry.reply)
                 if size <= _REPLY_PART:   # a longer one counts as its parts go out
                     conn.send_budget -= size
@@ -1281,35 +1315,125 @@ class StandaloneServer:
             if conn.held is not None:
                 return   # the rest after the long reply (``_stream_part``)
 
-    def _start_listing(self, conn: Conn, entry: Entry) -> bool:
-        """A getChildren of a node with a long list that is not cached:
-        encode it in parts first (True), so that other connections are
-        served meanwhile; the read is answered once it is done."""
+    def _start_scan(self, conn: Conn, entry: Entry) -> bool:
+        """A read whose answer takes many nodes (a long child list that is
+        not cached, a count of a large subtree, the ephemerals of a session
+        owning many): computed in parts first (True), so that other
+        connections are served meanwhile, and answered once done. It waits
+        (True, its connection in ``_gated``) while a multi is applied in
+        parts or a txn waits for the scans under way. False: answered as
+        any read (a count done in its first part is answered so here)."""
         if entry.listing or not self.multi_ops_per_part:
             return False
-        path = getattr(entry.req, "path", None)
-        if not isinstance(path, str):
+        job = self._scan_for(conn, entry)
+        if job is None:
             return False
-        node = self.tree.nodes.get("/" if path == "" else path)
-        if node is None or node.children_wire is not None \
-                or node.child_count() <= limits.CHILDREN_ENCODE_PER_PART:
+        if type(job) is SlicedCount and job.step(self.tree):
+            self._scan_reply(entry, job)   # small after all: one part
             return False
+        if (self._scan_held and self._held_session != conn.session_id) \
+                or self._sliced is not None:
+            # (a read of the session whose txn waits goes first: that txn
+            # came after it; it then waits for this scan too)
+            self._gated[conn.conn_id] = None
+            return True
         entry.listing = 1
-        self._listing.append(SlicedChildren(conn.conn_id, entry, node,
-                                            limits.CHILDREN_ENCODE_PER_PART))
+        if type(job) is SlicedChildren:
+            for other in self._scans:   # the same list being encoded: share it
+                if type(other) is SlicedChildren and other.node is job.node:
+                    other.join(conn.conn_id, conn.session_id, entry)
+                    return True
+        self._scans.append(job)
         return True
 
-    def _listing_part(self) -> None:
-        job = self._listing[0]
-        if not job.step():
+    def _scan_for(self, conn: Conn, entry: Entry) -> SlicedScan | None:
+        """The scan a read needs, or None (answered whole: small, or an
+        error, which ``_answer_read`` gives)."""
+        req = entry.req
+        path = getattr(req, "path", None)
+        settings = self.settings
+        if entry.op == OP.getEphemerals:
+            owned = self.tree.ephemerals.get(conn.session_id)
+            if owned is None or len(owned) <= settings.ephemerals_per_part or req is None:
+                return None
+            return SlicedEphemerals(conn.conn_id, conn.session_id, entry, owned,
+                                    ephemerals_prefix(req.prefixPath),
+                                    settings.ephemerals_per_part)
+        if not isinstance(path, str) or (path in ("", "/") and entry.op == OP.getAllChildrenNumber):
+            return None   # the whole tree is counted without a walk
+        key = "/" if path == "" else path
+        node = self.tree.nodes.get(key)
+        if node is None:
+            return None
+        if entry.op == OP.getAllChildrenNumber:
+            if node.child_count() == 0 or not check_perm(node.acl, PERM.READ, conn.auth_ids,
+                                                         settings.skip_acl):
+                return None
+            return SlicedCount(conn.conn_id, conn.session_id, entry, key, self.tree,
+                               settings.count_nodes_per_part)
+        if node.children_wire is not None or node.child_count() <= settings.children_per_part:
+            return None
+        return SlicedChildren(conn.conn_id, conn.session_id, entry, key, node,
+                              settings.children_per_part)
+
+    def _scan_part(self) -> None:
+        job = self._scans[0]
+        if not any(cid in self.conns for cid, _ in job.waiters):
+            self._scans.popleft()   # no one is left to answer
+            self._scan_ended()
             return
-        self._listing.popleft()
-        path = job.entry.req.path
-        job.finish(self.tree, "/" if path == "" else path)
-        job.entry.listing = 2
-        conn = self.conns.get(job.conn_id)
-        if conn is not None:
-            self._drain(conn)
+        if job.step(self.tree):
+            self._scans.popleft()
+            self._scan_done(job)
+
+    def _finish_scan(self) -> None:
+        """The first scan under way, finished now (``settle``, ``apply_txn``)."""
+        job = self._scans.popleft()
+        while not job.step(self.tree):
+            pass
+        self._scan_done(job)
+
+    def _scan_done(self, job: SlicedScan) -> None:
+        """A scan is complete: its reads answered, then the txns it held back."""
+        for conn_id, entry in job.waiters:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._scan_reply(entry, job)
+                self._drain(conn)
+        self._scan_ended()
+
+    def _scan_reply(self, entry: Entry, job: SlicedScan) -> None:
+        """``entry`` answered by a complete scan: its reply frame (in pieces
+        when long), or, for a child list, as any read once it reaches it."""
+        entry.listing = 2
+        parts = job.body_parts(self.tree)
+        if parts is None:
+            return
+        zxid = entry.reply_zxid = self.tree.last_processed_zxid
+        size = sum(map(len, parts))
+        head = _REPLY.pack(16 + size, entry.xid, zxid, ERR.OK)
+        if size > _REPLY_PART:
+            entry.reply = Pieces((head, *parts))
+        else:
+            entry.reply = head + b"".join(parts)
+
+    def _scan_ended(self) -> None:
+        """A scan is over: the txns it held back go on."""
+        self._apply_next()
+
+    def _scan_unheld(self) -> None:
+        """The txn that waited for scans is applied: the reads that waited
+        to start theirs start now, before the next txn is applied (so each
+        sees the state it would have had, and the zxids a session is
+        answered with never go back), unless a multi is being applied in
+        parts (that one answers them at its end)."""
+        self._scan_held = False
+        if self._sliced is None and self._gated:
+            gated, self._gated = self._gated, {}
+            for conn_id in gated:
+                conn = self.conns.get(conn_id)
+                if conn is not None:
+                    self._drain(conn)
 
     def _answer_read(self, conn: Conn, entry: Entry) -> bytes | Pieces:
         zxid = self.tree.last_processed_zxid

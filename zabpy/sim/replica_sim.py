@@ -251,7 +251,12 @@ class ReplicaSimulation:
                               local_sessions_enabled=o.local_sessions > 0,
                               local_sessions_upgrading_enabled=o.local_sessions > 0,
                               multi_ops_per_part=self.multi_ops_per_part,
-                              multi_sliced_body_bytes=0)
+                              multi_sliced_body_bytes=0,
+                              # every child list of more than a name or two is
+                              # encoded in parts, holding back its creates
+                              children_per_part=self.multi_ops_per_part or 1,
+                              count_nodes_per_part=self.multi_ops_per_part or 1,
+                              ephemerals_per_part=self.multi_ops_per_part or 1)
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:

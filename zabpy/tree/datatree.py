@@ -71,6 +71,7 @@ _PZXID_AT = 53
 _INT_MIN = 0x80000000
 _INT_MASK = 0xFFFFFFFF
 _NO_KIDS: dict[str, None] = {}
+_KIDS_OF = operator.attrgetter("_kids")  # a node's child paths, None for a leaf
 
 
 def child_name_at(paths: Iterable[str]) -> int:
@@ -524,15 +525,49 @@ class DataTree:
         return sum(len(v) for v in self.ephemerals.values())
 
     def count_descendants(self, path: str) -> int:
-        nodes = self.nodes
+        """getAllChildrenNumber: the nodes below ``path`` (in ZooKeeper's
+        words, the keys that start with ``path + "/"``)."""
+        if path == ROOT:
+            return len(self.nodes) - 1
+        pending = self.descendants_start(path)
         total = 0
-        stack = [nodes[path]]
-        while stack:
-            kids = stack.pop()._kids
-            if kids is not None:
-                total += len(kids)
-                stack.extend(nodes[cp] for cp in kids)
+        while pending:
+            total += self.count_part(pending, len(self.nodes))
         return total
+
+    def descendants_start(self, path: str) -> list:
+        """The work list of a count of ``path``'s descendants (``count_part``)."""
+        kids = self.nodes[path]._kids
+        return [kids] if kids else []
+
+    def count_part(self, pending: list, budget: int) -> int:
+        """A part of a count of descendants: takes about ``budget`` paths off
+        ``pending`` (nodes' child dicts, or (list, start) for the rest of a
+        long one), counts them and adds the child dicts of those that have
+        children (the dicts themselves, not copies: a caller that spreads the
+        parts over time keeps the nodes below unchanged meanwhile). Returns
+        how many it counted; the count is done when ``pending`` is empty.
+        Each run of paths is looked at in C (map, filter), not a Python step
+        per node: about 0.4 us a node in a tree of a million (cache misses)."""
+        get = self.nodes.__getitem__
+        counted = 0
+        while pending and counted < budget:
+            item = pending.pop()
+            room = budget - counted
+            if type(item) is tuple:
+                seq, start = item
+                paths = seq[start:start + room]
+                if start + room < len(seq):
+                    pending.append((seq, start + room))
+            elif len(item) > room:
+                seq = list(item)
+                paths = seq[:room]
+                pending.append((seq, room))
+            else:
+                paths = item
+            counted += len(paths)
+            pending.extend(filter(None, map(_KIDS_OF, map(get, paths))))
+        return counted
 
     # ---- the mutator ---------------------------------------------------------
 
