@@ -8,9 +8,9 @@
 ``run_prebuilt``: the data directory holds only a snapshot of N znodes
 (bench.scale's tree); the server starts from it (``restart (snap)``: spawn ->
 first served request, and the RSS after it), then the same snapshot under
-load as bench.scale (``snapshot_under_load``: the bystander's p99 quiet and
-during, the snapshot's time, the peak RSS and PSS of the server and its
-children).
+load as bench.scale (``snapshots_under_load``: the bystander's p99 quiet and
+during, the snapshot's time, the peak RSS of the server and its children,
+and their peak PSS from one more, untimed snapshot).
 
 ``run_fanout``: /wide has N children (and the tree 1,000 other znodes). The
 bystander reads at bench.scale.READ_RATE for QUIET_S, then one session calls
@@ -125,7 +125,7 @@ def run_prebuilt(name: str, n: int, work: Path, server_for, snapshot_under_load,
         out["restarted_rss_bytes"] = server.rss_bytes()
         log(f"  {name} {n:,}: start from the snapshot {out['restart_snap_s']:.1f} s, RSS "
             f"{out['restarted_rss_bytes'] / 2**20:.0f} MiB")
-        out.update(asyncio.run(snapshot_under_load(server, timeout_s=1800)))
+        out.update(snapshot_under_load(server, timeout_s=1800))
         log(f"  {name} {n:,}: snapshot {out['snapshot_s'] or 0:.1f} s, p99 "
             f"{out['p99_quiet_ms'] or 0:.1f} -> {out['p99_snapshot_ms'] or 0:.1f} ms (max "
             f"{out['max_snapshot_ms'] or 0:.0f} ms, {out['reads_during']} reads), peak RSS "

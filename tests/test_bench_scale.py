@@ -35,8 +35,11 @@ def test_scale_run_fills_every_number(tmp_path, monkeypatch):
     assert out["problems"] == []
     for key in ("idle_rss_bytes", "loaded_rss_bytes", "restart_log_s", "snapshot_s",
                 "p99_quiet_ms", "p99_snapshot_ms", "peak_rss_bytes", "restart_snap_s",
-                "restarted_rss_bytes"):
+                "restarted_rss_bytes", "peak_pss_bytes", "p99_snapshot_pss_polled_ms"):
         assert out[key] is not None and out[key] > 0, key
+    # one timed snapshot, then the untimed one that read PSS
+    assert len(out["snapshot_rounds"]) == 1
+    assert out["snapshot_rounds"][0]["peak_pss_bytes"] is None
     assert not out["timed_out"]
     assert counted == [2]  # two parents of 1,000 and 500 leaves (checked in _count)
     assert "zabpy" in scale.render([out])
