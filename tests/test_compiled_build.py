@@ -11,27 +11,30 @@ can pass every test pure and fail compiled (an attribute mypy took for
 ``None``, a member narrowed by an ``is None`` test and then set by a
 call). Such code rots unseen unless the compiled build is tested too.
 
-Here the extensions are built once per module, in place, into a copy of
-the source tree in a temporary directory (``ZABPY_COMPILE=1 python setup.py
-build_ext --inplace``: what ``ZABPY_COMPILE=1 pip install -e .`` builds).
-A pytest subprocess then runs, with the copy first on its path, the test
-files of ``SUBSET`` -- the core tests of the modules compiled and real
+Here the extensions are built once per module, by ``ZABPY_COMPILE=1
+python -m build --wheel --no-isolation`` of a copy of the source tree in a
+temporary directory, and taken out of that wheel into the copy, beside
+their sources: the files ``build_ext --inplace`` (what ``ZABPY_COMPILE=1
+pip install -e .`` runs) puts there, at the cost of one build for both the
+wheel and the tree. A pytest subprocess then runs, with the copy first on
+its path and as its working directory, the test files of ``SUBSET`` -- the
+core tests of the modules compiled, simulations of an ensemble, and real
 servers on TCP driven by raw clients, kazoo and Java ZooKeeper side by
 side -- and after its run checks that every compiled module it imported
 was the extension, not the source. The copy is outside this run's rootdir
 (never collected twice) and is removed whole at the end, the subprocess's
 ``--basetemp`` with it.
 
-The wheels: ``python -m build --wheel --no-isolation`` (offline: the
-backend is the one installed, as the test extra declares) of the pure
-tree, and of the compiled copy after its build, each installed with ``pip
-install --no-deps --no-index`` into a fresh venv that sees this
-environment's dependencies; from there ``zabpy server`` must start and
-answer ``srvr``, and ``zabpy._build.describe()`` must name the build.
+The wheels, the pure one (``python -m build`` of the tree as it is) and
+the compiled one, are each installed with ``pip install --no-deps
+--no-index`` into a fresh venv that sees this environment's dependencies
+(offline, as the builds: the backend is the one installed, which the test
+extra declares); from there ``zabpy server`` must start and answer
+``srvr``, and ``zabpy._build.describe()`` must name the build.
 
-Skipped, with the reason, where mypyc, a C compiler or ``build`` is
-missing. Costs on CI's 2 cores: building about 75 s, the subset about
-60 s, the wheels and the venv about 30 s.
+Skipped, with the reason, where mypyc, a C compiler, ``build`` or
+``wheel`` is missing. Costs on CI's 2 cores: building about 80 s, the
+subset about 50 s, the pure wheel and the venv about 10 s.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
+from importlib.machinery import EXTENSION_SUFFIXES
 
 import pytest
 
@@ -153,6 +157,16 @@ def _cannot_build_wheels() -> str | None:
     return None
 
 
+def _build_wheel(src: pathlib.Path, out: pathlib.Path, **env: str):
+    """The wheel ``python -m build`` makes of a tree (offline), and its output."""
+    p = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
+              str(src)], src, BUILD_TIMEOUT_S, **env)
+    assert p.returncode == 0, _tail(p)
+    wheels = glob.glob(str(out / "zabpy-*.whl"))
+    assert len(wheels) == 1, wheels
+    return pathlib.Path(wheels[0]), p.stdout + p.stderr
+
+
 @pytest.fixture(scope="module")
 def workdir():
     """One temporary directory for every tree, wheel and venv of this module,
@@ -166,16 +180,23 @@ def workdir():
 
 @pytest.fixture(scope="module")
 def compiled_tree(workdir):
-    """A copy of the tree with the compiled extensions built in place."""
-    reason = _cannot_compile()
+    """A copy of the tree with the compiled extensions in place, and the
+    compiled wheel they came from: the extensions are built once, by
+    ``ZABPY_COMPILE=1 python -m build --wheel``, and taken out of the wheel
+    into the copy, beside their sources, where ``build_ext --inplace`` (and
+    so ``pip install -e .``) puts the same files."""
+    reason = _cannot_compile() or _cannot_build_wheels()
     if reason:
         pytest.skip(f"compiled build not tested: {reason}")
     root = _copy(workdir / "compiled", BUILD_FILES + TEST_FILES)
-    p = _run([sys.executable, "setup.py", "build_ext", "--inplace"], root, BUILD_TIMEOUT_S,
-             ZABPY_COMPILE="1", PYTHONPATH=str(root))
-    assert p.returncode == 0, _tail(p)
+    wheel, log = _build_wheel(root, workdir / "dist-compiled", ZABPY_COMPILE="1",
+                              PYTHONPATH=str(root))
+    with zipfile.ZipFile(wheel) as z:
+        built = [n for n in z.namelist()
+                 if n.endswith(tuple(EXTENSION_SUFFIXES)) or n == f"zabpy/{_build.HASHES_FILE}"]
+        z.extractall(root, built)
     # setup.py falls back to pure Python with a warning where mypyc refuses
-    return root, [line for line in p.stderr.splitlines() if line.startswith("zabpy setup:")]
+    return root, wheel, [line for line in log.splitlines() if line.startswith("zabpy setup:")]
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +213,7 @@ def venv(workdir):
 
 
 def test_the_copy_imports_every_core_compiled(compiled_tree):
-    root, warnings = compiled_tree
+    root, _, warnings = compiled_tree
     code = ("import json; from zabpy import _build\n"
             "for m in _build.COMPILED: __import__(m)\n"
             "print(json.dumps([_build.compiled_modules(), _build.describe()]))")
@@ -207,7 +228,7 @@ def test_the_copy_imports_every_core_compiled(compiled_tree):
 def test_the_compiled_cores_pass_the_same_tests(compiled_tree):
     """The compiled build must not change behaviour: each file of SUBSET
     passes with the extensions as it does with the sources."""
-    root, _ = compiled_tree
+    root, _, _ = compiled_tree
     args = [sys.executable, "-c", RUN_SUBSET, "-q", "-p", "no:cacheprovider",
             f"--basetemp={root / '.pytest-tmp'}", *SUBSET]
     p = _run(args, root, RUN_TIMEOUT_S, PYTHONPATH=str(root))
@@ -215,13 +236,6 @@ def test_the_compiled_cores_pass_the_same_tests(compiled_tree):
     assert f"{len(_build.COMPILED)} compiled modules ran" in p.stdout, _tail(p)
 
 
-def _build_wheel(src: pathlib.Path, out: pathlib.Path, **env: str) -> pathlib.Path:
-    p = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
-              str(src)], src, BUILD_TIMEOUT_S, **env)
-    assert p.returncode == 0, _tail(p)
-    wheels = glob.glob(str(out / "zabpy-*.whl"))
-    assert len(wheels) == 1, wheels
-    return pathlib.Path(wheels[0])
 
 
 def _install_and_check(venv: pathlib.Path, wheel: pathlib.Path) -> str:
@@ -276,7 +290,7 @@ def test_the_pure_wheel_installs_and_serves(workdir, venv):
     """``python -m build`` makes the default, pure-Python wheel: one for
     every platform, with the web console's files, no extension."""
     src = _copy(workdir / "pure", BUILD_FILES)
-    wheel = _build_wheel(src, workdir / "dist-pure")
+    wheel, _ = _build_wheel(src, workdir / "dist-pure")
     assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("zabpy/httpapi/console/") and n.endswith(".html") for n in names)
@@ -288,9 +302,7 @@ def test_the_compiled_wheel_installs_and_serves(compiled_tree, workdir, venv):
     """``ZABPY_COMPILE=1 python -m build`` makes a platform wheel whose
     installed cores are the extensions (their sources and fingerprints
     beside them)."""
-    root, _ = compiled_tree
-    wheel = _build_wheel(root, workdir / "dist-compiled", ZABPY_COMPILE="1",
-                         PYTHONPATH=str(root))
+    _, wheel, _ = compiled_tree
     assert not wheel.name.endswith("-none-any.whl"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert f"zabpy/{_build.HASHES_FILE}" in names
