@@ -93,6 +93,13 @@ SUBSET = (
     "tests/test_sim_reconfig.py",
 )
 
+# Its "waited" is judged by which reply came first, which load can change:
+# it fails now and then in the pure build too; the rest of its file runs.
+DESELECT = (
+    "tests/test_fairness.py::"
+    "test_bystanders_are_served_while_a_session_with_many_ephemerals_closes",
+)
+
 BUILD_TIMEOUT_S = 900
 RUN_TIMEOUT_S = 1200
 
@@ -230,7 +237,8 @@ def test_the_compiled_cores_pass_the_same_tests(compiled_tree):
     passes with the extensions as it does with the sources."""
     root, _, _ = compiled_tree
     args = [sys.executable, "-c", RUN_SUBSET, "-q", "-p", "no:cacheprovider",
-            f"--basetemp={root / '.pytest-tmp'}", *SUBSET]
+            f"--basetemp={root / '.pytest-tmp'}", *SUBSET,
+            *(f"--deselect={t}" for t in DESELECT)]
     p = _run(args, root, RUN_TIMEOUT_S, PYTHONPATH=str(root))
     assert p.returncode == 0, _tail(p)
     assert f"{len(_build.COMPILED)} compiled modules ran" in p.stdout, _tail(p)
