@@ -102,6 +102,9 @@ DESELECT = (
 
 BUILD_TIMEOUT_S = 900
 RUN_TIMEOUT_S = 1200
+# pytest-timeout's 300 s per test (pyproject) would count the build in the
+# first test's setup and the whole subset in one test: each has its own bound
+pytestmark = pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 
 # Runs pytest in the copy, then names the compiled modules that ran from
 # their sources: the tests must have run the extensions.
