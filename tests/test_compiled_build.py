@@ -68,9 +68,11 @@ JUNK = shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", _build.HASHES_FILE
 
 # The test files run against the compiled cores: the core tests of the
 # standalone server (sliced scans and fair slicing included), prep, the
-# session tracker and the jute records; and real servers over TCP for the
-# client connection, final, sessions, watches, ACLs, paths and quotas, side
-# by side with Java ZooKeeper where it is installed (test_ops, test_multi).
+# session tracker and the jute records; a replica and a reconfig simulation
+# (the leader's and learners' cores are the compiled standalone one); and
+# real servers over TCP for the client connection, final, sessions,
+# watches, ACLs, paths and quotas, side by side with Java ZooKeeper where it
+# is installed (test_ops, test_multi). About 350 tests, 45 s.
 SUBSET = (
     "tests/test_core_standalone.py",
     "tests/test_prep_close_session.py",
