@@ -31,9 +31,22 @@ def _warn(msg: str) -> None:
     print(f"zabpy setup: {msg}", file=sys.stderr)
 
 
+# setup.py commands that build nothing (metadata, a source archive): pip and
+# `python -m build` run one or two of these before the build itself, and each
+# would otherwise run mypyc's whole analysis of the cores once more.
+_NO_BUILD = frozenset({"egg_info", "dist_info", "sdist", "check", "clean"})
+
+
+def _builds() -> bool:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    return command not in _NO_BUILD
+
+
 def _extensions() -> list:
     if os.environ.get("ZABPY_COMPILE", "") in ("", "0"):
         return []   # pure Python: the default (see above)
+    if not _builds():
+        return []   # compiled by the build command that follows
     if os.environ.get("ZABPY_PURE", "") not in ("", "0"):
         _warn("ZABPY_PURE is set: pure-Python build")
         return []

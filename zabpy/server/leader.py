@@ -55,6 +55,9 @@ class LeaderServer(StandaloneServer):
             return
         self.inflight.append(item)
 
+    def _reconfig_hook(self):
+        return self.reconfig_check
+
     def reconfig_check(self, req: R.ReconfigRequest, zxid: int) -> str:
         """Prep's reconfig hook: the new config text, checked by the ZAB leader
         (``Leader.prepare_reconfig``); a refusal is a PrepError with its code."""

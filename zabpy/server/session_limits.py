@@ -83,8 +83,10 @@ def _session_watches(watches, session_id: int) -> int:
             + sum(1 for w in watches.child.values() if session_id in w))
 
 
-def refusal(lim: SessionLimits, server, conn, op: int, req, size: int) -> tuple[int, str] | None:
-    """(error code, log line) when this request goes over a limit, else None."""
+def refusal(lim: SessionLimits, server, conn, op: int,
+            req, size: int) -> tuple[int, str | None] | None:
+    """(error code, log line or None once logged) when this request goes
+    over a limit, else None. (The compiled server core checks this type.)"""
     sid = conn.session_id
     if lim.request_bytes_max and conn.queue and conn.queued_bytes + size > lim.request_bytes_max:
         return _refuse(lim, sid, "request bytes", ERR.THROTTLEDOP,
@@ -112,7 +114,8 @@ def refusal(lim: SessionLimits, server, conn, op: int, req, size: int) -> tuple[
     return None
 
 
-def _refuse(lim: SessionLimits, sid: int, kind: str, err: int, detail: str):
+def _refuse(lim: SessionLimits, sid: int, kind: str, err: int,
+            detail: str) -> tuple[int, str | None]:
     lim.refused += 1
     key = (sid, kind)
     if key in lim.logged:

@@ -236,7 +236,9 @@ class SlicedScan:
     def __init__(self, conn_id: int, session_id: int, entry) -> None:
         self.waiters: list = [(conn_id, entry)]
         self.sessions: dict[int, None] = {session_id: None}
-        self._hdr = None          # the txn last judged by ``waits_for``, and the verdict
+        # the txn last judged by ``waits_for`` (typed, or mypyc takes it for
+        # None and the compiled build fails on the first txn), and the verdict
+        self._hdr: object = None
         self._verdict = False
 
     def join(self, conn_id: int, session_id: int, entry) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 try:
     from mypy_extensions import mypyc_attr
@@ -440,8 +440,11 @@ class StandaloneServer:
             if conn.may_watch:
                 self.watches.remove_session(conn.session_id)
 
-    # The leader's reconfig check (LeaderServer); none here: UNIMPLEMENTED.
-    reconfig_check = None
+    def _reconfig_hook(self) -> Callable | None:
+        """Prep's reconfig check: the leader's (LeaderServer); none here, so
+        a reconfig is UNIMPLEMENTED. A method, not a class attribute the
+        leader overrides: the compiled class would read its own None."""
+        return None
 
     def _wall_ms(self) -> int:
         return self.now_ms + self.settings.wall_offset_ms
@@ -845,7 +848,7 @@ class StandaloneServer:
             pass
         elif session is None or session.closing:
             return OP.error, R.ErrorTxn(ERR.SESSIONEXPIRED)
-        ctx.reconfig = self.reconfig_check
+        ctx.reconfig = self._reconfig_hook()
         out = prepare(op, req, zxid, self.pending, ctx)
         self._quota_logs(ctx)
         return out
@@ -1277,7 +1280,9 @@ class StandaloneServer:
         q = conn.queue
         while q:
             entry = q[0]
-            if entry.reply is None:
+            # entry.reply through a local too: _start_scan may set it
+            reply = entry.reply
+            if reply is None:
                 if entry.is_write or conn.send_budget <= 0:
                     return
                 if self._sliced is not None and self._sliced.read_waits(entry.op, entry.req):
@@ -1285,9 +1290,10 @@ class StandaloneServer:
                     return
                 if entry.listing == 1 or (entry.op in _SCAN_OPS and self._start_scan(conn, entry)):
                     return   # computed in parts (``work``), or waits to start
-                if entry.reply is None:   # else a scan done in one part answered it
-                    entry.reply = self._answer_read(conn, entry)
-                size = len(entry.reply)
+                reply = entry.reply
+                if reply is None:   # else a scan done in one part answered it
+                    reply = entry.reply = self._answer_read(conn, entry)
+                size = len(reply)
                 if size <= _REPLY_PART:   # a longer one counts as its parts go out
                     conn.send_budget -= size
             q.popleft()
