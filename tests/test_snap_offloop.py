@@ -46,7 +46,7 @@ def test_forked_image_is_the_tree_at_the_fork():
         tree.apply(R.TxnHeader(0x42, 999, 201, 2000, OpCode.create),
                    R.CreateTxn("/later", b"", list(OPEN_ACL_UNSAFE), False, -1))
         assert image.zxid == 200
-        return before, await image.wait()
+        return before, b"".join(await image.wait())
 
     before, got = asyncio.run(run())
     assert got == before
