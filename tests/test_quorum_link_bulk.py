@@ -57,12 +57,14 @@ def test_a_large_image_goes_in_parts_and_packets_behind_it_keep_the_link():
     image = _Image(None, b"sig")
     link.queued = [b"x" * 100, image, b"later"]
     assert link.flush() is image                  # the first bytes go, the image is awaited
-    parts = (b"i" * (3 * HIGH), b"j" * 1000)      # as ForkedImage.wait returns it
+    parts = [b"i" * (3 * HIGH), b"j" * 1000]      # as ForkedImage.wait returns it
+    whole = b"".join(parts)
     assert asyncio.run(link.write_parts(parts))
     assert w.peak <= 100 + PART and w.drains >= 3 * HIGH // PART
+    assert parts == [None, None]                  # dropped as sent, not all at the end
     link.image_written(image.tail)
     assert link.flush() is None
-    assert b"".join(w.written) == b"x" * 100 + b"".join(parts) + b"sig" + b"later"
+    assert b"".join(w.written) == b"x" * 100 + whole + b"sig" + b"later"
     for _ in range(100):                          # pings and commits behind the image
         assert link.write(b"p" * 1000) and not w.closed
     w.transport.buffered = 2 * HIGH               # now a learner that stops reading

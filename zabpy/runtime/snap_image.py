@@ -14,7 +14,8 @@ later for that learner until ``wait()`` returns the image, so per-link order
 is kept (``runtime/quorum_transport.py``). The image comes back as the parts
 read from the pipe, never joined: the transport hands them to the socket a
 part per loop turn, and a copy of a 190 MB image (1M znodes) on the loop
-would be a stop of its own. A learner still syncing needs no
+would be a stop of its own. The list is the transport's to consume: it
+drops each part once sent, so the image is not freed all at once either. A learner still syncing needs no
 PING answered meanwhile; other learners and clients are served throughout.
 
 A child that fails (or an image bigger than ``QUORUM_SNAP_BYTES_MAX``) makes
@@ -85,7 +86,7 @@ class ForkedImage:
         self._future = asyncio.ensure_future(asyncio.to_thread(self._collect, r))
         self._future.add_done_callback(_retrieved)
 
-    def _collect(self, fd: int) -> tuple[bytes, ...]:
+    def _collect(self, fd: int) -> list[bytes]:
         """In a worker thread: read the pipe to its end, reap the child."""
         chunks: list[bytes] = []
         size = 0
@@ -104,10 +105,11 @@ class ForkedImage:
             _, status = os.waitpid(self.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SnapImageError(f"SNAP image writer {self.pid} failed (status {status})")
-        return tuple(chunks)
+        return chunks
 
-    async def wait(self) -> tuple[bytes, ...]:
-        """The image (``snapshot_bytes`` of the tree at the fork) in parts, in order."""
+    async def wait(self) -> list[bytes]:
+        """The image (``snapshot_bytes`` of the tree at the fork) in parts, in
+        order; for one consumer, which may drop the parts it has used."""
         return await asyncio.shield(self._future)
 
     def __len__(self) -> int:
