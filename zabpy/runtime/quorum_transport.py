@@ -26,8 +26,8 @@ and every later packet to that learner follow when the image is ready, in
 order, while other links carry on. The image goes to the socket a part
 (``QUORUM_SNAP_PART_BYTES``) per loop turn, the next part once the link's send
 buffer has drained: handed over whole, a 1M-znode image (190 MB) was copied
-twice on the loop (joined with its signature, then into asyncio's buffer),
-and the leader served nobody for a quarter of a second. Other writes are not
+twice in one loop turn (joined with its signature, then with the packets
+queued behind it), and the leader served nobody for a quarter of a second. Other writes are not
 awaited; a link's buffer is bounded (``CONNECTION_WRITE_BUFFER_HIGH``), above
 which the connection is closed rather than buffered without limit.
 
@@ -91,7 +91,7 @@ class _Link:
         return self.waiting
 
     def image_written(self, tail: bytes) -> None:
-        """The awaited image is on its way (``_write_parts``): its signature is next."""
+        """The awaited image is on its way (``write_parts``): its signature is next."""
         assert self.waiting is not None and self.queued[0] is self.waiting
         self.queued[0] = tail
         self.waiting = None

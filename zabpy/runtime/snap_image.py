@@ -15,8 +15,9 @@ is kept (``runtime/quorum_transport.py``). The image comes back as the parts
 read from the pipe, never joined: the transport hands them to the socket a
 part per loop turn, and a copy of a 190 MB image (1M znodes) on the loop
 would be a stop of its own. The list is the transport's to consume: it
-drops each part once sent, so the image is not freed all at once either. A learner still syncing needs no
-PING answered meanwhile; other learners and clients are served throughout.
+drops each part once sent, so the image is not freed all at once either.
+A learner still syncing needs no PING answered meanwhile; other learners and
+clients are served throughout.
 
 A child that fails (or an image bigger than ``QUORUM_SNAP_BYTES_MAX``) makes
 ``wait()`` raise ``SnapImageError``: the transport closes that learner's link,
