@@ -278,7 +278,10 @@ def run_snap_sync(name: str, n: int, work: Path, zabpy_cmd: str, log=print) -> d
             joiner.start()
             t0 = time.monotonic()
             peak = 0
-            while ens.mode(2) not in ("follower", "leader"):
+            # ``mode`` is a blocking srvr call to the joiner, whose loop is busy
+            # loading the image: in a thread, so the bystander's loop (this
+            # one) is not held by it.
+            while await asyncio.to_thread(ens.mode, 2) not in ("follower", "leader"):
                 peak = max(peak, procfs.rss_bytes(ens.servers[leader].pid))
                 await asyncio.sleep(0.2)
                 assert time.monotonic() - t0 < 1800, "no sync in 30 minutes"

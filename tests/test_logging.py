@@ -129,6 +129,22 @@ def test_pause_monitor_thresholds(caplog):
     assert levels == [logging.INFO, logging.WARNING]
 
 
+def test_pause_monitor_says_how_much_cpu_the_loop_used(caplog):
+    # A pause the loop spent computing (its CPU ~ the pause) against one spent
+    # waiting for a CPU on a loaded host: the log line tells them apart.
+    caplog.set_level(logging.INFO, logger="zabpy.pause_monitor")
+    mon = PauseMonitor(PauseMonitorSettings(sleep_ms=10, info_threshold_ms=20,
+                                            warn_threshold_ms=10000), _Metrics())
+    mon.check(260, cpu_ms=248.4)
+    mon.check(260, cpu_ms=0.4)
+    mon.check(260)
+    lines = [r.getMessage() for r in caplog.records if "Detected pause" in r.getMessage()]
+    assert lines[0].endswith("pause of approximately 250 ms, total pause: info level: 1, "
+                             "warn level: 0, the loop's thread used 248 ms of CPU meanwhile")
+    assert lines[1].endswith("used 0 ms of CPU meanwhile")
+    assert "CPU" not in lines[2]
+
+
 def test_pause_monitor_settings_from_zoo_cfg_keys():
     s = PauseMonitorSettings.from_raw({"jvm.pause.monitor": "false",
                                        "zookeeper.jvm.pause.sleep.time.ms": "250",

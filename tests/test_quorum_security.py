@@ -232,6 +232,46 @@ def test_zabpy_ensemble_forms_over_tls(pki):
         e.replicate([1, 2, 3])
 
 
+
+def test_member_far_behind_syncs_by_snap_over_tls(pki):
+    # Zab §3 phase 2 (LeaderSyncFollower): a member behind the leader's
+    # committed log (ZAB_COMMITTED_LOG_MAX) gets a SNAP; its image, larger
+    # than QUORUM_SNAP_PART_BYTES, goes through the TLS link a part per loop
+    # turn, each once the link's buffer drained (issue 19).
+    keys = tls_keys(pki) + "snapshotSizeFactor=-1\n"
+    with Ensemble({1: "zabpy", 2: "zabpy", 3: "zabpy"}, {s: keys for s in (1, 2, 3)}) as e:
+        for s in e.kinds:
+            e.start(s)
+        e.wait_serving([1, 2, 3])
+        leader = e.leader()
+        victim = next(s for s in e.kinds if s != leader)
+        os.killpg(e.procs[victim].pid, signal.SIGKILL)
+        e.procs[victim].wait()
+        c = KazooClient(hosts=f"127.0.0.1:{e.client[leader]}", timeout=10)
+        c.start(timeout=20)
+        try:
+            c.create("/far", b"")
+            for start in range(0, 700, 100):   # > 500 txns, about 3 MB of data
+                for a in [c.create_async(f"/far/n{i}", bytes([i % 251]) * 4096)
+                          for i in range(start, start + 100)]:
+                    a.get(timeout=20)
+        finally:
+            c.stop()
+            c.close()
+        e.start(victim)
+        e.wait_serving([victim])
+        e.wait_log(victim, "Getting a snapshot from leader")
+        e.replicate([1, 2, 3])
+        v = KazooClient(hosts=f"127.0.0.1:{e.client[victim]}", timeout=10)
+        v.start(timeout=20)
+        try:
+            v.sync("/far")
+            assert len(v.get_children("/far")) == 700
+            assert v.get("/far/n699")[0] == bytes([699 % 251]) * 4096
+        finally:
+            v.stop()
+            v.close()
+
 @needs_java
 def test_mixed_ensemble_forms_over_tls(pki):
     """Two zabpy members and a Java 3.8 one, sslQuorum on all: election and

@@ -17,7 +17,7 @@ from kazoo.retry import KazooRetry
 
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
-from zabpy.limits import ZAB_COMMITTED_LOG_MAX
+from zabpy.limits import CONNECTION_WRITE_BUFFER_HIGH, ZAB_COMMITTED_LOG_MAX
 from zabpy.runtime.quorum_transport import QuorumTransport
 from zabpy.runtime.snap_image import ForkedImage
 from zabpy.storage import datadir as D
@@ -46,7 +46,7 @@ def test_forked_image_is_the_tree_at_the_fork():
         tree.apply(R.TxnHeader(0x42, 999, 201, 2000, OpCode.create),
                    R.CreateTxn("/later", b"", list(OPEN_ACL_UNSAFE), False, -1))
         assert image.zxid == 200
-        return before, await image.wait()
+        return before, b"".join(await image.wait())
 
     before, got = asyncio.run(run())
     assert got == before
@@ -158,3 +158,65 @@ def test_member_restarted_far_behind_syncs_by_snap():
         # leader's state, far past what it had logged before the kill.
         data_dir = os.path.join(ens.dir, f"data{victim}")
         assert _snapshot_zxids(data_dir)[-1] & 0xFFFFFFFF >= missed
+
+
+def _big_tree(nodes: int, data_bytes: int) -> DataTree:
+    tree = DataTree()
+    for i in range(1, nodes + 1):
+        hdr = R.TxnHeader(0x42, i, i, 1000 + i, OpCode.create)
+        tree.apply(hdr, R.CreateTxn(f"/big{i}", bytes([i % 251]) * data_bytes,
+                                    list(OPEN_ACL_UNSAFE), False, -1))
+    return tree
+
+
+def test_other_links_are_served_while_a_large_image_is_written():
+    # Issue 19: a learner's SNAP of 1M znodes (a 190 MB image) stopped the
+    # leader for a quarter of a second: the image was joined and handed to
+    # the socket whole, in one loop turn. Now it goes a part per turn, each
+    # once the link's buffer drained. Learner 2 reads its SNAP slowly; between
+    # its reads learner 3 (the bystander) gets a PING through the same leader
+    # loop, and the leader never holds more than the link's bound for 2.
+    async def run():
+        changed = asyncio.Event()
+        at_leader: list = []
+        leader = QuorumTransport(lambda s, pkt: (at_leader.append(s), changed.set()),
+                                 lambda s: None)
+        port = await leader.listen("127.0.0.1", 0)
+        got = {3: []}
+        bystander = await _pair(leader, port, 3, got, changed)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(P.encode_packet(P.learner_info(T.FOLLOWERINFO, 2, 0, 0)))
+        await _until(changed, lambda: sorted(at_leader) == [2, 3])
+        tree = _big_tree(320, 100_000)             # a 32 MB image, many times the bound
+        sessions = {0x10: 4000}
+        expected = P.snapshot_bytes(tree, sessions)
+        later = P.proposal(R.TxnHeader(0x42, 1, 321, 0, OpCode.create),
+                           R.CreateTxn("/x", b"", list(OPEN_ACL_UNSAFE), False, -1))
+        leader.send(2, P.packet(T.SNAP, 320, ForkedImage(tree, sessions)))
+        leader.send(2, later)
+        leader.flush()
+        link = leader._links[2]
+        stream_len = len(P.encode_packet(P.packet(T.SNAP, 320, expected))) \
+            + len(P.encode_packet(later))
+        received = bytearray()
+        served_while_image_under_way = pings = 0
+        buffered_max = 0
+        while len(received) < stream_len:
+            pings += 1
+            leader.send(3, P.packet(T.PING, pings))
+            leader.flush()
+            await _until(changed, lambda: len(got[3]) == pings)
+            if 0 < len(received) < len(expected):
+                served_while_image_under_way += 1
+            buffered_max = max(buffered_max, link.writer.transport.get_write_buffer_size())
+            received += await reader.read(256 * 1024)
+        assert served_while_image_under_way > 0
+        assert buffered_max <= CONNECTION_WRITE_BUFFER_HIGH, buffered_max
+        pkts = P.PacketDecoder().feed(bytes(received))
+        assert [p.type for p in pkts] == [T.SNAP, T.PROPOSAL]
+        assert pkts[0].zxid == 320 and pkts[0].data == expected and pkts[1] == later
+        writer.close()
+        await bystander.aclose()
+        await leader.aclose()
+
+    asyncio.run(run())

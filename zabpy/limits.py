@@ -203,6 +203,14 @@ QUORUM_PACKET_DATA_BYTES_MAX = JUTE_MAXBUFFER + JUTE_MAXBUFFER_EXTRASIZE
 QUORUM_PACKET_AUTH_IDS_MAX = 64
 # A SNAP stream (sessions + tree after the SNAP packet) may be this large.
 QUORUM_SNAP_BYTES_MAX = 2**31 - 1
+# A SNAP image goes to the learner's socket a part of this size per loop turn,
+# the next part only once the link's send buffer has drained (a 1M-znode image
+# is some 190 MB: handed over whole, its copies stopped the leader's loop for a
+# quarter of a second).
+QUORUM_SNAP_PART_BYTES = 1024 * 1024
+# A part and what a link still buffers stay below the link's bound, so that
+# packets queued behind the image never find the link over it.
+assert 0 < QUORUM_SNAP_PART_BYTES < CONNECTION_WRITE_BUFFER_HIGH // 2
 # Committed txns the leader keeps in memory to sync learners by DIFF
 # (ZooKeeper's commitLogCount default 500); older learners get a SNAP.
 ZAB_COMMITTED_LOG_MAX = 500

@@ -23,6 +23,13 @@ unless ``jvm.pause.monitor=false``: a blocked event loop is the commonest
 stall of a Python server, and the check costs one wake-up per sleep.
 ``check`` holds the decision and takes the measured time as an argument, so
 tests drive it without a clock.
+
+Each logged pause also says how much CPU the loop's thread used during it
+(``time.thread_time``): a pause the loop spent computing (a callback doing too
+much work at once) uses about as much CPU as it lasted, while one with little
+CPU was spent waiting (for a CPU on a loaded host, or in a blocking call).
+That split is what told the leader's copies of a large SNAP image apart from
+the load of a shared machine (issue 19).
 """
 
 from __future__ import annotations
@@ -83,8 +90,9 @@ class PauseMonitor:
         self.metrics = metrics
         self.total_extra_ms = 0
 
-    def check(self, elapsed_ms: float) -> float:
-        """One measurement: the sleep of ``sleep_ms`` took ``elapsed_ms``.
+    def check(self, elapsed_ms: float, cpu_ms: float | None = None) -> float:
+        """One measurement: the sleep of ``sleep_ms`` took ``elapsed_ms``, while
+        the loop's thread used ``cpu_ms`` of CPU (None: not measured).
         Returns the pause (extra time) in ms."""
         s, m = self.settings, self.metrics
         extra = elapsed_ms - s.sleep_ms
@@ -94,23 +102,24 @@ class PauseMonitor:
         self.total_extra_ms += extra
         if extra > s.warn_threshold_ms:
             m.pause_warn_count += 1
-            log.warning(self._message(extra))
+            log.warning(self._message(extra, cpu_ms))
         elif extra > s.info_threshold_ms:
             m.pause_info_count += 1
-            log.info(self._message(extra))
+            log.info(self._message(extra, cpu_ms))
         return extra
 
-    def _message(self, extra_ms: float) -> str:
+    def _message(self, extra_ms: float, cpu_ms: float | None) -> str:
         m = self.metrics
+        cpu = "" if cpu_ms is None else f", the loop's thread used {cpu_ms:.0f} ms of CPU meanwhile"
         return (f"Detected pause in event loop or host machine (a blocking callback, "
                 f"swapping, a stalled VM): pause of approximately {extra_ms:.0f} ms, total pause: "
-                f"info level: {m.pause_info_count}, warn level: {m.pause_warn_count}")
+                f"info level: {m.pause_info_count}, warn level: {m.pause_warn_count}{cpu}")
 
     async def run(self) -> None:
         s = self.settings
         log.info("Starting event-loop pause monitor with infoThresholdMs:%d warnThresholdMs:%d "
                  "and sleepTimeMs:%d", s.info_threshold_ms, s.warn_threshold_ms, s.sleep_ms)
         while True:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.thread_time()
             await asyncio.sleep(s.sleep_ms / 1000)
-            self.check((time.monotonic() - t0) * 1000)
+            self.check((time.monotonic() - t0) * 1000, (time.thread_time() - cpu0) * 1000)

@@ -11,8 +11,13 @@ serving and reads the pipe in a worker thread.
 
 The quorum transport writes the SNAP header at once and holds everything
 later for that learner until ``wait()`` returns the image, so per-link order
-is kept (``runtime/quorum_transport.py``). A learner still syncing needs no
-PING answered meanwhile; other learners and clients are served throughout.
+is kept (``runtime/quorum_transport.py``). The image comes back as the parts
+read from the pipe, never joined: the transport hands them to the socket a
+part per loop turn, and a copy of a 190 MB image (1M znodes) on the loop
+would be a stop of its own. The list is the transport's to consume: it
+drops each part once sent, so the image is not freed all at once either.
+A learner still syncing needs no PING answered meanwhile; other learners and
+clients are served throughout.
 
 A child that fails (or an image bigger than ``QUORUM_SNAP_BYTES_MAX``) makes
 ``wait()`` raise ``SnapImageError``: the transport closes that learner's link,
@@ -82,9 +87,10 @@ class ForkedImage:
         self._future = asyncio.ensure_future(asyncio.to_thread(self._collect, r))
         self._future.add_done_callback(_retrieved)
 
-    def _collect(self, fd: int) -> bytes:
+    def _collect(self, fd: int) -> list[bytes]:
         """In a worker thread: read the pipe to its end, reap the child."""
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         try:
             while True:
                 chunk = os.read(fd, _READ_BYTES)
@@ -100,10 +106,11 @@ class ForkedImage:
             _, status = os.waitpid(self.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SnapImageError(f"SNAP image writer {self.pid} failed (status {status})")
-        return b"".join(chunks)
+        return chunks
 
-    async def wait(self) -> bytes:
-        """The image bytes (``snapshot_bytes`` of the tree at the fork)."""
+    async def wait(self) -> list[bytes]:
+        """The image (``snapshot_bytes`` of the tree at the fork) in parts, in
+        order; for one consumer, which may drop the parts it has used."""
         return await asyncio.shield(self._future)
 
     def __len__(self) -> int:
