@@ -29,7 +29,8 @@ from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
 from ..tree.paths import validate_path
 from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 
-__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
+__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "close_session_txn", "prepare",
+           "prepare_close_session",
            "WRITE_OPS",
            "decode_multi", "decode_multi_part", "creates_ephemeral", "MultiPrep",
            "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
@@ -179,6 +180,21 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
         pending.add(ChangeRecord(zxid, path, False))
     pending.closing[session_id] = zxid
     return out
+
+
+def close_session_txn(paths: list[str]) -> R.CloseSessionTxn | None:
+    """A closeSession's record: its ``paths2Delete``, or None (no record)
+    when the list would take more than limits.CLOSE_SESSION_PATHS_BYTES_MAX
+    bytes; then every member deletes the session's ephemerals in its own
+    tree, as ZooKeeper does with zookeeper.closeSessionTxn.enabled=false."""
+    # a count, then per path a length and its UTF-8 bytes (at most 4 per
+    # code point): the exact size only when the cheap bound is over
+    bound = 4 + 4 * len(paths) + 4 * sum(map(len, paths))
+    if bound > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
+        size = 4 + sum(4 + len(p.encode()) for p in paths)
+        if size > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
+            return None
+    return R.CloseSessionTxn(paths)
 
 
 @dataclass
