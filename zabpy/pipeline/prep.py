@@ -16,6 +16,7 @@ zookeeper-facts.md section 1.1.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -139,6 +140,10 @@ class PendingChanges:
             self.by_path[rec.path] = rec
 
 
+_SPLIT_LAST = operator.methodcaller("rpartition", "/")
+_HEAD = operator.itemgetter(0)
+
+
 def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -> list[str]:
     """The ephemerals a closeSession txn deletes, recorded as pending deletes.
 
@@ -170,7 +175,10 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
         out = sorted(owned)
     # One record per parent with all its lost children (a session's
     # ephemerals mostly share a few parents).
-    lost = Counter([path.rpartition("/")[0] or "/" for path in out])
+    # (C-level maps: no Python call per path, for a session owning 100k)
+    lost = Counter(map(_HEAD, map(_SPLIT_LAST, out)))
+    if "" in lost:   # children of the root
+        lost["/"] += lost.pop("")
     for parent_path, count in lost.items():
         parent = pending.get(parent_path)
         if parent is not None:
@@ -188,10 +196,11 @@ def close_session_txn(paths: list[str]) -> R.CloseSessionTxn | None:
     bytes; then every member deletes the session's ephemerals in its own
     tree, as ZooKeeper does with zookeeper.closeSessionTxn.enabled=false."""
     # a count, then per path a length and its UTF-8 bytes (at most 4 per
-    # code point): the exact size only when the cheap bound is over
+    # code point): the exact size only when the cheap bound is over, from
+    # one joined string (no Python call per path)
     bound = 4 + 4 * len(paths) + 4 * sum(map(len, paths))
     if bound > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
-        size = 4 + sum(4 + len(p.encode()) for p in paths)
+        size = 4 + 4 * len(paths) + len("".join(paths).encode())
         if size > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
             return None
     return R.CloseSessionTxn(paths)
