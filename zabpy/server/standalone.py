@@ -1070,7 +1070,11 @@ class StandaloneServer:
         sl = self._sliced
         assert sl is not None
         if not sl.in_tree:
-            sl.apply_part(self.tree)
+            # its events: for a watch, the change log, or the audit log's
+            # list of a closed session's ephemerals
+            watches = self.watches
+            sl.apply_part(self.tree, bool(watches.data or watches.child)
+                          or self.changes is not None or bool(self.settings.auth.audit))
             return
         self._fire(sl.next_triggers())
         if not sl.done:
