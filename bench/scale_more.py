@@ -32,9 +32,12 @@ those creates triggered are written, the bystander reads for QUIET_S, then
 the bench kills the owning process and the server expires the session after
 its timeout (``--close``: the session sends closeSession instead). Another
 session polls exists(/exp) every EXPIRE_POLL_S for the number of children
-left: ``wait s`` runs from the kill to the last reply still counting N,
-``deletes s`` from there to the first reply counting none, and ``p99
-during`` and ``max`` are the bystander's reads sent in the deletes' time.
+left: ``wait s`` runs from the kill to the sending of the last poll whose reply
+still counted N, ``deletes s`` from there to the first reply counting none,
+and ``p99 during`` and ``max`` are the bystander's reads sent in the
+deletes' time. The server prepares the close (lists the ephemerals) before
+it logs and applies it, which may fall before that window: ``max from the
+kill`` is the slowest read sent from the kill to the end.
 ``run_expire_ensemble`` does the same on a 3-member ensemble with the
 owning session on one follower and the bystander and the poll on the other.
 
@@ -125,8 +128,10 @@ async def bystander_during(port: int, action, quiet_s: float | None = None) -> d
         lo, hi = result.pop("during_from"), result.pop("during_to")
     quiet = [lat for t, lat in samples if t < state["start"]]
     during = [lat for t, lat in samples if lo <= t <= hi]
+    whole = [lat for t, lat in samples if state["start"] <= t <= state["end"]]
     return {"p99_quiet_ms": _p99(quiet), "p99_during_ms": _p99(during),
             "max_during_ms": max(during) if during else None, "reads_during": len(during),
+            "max_action_ms": max(whole) if whole else None,
             "action_s": state["end"] - state["start"], "action": result}
 
 
@@ -406,7 +411,8 @@ def _log_expire(out: dict, log) -> None:
         f"({where}): timeout -> first delete {out['wait_s']:.1f} s, deletes "
         f"{out['expire_s']:.2f} s; bystander p99 {out['p99_quiet_ms'] or 0:.1f} -> "
         f"{out['p99_during_ms'] or 0:.1f} ms (max {out['max_during_ms'] or 0:.0f} ms, "
-        f"{out['reads_during']} reads); left after {out['left_after']}; "
+        f"{out['reads_during']} reads; max from the kill {out['max_action_ms'] or 0:.0f} ms); "
+        f"left after {out['left_after']}; "
         f"load {out['load_avg_1m']:.1f}")
 
 
@@ -481,12 +487,13 @@ async def _wait_deleted(poller: Session, n: int, t_end_session: float) -> dict:
     first_short = None
     deadline = t_end_session + EXPIRE_WAIT_S
     while time.monotonic() < deadline:
+        sent = time.monotonic()
         err, reply = await poller.call(OpCode.exists, body, timeout_s=EXPIRE_WAIT_S)
         now = time.monotonic()
         assert err == 0, err
         left = int.from_bytes(reply[_NUM_CHILDREN_AT:_NUM_CHILDREN_AT + 4], "big")
         if left >= n:
-            last_full = now
+            last_full = sent
         elif first_short is None:
             first_short = now
         if left == 0:

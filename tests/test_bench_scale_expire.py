@@ -40,7 +40,8 @@ def test_expire_run_fills_every_number(tmp_path, monkeypatch, close):
 
     out = scale_more.run_expire("zabpy", N, tmp_path, server_for, close=close, log=print)
     assert "problems" not in out, out
-    for key in ("p99_quiet_ms", "p99_during_ms", "max_during_ms", "expire_s", "wait_s"):
+    for key in ("p99_quiet_ms", "p99_during_ms", "max_during_ms", "max_action_ms",
+                "expire_s", "wait_s"):
         assert out[key] is not None and out[key] > 0, key
     assert out["reads_during"] > 0
     assert out["timeout_ms"] == 4000  # the smallest at tickTime 2000
