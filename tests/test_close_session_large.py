@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import struct
 
+from conftest import RawClient as ConftestRawClient, create_req
+from mixed_common import assert_members_agree, elect, kazoo, needs_java, tree_of
 from rawclient import RawClient
 from zabpy import limits
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.pipeline.prep import close_session_txn
 from zabpy.testing import ZabpyEnsemble, ZabpyServer, wait_for
+from zabpy.testing.mixed import MixedEnsemble
 
 ACL = [R.ACL(31, R.Id("world", "anyone"))]
 NAME_CHARS = 990  # a long name, so that a few thousand ephemerals pass the limit
@@ -108,3 +111,38 @@ def test_an_ensemble_expires_a_session_whose_paths_pass_jute_maxbuffer():
         assert "ephemerals are not listed in the txn" in ens.log(leader)
         for c in readers.values():
             c.close()
+
+
+@needs_java
+def test_java_followers_take_the_close_without_its_list_from_a_zabpy_leader():
+    """A zabpy leader (member 3) with two Java 3.8 followers expires such a
+    session: its closeSession PROPOSAL has no record, which Java reads as
+    the pre-3.6 form (its SerializeUtils: EOF, no CloseSessionTxn) and kills
+    the session from its own tree; a Java follower restarted replays it from
+    its log the same way."""
+    ens = MixedEnsemble("jjz", extra="maxSessionTimeout=30000")
+    try:
+        elect(ens, [3, 1, 2])
+        assert ens.leader() == 3, ens.diagnosis()
+        raw = ConftestRawClient(ens.client_ports[1], timeout_ms=2000)
+        assert raw.call(OpCode.create, create_req("/big")).err == 0
+        paths = long_paths("/big", LONG)
+        for start in range(0, LONG, 200):
+            xids = [raw.submit(OpCode.create, create_req(p, b"", flags=1))
+                    for p in paths[start:start + 200]]
+            assert all(raw.read_reply(x).err == 0 for x in xids)
+        assert len(tree_of(ens, 3, "/big")) == LONG
+        raw.abort()   # the session expires on the leader
+        for sid in ens.sids:
+            c = kazoo(ens.host(sid))
+            wait_for(lambda: not c.get_children("/big"), 60,
+                     what=f"the expired session's ephemerals gone on member {sid}")
+            c.stop()
+            c.close()
+        assert ens.leader() == 3, ens.diagnosis()
+        ens.stop(1)
+        ens.start(1)
+        ens.wait_caught_up(1)
+        assert_members_agree(ens, "/big", {})
+    finally:
+        ens.__exit__()
