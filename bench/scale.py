@@ -4,6 +4,9 @@
     python -m bench.scale --znodes 100000 --servers zabpy
     python -m bench.scale --huge                 # adds N = 10,000,000 (long; Java needs its
                                                  # default heap, a quarter of RAM, to hold it)
+    python -m bench.scale --expire 100000        # a session owning 100k ephemerals expires
+                                                 # (--close, --ensemble, --runs K: see
+                                                 # bench.scale_more)
 
 For each server and N, on a fresh standalone server (bench.servers: the same
 zoo.cfg for both, forceSync=yes):
@@ -358,7 +361,8 @@ def render(results: list[dict]) -> str:
 
 
 def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
-    from .scale_more import run_count, run_fanout, run_prebuilt, run_snap_sync
+    from .scale_more import (run_count, run_expire, run_expire_ensemble, run_fanout,
+                             run_prebuilt, run_snap_sync)
 
     def server_for(name: str):
         return lambda home, port: _server(name, home, port, SNAP_COUNT, a.zabpy_cmd)
@@ -371,7 +375,13 @@ def _run(a, sizes: list[int], servers: list[str], work: Path) -> list[dict]:
             results.append(run_snap_sync(name, a.snap_sync, work, a.zabpy_cmd))
         if a.count:
             results.append(run_count(name, a.count, work, server_for(name)))
-    if a.fanout or a.snap_sync or a.count:
+        for _ in range(a.runs if a.expire else 0):
+            if a.ensemble:
+                results.append(run_expire_ensemble(name, a.expire, work, a.zabpy_cmd,
+                                                   close=a.close))
+            else:
+                results.append(run_expire(name, a.expire, work, server_for(name), close=a.close))
+    if a.fanout or a.snap_sync or a.count or a.expire:
         return results
     for n in sizes:
         for name in servers:
@@ -406,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                         "bystander p99 on the leader")
     p.add_argument("--count", type=int, metavar="N",
                    help="only: getAllChildrenNumber of N znodes back to back, bystander p99")
+    p.add_argument("--expire", type=int, metavar="N",
+                   help="only: a session owning N ephemerals expires, bystander p99")
+    p.add_argument("--close", action="store_true",
+                   help="with --expire: the session sends closeSession instead of expiring")
+    p.add_argument("--ensemble", action="store_true",
+                   help="with --expire: a 3-member ensemble, the bystander on a follower")
+    p.add_argument("--runs", type=int, default=1, metavar="K",
+                   help="with --expire: K runs per server")
     p.add_argument("--snapshots", type=int, default=SNAP_ROUNDS, metavar="K",
                    help="timed snapshots under load per server and N (medians; default "
                         f"{SNAP_ROUNDS}), then one more for the peak PSS")
@@ -425,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    if not (a.fanout or a.snap_sync or a.count):
+    if not (a.fanout or a.snap_sync or a.count or a.expire):
         print(render(results))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))

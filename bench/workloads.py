@@ -69,15 +69,17 @@ def _path_bytes(path: str) -> bytes:
     return _INT.pack(len(raw)) + raw
 
 
-async def create_tree(sess: Session, paths: list[str], data: bytes = b"") -> list[str]:
-    """Create ``paths`` in order, pipelined; an existing node is fine. Returns problems."""
+async def create_tree(sess: Session, paths: list[str], data: bytes = b"",
+                      mode: int = 0) -> list[str]:
+    """Create ``paths`` in order, pipelined (``mode``: CreateMode flags, 1 for
+    ephemerals); an existing node is fine. Returns problems."""
     problems: list[str] = []
     loop = asyncio.get_running_loop()
     futs: list[asyncio.Future] = []
     for i, path in enumerate(paths):
         fut = loop.create_future()
         futs.append(fut)
-        sess.request(OpCode.create, _create_body(path, data), Call(fut), timed=False)
+        sess.request(OpCode.create, _create_body(path, data, mode), Call(fut), timed=False)
         if len(sess.pending) >= SETUP_DEPTH:
             await sess.wait_below(SETUP_DEPTH // 2, 120)
     await sess.wait_below(1, 120)

@@ -485,3 +485,39 @@ def test_long_replies_to_many_connections_take_turns():
             got[c] += _frames(ready, c)
     for c in conns:
         assert b"".join(got[c]) == frame(1, zxid, 0, want_body)
+
+
+def _owner_of_many(h, n: int) -> None:
+    """Session 1 owns ``n`` ephemerals /p/eNNNNN; session 2 is open."""
+    h.open_session(1)
+    h.open_session(2)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/p", b"", OPEN, 0))
+    for i in range(n):
+        h.request(1, 2 + i, OpCode.create, R.CreateRequest(f"/p/e{i:05d}", b"", OPEN, 1))
+    h.durable()
+    assert len(h.srv.tree.nodes["/p"].children) == n
+
+
+def test_a_watch_set_while_a_large_close_is_applied_gets_its_event():
+    """Issue 19: a closeSession of 1,200 ephemerals is applied 500 per part
+    (sliced.SlicedClose). With no watch anywhere a part keeps no events;
+    a watch set between parts on an ephemeral not yet deleted still gets
+    its NodeDeleted, from the part that deletes it."""
+    h = Harness()
+    _owner_of_many(h, 1200)
+    h.request(1, 9999, OpCode.closeSession, R.CloseSessionTxn([]))
+    h.durable()   # logged: the close is under way
+    h.srv.work(h.now)   # its first part
+    sliced = h.srv._sliced
+    assert sliced is not None and 0 < sliced.applied < 1200
+    assert sliced.out.triggers == []   # nobody watches: nothing kept
+    h.request(2, 1, OpCode.exists, R.ExistsRequest("/p/e01100", True))
+    (reply,) = _frames(h.step(), 2)
+    assert _reply(reply).err == Err.OK   # not deleted yet, answered at once: a watch
+    frames = []
+    while h.srv.busy:
+        h.srv.work(h.now)
+        frames += _frames(h.step(), 2)
+    assert "/p/e01100" not in h.srv.tree.nodes and not h.srv.tree.nodes["/p"].children
+    events = [R.WatcherEvent.read(Reader(f[20:])) for f in frames if _reply(f).xid == -1]
+    assert [(e.type, e.path) for e in events] == [(EventType.NodeDeleted, "/p/e01100")]

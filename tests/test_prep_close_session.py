@@ -62,3 +62,23 @@ def test_closing_session_hides_its_tree_ephemerals_from_later_txns():
     pending.applied(4)
     assert pending.closing == {} and pending.get("/p/e0") is None
     assert pending.get("/p/e1").ephemeral_owner == B  # B's create, still pending
+
+
+def test_children_lost_counts_each_parent_as_a_counter_does():
+    """prepare_close_session's count of the children each parent loses
+    (``children_lost``: a run of the sorted paths per parent, bisected) is
+    the plain count, also where names with '-' or '.' sort between a
+    parent's children and deeper paths sit in a run."""
+    import random
+    from collections import Counter
+    from zabpy.pipeline.prep import children_lost
+
+    rng = random.Random(19)
+    names = ["a", "b", "a0", "z", "a.b", "-", "~", "é"]
+    for _ in range(2000):
+        paths = sorted({"/" + "/".join(rng.choice(names) for _ in range(rng.randint(1, 4)))
+                        for _ in range(rng.randint(0, 12))})
+        plain = Counter(p.rpartition("/")[0] or "/" for p in paths)
+        assert dict(children_lost(paths)) == dict(plain), paths
+    wide = [f"/exp/e{i:06d}" for i in range(20_000)]
+    assert dict(children_lost(wide)) == {"/exp": 20_000}

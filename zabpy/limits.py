@@ -159,6 +159,16 @@ assert SHELL_DELETEALL_BATCH_DEFAULT >= 1
 # Largest txn entry a log reader accepts (ZooKeeper's BinaryInputArchive check:
 # jute.maxbuffer + extrasize); a larger length field is a torn or corrupt record.
 TXN_LOG_ENTRY_BYTES_MAX = JUTE_MAXBUFFER + JUTE_MAXBUFFER_EXTRASIZE
+# A closeSession txn lists the ephemerals it deletes (CloseSessionTxn.paths2Delete,
+# as ZooKeeper 3.6+ writes it) only while that record takes at most this many
+# bytes. A session owning more (100,000 ephemerals of 13-byte names: 1.7 MB) is
+# closed by a txn without the record, as ZooKeeper writes it with
+# zookeeper.closeSessionTxn.enabled=false, and every member deletes the
+# session's ephemerals from its own tree: a longer record would make a log
+# entry and a PROPOSAL longer than any reader takes (ZOOKEEPER-4306, where
+# Java 3.8 writes it and its ensemble cannot load it).
+CLOSE_SESSION_PATHS_BYTES_MAX = JUTE_MAXBUFFER - 1024
+assert CLOSE_SESSION_PATHS_BYTES_MAX + 1024 <= TXN_LOG_ENTRY_BYTES_MAX
 # Log files grow in preAllocSize steps (ZooKeeper default 64 MiB), extended
 # when the write position comes within this many bytes of the end.
 LOG_PREALLOC_BYTES_DEFAULT = 64 * 1024 * 1024
@@ -199,6 +209,7 @@ assert METRICS_SUMMARY_WINDOW >= 100
 # Largest quorum packet's data buffer (jute.maxbuffer plus the txn extra room:
 # a PROPOSAL carries TxnHeader + txn; a learner's PING carries its touch table).
 QUORUM_PACKET_DATA_BYTES_MAX = JUTE_MAXBUFFER + JUTE_MAXBUFFER_EXTRASIZE
+assert CLOSE_SESSION_PATHS_BYTES_MAX + 1024 <= QUORUM_PACKET_DATA_BYTES_MAX
 # Ids in a packet's authinfo vector (a REQUEST carries its client's auth ids).
 QUORUM_PACKET_AUTH_IDS_MAX = 64
 # A SNAP stream (sessions + tree after the SNAP packet) may be this large.

@@ -16,6 +16,8 @@ zookeeper-facts.md section 1.1.
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -29,7 +31,9 @@ from ..tree.datatree import DataTree, is_ttl_owner, ttl_owner
 from ..tree.paths import validate_path
 from ..tree.quota import StatsError, check_quota, limits_path, stats_path, top_namespace
 
-__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "prepare", "prepare_close_session",
+__all__ = ["ChangeRecord", "PendingChanges", "PrepContext", "children_lost", "close_session_txn",
+           "prepare",
+           "prepare_close_session",
            "WRITE_OPS",
            "decode_multi", "decode_multi_part", "creates_ephemeral", "MultiPrep",
            "MULTI_WRITE_OPS", "MULTI_READ_OPS"]
@@ -138,6 +142,36 @@ class PendingChanges:
             self.by_path[rec.path] = rec
 
 
+_SPLIT_LAST = operator.methodcaller("rpartition", "/")
+_HEAD = operator.itemgetter(0)
+
+
+def children_lost(paths: list[str]) -> dict[str, int]:
+    """How many of the sorted ``paths`` each parent loses. The paths under
+    one parent are one run of the sorted list (the run ends at the first
+    path not below it: bisected); when every path of a run is one level
+    below the parent, which is the rule for ephemerals (they have no
+    children), the run's length is the count, with no Python step per path
+    (a session owning 100k ephemerals under one parent: one bisection and
+    one join). Otherwise each path of the run counts for its own parent."""
+    lost: Counter = Counter()
+    i, n = 0, len(paths)
+    while i < n:
+        first = paths[i]
+        cut = first.rfind("/")
+        parent = first[:cut]
+        # below parent: from "parent/" up to "parent0" ("0" follows "/")
+        j = bisect_left(paths, parent + "0", i)
+        run = paths[i:j]
+        if "".join(run).count("/") == (parent.count("/") + 1) * len(run):
+            lost[parent or "/"] += len(run)
+        else:
+            for p, k in Counter(map(_HEAD, map(_SPLIT_LAST, run))).items():
+                lost[p or "/"] += k
+        i = j
+    return lost
+
+
 def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -> list[str]:
     """The ephemerals a closeSession txn deletes, recorded as pending deletes.
 
@@ -169,7 +203,7 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
         out = sorted(owned)
     # One record per parent with all its lost children (a session's
     # ephemerals mostly share a few parents).
-    lost = Counter([path.rpartition("/")[0] or "/" for path in out])
+    lost = children_lost(out)
     for parent_path, count in lost.items():
         parent = pending.get(parent_path)
         if parent is not None:
@@ -179,6 +213,22 @@ def prepare_close_session(session_id: int, zxid: int, pending: PendingChanges) -
         pending.add(ChangeRecord(zxid, path, False))
     pending.closing[session_id] = zxid
     return out
+
+
+def close_session_txn(paths: list[str]) -> R.CloseSessionTxn | None:
+    """A closeSession's record: its ``paths2Delete``, or None (no record)
+    when the list would take more than limits.CLOSE_SESSION_PATHS_BYTES_MAX
+    bytes; then every member deletes the session's ephemerals in its own
+    tree, as ZooKeeper does with zookeeper.closeSessionTxn.enabled=false."""
+    # a count, then per path a length and its UTF-8 bytes (at most 4 per
+    # code point): the exact size only when the cheap bound is over, from
+    # one joined string (no Python call per path)
+    bound = 4 + 4 * len(paths) + 4 * sum(map(len, paths))
+    if bound > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
+        size = 4 + 4 * len(paths) + len("".join(paths).encode())
+        if size > limits.CLOSE_SESSION_PATHS_BYTES_MAX:
+            return None
+    return R.CloseSessionTxn(paths)
 
 
 @dataclass

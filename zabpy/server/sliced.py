@@ -76,7 +76,7 @@ class SlicedApply:
     def done(self) -> bool:
         return self.in_tree and self.fired == len(self.out.triggers)
 
-    def apply_part(self, tree: DataTree) -> None:
+    def apply_part(self, tree: DataTree, watched: bool = True) -> None:
         stop = min(self.applied + self.ops_per_part, len(self.item.txn.txns))
         tree.apply_multi_part(self.item.hdr, self.item.txn, self.out, self.applied, stop,
                               self.touched, self.failed)
@@ -120,14 +120,21 @@ class SlicedClose(SlicedApply):
     def in_tree(self) -> bool:
         return self.paths is not None and self.applied == len(self.paths)
 
-    def apply_part(self, tree: DataTree) -> None:
+    def apply_part(self, tree: DataTree, watched: bool = True) -> None:
+        """``watched``: some watch or a change log could take this part's
+        events. When nothing could, they are not kept: a watch set later
+        is on a path a later part deletes (a read of a path already
+        deleted waits for the whole close), and for a session owning 100k
+        ephemerals that spares 200k live tuples, which the collector's
+        passes scanned while the close went on."""
         sid = self.item.hdr.clientId
         if self.paths is None:
             txn = self.item.txn
             self.paths = tree.kill_order(sid, txn.paths2Delete if txn is not None else None)
         stop = min(self.applied + self.ops_per_part, len(self.paths))
         part = self.paths[self.applied:stop]
-        tree.kill_session_part(sid, self.item.hdr.zxid, part, self.out.triggers)
+        tree.kill_session_part(sid, self.item.hdr.zxid, part,
+                               self.out.triggers if watched else [])
         touched = self.touched
         for path in part:
             touched[path] = None

@@ -46,7 +46,7 @@ from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
 from ..pipeline.final import Encoded, ReadContext, ephemerals_prefix, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
                              PendingChanges, PrepContext, creates_ephemeral, decode_multi,
-                             prepare, prepare_close_session)
+                             close_session_txn, prepare, prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
 from ..auth.audit import ephemeral_lines, request_lines
 from ..auth.sasl import SaslExchange, enforcement_fails
@@ -908,8 +908,12 @@ class StandaloneServer:
         paths = prepare_close_session(sid, zxid, self.pending)
         hdr = R.TxnHeader(sid, entry.xid if entry else cxid, zxid, self._wall_ms(),
                           OP.closeSession)
-        self._hand_to_log(InFlight(hdr, R.CloseSessionTxn(paths), conn.conn_id if conn else None,
-                                   entry))
+        txn = close_session_txn(paths)
+        if txn is None:
+            self._log(f"closeSession of session 0x{sid & 0xFFFFFFFFFFFFFFFF:x} at zxid "
+                      f"0x{zxid:x}: its {len(paths)} ephemerals are not listed in the txn "
+                      f"(more than {limits.CLOSE_SESSION_PATHS_BYTES_MAX} bytes)")
+        self._hand_to_log(InFlight(hdr, txn, conn.conn_id if conn else None, entry))
 
     # ---- durable: apply and answer ---------------------------------------------
 
@@ -1069,7 +1073,11 @@ class StandaloneServer:
         sl = self._sliced
         assert sl is not None
         if not sl.in_tree:
-            sl.apply_part(self.tree)
+            # its events: for a watch, the change log, or the audit log's
+            # list of a closed session's ephemerals
+            watches = self.watches
+            sl.apply_part(self.tree, bool(watches.data or watches.child)
+                          or self.changes is not None or bool(self.settings.auth.audit))
             return
         self._fire(sl.next_triggers())
         if not sl.done:

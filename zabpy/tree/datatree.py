@@ -815,8 +815,9 @@ class DataTree:
         (paths2Delete), deepest first, then by path. Two C-level sorts (the
         second is stable), so a session with 100k ephemerals costs no
         Python call per path."""
-        owned = dict.fromkeys(self.ephemerals.get(session_id, ()))
+        owned = self.ephemerals.get(session_id, ())
         if paths:
+            owned = dict.fromkeys(owned)
             owned.update(dict.fromkeys(paths))
         order = sorted(owned)
         order.sort(key=_SLASHES, reverse=True)
