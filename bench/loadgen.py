@@ -229,18 +229,22 @@ async def _with_session(cfg: LoadConfig, fn, sync: bool = False) -> tuple[list[s
 
 
 def run_workload(name: str, cfg: LoadConfig,
-                 server_pid: int | Sequence[int] | None = None) -> dict:
+                 server_pid: int | Sequence[int] | None = None,
+                 on_timed: tuple | None = None) -> dict:
     """Run one workload once; returns a JSON-able result (see module docstring).
 
     ``server_pid`` is the server's process, or every member's of an ensemble;
-    their CPU during the timed phase is reported.
+    their CPU during the timed phase is reported. ``on_timed``, a pair of
+    callables, is called in this process as the timed phase starts and as it
+    ends, beside the server CPU reads (``bench.profile_server`` starts and
+    stops a profile of the server there).
     """
     wl = WORKLOADS[name]
     pids = _pids(server_pid)
     if not cfg.run_id:
         cfg = replace(cfg, run_id=f"r{time.time_ns() // 1_000_000:x}")
     problems, _ = asyncio.run(_with_session(cfg, lambda s: wl.prepare(cfg, s)))
-    results = _run_clients(name, cfg, pids) if not problems else []
+    results = _run_clients(name, cfg, pids, on_timed) if not problems else []
     counters = Counters()
     for r in results:
         counters.merge(Counters.from_dict(r["counters"]))
@@ -260,7 +264,8 @@ def _pids(server_pid: int | Sequence[int] | None) -> tuple[int, ...]:
     return (server_pid,) if isinstance(server_pid, int) else tuple(server_pid)
 
 
-def _run_clients(name: str, cfg: LoadConfig, pids: tuple[int, ...]) -> list[dict]:
+def _run_clients(name: str, cfg: LoadConfig, pids: tuple[int, ...],
+                 on_timed: tuple | None = None) -> list[dict]:
     ctx = mp.get_context("fork")
     # start and end include the parent, which reads the server's CPU time at both.
     barriers = (ctx.Barrier(cfg.procs + 1, timeout=cfg.run_timeout_s),
@@ -282,10 +287,14 @@ def _run_clients(name: str, cfg: LoadConfig, pids: tuple[int, ...]) -> list[dict
             barriers[0].wait()
             cpu0 = procfs.cpu_seconds_total(pids) if pids else None
             t0 = time.monotonic()
+            if on_timed is not None:
+                on_timed[0]()
             barriers[1].wait()
             if cpu0 is not None:
                 server_cpu_s = procfs.cpu_seconds_total(pids) - cpu0
                 elapsed = time.monotonic() - t0
+            if on_timed is not None:
+                on_timed[1]()
         except threading.BrokenBarrierError:
             pass  # a client failed; its result says why
         results = [_receive(pipe, cfg.run_timeout_s, i) for i, pipe in enumerate(pipes)]
