@@ -61,6 +61,11 @@ _STANDALONE = {
 }
 _FINAL_ENCODE = {"write_reply", "multi_response", "_buffer", "_ustring", "to_bytes", "write"}
 _RUNTIME_COMMIT = {"_sync_loop", "_persist", "_handle_txns", "flush_and_sync"}
+# the concerns that own the records they build and encode: a txn made in prep,
+# the txn's bytes for the log, a node's stat in apply
+_CODEC_OWNERS = ("prep", "apply", "txn log")
+_FUTURES_COMMIT = {"wrap_future", "_chain_future", "_copy_future_state", "_call_set_state",
+                   "_set_state", "_call_check_cancel"}
 _BUILTIN_LOOP = ("uvloop", "_socket", "socket.socket", "select.epoll", "_asyncio")
 _BUILTIN_COMMIT = ("run_in_executor", "call_soon_threadsafe", "_thread", "queue")
 
@@ -69,6 +74,9 @@ def classify(filename: str, func: str) -> str | None:
     """The concern a function belongs to, or None for a builtin whose time
     goes to its caller (``len``, ``struct.pack``...)."""
     f = filename.replace("\\", "/")
+    if f and f[0] not in "/<~":
+        f = "/" + f   # py-spy names files relative to their sys.path entry
+    func = func.rpartition(".")[2] if "<" not in func else func   # py-spy's Class.method
     if f == "~" or f.startswith("<built-in"):   # a C function, as cProfile names it
         if "adler32" in func or "crc32" in func or "os.write" in func or "fsync" in func:
             return "txn log"
@@ -96,6 +104,10 @@ def classify(filename: str, func: str) -> str | None:
         return "gc"
     if f.endswith("/zabpy/runtime/server.py"):
         return "group commit" if func in _RUNTIME_COMMIT else "loop+socket"
+    if f.endswith("/zabpy/runtime/fatal.py"):   # the guards around callbacks and tasks
+        return "group commit" if func == "guard_task" else "loop+socket"
+    if f.endswith("/asyncio/futures.py") and func in _FUTURES_COMMIT:
+        return "group commit"
     if ("/asyncio/threads.py" in f or "/concurrent/futures/" in f or f.endswith("/threading.py")
             or f.endswith("/queue.py")):
         return "group commit"
@@ -103,7 +115,17 @@ def classify(filename: str, func: str) -> str | None:
         return "loop+socket"
     if "/zabpy/session/" in f or "/zabpy/server/" in f:
         return "server core"
+    if "/zabpy/" not in f and "/logging/" not in f and _stdlib(f):
+        return None   # enum, dataclasses, functools...: the caller's concern
     return "other"
+
+
+def _stdlib(f: str) -> bool:
+    import sysconfig
+    if f.startswith(sysconfig.get_paths()["stdlib"] + "/"):
+        return True
+    top = f.lstrip("/").split("/", 1)[0]
+    return top.removesuffix(".py") in sys.stdlib_module_names
 
 
 # ---- the server side: zabpy server with a measuring window --------------------
@@ -331,15 +353,17 @@ def pstats_by_category(path: str) -> tuple[dict[str, float], float]:
         """How a unit of ``key``'s self time splits over the concerns."""
         filename, _, func = key
         c = classify(filename, func)
-        if c is not None or depth > 3:
+        if depth > 4 or (c is not None and c != "jute codec"):
             return {c or "other": 1.0}
         callers = stats[key][4]
         total = sum(v[2] for v in callers.values()) or 0.0
         if not total:
-            return {"other": 1.0}
+            return {c or "other": 1.0}
         out: dict[str, float] = {}
         for ck, v in callers.items():
             for cc, share in (cat_of(ck, depth + 1) if ck in stats else {"other": 1.0}).items():
+                if c == "jute codec" and cc not in _CODEC_OWNERS:
+                    cc = c   # a request's decode or a reply's encode
                 out[cc] = out.get(cc, 0.0) + share * v[2] / total
         return out
 
@@ -361,8 +385,10 @@ def _frame_parts(frame: str) -> tuple[str, str]:
 def pyspy_by_category(path: str) -> tuple[dict[str, float], dict[str, float]]:
     """Samples of a py-spy raw file by concern: (loop thread, other threads).
 
-    A sample goes to the innermost frame that has a concern; samples of the
-    executor threads (under concurrent/futures/thread.py) are counted apart."""
+    A sample goes to the innermost frame that has a concern (the codec's
+    frames to prep, apply or the txn log when one of those called it); samples of
+    threads other than the main one (the executor's, which write and fsync
+    the log) are counted apart."""
     main: dict[str, float] = {c: 0.0 for c in CATEGORIES}
     others: dict[str, float] = {c: 0.0 for c in CATEGORIES}
     with open(path) as f:
@@ -371,16 +397,24 @@ def pyspy_by_category(path: str) -> tuple[dict[str, float], dict[str, float]]:
             if not stack:
                 continue
             frames = stack.split(";")
-            worker = any("concurrent/futures/thread.py" in fr for fr in frames)
-            cat = "other"
+            worker = "MainThread" not in frames[0] or any(
+                "concurrent/futures/thread.py" in fr for fr in frames)
+            cat = None
             for fr in reversed(frames):
                 filename, func = _frame_parts(fr)
                 if not filename or filename.startswith(("0x", "thread")):
                     continue
                 c = classify(filename, func)
-                if c is not None:
+                if c is None or (cat == "jute codec" and c == cat):
+                    continue
+                if cat is None:
                     cat = c
-                    break
+                    if c == "jute codec":
+                        continue   # whose records: a request's, a reply's, a txn's?
+                elif c in _CODEC_OWNERS:
+                    cat = c
+                break
+            cat = cat or "other"
             (others if worker else main)[cat] += int(n)
     return main, others
 

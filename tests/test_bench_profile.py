@@ -36,14 +36,22 @@ def test_concerns_of_functions():
 def test_pyspy_folded_stacks_by_concern(tmp_path):
     f = tmp_path / "s.pyspy"
     f.write_text(
-        "thread (0x1);run (uvloop/__init__.py:100);_data (/x/zabpy/runtime/server.py:460);"
+        "thread (1): MainThread;run (uvloop/__init__.py:100);_data (/x/zabpy/runtime/server.py:460);"
         "receive_data (/x/zabpy/protocol/connection.py:80) 3\n"
-        "thread (0x1);run (uvloop/__init__.py:100);_flush (/x/zabpy/runtime/server.py:510);"
+        "thread (1): MainThread;run (uvloop/__init__.py:100);_flush (/x/zabpy/runtime/server.py:510);"
         "prep_create (/x/zabpy/pipeline/prep.py:300) 5\n"
-        "thread (0x2);_worker (/usr/lib/python3.11/concurrent/futures/thread.py:80);"
-        "flush_and_sync (/x/zabpy/storage/files.py:200) 7\n")
+        "thread (2): asyncio_0;_worker (/usr/lib/python3.11/concurrent/futures/thread.py:80);"
+        "flush_and_sync (/x/zabpy/storage/files.py:200) 7\n"
+        # a txn's record written by the codec for the log is the log's time
+        "thread (1): MainThread;_persist (zabpy/runtime/server.py:620);"
+        "TxnStore.append_many (zabpy/storage/files.py:90);write (<string>:3);"
+        "Writer.int (zabpy/jute/codec.py:40) 11\n"
+        # an enum lookup (stdlib) inside prep is prep's
+        "thread (1): MainThread;_create (zabpy/pipeline/prep.py:320);"
+        "EnumType.__getattr__ (enum.py:10) 13\n")
     main, others = ps.pyspy_by_category(str(f))
-    assert main["jute codec"] == 3 and main["prep"] == 5 and sum(main.values()) == 8
+    assert main["jute codec"] == 3 and main["prep"] == 5 + 13 and main["txn log"] == 11
+    assert sum(main.values()) == 3 + 5 + 11 + 13
     assert others["txn log"] == 7
 
 
