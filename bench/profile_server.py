@@ -120,6 +120,38 @@ def classify(filename: str, func: str) -> str | None:
     return "other"
 
 
+def classify_stack(frames) -> str:
+    """The concern of a stack, given as (filename, function) from the
+    innermost frame out: the innermost frame's that has one, except that the
+    codec's frames go to prep, apply or the txn log when one of those called
+    them (a txn built in prep, a txn's bytes for the log) and stay the
+    codec's under the server core or the runtime (a request's decode, a
+    reply's encode)."""
+    cat = None
+    for filename, func in frames:
+        if not filename or filename.startswith("0x"):
+            continue
+        c = classify(filename, func)
+        if c is None or (cat == "jute codec" and c == cat):
+            continue
+        if cat is None:
+            cat = c
+            if c == "jute codec":
+                continue   # whose records: a request's, a reply's, a txn's?
+        elif c in _CODEC_OWNERS:
+            cat = c
+        break
+    return cat or "other"
+
+
+def _frames_of(frame):
+    """(filename, qualified name) of ``frame`` and its callers, innermost first."""
+    while frame is not None:
+        code = frame.f_code
+        yield code.co_filename, getattr(code, "co_qualname", code.co_name)
+        frame = frame.f_back
+
+
 def _stdlib(f: str) -> bool:
     import sysconfig
     if f.startswith(sysconfig.get_paths()["stdlib"] + "/"):
@@ -143,22 +175,32 @@ class _Window:
         self.gc_passes = [0, 0, 0]
         self.gc_ns = [0, 0, 0]
         self.gc_collected = 0
+        self.gc_by_concern = {}
+        self._gc_concern = "other"
         self._gc_t0 = 0
 
     def _gc(self, phase: str, info: dict) -> None:
         if not self.open:
             return
         if phase == "start":
+            # the concern whose allocation set the pass off: py-spy's samples
+            # and cProfile's self times count the pass inside it
+            self._gc_concern = classify_stack(_frames_of(sys._getframe(1)))
             self._gc_t0 = time.perf_counter_ns()
-        else:
+        elif self._gc_t0:   # not a pass that began before the window
+            ns = time.perf_counter_ns() - self._gc_t0
             g = info["generation"]
             self.gc_passes[g] += 1
-            self.gc_ns[g] += time.perf_counter_ns() - self._gc_t0
+            self.gc_ns[g] += ns
+            self.gc_by_concern[self._gc_concern] = self.gc_by_concern.get(self._gc_concern, 0) + ns
             self.gc_collected += info.get("collected", 0)
+            self._gc_t0 = 0
 
     def start(self, *_) -> None:
         self.n += 1
         self.gc_passes, self.gc_ns, self.gc_collected = [0, 0, 0], [0, 0, 0], 0
+        self.gc_by_concern: dict[str, int] = {}
+        self._gc_t0 = 0
         self.open = True
         if self.cprofile:
             import cProfile
@@ -178,7 +220,8 @@ class _Window:
         tmp = base + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"gc_passes": self.gc_passes, "gc_ns": self.gc_ns,
-                       "gc_collected": self.gc_collected}, f)
+                       "gc_collected": self.gc_collected,
+                       "gc_by_concern": self.gc_by_concern}, f)
         os.replace(tmp, base + ".json")   # the driver waits for this name
 
 
@@ -279,7 +322,7 @@ def start_server(name: str, tree: str, home, mode: str):
 
 
 def measure(srv, workload: str, duration_s: float, mode: str = "plain",
-            pyspy_out: str | None = None, cfg=None) -> dict:
+            pyspy_out: str | None = None, cfg=None, native: bool = False) -> dict:
     """One workload on ``srv`` with the window open over its timed phase."""
     from .ab import _fsyncs, _schedstat, _shares
     from .loadgen import LoadConfig, run_workload
@@ -293,9 +336,10 @@ def measure(srv, workload: str, duration_s: float, mode: str = "plain",
         if mode == "pyspy":
             import subprocess
             state["spy"] = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
-                 "--threads", "--format", "raw", "--output", pyspy_out,
-                 "--duration", str(int(duration_s) + 30)],
+                ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--threads",
+                 "--format", "raw", "--output", pyspy_out, "--duration", str(int(duration_s) + 30)]
+                # native frames need the process stopped for each sample
+                + (["--native"] if native else ["--nonblocking"]),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.kill(pid, signal.SIGUSR1)
 
@@ -328,6 +372,7 @@ def measure(srv, workload: str, duration_s: float, mode: str = "plain",
     row.update(_shares(pid, state["sched0"], state["sched1"], state["t1"] - state["t0"]))
     row["gc_passes"] = g["gc_passes"]
     row["gc_us_op"] = sum(g["gc_ns"]) / 1e3 / ops
+    row["gc_us_op_by_concern"] = {c: ns / 1e3 / ops for c, ns in g["gc_by_concern"].items()}
     row["ops_per_fsync"] = r["ops"] / (f1 - f0) if f0 is not None and f1 and f1 > f0 else None
     if mode == "cprofile":
         row["prof"] = win + ".prof"
@@ -399,22 +444,8 @@ def pyspy_by_category(path: str) -> tuple[dict[str, float], dict[str, float]]:
             frames = stack.split(";")
             worker = "MainThread" not in frames[0] or any(
                 "concurrent/futures/thread.py" in fr for fr in frames)
-            cat = None
-            for fr in reversed(frames):
-                filename, func = _frame_parts(fr)
-                if not filename or filename.startswith(("0x", "thread")):
-                    continue
-                c = classify(filename, func)
-                if c is None or (cat == "jute codec" and c == cat):
-                    continue
-                if cat is None:
-                    cat = c
-                    if c == "jute codec":
-                        continue   # whose records: a request's, a reply's, a txn's?
-                elif c in _CODEC_OWNERS:
-                    cat = c
-                break
-            cat = cat or "other"
+            cat = classify_stack(_frame_parts(fr) for fr in reversed(frames)
+                                 if not fr.startswith("thread ("))
             (others if worker else main)[cat] += int(n)
     return main, others
 
@@ -443,11 +474,76 @@ def top_functions(path: str, n: int = 25) -> list[tuple[float, int, str]]:
     return rows[:n]
 
 
+def _median(xs: list[float]) -> float | None:
+    import statistics
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def concern_rows(row: dict) -> dict[str, float] | None:
+    """A profiled run's loop-thread CPU per op (us) by concern. The profile
+    gives the shares; the collector's time (``gc.callbacks``) is its own row,
+    taken out of the concern whose allocation set each pass off (the
+    profile counted the pass there); runs from before that was recorded
+    take it out of every concern in proportion."""
+    if row.get("pyspy") and os.path.exists(row["pyspy"]):
+        by, _ = pyspy_by_category(row["pyspy"])
+    elif row.get("prof") and os.path.exists(row["prof"]):
+        by, _ = pstats_by_category(row["prof"])
+    else:
+        return None
+    total = sum(by.values())
+    if not total or row.get("main_user_us_op") is None:
+        return None
+    loop = row["main_user_us_op"] + row["main_sys_us_op"]
+    gc_us = min(row.get("gc_us_op") or 0.0, loop)
+    where = row.get("gc_us_op_by_concern")
+    if where is None:
+        out = {c: (loop - gc_us) * v / total for c, v in by.items() if c != "gc"}
+        out["gc"] = gc_us + (loop - gc_us) * by.get("gc", 0.0) / total
+        return out
+    out = {c: loop * v / total for c, v in by.items()}
+    for c, us in where.items():
+        take = min(us, out.get(c, 0.0))
+        out[c] = out.get(c, 0.0) - take
+        out["gc"] = out.get("gc", 0.0) + take
+    return out
+
+
+def summarize(out_dir: str) -> str:
+    """Medians per (mode, workload, server) of the runs in ``out_dir``, and
+    the loop thread's CPU per op by concern for the profiled modes."""
+    rows = []
+    for mode in ("plain", "cprofile", "pyspy"):
+        path = os.path.join(out_dir, f"runs-{mode}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["mode"], r["workload"], r["server"]), []).append(r)
+    keys = ("ops_s", "p99_ms", "cpu_us_op", "main_user_us_op", "main_sys_us_op", "others_us_op",
+            "gc_us_op", "main_on_cpu", "main_waiting", "main_vcsw_op", "main_ivcsw_op",
+            "others_vcsw_op", "ops_per_fsync", "client_cpu_max", "load")
+    lines = []
+    for (mode, wl, srv), rs in sorted(groups.items()):
+        m = {k: _median([r.get(k) for r in rs]) for k in keys}
+        lines.append(f"{mode:8s} {wl:8s} {srv:8s} n={len(rs)} " + " ".join(
+            f"{k}={v:.3g}" for k, v in m.items() if v is not None))
+        per = [c for c in (concern_rows(r) for r in rs) if c]
+        if per:
+            med = {c: _median([p[c] for p in per]) for c in per[0]}
+            tot = sum(med.values())
+            lines.append("    loop us/op by concern (median of runs): " + ", ".join(
+                f"{c} {v:.1f} ({100 * v / tot:.0f}%)" for c, v in med.items()))
+    return "\n".join(lines)
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 
 def run(trees: dict[str, str], workloads: list[str], rounds: int, duration_s: float,
-        mode: str, out_dir: str) -> list[dict]:
+        mode: str, out_dir: str, native: bool = False) -> list[dict]:
     import shutil
     import tempfile
     from pathlib import Path
@@ -471,7 +567,7 @@ def run(trees: dict[str, str], workloads: list[str], rounds: int, duration_s: fl
                         run_workload(w, LoadConfig(port=srv.port, duration_s=0.5), srv.pid)
                     for wl in workloads:
                         spy = os.path.join(out_dir, f"{name}-{wl}-r{rnd}.pyspy")
-                        row = measure(srv, wl, duration_s, mode, spy)
+                        row = measure(srv, wl, duration_s, mode, spy, native=native)
                         row["round"] = rnd
                         if row.get("prof"):
                             keep = os.path.join(out_dir, f"{name}-{wl}-r{rnd}.prof")
@@ -512,8 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per run")
     ap.add_argument("--mode", choices=("plain", "cprofile", "pyspy"), default="cprofile")
+    ap.add_argument("--native", action="store_true",
+                    help="pyspy mode: native frames too (the collector, uvloop, zlib)")
     ap.add_argument("--out", default="bench/results/profiles")
     ap.add_argument("--report", nargs="*", help="print the concerns of these .prof/.pyspy files")
+    ap.add_argument("--summarize", metavar="DIR", help="medians of the runs an --out DIR holds")
     ap.add_argument("--serve", help=argparse.SUPPRESS)   # the server side (a zoo.cfg)
     ap.add_argument("--window-dir", help=argparse.SUPPRESS)
     ap.add_argument("--cprofile", action="store_true", help=argparse.SUPPRESS)
@@ -523,10 +622,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.report:
         print(report(a.report))
         return 0
+    if a.summarize:
+        print(summarize(a.summarize))
+        return 0
     trees = dict(item.split("=", 1) for item in a.trees.split(",") if item)
     if not trees:
         ap.error("--trees is required")
-    rows = run(trees, a.workloads.split(","), a.rounds, a.duration, a.mode, a.out)
+    rows = run(trees, a.workloads.split(","), a.rounds, a.duration, a.mode, a.out, a.native)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
