@@ -40,6 +40,7 @@ py-spy files, the same classification either way (``classify``).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -70,6 +71,7 @@ _BUILTIN_LOOP = ("uvloop", "_socket", "socket.socket", "select.epoll", "_asyncio
 _BUILTIN_COMMIT = ("run_in_executor", "call_soon_threadsafe", "_thread", "queue")
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(filename: str, func: str) -> str | None:
     """The concern a function belongs to, or None for a builtin whose time
     goes to its caller (``len``, ``struct.pack``...)."""
