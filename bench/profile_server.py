@@ -5,7 +5,7 @@
         [--mode plain|cprofile|pyspy] [--out DIR]
 
 Each round starts one standalone server per tree (the benchmark's zoo.cfg,
-forceSync=yes, ``PYTHONPATH=tree``), the order of the trees rotating from
+forceSync=yes unless the tree's name ends in ``:nosync``, ``PYTHONPATH=tree``), the order of the trees rotating from
 round to round, warms it up as ``bench.ab`` does, and runs each workload
 with ``bench.loadgen``'s defaults (2 client processes x 8 sessions x 32
 requests in flight, as ``bench.compare``). The server is this file run as a
@@ -22,7 +22,8 @@ What a run records:
   ``/proc/<pid>/task/*/{stat,status}``;
 * the loop thread's share of the run on a CPU and runnable but waiting for
   one (``schedstat``), the ops per fsync (``mntr``'s ``zk_cnt_fsynctime``),
-  the 1-minute load average, the busiest client process's share of a core;
+  the 1-minute load average, the machine's busy cores and the host's steal
+  (``/proc/stat``), the busiest client process's share of a core;
 * the collector's passes and the time they took (``gc.callbacks``, only
   inside the window: a callback per pass, nothing per allocation).
 
@@ -268,6 +269,25 @@ def thread_stats(pid: int) -> dict[int, tuple]:
     return out
 
 
+def machine_ticks() -> list[int]:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def _machine_delta(before: list[int], after: list[int]) -> dict:
+    """The machine's cores busy (all processes) and the share stolen by the host."""
+    if len(before) < 8 or len(after) < 8:
+        return {}
+    d = [a - b for a, b in zip(after, before)]
+    total = sum(d) or 1
+    return {"machine_busy": (total - d[3] - d[4]) / total * (os.cpu_count() or 1),
+            "steal": d[7] / total}
+
+
 def _thread_delta(pid: int, before: dict, after: dict, ops: int) -> dict:
     """Per-op CPU (us) and context switches of the loop thread and of the others."""
     def delta(tids):
@@ -295,14 +315,14 @@ def _wait_file(path: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def start_server(name: str, tree: str, home, mode: str):
+def start_server(name: str, tree: str, home, mode: str, force_sync: bool = True):
     """A standalone server of ``tree`` under this file's --serve, ready."""
     from pathlib import Path
     from zabpy.testing.server import free_ports
     from .servers import Server, write_zoo_cfg
     home = Path(home)
     port = free_ports(1)[0]
-    cfg = write_zoo_cfg(home, port)
+    cfg = write_zoo_cfg(home, port, force_sync=force_sync)
     with open(cfg, "a") as f:   # for zk_cnt_fsynctime
         f.write("4lw.commands.whitelist=mntr,srvr\n")
     wdir = home / "windows"
@@ -334,6 +354,7 @@ def measure(srv, workload: str, duration_s: float, mode: str = "plain",
 
     def begin() -> None:
         state["threads0"] = thread_stats(pid)
+        state["machine0"] = machine_ticks()
         state["sched0"], state["t0"] = _schedstat(pid), time.monotonic_ns()
         if mode == "pyspy":
             import subprocess
@@ -349,6 +370,7 @@ def measure(srv, workload: str, duration_s: float, mode: str = "plain",
         os.kill(pid, signal.SIGUSR2)
         state["sched1"], state["t1"] = _schedstat(pid), time.monotonic_ns()
         state["threads1"] = thread_stats(pid)
+        state["machine1"] = machine_ticks()
         spy = state.get("spy")
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -372,6 +394,7 @@ def measure(srv, workload: str, duration_s: float, mode: str = "plain",
     ops = max(r["ops"], 1)
     row.update(_thread_delta(pid, state["threads0"], state["threads1"], ops))
     row.update(_shares(pid, state["sched0"], state["sched1"], state["t1"] - state["t0"]))
+    row.update(_machine_delta(state["machine0"], state["machine1"]))
     row["gc_passes"] = g["gc_passes"]
     row["gc_us_op"] = sum(g["gc_ns"]) / 1e3 / ops
     row["gc_us_op_by_concern"] = {c: ns / 1e3 / ops for c, ns in g["gc_by_concern"].items()}
@@ -526,7 +549,8 @@ def summarize(out_dir: str) -> str:
         groups.setdefault((r["mode"], r["workload"], r["server"]), []).append(r)
     keys = ("ops_s", "p99_ms", "cpu_us_op", "main_user_us_op", "main_sys_us_op", "others_us_op",
             "gc_us_op", "main_on_cpu", "main_waiting", "main_vcsw_op", "main_ivcsw_op",
-            "others_vcsw_op", "ops_per_fsync", "client_cpu_max", "load")
+            "others_vcsw_op", "ops_per_fsync", "client_cpu_max", "machine_busy", "steal",
+            "load")
     lines = []
     for (mode, wl, srv), rs in sorted(groups.items()):
         m = {k: _median([r.get(k) for r in rs]) for k in keys}
@@ -545,7 +569,7 @@ def summarize(out_dir: str) -> str:
 
 
 def run(trees: dict[str, str], workloads: list[str], rounds: int, duration_s: float,
-        mode: str, out_dir: str, native: bool = False) -> list[dict]:
+        mode: str, out_dir: str, native: bool = False, depth: int | None = None) -> list[dict]:
     import shutil
     import tempfile
     from pathlib import Path
@@ -562,14 +586,18 @@ def run(trees: dict[str, str], workloads: list[str], rounds: int, duration_s: fl
             k = rnd % len(names)
             for name in names[k:] + names[:k]:
                 home = work / f"r{rnd}-{name}"
-                srv = start_server(name, trees[name], home, mode)
+                # a name ending in ":nosync" runs its tree with forceSync=no
+                srv = start_server(name, trees[name], home, mode,
+                                   force_sync=not name.endswith(":nosync"))
                 try:
                     time.sleep(2.0)
                     for w in ("getData", "create"):   # warm-up, as bench.ab
                         run_workload(w, LoadConfig(port=srv.port, duration_s=0.5), srv.pid)
                     for wl in workloads:
                         spy = os.path.join(out_dir, f"{name}-{wl}-r{rnd}.pyspy")
-                        row = measure(srv, wl, duration_s, mode, spy, native=native)
+                        cfg = LoadConfig(port=srv.port, duration_s=duration_s, depth=depth)
+                        row = measure(srv, wl, duration_s, mode, spy, cfg=cfg, native=native)
+                        row["depth"] = depth
                         row["round"] = rnd
                         if row.get("prof"):
                             keep = os.path.join(out_dir, f"{name}-{wl}-r{rnd}.prof")
@@ -598,17 +626,22 @@ def _line(r: dict) -> str:
             f"{g('others_us_op')}) gc {g('gc_us_op', '{:.2f}')} us/op "
             f"loop on-cpu {g('main_on_cpu', '{:.2f}')} wait {g('main_waiting', '{:.2f}')} "
             f"vcsw/op {g('main_vcsw_op', '{:.3f}')} ops/fsync {g('ops_per_fsync', '{:.0f}')} "
-            f"client {g('client_cpu_max', '{:.2f}')} load {g('load')}"
+            f"client {g('client_cpu_max', '{:.2f}')} machine busy {g('machine_busy', '{:.2f}')} "
+            f"cores steal {g('steal', '{:.2f}')} load {g('load')}"
             + ("" if r["ok"] else f" FAILED {r['problems']}"))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile_server",
                                  description=__doc__.splitlines()[0])
-    ap.add_argument("--trees", default="", help="name=path,... (zabpy source trees)")
+    ap.add_argument("--trees", default="",
+                    help="name=path,... (zabpy source trees; a name ending in :nosync runs "
+                         "its tree with forceSync=no)")
     ap.add_argument("--workloads", default="create,setData")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per run")
+    ap.add_argument("--depth", type=int, default=None,
+                    help="requests in flight per session (default: the workload's, 32)")
     ap.add_argument("--mode", choices=("plain", "cprofile", "pyspy"), default="cprofile")
     ap.add_argument("--native", action="store_true",
                     help="pyspy mode: native frames too (the collector, uvloop, zlib)")
@@ -630,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     trees = dict(item.split("=", 1) for item in a.trees.split(",") if item)
     if not trees:
         ap.error("--trees is required")
-    rows = run(trees, a.workloads.split(","), a.rounds, a.duration, a.mode, a.out, a.native)
+    rows = run(trees, a.workloads.split(","), a.rounds, a.duration, a.mode, a.out, a.native,
+               a.depth)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
