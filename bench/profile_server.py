@@ -1,41 +1,48 @@
 """Where a standalone zabpy server's CPU goes under a write workload, source trees side by side.
 
     python -m bench.profile_server --trees before=/work/wt-before,after=. \\
-        [--workloads create,setData] [--duration 12] [--rounds 3] \\
-        [--mode plain|cprofile|pyspy] [--out DIR]
+        [--workloads create,setData] [--duration 12] [--rounds 3] [--depth N] \\
+        [--mode plain|cprofile|pyspy] [--native] [--out DIR]
+    python -m bench.profile_server --table DIR...     # CPU per op by concern and tree
+    python -m bench.profile_server --summarize DIR    # medians per mode, workload, tree
+    python -m bench.profile_server --report FILE...   # concerns of .prof / .pyspy files
 
 Each round starts one standalone server per tree (the benchmark's zoo.cfg,
-forceSync=yes unless the tree's name ends in ``:nosync``, ``PYTHONPATH=tree``), the order of the trees rotating from
-round to round, warms it up as ``bench.ab`` does, and runs each workload
-with ``bench.loadgen``'s defaults (2 client processes x 8 sessions x 32
-requests in flight, as ``bench.compare``). The server is this file run as a
-script (``--serve``): ``zabpy server zoo.cfg`` with two signal handlers, so
-that a window is measured exactly over the load generator's timed phase:
-SIGUSR1 opens it, SIGUSR2 closes it and writes what it measured into the
-window directory (``window-N.json``; ``window-N.prof`` too with --cprofile).
-What a run records:
+forceSync=yes unless the tree's name ends in ``:nosync``; ``PYTHONPATH=tree``),
+the order of the trees rotating from round to round, warms it up as
+``bench.ab`` does, and runs each workload with ``bench.loadgen``'s defaults
+(2 client processes x 8 sessions x 32 requests in flight, as
+``bench.compare``; ``--depth`` changes the 32). The server is this file run
+as a script (``--serve``): ``zabpy server zoo.cfg`` with two signal
+handlers, so that a window covers exactly the load generator's timed phase
+(``run_workload``'s ``on_timed`` hooks): SIGUSR1 opens it, SIGUSR2 closes
+it and writes what it measured into the window directory
+(``window-N.json``; ``window-N.prof`` too with --cprofile). A run records:
 
-* ops/s, p99 and the server's CPU per op (utime + stime of the process,
-  ``bench.loadgen``), split into the event loop's thread and the others
-  (the executor threads that write and fsync the txn log), user and system
-  time, and voluntary / involuntary context switches per op, from
-  ``/proc/<pid>/task/*/{stat,status}``;
+* ops/s, p99 and the server's CPU per op: ``bench.loadgen``'s (the process
+  tree, snapshot writers included) and, from ``/proc/<pid>/task/*/{stat,
+  status}``, the event loop's thread (user, system) and the other threads
+  (the executor's, which write and fsync the txn log), with voluntary and
+  involuntary context switches per op;
 * the loop thread's share of the run on a CPU and runnable but waiting for
   one (``schedstat``), the ops per fsync (``mntr``'s ``zk_cnt_fsynctime``),
   the 1-minute load average, the machine's busy cores and the host's steal
   (``/proc/stat``), the busiest client process's share of a core;
-* the collector's passes and the time they took (``gc.callbacks``, only
-  inside the window: a callback per pass, nothing per allocation).
+* the collector's passes and their time (``gc.callbacks``, only inside the
+  window: a callback per pass, nothing per allocation), with the concern
+  whose allocation set each pass off.
 
 Modes: ``plain`` adds nothing else (the CPU per op to quote); ``cprofile``
-runs ``cProfile`` over the window (its per-call cost inflates code that makes
-many small Python calls, and uvloop's own C work between callbacks is not
-seen by it); ``pyspy`` samples the server from outside with ``py-spy record
---nonblocking`` (``--format raw``: folded stacks of every thread, written to
-``DIR/<tree>-<workload>-r<round>.pyspy``), which costs the server little.
-``--report FILE...`` prints the time by concern (jute codec, prep, apply,
-txn log, group commit, loop and socket, server core, other) of pstats or
-py-spy files, the same classification either way (``classify``).
+runs ``cProfile`` over the window (2.5-3x slower: its per-call cost inflates
+code that makes many small Python calls, and uvloop's own C work between
+callbacks is not seen by it); ``pyspy`` samples the server from outside with
+``py-spy record --nonblocking`` (``--format raw``: folded stacks of every
+thread, written to ``DIR/<tree>-<workload>-r<round>.pyspy``), which costs
+the server little (``--native`` adds C frames but stops the process for each
+sample). The concerns (jute codec, prep, apply, txn log, group commit, loop
+and socket, server core, GC, other) come from one classification
+(``classify``, ``classify_stack``) for py-spy stacks, cProfile entries and
+GC passes alike. docs/perf/profiles-issue10.md is what it measured for issue 10.
 """
 
 from __future__ import annotations
@@ -538,12 +545,7 @@ def concern_rows(row: dict) -> dict[str, float] | None:
 def summarize(out_dir: str) -> str:
     """Medians per (mode, workload, server) of the runs in ``out_dir``, and
     the loop thread's CPU per op by concern for the profiled modes."""
-    rows = []
-    for mode in ("plain", "cprofile", "pyspy"):
-        path = os.path.join(out_dir, f"runs-{mode}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                rows += [json.loads(line) for line in f if line.strip()]
+    rows = _load_runs([out_dir])
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["mode"], r["workload"], r["server"]), []).append(r)
@@ -563,6 +565,72 @@ def summarize(out_dir: str) -> str:
             lines.append("    loop us/op by concern (median of runs): " + ", ".join(
                 f"{c} {v:.1f} ({100 * v / tot:.0f}%)" for c, v in med.items()))
     return "\n".join(lines)
+
+
+def _load_runs(dirs: list[str]) -> list[dict]:
+    rows = []
+    for d in dirs:
+        for mode in ("plain", "cprofile", "pyspy"):
+            path = os.path.join(d, f"runs-{mode}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
+def table(dirs: list[str]) -> str:
+    """Per workload, the server's CPU per op by concern for each tree, as a
+    markdown table: the loop thread's CPU per op and the executor threads'
+    are the medians of the ``plain`` runs (no profiler); the loop's split is
+    the py-spy samples of every ``pyspy`` run pooled; the collector's time
+    (median of the plain runs, per concern that set its passes off) is
+    taken out of the concern it struck in and shown as its own row."""
+    rows = _load_runs(dirs)
+    out = []
+    for wl in sorted({r["workload"] for r in rows}):
+        cols = {}
+        for srv in sorted({r["server"] for r in rows if r["workload"] == wl}, reverse=True):
+            plain = [r for r in rows if r["workload"] == wl and r["server"] == srv
+                     and r["mode"] == "plain" and r.get("main_user_us_op") is not None]
+            spy = [r for r in rows if r["workload"] == wl and r["server"] == srv
+                   and r.get("pyspy") and os.path.exists(r["pyspy"])]
+            if not plain or not spy:
+                continue
+            loop = _median([r["main_user_us_op"] + r["main_sys_us_op"] for r in plain])
+            others = _median([r["others_us_op"] for r in plain])
+            samples = {c: 0.0 for c in CATEGORIES}
+            for r in spy:
+                for c, n in pyspy_by_category(r["pyspy"])[0].items():
+                    samples[c] += n
+            n = sum(samples.values()) or 1.0
+            with_gc = [r for r in plain if r.get("gc_us_op_by_concern") is not None]
+            gc_where = {c: _median([r["gc_us_op_by_concern"].get(c, 0.0) for r in with_gc])
+                        for c in CATEGORIES} if with_gc else {}
+            us = {c: loop * samples[c] / n for c in CATEGORIES}
+            for c, g in gc_where.items():
+                if c != "gc":
+                    take = min(g, us[c])
+                    us[c] -= take
+                    us["gc"] += take
+            us["log write + fsync (executor threads)"] = others
+            cols[srv] = (us, loop + others, len(plain), len(spy))
+        if not cols:
+            continue
+        names = list(cols)
+        out.append(f"{wl}: " + "; ".join(
+            f"{s} {cols[s][1]:.1f} us/op ({cols[s][2]} plain runs, {cols[s][3]} py-spy runs)"
+            for s in names))
+        out.append("| concern | " + " | ".join(f"{s} us/op | {s} %" for s in names) + " |")
+        out.append("|---|" + "---:|" * (2 * len(names)))
+        for c in cols[names[0]][0]:
+            cells = []
+            for s in names:
+                us, total = cols[s][0], cols[s][1]
+                cells += [f"{us[c]:.1f}", f"{100 * us[c] / total:.0f}%"]
+            out.append(f"| {c} | " + " | ".join(cells) + " |")
+        out.append("| total | " + " | ".join(f"{cols[s][1]:.1f} | 100%" for s in names) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -648,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results/profiles")
     ap.add_argument("--report", nargs="*", help="print the concerns of these .prof/.pyspy files")
     ap.add_argument("--summarize", metavar="DIR", help="medians of the runs an --out DIR holds")
+    ap.add_argument("--table", nargs="*", metavar="DIR",
+                    help="CPU per op by concern and tree, from the plain and pyspy runs of DIRs")
     ap.add_argument("--serve", help=argparse.SUPPRESS)   # the server side (a zoo.cfg)
     ap.add_argument("--window-dir", help=argparse.SUPPRESS)
     ap.add_argument("--cprofile", action="store_true", help=argparse.SUPPRESS)
@@ -659,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.summarize:
         print(summarize(a.summarize))
+        return 0
+    if a.table:
+        print(table(a.table))
         return 0
     trees = dict(item.split("=", 1) for item in a.trees.split(",") if item)
     if not trees:

@@ -55,6 +55,24 @@ def test_pyspy_folded_stacks_by_concern(tmp_path):
     assert others["txn log"] == 7
 
 
+def test_table_splits_the_unprofiled_cpu_by_the_sampled_shares(tmp_path):
+    spy = tmp_path / "after-create-r0.pyspy"
+    spy.write_text(
+        "thread (1): MainThread;_create (zabpy/pipeline/prep.py:320) 30\n"
+        "thread (1): MainThread;DataTree.create (zabpy/tree/datatree.py:20) 10\n")
+    plain = {"mode": "plain", "workload": "create", "server": "after", "main_user_us_op": 38.0,
+             "main_sys_us_op": 2.0, "others_us_op": 3.0,
+             "gc_us_op_by_concern": {"prep": 6.0}}
+    sampled = {"mode": "pyspy", "workload": "create", "server": "after", "pyspy": str(spy)}
+    import json
+    (tmp_path / "runs-plain.json").write_text(json.dumps(plain) + "\n")
+    (tmp_path / "runs-pyspy.json").write_text(json.dumps(sampled) + "\n")
+    out = ps.table([str(tmp_path)])
+    # 40 us of loop CPU: prep 30 of it less the 6 its allocations spent in GC, apply 10
+    assert "| prep | 24.0 | 56% |" in out and "| apply | 10.0 | 23% |" in out
+    assert "| gc | 6.0 | 14% |" in out and "| total | 43.0 | 100% |" in out
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_profile_of_a_real_server_under_create_and_set_data(tmp_path):
     srv = ps.start_server("this", ROOT, tmp_path / "home", "cprofile")
@@ -69,6 +87,7 @@ def test_profile_of_a_real_server_under_create_and_set_data(tmp_path):
         assert row["ok"], row["problems"]
         assert row["ops"] > 0 and row["cpu_us_op"] is not None and row["main_user_us_op"] >= 0
         assert len(row["gc_passes"]) == 3 and row["threads"] >= 1
+        assert set(row["gc_us_op_by_concern"]) <= set(ps.CATEGORIES)
         stats = pstats.Stats(row["prof"]).stats
         files = {k[0].replace("\\", "/") for k in stats}
         # the write path went through the cores the profile must show
