@@ -23,17 +23,14 @@ Like ``bench.ab_ensemble``, for ensembles.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import socket
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from . import ab_rounds
 from .loadgen import LoadConfig, run_workload
 from .servers import Server, java_command, write_zoo_cfg
 from zabpy.testing.server import free_ports
@@ -148,51 +145,28 @@ KEYS = ("ops_s", "p99_ms", "cpu_us_op", "cores", "main_on_cpu", "main_waiting", 
 
 
 def medians(results: dict) -> list[str]:
-    lines = []
-    for wl, per in results.items():
-        med = {n: {k: statistics.median([r[k] for r in rows if r.get(k) is not None] or [0])
-                   for k in KEYS} for n, rows in per.items()}
-        java = med.get("java")
-        for n, m in med.items():
-            rel = ""
-            if java and n != "java" and java["ops_s"] and java["p99_ms"] and java["cpu_us_op"]:
-                rel = (f"  of java: ops/s {m['ops_s'] / java['ops_s']:.2f}x, "
-                       f"p99 {m['p99_ms'] / java['p99_ms']:.2f}x, "
-                       f"cpu {m['cpu_us_op'] / java['cpu_us_op']:.2f}x")
-            lines.append(f"{wl:8s} {n:6s} {m['ops_s']:8.0f}/s p99 {m['p99_ms']:7.1f} ms  "
-                         f"cpu {m['cpu_us_op']:5.1f} us/op  cores {m['cores']:.2f} "
-                         f"(main {m['main_on_cpu']:.2f} + waiting {m['main_waiting']:.2f})  "
-                         f"ops/fsync {m['ops_per_fsync']:.0f}  load {m['load']:.1f}  "
-                         f"({len(per[n])} runs){rel}")
-    return lines
+    return ab_rounds.median_lines(results, KEYS, _median_line)
+
+
+def _median_line(wl: str, n: str, m: dict, runs: int) -> str:
+    return (f"{wl:8s} {n:6s} {m['ops_s']:8.0f}/s p99 {m['p99_ms']:7.1f} ms  "
+            f"cpu {m['cpu_us_op']:5.1f} us/op  cores {m['cores']:.2f} "
+            f"(main {m['main_on_cpu']:.2f} + waiting {m['main_waiting']:.2f})  "
+            f"ops/fsync {m['ops_per_fsync']:.0f}  load {m['load']:.1f}  ({runs} runs)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
-    ap.add_argument("--trees", required=True, help="name=path,... (zabpy source trees)")
-    ap.add_argument("--workloads", default="setData,mixed")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per run")
-    ap.add_argument("--no-java", action="store_true")
-    ap.add_argument("--out", default=None, help="write the runs as JSON here")
-    a = ap.parse_args(argv)
-    trees = dict(item.split("=", 1) for item in a.trees.split(",") if item)
+    a, trees = ab_rounds.parse_args(argv, "python -m bench.ab", __doc__, workloads="setData,mixed",
+                                    rounds=5, duration_s=3.0)
     contenders: dict[str, str | None] = {} if a.no_java else {"java": None}
     contenders.update(trees)
     for tree in trees.values():  # as an installed package runs: from bytecode
         ensure_zabpy_bytecode_at(tree)
-    results: dict = {}
-    work = Path(tempfile.mkdtemp(prefix="zabpy-ab-"))
-    try:
-        for rnd in range(a.rounds):
-            _round(rnd, contenders, a.workloads.split(","), a.duration, work, results)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("\nmedians\n" + "\n".join(medians(results)))
-    if a.out:
-        Path(a.out).write_text(json.dumps(results, indent=1))
-    failed = any(not r["ok"] for per in results.values() for rows in per.values() for r in rows)
-    return 1 if failed else 0
+    workloads = a.workloads.split(",")
+    results = ab_rounds.run_rounds(
+        a.rounds, "zabpy-ab-",
+        lambda rnd, work, out: _round(rnd, contenders, workloads, a.duration, work, out))
+    return ab_rounds.report(results, medians(results), a.out)
 
 
 def ensure_zabpy_bytecode_at(tree: str) -> None:

@@ -16,16 +16,13 @@ op is the steadier number when the load moves.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from . import ab_rounds
 from .ensemble import Ensemble
 from .loadgen import LoadConfig, run_workload
 from .servers import java_command, zabpy_command
@@ -76,46 +73,24 @@ def _round(rnd: int, commands: dict, workloads: list[str], duration_s: float, wo
 
 
 def _medians(results: dict) -> list[str]:
-    lines = []
-    for wl, per in results.items():
-        med = {n: {k: statistics.median([r[k] for r in rows if r[k] is not None] or [0])
-                   for k in ("ops_s", "p99_ms", "cpu_us_op")} for n, rows in per.items()}
-        java = med.get("java")
-        for n, m in med.items():
-            rel = ""
-            if java and n != "java" and all(java.values()):
-                rel = (f"  of java: ops/s {m['ops_s'] / java['ops_s']:.2f}x, "
-                       f"p99 {m['p99_ms'] / java['p99_ms']:.2f}x, "
-                       f"cpu {m['cpu_us_op'] / java['cpu_us_op']:.2f}x")
-            lines.append(f"{wl:12s} {n:8s} {m['ops_s']:8.0f}/s p99 {m['p99_ms']:8.1f} ms  "
-                         f"cpu {m['cpu_us_op']:6.1f} us/op  ({len(per[n])} runs){rel}")
-    return lines
+    return ab_rounds.median_lines(results, ("ops_s", "p99_ms", "cpu_us_op"), _median_line)
+
+
+def _median_line(wl: str, n: str, m: dict, runs: int) -> str:
+    return (f"{wl:12s} {n:8s} {m['ops_s']:8.0f}/s p99 {m['p99_ms']:8.1f} ms  "
+            f"cpu {m['cpu_us_op']:6.1f} us/op  ({runs} runs)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ab_ensemble",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--trees", required=True, help="name=path,... (zabpy source trees)")
-    ap.add_argument("--workloads", default="setData,create,paced_mixed")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=4.0, help="seconds per run")
-    ap.add_argument("--no-java", action="store_true")
-    ap.add_argument("--out", default=None, help="write the runs as JSON here")
-    a = ap.parse_args(argv)
-    trees = dict(item.split("=", 1) for item in a.trees.split(",") if item)
+    a, trees = ab_rounds.parse_args(argv, "python -m bench.ab_ensemble", __doc__,
+                                    workloads="setData,create,paced_mixed", rounds=3,
+                                    duration_s=4.0)
     commands = _commands(trees, not a.no_java)
-    results: dict = {}
-    work = Path(tempfile.mkdtemp(prefix="zabpy-ab-ensemble-"))
-    try:
-        for rnd in range(a.rounds):
-            _round(rnd, commands, a.workloads.split(","), a.duration, work, results)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("\nmedians\n" + "\n".join(_medians(results)))
-    if a.out:
-        Path(a.out).write_text(json.dumps(results, indent=1))
-    failed = any(not r["ok"] for per in results.values() for rows in per.values() for r in rows)
-    return 1 if failed else 0
+    workloads = a.workloads.split(",")
+    results = ab_rounds.run_rounds(
+        a.rounds, "zabpy-ab-ensemble-",
+        lambda rnd, work, out: _round(rnd, commands, workloads, a.duration, work, out))
+    return ab_rounds.report(results, _medians(results), a.out)
 
 
 if __name__ == "__main__":

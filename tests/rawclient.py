@@ -8,6 +8,9 @@ import struct
 
 from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
+from zabpy.jute.constants import OpCode
+
+_OPEN_ACL = [R.ACL(31, R.Id("world", "anyone"))]
 
 
 class RawClient:
@@ -93,3 +96,17 @@ def expect_event_before_new_data(w: RawClient, old: bytes = b"old") -> None:
         break
     if events == 0:  # answered before the write: its event is still to come
         assert struct.unpack_from(">i", w.recv_frame())[0] == -1
+
+
+def multi_body(paths: list[str], create: bool) -> bytes:
+    """A multi request's body, one op per path: a create of each (empty,
+    persistent, world:anyone) or a delete of each (any version)."""
+    out = []
+    for p in paths:
+        if create:
+            out.append(R.MultiHeader(OpCode.create, False, -1).to_bytes()
+                       + R.CreateRequest(p, b"", _OPEN_ACL, 0).to_bytes())
+        else:
+            out.append(R.MultiHeader(OpCode.delete, False, -1).to_bytes()
+                       + R.DeleteRequest(p, -1).to_bytes())
+    return b"".join(out) + R.MultiHeader(-1, True, -1).to_bytes()

@@ -1,16 +1,18 @@
-"""bench.ab (standalone A/B) and bench.timeline (a group commit's timeline):
-their pure helpers on made-up inputs, and one short timeline against a real
+"""bench.ab (standalone A/B), bench.ab_rounds (what it shares with
+bench.ab_ensemble) and bench.timeline (a group commit's timeline): their pure
+helpers on made-up inputs, and one short timeline against a real
 server, which fails if the runtime's methods the timeline wraps are renamed.
 No timing is asserted."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import pytest
 
-from bench import ab, timeline
+from bench import ab, ab_ensemble, ab_rounds, timeline
 
 MS = 1_000_000  # ns
 
@@ -47,6 +49,27 @@ def test_ab_medians_and_ratios_to_java():
     lines = ab.medians(results)
     new = next(line for line in lines if " new " in line)
     assert "200/s" in new and "ops/s 1.00x" in new and "cpu 0.40x" in new
+
+
+def test_ab_rounds_runs_each_round_writes_the_runs_and_fails_on_a_failed_run(tmp_path, capsys):
+    # bench.ab_ensemble's rows carry only ops/s, p99, CPU per op, ok and load
+    row = {"ops_s": 100.0, "p99_ms": 10.0, "cpu_us_op": 50.0, "ok": True, "load": 1.0}
+    seen = []
+
+    def one_round(rnd, work, results):
+        seen.append((rnd, work.is_dir()))
+        results.setdefault("create", {}).setdefault("java", []).append(row)
+        results["create"].setdefault("new", []).append(dict(row, cpu_us_op=25.0, ok=rnd == 0))
+
+    results = ab_rounds.run_rounds(2, "zabpy-ab-test-", one_round)
+    assert seen == [(0, True), (1, True)]
+    out = tmp_path / "runs.json"
+    assert ab_rounds.report(results, ab_ensemble._medians(results), str(out)) == 1
+    assert json.loads(out.read_text()) == results
+    new = next(line for line in capsys.readouterr().out.splitlines() if " new " in line)
+    assert "(2 runs)" in new and "cpu 0.50x" in new
+    results["create"]["new"][1]["ok"] = True
+    assert ab_rounds.report(results, [], None) == 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -1,9 +1,11 @@
 """The election connection manager's rules (facts 3.1) and the asyncio transport."""
 
 import asyncio
+import gc
 import random
 import socket
 import struct
+import warnings
 
 import pytest
 
@@ -204,3 +206,22 @@ def test_a_write_to_a_reset_link_is_an_io_failure_not_a_broken_invariant(dial):
     broken, still_linked = uvloop.run(_send_on_a_closed_link(dial))
     assert broken == [], [c.get("exception") for c in broken]
     assert not still_linked
+
+
+def test_a_transport_closed_at_once_leaves_no_coroutine_unawaited():
+    """Tasks cancelled before their first step (a link dropped, or the
+    transport closed, in the turn that spawned them) never ran their
+    coroutine: the transport closes it, so nothing is reported as "never
+    awaited" when it is collected."""
+    ports = free_ports(2)
+
+    async def main():
+        t = ElectionTransport(1, {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])})
+        t.close()  # before run(): the redial loop is cancelled unstarted
+        await t.run()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []

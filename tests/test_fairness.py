@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from conftest import four_letter_word
-from rawclient import RawClient, expect_event_before_new_data
+from rawclient import RawClient, expect_event_before_new_data, multi_body
 from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
 from zabpy.jute.constants import OpCode
@@ -27,18 +27,6 @@ def server():
     # tickTime 2000: sessions of up to 40 s, as the multis take seconds on a loaded machine
     with ZabpyServer(subprocess=True, config_text="tickTime=2000") as zk:
         yield zk
-
-
-def multi(paths: list[str], create: bool) -> bytes:
-    out = []
-    for p in paths:
-        if create:
-            out.append(R.MultiHeader(OpCode.create, False, -1).to_bytes()
-                       + R.CreateRequest(p, b"", ACL, 0).to_bytes())
-        else:
-            out.append(R.MultiHeader(OpCode.delete, False, -1).to_bytes()
-                       + R.DeleteRequest(p, -1).to_bytes())
-    return b"".join(out) + R.MultiHeader(-1, True, -1).to_bytes()
 
 
 def outstanding(port: int) -> int:
@@ -65,7 +53,7 @@ def test_bystanders_are_served_while_a_big_multi_is_applied(server):
     by.call(OpCode.create, R.CreateRequest("/other", b"o", ACL, 0))
     agg.call(OpCode.create, R.CreateRequest("/m", b"", ACL, 0))
     paths = [f"/m/n{i:05d}" for i in range(OPS)]
-    bodies = (multi(paths, True), multi(paths, False))
+    bodies = (multi_body(paths, True), multi_body(paths, False))
     served_in_flight = 0
     for attempt in range(6):
         create = attempt % 2 == 0
@@ -100,7 +88,7 @@ def test_a_big_failing_multi_changes_nothing(server):
     c.handshake()
     c.call(OpCode.create, R.CreateRequest("/f", b"", ACL, 0))
     paths = [f"/f/n{i:05d}" for i in range(OPS)]
-    body = multi(paths + ["/missing/x"], True)
+    body = multi_body(paths + ["/missing/x"], True)
     hdr, body = c.call(OpCode.multi, body)
     # ZooKeeper answers a failed multi with err 0 and an error result per op
     first = R.MultiHeader.read(Reader(body))
@@ -118,7 +106,7 @@ def test_watch_events_of_a_big_multi_come_before_its_reply(server):
     paths = [f"/w/n{i:05d}" for i in range(OPS)]
     for p in paths[:3]:
         c.call(OpCode.exists, R.ExistsRequest(p, True))
-    xid = c.send(OpCode.multi, multi(paths, True))
+    xid = c.send(OpCode.multi, multi_body(paths, True))
     events = []
     while True:
         frame = c.recv_frame()
@@ -270,7 +258,7 @@ def test_a_long_child_list_goes_out_in_its_place_in_the_order(server):
     assert c.call(OpCode.create, R.CreateRequest("/wide", b"", ACL, 0))[0].err == 0
     names = [f"w{i:06d}" for i in range(WIDE)]
     for start in range(0, WIDE, 5000):   # pipelined: the server works meanwhile
-        c.send(OpCode.multi, multi([f"/wide/{n}" for n in names[start:start + 5000]], True))
+        c.send(OpCode.multi, multi_body([f"/wide/{n}" for n in names[start:start + 5000]], True))
     for _ in range(0, WIDE, 5000):
         assert c.recv_reply()[0].err == 0
     want = _names_wire(names)
@@ -328,10 +316,10 @@ def test_a_count_of_200k_nodes_serves_bystanders_and_is_one_state(server):
     c.handshake(timeout_ms=40_000)
     assert c.call(OpCode.create, R.CreateRequest("/cnt", b"", ACL, 0))[0].err == 0
     parents = [f"/cnt/b{i:03d}" for i in range(COUNT_PARENTS)]
-    c.send(OpCode.multi, multi(parents, True))
+    c.send(OpCode.multi, multi_body(parents, True))
     leaves = [f"{p}/n{j:04d}" for p in parents for j in range(COUNT_LEAVES)]
     for start in range(0, len(leaves), 5000):   # pipelined
-        c.send(OpCode.multi, multi(leaves[start:start + 5000], True))
+        c.send(OpCode.multi, multi_body(leaves[start:start + 5000], True))
     for _ in range(1 + len(leaves) // 5000):
         assert c.recv_reply()[0].err == 0
     n = COUNT_PARENTS * (COUNT_LEAVES + 1)

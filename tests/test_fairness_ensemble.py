@@ -16,7 +16,7 @@ import struct
 
 import pytest
 
-from rawclient import RawClient, expect_event_before_new_data
+from rawclient import RawClient, expect_event_before_new_data, multi_body
 from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
 from zabpy.jute.constants import OpCode
@@ -34,18 +34,6 @@ def ens():
     with ZabpyEnsemble(3, tick_time_ms=200, sync_limit=5,
                        extra="maxSessionTimeout=30000\nmaxClientCnxns=0") as e:
         yield e
-
-
-def multi(paths: list[str], create: bool) -> bytes:
-    out = []
-    for p in paths:
-        if create:
-            out.append(R.MultiHeader(OpCode.create, False, -1).to_bytes()
-                       + R.CreateRequest(p, b"", ACL, 0).to_bytes())
-        else:
-            out.append(R.MultiHeader(OpCode.delete, False, -1).to_bytes()
-                       + R.DeleteRequest(p, -1).to_bytes())
-    return b"".join(out) + R.MultiHeader(-1, True, -1).to_bytes()
 
 
 def read_pair(first: str, last: str) -> bytes:
@@ -111,7 +99,7 @@ def run_multis(ens, agg_sid: int, by_sid: int, root: str, multis: int = MULTIS
     assert hdr.err == 0
     before = roles(ens)   # after a write: the zxids carry the current epoch
     paths = [f"{root}/n{i:05d}" for i in range(OPS)]
-    bodies = (multi(paths, True), multi(paths, False))
+    bodies = (multi_body(paths, True), multi_body(paths, False))
     pair = read_pair(paths[0], paths[-1])
     served = 0
     for attempt in range(multis):
@@ -170,7 +158,7 @@ def test_sync_after_a_big_multi_sees_it(ens):
     c.call(OpCode.create, R.CreateRequest("/sync-after", b"", ACL, 0))
     paths = [f"/sync-after/n{i:04d}" for i in range(2000)]
     for create in (True, False):
-        xid = c.send(OpCode.multi, multi(paths, create))
+        xid = c.send(OpCode.multi, multi_body(paths, create))
         c.send(OpCode.sync, R.SyncRequest("/sync-after"))
         hdr_multi, _ = c.recv_reply()
         hdr_sync, _ = c.recv_reply()
@@ -195,8 +183,8 @@ def test_a_long_child_list_is_listed_right_while_bystanders_are_served(ens, wher
     by = client(ens, agg_sid)   # the same member: its loop does the encoding
     agg.call(OpCode.create, R.CreateRequest(root, b"", ACL, 0))
     for start in range(0, CHILDREN, 5000):
-        hdr, body = agg.call(OpCode.multi, multi([f"{root}/c{i:05d}" for i in
-                                                  range(start, start + 5000)], True))
+        hdr, body = agg.call(OpCode.multi, multi_body([f"{root}/c{i:05d}" for i in
+                                                       range(start, start + 5000)], True))
         assert hdr.err == 0
     hdr, _ = by.call(OpCode.create, R.CreateRequest(root + "-other", b"o", ACL, 0))
     served = 0
@@ -389,7 +377,7 @@ def test_counts_and_ephemerals_in_parts_are_one_state_on_every_role(ens, where):
     gone = paths[-10:]
     c.send(OpCode.getAllChildrenNumber, R.GetAllChildrenNumberRequest(root))
     c.send(OpCode.getEphemerals, R.GetEphemeralsRequest(root))
-    other.send(OpCode.multi, multi(gone, False))   # one txn: all ten or none
+    other.send(OpCode.multi, multi_body(gone, False))   # one txn: all ten or none
     hdr, body = c.recv_reply()
     assert hdr.err == 0 and struct.unpack(">i", body)[0] in (SCANNED, SCANNED - 10)
     hdr, body = c.recv_reply()

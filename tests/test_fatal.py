@@ -114,10 +114,22 @@ def test_call_soon_flush_assertion_halts_an_in_process_server(server, caplog):
     client.handshake()
     rt = server.runtime
 
-    def broken_ready():
-        assert False, "planted"
-    rt.server.ready = broken_ready
-    server.call(rt._schedule_flush)
+    class BrokenReady:
+        """The core, but its ``ready`` breaks (a proxy: the compiled build's
+        core takes no attribute set on it)."""
+        def __init__(self, core):
+            self._core = core
+
+        def ready(self):
+            assert False, "planted"
+
+        def __getattr__(self, name):
+            return getattr(self._core, name)
+
+    def plant():
+        rt.server = BrokenReady(rt.server)
+        rt._schedule_flush()
+    server.call(plant)
     assert _wait_broken(server) == "call_soon flush: AssertionError: planted"
     assert client.closed_by_server()
     client.close()

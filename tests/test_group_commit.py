@@ -10,10 +10,12 @@ that calls the real one (or fails) when the test says so.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import threading
+from collections.abc import Iterator
 
 from rawclient import RawClient
 from zabpy.jute import records as R
@@ -72,16 +74,31 @@ def _no_data_waiting(sock: socket.socket) -> bool:
         sock.setblocking(True)
 
 
-def test_writes_answered_only_after_their_fsync_and_share_it(tmp_path):
-    with ZabpyServer(data_dir=str(tmp_path)) as zk:
+@contextlib.contextmanager
+def _gated_server(data_dir: str, path: str,
+                  data: bytes) -> Iterator[tuple[ZabpyServer, GatedFsync, RawClient, int]]:
+    """A server whose store's fsync is a ``GatedFsync`` (not armed), a raw
+    session on it, and ``path`` created with ``data`` through that session
+    (its zxid): what each test starts from."""
+    with ZabpyServer(data_dir=data_dir) as zk:
         fsync = GatedFsync()
         zk.runtime.store._fsync = fsync
-        raw = RawClient(zk.port, timeout=30)
-        raw.handshake()
-        other = RawClient(zk.port, timeout=30)
-        other.handshake()
-        hdr, _ = raw.call(OpCode.create, R.CreateRequest("/g", b"", OPEN, 0))
+        raw = _session(zk)
+        hdr, _ = raw.call(OpCode.create, R.CreateRequest(path, data, OPEN, 0))
         assert hdr.err == Err.OK
+        yield zk, fsync, raw, hdr.zxid
+        raw.close()
+
+
+def _session(zk: ZabpyServer) -> RawClient:
+    raw = RawClient(zk.port, timeout=30)
+    raw.handshake()
+    return raw
+
+
+def test_writes_answered_only_after_their_fsync_and_share_it(tmp_path):
+    with _gated_server(str(tmp_path), "/g", b"") as (zk, fsync, raw, _):
+        other = _session(zk)
         before = zk.runtime.server.stats.fsync_count
         fsync.arm()
         n = 200
@@ -106,19 +123,11 @@ def test_writes_answered_only_after_their_fsync_and_share_it(tmp_path):
         assert zxids == sorted(zxids) and len(set(zxids)) == n
         # group commit: the 200 writes took far fewer flushes than writes
         assert 0 < zk.runtime.server.stats.fsync_count - before < n
-        raw.close()
         other.close()
 
 
 def test_failed_fsync_refuses_writes_and_keeps_what_was_acknowledged(tmp_path):
-    with ZabpyServer(data_dir=str(tmp_path)) as zk:
-        fsync = GatedFsync()
-        zk.runtime.store._fsync = fsync
-        raw = RawClient(zk.port, timeout=30)
-        raw.handshake()
-        hdr, _ = raw.call(OpCode.create, R.CreateRequest("/k", b"kept", OPEN, 0))
-        assert hdr.err == Err.OK
-        kept_zxid = hdr.zxid
+    with _gated_server(str(tmp_path), "/k", b"kept") as (zk, fsync, raw, kept_zxid):
         fsync.fail = OSError(errno.EIO, "Input/output error (injected)")
         raw.sock.sendall(_frames(2000, 5, "/k"))
         for i in range(5):
@@ -130,7 +139,6 @@ def test_failed_fsync_refuses_writes_and_keeps_what_was_acknowledged(tmp_path):
         # later writes are refused too (the log failure is sticky)
         hdr, _ = raw.call(OpCode.create, R.CreateRequest("/later", b"", OPEN, 0))
         assert hdr.err == Err.SYSTEMERROR
-        raw.close()
     # what a restart finds: the acknowledged create, none of the refused writes
     with ZabpyServer(data_dir=str(tmp_path)) as zk:
         tree = zk.runtime.server.tree

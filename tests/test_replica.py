@@ -89,13 +89,17 @@ class Cluster:
                     return
                 continue
             batch, self.inbox = self.inbox, []
-            for dst, kind, src, payload in batch:
-                r = self.replicas[dst]
-                if kind == "election":
-                    r.election_received(src, payload, self.now)
-                else:
-                    r.quorum_received(src, payload, self.now)
-                self.flush(dst)
+            self.deliver(batch)
+
+    def deliver(self, batch: list):
+        """Hands each message of one turn to its member, one at a time."""
+        for dst, kind, src, payload in batch:
+            r = self.replicas[dst]
+            if kind == "election":
+                r.election_received(src, payload, self.now)
+            else:
+                r.quorum_received(src, payload, self.now)
+            self.flush(dst)
 
     def tick(self, ms: int):
         self.now += ms
@@ -332,27 +336,18 @@ class BatchedCluster(Cluster):
 
     largest_batch = 0
 
-    def run(self, rounds: int = 200):
-        for _ in range(rounds):
-            if self.auto_durable:
-                for sid in self.replicas:
-                    self.make_durable(sid)
-            if not self.inbox:
-                if not self.auto_durable or not any(self.pending_disk.values()):
-                    return
-                continue
-            batch, self.inbox = self.inbox, []
-            links: dict = {}
-            for dst, kind, src, payload in batch:
-                if kind == "election":
-                    self.replicas[dst].election_received(src, payload, self.now)
-                    self.flush(dst)
-                else:
-                    links.setdefault((dst, src), []).append(payload)
-            for (dst, src), pkts in links.items():
-                self.largest_batch = max(self.largest_batch, len(pkts))
-                self.replicas[dst].quorum_received_many(src, pkts, self.now)
+    def deliver(self, batch: list):
+        links: dict = {}
+        for dst, kind, src, payload in batch:
+            if kind == "election":
+                self.replicas[dst].election_received(src, payload, self.now)
                 self.flush(dst)
+            else:
+                links.setdefault((dst, src), []).append(payload)
+        for (dst, src), pkts in links.items():
+            self.largest_batch = max(self.largest_batch, len(pkts))
+            self.replicas[dst].quorum_received_many(src, pkts, self.now)
+            self.flush(dst)
 
 
 def _writes_everywhere(c: Cluster) -> list:

@@ -16,7 +16,8 @@ import zlib
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_storage_helpers import Workload, assert_same_tree  # noqa: E402
+from test_storage_helpers import (Workload, assert_same_tree, reopened,  # noqa: E402
+                                  write_workload)
 
 from zabpy.jute import records as R  # noqa: E402
 from zabpy.jute.constants import OpCode  # noqa: E402
@@ -41,25 +42,12 @@ def files(d, prefix: str) -> list[str]:
 def write_store(d, w: Workload, n: int, *, flush_every: int = 10, snap_at: tuple[int, ...] = (),
                 **kw) -> TxnStore:
     """Run ``n`` workload txns through a fresh TxnStore, flushing every few."""
-    store = TxnStore(str(d), pre_alloc_size=PREALLOC, **kw)
-    store.restore(DataTree())
-    for i in range(n):
-        hdr, txn = w.step()
-        store.append(hdr, txn)
-        if i % flush_every == 0 or i in snap_at:
-            store.flush_and_sync()
-        if i in snap_at:
-            store.snapshot_now(w.tree, w.sessions)
-    store.flush_and_sync()
-    store.close()
-    return store
+    return write_workload(TxnStore(str(d), pre_alloc_size=PREALLOC, **kw), w, n,
+                          flush_every=flush_every, snap_at=snap_at)
 
 
 def restored(d) -> tuple[DataTree, dict[int, int], TxnStore]:
-    tree = DataTree()
-    store = TxnStore(str(d), pre_alloc_size=PREALLOC)
-    sessions = store.restore(tree)
-    return tree, sessions, store
+    return reopened(TxnStore(str(d), pre_alloc_size=PREALLOC))
 
 
 # ---- formats -----------------------------------------------------------------

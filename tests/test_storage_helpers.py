@@ -1,4 +1,5 @@
-"""Shared helpers for the storage tests: a seeded txn workload and tree comparison.
+"""Shared helpers for the storage tests: a seeded txn workload, a store
+written with it and reopened, and tree comparison.
 
 ``Workload`` produces valid txns of every kind ZooKeeper logs (session
 create/close, create in all modes, setData, setACL, delete, multi that
@@ -13,6 +14,7 @@ import random
 from zabpy.jute import records as R
 from zabpy.jute.codec import encode
 from zabpy.jute.constants import Err, OpCode
+from zabpy.storage import TxnStore, tree_digest
 from zabpy.tree.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, digest_id
 from zabpy.tree.datatree import DataTree
 
@@ -114,6 +116,32 @@ class Workload:
 
     def txns(self, n: int) -> list[tuple[R.TxnHeader, R.Record | None]]:
         return [self.step() for _ in range(n)]
+
+
+def write_workload(store: TxnStore, w: Workload, n: int, *, flush_every: int,
+                   snap_at: tuple[int, ...] = (), digests: bool = False) -> TxnStore:
+    """Run ``n`` txns of ``w`` through ``store`` (restored from nothing): a
+    flush every ``flush_every`` txns and at each of ``snap_at``, where a
+    snapshot follows; each txn with the tree's digest if ``digests``. The
+    store is flushed and closed at the end."""
+    store.restore(DataTree())
+    for i in range(n):
+        hdr, txn = w.step()
+        store.append(hdr, txn, R.TxnDigest(2, tree_digest(w.tree)) if digests else None)
+        if i % flush_every == 0 or i in snap_at:
+            store.flush_and_sync()
+        if i in snap_at:
+            store.snapshot_now(w.tree, w.sessions)
+    store.flush_and_sync()
+    store.close()
+    return store
+
+
+def reopened(store: TxnStore) -> tuple[DataTree, dict[int, int], TxnStore]:
+    """``store`` restored into a new tree: the tree, the sessions, the store."""
+    tree = DataTree()
+    sessions = store.restore(tree)
+    return tree, sessions, store
 
 
 def tree_image(tree: DataTree) -> dict:

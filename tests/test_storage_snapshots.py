@@ -19,7 +19,8 @@ import zlib
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_storage_helpers import Workload, assert_same_tree  # noqa: E402
+from test_storage_helpers import (Workload, assert_same_tree, reopened,  # noqa: E402
+                                  write_workload)
 
 from zabpy.jute import records as R  # noqa: E402
 from zabpy.storage import StorageError, TxnStore, serialize_snapshot, tree_digest  # noqa: E402
@@ -43,25 +44,12 @@ def names(d, prefix: str) -> list[str]:
 
 def run_store(d, w: Workload, n: int, *, snap_at: tuple[int, ...] = (), flush_every: int = 5,
               digests: bool = False, **kw) -> TxnStore:
-    store = TxnStore(str(d), pre_alloc_size=PREALLOC, **kw)
-    store.restore(DataTree())
-    for i in range(n):
-        hdr, txn = w.step()
-        store.append(hdr, txn, R.TxnDigest(2, tree_digest(w.tree)) if digests else None)
-        if i % flush_every == 0 or i in snap_at:
-            store.flush_and_sync()
-        if i in snap_at:
-            store.snapshot_now(w.tree, w.sessions)
-    store.flush_and_sync()
-    store.close()
-    return store
+    return write_workload(TxnStore(str(d), pre_alloc_size=PREALLOC, **kw), w, n,
+                          flush_every=flush_every, snap_at=snap_at, digests=digests)
 
 
 def reopen(d, **kw) -> tuple[DataTree, dict, TxnStore]:
-    tree = DataTree()
-    store = TxnStore(str(d), pre_alloc_size=PREALLOC, **kw)
-    sessions = store.restore(tree)
-    return tree, sessions, store
+    return reopened(TxnStore(str(d), pre_alloc_size=PREALLOC, **kw))
 
 
 # ---- snapshot.compression.method ---------------------------------------------

@@ -124,7 +124,14 @@ class ElectionTransport:
         assert self._tg is not None
         task = self._tg.create_task(self._contained(coro, where))
         self._tasks[task] = None
-        task.add_done_callback(lambda t: self._tasks.pop(t, None))
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.pop(t, None)
+            # a task cancelled before its first step never started ``coro``:
+            # closed here, not reported as "never awaited" when collected
+            coro.close()
+
+        task.add_done_callback(done)
         return task
 
     @staticmethod

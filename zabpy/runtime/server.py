@@ -324,6 +324,8 @@ class ServerRuntime:
         task = asyncio.create_task(guard_task(self, coro, where))
         self._tasks.append(task)
         task.add_done_callback(self._task_done)
+        # cancelled before its first step, the guard never awaited ``coro``
+        task.add_done_callback(lambda _: coro.close())
         return task
 
     def _task_done(self, task: asyncio.Task) -> None:
