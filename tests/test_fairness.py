@@ -207,7 +207,8 @@ def create_ephemerals(c: RawClient, parent: str, n: int) -> None:
 
 def test_bystanders_are_served_while_a_session_with_many_ephemerals_closes(server):
     """Issue 19: the closeSession of a session owning 20,000 ephemerals is
-    applied a part per loop turn (sliced.SlicedClose) and stays one txn to
+    prepared (sliced.SlicedClosePrep), put in order and applied
+    (sliced.SlicedClose) a part per loop turn, and stays one txn to
     readers. A read of the parent sent while it is under way waits for all
     of it (and sees no child) while other reads are answered meanwhile,
     which can only happen when the close is applied in parts; a read of the
