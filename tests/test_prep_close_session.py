@@ -98,10 +98,10 @@ def _random_case(rng, names, long_names: bool):
         zxid += 1
     pad = "x" * 990 if long_names else ""
     made = []
-    for _ in range(rng.randint(0, 60 if not long_names else 1200)):
+    for i in range(rng.randint(0, 60) if not long_names else 1200):
         parent = rng.choice(parents)
         path = (parent if parent != "/" else "") + "/" + pad + "".join(
-            rng.choice(names) for _ in range(rng.randint(1, 3)))
+            rng.choice(names) for _ in range(rng.randint(1, 3))) + (str(i) if pad else "")
         if path in tree.nodes:
             continue
         owner = A if rng.random() < 0.9 else B

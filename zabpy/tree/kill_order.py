@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from heapq import merge
-from itertools import chain, filterfalse, islice
+from itertools import chain, filterfalse, islice, repeat
 from typing import Iterator
 
 __all__ = ["KillOrder"]
@@ -52,14 +52,16 @@ class KillOrder:
     def step(self) -> bool:
         """Take and sort ``per_step`` more paths; True once every path is in."""
         assert not self.done
+        budget = self.per_step
         if self._owned_left:
-            chunk = list(islice(self._owned_iter, min(self.per_step, self._owned_left)))
+            chunk = list(islice(self._owned_iter, min(budget, self._owned_left)))
             assert chunk and len(self.owned) == self._owned_size, \
                 "the session's ephemerals changed while their order was taken"
             self._owned_left -= len(chunk)
+            budget -= len(chunk)
             self._add(chunk)
-        elif self._listed_at < len(self.listed):
-            part = self.listed[self._listed_at:self._listed_at + self.per_step]
+        if budget and self._listed_at < len(self.listed):
+            part = self.listed[self._listed_at:self._listed_at + budget]
             self._listed_at += len(part)
             # almost always all owned (the txn lists what the session owned)
             new = list(filterfalse(self.owned.__contains__, part))
@@ -73,6 +75,16 @@ class KillOrder:
 
     def _add(self, chunk: list[str]) -> None:
         self.total += len(chunk)
+        first = chunk[0]
+        prefix = first[:first.rfind("/") + 1]
+        depth = prefix.count("/")
+        # all children of the first's parent (the rule for a session's
+        # ephemerals): each has at least its slashes, so equal counts say so
+        if "".join(chunk).count("/") == depth * len(chunk) \
+                and all(map(str.startswith, chunk, repeat(prefix))):
+            chunk.sort()
+            self._runs.setdefault(depth, []).append(chunk)
+            return
         depths = list(map(_SLASHES, chunk))
         low, high = min(depths), max(depths)
         if low == high:
