@@ -30,7 +30,7 @@ LONG = 1 + limits.CLOSE_SESSION_PATHS_BYTES_MAX // (NAME_CHARS + 10)  # ephemera
 
 
 # More ephemerals than a close prepares in one loop turn, with names long
-# enough for their list to pass the limit too: the close is prepared in parts
+# enough (some 200 characters) for their list to pass the limit too: the close is prepared in parts
 # (ClosePrep) and its txn has no list.
 MANY = limits.CLOSE_SESSION_PATHS_PER_PART + 500
 
@@ -40,7 +40,8 @@ def long_paths(parent: str, n: int) -> list[str]:
 
 
 def many_paths(parent: str) -> list[str]:
-    paths = [f"{parent}/{'y' * 95}{i:05d}" for i in range(MANY)]
+    name = "y" * (limits.CLOSE_SESSION_PATHS_BYTES_MAX // MANY)
+    paths = [f"{parent}/{name}{i:05d}" for i in range(MANY)]
     assert 4 + sum(4 + len(p) for p in paths) > limits.CLOSE_SESSION_PATHS_BYTES_MAX
     return paths
 
