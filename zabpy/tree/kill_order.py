@@ -101,7 +101,7 @@ class KillOrder:
     def paths(self) -> Iterator[str]:
         """Every path, deepest first, then by path (after the last step)."""
         assert self.done
-        ordered = []
+        ordered: list[Iterator[str]] = []
         for depth in sorted(self._runs, reverse=True):
             runs = sorted(self._runs[depth], key=_FIRST)
             if all(a[-1] < b[0] for a, b in zip(runs, runs[1:])):
