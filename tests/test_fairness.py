@@ -222,6 +222,11 @@ def test_bystanders_are_served_while_a_session_with_many_ephemerals_closes(serve
     by.call(OpCode.create, R.CreateRequest("/o19", b"o", ACL, 0))
     by.call(OpCode.create, R.CreateRequest("/eph", b"", ACL, 0))
     create_ephemerals(owner, "/eph", EPHEMERALS)
+    # listed once, so that the list is cached: a later listing before the
+    # close deletes is answered at once, not computed in parts (which would
+    # look like waiting), while the close is prepared and ordered in parts
+    hdr, body = watcher.call(OpCode.getChildren, R.GetChildrenRequest("/eph", False))
+    assert children_count(body) == EPHEMERALS
     xid = owner.send(OpCode.closeSession)
     served_while_gated = 0
     while not replied(owner):

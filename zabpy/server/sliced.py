@@ -110,7 +110,14 @@ class SlicedClose(SlicedApply):
     the result is the unsliced ``kill_session``'s, events in the same order;
     they are put in order ``paths_per_part`` at a time (``KillOrder``) in the
     parts before the first delete (the tree is still the one before the
-    close: nothing is touched, every read is answered as before it)."""
+    close: nothing waits, every read is answered as before it).
+
+    Once parts delete, a read waits (``read_waits``) when it is of a parent
+    of the close's paths, or of a child of one that is no longer in the
+    tree: deleted by the close, or never there (no other txn is applied
+    meanwhile; such a read waiting changes no answer). That needs no
+    record per path deleted: for 100k ephemerals such a dict grew by
+    resizes of some 5 ms and freed 100k paths in the close's last turn."""
 
     def __init__(self, item, ops_per_part: int, triggers_per_part: int, paths_per_part: int):
         assert item.hdr.type == OpCode.closeSession
@@ -121,14 +128,32 @@ class SlicedClose(SlicedApply):
         self.paths_per_part = paths_per_part
         self.applied = 0           # paths handled (deleted, or not the session's)
         self.fired = 0
-        self.touched = {}
+        self.touched = {}          # unused: ``read_waits`` asks the order's parents
         self.order: KillOrder | None = None
         self.paths: Iterator[str] | None = None   # in order, once known
+        self.nodes: dict = {}      # the tree's, once parts delete
         self.finished = False
 
     @property
     def in_tree(self) -> bool:
         return self.finished
+
+    def read_waits(self, op: int, req) -> bool:
+        if op in _NEVER_WAIT:
+            return False
+        if op in _ALWAYS_WAIT:
+            return True
+        path = getattr(req, "path", None)
+        if not isinstance(path, str) or not self.applied:
+            return False  # answered without the tree, or nothing deleted yet
+        order = self.order
+        assert order is not None
+        parents = order.parents
+        if path == "":
+            path = "/"
+        if path in parents:
+            return True
+        return parent_of(path) in parents and path not in self.nodes
 
     def apply_part(self, tree: DataTree, watched: bool = True) -> None:
         """``watched``: some watch or a change log could take this part's
@@ -150,14 +175,11 @@ class SlicedClose(SlicedApply):
             if not order.step():
                 return
             paths = self.paths = order.paths()
+            self.nodes = tree.nodes
         total = order.total
         part = list(islice(paths, min(self.ops_per_part, total - self.applied)))
         tree.kill_session_part(sid, self.item.hdr.zxid, part,
                                self.out.triggers if watched else [])
-        touched = self.touched
-        for path in part:
-            touched[path] = None
-            touched[parent_of(path)] = None
         self.applied += len(part)
         if self.applied == total:
             tree.ephemerals.pop(sid, None)

@@ -14,7 +14,9 @@ the loop for some 30 ms. ``KillOrder`` gives the same order from parts:
 - ``paths()`` then yields them deepest first, then by path: per depth the
   runs chained when each ends before the next begins (a session creates
   its ephemerals in order, so they usually do), else merged lazily, so that
-  the merge's cost falls on the parts that delete, a few hundred paths each.
+  the merge's cost falls on the parts that delete, a few hundred paths each;
+- ``parents`` lists the parent of every path taken (a read of a child of
+  one may wait for the close).
 
 The caller must not change ``owned`` until the last step (a server applies
 no other txn while a close is under way, and the close deletes nothing
@@ -48,6 +50,7 @@ class KillOrder:
         self._listed_at = 0
         self._extra: dict[str, None] = {}    # listed paths the session does not own
         self._runs: dict[int, list[list[str]]] = {}   # depth -> sorted runs
+        self.parents: dict[str, None] = {}   # the parent of every path taken
 
     def step(self) -> bool:
         """Take and sort ``per_step`` more paths; True once every path is in."""
@@ -84,29 +87,44 @@ class KillOrder:
                 and all(map(str.startswith, chunk, repeat(prefix))):
             chunk.sort()
             self._runs.setdefault(depth, []).append(chunk)
+            self.parents[prefix[:-1] or "/"] = None
             return
         depths = list(map(_SLASHES, chunk))
-        low, high = min(depths), max(depths)
-        if low == high:
-            chunk.sort()
-            self._runs.setdefault(low, []).append(chunk)
-            return
         by_depth: dict[int, list[str]] = {}
         for depth, path in zip(depths, chunk):
             by_depth.setdefault(depth, []).append(path)
+            cut = path.rfind("/")
+            self.parents[path[:cut] if cut > 0 else "/"] = None
         for depth, run in by_depth.items():
             run.sort()
             self._runs.setdefault(depth, []).append(run)
 
     def paths(self) -> Iterator[str]:
-        """Every path, deepest first, then by path (after the last step)."""
+        """Every path, deepest first, then by path (after the last step).
+        A run is let go once it is yielded, so that the paths the deletes
+        free go a part at a time, not all at the end."""
         assert self.done
         ordered: list[Iterator[str]] = []
         for depth in sorted(self._runs, reverse=True):
             runs = sorted(self._runs[depth], key=_FIRST)
             if all(a[-1] < b[0] for a, b in zip(runs, runs[1:])):
-                ordered.append(chain.from_iterable(runs))
+                ordered.append(chain.from_iterable(_taken(runs)))
             else:
-                ordered.append(merge(*runs))
+                ordered.append(merge(*map(_popped, runs)))
         self._runs = {}
-        return chain.from_iterable(ordered)
+        return chain.from_iterable(_taken(ordered))
+
+
+def _taken(items: list) -> Iterator:
+    """The items of a list, each dropped from it as it is handed out."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
+def _popped(run: list[str]) -> Iterator[str]:
+    """A sorted run's paths, each dropped from it as it is handed out."""
+    run.reverse()
+    pop = run.pop
+    while run:
+        yield pop()
