@@ -214,3 +214,27 @@ def test_a_close_prepared_in_parts_lists_its_paths_up_to_the_limit_in_bytes():
         assert got == want and (got is not None) == listed and steps >= 2
         if listed:
             assert len(got.to_bytes()) == size
+
+
+def test_a_close_prepared_in_parts_reads_the_trees_paths_in_place_and_starts_again_on_a_change():
+    """With no pending change of the session's ephemerals (an expiry),
+    ClosePrep reads the tree's dict of them a part at a time instead of
+    copying 100k paths in one step. Should it change all the same (a txn
+    nothing here prepared), the prep starts again from a copy: its txn is
+    the unsliced prep's of that moment."""
+    tree = DataTree()
+    tree.apply(R.TxnHeader(B, 1, 1, 0, OpCode.create), R.CreateTxn("/p", b"", ACL, False, 1))
+    for i in range(20):
+        tree.apply(R.TxnHeader(A, 2 + i, 2 + i, 0, OpCode.create),
+                   R.CreateTxn(f"/p/e{i:02d}", b"", ACL, True, 2 + i))
+    pending = PendingChanges(tree)
+    cp = ClosePrep(A, 50, pending, 3)
+    assert cp._owned is tree.ephemerals[A]   # read in place
+    assert not cp.step()
+    tree.apply(R.TxnHeader(A, 0, 40, 0, OpCode.create), R.CreateTxn("/p/zz", b"", ACL, True, 40))
+    while not cp.step():
+        pass
+    assert cp._owned is None   # started again from a copy
+    want = prepare_close_session(A, 50, PendingChanges(tree))
+    assert cp.finish(pending).paths2Delete == want and "/p/zz" in want
+    assert pending.get("/p").child_count == 0

@@ -259,57 +259,86 @@ def _count_lost(chunk: list[str], joined: str, lost: dict[str, int]) -> None:
 class ClosePrep:
     """``prepare_close_session`` and ``close_session_txn`` a part at a time,
     for a session owning many ephemerals (issue 19: 100,000 took some 27 ms
-    in one step). The paths are taken when it is made, as the unsliced prep
-    takes them (the tree's ephemerals, plus the session's pending creates,
-    minus pending deletes); then each ``step`` handles ``per_step`` of them:
-    first their size in the txn and the children each parent loses; then,
-    only when the list fits in limits.CLOSE_SESSION_PATHS_BYTES_MAX, a
-    sorted run, and at last a part of the runs' merge, the txn's sorted
-    list. ``finish`` records the close in the pending changes as
+    in one step). Each ``step`` takes ``per_step`` of the paths the close
+    deletes: first their size in the txn and the children each parent
+    loses; then, only when the list fits in
+    limits.CLOSE_SESSION_PATHS_BYTES_MAX, sorts each part taken, and at
+    last merges them a part at a time into the txn's sorted list.
+    ``finish`` records the close in the pending changes as
     prepare_close_session does and returns the txn's record (None: no list).
 
-    The server prepares no other txn until it is finished (the pending
-    changes are the unsliced prep's the moment it began: applying earlier
-    txns meanwhile moves their changes from the records to the tree, and
-    the paths taken are a copy)."""
+    The server prepares no other txn until it is finished, but applies
+    earlier ones. When none of those prepared and not yet applied touches
+    the session's ephemerals (no pending record of one of them, none of an
+    ephemeral of the session: the rule when a session expires), the tree's
+    dict of them does not change meanwhile and is read a part at a time;
+    otherwise (or should it change all the same) the paths are taken at
+    once, as the unsliced prep takes them (the tree's ephemerals, plus the
+    session's pending creates, minus pending deletes), and the parts go
+    over that copy (applying earlier txns moves their changes from the
+    pending records to the tree: the close's paths are the same)."""
 
     def __init__(self, session_id: int, zxid: int, pending: PendingChanges, per_step: int):
         assert per_step >= 1
         self.session_id, self.zxid, self.per_step = session_id, zxid, per_step
+        self.pending = pending
+        self._start(lazy=True)
+
+    def _start(self, lazy: bool) -> None:
+        pending, session_id = self.pending, self.session_id
         owned = pending.tree.ephemerals.get(session_id, {})
-        self.recorded, gone = _outstanding(session_id, owned, pending)
-        self.paths = _closed_set(owned, self.recorded, gone)
-        self.count = len(self.paths)
+        self._owned: dict[str, None] | None = None
+        if lazy and not any(r.path in owned or (r.exists and r.ephemeral_owner == session_id)
+                            for r in pending.order):
+            self.recorded: list[str] = []
+            self._owned, self._owned_size = owned, len(owned)
+            self.count = len(owned)
+            self._source: Iterator[str] = iter(owned)
+        else:
+            self.recorded, gone = _outstanding(session_id, owned, pending)
+            paths = _closed_set(owned, self.recorded, gone)
+            self.count = len(paths)
+            self._source = iter(paths)
         self.size = 4 + 4 * self.count   # the record: a count, a length per path, ...
         self.lost: dict[str, int] = {}
         self.sized = 0                   # paths sized and counted
         # the record lists the paths (known once all are sized)
         self.listed = self.count == 0
-        self.runs: list[list[str]] = []  # sorted runs, when listed
+        self.runs: list[list[str]] = []  # the parts taken, sorted when listed
         self.sorted_upto = 0
         self.merged: Iterator[str] | None = None
         self.out: list[str] = []         # the record's list, merged so far
+
+    def _changed(self) -> bool:
+        owned = self._owned
+        return owned is not None and (
+            self.pending.tree.ephemerals.get(self.session_id) is not owned
+            or len(owned) != self._owned_size)
 
     def step(self) -> bool:
         """One part; True once ``finish`` may be called."""
         n, k = self.count, self.per_step
         if self.sized < n:
-            chunk = self.paths[self.sized:self.sized + k]
+            if self._changed():   # not foreseen: start again from a copy
+                self._start(lazy=False)
+                return False
+            chunk = list(islice(self._source, min(k, n - self.sized)))
             joined = "".join(chunk)
             self.size += len(joined) if joined.isascii() else len(joined.encode())
             _count_lost(chunk, joined, self.lost)
+            self.runs.append(chunk)
             self.sized += len(chunk)
             if self.sized < n:
                 return False
             self.listed = self.size <= limits.CLOSE_SESSION_PATHS_BYTES_MAX
+            if not self.listed:
+                self.runs = []
             return not self.listed
         if not self.listed:
             return True
-        if self.sorted_upto < n:
-            run = self.paths[self.sorted_upto:self.sorted_upto + k]
-            run.sort()
-            self.runs.append(run)
-            self.sorted_upto += len(run)
+        if self.sorted_upto < len(self.runs):
+            self.runs[self.sorted_upto].sort()
+            self.sorted_upto += 1
             return False
         merged = self.merged
         if merged is None:
@@ -324,6 +353,7 @@ class ClosePrep:
         return len(self.out) == n
 
     def finish(self, pending: PendingChanges) -> R.CloseSessionTxn | None:
+        assert pending is self.pending
         assert self.sized == self.count and (not self.listed or len(self.out) == self.count)
         _record_close(self.session_id, self.zxid, pending, dict(sorted(self.lost.items())),
                       self.recorded)
