@@ -8,14 +8,18 @@ tree holds the whole multi, how many of its watch events are out.
 
 ``SlicedClose`` applies a closeSession whose session owns many ephemerals
 (issue 19: 100k of them took seconds in one step) the same way: its deletes,
-deepest first, a part at a time, then its watch events; it stays one txn.
+deepest first, a part at a time (after parts that put them in that order),
+then its watch events; it stays one txn. ``SlicedClosePrep`` prepares such
+a close a part at a time, as ``SlicedPrep`` a large multi.
 
 The server core owns one of these at a time and, while it exists, applies
 no later txn. Atomicity as other sessions see it (for a closeSession read
 "delete" for "sub-txn"):
 
 - a read of a path the multi already changed (a node, or a parent's child
-  list and stat) waits until the multi is complete, and so do reads that
+  list and stat; for a close, more broadly: the parents of its paths and
+  any of their children no longer in the tree, see ``SlicedClose``) waits
+  until the multi is complete, and so do reads that
   are not about one path (multiRead, getAllChildrenNumber, getEphemerals,
   sync, the watch ops): no read sees part of the multi;
 - a read of any other path is answered at once, with what it was before
