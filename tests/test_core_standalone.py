@@ -657,3 +657,33 @@ def test_reads_and_writes_while_a_large_close_is_prepared_and_applied():
     assert [(_reply(f).xid, _reply(f).err) for f in frames if _reply(f).xid != -1] == \
         [(3, Err.OK), (4, Err.NONODE)]
     assert "/after" in h.srv.tree.nodes and not h.srv.tree.nodes["/p"].children
+
+
+def test_while_a_close_deletes_reads_under_its_parents_wait_and_others_do_not():
+    """SlicedClose keeps no record per deleted path: once parts delete, a
+    read of a parent of the close's paths, or of one of their children no
+    longer in the tree (deleted, or never there: no other txn is applied
+    meanwhile, so waiting changes no answer), waits for the whole close;
+    a read of a child still there, or of any path elsewhere, is answered
+    at once."""
+    h = Harness(close_paths_per_part=50, close_deletes_per_part=20)
+    _owner_of_many(h, 100)
+    h.request(2, 1, OpCode.create, R.CreateRequest("/q", b"", OPEN, 0))
+    h.durable()
+    h.request(1, 9_000, OpCode.closeSession, R.CloseSessionTxn([]))
+    while h.srv._prepping is not None:   # prepared in parts
+        h.srv.work(h.now)
+    h.durable()
+    while not h.srv._sliced.applied:
+        h.srv.work(h.now)
+    reads = [("/p/e00099", Err.OK), ("/q/none", Err.NONODE), ("/q", Err.OK),
+             ("/p/never", None), ("/p/e00001", None), ("/p", None)]
+    for xid, (path, _) in enumerate(reads, 1):
+        h.request(2, 100 + xid, OpCode.exists, R.ExistsRequest(path, False))
+    at_once = [(_reply(f).xid - 100, _reply(f).err) for f in _frames(h.step(), 2)]
+    # replies leave in request order: the first read that waits holds the rest
+    assert at_once == [(1, Err.OK), (2, Err.NONODE), (3, Err.OK)]
+    while h.srv.busy:
+        h.srv.work(h.now)
+    later = [(_reply(f).xid - 100, _reply(f).err) for f in _frames(h.step(), 2)]
+    assert later == [(4, Err.NONODE), (5, Err.NONODE), (6, Err.OK)]
