@@ -57,3 +57,19 @@ async def _count(port: int) -> int | None:
         return await children_count(sess, scale_more.EXPIRE_PARENT)
     finally:
         await sess.close()
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "shuffled"])
+def test_close_turns_times_every_turn_of_a_close_in_parts(shuffled):
+    """bench.close_turns drives the standalone core through a close of more
+    ephemerals than one part prepares (limits.CLOSE_SESSION_PATHS_PER_PART)
+    and times each turn: the expiry, the prep's parts, the apply's."""
+    from bench import close_turns
+    from zabpy import limits
+
+    n = limits.CLOSE_SESSION_PATHS_PER_PART + 600
+    kinds = [kind for kind, _ in close_turns.measure(n, shuffled)]
+    assert kinds[0] == "tick: the session expires"
+    assert kinds.count("logged: the close is applied") == 1
+    assert kinds.count("work: SlicedClosePrep") >= 2
+    assert kinds.count("work: SlicedClose") >= n // limits.CLOSE_SESSION_DELETES_PER_PART

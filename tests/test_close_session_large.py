@@ -20,6 +20,8 @@ from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.pipeline.prep import close_session_txn
 from zabpy.testing import ZabpyEnsemble, ZabpyServer, wait_for
+from zabpy.tree.datatree import DataTree
+from zabpy.tree.kill_order import KillOrder
 from zabpy.testing.mixed import MixedEnsemble
 
 ACL = [R.ACL(31, R.Id("world", "anyone"))]
@@ -27,8 +29,21 @@ NAME_CHARS = 990  # a long name, so that a few thousand ephemerals pass the limi
 LONG = 1 + limits.CLOSE_SESSION_PATHS_BYTES_MAX // (NAME_CHARS + 10)  # ephemerals over it
 
 
+# More ephemerals than a close prepares in one loop turn, with names long
+# enough (some 200 characters) for their list to pass the limit too: the close is prepared in parts
+# (ClosePrep) and its txn has no list.
+MANY = limits.CLOSE_SESSION_PATHS_PER_PART + 500
+
+
 def long_paths(parent: str, n: int) -> list[str]:
     return [f"{parent}/{'x' * NAME_CHARS}{i:05d}" for i in range(n)]
+
+
+def many_paths(parent: str) -> list[str]:
+    name = "y" * (limits.CLOSE_SESSION_PATHS_BYTES_MAX // MANY)
+    paths = [f"{parent}/{name}{i:05d}" for i in range(MANY)]
+    assert 4 + sum(4 + len(p) for p in paths) > limits.CLOSE_SESSION_PATHS_BYTES_MAX
+    return paths
 
 
 def create_all(c: RawClient, paths: list[str]) -> None:
@@ -60,6 +75,37 @@ def test_the_paths_are_listed_up_to_the_limit_and_not_beyond():
     assert close_session_txn([]).paths2Delete == []
 
 
+def test_the_order_of_a_close_put_together_in_parts_is_the_trees():
+    """Issue 19: KillOrder takes a close's paths a part at a time (the
+    session's ephemerals, then those of paths2Delete it does not own, each
+    once) and yields them as DataTree.kill_order does: deepest first, then
+    by path, whether its runs follow one another or interleave, and
+    whether a part holds one depth or several."""
+    import random
+
+    rng = random.Random(4306)
+    names = ["a", "b", "a0", "z", "a.b", "-", "~", "é", "e1", "e2"]
+    for case in range(400):
+        tree = DataTree()
+        made = ["/" + "/".join(rng.choice(names) for _ in range(rng.randint(1, 4)))
+                for _ in range(rng.randint(0, 80))]
+        if case % 3 == 0:
+            made.sort()   # created in order: the runs follow one another
+        owned = dict.fromkeys(made)
+        tree.ephemerals[7] = owned
+        listed = None
+        if case % 2:
+            listed = rng.sample(made, k=len(made) // 2) + [
+                "/" + rng.choice(names) + "/x" for _ in range(rng.randint(0, 5))]
+            listed += listed[:2]   # twice: taken once
+        want = tree.kill_order(7, listed)
+        order = KillOrder(owned, listed, rng.randint(1, 12))
+        while not order.step():
+            pass
+        assert order.total == len(want)
+        assert list(order.paths()) == want, case
+
+
 def test_closing_a_session_whose_paths_pass_jute_maxbuffer_and_a_restart(tmp_path):
     with ZabpyServer(subprocess=True, data_dir=str(tmp_path)) as zk:
         c = RawClient(zk.port, timeout=60)
@@ -67,8 +113,8 @@ def test_closing_a_session_whose_paths_pass_jute_maxbuffer_and_a_restart(tmp_pat
         c.call(OpCode.create, R.CreateRequest("/big", b"", ACL, 0))
         owner = RawClient(zk.port, timeout=60)
         owner.handshake()
-        create_all(owner, long_paths("/big", LONG))
-        assert count(c, "/big") == LONG
+        create_all(owner, many_paths("/big"))
+        assert count(c, "/big") == MANY
         hdr, _ = owner.call(OpCode.closeSession)
         assert hdr.err == 0
         assert count(c, "/big") == 0
@@ -95,12 +141,12 @@ def test_an_ensemble_expires_a_session_whose_paths_pass_jute_maxbuffer():
         owner = RawClient(ens.client_ports[followers[0]], timeout=60)
         owner.handshake(timeout_ms=2000)
         owner.call(OpCode.create, R.CreateRequest("/big", b"", ACL, 0))
-        create_all(owner, long_paths("/big", LONG))
+        create_all(owner, many_paths("/big"))
         readers = {}
         for sid in ens.sids:
             readers[sid] = RawClient(ens.client_ports[sid], timeout=60)
             readers[sid].handshake(timeout_ms=30_000)
-            wait_for(lambda: count(readers[sid], "/big") == LONG, timeout=30)
+            wait_for(lambda: count(readers[sid], "/big") == MANY, timeout=30)
         owner.close()  # no closeSession: the session expires
         for sid in ens.sids:
             wait_for(lambda: count(readers[sid], "/big") == 0, timeout=60,

@@ -521,3 +521,169 @@ def test_a_watch_set_while_a_large_close_is_applied_gets_its_event():
     assert "/p/e01100" not in h.srv.tree.nodes and not h.srv.tree.nodes["/p"].children
     events = [R.WatcherEvent.read(Reader(f[20:])) for f in frames if _reply(f).xid == -1]
     assert [(e.type, e.path) for e in events] == [(EventType.NodeDeleted, "/p/e01100")]
+
+
+def _pump(h, log: list, sent: dict) -> None:
+    """Make durable whatever is persisted and work until the core is idle."""
+    while True:
+        ready = h.step()
+        log.extend(ready.persist)
+        for c in sent:
+            sent[c] += _frames(ready, c)
+        if ready.persist:
+            h.srv.logged(ready.persist[-1][0].zxid, h.now)
+        elif h.srv.busy:
+            h.srv.work(h.now)
+        elif not ready:
+            return
+
+
+def _close_of_many(h, name: str, n: int):
+    """Session 1 owns ``n`` ephemerals /p/<name>NNNNN and 40 /p/q/fNNN (two
+    depths), makes one more and closes, the close pipelined behind it;
+    session 2 watches some of them and reads one meanwhile; session 3
+    writes behind the close. Returns what the log got, what each
+    connection was sent, the tree's nodes and digest."""
+    from zabpy.storage.snapshot import tree_digest
+
+    for c in (1, 2, 3):
+        h.open_session(c)
+    h.request(1, 1, OpCode.create, R.CreateRequest("/p", b"", OPEN, 0))
+    h.request(1, 2, OpCode.create, R.CreateRequest("/p/q", b"", OPEN, 0))
+    for i in range(n):
+        h.request(1, 3 + i, OpCode.create, R.CreateRequest(f"/p/{name}{i:05d}", b"", OPEN, 1))
+    for i in range(40):
+        h.request(1, 3 + n + i, OpCode.create, R.CreateRequest(f"/p/q/f{i:03d}", b"d", OPEN, 1))
+    h.durable()
+    log: list = []
+    sent: dict = {1: [], 2: [], 3: []}
+    for xid, path in enumerate((f"/p/{name}00007", "/p/q/f005", f"/p/{name}{n - 1:05d}")):
+        h.request(2, 1 + xid, OpCode.exists, R.ExistsRequest(path, True))
+    h.request(2, 4, OpCode.getChildren, R.GetChildrenRequest("/p/q", True))
+    h.request(1, 9_000, OpCode.create, R.CreateRequest("/p/late", b"", OPEN, 1))
+    h.request(1, 9_001, OpCode.closeSession, R.CloseSessionTxn([]))
+    h.request(3, 1, OpCode.create, R.CreateRequest("/p/after", b"", OPEN, 0))
+    h.request(3, 2, OpCode.delete, R.DeleteRequest("/p/q", -1))   # empty after the close
+    h.request(2, 5, OpCode.getData, R.GetDataRequest(f"/p/{name}00050", False))
+    _pump(h, log, sent)
+    nodes = {p: (node.stat_bytes(), node.data) for p, node in h.srv.tree.nodes.items()}
+    return log, sent, nodes, tree_digest(h.srv.tree)
+
+
+def test_a_close_prepared_and_applied_in_parts_is_the_whole_close():
+    """Issue 19: a closeSession of many ephemerals is prepared
+    (``SlicedClosePrep``), put in order and applied (``SlicedClose``) in
+    parts; the log, every reply and watch event, and the tree (its digest
+    too) are those of the close made in one step: with the paths listed in
+    the txn, and with names so long that the list passes
+    limits.CLOSE_SESSION_PATHS_BYTES_MAX and the txn has none."""
+    for name, n in (("e", 160), ("x" * 990, 1100)):
+        parts = _close_of_many(Harness(close_paths_per_part=50, close_deletes_per_part=20),
+                               name, n)
+        whole = _close_of_many(Harness(multi_ops_per_part=0), name, n)
+        assert parts[0] == whole[0]
+        assert parts[1] == whole[1] and parts[2] == whole[2] and parts[3] == whole[3]
+        (close,) = [txn for hdr, txn in whole[0] if hdr.type == OpCode.closeSession]
+        if n == 160:
+            assert close.paths2Delete == sorted(
+                [f"/p/e{i:05d}" for i in range(n)] + [f"/p/q/f{i:03d}" for i in range(40)]
+                + ["/p/late"])
+        else:
+            assert close is None
+        events = [(t, p) for t, p in (_event(f) for f in parts[1][2]) if t is not None]
+        assert events == [(EventType.NodeChildrenChanged, "/p/q"),   # at /p/q/f000
+                          (EventType.NodeDeleted, "/p/q/f005"),
+                          (EventType.NodeDeleted, f"/p/{name}00007"),
+                          (EventType.NodeDeleted, f"/p/{name}{n - 1:05d}")]
+        assert [_reply(f).err for f in parts[1][3]] == [Err.OK, Err.OK]
+
+
+def _event(f: bytes):
+    if _reply(f).xid != -1:
+        return None, None
+    ev = R.WatcherEvent.read(Reader(f[20:]))
+    return ev.type, ev.path
+
+
+def test_reads_and_writes_while_a_large_close_is_prepared_and_applied():
+    """While the close is prepared in parts, other sessions' reads are
+    answered at once (the tree is the one before it) and their writes
+    wait (they take later zxids); while its deletes are put in order
+    nothing is deleted yet, and a watch set then gets its event; once parts
+    delete, a read of a path not yet deleted is answered at once, a read of
+    a deleted one and the writes behind the close wait for all of it."""
+    h = Harness(close_paths_per_part=50, close_deletes_per_part=20)
+    _owner_of_many(h, 300)
+    h.open_session(3)
+    h.request(1, 9_000, OpCode.closeSession, R.CloseSessionTxn([]))
+    h.request(3, 1, OpCode.create, R.CreateRequest("/after", b"", OPEN, 0))
+    ready = h.step()
+    assert not ready.persist, "prepared in parts: nothing logged yet, the create behind it waits"
+    h.srv.work(h.now)
+    h.request(2, 1, OpCode.getData, R.GetDataRequest("/p/e00299", False))
+    (reply,) = _frames(h.step(), 2)
+    assert _reply(reply).err == Err.OK
+    steps = 1
+    while True:
+        ready = h.step()
+        if ready.persist:
+            break
+        h.srv.work(h.now)
+        steps += 1
+        assert steps < 50
+    assert steps >= 300 // 50, "one part per 50 paths"
+    # the close's turn came: it and the create that waited behind it, in order
+    assert [hdr.type for hdr, _ in ready.persist] == [OpCode.closeSession, OpCode.create]
+    h.srv.logged(ready.persist[-1][0].zxid, h.now)
+    h.srv.work(h.now)   # ordering its deletes, 50 paths a part: nothing deleted yet
+    assert h.srv._sliced is not None and h.srv._sliced.applied == 0
+    assert len(h.srv.tree.nodes["/p"].children) == 300
+    h.request(2, 2, OpCode.exists, R.ExistsRequest("/p/e00299", True))
+    (reply,) = _frames(h.step(), 2)
+    assert _reply(reply).err == Err.OK
+    while h.srv._sliced.applied == 0:
+        h.srv.work(h.now)
+    h.request(2, 3, OpCode.getData, R.GetDataRequest("/p/e00290", False))   # not deleted yet
+    h.request(2, 4, OpCode.getData, R.GetDataRequest("/p/e00000", False))   # deleted
+    frames = _frames(h.step(), 2)
+    assert [(_reply(f).xid, _reply(f).err) for f in frames] == [(3, Err.OK)]
+    assert "/after" not in h.srv.tree.nodes
+    while h.srv.busy:
+        h.srv.work(h.now)
+        frames += _frames(h.step(), 2)
+    frames += _frames(h.step(), 2)
+    assert [_event(f) for f in frames if _reply(f).xid == -1] == \
+        [(EventType.NodeDeleted, "/p/e00299")]
+    assert [(_reply(f).xid, _reply(f).err) for f in frames if _reply(f).xid != -1] == \
+        [(3, Err.OK), (4, Err.NONODE)]
+    assert "/after" in h.srv.tree.nodes and not h.srv.tree.nodes["/p"].children
+
+
+def test_while_a_close_deletes_reads_under_its_parents_wait_and_others_do_not():
+    """SlicedClose keeps no record per deleted path: once parts delete, a
+    read of a parent of the close's paths, or of one of their children no
+    longer in the tree (deleted, or never there: no other txn is applied
+    meanwhile, so waiting changes no answer), waits for the whole close;
+    a read of a child still there, or of any path elsewhere, is answered
+    at once."""
+    h = Harness(close_paths_per_part=50, close_deletes_per_part=20)
+    _owner_of_many(h, 100)
+    h.request(2, 1, OpCode.create, R.CreateRequest("/q", b"", OPEN, 0))
+    h.durable()
+    h.request(1, 9_000, OpCode.closeSession, R.CloseSessionTxn([]))
+    while h.srv._prepping is not None:   # prepared in parts
+        h.srv.work(h.now)
+    h.durable()
+    while not h.srv._sliced.applied:
+        h.srv.work(h.now)
+    reads = [("/p/e00099", Err.OK), ("/q/none", Err.NONODE), ("/q", Err.OK),
+             ("/p/never", None), ("/p/e00001", None), ("/p", None)]
+    for xid, (path, _) in enumerate(reads, 1):
+        h.request(2, 100 + xid, OpCode.exists, R.ExistsRequest(path, False))
+    at_once = [(_reply(f).xid - 100, _reply(f).err) for f in _frames(h.step(), 2)]
+    # replies leave in request order: the first read that waits holds the rest
+    assert at_once == [(1, Err.OK), (2, Err.NONODE), (3, Err.OK)]
+    while h.srv.busy:
+        h.srv.work(h.now)
+    later = [(_reply(f).xid - 100, _reply(f).err) for f in _frames(h.step(), 2)]
+    assert later == [(4, Err.NONODE), (5, Err.NONODE), (6, Err.OK)]

@@ -195,7 +195,8 @@ def create_ephemerals(c: RawClient, parent: str, n: int) -> None:
 
 def test_bystanders_are_served_while_a_session_with_many_ephemerals_closes(server):
     """Issue 19: the closeSession of a session owning 20,000 ephemerals is
-    applied a part per loop turn (sliced.SlicedClose) and stays one txn to
+    prepared (sliced.SlicedClosePrep), put in order and applied
+    (sliced.SlicedClose) a part per loop turn, and stays one txn to
     readers. A read of the parent sent while it is under way waits for all
     of it (and sees no child) while other reads are answered meanwhile,
     which can only happen when the close is applied in parts; a read of the
@@ -209,6 +210,11 @@ def test_bystanders_are_served_while_a_session_with_many_ephemerals_closes(serve
     by.call(OpCode.create, R.CreateRequest("/o19", b"o", ACL, 0))
     by.call(OpCode.create, R.CreateRequest("/eph", b"", ACL, 0))
     create_ephemerals(owner, "/eph", EPHEMERALS)
+    # listed once, so that the list is cached: a later listing before the
+    # close deletes is answered at once, not computed in parts (which would
+    # look like waiting), while the close is prepared and ordered in parts
+    hdr, body = watcher.call(OpCode.getChildren, R.GetChildrenRequest("/eph", False))
+    assert children_count(body) == EPHEMERALS
     xid = owner.send(OpCode.closeSession)
     served_while_gated = 0
     while not replied(owner):

@@ -304,10 +304,11 @@ def test_a_snap_or_role_end_while_a_multi_is_applied_in_parts_sees_it_whole(monk
     """Issue 12: every member applies a multi in parts (the simulator slices
     its three-op multis one or two ops per part). A SNAP image taken, or a
     role ended, while one is part-way in finishes it first
-    (``settle``); seed 14 with a short committed history (SNAP syncs) does
+    (``settle``); seed 18 with a short committed history (SNAP syncs) does
     so, and every invariant holds (Z7 replays each log against its tree).
-    (Seed 9 did, until child lists were encoded in parts in the simulator
-    too, issue 19, which moved its events.)"""
+    (Seeds 9 and 14 did, until child lists were encoded, and closes of more
+    than one ephemeral prepared and applied, in parts in the simulator too,
+    issue 19, which moved their events.)"""
     from zabpy.server.standalone import StandaloneServer
 
     settled_mid = []
@@ -318,6 +319,6 @@ def test_a_snap_or_role_end_while_a_multi_is_applied_in_parts_sees_it_whole(monk
         settle(self, now_ms)
 
     monkeypatch.setattr(StandaloneServer, "settle", counting_settle)
-    result = ReplicaSimulation(ReplicaSimOptions(seed=14, committed_log_max=10)).run()
+    result = ReplicaSimulation(ReplicaSimOptions(seed=18, committed_log_max=10)).run()
     assert result.ok, result.message
     assert any(settled_mid)

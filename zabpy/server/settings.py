@@ -55,6 +55,13 @@ class ServerSettings:
     children_per_part: int = limits.CHILDREN_ENCODE_PER_PART
     count_nodes_per_part: int = limits.COUNT_NODES_PER_PART
     ephemerals_per_part: int = limits.EPHEMERALS_PER_PART
+    # While ``multi_ops_per_part`` is on, a closeSession deleting more
+    # ephemerals than ``close_deletes_per_part`` deletes them that many per
+    # ``work`` call, after putting them in order ``close_paths_per_part``
+    # paths per call; and the close of a session owning more than
+    # ``close_paths_per_part`` is prepared that many paths per call (issue 19).
+    close_deletes_per_part: int = limits.CLOSE_SESSION_DELETES_PER_PART
+    close_paths_per_part: int = limits.CLOSE_SESSION_PATHS_PER_PART
 
     def __post_init__(self) -> None:
         assert self.tick_ms > 0
@@ -63,4 +70,5 @@ class ServerSettings:
         assert self.multi_ops_per_part >= 0 and self.multi_sliced_body_bytes >= 0
         assert min(self.children_per_part, self.count_nodes_per_part,
                    self.ephemerals_per_part) >= 1
+        assert min(self.close_deletes_per_part, self.close_paths_per_part) >= 1
         assert 0 < self.session_timeout_ms_min <= self.session_timeout_ms_max

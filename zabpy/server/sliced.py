@@ -8,14 +8,18 @@ tree holds the whole multi, how many of its watch events are out.
 
 ``SlicedClose`` applies a closeSession whose session owns many ephemerals
 (issue 19: 100k of them took seconds in one step) the same way: its deletes,
-deepest first, a part at a time, then its watch events; it stays one txn.
+deepest first, a part at a time (after parts that put them in that order),
+then its watch events; it stays one txn. ``SlicedClosePrep`` prepares such
+a close a part at a time, as ``SlicedPrep`` a large multi.
 
 The server core owns one of these at a time and, while it exists, applies
 no later txn. Atomicity as other sessions see it (for a closeSession read
 "delete" for "sub-txn"):
 
 - a read of a path the multi already changed (a node, or a parent's child
-  list and stat) waits until the multi is complete, and so do reads that
+  list and stat; for a close, more broadly: the parents of its paths and
+  any of their children no longer in the tree, see ``SlicedClose``) waits
+  until the multi is complete, and so do reads that
   are not about one path (multiRead, getAllChildrenNumber, getEphemerals,
   sync, the watch ops): no read sees part of the multi;
 - a read of any other path is answered at once, with what it was before
@@ -30,17 +34,21 @@ from __future__ import annotations
 
 import operator
 import struct
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
+from typing import Iterator
 
 from ..jute import records as R
 from ..jute.codec import DecodeError, Reader
 from ..jute.constants import Err, OpCode
-from ..pipeline.prep import MULTI_WRITE_OPS, MultiPrep, PrepError, PrepFailure, decode_multi_part
+from ..pipeline.prep import (MULTI_WRITE_OPS, ClosePrep, MultiPrep, PrepError, PrepFailure,
+                             decode_multi_part)
 from ..tree.datatree import (ApplyResult, DataTree, child_name_at, encode_child_names,
                              multi_failed)
+from ..tree.kill_order import KillOrder
 from ..tree.paths import parent_of
 
-__all__ = ["SlicedApply", "SlicedChildren", "SlicedClose", "SlicedCount", "SlicedDecode",
+__all__ = ["SlicedApply", "SlicedChildren", "SlicedClose", "SlicedClosePrep", "SlicedCount",
+           "SlicedDecode",
            "SlicedEphemerals", "SlicedPrep", "SlicedScan", "encode_paths"]
 
 # Reads that are not about one node: they wait for the whole multi.
@@ -101,24 +109,55 @@ class SlicedApply:
 
 class SlicedClose(SlicedApply):
     """A closeSession's deletes, ``ops_per_part`` at a time. The paths and
-    their order are fixed at the first part (the tree's ``kill_order``:
-    the session's ephemerals and the txn's paths2Delete, deepest first), so
-    the result is the unsliced ``kill_session``'s, events in the same order."""
+    their order are those of the tree's ``kill_order`` (the session's
+    ephemerals and the txn's paths2Delete, deepest first, then by path), so
+    the result is the unsliced ``kill_session``'s, events in the same order;
+    they are put in order ``paths_per_part`` at a time (``KillOrder``) in the
+    parts before the first delete (the tree is still the one before the
+    close: nothing waits, every read is answered as before it).
 
-    def __init__(self, item, ops_per_part: int, triggers_per_part: int):
+    Once parts delete, a read waits (``read_waits``) when it is of a parent
+    of the close's paths, or of a child of one that is no longer in the
+    tree: deleted by the close, or never there (no other txn is applied
+    meanwhile; such a read waiting changes no answer). That needs no
+    record per path deleted: for 100k ephemerals such a dict grew by
+    resizes of some 5 ms and freed 100k paths in the close's last turn."""
+
+    def __init__(self, item, ops_per_part: int, triggers_per_part: int, paths_per_part: int):
         assert item.hdr.type == OpCode.closeSession
         self.item = item
         self.out = ApplyResult()
         self.ops_per_part = ops_per_part
         self.triggers_per_part = triggers_per_part
+        self.paths_per_part = paths_per_part
         self.applied = 0           # paths handled (deleted, or not the session's)
         self.fired = 0
-        self.touched = {}
-        self.paths: list[str] | None = None
+        self.touched = {}          # unused: ``read_waits`` asks the order's parents
+        self.order: KillOrder | None = None
+        self.paths: Iterator[str] | None = None   # in order, once known
+        self.nodes: dict = {}      # the tree's, once parts delete
+        self.finished = False
 
     @property
     def in_tree(self) -> bool:
-        return self.paths is not None and self.applied == len(self.paths)
+        return self.finished
+
+    def read_waits(self, op: int, req) -> bool:
+        if op in _NEVER_WAIT:
+            return False
+        if op in _ALWAYS_WAIT:
+            return True
+        path = getattr(req, "path", None)
+        if not isinstance(path, str) or not self.applied:
+            return False  # answered without the tree, or nothing deleted yet
+        order = self.order
+        assert order is not None
+        parents = order.parents
+        if path == "":
+            path = "/"
+        if path in parents:
+            return True
+        return parent_of(path) in parents and path not in self.nodes
 
     def apply_part(self, tree: DataTree, watched: bool = True) -> None:
         """``watched``: some watch or a change log could take this part's
@@ -126,22 +165,29 @@ class SlicedClose(SlicedApply):
         is on a path a later part deletes (a read of a path already
         deleted waits for the whole close), and for a session owning 100k
         ephemerals that spares 200k live tuples, which the collector's
-        passes scanned while the close went on."""
+        passes scanned while the close went on. The part that takes the
+        last paths into the order deletes the first ones too."""
         sid = self.item.hdr.clientId
-        if self.paths is None:
+        order = self.order
+        if order is None:
             txn = self.item.txn
-            self.paths = tree.kill_order(sid, txn.paths2Delete if txn is not None else None)
-        stop = min(self.applied + self.ops_per_part, len(self.paths))
-        part = self.paths[self.applied:stop]
+            order = self.order = KillOrder(tree.ephemerals.get(sid, {}),
+                                           txn.paths2Delete if txn is not None else None,
+                                           self.paths_per_part)
+        paths = self.paths
+        if paths is None:
+            if not order.step():
+                return
+            paths = self.paths = order.paths()
+            self.nodes = tree.nodes
+        total = order.total
+        part = list(islice(paths, min(self.ops_per_part, total - self.applied)))
         tree.kill_session_part(sid, self.item.hdr.zxid, part,
                                self.out.triggers if watched else [])
-        touched = self.touched
-        for path in part:
-            touched[path] = None
-            touched[parent_of(path)] = None
-        self.applied = stop
-        if stop == len(self.paths):
+        self.applied += len(part)
+        if self.applied == total:
             tree.ephemerals.pop(sid, None)
+            self.finished = True
 
 
 class SlicedPrep:
@@ -194,6 +240,18 @@ class SlicedPrep:
             return True
         self.result = (*self.multi.result(), self.ops)
         return True
+
+
+class SlicedClosePrep:
+    """A closeSession of a session owning many ephemerals, prepared a part
+    per ``work`` call (``ClosePrep``) as a large multi is (``SlicedPrep``):
+    its zxid and header are taken first, and the server prepares no other
+    txn until it is handed to the log. ``conn`` and ``entry``: the client's
+    closeSession, or None (an expiry, or a learner's forwarded close)."""
+
+    def __init__(self, conn, entry, hdr: R.TxnHeader, prep: ClosePrep) -> None:
+        self.conn, self.entry, self.hdr, self.prep = conn, entry, hdr, prep
+        self.session_id = hdr.clientId
 
 
 class SlicedDecode:

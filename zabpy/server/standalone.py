@@ -45,8 +45,8 @@ from ..jute.codec import DecodeError, Reader
 from ..jute.constants import ERR, EVENT, OP, PERM, STATE, XID
 from ..pipeline.final import Encoded, ReadContext, ephemerals_prefix, read, write_reply
 from ..pipeline.prep import (MULTI_READ_OPS, MULTI_WRITE_OPS, WRITE_OPS, ChangeRecord,
-                             PendingChanges, PrepContext, creates_ephemeral, decode_multi,
-                             close_session_txn, prepare, prepare_close_session)
+                             ClosePrep, PendingChanges, PrepContext, creates_ephemeral,
+                             decode_multi, close_session_txn, prepare, prepare_close_session)
 from ..session.tracker import SessionTracker, session_password
 from ..auth.audit import ephemeral_lines, request_lines
 from ..auth.sasl import SaslExchange, enforcement_fails
@@ -58,8 +58,8 @@ from .. import limits
 from .settings import ServerSettings
 from .changes import ChangeLog
 from .session_limits import SessionLimits, refusal
-from .sliced import (SlicedApply, SlicedChildren, SlicedClose, SlicedCount, SlicedEphemerals,
-                     SlicedPrep, SlicedScan)
+from .sliced import (SlicedApply, SlicedChildren, SlicedClose, SlicedClosePrep, SlicedCount,
+                     SlicedEphemerals, SlicedPrep, SlicedScan)
 from .stats import ServerStats
 
 __all__ = ["StandaloneServer", "Ready", "ProtocolViolation"]
@@ -291,9 +291,10 @@ class StandaloneServer:
         # later txn is applied, and reads it would show in part wait (in
         # ``_gated``, by connection)
         self._sliced: SlicedApply | None = None
-        # a large multi being decoded and prepared a part per ``work`` call;
-        # meanwhile whatever takes a zxid waits in ``_deferred``, in order
-        self._prepping: SlicedPrep | None = None
+        # a large multi being decoded and prepared a part per ``work`` call,
+        # or a closeSession of many ephemerals being prepared so; meanwhile
+        # whatever takes a zxid waits in ``_deferred``, in order
+        self._prepping: SlicedPrep | SlicedClosePrep | None = None
         self._deferred: deque = deque()
         self._gated: dict[int, None] = {}
         # a txn's watch events handed out a part per ``work`` call when there
@@ -905,13 +906,22 @@ class StandaloneServer:
             return
         self.sessions.set_closing(sid)
         zxid = self._take_zxid()
-        paths = prepare_close_session(sid, zxid, self.pending)
         hdr = R.TxnHeader(sid, entry.xid if entry else cxid, zxid, self._wall_ms(),
                           OP.closeSession)
-        txn = close_session_txn(paths)
+        part = self.settings.close_paths_per_part
+        if self.multi_ops_per_part and len(self.tree.ephemerals.get(sid, ())) > part:
+            # many ephemerals: prepared a part per ``work`` call (_prep_part)
+            self._prepping = SlicedClosePrep(conn, entry, hdr,
+                                             ClosePrep(sid, zxid, self.pending, part))
+            return
+        paths = prepare_close_session(sid, zxid, self.pending)
+        self._close_to_log(hdr, close_session_txn(paths), len(paths), conn, entry)
+
+    def _close_to_log(self, hdr: R.TxnHeader, txn: R.CloseSessionTxn | None, count: int,
+                      conn: Conn | None, entry: Entry | None) -> None:
         if txn is None:
-            self._log(f"closeSession of session 0x{sid & 0xFFFFFFFFFFFFFFFF:x} at zxid "
-                      f"0x{zxid:x}: its {len(paths)} ephemerals are not listed in the txn "
+            self._log(f"closeSession of session 0x{hdr.clientId & 0xFFFFFFFFFFFFFFFF:x} at "
+                      f"zxid 0x{hdr.zxid:x}: its {count} ephemerals are not listed in the txn "
                       f"(more than {limits.CLOSE_SESSION_PATHS_BYTES_MAX} bytes)")
         self._hand_to_log(InFlight(hdr, txn, conn.conn_id if conn else None, entry))
 
@@ -961,8 +971,9 @@ class StandaloneServer:
             self._sliced = SlicedApply(item, part, limits.WATCH_EVENTS_PER_PART)
             return
         if part and item.hdr.type == OP.closeSession and self._large_close(item):
-            self._sliced = SlicedClose(item, limits.CLOSE_SESSION_DELETES_PER_PART,
-                                       limits.WATCH_EVENTS_PER_PART)
+            self._sliced = SlicedClose(item, self.settings.close_deletes_per_part,
+                                       limits.WATCH_EVENTS_PER_PART,
+                                       self.settings.close_paths_per_part)
             return
         res = self.tree.apply(item.hdr, item.txn)
         if self.changes is not None:
@@ -986,7 +997,7 @@ class StandaloneServer:
         """A closeSession with more deletes than one part takes."""
         owned = len(self.tree.ephemerals.get(item.hdr.clientId, ()))
         listed = len(item.txn.paths2Delete or ()) if item.txn is not None else 0
-        return max(owned, listed) > limits.CLOSE_SESSION_DELETES_PER_PART
+        return max(owned, listed) > self.settings.close_deletes_per_part
 
     @property
     def busy(self) -> bool:
@@ -1037,6 +1048,14 @@ class StandaloneServer:
         log and run what waited for it."""
         sp = self._prepping
         assert sp is not None
+        if isinstance(sp, SlicedClosePrep):
+            if not sp.prep.step():
+                return
+            self._prepping = None
+            self._close_to_log(sp.hdr, sp.prep.finish(self.pending), sp.prep.count, sp.conn,
+                               sp.entry)
+            self._run_deferred()
+            return
         if not sp.step(self.pending, self._session_alive(sp.session_id)):
             return
         if sp.decode_error is not None:

@@ -256,7 +256,11 @@ class ReplicaSimulation:
                               # encoded in parts, holding back its creates
                               children_per_part=self.multi_ops_per_part or 1,
                               count_nodes_per_part=self.multi_ops_per_part or 1,
-                              ephemerals_per_part=self.multi_ops_per_part or 1)
+                              ephemerals_per_part=self.multi_ops_per_part or 1,
+                              # a close of more than one ephemeral is prepared,
+                              # put in order and applied in parts
+                              close_deletes_per_part=self.multi_ops_per_part or 1,
+                              close_paths_per_part=self.multi_ops_per_part or 1)
 
     # ---- executing a node's ready -----------------------------------------------
     def _flush(self, sid: int) -> None:
