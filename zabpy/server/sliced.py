@@ -132,7 +132,6 @@ class SlicedClose(SlicedApply):
         self.paths_per_part = paths_per_part
         self.applied = 0           # paths handled (deleted, or not the session's)
         self.fired = 0
-        self.touched = {}          # unused: ``read_waits`` asks the order's parents
         self.order: KillOrder | None = None
         self.paths: Iterator[str] | None = None   # in order, once known
         self.nodes: dict = {}      # the tree's, once parts delete
