@@ -104,7 +104,11 @@ class SlicedApply:
         path = getattr(req, "path", None)
         if not isinstance(path, str):
             return False  # answered without the tree (malformed, unknown)
-        return ("/" if path == "" else path) in self.touched
+        return self._path_waits("/" if path == "" else path)
+
+    def _path_waits(self, path: str) -> bool:
+        """A read of ``path`` would see part of the txn."""
+        return path in self.touched
 
 
 class SlicedClose(SlicedApply):
@@ -141,19 +145,12 @@ class SlicedClose(SlicedApply):
     def in_tree(self) -> bool:
         return self.finished
 
-    def read_waits(self, op: int, req) -> bool:
-        if op in _NEVER_WAIT:
-            return False
-        if op in _ALWAYS_WAIT:
-            return True
-        path = getattr(req, "path", None)
-        if not isinstance(path, str) or not self.applied:
-            return False  # answered without the tree, or nothing deleted yet
+    def _path_waits(self, path: str) -> bool:
+        if not self.applied:
+            return False  # nothing deleted yet
         order = self.order
         assert order is not None
         parents = order.parents
-        if path == "":
-            path = "/"
         if path in parents:
             return True
         return parent_of(path) in parents and path not in self.nodes
