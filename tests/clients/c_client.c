@@ -410,7 +410,11 @@ int main(int argc, char **argv) {
     flush_lines("async mix in order", 9, 0);
 
     /* ---- session expiry: a session closed through a second handle ---- */
-    zhandle_t *e = connect_as("S-E", 2000, NULL);
+    /* E, cut off when E2 takes its session, reconnects after a 60th of
+     * its timeout and would take the session back; at 20 s that is 333 ms
+     * for E2's close to land first (at 2 s, 33 ms: a loaded machine lost
+     * that race: E2's close came on a connection no longer the session's). */
+    zhandle_t *e = connect_as("S-E", 20000, NULL);
     const clientid_t *eid = zoo_client_id(e);
     print_rc("E create ephemeral", zoo_create(e, "/capi/e", "", 0, &ZOO_OPEN_ACL_UNSAFE,
                                               ZOO_EPHEMERAL, NULL, 0));
