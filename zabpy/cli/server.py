@@ -143,9 +143,10 @@ async def _serve(cfg, listening: socket.socket | None = None, auth=None) -> int:
         # QuorumPeerMain's choice: more than one server line means an ensemble.
         from ..runtime.ensemble import EnsembleRuntime
         rt = EnsembleRuntime(cfg)
-    await rt.start()
-    loop = asyncio.get_running_loop()
     gc_policy = GcPolicy(cfg.gc_full_sweep_interval_ms / 1000)
+    with gc_policy.restoring():
+        await rt.start()
+    loop = asyncio.get_running_loop()
     # The restored tree is frozen out of every later pass. The full pass that
     # precedes the freeze is not needed to serve, so it runs once the server
     # serves rather than between listening and the first request.

@@ -229,6 +229,14 @@ class DataNode:
             kids[path] = None
         self.children_wire = None
 
+    def kids_for_load(self) -> dict[str, None]:
+        """The container a snapshot load lists children in (made if this
+        node has none yet; a fresh node has no cached child list to drop)."""
+        kids = self._kids
+        if kids is None:
+            kids = self._kids = {}
+        return kids
+
     def remove_child(self, path: str) -> None:
         kids = self._kids
         if kids is not None:
