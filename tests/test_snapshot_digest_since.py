@@ -100,6 +100,25 @@ def test_the_digest_since_the_load_follows_every_kind_of_change(seed):
     assert since.now(tree) == tree_digest(tree)
 
 
+def test_records_changed_in_place_only():
+    """No node added or deleted since the load (setData, setACL): the same
+    node objects in the same places, only their records replaced."""
+    w = Workload(seed=5)
+    w.txns(200)
+    tree, contents = _loaded(w)
+    since = DigestSince(tree, contents.tree_digest)
+    assert since.now(tree) == tree_digest(tree)
+    w.tree = tree
+    for path in [p for p in tree.nodes if p.startswith("/n")][:20]:
+        node = tree.nodes[path]
+        w._apply(w._hdr(w.next_session, OpCode.setData),
+                 R.SetDataTxn(path, path.encode(), node.version + 1))
+        w._apply(w._hdr(w.next_session, OpCode.setACL),
+                 R.SetACLTxn(path, OPEN, node.aversion + 1))
+    assert list(tree.nodes.values()) == since.nodes
+    assert since.now(tree) == tree_digest(tree) != contents.tree_digest
+
+
 def test_a_node_moved_to_the_end_of_the_dict_falls_back_to_the_walk():
     """``now`` takes the nodes added since from the end of the tree's dict;
     a node of the load found there (re-inserted, which no txn does) makes it

@@ -49,7 +49,9 @@ replayed txn is compared with the TxnDigest that ZooKeeper logged with it
 (ZooKeeper compares after every txn; the final one suffices to catch a
 divergence without an O(tree) pass per txn). A mismatch is logged as an
 error and counted (``digest_mismatches``, the server's
-digest_mismatches_count); like ZooKeeper, the server still starts.
+digest_mismatches_count); like ZooKeeper, the server still starts. No
+comparison walks the tree: the snapshot's digest is summed while its nodes
+are read, and later ones add what the replay changed (``DigestSince``).
 """
 
 from __future__ import annotations
@@ -296,7 +298,8 @@ def restore(snap_dir: str, log_dir: str, tree: DataTree, *, trust_empty_snapshot
     _remove_stale_tmp(snap_dir)
     # Everything a restore builds lives on and forms no cycle: a collection
     # meanwhile would scan the growing tree and free nothing (0.4-0.9 s of
-    # a million-node load). The server's GC policy collects once afterwards.
+    # a million-node load). A server freezes it all afterwards
+    # (GcPolicy.restoring).
     collecting = gc.isenabled()
     gc.disable()
     try:
