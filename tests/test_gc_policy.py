@@ -60,6 +60,31 @@ def test_the_periodic_sweep_frees_cycles_that_died_while_frozen(policy):
     assert policy.full_sweeps == 1
 
 
+def test_the_start_up_restore_runs_without_passes_and_is_frozen_at_once(policy):
+    """``restoring``: garbage from before is collected first, no pass runs
+    while the tree is built, and what was built is frozen when it ends (the
+    first pass after it would otherwise scan all of it)."""
+    before = weakref.ref(_cycle())
+    passes = []
+
+    def count(phase, info):
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with policy.restoring():
+            assert before() is None
+            passes.clear()
+            built = [_Node() for _ in range(3 * YOUNG_THRESHOLD)]
+            assert not gc.isenabled()
+        assert passes == [] and gc.isenabled()
+        assert gc.get_freeze_count() >= len(built)
+        assert not any(o is built[-1] for o in gc.get_objects())
+    finally:
+        gc.callbacks.remove(count)
+
+
 def test_uninstall_restores_the_collector():
     before = gc.get_threshold()
     p = GcPolicy()
