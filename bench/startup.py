@@ -27,6 +27,10 @@ interleaved runs. The load average (1 min) before each run is reported.
     python -m bench.startup --reps 3 --log-znodes 1000000 \
         --baseline-cmd 'env PYTHONPATH=/work/main python -m zabpy server {cfg}'
 
+``--snap-znodes N`` does the same from a data directory holding one snapshot
+of N znodes (bench.scale_data, as ``bench.scale --prebuilt`` starts from) and
+no log: the time is the snapshot's load.
+
 Deterministically: ``--callgrind`` runs the zabpy command (and the baseline's)
 once under valgrind's callgrind and counts the instructions from exec to the
 server's first ``listen()`` on a socket and to its first ``accept4()`` (the
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the samples here")
     ap.add_argument("--log-znodes", type=int, default=0, metavar="N",
                     help="start from a log of N creates (see above)")
+    ap.add_argument("--snap-znodes", type=int, default=0, metavar="N",
+                    help="start from a snapshot of N znodes (see above)")
     ap.add_argument("--baseline-cmd", help="also run this zabpy command as 'zabpy-base'")
     ap.add_argument("--callgrind", action="store_true",
                     help="count instructions to the first listen and accept instead (see above)")
@@ -174,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             from .scale_data import build_logdir
             data = Path(tmp) / "template"
             build_logdir(data, args.log_znodes)
+        elif args.snap_znodes:
+            from .scale_data import build_datadir
+            data = Path(tmp) / "template"
+            build_datadir(data, args.snap_znodes)
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
@@ -190,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {n: {k: _summary(v) for k, v in s.items()} for n, s in samples.items()}
     print(f"{'server':10} {'wall median s':>14} {'min':>7} {'max':>7} {'cpu median s':>13} "
           f"{'min':>7} {'max':>7} {'load median':>12}  (n={args.reps}"
-          f"{f', log of {args.log_znodes:,} creates' if args.log_znodes else ''})")
+          f"{f', log of {args.log_znodes:,} creates' if args.log_znodes else ''}"
+          f"{f', snapshot of {args.snap_znodes:,} znodes' if args.snap_znodes else ''})")
     for n, s in out.items():
         w, c = s["wall_s"], s["cpu_s"]
         print(f"{n:10} {w['median']:14.3f} {w['min']:7.3f} {w['max']:7.3f} {c['median']:13.3f} "

@@ -495,3 +495,32 @@ def test_scale_data_log_form_replays_to_the_tree(tmp_path):
     b1 = tree.nodes["/scale/b1"]
     assert (b1.cversion, b1.child_count(), b1.pzxid) == \
         (1000, 1000, tree.nodes[leaf_path(1999)].czxid)
+
+
+def test_startup_runs_start_from_a_snapshot_of_n_znodes(tmp_path, capsys, monkeypatch):
+    """bench.startup --snap-znodes N: every run starts from a copy of one
+    data directory holding a snapshot of N znodes (plus bench.scale's
+    parents) and no log."""
+    from bench import startup
+
+    from zabpy.storage.recovery import restore
+    from zabpy.tree.datatree import DataTree
+
+    seen = []
+    measure = startup.measure_once
+
+    def spy(name, home, cmd, data=None):
+        tree = DataTree()
+        vdir = str(data / "version-2")
+        result = restore(vdir, vdir, tree)
+        seen.append((tree.node_count(), result.replayed))
+        return measure(name, home, cmd, data)
+
+    monkeypatch.setattr(startup, "measure_once", spy)
+    out_json = tmp_path / "s.json"
+    assert startup.main(["--reps", "2", "--servers", "zabpy", "--snap-znodes", "3000",
+                         "--json", str(out_json)]) == 0
+    assert "snapshot of 3,000 znodes" in capsys.readouterr().out
+    assert len(seen) == 2 and all(n > 3000 and replayed == 0 for n, replayed in seen), seen
+    wall = json.loads(out_json.read_text())["samples"]["zabpy"]["wall_s"]
+    assert len(wall) == 2 and all(w > 0 for w in wall)
