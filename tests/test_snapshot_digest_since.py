@@ -18,7 +18,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_storage_helpers import Workload  # noqa: E402
+from test_storage_helpers import Workload, write_workload  # noqa: E402
 
 from zabpy.jute import OpCode  # noqa: E402
 from zabpy.jute import records as R  # noqa: E402
@@ -144,18 +144,8 @@ def test_a_restore_compares_the_logged_digest_after_replay(tmp_path, fast_replay
     for bad in (False, True):
         d = tmp_path / f"bad-{bad}"
         w = Workload(seed=42)
-        store = TxnStore(str(d), pre_alloc_size=4096)
-        store.restore(DataTree())
-        for i in range(400):
-            hdr, txn = w.step()
-            store.append(hdr, txn, R.TxnDigest(2, tree_digest(w.tree) + (bad and i == 399)))
-            if i % 7 == 0:
-                store.flush_and_sync()
-            if i == 200:
-                store.flush_and_sync()
-                store.snapshot_now(w.tree, w.sessions)
-        store.flush_and_sync()
-        store.close()
+        write_workload(TxnStore(str(d), pre_alloc_size=4096), w, 400, flush_every=7,
+                       snap_at=(200,), digests=True, wrong_last_digest=bad)
         tree = DataTree()
         vdir = str(d / "version-2")
         result = restore(vdir, vdir, tree, fast_replay=fast_replay)

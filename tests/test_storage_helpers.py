@@ -119,15 +119,18 @@ class Workload:
 
 
 def write_workload(store: TxnStore, w: Workload, n: int, *, flush_every: int,
-                   snap_at: tuple[int, ...] = (), digests: bool = False) -> TxnStore:
+                   snap_at: tuple[int, ...] = (), digests: bool = False,
+                   wrong_last_digest: bool = False) -> TxnStore:
     """Run ``n`` txns of ``w`` through ``store`` (restored from nothing): a
     flush every ``flush_every`` txns and at each of ``snap_at``, where a
-    snapshot follows; each txn with the tree's digest if ``digests``. The
-    store is flushed and closed at the end."""
+    snapshot follows; each txn with the tree's digest if ``digests`` (the
+    last one off by one if ``wrong_last_digest``). The store is flushed and
+    closed at the end."""
     store.restore(DataTree())
     for i in range(n):
         hdr, txn = w.step()
-        store.append(hdr, txn, R.TxnDigest(2, tree_digest(w.tree)) if digests else None)
+        off = wrong_last_digest and i == n - 1
+        store.append(hdr, txn, R.TxnDigest(2, tree_digest(w.tree) + off) if digests else None)
         if i % flush_every == 0 or i in snap_at:
             store.flush_and_sync()
         if i in snap_at:

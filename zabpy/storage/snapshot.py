@@ -379,14 +379,13 @@ def _read_nodes(r: Reader, tree: DataTree, acls: dict[int, tuple], digest: bool)
             rec = pack_full(flags | _FULL_BIT, czxid, mzxid, ctime, mtime, version, cversion,
                             aversion, owner, pzxid)
         if dn > 0:
-            value = buf[data_at : data_at + dn]
-            rec += value
-            if digest:
-                total += crc32(pack_digest(czxid, mzxid, pzxid, ctime, mtime, version, cversion,
-                                           aversion, owner), crc32(value, crc32(raw)))
-        elif digest:
+            rec += buf[data_at : data_at + dn]
+        if digest:
+            crc = crc32(raw)
+            if dn > 0:
+                crc = crc32(buf[data_at : data_at + dn], crc)
             total += crc32(pack_digest(czxid, mzxid, pzxid, ctime, mtime, version, cversion,
-                                       aversion, owner), crc32(raw))
+                                       aversion, owner), crc)
         node = DataNode(None, acl, 0, 0, 0, rec)
         if not path:
             if "/" in nodes:
