@@ -65,7 +65,7 @@ class LearnerServer(StandaloneServer):
     def _is_write(self, op: int) -> bool:
         return super()._is_write(op) or op == OP.sync
 
-    def request(self, conn_id: int, xid: int, op: int, body: memoryview, now_ms: int) -> None:
+    def request(self, conn_id: int, xid: int, op: int, body: memoryview | bytes, now_ms: int) -> None:
         conn = self.conns.get(conn_id)
         if conn is not None and conn.session_id:
             s = self.sessions.sessions.get(conn.session_id)
