@@ -62,7 +62,7 @@ from ..limits import (LEARNER_CONNECT_RETRY_MS, LEARNER_CONNECT_TRIES_MAX, ZAB_P
 from . import packets as P
 from .leader import ZabTimers
 from .packets import PKT as T
-from .ready import Outbox, Persist, Phase, Snapshot, Txn, ZabReady
+from .ready import HandsOut, Outbox, Persist, Phase, Snapshot, Txn
 
 # Phase members as module constants: compared on every packet, where a class
 # attribute look-up on the enum costs more than the comparison.
@@ -78,7 +78,7 @@ class LeaderProtocolError(Exception):
     """The leader sent something out of order (internal: ends the role)."""
 
 
-class Learner:
+class Learner(HandsOut):
     """One follower or observer term of one peer; see the module docstring."""
 
     def __init__(self, my_sid: int, leader_sid: int, last_logged_zxid: int,
@@ -151,21 +151,6 @@ class Learner:
         deadline = self.next_deadline_ms()
         if deadline is not None and now_ms >= deadline:
             self._leave()
-
-    def ready(self) -> ZabReady:
-        return self._out.ready()
-
-    def advance(self, ready: ZabReady) -> None:
-        self._out.advance(ready)
-
-    def output_changes_peer(self) -> bool:
-        """Whether the output queued so far moves the peer (a new phase, a
-        config to activate), so that it must be taken before the next input."""
-        return self._out.phase is not None or bool(self._out.activate)
-
-    def drain(self) -> Outbox | None:
-        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
-        return self._out.drain()
 
     def next_deadline_ms(self) -> int | None:
         if self.phase == _LOOKING:

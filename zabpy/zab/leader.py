@@ -87,7 +87,7 @@ from ..limits import ZAB_COMMITTED_LOG_MAX, ZAB_OUTSTANDING_MAX, ZXID_COUNTER_MA
 from . import packets as P
 from .history import History
 from .packets import PKT as T
-from .ready import ForwardedRequest, LogRead, Outbox, Persist, Phase, Snapshot, Txn, ZabReady
+from .ready import ForwardedRequest, HandsOut, LogRead, Outbox, Persist, Phase, Snapshot, Txn
 from .sync import NOT_READ, READ, SNAP, TRUNC, plan_sync
 
 __all__ = ["Leader", "ZabTimers"]
@@ -135,7 +135,7 @@ class _Proposal:
     config: QuorumVerifier | None = None         # a reconfig's new config
 
 
-class Leader:
+class Leader(HandsOut):
     """One leadership term of one peer; see the module docstring."""
 
     def __init__(self, my_sid: int, quorum: QuorumVerifier, log: History, accepted_epoch: int,
@@ -243,21 +243,6 @@ class Leader:
             for sid, learner in self.learners.items():
                 if learner.stage >= _SYNCING:
                     self._out.send.append((sid, ping))
-
-    def ready(self) -> ZabReady:
-        return self._out.ready()
-
-    def advance(self, ready: ZabReady) -> None:
-        self._out.advance(ready)
-
-    def output_changes_peer(self) -> bool:
-        """Whether the output queued so far moves the peer (a new phase, a
-        config to activate), so that it must be taken before the next input."""
-        return self._out.phase is not None or bool(self._out.activate)
-
-    def drain(self) -> Outbox | None:
-        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
-        return self._out.drain()
 
     def next_deadline_ms(self) -> int | None:
         if self.phase == _LOOKING:

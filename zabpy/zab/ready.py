@@ -48,7 +48,7 @@ from ..jute import records as R
 from ..jute.codec import Record, fast_frozen_init
 
 __all__ = ["Phase", "Snapshot", "Persist", "LogRead", "ForwardedRequest", "ZabReady", "Outbox",
-           "Txn", "Envelope", "EMPTY_READY"]
+           "HandsOut", "Txn", "Envelope", "EMPTY_READY"]
 
 Txn = tuple[R.TxnHeader, Record | None]
 Envelope = tuple[int, R.QuorumPacket]
@@ -245,3 +245,26 @@ _QUEUES = ("persist", "commit", "send", "close", "requests", "touches", "revalid
 assert _QUEUES == tuple(f for f in ZabReady.__dataclass_fields__ if f != "phase"), \
     "Outbox.advance drops each queue of ZabReady by name"
 EMPTY_READY = ZabReady()
+
+
+class HandsOut:
+    """What a ZAB role (Leader, Learner) offers its peer: its outbox's
+    output, read, acknowledged or taken at once. The role keeps the outbox
+    in ``_out``."""
+
+    _out: Outbox
+
+    def ready(self) -> ZabReady:
+        return self._out.ready()
+
+    def advance(self, ready: ZabReady) -> None:
+        self._out.advance(ready)
+
+    def output_changes_peer(self) -> bool:
+        """Whether the output queued so far moves the peer (a new phase, a
+        config to activate), so that it must be taken before the next input."""
+        return self._out.phase is not None or bool(self._out.activate)
+
+    def drain(self) -> Outbox | None:
+        """Everything ``ready`` would hand out, taken at once (``Outbox.drain``)."""
+        return self._out.drain()
