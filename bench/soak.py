@@ -41,7 +41,7 @@ import time
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
 from zabpy.testing.protofuzz import make_case, run_case
-from zabpy.testing.server import four_letter_word
+from zabpy.testing.server import mntr
 
 from .fairness import Wire
 
@@ -58,11 +58,6 @@ def rss_mib(pid: int) -> float:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def mntr(port: int) -> dict[str, str]:
-    text = four_letter_word("127.0.0.1", port, "mntr")
-    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
 
 class Load:

@@ -13,7 +13,6 @@ NIO layer stops reading a connection with queued output).
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
@@ -21,11 +20,11 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import four_letter_word, wait_for
+from conftest import wait_for
 from rawclient import RawClient
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
-from zabpy.testing import ZabpyServer
+from zabpy.testing import ZabpyServer, mntr
 
 NODE_BYTES = 512 * 1024
 PIPELINED = 2000
@@ -39,11 +38,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def mntr(port: int) -> dict[str, str]:
-    text = four_letter_word("127.0.0.1", port, "mntr")
-    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
 
 def eof_or_reset(sock: socket.socket) -> bool:

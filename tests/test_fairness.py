@@ -11,12 +11,11 @@ import struct
 
 import pytest
 
-from conftest import four_letter_word
 from rawclient import RawClient, expect_event_before_new_data, multi_body
 from zabpy.jute import records as R
 from zabpy.jute.codec import Reader
 from zabpy.jute.constants import OpCode
-from zabpy.testing import ZabpyServer
+from zabpy.testing import ZabpyServer, mntr
 
 OPS = 10_000
 ACL = [R.ACL(31, R.Id("world", "anyone"))]
@@ -30,11 +29,7 @@ def server():
 
 
 def outstanding(port: int) -> int:
-    for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
-        k, _, v = line.partition("\t")
-        if k == "zk_outstanding_requests":
-            return int(v)
-    raise AssertionError("no zk_outstanding_requests")
+    return int(mntr(port)["zk_outstanding_requests"])
 
 
 def replied(c: RawClient) -> bool:

@@ -28,18 +28,15 @@ from conftest import (OPEN_ACL, Pair, RawBody, RawClient, ServerClosed, four_let
                       wait_for, zabpy_server)
 from zabpy.jute import records as R
 from zabpy.jute.constants import Err, OpCode
+from zabpy.testing import mntr
 
 
-def mntr(port: int, key: str) -> int:
-    for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
-        k, _, value = line.partition("\t")
-        if k == key:
-            return int(value)
-    raise AssertionError(f"mntr has no {key}")
+def mntr_int(port: int, key: str) -> int:
+    return int(mntr(port)[key])
 
 
 def outstanding(port: int) -> int:
-    return mntr(port, "zk_outstanding_requests")
+    return mntr_int(port, "zk_outstanding_requests")
 
 
 def assert_refused_and_kept(pair: Pair, op: int, body: bytes, err: int) -> None:
@@ -85,7 +82,7 @@ def watch_counts(port: int) -> tuple[int, int]:
     """(wchs "Total watches" — the data-watch table only, as ZooKeeper's —
     and mntr's zk_watch_count, both tables)."""
     text = four_letter_word("127.0.0.1", port, "wchs")
-    return int(text.rsplit("Total watches:", 1)[1].split()[0]), mntr(port, "zk_watch_count")
+    return int(text.rsplit("Total watches:", 1)[1].split()[0]), mntr_int(port, "zk_watch_count")
 
 
 def _arm_data(c, path):

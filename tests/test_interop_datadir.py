@@ -31,7 +31,7 @@ from zabpy.storage import TxnStore, deserialize_snapshot  # noqa: E402
 from zabpy.storage import datadir as D  # noqa: E402
 from zabpy.testing.server import free_port  # noqa: E402
 from zabpy.storage import snapstream as S  # noqa: E402
-from zabpy.testing import ZabpyServer, four_letter_word, wait_for  # noqa: E402
+from zabpy.testing import ZabpyServer, four_letter_word, mntr, wait_for  # noqa: E402
 from zabpy.tree.datatree import DataTree  # noqa: E402
 
 JAR = "/usr/share/java/zookeeper.jar"
@@ -68,8 +68,7 @@ class JavaServer:
             stdout=self.out, stderr=subprocess.STDOUT)
 
     def mntr(self) -> dict[str, str]:
-        text = four_letter_word("127.0.0.1", self.port, "mntr", 10)
-        return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+        return mntr(self.port, timeout=10)
 
     def serving(self) -> bool:
         try:
@@ -386,9 +385,7 @@ def test_snapshot_digest_mismatch_side_by_side(tmp_path):
     finally:
         zk.kill()
     with ZabpyServer(subprocess=True, data_dir=ours_dir, config_text="tickTime=200") as server:
-        text = four_letter_word(server.host, server.port, "mntr", 10)
-        ours_count = dict(l.split("\t", 1) for l in text.splitlines() if "\t" in l)[
-            "zk_digest_mismatches_count"]
+        ours_count = mntr(server.port, server.host, 10)["zk_digest_mismatches_count"]
     assert java_count == ours_count == "1"
     assert w.tree.last_processed_zxid == 400
 

@@ -18,7 +18,7 @@ from kazoo.exceptions import EphemeralOnLocalSessionError
 
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
-from zabpy.testing import ZabpyEnsemble, ZabpyServer, four_letter_word, wait_for
+from zabpy.testing import ZabpyEnsemble, ZabpyServer, four_letter_word, mntr, wait_for
 from rawclient import RawClient
 
 LOCAL = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true"
@@ -33,11 +33,7 @@ def _zxid(port: int) -> int:
 
 
 def _mntr(port: int, key: str) -> int:
-    for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
-        k, _, v = line.partition("\t")
-        if k == f"zk_{key}":
-            return int(v)
-    raise KeyError(key)
+    return int(mntr(port)[f"zk_{key}"])
 
 
 def _client(hosts: str) -> KazooClient:

@@ -27,7 +27,7 @@ from zabpy.storage import StorageError, TxnStore, serialize_snapshot, tree_diges
 from zabpy.storage import datadir as D  # noqa: E402
 from zabpy.storage import snapstream as S  # noqa: E402
 from zabpy.storage.snapshot import SnapshotError  # noqa: E402
-from zabpy.testing import ZabpyServer, four_letter_word, wait_for  # noqa: E402
+from zabpy.testing import ZabpyServer, mntr, wait_for  # noqa: E402
 from zabpy.tree.datatree import DataTree  # noqa: E402
 
 PREALLOC = 4096
@@ -351,8 +351,7 @@ def test_digest_disabled_writes_no_digest_section(tmp_path):
 # ---- real server processes -----------------------------------------------------------
 
 def _mntr(server) -> dict[str, str]:
-    text = four_letter_word(server.host, server.port, "mntr", 5)
-    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+    return mntr(server.port, server.host)
 
 
 def _start_fails(data_dir: str, config_text: str) -> str:

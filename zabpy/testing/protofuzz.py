@@ -26,7 +26,7 @@ import time
 
 from ..jute import records as R
 from ..jute.constants import OpCode
-from .server import four_letter_word
+from .server import mntr
 
 __all__ = ["Case", "make_case", "run_case", "check_server", "fuzz"]
 
@@ -196,11 +196,7 @@ def _fresh_client_answers(port: int) -> bool:
 
 
 def outstanding(port: int) -> int:
-    for line in four_letter_word("127.0.0.1", port, "mntr").splitlines():
-        key, _, value = line.partition("\t")
-        if key == "zk_outstanding_requests":
-            return int(value)
-    raise AssertionError("mntr has no zk_outstanding_requests")
+    return int(mntr(port)["zk_outstanding_requests"])
 
 
 def check_server(port: int, alive=lambda: True, settle_s: float = 5.0) -> None:

@@ -25,7 +25,7 @@ import time
 from ..runtime.config import default_config, parse_config
 from ..runtime.server import ServerRuntime
 
-__all__ = ["ZabpyServer", "free_port", "free_ports", "four_letter_word", "wait_for"]
+__all__ = ["ZabpyServer", "free_port", "free_ports", "four_letter_word", "mntr", "wait_for"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,6 +71,12 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 5.0) -> s
                 break
             chunks.append(data)
     return b"".join(chunks).decode()
+
+
+def mntr(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str, str]:
+    """``mntr``'s keys and values (as text), from ZooKeeper or zabpy."""
+    text = four_letter_word(host, port, "mntr", timeout)
+    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
