@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 from . import ab_rounds
 from .loadgen import LoadConfig, run_workload
 from .servers import Server, java_command, write_zoo_cfg
-from zabpy.testing.server import free_ports
+from zabpy.testing.server import free_ports, mntr
 
 WARM_UP_S = 1.0
 SETTLE_S = 2.0
@@ -49,18 +48,10 @@ def _fsyncs(port: int) -> int | None:
     """fsyncs of the txn log so far: ``zk_cnt_fsynctime`` of ``mntr`` (both
     servers count one per fsync of the log)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"mntr")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
+        value = mntr(port).get("zk_cnt_fsynctime")
     except OSError:
         return None
-    for line in b"".join(chunks).decode(errors="replace").splitlines():
-        key, _, value = line.partition("\t")
-        if key == "zk_cnt_fsynctime":
-            return int(float(value))
-    return None
+    return None if value is None else int(float(value))
 
 
 def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
