@@ -14,6 +14,7 @@ import os
 
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
+from test_storage_helpers import sockets_of
 
 from zabpy.jute import records as R
 from zabpy.jute.constants import OpCode
@@ -220,3 +221,35 @@ def test_other_links_are_served_while_a_large_image_is_written():
         await leader.aclose()
 
     asyncio.run(run())
+
+
+def test_the_image_writer_does_not_keep_the_leaders_sockets(monkeypatch):
+    """The forked SNAP image writer closes the sockets it inherited (client
+    port, client and quorum links), so a leader that dies while it writes
+    frees its port and its connections at once (see the snapshot writer's
+    test in test_storage_snapshots.py). The writer here sleeps instead."""
+    import socket
+    import time
+
+    import pytest
+
+    from zabpy.runtime.snap_image import SnapImageError
+    from zabpy.testing import wait_for
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setattr(P, "snapshot_bytes", lambda tree, sessions: time.sleep(60) or b"")
+
+    async def run():
+        image = ForkedImage(_tree(3), {})
+        try:
+            await asyncio.to_thread(wait_for, lambda: not sockets_of(image.pid), 10)
+        finally:
+            os.kill(image.pid, 9)
+        with pytest.raises(SnapImageError):
+            await image.wait()
+
+    try:
+        assert sockets_of(os.getpid())
+        asyncio.run(run())
+    finally:
+        listener.close()

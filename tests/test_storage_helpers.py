@@ -9,6 +9,7 @@ applies them to, so the txns are exactly what a server would have logged.
 
 from __future__ import annotations
 
+import os
 import random
 
 from zabpy.jute import records as R
@@ -164,3 +165,16 @@ def assert_same_tree(a: DataTree, b: DataTree) -> None:
     assert sorted(a.containers) == sorted(b.containers)
     assert sorted(a.ttls) == sorted(b.ttls)
     assert a.last_processed_zxid == b.last_processed_zxid
+
+
+def sockets_of(pid: int) -> list[str]:
+    """The sockets process ``pid`` holds open (from /proc)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.append(target)
+    return out

@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_storage_helpers import (Workload, assert_same_tree, reopened,  # noqa: E402
-                                  write_workload)
+                                  sockets_of, write_workload)
 
 from zabpy.jute import records as R  # noqa: E402
 from zabpy.storage import StorageError, TxnStore, serialize_snapshot, tree_digest  # noqa: E402
@@ -502,3 +502,46 @@ def test_the_snapshot_writer_is_an_idle_task_until_its_deadline(tmp_path):
 
     assert _in_child(child) == 0
     assert (tmp_path / "x").read_bytes() == b"ab"
+
+
+def test_a_snapshot_writer_does_not_keep_the_servers_sockets(tmp_path, monkeypatch):
+    """A forked writer still at work when the server dies (kill -9; an idle
+    task on a busy machine can take long) must not hold the server's client
+    port, or the restarted server cannot listen ("address already in use"),
+    nor its connections, or clients do not see it go. The writer here sleeps
+    instead of writing; the server's listening socket and an accepted
+    connection are closed on the parent's side, and the port must bind again
+    and the client must read EOF while the writer still runs."""
+    import signal
+    import socket
+    import time
+
+    from zabpy.storage import files
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    monkeypatch.setattr(files.TxnStore, "_write_snapshot",
+                        lambda self, *a, **k: time.sleep(60))
+    store = TxnStore(str(tmp_path), pre_alloc_size=PREALLOC)
+    tree = DataTree()
+    store.restore(tree)
+    store.start_snapshot(tree, {})
+    pid = store._snap_child[0]
+    assert sockets_of(os.getpid())  # the server's side has them
+    try:
+        # The writer closes its copies first thing; wait until it has.
+        wait_for(lambda: not sockets_of(pid), 10, what="the writer to close its sockets")
+        listener.close()
+        conn.close()
+        client.settimeout(10)
+        assert client.recv(1) == b""  # EOF: the connection is gone with the server's copy
+        again = socket.create_server(("127.0.0.1", port))
+        again.close()
+        assert store.poll_snapshot() is False  # the writer still runs
+    finally:
+        client.close()
+        os.kill(pid, signal.SIGKILL)
+        store.wait_snapshot()
+        store.close()

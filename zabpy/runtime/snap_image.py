@@ -33,7 +33,7 @@ import traceback
 
 from ..limits import QUORUM_SNAP_BYTES_MAX
 from ..tree.datatree import DataTree
-from ..storage.files import lower_priority
+from ..storage.files import lower_priority, release_sockets
 from ..zab import packets as P
 
 __all__ = ["ForkedImage", "SnapImageError"]
@@ -70,6 +70,7 @@ class ForkedImage:
             try:
                 os.close(r)
                 gc.disable()
+                release_sockets()
                 lower_priority()  # the leader's loop (its clients) comes first
                 view = memoryview(P.snapshot_bytes(tree, sessions))
                 while view:

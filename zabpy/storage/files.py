@@ -53,6 +53,7 @@ import errno
 import gc
 import logging
 import os
+import stat
 import threading
 import time
 import traceback
@@ -129,6 +130,26 @@ SNAPSHOT_WRITER_NICE = 10
 # on at its niceness, so that on a machine with no idle CPU (an idle task gets
 # a fraction of a percent there) a snapshot still ends.
 SNAPSHOT_WRITER_IDLE_S = 30.0
+
+
+def release_sockets() -> None:
+    """In a forked writer: close the sockets inherited from the server (its
+    client port, client and peer connections). Otherwise a writer still at
+    work when the server dies (kill -9, at idle priority on a busy machine)
+    keeps the port bound, so the restarted server cannot listen, and keeps
+    the connections open, so clients do not see the server go. The server
+    keeps its own descriptors: closing the child's copies changes nothing
+    for it."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return  # no /proc: nothing to walk (the writer still works)
+    for fd in fds:
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own descriptor, already gone
 
 
 def lower_priority() -> None:
@@ -474,6 +495,7 @@ class TxnStore:
             code = 1
             try:
                 gc.disable()
+                release_sockets()
                 pwrite = idle_until(SNAPSHOT_WRITER_IDLE_S) if idle_priority() else os.pwrite
                 self._write_snapshot(tree, sessions, zxid, pwrite)
                 code = 0
