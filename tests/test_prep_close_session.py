@@ -164,16 +164,22 @@ def test_a_close_prepared_in_parts_is_the_whole_prep():
     assert seen_long >= 10 and seen_listed >= 100
 
 
+def _tree_with_ephemerals_of_a(n: int) -> DataTree:
+    """/p (B's), with A's ephemerals /p/e00 .. made at zxids 2 .. n + 1."""
+    tree = DataTree()
+    tree.apply(R.TxnHeader(B, 1, 1, 0, OpCode.create), R.CreateTxn("/p", b"", ACL, False, 1))
+    for i in range(n):
+        tree.apply(R.TxnHeader(A, 2 + i, 2 + i, 0, OpCode.create),
+                   R.CreateTxn(f"/p/e{i:02d}", b"", ACL, True, 2 + i))
+    return tree
+
+
 def test_txns_applied_while_a_close_is_prepared_leave_its_result_alone():
     """The server prepares nothing else while a close is prepared in parts,
     but applies earlier txns: the session's own pending ephemeral enters
     the tree (its record goes), the parent's pending count with it. The
     close still deletes it and leaves later preps the tree as it will be."""
-    tree = DataTree()
-    tree.apply(R.TxnHeader(B, 1, 1, 0, OpCode.create), R.CreateTxn("/p", b"", ACL, False, 1))
-    for i in range(30):
-        tree.apply(R.TxnHeader(A, 2 + i, 2 + i, 0, OpCode.create),
-                   R.CreateTxn(f"/p/e{i:02d}", b"", ACL, True, 2 + i))
+    tree = _tree_with_ephemerals_of_a(30)
     pending = PendingChanges(tree)
     create = R.CreateRequest("/p/late", b"", ACL, int(CreateMode.EPHEMERAL))
     hdr = R.TxnHeader(A, 99, 40, 0, OpCode.create)
@@ -222,11 +228,7 @@ def test_a_close_prepared_in_parts_reads_the_trees_paths_in_place_and_starts_aga
     copying 100k paths in one step. Should it change all the same (a txn
     nothing here prepared), the prep starts again from a copy: its txn is
     the unsliced prep's of that moment."""
-    tree = DataTree()
-    tree.apply(R.TxnHeader(B, 1, 1, 0, OpCode.create), R.CreateTxn("/p", b"", ACL, False, 1))
-    for i in range(20):
-        tree.apply(R.TxnHeader(A, 2 + i, 2 + i, 0, OpCode.create),
-                   R.CreateTxn(f"/p/e{i:02d}", b"", ACL, True, 2 + i))
+    tree = _tree_with_ephemerals_of_a(20)
     pending = PendingChanges(tree)
     cp = ClosePrep(A, 50, pending, 3)
     assert cp._owned is tree.ephemerals[A]   # read in place
